@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package the build and the test suite need.
+# Idempotent: packages already present are skipped by apt-get; safe to run often.
+set -euo pipefail
+
+PKGS=(
+    # build
+    build-essential cmake pkg-config ninja-build
+    # engine: BLAS for the CPU backend's large GEMMs
+    libopenblas-dev
+    # server: HTTP, JSON, event loop
+    libmicrohttpd-dev libjansson-dev libuv1-dev
+    # media: FFmpeg libraries and the ffmpeg/ffprobe tools used by tests
+    libavformat-dev libavcodec-dev libavutil-dev libswscale-dev ffmpeg
+    # tests: PyTorch reference (Debian's python3-torch), numpy, OpenCV, curl
+    python3 python3-numpy python3-torch python3-opencv curl
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+    echo "install-deps: all ${#PKGS[@]} packages present"
+    exit 0
+fi
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
