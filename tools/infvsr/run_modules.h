@@ -1,0 +1,2 @@
+/* Runners of `infvsr run <module>`; one per run_<module>.c file. */
+#pragma once
