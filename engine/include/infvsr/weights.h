@@ -40,6 +40,12 @@ const char *               infvsr_weights_path(const struct infvsr_weights * w);
 size_t                       infvsr_weights_count(const struct infvsr_weights * w);
 const struct infvsr_tensor * infvsr_weights_at(const struct infvsr_weights * w, size_t i);
 const struct infvsr_tensor * infvsr_weights_find(const struct infvsr_weights * w, const char * key);
+/* Full key path of tensor i (tensor.name holds at most INFVSR_NAME_MAX - 1 characters of it). */
+const char *                 infvsr_weights_key_at(const struct infvsr_weights * w, size_t i);
+
+/* Value of key `key` in the safetensors "__metadata__" object (string values only), or
+ * NULL when absent or for torch.save files. Valid until close. */
+const char * infvsr_weights_metadata(const struct infvsr_weights * w, const char * key);
 
 /* Model-loader helper: looks up prefix+key and checks rank, shape and that the dtype is
  * a float type. On success fills `out` as a view (not owned). On failure returns
