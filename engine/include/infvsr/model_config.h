@@ -1,4 +1,4 @@
-/* Model hyper-parameters, read from config/models/*.json (jansson).
+/* Model hyper-parameters, read from the JSON files in config/models (jansson).
  * The full InfVSR config and the tiny test config share one schema; see
  * config/models/infvsr-full.json for the values of MODEL-SPEC.md. */
 #pragma once
