@@ -1,0 +1,97 @@
+/* The Wan 2.1 causal video VAE (MODEL-SPEC.md section 5): model loading and the streaming
+ * encode/decode session with optional spatial tiling.
+ *
+ *   infvsr_vae_load()            weights from Wan2.1_VAE.pth (flat state dict or under
+ *                                "model_state."), strict: missing, extra or wrong-shape keys
+ *                                are INFVSR_ERR_MODEL naming the key. Weights are views into
+ *                                the checkpoint (F32, BF16 or F16 as stored), never copied.
+ *   infvsr_vae_session_open()    one scene stream for a padded frame size H' x W' (multiples
+ *                                of 16). Tiled iff H' > tile_threshold_px (default 1024,
+ *                                tiles of 128 latents with stride 110, section 5.8). All cache
+ *                                slots and the scratch arena are allocated here; encode and
+ *                                decode calls allocate nothing.
+ *   infvsr_vae_encode_chunk()    frames [3, L', H', W'] -> normalised latents [16, T, H'/8, W'/8]
+ *                                (first chunk of a scene: L' = 1 mod 4, T = 1 + (L'-1)/4, encoded
+ *                                as frame 0 alone then groups of 4; later chunks: L' = 0 mod 4,
+ *                                T = L'/4).
+ *   infvsr_vae_decode_chunk()    latents [16, T, H'/8, W'/8] -> frames [3, T_px, H', W'] clamped
+ *                                to [-1, 1], one latent frame per decoder call (T_px = 4T - 3 for
+ *                                the first decoded chunk of a scene, 4T afterwards).
+ *
+ * Compute is f32 on the CPU backend; activations are [C, T, H, W]. The session's tensors live
+ * in host memory, so the backend must be the CPU backend (INFVSR_ERR_UNSUPPORTED otherwise).
+ * Tiled blending accumulates in f32 (the reference rounds that accumulation to bf16; the
+ * bf16 rounding of the blend mask itself is kept). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "infvsr/model_config.h"
+#include "infvsr/status.h"
+#include "infvsr/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct infvsr_backend;
+struct infvsr_weights;
+struct infvsr_vae;
+struct infvsr_vae_session;
+
+#define INFVSR_VAE_Z_DIM 16
+
+/* Loads the VAE described by `cfg` (dim 96 for the real model) from `w`; the weights must
+ * outlive the model. `be` must outlive it too. */
+enum infvsr_status infvsr_vae_load(const struct infvsr_weights * w, const struct infvsr_vae_config * cfg,
+                                   struct infvsr_backend * be, struct infvsr_vae ** out,
+                                   struct infvsr_err * err);
+void               infvsr_vae_free(struct infvsr_vae * vae);
+
+/* Number of cached convolutions (named slots) of the encoder + decoder, and a slot's name
+ * ("vae.enc.downsamples.3.residual.2", "vae.dec.upsamples.3.time_conv", ...). */
+int          infvsr_vae_n_slots(const struct infvsr_vae * vae);
+const char * infvsr_vae_slot_name(const struct infvsr_vae * vae, int slot);
+
+struct infvsr_vae_session_params {
+    int height, width;        /* padded frame size H', W' (pixels, multiples of 16)      */
+    int tile_threshold_px;    /* tiled iff height > this (default 1024)                 */
+    int tile_latent;          /* tile size in latent units (default 128)                */
+    int stride_latent;        /* tile stride in latent units (default 110)              */
+};
+
+struct infvsr_vae_session_params infvsr_vae_session_default_params(void);
+
+enum infvsr_status infvsr_vae_session_open(struct infvsr_vae * vae, const struct infvsr_vae_session_params * p,
+                                           struct infvsr_vae_session ** out, struct infvsr_err * err);
+void               infvsr_vae_session_close(struct infvsr_vae_session * s);
+
+/* Scene cut: every cache back to the stream-start state. encode_chunk(first_of_scene =
+ * true) does this too (the previous scene's decode must be finished by then). */
+void infvsr_vae_session_reset(struct infvsr_vae_session * s);
+
+int    infvsr_vae_session_n_tiles(const struct infvsr_vae_session * s);
+/* Bytes held by the per-tile temporal caches (all slots of all tiles). */
+size_t infvsr_vae_session_cache_bytes(const struct infvsr_vae_session * s);
+/* Bytes of the scratch arena reserved at open (largest single encoder/decoder call). */
+size_t infvsr_vae_session_scratch_bytes(const struct infvsr_vae_session * s);
+
+/* Output frame counts for a chunk: latents for L' frames, frames for T latents (depends
+ * on whether this session has decoded since the last reset). -1 when L' is invalid. */
+int64_t infvsr_vae_encode_n_latents(int64_t n_frames, bool first_of_scene);
+int64_t infvsr_vae_decode_n_frames(const struct infvsr_vae_session * s, int64_t n_latents);
+
+/* frames: [3, L', H', W'] F32 or BF16 (host); latents: caller-allocated [16, T, H'/8, W'/8] F32. */
+enum infvsr_status infvsr_vae_encode_chunk(struct infvsr_vae_session * s, const struct infvsr_tensor * frames,
+                                           bool first_of_scene, struct infvsr_tensor * latents,
+                                           struct infvsr_err * err);
+/* latents: [16, T, H'/8, W'/8] F32 or BF16 (host); frames: caller-allocated
+ * [3, infvsr_vae_decode_n_frames(s, T), H', W'] F32. */
+enum infvsr_status infvsr_vae_decode_chunk(struct infvsr_vae_session * s, const struct infvsr_tensor * latents,
+                                           struct infvsr_tensor * frames, struct infvsr_err * err);
+
+#ifdef __cplusplus
+}
+#endif
