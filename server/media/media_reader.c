@@ -1,0 +1,397 @@
+/* Media reader: demux + decode the best video stream, convert to RGB24 (see media.h).
+ *
+ * Colour conversion matches what `ffmpeg -i IN -pix_fmt rgb24` does in FFmpeg 5.1: its
+ * auto-inserted scale filter uses swscale with SWS_BICUBIC and, because in_color_matrix
+ * defaults to "auto", the YUV->RGB matrix from the frame's colorspace tag
+ * (sws_getCoefficients: BT.709, FCC, BT.601, SMPTE-240M, BT.2020; untagged streams and
+ * everything else get BT.601) and the range from its color_range tag (full only when
+ * tagged JPEG/full). The test compares our RGB bytes with the ffmpeg CLI's. */
+#include "media_internal.h"
+
+#include <libavutil/imgutils.h>
+#include <libswscale/swscale.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define IO_BUFFER_SIZE (64 * 1024)
+
+struct infvsr_media_reader {
+    AVFormatContext * fmt;
+    AVIOContext *     pb;          /* ours: opened from the path, or wrapping the callbacks */
+    bool              pb_is_file;
+    struct infvsr_media_io io;
+    AVCodecContext *  dec;
+    int               video_index;
+    int *             copy_map;    /* stream index -> copy index or -1 */
+    int *             copy_streams;/* copy index -> stream index */
+    struct SwsContext * sws;
+    int               sws_fmt;
+    enum AVColorSpace sws_colorspace;
+    enum AVColorRange sws_range;
+    AVPacket *        pkt;
+    AVFrame *         frame;
+    bool              flushing;     /* NULL packet sent to the decoder */
+    bool              eof;
+    int64_t           frames_read;
+    struct infvsr_media_limits limits;
+    struct infvsr_media_info   info;
+    infvsr_media_packet_sink   sink;
+    void *            sink_user;
+    int               nested_opens; /* refused nested opens, for the error message */
+};
+
+struct infvsr_media_limits infvsr_media_limits_default(void) {
+    struct infvsr_media_limits l = {
+        .max_pixels = 8192LL * 4320LL, .max_dimension = 8192, .probesize = 5LL << 20,
+        .analyzeduration_us = 5LL * 1000 * 1000, .max_frames = 0, .format_whitelist = NULL,
+        .threads = 1,
+    };
+    return l;
+}
+
+enum infvsr_status infvsr_media_av_err(struct infvsr_err * err, enum infvsr_status st, int averr,
+                                       const char * what) {
+    char buf[AV_ERROR_MAX_STRING_SIZE] = { 0 };
+    av_strerror(averr, buf, sizeof(buf));
+    return infvsr_err_set(err, st, "%s: %s", what, buf);
+}
+
+/* Demuxers such as hls, concat or dash open further URLs named inside the input; the
+ * reader serves exactly one input, so every nested open is refused. */
+static int refuse_nested_open(struct AVFormatContext * s, AVIOContext ** pb, const char * url, int flags,
+                              AVDictionary ** options) {
+    struct infvsr_media_reader * r = s->opaque;
+    if (r) r->nested_opens++;
+    return AVERROR(EPERM);
+}
+
+static int io_read(void * opaque, uint8_t * buf, int size) {
+    struct infvsr_media_reader * r = opaque;
+    int n = r->io.read(r->io.opaque, buf, size);
+    if (n == 0) return AVERROR_EOF;
+    return n < 0 ? AVERROR(EIO) : n;
+}
+
+static int64_t io_seek(void * opaque, int64_t offset, int whence) {
+    struct infvsr_media_reader * r = opaque;
+    int64_t pos = r->io.seek(r->io.opaque, offset, whence);
+    return pos < 0 ? AVERROR(EIO) : pos;
+}
+
+void infvsr_media_reader_close(struct infvsr_media_reader * r) {
+    if (!r) return;
+    avcodec_free_context(&r->dec);
+    if (r->fmt) avformat_close_input(&r->fmt); /* does not close a custom pb */
+    if (r->pb) {
+        if (r->pb_is_file) {
+            avio_closep(&r->pb);
+        } else {
+            av_freep(&r->pb->buffer);
+            avio_context_free(&r->pb);
+        }
+    }
+    sws_freeContext(r->sws);
+    av_packet_free(&r->pkt);
+    av_frame_free(&r->frame);
+    av_free(r->copy_map);
+    av_free(r->copy_streams);
+    av_free(r);
+}
+
+/* MODEL-SPEC §2.1 frame rate rules, see media.h. */
+static void fill_rate(struct infvsr_media_reader * r, const AVStream * st) {
+    AVRational q = st->r_frame_rate.num > 0 && st->r_frame_rate.den > 0 ? st->r_frame_rate : st->avg_frame_rate;
+    double fps = 0;
+    if (q.num > 0 && q.den > 0) {
+        fps = av_q2d(q);
+        r->info.fps_num = q.num;
+        r->info.fps_den = q.den;
+    } else if (r->info.nframes > 0 && r->info.duration_s > 0) {
+        fps = (double)r->info.nframes / r->info.duration_s;
+    }
+    if (!isfinite(fps) || fps <= 0) {
+        fps = 15.0;
+        r->info.fps_num = 15;
+        r->info.fps_den = 1;
+    }
+    r->info.fps = fps;
+}
+
+static enum infvsr_status open_common(struct infvsr_media_reader * r, const char * what,
+                                      struct infvsr_err * err) {
+    const struct infvsr_media_limits * L = &r->limits;
+    r->fmt = avformat_alloc_context();
+    r->pkt = av_packet_alloc();
+    r->frame = av_frame_alloc();
+    if (!r->fmt || !r->pkt || !r->frame) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "%s: out of memory", what);
+    r->fmt->pb = r->pb;
+    r->fmt->flags |= AVFMT_FLAG_CUSTOM_IO;
+    r->fmt->opaque = r;
+    r->fmt->io_open = refuse_nested_open;
+    if (L->probesize > 0) r->fmt->probesize = L->probesize;
+    if (L->analyzeduration_us > 0) r->fmt->max_analyze_duration = L->analyzeduration_us;
+    AVDictionary * opts = NULL;
+    if (L->format_whitelist) av_dict_set(&opts, "format_whitelist", L->format_whitelist, 0);
+    int ret = avformat_open_input(&r->fmt, NULL, NULL, &opts);
+    av_dict_free(&opts);
+    if (ret < 0) { /* avformat_open_input freed the context */
+        char m[300];
+        snprintf(m, sizeof(m), "%s: not a readable media file (unknown format, or truncated/corrupt%s)", what,
+                 L->format_whitelist ? ", or a format not in the whitelist" : "");
+        return infvsr_media_av_err(err, INFVSR_ERR_FORMAT, ret, m);
+    }
+    ret = avformat_find_stream_info(r->fmt, NULL);
+    if (ret < 0) {
+        char m[300];
+        snprintf(m, sizeof(m), "%s: cannot read the stream parameters (truncated or corrupt file?)", what);
+        return infvsr_media_av_err(err, INFVSR_ERR_FORMAT, ret, m);
+    }
+    const AVCodec * codec = NULL;
+    r->video_index = av_find_best_stream(r->fmt, AVMEDIA_TYPE_VIDEO, -1, -1, &codec, 0);
+    if (r->video_index == AVERROR_STREAM_NOT_FOUND)
+        return infvsr_err_set(err, INFVSR_ERR_FORMAT, "%s: not a video: no video stream among %u stream(s)", what,
+                              r->fmt->nb_streams);
+    if (r->video_index < 0 || !codec)
+        return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "%s: no decoder for the video stream", what);
+    AVStream * vs = r->fmt->streams[r->video_index];
+    int w = vs->codecpar->width, h = vs->codecpar->height;
+    if (w <= 0 || h <= 0 || w > L->max_dimension || h > L->max_dimension || (int64_t)w * h > L->max_pixels)
+        return infvsr_err_set(err, INFVSR_ERR_FORMAT,
+                              "%s: video size %dx%d is outside the limits (1..%d per side, %lld pixels)", what, w,
+                              h, L->max_dimension, (long long)L->max_pixels);
+
+    r->copy_map = av_malloc_array(r->fmt->nb_streams, sizeof(int));
+    r->copy_streams = av_malloc_array(r->fmt->nb_streams, sizeof(int));
+    if (!r->copy_map || !r->copy_streams) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "%s: out of memory", what);
+    for (unsigned i = 0; i < r->fmt->nb_streams; i++) {
+        enum AVMediaType t = r->fmt->streams[i]->codecpar->codec_type;
+        r->copy_map[i] = -1;
+        if ((int)i != r->video_index && (t == AVMEDIA_TYPE_AUDIO || t == AVMEDIA_TYPE_SUBTITLE)) {
+            r->copy_map[i] = r->info.n_copy_streams;
+            r->copy_streams[r->info.n_copy_streams++] = (int)i;
+        } else if ((int)i != r->video_index) {
+            r->fmt->streams[i]->discard = AVDISCARD_ALL; /* data, attachments, other video */
+        }
+    }
+
+    r->dec = avcodec_alloc_context3(codec);
+    if (!r->dec) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "%s: out of memory", what);
+    ret = avcodec_parameters_to_context(r->dec, vs->codecpar);
+    if (ret < 0) return infvsr_media_av_err(err, INFVSR_ERR_FORMAT, ret, what);
+    r->dec->thread_count = L->threads > 0 ? L->threads : 1;
+    r->dec->pkt_timebase = vs->time_base;
+    ret = avcodec_open2(r->dec, codec, NULL);
+    if (ret < 0) return infvsr_media_av_err(err, INFVSR_ERR_UNSUPPORTED, ret, "cannot open the video decoder");
+
+    r->info.width = w;
+    r->info.height = h;
+    r->info.tb_num = vs->time_base.num;
+    r->info.tb_den = vs->time_base.den;
+    r->info.nframes = vs->nb_frames > 0 ? vs->nb_frames : -1;
+    if (vs->duration != AV_NOPTS_VALUE && vs->duration > 0)
+        r->info.duration_s = (double)vs->duration * av_q2d(vs->time_base);
+    else if (r->fmt->duration != AV_NOPTS_VALUE && r->fmt->duration > 0)
+        r->info.duration_s = (double)r->fmt->duration / AV_TIME_BASE;
+    else
+        r->info.duration_s = -1;
+    fill_rate(r, vs);
+    r->info.format_name = r->fmt->iformat->name;
+    r->info.codec_name = codec->name;
+    r->sws_fmt = -1;
+    return INFVSR_OK;
+}
+
+static struct infvsr_media_reader * reader_alloc(const struct infvsr_media_limits * limits) {
+    struct infvsr_media_reader * r = av_mallocz(sizeof(*r));
+    if (!r) return NULL;
+    r->limits = limits ? *limits : infvsr_media_limits_default();
+    struct infvsr_media_limits d = infvsr_media_limits_default();
+    if (r->limits.max_pixels <= 0) r->limits.max_pixels = d.max_pixels;
+    if (r->limits.max_dimension <= 0) r->limits.max_dimension = d.max_dimension;
+    r->video_index = -1;
+    return r;
+}
+
+enum infvsr_status infvsr_media_reader_open_file(const char * path, const struct infvsr_media_limits * limits,
+                                                 struct infvsr_media_reader ** out, struct infvsr_err * err) {
+    *out = NULL;
+    if (!path) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "media reader: NULL path");
+    struct infvsr_media_reader * r = reader_alloc(limits);
+    if (!r) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "media reader: out of memory");
+    /* "file:" so that a name with a colon is never taken for another protocol. */
+    char * url = av_asprintf("file:%s", path);
+    AVDictionary * o = NULL;
+    av_dict_set(&o, "protocol_whitelist", "file", 0);
+    int ret = url ? avio_open2(&r->pb, url, AVIO_FLAG_READ, NULL, &o) : AVERROR(ENOMEM);
+    av_dict_free(&o);
+    av_free(url);
+    if (ret < 0) {
+        infvsr_media_reader_close(r);
+        char m[300];
+        snprintf(m, sizeof(m), "cannot open %.250s", path);
+        return infvsr_media_av_err(err, INFVSR_ERR_IO, ret, m);
+    }
+    r->pb_is_file = true;
+    enum infvsr_status st = open_common(r, path, err);
+    if (st != INFVSR_OK) {
+        infvsr_media_reader_close(r);
+        return st;
+    }
+    *out = r;
+    return INFVSR_OK;
+}
+
+enum infvsr_status infvsr_media_reader_open_io(const struct infvsr_media_io * io,
+                                               const struct infvsr_media_limits * limits,
+                                               struct infvsr_media_reader ** out, struct infvsr_err * err) {
+    *out = NULL;
+    if (!io || !io->read) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "media reader: no read callback");
+    struct infvsr_media_reader * r = reader_alloc(limits);
+    uint8_t * buf = av_malloc(IO_BUFFER_SIZE);
+    if (!r || !buf) {
+        av_free(buf);
+        infvsr_media_reader_close(r);
+        return infvsr_err_set(err, INFVSR_ERR_NOMEM, "media reader: out of memory");
+    }
+    r->io = *io;
+    r->pb = avio_alloc_context(buf, IO_BUFFER_SIZE, 0, r, io_read, NULL, io->seek ? io_seek : NULL);
+    if (!r->pb) {
+        av_free(buf);
+        infvsr_media_reader_close(r);
+        return infvsr_err_set(err, INFVSR_ERR_NOMEM, "media reader: out of memory");
+    }
+    r->pb->seekable = io->seek ? AVIO_SEEKABLE_NORMAL : 0;
+    enum infvsr_status st = open_common(r, "uploaded input", err);
+    if (st != INFVSR_OK) {
+        infvsr_media_reader_close(r);
+        return st;
+    }
+    *out = r;
+    return INFVSR_OK;
+}
+
+const struct infvsr_media_info * infvsr_media_reader_info(const struct infvsr_media_reader * r) { return &r->info; }
+
+void infvsr_media_reader_set_packet_sink(struct infvsr_media_reader * r, infvsr_media_packet_sink sink, void * user) {
+    r->sink = sink;
+    r->sink_user = user;
+}
+
+int64_t infvsr_media_reader_frames_read(const struct infvsr_media_reader * r) { return r->frames_read; }
+
+const AVCodecParameters * infvsr_media_reader_copy_stream(const struct infvsr_media_reader * r, int i,
+                                                          AVRational * time_base) {
+    if (i < 0 || i >= r->info.n_copy_streams) return NULL;
+    const AVStream * st = r->fmt->streams[r->copy_streams[i]];
+    if (time_base) *time_base = st->time_base;
+    return st->codecpar;
+}
+
+/* Same matrix rule as FFmpeg 5.1 vf_scale parse_yuv_type() with in_color_matrix=auto. */
+static const int * yuv_coefficients(enum AVColorSpace cs) {
+    if (cs < 1 || cs > 10 || cs == 8) cs = AVCOL_SPC_BT470BG;
+    return sws_getCoefficients(cs);
+}
+
+static enum infvsr_status convert_frame(struct infvsr_media_reader * r, const AVFrame * f, uint8_t * rgb,
+                                        struct infvsr_err * err) {
+    if (f->width != r->info.width || f->height != r->info.height)
+        return infvsr_err_set(err, INFVSR_ERR_FORMAT,
+                              "video resolution changes at frame %lld: %dx%d -> %dx%d (must stay constant)",
+                              (long long)r->frames_read, r->info.width, r->info.height, f->width, f->height);
+    if (f->format != r->sws_fmt || f->colorspace != r->sws_colorspace || f->color_range != r->sws_range) {
+        r->sws = sws_getCachedContext(r->sws, f->width, f->height, f->format, f->width, f->height,
+                                      AV_PIX_FMT_RGB24, SWS_BICUBIC, NULL, NULL, NULL);
+        if (!r->sws)
+            return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "cannot convert pixel format %s to rgb24",
+                                  av_get_pix_fmt_name(f->format) ? av_get_pix_fmt_name(f->format) : "?");
+        const int * coef = yuv_coefficients(f->colorspace);
+        int in_full = f->color_range == AVCOL_RANGE_JPEG;
+        sws_setColorspaceDetails(r->sws, coef, in_full, sws_getCoefficients(SWS_CS_DEFAULT), 0, 0, 1 << 16,
+                                 1 << 16);
+        r->sws_fmt = f->format;
+        r->sws_colorspace = f->colorspace;
+        r->sws_range = f->color_range;
+    }
+    uint8_t * dst[4] = { rgb, NULL, NULL, NULL };
+    int dst_stride[4] = { 3 * f->width, 0, 0, 0 };
+    int h = sws_scale(r->sws, (const uint8_t * const *)f->data, f->linesize, 0, f->height, dst, dst_stride);
+    if (h != f->height) return infvsr_err_set(err, INFVSR_ERR_FORMAT, "colour conversion failed at frame %lld",
+                                              (long long)r->frames_read);
+    return INFVSR_OK;
+}
+
+static enum infvsr_status end_of_stream(struct infvsr_media_reader * r, struct infvsr_err * err) {
+    if (r->frames_read == 0)
+        return infvsr_err_set(err, INFVSR_ERR_FORMAT, "the video stream has no decodable frame");
+    if (r->info.nframes > 0 && r->frames_read < r->info.nframes)
+        return infvsr_err_set(err, INFVSR_ERR_FORMAT,
+                              "truncated video: decoded %lld of the %lld frames the file declares",
+                              (long long)r->frames_read, (long long)r->info.nframes);
+    return INFVSR_OK;
+}
+
+int infvsr_media_reader_next(struct infvsr_media_reader * r, uint8_t * rgb, int64_t * pts, struct infvsr_err * err) {
+    if (pts) *pts = INFVSR_MEDIA_NOPTS;
+    if (r->eof) return INFVSR_MEDIA_EOF;
+    for (;;) {
+        int ret = avcodec_receive_frame(r->dec, r->frame);
+        if (ret >= 0) {
+            if (r->limits.max_frames > 0 && r->frames_read >= r->limits.max_frames) {
+                av_frame_unref(r->frame);
+                return infvsr_err_set(err, INFVSR_ERR_FORMAT, "the video has more than %lld frames (limit)",
+                                      (long long)r->limits.max_frames);
+            }
+            enum infvsr_status st = convert_frame(r, r->frame, rgb, err);
+            int64_t ts = r->frame->best_effort_timestamp;
+            av_frame_unref(r->frame);
+            if (st != INFVSR_OK) return st;
+            if (pts) *pts = ts == AV_NOPTS_VALUE ? INFVSR_MEDIA_NOPTS : ts;
+            r->frames_read++;
+            return INFVSR_OK;
+        }
+        if (ret == AVERROR_EOF) {
+            enum infvsr_status st = end_of_stream(r, err);
+            if (st != INFVSR_OK) return st;
+            r->eof = true;
+            return INFVSR_MEDIA_EOF;
+        }
+        if (ret != AVERROR(EAGAIN))
+            return infvsr_media_av_err(err, INFVSR_ERR_FORMAT, ret, "video decoding failed");
+        if (r->flushing) /* cannot happen: a draining decoder returns frames or EOF */
+            return infvsr_err_set(err, INFVSR_ERR_FORMAT, "video decoder stalled while draining");
+        ret = av_read_frame(r->fmt, r->pkt);
+        if (ret == AVERROR_EOF || (ret < 0 && avio_feof(r->fmt->pb) && r->fmt->pb->error == 0)) {
+            r->flushing = true;
+            ret = avcodec_send_packet(r->dec, NULL);
+            if (ret < 0) return infvsr_media_av_err(err, INFVSR_ERR_FORMAT, ret, "video decoder flush failed");
+            continue;
+        }
+        if (ret < 0) {
+            char m[200];
+            const char * hint = r->nested_opens ? " (it refers to other files, which is not allowed)"
+                              : !(r->pb->seekable & AVIO_SEEKABLE_NORMAL) && r->frames_read == 0
+                                  ? " (a streamed input needs its index first, e.g. MP4 with -movflags +faststart)"
+                                  : "";
+            snprintf(m, sizeof(m), "reading the input failed after %lld frames%s", (long long)r->frames_read, hint);
+            return infvsr_media_av_err(err, ret == AVERROR(EIO) ? INFVSR_ERR_IO : INFVSR_ERR_FORMAT, ret, m);
+        }
+        int si = r->pkt->stream_index;
+        enum infvsr_status st = INFVSR_OK;
+        if (si == r->video_index) {
+            ret = avcodec_send_packet(r->dec, r->pkt);
+            if (ret < 0 && ret != AVERROR(EAGAIN)) {
+                char m[160];
+                snprintf(m, sizeof(m), "corrupt video packet after frame %lld", (long long)r->frames_read);
+                st = infvsr_media_av_err(err, INFVSR_ERR_FORMAT, ret, m);
+            }
+        } else if (si >= 0 && si < (int)r->fmt->nb_streams && r->copy_map[si] >= 0 && r->sink) {
+            struct infvsr_media_packet p = { .pkt = r->pkt, .copy_index = r->copy_map[si],
+                                             .time_base = r->fmt->streams[si]->time_base };
+            st = r->sink(r->sink_user, &p, err);
+        }
+        av_packet_unref(r->pkt);
+        if (st != INFVSR_OK) return st;
+    }
+}

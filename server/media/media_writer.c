@@ -1,0 +1,312 @@
+/* Media writer: encode RGB24 frames, copy audio/subtitle packets, publish atomically
+ * (see media.h).
+ *
+ * RGB -> YUV uses swscale with SWS_BICUBIC and BT.601 limited range, untagged: what the
+ * ffmpeg CLI does for `-f rawvideo -pix_fmt rgb24 -i - -pix_fmt yuv420p` (imageio's
+ * writer, MODEL-SPEC §2.6), and what our reader inverts for an untagged stream. FFV1
+ * stores bgr0, so an FFV1 file holds the RGB frames exactly. */
+#include "media_internal.h"
+
+#include <libavutil/opt.h>
+#include <libswscale/swscale.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct infvsr_media_writer {
+    struct infvsr_media_writer_opts opts;
+    char *            path;
+    char *            tmp_path;
+    AVFormatContext * oc;
+    AVCodecContext *  enc;
+    AVStream *        vst;
+    struct SwsContext * sws;
+    AVFrame *         frame;
+    AVPacket *        pkt;
+    AVPacket *        cpkt;        /* copied packets */
+    AVRational        in_tb;       /* of the pts passed to write() */
+    AVRational        frame_dur;   /* 1/fps as a rational, for frames without pts */
+    int *             copy_out;    /* copy index -> output stream index or -1 */
+    int               n_copy_in, n_copied;
+    int64_t           frames_in, packets_out, last_pts;
+    bool              header_written;
+};
+
+struct infvsr_media_writer_opts infvsr_media_writer_opts_for(const struct infvsr_media_info * in,
+                                                             enum infvsr_media_codec codec) {
+    struct infvsr_media_writer_opts o = { 0 };
+    o.codec = codec;
+    o.crf = 15;
+    o.threads = 1;
+    if (in) {
+        o.width = in->width;
+        o.height = in->height;
+        o.fps = in->fps;
+        o.fps_num = in->fps_num;
+        o.fps_den = in->fps_den;
+        o.tb_num = in->tb_num;
+        o.tb_den = in->tb_den;
+    }
+    return o;
+}
+
+static void writer_free(struct infvsr_media_writer * w) {
+    avcodec_free_context(&w->enc);
+    if (w->oc) {
+        if (w->oc->pb) avio_closep(&w->oc->pb);
+        avformat_free_context(w->oc);
+    }
+    sws_freeContext(w->sws);
+    av_frame_free(&w->frame);
+    av_packet_free(&w->pkt);
+    av_packet_free(&w->cpkt);
+    av_free(w->copy_out);
+    av_free(w->path);
+    av_free(w->tmp_path);
+    av_free(w);
+}
+
+void infvsr_media_writer_abort(struct infvsr_media_writer * w) {
+    if (!w) return;
+    if (w->tmp_path) unlink(w->tmp_path);
+    writer_free(w);
+}
+
+static bool has_ext(const char * path, const char * ext) {
+    size_t n = strlen(path), e = strlen(ext);
+    return n >= e && strcasecmp(path + n - e, ext) == 0;
+}
+
+static const char * muxer_for(const char * path, enum infvsr_media_codec codec) {
+    switch (codec) {
+        case INFVSR_CODEC_H264: return has_ext(path, ".mkv") ? "matroska" : has_ext(path, ".mov") ? "mov" : "mp4";
+        case INFVSR_CODEC_FFV1: return "matroska";
+        case INFVSR_CODEC_Y4M:  return "yuv4mpegpipe";
+    }
+    return NULL;
+}
+
+static enum infvsr_status open_encoder(struct infvsr_media_writer * w, struct infvsr_err * err) {
+    const struct infvsr_media_writer_opts * o = &w->opts;
+    const char * name = o->codec == INFVSR_CODEC_H264 ? "libx264" : o->codec == INFVSR_CODEC_FFV1 ? "ffv1"
+                                                                                                : "wrapped_avframe";
+    const AVCodec * codec = avcodec_find_encoder_by_name(name);
+    if (!codec) return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "encoder %s is not available in this FFmpeg", name);
+    w->enc = avcodec_alloc_context3(codec);
+    if (!w->enc) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "media writer: out of memory");
+    bool odd = (o->width & 1) || (o->height & 1);
+    if (o->codec == INFVSR_CODEC_FFV1) w->enc->pix_fmt = AV_PIX_FMT_BGR0;
+    else w->enc->pix_fmt = (odd || o->lossless) ? AV_PIX_FMT_YUV444P : AV_PIX_FMT_YUV420P;
+    w->enc->width = o->width;
+    w->enc->height = o->height;
+    w->enc->framerate = av_inv_q(w->frame_dur);
+    /* y4m stores a frame rate, not timestamps: its time base must be 1/fps. */
+    w->enc->time_base = o->codec == INFVSR_CODEC_Y4M ? w->frame_dur : w->in_tb;
+    w->enc->thread_count = o->threads > 0 ? o->threads : 1;
+    w->enc->sample_aspect_ratio = (AVRational){ 1, 1 };
+    if (w->oc->oformat->flags & AVFMT_GLOBALHEADER) w->enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+    AVDictionary * eo = NULL;
+    if (o->codec == INFVSR_CODEC_H264) {
+        char crf[16];
+        snprintf(crf, sizeof(crf), "%d", o->lossless ? 0 : o->crf);
+        av_dict_set(&eo, "crf", crf, 0);
+    } else if (o->codec == INFVSR_CODEC_FFV1) {
+        av_dict_set(&eo, "level", "3", 0);
+        av_dict_set(&eo, "slicecrc", "1", 0);
+    }
+    int ret = avcodec_open2(w->enc, codec, &eo);
+    av_dict_free(&eo);
+    if (ret < 0) return infvsr_media_av_err(err, INFVSR_ERR_UNSUPPORTED, ret, "cannot open the video encoder");
+    w->vst = avformat_new_stream(w->oc, NULL);
+    if (!w->vst) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "media writer: out of memory");
+    ret = avcodec_parameters_from_context(w->vst->codecpar, w->enc);
+    if (ret < 0) return infvsr_media_av_err(err, INFVSR_ERR_FORMAT, ret, "video stream parameters");
+    w->vst->time_base = w->enc->time_base;
+    w->vst->avg_frame_rate = w->enc->framerate;
+    w->vst->r_frame_rate = w->enc->framerate;
+
+    w->frame = av_frame_alloc();
+    w->pkt = av_packet_alloc();
+    w->cpkt = av_packet_alloc();
+    if (!w->frame || !w->pkt || !w->cpkt) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "media writer: out of memory");
+    w->frame->format = w->enc->pix_fmt;
+    w->frame->width = o->width;
+    w->frame->height = o->height;
+    ret = av_frame_get_buffer(w->frame, 0);
+    if (ret < 0) return infvsr_media_av_err(err, INFVSR_ERR_NOMEM, ret, "frame buffer");
+    w->sws = sws_getContext(o->width, o->height, AV_PIX_FMT_RGB24, o->width, o->height, w->enc->pix_fmt,
+                            SWS_BICUBIC, NULL, NULL, NULL);
+    if (!w->sws) return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "cannot convert rgb24 to the encoder's format");
+    const int * bt601 = sws_getCoefficients(SWS_CS_DEFAULT);
+    sws_setColorspaceDetails(w->sws, bt601, 0, bt601, 0, 0, 1 << 16, 1 << 16);
+    return INFVSR_OK;
+}
+
+/* Adds an output stream for every copy stream of the reader the muxer accepts. */
+static enum infvsr_status add_copy_streams(struct infvsr_media_writer * w, struct infvsr_err * err) {
+    const struct infvsr_media_reader * r = w->opts.copy_from;
+    if (!r) return INFVSR_OK;
+    w->n_copy_in = infvsr_media_reader_info(r)->n_copy_streams;
+    if (w->n_copy_in == 0) return INFVSR_OK;
+    w->copy_out = av_malloc_array((size_t)w->n_copy_in, sizeof(int));
+    if (!w->copy_out) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "media writer: out of memory");
+    for (int i = 0; i < w->n_copy_in; i++) {
+        AVRational tb;
+        const AVCodecParameters * par = infvsr_media_reader_copy_stream(r, i, &tb);
+        w->copy_out[i] = -1;
+        if (w->opts.codec == INFVSR_CODEC_Y4M) continue;
+        if (avformat_query_codec(w->oc->oformat, par->codec_id, FF_COMPLIANCE_NORMAL) != 1) continue;
+        AVStream * st = avformat_new_stream(w->oc, NULL);
+        if (!st) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "media writer: out of memory");
+        int ret = avcodec_parameters_copy(st->codecpar, par);
+        if (ret < 0) return infvsr_media_av_err(err, INFVSR_ERR_FORMAT, ret, "copying stream parameters");
+        st->codecpar->codec_tag = 0; /* let the output container choose its tag */
+        st->time_base = tb;
+        w->copy_out[i] = st->index;
+        w->n_copied++;
+    }
+    return INFVSR_OK;
+}
+
+enum infvsr_status infvsr_media_writer_open(const char * path, const struct infvsr_media_writer_opts * opts,
+                                            struct infvsr_media_writer ** out, struct infvsr_err * err) {
+    *out = NULL;
+    if (!path || !opts) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "media writer: NULL argument");
+    if (opts->width <= 0 || opts->height <= 0 || opts->width > 16384 || opts->height > 16384)
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "media writer: bad frame size %dx%d", opts->width,
+                              opts->height);
+    if (!(opts->fps > 0) || !isfinite(opts->fps))
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "media writer: fps must be > 0 (got %g)", opts->fps);
+    if (opts->codec == INFVSR_CODEC_H264 && (opts->crf < 0 || opts->crf > 51))
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "media writer: crf must be 0..51 (got %d)", opts->crf);
+    struct infvsr_media_writer * w = av_mallocz(sizeof(*w));
+    if (!w) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "media writer: out of memory");
+    w->opts = *opts;
+    w->last_pts = INT64_MIN;
+    w->frame_dur = opts->fps_num > 0 && opts->fps_den > 0 ? (AVRational){ opts->fps_den, opts->fps_num }
+                                                          : av_inv_q(av_d2q(opts->fps, 1 << 24));
+    w->in_tb = opts->tb_num > 0 && opts->tb_den > 0 ? (AVRational){ opts->tb_num, opts->tb_den } : w->frame_dur;
+    w->path = av_strdup(path);
+    w->tmp_path = av_asprintf("%s.tmp-XXXXXX", path);
+    if (!w->path || !w->tmp_path) {
+        writer_free(w);
+        return infvsr_err_set(err, INFVSR_ERR_NOMEM, "media writer: out of memory");
+    }
+    int fd = mkstemp(w->tmp_path);
+    if (fd < 0) {
+        av_freep(&w->tmp_path); /* nothing to unlink */
+        writer_free(w);
+        return infvsr_err_set(err, INFVSR_ERR_IO, "cannot create a temporary file next to %.300s", path);
+    }
+    close(fd);
+    const char * muxer = muxer_for(path, opts->codec);
+    int ret = avformat_alloc_output_context2(&w->oc, NULL, muxer, w->tmp_path);
+    enum infvsr_status st = INFVSR_OK;
+    if (ret < 0 || !w->oc) st = infvsr_media_av_err(err, INFVSR_ERR_UNSUPPORTED, ret, "output container");
+    if (st == INFVSR_OK) st = open_encoder(w, err);
+    if (st == INFVSR_OK) st = add_copy_streams(w, err);
+    if (st == INFVSR_OK) {
+        char * url = av_asprintf("file:%s", w->tmp_path);
+        ret = url ? avio_open(&w->oc->pb, url, AVIO_FLAG_WRITE) : AVERROR(ENOMEM);
+        av_free(url);
+        if (ret < 0) st = infvsr_media_av_err(err, INFVSR_ERR_IO, ret, "cannot write the output file");
+    }
+    if (st == INFVSR_OK) {
+        ret = avformat_write_header(w->oc, NULL);
+        if (ret < 0) st = infvsr_media_av_err(err, INFVSR_ERR_FORMAT, ret, "cannot write the container header");
+        w->header_written = ret >= 0;
+    }
+    if (st != INFVSR_OK) {
+        infvsr_media_writer_abort(w);
+        return st;
+    }
+    *out = w;
+    return INFVSR_OK;
+}
+
+/* Moves every packet the encoder has ready into the muxer. */
+static enum infvsr_status drain_encoder(struct infvsr_media_writer * w, struct infvsr_err * err) {
+    for (;;) {
+        int ret = avcodec_receive_packet(w->enc, w->pkt);
+        if (ret == AVERROR(EAGAIN) || ret == AVERROR_EOF) return INFVSR_OK;
+        if (ret < 0) return infvsr_media_av_err(err, INFVSR_ERR_FORMAT, ret, "video encoding failed");
+        av_packet_rescale_ts(w->pkt, w->enc->time_base, w->vst->time_base);
+        w->pkt->stream_index = w->vst->index;
+        w->packets_out++;
+        ret = av_interleaved_write_frame(w->oc, w->pkt); /* takes the packet's reference */
+        if (ret < 0) return infvsr_media_av_err(err, INFVSR_ERR_IO, ret, "writing a video packet failed");
+    }
+}
+
+enum infvsr_status infvsr_media_writer_write(struct infvsr_media_writer * w, const uint8_t * rgb, int64_t pts,
+                                             struct infvsr_err * err) {
+    if (!w || !rgb) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "media writer: NULL argument");
+    int ret = av_frame_make_writable(w->frame); /* the encoder may still reference it */
+    if (ret < 0) return infvsr_media_av_err(err, INFVSR_ERR_NOMEM, ret, "frame buffer");
+    const uint8_t * src[4] = { rgb, NULL, NULL, NULL };
+    int src_stride[4] = { 3 * w->opts.width, 0, 0, 0 };
+    sws_scale(w->sws, src, src_stride, 0, w->opts.height, w->frame->data, w->frame->linesize);
+    int64_t p;
+    if (w->opts.codec == INFVSR_CODEC_Y4M) p = w->frames_in;
+    else if (pts == INFVSR_MEDIA_NOPTS) p = av_rescale_q(w->frames_in, w->frame_dur, w->in_tb);
+    else p = pts;
+    if (w->last_pts != INT64_MIN && p <= w->last_pts) p = w->last_pts + 1; /* encoders need increasing pts */
+    w->last_pts = p;
+    w->frame->pts = p;
+    ret = avcodec_send_frame(w->enc, w->frame);
+    if (ret < 0) return infvsr_media_av_err(err, INFVSR_ERR_FORMAT, ret, "video encoder refused a frame");
+    w->frames_in++;
+    return drain_encoder(w, err);
+}
+
+enum infvsr_status infvsr_media_writer_copy_packet_sink(void * writer, const struct infvsr_media_packet * p,
+                                                        struct infvsr_err * err) {
+    struct infvsr_media_writer * w = writer;
+    if (!w || !p || p->copy_index < 0 || p->copy_index >= w->n_copy_in || w->copy_out[p->copy_index] < 0)
+        return INFVSR_OK; /* a stream this container cannot hold: dropped at open */
+    AVStream * st = w->oc->streams[w->copy_out[p->copy_index]];
+    int ret = av_packet_ref(w->cpkt, p->pkt);
+    if (ret < 0) return infvsr_media_av_err(err, INFVSR_ERR_NOMEM, ret, "copying a packet");
+    av_packet_rescale_ts(w->cpkt, p->time_base, st->time_base);
+    w->cpkt->stream_index = st->index;
+    w->cpkt->pos = -1;
+    ret = av_interleaved_write_frame(w->oc, w->cpkt);
+    av_packet_unref(w->cpkt);
+    if (ret < 0) return infvsr_media_av_err(err, INFVSR_ERR_IO, ret, "writing a copied packet failed");
+    return INFVSR_OK;
+}
+
+enum infvsr_status infvsr_media_writer_finish(struct infvsr_media_writer * w, struct infvsr_err * err) {
+    if (!w) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "media writer: NULL argument");
+    enum infvsr_status st = INFVSR_OK;
+    if (w->frames_in == 0) st = infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "media writer: no frame was written");
+    if (st == INFVSR_OK) {
+        int ret = avcodec_send_frame(w->enc, NULL);
+        if (ret < 0) st = infvsr_media_av_err(err, INFVSR_ERR_FORMAT, ret, "flushing the video encoder");
+    }
+    if (st == INFVSR_OK) st = drain_encoder(w, err);
+    if (st == INFVSR_OK && w->packets_out != w->frames_in)
+        st = infvsr_err_set(err, INFVSR_ERR_FORMAT, "encoder produced %lld packets for %lld frames",
+                            (long long)w->packets_out, (long long)w->frames_in);
+    if (st == INFVSR_OK) {
+        int ret = av_write_trailer(w->oc);
+        if (ret < 0) st = infvsr_media_av_err(err, INFVSR_ERR_IO, ret, "writing the container trailer");
+    }
+    if (st == INFVSR_OK) {
+        int ret = avio_closep(&w->oc->pb);
+        if (ret < 0) st = infvsr_media_av_err(err, INFVSR_ERR_IO, ret, "closing the output file");
+    }
+    if (st == INFVSR_OK && rename(w->tmp_path, w->path) != 0)
+        st = infvsr_err_set(err, INFVSR_ERR_IO, "cannot rename %.200s to %.200s", w->tmp_path, w->path);
+    if (st != INFVSR_OK) {
+        infvsr_media_writer_abort(w);
+        return st;
+    }
+    writer_free(w);
+    return INFVSR_OK;
+}
+
+int64_t infvsr_media_writer_frames_written(const struct infvsr_media_writer * w) { return w->frames_in; }
+int infvsr_media_writer_copied_streams(const struct infvsr_media_writer * w) { return w->n_copied; }

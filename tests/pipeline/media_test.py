@@ -1,0 +1,221 @@
+#!/usr/bin/python3
+"""Media I/O tests (server/media) driven through tests/pipeline/media_tool.c.
+
+Generates inputs with the ffmpeg CLI (testsrc2 + sine audio, mp4/mkv/y4m, odd sizes, a
+subtitle track), decodes and re-encodes them without a model, and checks the result with
+ffprobe/ffmpeg: size, frame count, frame rate, frame timestamps, pixel format, audio and
+subtitle packets bit-identical, RGB bit-exact with `ffmpeg -pix_fmt rgb24`, FFV1 lossless.
+Bad inputs must fail with a clear message and leave no file under the output name.
+
+usage: media_test.py MEDIA_TOOL WORK_DIR        (prints "N passed, N failed")
+"""
+import glob
+import json
+import os
+import subprocess
+import sys
+
+TOOL, WORK = sys.argv[1], sys.argv[2]
+passed, failed = 0, 0
+
+
+def check(cond, what):
+    global passed, failed
+    if cond:
+        passed += 1
+    else:
+        failed += 1
+        print("FAIL", what)
+    return cond
+
+
+def run(*args, ok=True):
+    p = subprocess.run([str(a) for a in args], cwd=WORK, capture_output=True, text=True)
+    if ok and p.returncode != 0:
+        raise RuntimeError("%s failed (%d): %s" % (" ".join(map(str, args)), p.returncode, p.stderr))
+    return p
+
+
+def ffmpeg(*args):
+    run("ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *args)
+
+
+def kv(text):
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def probe_streams(path):
+    out = run("ffprobe", "-v", "error", "-count_frames", "-show_streams", "-of", "json", path).stdout
+    return json.loads(out)["streams"]
+
+
+def frame_times(path):
+    out = run("ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+              "frame=best_effort_timestamp_time", "-of", "csv=p=0", path).stdout
+    return [float(line.split(",")[0]) for line in out.split()]
+
+
+def packets_md5(path, sel):
+    p = run("ffmpeg", "-v", "error", "-i", path, "-map", "0:" + sel, "-c", "copy", "-f", "md5", "-", ok=False)
+    return p.stdout.strip() if p.returncode == 0 else None
+
+
+def cli_rgb_md5(path):
+    out = run("ffmpeg", "-v", "error", "-i", path, "-map", "0:v:0", "-fps_mode", "passthrough",
+              "-pix_fmt", "rgb24", "-f", "md5", "-").stdout
+    return out.strip().split("=")[1]
+
+
+def leftovers(out):
+    return [p for p in [out] + glob.glob(out + ".tmp-*") if os.path.exists(p)]
+
+
+def make_inputs():
+    os.makedirs(WORK, exist_ok=True)
+    with open(os.path.join(WORK, "subs.srt"), "w") as f:
+        f.write("1\n00:00:00,100 --> 00:00:00,900\nhello\n\n2\n00:00:01,000 --> 00:00:01,200\nworld\n")
+    # even size, 25 fps, AAC audio, MP4 (index at the end, as ffmpeg writes it)
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi",
+           "-i", "sine=frequency=440:sample_rate=48000", "-t", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+           "-c:a", "aac", "-shortest", "a.mp4")
+    # odd size, NTSC rate, 4:4:4, AAC audio + SubRip subtitles, Matroska
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=30000/1001", "-f", "lavfi",
+           "-i", "sine=frequency=300:sample_rate=44100", "-i", "subs.srt", "-frames:v", "40", "-t", "1.4",
+           "-map", "0:v", "-map", "1:a", "-map", "2:s", "-vf", "scale=161:121", "-c:v", "libx264", "-pix_fmt", "yuv444p",
+           "-c:a", "aac", "-c:s", "srt", "b.mkv")
+    # y4m, 24 fps, no audio
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=24", "-frames:v", "30", "-pix_fmt", "yuv420p", "c.y4m")
+    # tagged BT.709 limited range H.264 (the reader must pick the matrix from the tag)
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=128x96:rate=25", "-frames:v", "12", "-c:v", "libx264",
+           "-pix_fmt", "yuv420p", "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
+           "e709.mkv")
+    ffmpeg("-i", "a.mp4", "-c", "copy", "-movflags", "+faststart", "a_fast.mp4")
+
+
+def test_decode_bit_exact():
+    for f in ["a.mp4", "b.mkv", "c.y4m", "e709.mkv"]:
+        p = run(TOOL, "rgbmd5", f)
+        check(kv(p.stdout).get("md5") == cli_rgb_md5(f), "rgb of %s equals ffmpeg -pix_fmt rgb24" % f)
+
+
+def test_info():
+    a = kv(run(TOOL, "info", "a.mp4").stdout)
+    check(a["width"] == "320" and a["height"] == "240" and a["fps"] == "25" and a["nframes"] == "50",
+          "info a.mp4: %s" % a)
+    check(a["copy_streams"] == "1", "a.mp4 has one audio stream to copy")
+    b = kv(run(TOOL, "info", "b.mkv").stdout)
+    check(b["width"] == "161" and b["height"] == "121" and b["fps_q"] == "30000/1001", "info b.mkv: %s" % b)
+    check(b["copy_streams"] == "2", "b.mkv has audio + subtitles to copy")
+
+
+def test_transcode(src, codec, ext, lossless=False):
+    out = "out_%s_%s%s.%s" % (os.path.splitext(src)[0], codec, "_ll" if lossless else "", ext)
+    args = [TOOL, "transcode", src, out, codec] + (["--lossless"] if lossless else [])
+    p = run(*args, ok=False)
+    name = "%s -> %s" % (src, out)
+    if not check(p.returncode == 0, name + ": " + p.stderr.strip()):
+        return
+    res = kv(p.stdout)
+    sin, sout = probe_streams(src), probe_streams(out)
+    vin = [s for s in sin if s["codec_type"] == "video"][0]
+    vout = [s for s in sout if s["codec_type"] == "video"]
+    if not check(len(vout) == 1, name + ": one video stream"):
+        return
+    vout = vout[0]
+    n_in = int(vin["nb_read_frames"])
+    check(int(vout["nb_read_frames"]) == n_in == int(res["frames"]),
+          name + ": frame count %s / %s / %s" % (vin["nb_read_frames"], vout["nb_read_frames"], res["frames"]))
+    check((vout["width"], vout["height"]) == (vin["width"], vin["height"]), name + ": size")
+    check(vout["r_frame_rate"] == vin["r_frame_rate"],
+          name + ": rate %s vs %s" % (vout["r_frame_rate"], vin["r_frame_rate"]))
+    odd = vin["width"] % 2 or vin["height"] % 2
+    want_pix = "bgr0" if codec == "ffv1" else "yuv444p" if (odd or lossless) else "yuv420p"
+    check(vout["pix_fmt"] == want_pix, name + ": pix_fmt %s, want %s" % (vout["pix_fmt"], want_pix))
+    tin, tout = frame_times(src), frame_times(out)
+    # Intervals are kept everywhere. Absolute times are kept in MP4 (edit lists carry a
+    # negative audio start); Matroska cannot store negative times, so its muxer shifts
+    # every stream by the same constant when the audio starts before 0, and y4m stores a
+    # rate only.
+    check(len(tin) == len(tout) and all(abs((x - tin[0]) - (y - tout[0])) <= 1.5e-3 for x, y in zip(tin, tout)),
+          name + ": frame intervals %s... vs %s..." % (tin[:4], tout[:4]))
+    if ext == "mp4":
+        check(all(abs(x - y) <= 1.5e-3 for x, y in zip(tin, tout)),
+              name + ": frame timestamps %s... vs %s..." % (tin[:4], tout[:4]))
+    if codec == "ffv1":
+        check(run(TOOL, "rgbmd5", out).stdout == run(TOOL, "rgbmd5", src).stdout, name + ": FFV1 is lossless")
+    check(kv(run(TOOL, "rgbmd5", out).stdout)["md5"] == cli_rgb_md5(out), name + ": decode bit-exact")
+    for kind, sel in [("audio", "a"), ("subtitle", "s")]:
+        has_in = any(s["codec_type"] == kind for s in sin)
+        has_out = any(s["codec_type"] == kind for s in sout)
+        # y4m holds video only; MP4 cannot hold SubRip (the writer drops it)
+        expect = has_in and codec != "y4m" and not (kind == "subtitle" and ext == "mp4")
+        check(has_out == expect, name + ": %s stream present=%s, expected %s" % (kind, has_out, expect))
+        if expect and has_out:
+            m_in, m_out = packets_md5(src, sel), packets_md5(out, sel)
+            check(m_in is not None and m_in == m_out, name + ": %s packets identical (%s vs %s)" % (kind, m_in, m_out))
+
+
+def test_custom_io():
+    ref = kv(run(TOOL, "rgbmd5", "a.mp4").stdout)["md5"]
+    for f in ["a_fast.mp4", "b.mkv", "c.y4m"]:
+        p = run(TOOL, "rgbmd5", f, "--io", ok=False)
+        want = ref if f == "a_fast.mp4" else kv(run(TOOL, "rgbmd5", f).stdout)["md5"]
+        check(p.returncode == 0 and kv(p.stdout).get("md5") == want, "custom IO %s: %s" % (f, p.stderr.strip()))
+    p = run(TOOL, "rgbmd5", "a.mp4", "--io", ok=False)
+    check(p.returncode == 1 and "faststart" in p.stderr, "streamed MP4 with the index at the end: " + p.stderr.strip())
+    p = run(TOOL, "transcode", "b.mkv", "io_b.mkv", "h264", "--io", ok=False)
+    check(p.returncode == 0 and kv(p.stdout).get("frames") == "40", "custom IO transcode: " + p.stderr.strip())
+
+
+def write_bytes(name, data):
+    with open(os.path.join(WORK, name), "wb") as f:
+        f.write(data)
+
+
+def test_bad_inputs():
+    import random
+    rnd = random.Random(5)
+    write_bytes("random.bin", bytes(rnd.getrandbits(8) for _ in range(200000)))
+    a = open(os.path.join(WORK, "a.mp4"), "rb").read()
+    write_bytes("trunc.mp4", a[: len(a) // 2])
+    fast = open(os.path.join(WORK, "a_fast.mp4"), "rb").read()
+    write_bytes("trunc_fast.mp4", fast[: len(fast) * 2 // 3])
+    write_bytes("zero.y4m", b"YUV4MPEG2 W64 H48 F25:1 Ip A1:1 C420jpeg\n")
+    write_bytes("huge.y4m", b"YUV4MPEG2 W9000 H9000 F25:1 Ip A1:1 C420jpeg\nFRAME\n" + bytes(1000))
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-t", "0.4", "-c:v", "libx264", "-f", "mpegts", "s1.ts")
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=25", "-t", "0.4", "-c:v", "libx264", "-f", "mpegts", "s2.ts")
+    write_bytes("change.ts", open(os.path.join(WORK, "s1.ts"), "rb").read() + open(os.path.join(WORK, "s2.ts"), "rb").read())
+    ffmpeg("-f", "lavfi", "-i", "sine", "-t", "1", "-c:a", "aac", "audio.m4a")
+    cases = [("random.bin", "not a readable media file"), ("trunc.mp4", "truncated"),
+             ("trunc_fast.mp4", "after frame"), ("zero.y4m", "no decodable frame"),
+             ("huge.y4m", "outside the limits"), ("change.ts", "resolution changes at frame 10"),
+             ("audio.m4a", "no video stream"), ("missing.mp4", "cannot open")]
+    for src, msg in cases:
+        for codec, ext in [("h264", "mp4"), ("ffv1", "mkv")]:
+            out = "bad_%s.%s" % (os.path.splitext(src)[0], ext)
+            p = run(TOOL, "transcode", src, out, codec, ok=False)
+            check(p.returncode == 1 and "error:" in p.stderr and msg in p.stderr,
+                  "%s: want an error with '%s', got rc %d: %s" % (src, msg, p.returncode, p.stderr.strip()))
+            check(not leftovers(os.path.join(WORK, out)), "%s: nothing left under %s" % (src, out))
+    p = run(TOOL, "abort", "aborted.mp4", ok=False)
+    check(p.returncode == 0 and not leftovers(os.path.join(WORK, "aborted.mp4")), "abort leaves no file")
+
+
+def main():
+    make_inputs()
+    test_info()
+    test_decode_bit_exact()
+    for src in ["a.mp4", "b.mkv", "c.y4m"]:
+        test_transcode(src, "h264", "mp4")
+        test_transcode(src, "ffv1", "mkv")
+        test_transcode(src, "y4m", "y4m")
+    test_transcode("b.mkv", "h264", "mkv")
+    test_transcode("a.mp4", "h264", "mp4", lossless=True)
+    test_custom_io()
+    test_bad_inputs()
+    print("%d passed, %d failed" % (passed, failed))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
