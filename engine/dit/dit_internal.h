@@ -1,0 +1,96 @@
+/* Private structures of the DiT, shared by the files of engine/dit only. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "infvsr/dit.h"
+#include "ops.h"
+
+/* One block's weights: views into the checkpoint mapping (MODEL-SPEC §4.9 names). */
+struct dit_attn_weights {
+    struct infvsr_tensor q_w, q_b, k_w, k_b, v_w, v_b, o_w, o_b, norm_q, norm_k;
+};
+
+struct dit_block_weights {
+    struct infvsr_tensor    modulation;  /* [1, 6, dim] */
+    struct dit_attn_weights self_attn, cross_attn;
+    struct infvsr_tensor    norm3_w, norm3_b;
+    struct infvsr_tensor    ffn0_w, ffn0_b, ffn2_w, ffn2_b;
+};
+
+struct infvsr_dit {
+    struct infvsr_dit_config  cfg;
+    int                       head_dim;
+    struct infvsr_backend *   be;
+    const struct infvsr_weights * weights;
+
+    struct infvsr_tensor      patch_w;     /* view reshaped to [dim, in_dim*4] */
+    struct infvsr_tensor      patch_b;
+    struct infvsr_tensor      text0_w, text0_b, text2_w, text2_b;
+    struct infvsr_tensor      time0_w, time0_b, time2_w, time2_b;
+    struct infvsr_tensor      tproj_w, tproj_b;
+    struct infvsr_tensor      head_modulation, head_w, head_b;
+    struct dit_block_weights * blocks;
+
+    /* Hoisted constants (backend memory, f32): mod[i] = blocks.i.modulation + t_mod,
+     * head_mod = head.modulation + e (MODEL-SPEC §4.7). */
+    struct infvsr_tensor      mod;         /* [num_layers, 6, dim] */
+    struct infvsr_tensor      head_mod;    /* [2, dim]: shift, scale */
+};
+
+struct infvsr_dit_context {
+    struct infvsr_dit *       dit;
+    int64_t                   n_ctx;
+    struct infvsr_tensor      ck, cv;      /* [num_layers, n_ctx, dim] each */
+};
+
+/* Activation arena views of one step (shapes set per chunk, storage fixed at open). */
+struct dit_scratch {
+    struct infvsr_tensor x;      /* [N, dim] residual stream           */
+    struct infvsr_tensor a;      /* [N, dim] normed + modulated input  */
+    struct infvsr_tensor q;      /* [N, dim]                           */
+    struct infvsr_tensor o;      /* [N, dim] attention output          */
+    struct infvsr_tensor d;      /* [N, dim] branch output             */
+    struct infvsr_tensor h;      /* [N, ffn_dim] FFN hidden            */
+    struct infvsr_tensor patch;  /* [N, in_dim*4] patches / head out   */
+    struct infvsr_tensor freqs;  /* [N, head_dim/2, 2] f64 RoPE table  */
+};
+
+struct infvsr_dit_session {
+    struct infvsr_dit *  dit;
+    int64_t              max_tokens;
+
+    /* KV cache: slot l holds layer l's previous-chunk post-RoPE K/V ([max_tokens, dim]
+     * storage). The spare pair receives the new chunk's K/V; once layer l's attention
+     * has consumed its cache, the spare and slot l swap storage, so the cache is replaced
+     * without a copy and only one extra K/V pair is ever allocated. */
+    struct infvsr_tensor * cache_k;    /* [num_layers] */
+    struct infvsr_tensor * cache_v;
+    struct infvsr_tensor   spare_k, spare_v;
+    int64_t              n_cached;     /* tokens in every slot (0 = empty)           */
+    int64_t              cached_gh, cached_gw; /* patch grid of the cached chunk      */
+    int64_t              position;     /* next chunk's scene-relative start frame    */
+
+    struct infvsr_tensor arena;        /* one backend allocation for all activations */
+    struct dit_scratch   s;
+    float *              host_patch;   /* host staging [max_tokens, in_dim*4]        */
+    double *             host_freqs;   /* host staging [max_tokens, head_dim/2, 2]   */
+    size_t               nbytes;
+};
+
+/* dit_rope.c */
+void dit_rope_split(int head_dim, int * pairs_t, int * pairs_h, int * pairs_w);
+void dit_rope_fill(double * freqs, int head_dim, int64_t start_frame, int64_t n_frames, int64_t gh,
+                   int64_t gw);
+
+/* dit_block.c: one transformer block on s->s.x (N tokens), in place. */
+enum infvsr_status dit_block_forward(struct infvsr_dit_session * s, const struct infvsr_dit_context * c,
+                                     int layer, int64_t n_tokens, struct infvsr_err * err);
+
+/* Helpers shared by the DiT files. */
+void dit_view(struct infvsr_tensor * t, const struct infvsr_tensor * base, size_t byte_offset,
+              const char * name, enum infvsr_dtype dtype, int ndim, const int64_t * shape);
+/* Row r (of length dim) of a [rows, dim]-shaped f32 tensor as a [dim] view. */
+void dit_row(struct infvsr_tensor * t, const struct infvsr_tensor * base, int64_t r, int64_t dim);

@@ -1,0 +1,310 @@
+/* `infvsr run dit`: runs the causal DiT on a chunk sequence read from a safetensors file and
+ * writes every chunk's prediction and restored latents (tensor names in docs/VERIFY.md).
+ *
+ *   infvsr run dit --model InfVSR.ckpt [--config cfg.json] --in IN.safetensors --out OUT.safetensors
+ *                  [--threads N] [--repeat R] [--timing] [--ref]
+ *
+ * --repeat R runs the whole sequence R times (from a reset each time) and --timing prints
+ * the median time per chunk, its GFLOP/s and the peak RSS: the benchmark's C side. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "infvsr/dit.h"
+#include "infvsr/model_config.h"
+#include "infvsr/weights.h"
+#include "ops.h"
+#include "run_modules.h"
+
+#define MAX_CHUNKS 4096
+
+struct dit_opts {
+    const char * model, * config, * in, * out;
+    int          threads, repeat;
+    bool         timing, use_ref;
+};
+
+static void usage(FILE * f) {
+    fprintf(f,
+            "usage: infvsr run dit --model FILE [--config CFG.json] --in IN.safetensors --out OUT.safetensors\n"
+            "                      [--threads N] [--repeat R] [--timing] [--ref]\n"
+            "  Runs the DiT on the chunk sequence of IN (context, latents_i, optional start_frame_i,\n"
+            "  reset_i, context_i) and writes pred_i and restored_i (f32) to OUT. See docs/VERIFY.md.\n"
+            "  --config   model config JSON (default: the built-in full InfVSR config)\n"
+            "  --threads  CPU threads (default: all cores)\n"
+            "  --repeat   run the sequence R times (timing); outputs are from the last run\n"
+            "  --timing   print per-chunk median time, GFLOP/s and peak RSS\n"
+            "  --ref      use the float64 reference CPU kernels (slow)\n"
+            "exit codes: 0 ok, 1 bad input or model, 2 usage error\n");
+}
+
+static int parse_args(int argc, char ** argv, struct dit_opts * o) {
+    memset(o, 0, sizeof *o);
+    o->repeat = 1;
+    for (int i = 1; i < argc; i++) {
+        const char * a = argv[i];
+        const char * v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return -1;
+        } else if (strcmp(a, "--timing") == 0) {
+            o->timing = true;
+        } else if (strcmp(a, "--ref") == 0) {
+            o->use_ref = true;
+        } else if (v && strcmp(a, "--model") == 0) {
+            o->model = v, i++;
+        } else if (v && strcmp(a, "--config") == 0) {
+            o->config = v, i++;
+        } else if (v && strcmp(a, "--in") == 0) {
+            o->in = v, i++;
+        } else if (v && strcmp(a, "--out") == 0) {
+            o->out = v, i++;
+        } else if (v && strcmp(a, "--threads") == 0) {
+            o->threads = atoi(v), i++;
+        } else if (v && strcmp(a, "--repeat") == 0) {
+            o->repeat = atoi(v), i++;
+        } else {
+            fprintf(stderr, "infvsr run dit: unexpected argument '%s'\n", a);
+            return 2;
+        }
+    }
+    if (!o->model || !o->in || !o->out || o->repeat < 1 || o->threads < 0) {
+        fprintf(stderr, "infvsr run dit: --model, --in and --out are required (repeat >= 1, threads >= 0)\n");
+        usage(stderr);
+        return 2;
+    }
+    return 0;
+}
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void * a, const void * b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* An optional integer flag/scalar tensor of one element ("start_frame_3", "reset_3"). */
+static int read_scalar(const struct infvsr_weights * w, const char * name, int64_t * v, bool * present) {
+    const struct infvsr_tensor * t = infvsr_weights_find(w, name);
+    *present = t != NULL;
+    if (!t) return 0;
+    if (infvsr_tensor_numel(t) != 1 || t->dtype == INFVSR_TYPE_BOOL) {
+        fprintf(stderr, "infvsr run dit: '%s' must hold one number (got %lld elements, %s)\n", name,
+                (long long)infvsr_tensor_numel(t), infvsr_dtype_name(t->dtype));
+        return 1;
+    }
+    float f;
+    infvsr_convert_to_f32(&f, t->data, t->dtype, 1);
+    *v = (int64_t)f;
+    return 0;
+}
+
+struct chunk {
+    const struct infvsr_tensor * latents;
+    const struct infvsr_tensor * context; /* non-NULL: new reference from this chunk on */
+    int64_t                      start_frame; /* -1: session position */
+    bool                         reset;
+    int64_t                      n_tokens;
+    struct infvsr_tensor         pred, restored;
+    double *                     ms;          /* [repeat] */
+};
+
+static int collect_chunks(const struct infvsr_weights * in, const struct infvsr_dit_config * cfg, struct chunk * ch,
+                          int * n_out, int64_t * max_tokens) {
+    int n = 0;
+    *max_tokens = 0;
+    *n_out = 0;
+    for (; n < MAX_CHUNKS; n++) {
+        char name[64];
+        snprintf(name, sizeof name, "latents_%d", n);
+        const struct infvsr_tensor * t = infvsr_weights_find(in, name);
+        if (!t) break;
+        struct chunk * c = &ch[n];
+        c->latents = t;
+        int lead = t->ndim == 5 ? 1 : 0;
+        if (!(t->ndim == 4 || (t->ndim == 5 && t->shape[0] == 1)) || t->shape[lead] != cfg->in_dim) {
+            char sb[64];
+            fprintf(stderr, "infvsr run dit: '%s' has shape %s, expected [%d, T, h, w]\n", name,
+                    infvsr_shape_str(t->ndim, t->shape, sb, sizeof sb), cfg->in_dim);
+            return 1;
+        }
+        c->n_tokens = t->shape[lead + 1] * (t->shape[lead + 2] / 2) * (t->shape[lead + 3] / 2);
+        if (c->n_tokens > *max_tokens) *max_tokens = c->n_tokens;
+        snprintf(name, sizeof name, "context_%d", n);
+        c->context = infvsr_weights_find(in, name);
+        bool present;
+        int64_t v = 0;
+        snprintf(name, sizeof name, "reset_%d", n);
+        if (read_scalar(in, name, &v, &present)) return 1;
+        c->reset = present && v != 0;
+        snprintf(name, sizeof name, "start_frame_%d", n);
+        if (read_scalar(in, name, &v, &present)) return 1;
+        c->start_frame = present ? v : -1;
+        if (present && v < 0) {
+            fprintf(stderr, "infvsr run dit: '%s' is negative\n", name);
+            return 1;
+        }
+        int64_t shp[4] = { cfg->out_dim, t->shape[lead + 1], t->shape[lead + 2], t->shape[lead + 3] };
+        snprintf(name, sizeof name, "pred_%d", n);
+        if (infvsr_tensor_alloc(&c->pred, name, INFVSR_TYPE_F32, 4, shp) != INFVSR_OK) return 1;
+        snprintf(name, sizeof name, "restored_%d", n);
+        if (infvsr_tensor_alloc(&c->restored, name, INFVSR_TYPE_F32, 4, shp) != INFVSR_OK) return 1;
+        *n_out = n + 1; /* owned outputs so far, freed by the caller */
+    }
+    if (n == 0) {
+        fprintf(stderr, "infvsr run dit: no 'latents_0' in the input file\n");
+        return 1;
+    }
+    if (infvsr_weights_find(in, "latents_" "4096")) {
+        fprintf(stderr, "infvsr run dit: more than %d chunks\n", MAX_CHUNKS);
+        return 1;
+    }
+    return 0;
+}
+
+/* Runs the sequence once; ms[rep] of each chunk filled. */
+static int run_sequence(struct infvsr_dit * dit, struct infvsr_dit_session * sess, const struct infvsr_tensor * ctx0,
+                        struct chunk * ch, int n, int rep) {
+    struct infvsr_err err;
+    infvsr_err_clear(&err);
+    struct infvsr_dit_context * ctx = NULL;
+    infvsr_dit_session_reset(sess);
+    if (infvsr_dit_context_init(dit, ctx0, &ctx, &err) != INFVSR_OK) {
+        fprintf(stderr, "infvsr run dit: context: %s\n", err.msg);
+        return 1;
+    }
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        struct chunk * c = &ch[i];
+        if (c->reset) infvsr_dit_session_reset(sess);
+        if (c->context) {
+            infvsr_dit_context_free(ctx);
+            ctx = NULL;
+            if (infvsr_dit_context_init(dit, c->context, &ctx, &err) != INFVSR_OK) {
+                fprintf(stderr, "infvsr run dit: context_%d: %s\n", i, err.msg);
+                rc = 1;
+                break;
+            }
+        }
+        double t0 = now_ms();
+        if (infvsr_dit_step(sess, ctx, c->latents, c->start_frame, &c->pred, &err) != INFVSR_OK ||
+            infvsr_dit_restore(c->latents, &c->pred, &c->restored, &err) != INFVSR_OK) {
+            fprintf(stderr, "infvsr run dit: chunk %d: %s\n", i, err.msg);
+            rc = 1;
+        }
+        c->ms[rep] = now_ms() - t0;
+    }
+    infvsr_dit_context_free(ctx);
+    return rc;
+}
+
+static void print_timing(const struct infvsr_dit_config * cfg, struct chunk * ch, int n, int repeat,
+                         int64_t n_ctx, double load_ms) {
+    printf("dit load_ms %.1f\n", load_ms);
+    int64_t prev = 0;
+    for (int i = 0; i < n; i++) {
+        qsort(ch[i].ms, (size_t)repeat, sizeof(double), cmp_double);
+        double med = ch[i].ms[repeat / 2];
+        int64_t cached = ch[i].reset || i == 0 ? 0 : prev;
+        double gf = infvsr_dit_chunk_flops(cfg, ch[i].n_tokens, cached, n_ctx) / (med * 1e6);
+        printf("dit chunk %d tokens %lld cached %lld median_ms %.2f min_ms %.2f gflops %.2f\n", i,
+               (long long)ch[i].n_tokens, (long long)cached, med, ch[i].ms[0], gf);
+        prev = ch[i].n_tokens;
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("dit peak_rss_mib %.1f\n", ru.ru_maxrss / 1024.0);
+}
+
+int infvsr_run_dit(int argc, char ** argv) {
+    struct dit_opts o;
+    int rc = parse_args(argc, argv, &o);
+    if (rc) return rc < 0 ? 0 : rc;
+
+    struct infvsr_err err;
+    infvsr_err_clear(&err);
+    struct infvsr_model_config mc = infvsr_model_config_full();
+    if (o.config && infvsr_model_config_load(o.config, &mc, &err) != INFVSR_OK) {
+        fprintf(stderr, "infvsr run dit: %s\n", err.msg);
+        return 1;
+    }
+    struct infvsr_weights * model = NULL, * in = NULL;
+    struct infvsr_backend * be = NULL;
+    struct infvsr_dit * dit = NULL;
+    struct infvsr_dit_session * sess = NULL;
+    struct chunk * ch = calloc(MAX_CHUNKS, sizeof *ch);
+    double * ms = NULL;
+    int n = 0;
+    rc = 1;
+    if (!ch) goto done;
+
+    double t0 = now_ms();
+    if (infvsr_weights_open(o.in, &in, &err) != INFVSR_OK) {
+        fprintf(stderr, "infvsr run dit: %s\n", err.msg);
+        goto done;
+    }
+    const struct infvsr_tensor * ctx0 = infvsr_weights_find(in, "context");
+    if (!ctx0) {
+        fprintf(stderr, "infvsr run dit: %s: no 'context' tensor\n", o.in);
+        goto done;
+    }
+    int64_t max_tokens = 0;
+    if (collect_chunks(in, &mc.dit, ch, &n, &max_tokens)) goto done;
+    ms = calloc((size_t)n * (size_t)o.repeat, sizeof(double));
+    if (!ms) goto done;
+    for (int i = 0; i < n; i++) ch[i].ms = ms + (size_t)i * (size_t)o.repeat;
+
+    struct infvsr_cpu_params cp = infvsr_cpu_default_params();
+    cp.n_threads = o.threads;
+    cp.use_ref = o.use_ref;
+    if (infvsr_cpu_backend_init(&cp, &be) != INFVSR_OK) {
+        fprintf(stderr, "infvsr run dit: cannot start the CPU backend\n");
+        goto done;
+    }
+    if (infvsr_weights_open(o.model, &model, &err) != INFVSR_OK ||
+        infvsr_dit_load(&mc.dit, model, be, &dit, &err) != INFVSR_OK ||
+        infvsr_dit_session_open(dit, max_tokens, &sess, &err) != INFVSR_OK) {
+        fprintf(stderr, "infvsr run dit: %s\n", err.msg);
+        goto done;
+    }
+    double load_ms = now_ms() - t0;
+
+    for (int r = 0; r < o.repeat; r++)
+        if (run_sequence(dit, sess, ctx0, ch, n, r)) goto done;
+    if (o.timing) print_timing(&mc.dit, ch, n, o.repeat, ctx0->shape[ctx0->ndim - 2], load_ms);
+
+    struct infvsr_tensor * outs = calloc((size_t)n * 2, sizeof *outs);
+    if (!outs) goto done;
+    for (int i = 0; i < n; i++) {
+        outs[2 * i] = ch[i].pred;
+        outs[2 * i + 1] = ch[i].restored;
+        outs[2 * i].owns_data = outs[2 * i + 1].owns_data = false;
+    }
+    enum infvsr_status st = infvsr_safetensors_write(o.out, outs, (size_t)n * 2, &err);
+    free(outs);
+    if (st != INFVSR_OK) {
+        fprintf(stderr, "infvsr run dit: %s\n", err.msg);
+        goto done;
+    }
+    rc = 0;
+done:
+    for (int i = 0; ch && i < n; i++) {
+        infvsr_tensor_release(&ch[i].pred);
+        infvsr_tensor_release(&ch[i].restored);
+    }
+    free(ch);
+    free(ms);
+    infvsr_dit_session_close(sess);
+    infvsr_dit_free(dit);
+    if (be) infvsr_cpu_backend_free(be);
+    infvsr_weights_close(model);
+    infvsr_weights_close(in);
+    return rc;
+}
