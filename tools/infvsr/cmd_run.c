@@ -16,6 +16,7 @@ struct module {
 
 static const struct module modules[] = {
     /* Each module adds one line here, its runner lives in run_<module>.c. */
+    { "dit", infvsr_run_dit, "causal DiT on a chunk sequence (KV cache): pred_i, restored_i" },
     { NULL, NULL, NULL },
 };
 

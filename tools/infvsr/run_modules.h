@@ -1,2 +1,3 @@
 /* Runners of `infvsr run <module>`; one per run_<module>.c file. */
 #pragma once
+int infvsr_run_dit(int argc, char ** argv);
