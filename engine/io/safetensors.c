@@ -86,9 +86,10 @@ static enum infvsr_status parse_tensor(struct infvsr_weights * w, const char * k
                               infvsr_dtype_name((enum infvsr_dtype)dt), infvsr_shape_str((int)rank, shape, sbuf, sizeof sbuf),
                               (unsigned long long)nbytes);
     }
-    void * p     = (void *)(data + begin);
+    /* empty tensors point at the (page-aligned) mapping start: no bytes, but a valid aligned pointer */
+    void * p     = nbytes ? (void *)(data + begin) : (void *)w->file.data;
     bool   owned = false;
-    if ((uintptr_t)p % esize != 0) { /* the format does not align data: copy to stay UB-free */
+    if (nbytes > 0 && (uintptr_t)p % esize != 0) { /* the format does not align data: copy to stay UB-free */
         owned = true;
         p     = aligned_alloc(INFVSR_TENSOR_ALIGN, (nbytes + INFVSR_TENSOR_ALIGN - 1) / INFVSR_TENSOR_ALIGN * INFVSR_TENSOR_ALIGN);
         if (!p) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "out of memory copying tensor '%s'", key);

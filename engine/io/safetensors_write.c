@@ -29,22 +29,37 @@ static const char * st_dtype_name(enum infvsr_dtype t) {
     return NULL;
 }
 
-static json_t * build_header(const struct infvsr_tensor * tensors, size_t n, struct infvsr_err * err) {
+/* Data is laid out in order of decreasing element size (as the reference writer does), so
+ * with an 8-byte aligned buffer start every tensor is aligned to its element size. */
+static void data_order(const struct infvsr_tensor * tensors, size_t n, size_t * order) {
+    size_t k = 0;
+    for (size_t esize = 8; esize >= 1; esize /= 2) {
+        for (size_t i = 0; i < n; i++) {
+            if (infvsr_dtype_size(tensors[i].dtype) == esize) order[k++] = i;
+        }
+    }
+    for (size_t i = 0; i < n; i++) { /* unknown dtypes last: build_header rejects them */
+        size_t es = infvsr_dtype_size(tensors[i].dtype);
+        if (es != 1 && es != 2 && es != 4 && es != 8) order[k++] = i;
+    }
+}
+
+static enum infvsr_status build_header(const struct infvsr_tensor * tensors, size_t n, const size_t * order,
+                                       json_t ** out, struct infvsr_err * err) {
     json_t * root = json_object();
-    if (!root) return NULL;
+    *out = NULL;
+    if (!root) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "safetensors write: out of memory");
     uint64_t off = 0;
-    for (size_t i = 0; i < n; i++) {
-        const struct infvsr_tensor * t = &tensors[i];
+    for (size_t j = 0; j < n; j++) {
+        const struct infvsr_tensor * t = &tensors[order[j]];
         const char * dname = st_dtype_name(t->dtype);
         if (!dname || t->ndim < 0 || t->ndim > INFVSR_MAX_DIMS || t->mem != INFVSR_MEM_HOST) {
-            infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "safetensors write: tensor '%s': bad dtype, rank or memory", t->name);
             json_decref(root);
-            return NULL;
+            return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "safetensors write: tensor '%s': bad dtype, rank or memory", t->name);
         }
         if (json_object_get(root, t->name)) {
-            infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "safetensors write: duplicate tensor name '%s'", t->name);
             json_decref(root);
-            return NULL;
+            return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "safetensors write: duplicate tensor name '%s'", t->name);
         }
         json_t * shape = json_array();
         for (int d = 0; d < t->ndim; d++) json_array_append_new(shape, json_integer(t->shape[d]));
@@ -52,34 +67,47 @@ static json_t * build_header(const struct infvsr_tensor * tensors, size_t n, str
         json_t * info = json_pack("{s:s, s:o, s:[I, I]}", "dtype", dname, "shape", shape, "data_offsets",
                                   (json_int_t)off, (json_int_t)(off + nbytes));
         if (!info || json_object_set_new(root, t->name, info) != 0) {
-            infvsr_err_set(err, INFVSR_ERR_NOMEM, "safetensors write: out of memory");
             json_decref(root);
-            return NULL;
+            return infvsr_err_set(err, INFVSR_ERR_NOMEM, "safetensors write: out of memory");
         }
         off += nbytes;
     }
-    return root;
+    *out = root;
+    return INFVSR_OK;
 }
 
 enum infvsr_status infvsr_safetensors_write(const char * path, const struct infvsr_tensor * tensors,
                                             size_t n, struct infvsr_err * err) {
-    json_t * root = build_header(tensors, n, err);
-    if (!root) return err && err->status != INFVSR_OK ? err->status : INFVSR_ERR_NOMEM;
+    size_t * order = malloc((n ? n : 1) * sizeof *order);
+    if (!order) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "safetensors write: out of memory");
+    data_order(tensors, n, order);
+    json_t *           root;
+    enum infvsr_status st = build_header(tensors, n, order, &root, err);
+    if (st != INFVSR_OK) {
+        free(order);
+        return st;
+    }
     char * hdr = json_dumps(root, JSON_COMPACT);
     json_decref(root);
-    if (!hdr) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "safetensors write: out of memory");
+    if (!hdr) {
+        free(order);
+        return infvsr_err_set(err, INFVSR_ERR_NOMEM, "safetensors write: out of memory");
+    }
     size_t hlen = strlen(hdr);
     size_t pad  = (8 - hlen % 8) % 8;
 
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
         free(hdr);
+        free(order);
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "safetensors write: path too long");
     }
     FILE * f = fopen(tmp, "wb");
     if (!f) {
+        int e = errno;
         free(hdr);
-        return infvsr_err_set(err, INFVSR_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+        free(order);
+        return infvsr_err_set(err, INFVSR_ERR_IO, "%s: cannot create: %s", tmp, strerror(e));
     }
     uint8_t len8[8];
     uint64_t total = hlen + pad;
@@ -87,10 +115,12 @@ enum infvsr_status infvsr_safetensors_write(const char * path, const struct infv
     bool ok = fwrite(len8, 1, 8, f) == 8 && fwrite(hdr, 1, hlen, f) == hlen &&
               fwrite("        ", 1, pad, f) == pad;
     free(hdr);
-    for (size_t i = 0; ok && i < n; i++) {
-        size_t nb = infvsr_tensor_nbytes(&tensors[i]);
-        ok = nb == 0 || fwrite(tensors[i].data, 1, nb, f) == nb;
+    for (size_t j = 0; ok && j < n; j++) {
+        const struct infvsr_tensor * t = &tensors[order[j]];
+        size_t nb = infvsr_tensor_nbytes(t);
+        ok = nb == 0 || fwrite(t->data, 1, nb, f) == nb;
     }
+    free(order);
     if (fclose(f) != 0) ok = false;
     if (!ok || rename(tmp, path) != 0) {
         int e = errno;

@@ -100,7 +100,7 @@ static enum infvsr_status add_tensor(struct walker * wk, const struct infvsr_pk_
                               (long long)last, name, (long long)snumel);
     }
     const uint8_t * src   = wk->w->file.data + e->data_off + (size_t)offset * esize;
-    if (numel == 0) src = wk->w->file.data + e->data_off;
+    if (numel == 0) src = wk->w->file.data; /* no bytes: any aligned pointer into the mapping */
     bool            owned = !contiguous || (wk->big_endian && esize > 1) || (uintptr_t)src % esize != 0;
     void *          data  = (void *)src;
     if (owned && numel > 0) {
