@@ -17,6 +17,8 @@ struct module {
 static const struct module modules[] = {
     /* Each module adds one line here, its runner lives in run_<module>.c. */
     { "dit", infvsr_run_dit, "causal DiT on a chunk sequence (KV cache): pred_i, restored_i" },
+    { "vae-encode", infvsr_run_vae, "streaming VAE encode of frames_i chunks: latents_i" },
+    { "vae-decode", infvsr_run_vae, "streaming VAE decode of latents_i chunks: decoded_i" },
     { NULL, NULL, NULL },
 };
 

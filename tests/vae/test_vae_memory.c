@@ -1,0 +1,76 @@
+/* Memory stays flat over a long stream: the tiny VAE encodes and decodes 200 chunks in one
+ * session (one scene); the resident set size after chunk 200 must be within 1% of the one
+ * after chunk 20. Both numbers, and the session's cache/scratch bytes, are printed. */
+#include <string.h>
+
+#include "check.h"
+#include "vae_test_util.h"
+
+#define N_CHUNKS 200
+#define H 32
+#define W 48
+
+static long rss_kib(void) {
+    FILE * f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+    while (f && fgets(line, sizeof line, f)) {
+        if (strncmp(line, "VmRSS:", 6) == 0) kib = atol(line + 6);
+    }
+    if (f) fclose(f);
+    return kib;
+}
+
+static void test_rss_flat_over_200_chunks(void) {
+    struct infvsr_weights * w = NULL;
+    struct infvsr_vae * vae = vt_load("vae_plain", &w);
+    struct infvsr_err err = { 0 };
+    struct infvsr_vae_session_params p = infvsr_vae_session_default_params();
+    p.height = H;
+    p.width  = W;
+    struct infvsr_vae_session * s = NULL;
+    CHECK_EQ_INT(infvsr_vae_session_open(vae, &p, &s, &err), INFVSR_OK);
+    if (!s) return;
+    struct infvsr_tensor frames = { 0 }, lat = { 0 }, dec = { 0 };
+    int64_t fs[4] = { 3, 12, H, W }, ls[4] = { 16, 3, H / 8, W / 8 };
+    infvsr_tensor_alloc(&frames, "frames", INFVSR_TYPE_F32, 4, fs);
+    infvsr_tensor_alloc(&lat, "latents", INFVSR_TYPE_F32, 4, ls);
+    infvsr_tensor_alloc(&dec, "decoded", INFVSR_TYPE_F32, 4, fs);
+    long rss20 = -1, rss200 = -1;
+    for (int i = 0; i < N_CHUNKS; i++) {
+        bool first = i == 0;
+        /* The scene's first chunk has 9 frames (1 mod 4), the rest 12: views of the same buffers. */
+        struct infvsr_tensor f = frames, l = lat, d = dec;
+        f.shape[1] = d.shape[1] = first ? 9 : 12;
+        test_fill_uniform(f.data, (size_t)infvsr_tensor_numel(&f), -1.0f, 1.0f, 1000u + (uint64_t)i);
+        enum infvsr_status st = infvsr_vae_encode_chunk(s, &f, first, &l, &err);
+        if (st == INFVSR_OK) st = infvsr_vae_decode_chunk(s, &l, &d, &err);
+        if (st != INFVSR_OK) {
+            CHECK_MSG(0, "chunk %d: %s", i, err.msg);
+            break;
+        }
+        if (i + 1 == 20) rss20 = rss_kib();
+        if (i + 1 == N_CHUNKS) rss200 = rss_kib();
+    }
+    printf("  VmRSS after 20 chunks: %ld KiB, after %d chunks: %ld KiB (cache %zu bytes, scratch %zu bytes)\n",
+           rss20, N_CHUNKS, rss200, infvsr_vae_session_cache_bytes(s), infvsr_vae_session_scratch_bytes(s));
+    CHECK(rss20 > 0 && rss200 > 0);
+    CHECK_MSG(rss200 <= rss20 + rss20 / 100, "RSS grew from %ld to %ld KiB", rss20, rss200);
+    infvsr_tensor_release(&frames);
+    infvsr_tensor_release(&lat);
+    infvsr_tensor_release(&dec);
+    infvsr_vae_session_close(s);
+    infvsr_vae_free(vae);
+    infvsr_weights_close(w);
+}
+
+static const struct test_case tests[] = {
+    TEST(test_rss_flat_over_200_chunks),
+    { 0 },
+};
+
+int main(int argc, char ** argv) {
+    int rc = test_main(argc, argv, tests);
+    infvsr_cpu_backend_free(vt_backend());
+    return rc;
+}

@@ -1,0 +1,236 @@
+/* `infvsr run vae-encode` / `infvsr run vae-decode`: streams a chunk sequence read from a
+ * safetensors file through one VAE session and writes every chunk's output (tensor names
+ * in docs/VERIFY.md).
+ *
+ *   infvsr run vae-encode --model Wan2.1_VAE.pth [--config cfg.json] --in IN --out OUT
+ *                         [--tile-threshold N] [--tile T --stride S] [--threads N]
+ *                         [--repeat R] [--timing] [--ref]
+ *
+ * vae-encode reads frames_0, frames_1, ... ([3, L', H', W'], f32 or bf16; chunk 0 starts the
+ * scene) and writes latents_i. vae-decode reads latents_0, ... ([16, T, H'/8, W'/8]) and
+ * writes decoded_i. --repeat/--timing give the median time per chunk (the benchmark's C side). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "infvsr/model_config.h"
+#include "infvsr/vae.h"
+#include "infvsr/weights.h"
+#include "ops.h"
+#include "run_modules.h"
+
+#define MAX_CHUNKS 4096
+#define MAX_REPEAT 64
+
+struct vae_opts {
+    const char * model, * config, * in, * out;
+    int          threads, repeat, tile_threshold, tile, stride;
+    bool         timing, use_ref, decode;
+};
+
+static void usage(FILE * f, const char * cmd) {
+    fprintf(f,
+            "usage: infvsr run %s --model FILE [--config CFG.json] --in IN.safetensors --out OUT.safetensors\n"
+            "                      [--tile-threshold N] [--tile T --stride S] [--threads N] [--repeat R]\n"
+            "                      [--timing] [--ref]\n"
+            "  vae-encode: IN holds frames_0, frames_1, ... [3, L', H', W'] (chunk 0 starts the scene,\n"
+            "              L' = 1 mod 4, then 0 mod 4); OUT gets latents_i [16, T, H'/8, W'/8] f32.\n"
+            "  vae-decode: IN holds latents_0, ... ; OUT gets decoded_i [3, T_px, H', W'] f32 in [-1, 1].\n"
+            "  --config          model config JSON (default: the built-in full InfVSR config)\n"
+            "  --tile-threshold  tile when H' exceeds this many pixels (default 1024)\n"
+            "  --tile/--stride   tile size and stride in latents (default 128/110)\n"
+            "  --threads         CPU threads (default: all cores)\n"
+            "  --repeat/--timing run the stream R times, print the median time per chunk\n"
+            "  --ref             use the float64 reference CPU kernels (slow)\n"
+            "exit codes: 0 ok, 1 bad input or model, 2 usage error\n", cmd);
+}
+
+static int parse_args(int argc, char ** argv, struct vae_opts * o) {
+    const char * cmd = argv[0];
+    memset(o, 0, sizeof *o);
+    struct infvsr_vae_session_params d = infvsr_vae_session_default_params();
+    o->repeat         = 1;
+    o->tile_threshold = d.tile_threshold_px;
+    o->tile           = d.tile_latent;
+    o->stride         = d.stride_latent;
+    o->decode         = strcmp(cmd, "vae-decode") == 0;
+    for (int i = 1; i < argc; i++) {
+        const char * a = argv[i];
+        const char * v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout, cmd);
+            return -1;
+        } else if (strcmp(a, "--timing") == 0) {
+            o->timing = true;
+        } else if (strcmp(a, "--ref") == 0) {
+            o->use_ref = true;
+        } else if (v && strcmp(a, "--model") == 0) {
+            o->model = v, i++;
+        } else if (v && strcmp(a, "--config") == 0) {
+            o->config = v, i++;
+        } else if (v && strcmp(a, "--in") == 0) {
+            o->in = v, i++;
+        } else if (v && strcmp(a, "--out") == 0) {
+            o->out = v, i++;
+        } else if (v && strcmp(a, "--threads") == 0) {
+            o->threads = atoi(v), i++;
+        } else if (v && strcmp(a, "--repeat") == 0) {
+            o->repeat = atoi(v), i++;
+        } else if (v && strcmp(a, "--tile-threshold") == 0) {
+            o->tile_threshold = atoi(v), i++;
+        } else if (v && strcmp(a, "--tile") == 0) {
+            o->tile = atoi(v), i++;
+        } else if (v && strcmp(a, "--stride") == 0) {
+            o->stride = atoi(v), i++;
+        } else {
+            fprintf(stderr, "infvsr run %s: unexpected argument '%s'\n", cmd, a);
+            return 2;
+        }
+    }
+    if (!o->model || !o->in || !o->out || o->repeat < 1 || o->repeat > MAX_REPEAT || o->threads < 0) {
+        fprintf(stderr, "infvsr run %s: --model, --in and --out are required (1 <= repeat <= %d, threads >= 0)\n",
+                cmd, MAX_REPEAT);
+        usage(stderr, cmd);
+        return 2;
+    }
+    return 0;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void * a, const void * b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+struct stream {
+    const struct infvsr_tensor * in[MAX_CHUNKS];
+    struct infvsr_tensor         out[MAX_CHUNKS];
+    int                          n;
+    double                       times[MAX_CHUNKS][MAX_REPEAT];
+};
+
+/* Runs every chunk once through `s` (reset first); outputs are (re)allocated as needed. */
+static enum infvsr_status run_once(struct infvsr_vae_session * s, struct stream * st, bool decode, int rep,
+                                   struct infvsr_err * err) {
+    infvsr_vae_session_reset(s);
+    for (int i = 0; i < st->n; i++) {
+        const struct infvsr_tensor * x = st->in[i];
+        int64_t shape[4];
+        if (decode) {
+            shape[0] = 3;
+            shape[1] = infvsr_vae_decode_n_frames(s, x->shape[1]);
+            shape[2] = 8 * x->shape[2];
+            shape[3] = 8 * x->shape[3];
+        } else {
+            shape[0] = INFVSR_VAE_Z_DIM;
+            shape[1] = infvsr_vae_encode_n_latents(x->shape[1], i == 0);
+            shape[2] = x->shape[2] / 8;
+            shape[3] = x->shape[3] / 8;
+            if (shape[1] < 0) {
+                return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "frames_%d: %lld frames (chunk 0 needs 1 mod 4, "
+                                      "later chunks 0 mod 4)", i, (long long)x->shape[1]);
+            }
+        }
+        if (!st->out[i].data) {
+            char name[32];
+            snprintf(name, sizeof name, "%s_%d", decode ? "decoded" : "latents", i);
+            if (shape[1] < 1 || infvsr_tensor_alloc(&st->out[i], name, INFVSR_TYPE_F32, 4, shape) != INFVSR_OK) {
+                return infvsr_err_set(err, INFVSR_ERR_NOMEM, "cannot allocate output %s", name);
+            }
+        }
+        double t0 = now_s();
+        enum infvsr_status rc = decode ? infvsr_vae_decode_chunk(s, x, &st->out[i], err)
+                                       : infvsr_vae_encode_chunk(s, x, i == 0, &st->out[i], err);
+        if (rc != INFVSR_OK) {
+            infvsr_err_prefix(err, "chunk %d", i);
+            return rc;
+        }
+        st->times[i][rep] = now_s() - t0;
+    }
+    return INFVSR_OK;
+}
+
+static int run_stream(const struct vae_opts * o, struct infvsr_err * err) {
+    const char * cmd = o->decode ? "vae-decode" : "vae-encode";
+    struct infvsr_model_config cfg = infvsr_model_config_full();
+    if (o->config && infvsr_model_config_load(o->config, &cfg, err) != INFVSR_OK) return 1;
+    struct infvsr_weights * w = NULL, * io = NULL;
+    struct infvsr_backend * be = NULL;
+    struct infvsr_vae * vae = NULL;
+    struct infvsr_vae_session * s = NULL;
+    struct stream * st = calloc(1, sizeof *st);
+    int rc = 1;
+    struct infvsr_cpu_params cp = infvsr_cpu_default_params();
+    cp.n_threads = o->threads;
+    cp.use_ref   = o->use_ref;
+    if (!st) goto done;
+    if (infvsr_weights_open(o->model, &w, err) != INFVSR_OK || infvsr_weights_open(o->in, &io, err) != INFVSR_OK) goto done;
+    if (infvsr_cpu_backend_init(&cp, &be) != INFVSR_OK) {
+        infvsr_err_set(err, INFVSR_ERR_DEVICE, "cannot start the CPU backend");
+        goto done;
+    }
+    if (infvsr_vae_load(w, &cfg.vae, be, &vae, err) != INFVSR_OK) goto done;
+    for (st->n = 0; st->n < MAX_CHUNKS; st->n++) {
+        char key[32];
+        snprintf(key, sizeof key, "%s_%d", o->decode ? "latents" : "frames", st->n);
+        if (!(st->in[st->n] = infvsr_weights_find(io, key))) break;
+    }
+    if (st->n == 0) {
+        infvsr_err_set(err, INFVSR_ERR_FORMAT, "%s: no %s_0 tensor", o->in, o->decode ? "latents" : "frames");
+        goto done;
+    }
+    const struct infvsr_tensor * x0 = st->in[0];
+    if (x0->ndim != 4) {
+        infvsr_err_set(err, INFVSR_ERR_FORMAT, "%s: %s_0 must be 4-D", o->in, o->decode ? "latents" : "frames");
+        goto done;
+    }
+    struct infvsr_vae_session_params p = infvsr_vae_session_default_params();
+    p.height            = (int)(o->decode ? 8 * x0->shape[2] : x0->shape[2]);
+    p.width             = (int)(o->decode ? 8 * x0->shape[3] : x0->shape[3]);
+    p.tile_threshold_px = o->tile_threshold;
+    p.tile_latent       = o->tile;
+    p.stride_latent     = o->stride;
+    if (infvsr_vae_session_open(vae, &p, &s, err) != INFVSR_OK) goto done;
+    for (int r = 0; r < o->repeat; r++) {
+        if (run_once(s, st, o->decode, r, err) != INFVSR_OK) goto done;
+    }
+    if (infvsr_safetensors_write(o->out, st->out, (size_t)st->n, err) != INFVSR_OK) goto done;
+    if (o->timing) {
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        printf("%s: %dx%d, %d tile(s), %d chunk(s), %d repeat(s), cache %zu bytes, scratch %zu bytes, "
+               "peak RSS %ld MiB\n", cmd, p.height, p.width, infvsr_vae_session_n_tiles(s), st->n, o->repeat,
+               infvsr_vae_session_cache_bytes(s), infvsr_vae_session_scratch_bytes(s), ru.ru_maxrss / 1024);
+        for (int i = 0; i < st->n; i++) {
+            qsort(st->times[i], (size_t)o->repeat, sizeof(double), cmp_double);
+            printf("chunk %d: in %lld frames, median %.4f s\n", i, (long long)st->in[i]->shape[1],
+                   st->times[i][o->repeat / 2]);
+        }
+    }
+    rc = 0;
+done:
+    if (rc) fprintf(stderr, "infvsr run %s: %s\n", cmd, err->msg);
+    for (int i = 0; st && i < st->n; i++) infvsr_tensor_release(&st->out[i]);
+    free(st);
+    infvsr_vae_session_close(s);
+    infvsr_vae_free(vae);
+    if (be) infvsr_cpu_backend_free(be);
+    infvsr_weights_close(io);
+    infvsr_weights_close(w);
+    return rc;
+}
+
+int infvsr_run_vae(int argc, char ** argv) {
+    struct vae_opts o;
+    int rc = parse_args(argc, argv, &o);
+    if (rc) return rc < 0 ? 0 : rc;
+    struct infvsr_err err = { 0 };
+    return run_stream(&o, &err);
+}
