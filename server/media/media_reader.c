@@ -133,12 +133,17 @@ static enum infvsr_status open_common(struct infvsr_media_reader * r, const char
     if (L->analyzeduration_us > 0) r->fmt->max_analyze_duration = L->analyzeduration_us;
     AVDictionary * opts = NULL;
     if (L->format_whitelist) av_dict_set(&opts, "format_whitelist", L->format_whitelist, 0);
+    /* Demuxers that open inner inputs themselves (concat, ...) bypass io_open but inherit
+     * the protocol whitelist: a list naming no protocol denies every such open. */
+    av_dict_set(&opts, "protocol_whitelist", "none", 0);
     int ret = avformat_open_input(&r->fmt, NULL, NULL, &opts);
     av_dict_free(&opts);
     if (ret < 0) { /* avformat_open_input freed the context */
         char m[300];
-        snprintf(m, sizeof(m), "%s: not a readable media file (unknown format, or truncated/corrupt%s)", what,
-                 L->format_whitelist ? ", or a format not in the whitelist" : "");
+        /* FFmpeg's code is often unhelpful here (a refused playlist reports ENOMEM), so
+         * the message names the possible causes. */
+        snprintf(m, sizeof(m), "%s: not a readable media file (unknown or disallowed format, a playlist or "
+                 "list of other files, or truncated/corrupt data)", what);
         return infvsr_media_av_err(err, INFVSR_ERR_FORMAT, ret, m);
     }
     ret = avformat_find_stream_info(r->fmt, NULL);

@@ -186,7 +186,10 @@ def test_bad_inputs():
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=25", "-t", "0.4", "-c:v", "libx264", "-f", "mpegts", "s2.ts")
     write_bytes("change.ts", open(os.path.join(WORK, "s1.ts"), "rb").read() + open(os.path.join(WORK, "s2.ts"), "rb").read())
     ffmpeg("-f", "lavfi", "-i", "sine", "-t", "1", "-c:a", "aac", "audio.m4a")
-    cases = [("random.bin", "not a readable media file"), ("trunc.mp4", "truncated"),
+    ffmpeg("-i", "a.mp4", "-c", "copy", "-f", "hls", "-hls_time", "1", "-hls_list_size", "0", "list.m3u8")
+    write_bytes("list.ffconcat", b"ffconcat version 1.0\nfile a.mp4\n")
+    cases = [("random.bin", "not a readable media file"), ("list.m3u8", "not a readable media file"),
+             ("list.ffconcat", "not a readable media file"), ("trunc.mp4", "truncated"),
              ("trunc_fast.mp4", "after frame"), ("zero.y4m", "no decodable frame"),
              ("huge.y4m", "outside the limits"), ("change.ts", "resolution changes at frame 10"),
              ("audio.m4a", "no video stream"), ("missing.mp4", "cannot open")]
@@ -197,6 +200,11 @@ def test_bad_inputs():
             check(p.returncode == 1 and "error:" in p.stderr and msg in p.stderr,
                   "%s: want an error with '%s', got rc %d: %s" % (src, msg, p.returncode, p.stderr.strip()))
             check(not leftovers(os.path.join(WORK, out)), "%s: nothing left under %s" % (src, out))
+    for args in [["list.ffconcat", "--io"], ["a.mp4", "--formats", "matroska,webm"]]:
+        p = run(TOOL, "rgbmd5", *args, ok=False)
+        check(p.returncode == 1 and "not a readable media file" in p.stderr, "%s: %s" % (args, p.stderr.strip()))
+    p = run(TOOL, "rgbmd5", "b.mkv", "--formats", "matroska,webm", ok=False)
+    check(p.returncode == 0, "whitelisted format is read: " + p.stderr.strip())
     p = run(TOOL, "abort", "aborted.mp4", ok=False)
     check(p.returncode == 0 and not leftovers(os.path.join(WORK, "aborted.mp4")), "abort leaves no file")
 

@@ -6,6 +6,7 @@
  *   media_tool transcode IN OUT h264|ffv1|y4m [--lossless] [--io]
  *   media_tool abort OUT                        open a writer, write 2 frames, abort
  *
+ * --formats LIST sets the demuxer whitelist (comma-separated FFmpeg demuxer names).
  * --io reads the input through the callback interface (no seek), the way an upload is
  * fed to the reader. */
 #include <libavutil/log.h>
@@ -32,9 +33,12 @@ static int fail(const struct infvsr_err * err) {
     return 1;
 }
 
+static const char * format_whitelist;
+
 static enum infvsr_status open_input(const char * path, bool via_io, struct file_io * fio,
                                      struct infvsr_media_reader ** r, struct infvsr_err * err) {
     struct infvsr_media_limits lim = infvsr_media_limits_default();
+    lim.format_whitelist = format_whitelist;
     if (!via_io) return infvsr_media_reader_open_file(path, &lim, r, err);
     fio->f = fopen(path, "rb");
     if (!fio->f) return infvsr_err_set(err, INFVSR_ERR_IO, "cannot open %s", path);
@@ -155,6 +159,8 @@ static int cmd_abort(const char * out) {
 
 int main(int argc, char ** argv) {
     av_log_set_level(AV_LOG_ERROR);
+    for (int i = 1; i + 1 < argc; i++)
+        if (strcmp(argv[i], "--formats") == 0) format_whitelist = argv[i + 1];
     if (argc >= 3 && strcmp(argv[1], "info") == 0) return cmd_info(argv[2]);
     if (argc >= 3 && strcmp(argv[1], "rgbmd5") == 0) return cmd_rgbmd5(argv[2], has_flag(argc, argv, "--io"));
     if (argc >= 5 && strcmp(argv[1], "transcode") == 0)

@@ -223,6 +223,7 @@ static void run_video(const char * name) {
 static void test_video_mixed(void) { run_video("mixed"); }
 static void test_video_short_scenes(void) { run_video("short_scenes"); }
 static void test_video_static(void) { run_video("static"); }
+static void test_video_short_tail(void) { run_video("short_tail"); }
 
 /* ---- edge cases, no fixtures ---------------------------------------------------------- */
 
@@ -383,7 +384,7 @@ static void test_reference_distance(void) {
 int main(int argc, char ** argv) {
     static const struct test_case tests[] = {
         TEST(test_hsv_all_colours), TEST(test_hsv_random_images), TEST(test_video_mixed),
-        TEST(test_video_short_scenes), TEST(test_video_static), TEST(test_zero_frames),
+        TEST(test_video_short_scenes), TEST(test_video_static), TEST(test_video_short_tail), TEST(test_zero_frames),
         TEST(test_one_frame), TEST(test_max_frames), TEST(test_busy_and_destroy_with_frames),
         TEST(test_bounded_long_stream), TEST(test_bad_arguments), TEST(test_reference_distance),
         { 0 },

@@ -198,6 +198,13 @@ def video_static(rng):
     return np.stack([scene_frame(rng, (100, 100, 100), t, noise=2, speed=0) for t in range(50)])
 
 
+def video_short_tail(rng):
+    """A cut 6 frames before the end: the last scene's first chunk has fewer than 9 frames."""
+    fr = [scene_frame(rng, (60, 60, 200), t, noise=3) for t in range(30)]
+    fr += [scene_frame(rng, (230, 200, 40), t, noise=3) for t in range(6)]
+    return np.stack(fr)
+
+
 def write_video(out_dir, name, frames):
     frames.tofile(os.path.join(out_dir, name + ".u8"))
     configs = {}
@@ -239,7 +246,8 @@ def main():
         json.dump(dict(count=3, height=37, width=53), f)
 
     summary = []
-    for name, fn in [("mixed", video_mixed), ("short_scenes", video_short_scenes), ("static", video_static)]:
+    for name, fn in [("mixed", video_mixed), ("short_scenes", video_short_scenes), ("static", video_static),
+                     ("short_tail", video_short_tail)]:
         meta = write_video(out, name, fn(np.random.default_rng(zlib.crc32(name.encode()))))
         summary.append("%s: %d frames, cuts %s, %d chunks, updates without cut at %s" % (
             name, meta["frames"], meta["cuts"], len(meta["configs"]["default"]["chunks"]),
