@@ -269,7 +269,7 @@ static enum infvsr_status push_tuple(struct op_ctx * c, struct infvsr_pk_obj ** 
     struct infvsr_pk_obj * tmp[3];
     struct infvsr_pk_obj ** src = items;
     if (n <= 3) {
-        memcpy(tmp, items, n * sizeof *items);
+        if (n) memcpy(tmp, items, n * sizeof *items);
         src = tmp;
     }
     enum infvsr_status st = new_obj(c, INFVSR_PK_TUPLE, &t);
