@@ -233,7 +233,7 @@ static enum infvsr_status build_decoder(struct loader * L, const struct infvsr_v
 static enum infvsr_status check_extra_keys(struct loader * L) {
     size_t n = infvsr_weights_count(L->w);
     for (size_t i = 0; i < n; i++) {
-        const char * key = infvsr_weights_at(L->w, i)->name;
+        const char * key = infvsr_weights_key_at(L->w, i);
         bool found = false;
         for (size_t j = 0; j < L->n_used && !found; j++) found = strcmp(L->used[j], key) == 0;
         if (!found) {
