@@ -161,6 +161,8 @@ def test_custom_io():
         p = run(TOOL, "rgbmd5", f, "--io", ok=False)
         want = ref if f == "a_fast.mp4" else kv(run(TOOL, "rgbmd5", f).stdout)["md5"]
         check(p.returncode == 0 and kv(p.stdout).get("md5") == want, "custom IO %s: %s" % (f, p.stderr.strip()))
+    p = run(TOOL, "rgbmd5", "a.mp4", "--io-seek", ok=False)
+    check(p.returncode == 0 and kv(p.stdout).get("md5") == ref, "custom IO with seek, index at the end: " + p.stderr.strip())
     p = run(TOOL, "rgbmd5", "a.mp4", "--io", ok=False)
     check(p.returncode == 1 and "faststart" in p.stderr, "streamed MP4 with the index at the end: " + p.stderr.strip())
     p = run(TOOL, "transcode", "b.mkv", "io_b.mkv", "h264", "--io", ok=False)
@@ -209,6 +211,23 @@ def test_bad_inputs():
     check(p.returncode == 0 and not leftovers(os.path.join(WORK, "aborted.mp4")), "abort leaves no file")
 
 
+def test_memory_does_not_grow():
+    """Peak RSS of a 10x longer transcode (with audio) stays within 4 MB (a leaked frame
+    per frame would add 8 MB)."""
+    rss = {}
+    for secs in (2, 20):
+        src = "long%d.mp4" % secs
+        ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=25", "-f", "lavfi", "-i",
+               "sine=frequency=500:sample_rate=48000", "-t", str(secs), "-c:v", "libx264", "-preset", "ultrafast",
+               "-c:a", "aac", "-shortest", src)
+        p = run(TOOL, "transcode", src, "out_" + src, "h264", ok=False)
+        if not check(p.returncode == 0 and kv(p.stdout)["frames"] == str(25 * secs), src + ": " + p.stderr):
+            return
+        rss[secs] = int(kv(p.stdout)["peak_rss_kb"])
+    print("peak RSS: 50 frames %d kB, 500 frames %d kB" % (rss[2], rss[20]))
+    check(rss[20] <= rss[2] + 4096, "memory grows with length: %s" % rss)
+
+
 def main():
     make_inputs()
     test_info()
@@ -220,6 +239,7 @@ def main():
     test_transcode("b.mkv", "h264", "mkv")
     test_transcode("a.mp4", "h264", "mp4", lossless=True)
     test_custom_io()
+    test_memory_does_not_grow()
     test_bad_inputs()
     print("%d passed, %d failed" % (passed, failed))
     sys.exit(1 if failed else 0)

@@ -8,13 +8,15 @@
  *
  * --formats LIST sets the demuxer whitelist (comma-separated FFmpeg demuxer names).
  * --io reads the input through the callback interface (no seek), the way an upload is
- * fed to the reader. */
+ * fed to the reader; --io-seek also provides the seek callback. transcode prints the
+ * process's peak RSS so that the test can check memory does not grow with length. */
 #include <libavutil/log.h>
 #include <libavutil/md5.h>
 #include <libavutil/mem.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "media.h"
 
@@ -34,6 +36,19 @@ static int fail(const struct infvsr_err * err) {
 }
 
 static const char * format_whitelist;
+static bool io_seekable;
+
+static int64_t file_seek(void * opaque, int64_t offset, int whence) {
+    struct file_io * io = opaque;
+    if (whence == 0x10000) { /* AVSEEK_SIZE */
+        off_t cur = ftello(io->f);
+        if (fseeko(io->f, 0, SEEK_END) != 0) return -1;
+        off_t size = ftello(io->f);
+        return fseeko(io->f, cur, SEEK_SET) == 0 ? (int64_t)size : -1;
+    }
+    if (fseeko(io->f, (off_t)offset, whence) != 0) return -1;
+    return (int64_t)ftello(io->f);
+}
 
 static enum infvsr_status open_input(const char * path, bool via_io, struct file_io * fio,
                                      struct infvsr_media_reader ** r, struct infvsr_err * err) {
@@ -42,7 +57,7 @@ static enum infvsr_status open_input(const char * path, bool via_io, struct file
     if (!via_io) return infvsr_media_reader_open_file(path, &lim, r, err);
     fio->f = fopen(path, "rb");
     if (!fio->f) return infvsr_err_set(err, INFVSR_ERR_IO, "cannot open %s", path);
-    struct infvsr_media_io io = { .opaque = fio, .read = file_read, .seek = NULL };
+    struct infvsr_media_io io = { .opaque = fio, .read = file_read, .seek = io_seekable ? file_seek : NULL };
     return infvsr_media_reader_open_io(&io, &lim, r, err);
 }
 
@@ -122,7 +137,9 @@ static int cmd_transcode(const char * in, const char * out, const char * codec, 
     enum infvsr_status fst = infvsr_media_writer_finish(w, &err);
     w = NULL;
     if (fst != INFVSR_OK) goto fail;
-    printf("frames=%lld\ncopied_streams=%d\n", (long long)frames, copied);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("frames=%lld\ncopied_streams=%d\npeak_rss_kb=%ld\n", (long long)frames, copied, ru.ru_maxrss);
     infvsr_media_reader_close(r);
     if (fio.f) fclose(fio.f);
     free(rgb);
@@ -161,10 +178,12 @@ int main(int argc, char ** argv) {
     av_log_set_level(AV_LOG_ERROR);
     for (int i = 1; i + 1 < argc; i++)
         if (strcmp(argv[i], "--formats") == 0) format_whitelist = argv[i + 1];
+    io_seekable = has_flag(argc, argv, "--io-seek");
     if (argc >= 3 && strcmp(argv[1], "info") == 0) return cmd_info(argv[2]);
-    if (argc >= 3 && strcmp(argv[1], "rgbmd5") == 0) return cmd_rgbmd5(argv[2], has_flag(argc, argv, "--io"));
+    if (argc >= 3 && strcmp(argv[1], "rgbmd5") == 0) return cmd_rgbmd5(argv[2], has_flag(argc, argv, "--io") || io_seekable);
     if (argc >= 5 && strcmp(argv[1], "transcode") == 0)
-        return cmd_transcode(argv[2], argv[3], argv[4], has_flag(argc, argv, "--lossless"), has_flag(argc, argv, "--io"));
+        return cmd_transcode(argv[2], argv[3], argv[4], has_flag(argc, argv, "--lossless"),
+                             has_flag(argc, argv, "--io") || io_seekable);
     if (argc >= 3 && strcmp(argv[1], "abort") == 0) return cmd_abort(argv[2]);
     fprintf(stderr, "usage: media_tool info|rgbmd5|transcode|abort ...\n");
     return 2;
