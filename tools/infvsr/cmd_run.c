@@ -19,6 +19,7 @@ static const struct module modules[] = {
     { "dit", infvsr_run_dit, "causal DiT on a chunk sequence (KV cache): pred_i, restored_i" },
     { "vae-encode", infvsr_run_vae, "streaming VAE encode of frames_i chunks: latents_i" },
     { "vae-decode", infvsr_run_vae, "streaming VAE decode of latents_i chunks: decoded_i" },
+    { "visual", infvsr_run_visual, "RAM Swin-L + DAPE + image_proj on one frame/image: context, tokens" },
     { NULL, NULL, NULL },
 };
 

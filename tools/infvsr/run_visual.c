@@ -1,0 +1,143 @@
+/* `infvsr run visual`: the visual encoder (RAM Swin-L + DAPE + image_proj) on one reference
+ * image read from a safetensors file (tensor names in docs/VERIFY.md).
+ *
+ *   infvsr run visual --ram ram_swin_large_14m.pth --dape DAPE.pth [--config cfg.json]
+ *                     --in IN.safetensors --out OUT.safetensors [--threads N] [--ref]
+ *
+ * IN holds either `frame` (U8 [H, W, 3] RGB, prepared as the pipeline does) or `image`
+ * ([3, 384, 384], already ImageNet-normalised, any float dtype). OUT gets `context`
+ * [145, out_dim], `tokens` [145, 8 * embed_dim] (before image_proj) and `image` (the f32
+ * image that was encoded), all f32. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "infvsr/model_config.h"
+#include "infvsr/visual.h"
+#include "infvsr/weights.h"
+#include "ops.h"
+#include "run_modules.h"
+
+struct visual_opts {
+    const char * ram, * dape, * config, * in, * out;
+    int          threads;
+    bool         use_ref;
+};
+
+static void usage(FILE * f) {
+    fprintf(f,
+            "usage: infvsr run visual --ram RAM.pth --dape DAPE.pth [--config CFG.json]\n"
+            "                         --in IN.safetensors --out OUT.safetensors [--threads N] [--ref]\n"
+            "  IN holds `frame` (u8 [H, W, 3] RGB) or `image` ([3, 384, 384], already normalised).\n"
+            "  OUT gets `context` [145, out_dim], `tokens` [145, C] and `image` [3, 384, 384], f32.\n"
+            "  --config   model config JSON (default: the built-in full InfVSR config)\n"
+            "  --threads  CPU threads (default: all cores)\n"
+            "  --ref      use the float64 reference CPU kernels (slow)\n"
+            "exit codes: 0 ok, 1 bad input or model, 2 usage error\n");
+}
+
+static int parse_args(int argc, char ** argv, struct visual_opts * o) {
+    memset(o, 0, sizeof *o);
+    for (int i = 1; i < argc; i++) {
+        const char * a = argv[i];
+        const char * v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return -1;
+        } else if (strcmp(a, "--ref") == 0) {
+            o->use_ref = true;
+        } else if (v && strcmp(a, "--ram") == 0) {
+            o->ram = v, i++;
+        } else if (v && strcmp(a, "--dape") == 0) {
+            o->dape = v, i++;
+        } else if (v && strcmp(a, "--config") == 0) {
+            o->config = v, i++;
+        } else if (v && strcmp(a, "--in") == 0) {
+            o->in = v, i++;
+        } else if (v && strcmp(a, "--out") == 0) {
+            o->out = v, i++;
+        } else if (v && strcmp(a, "--threads") == 0) {
+            o->threads = atoi(v), i++;
+        } else {
+            fprintf(stderr, "infvsr run visual: unexpected argument '%s'\n", a);
+            return 2;
+        }
+    }
+    if (!o->ram || !o->dape || !o->in || !o->out || o->threads < 0) {
+        fprintf(stderr, "infvsr run visual: --ram, --dape, --in and --out are required (threads >= 0)\n");
+        usage(stderr);
+        return 2;
+    }
+    return 0;
+}
+
+/* image = prepared `frame`, or `image` widened to f32 (shape checked by the encoder). */
+static enum infvsr_status read_input(struct infvsr_visual * v, const struct infvsr_weights * io, const char * path,
+                                     struct infvsr_tensor * image, struct infvsr_err * err) {
+    const struct infvsr_tensor * frame = infvsr_weights_find(io, "frame");
+    const struct infvsr_tensor * in    = infvsr_weights_find(io, "image");
+    if (frame) return infvsr_visual_prepare_reference(v, frame, image, err);
+    if (!in) return infvsr_err_set(err, INFVSR_ERR_FORMAT, "%s: no 'frame' or 'image' tensor", path);
+    if (!infvsr_dtype_is_float(in->dtype) || infvsr_tensor_numel(in) != infvsr_tensor_numel(image) || in->ndim != 3) {
+        char got[96];
+        return infvsr_err_set(err, INFVSR_ERR_FORMAT, "%s: 'image' must be a float [3, %d, %d] tensor, got %s %s", path,
+                              infvsr_visual_img_size(v), infvsr_visual_img_size(v), infvsr_dtype_name(in->dtype),
+                              infvsr_shape_str(in->ndim, in->shape, got, sizeof got));
+    }
+    infvsr_convert_to_f32(image->data, in->data, in->dtype, (size_t)infvsr_tensor_numel(image));
+    return INFVSR_OK;
+}
+
+static int run(const struct visual_opts * o, struct infvsr_err * err) {
+    struct infvsr_model_config cfg = infvsr_model_config_full();
+    if (o->config && infvsr_model_config_load(o->config, &cfg, err) != INFVSR_OK) return 1;
+    struct infvsr_weights * ram = NULL, * dape = NULL, * io = NULL;
+    struct infvsr_backend * be = NULL;
+    struct infvsr_visual * v = NULL;
+    struct infvsr_tensor out[3]; /* context, tokens, image */
+    memset(out, 0, sizeof out);
+    int rc = 1;
+    struct infvsr_cpu_params cp = infvsr_cpu_default_params();
+    cp.n_threads = o->threads;
+    cp.use_ref   = o->use_ref;
+    if (infvsr_weights_open(o->ram, &ram, err) || infvsr_weights_open(o->dape, &dape, err) ||
+        infvsr_weights_open(o->in, &io, err)) {
+        goto done;
+    }
+    if (infvsr_cpu_backend_init(&cp, &be) != INFVSR_OK) {
+        infvsr_err_set(err, INFVSR_ERR_DEVICE, "cannot start the CPU backend");
+        goto done;
+    }
+    if (infvsr_visual_load(ram, dape, &cfg.visual, be, &v, err) != INFVSR_OK) goto done;
+    int64_t n = infvsr_visual_n_tokens(v), img = infvsr_visual_img_size(v);
+    int64_t cs[2] = { n, infvsr_visual_out_dim(v) }, ts[2] = { n, infvsr_visual_token_dim(v) }, is[3] = { 3, img, img };
+    if (infvsr_tensor_alloc(&out[0], "context", INFVSR_TYPE_F32, 2, cs) ||
+        infvsr_tensor_alloc(&out[1], "tokens", INFVSR_TYPE_F32, 2, ts) ||
+        infvsr_tensor_alloc(&out[2], "image", INFVSR_TYPE_F32, 3, is)) {
+        infvsr_err_set(err, INFVSR_ERR_NOMEM, "cannot allocate the outputs");
+        goto done;
+    }
+    if (read_input(v, io, o->in, &out[2], err) || infvsr_visual_encode(v, &out[2], &out[1], &out[0], err) ||
+        infvsr_safetensors_write(o->out, out, 3, err)) {
+        goto done;
+    }
+    rc = 0;
+done:
+    for (int i = 0; i < 3; i++) infvsr_tensor_release(&out[i]);
+    infvsr_visual_free(v);
+    if (be) infvsr_cpu_backend_free(be);
+    infvsr_weights_close(io);
+    infvsr_weights_close(dape);
+    infvsr_weights_close(ram);
+    return rc;
+}
+
+int infvsr_run_visual(int argc, char ** argv) {
+    struct visual_opts o;
+    int pr = parse_args(argc, argv, &o);
+    if (pr != 0) return pr < 0 ? 0 : pr;
+    struct infvsr_err err = { 0 };
+    int rc = run(&o, &err);
+    if (rc != 0) fprintf(stderr, "infvsr run visual: %s\n", err.msg[0] ? err.msg : "failed");
+    return rc;
+}
