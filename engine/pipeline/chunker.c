@@ -31,8 +31,9 @@ struct infvsr_chunker {
 
     bool      have_reference;
     int64_t   reference_index;
+    uint8_t * hsv_mem;        /* one allocation behind ref_hsv and tmp_hsv */
     uint8_t * ref_hsv[3];     /* HSV planes of the reference frame */
-    uint8_t * tmp_hsv[3];     /* HSV planes of a chunk's first frame */
+    uint8_t * tmp_hsv[3];     /* HSV planes of a chunk's first frame (swapped with ref_hsv) */
 };
 
 struct infvsr_chunker_config infvsr_chunker_config_default(int width, int height) {
@@ -68,7 +69,7 @@ enum infvsr_status infvsr_chunker_create(const struct infvsr_chunker_config * cf
             free(ch);
             return st;
         }
-        uint8_t * mem = malloc(6 * ch->npix);
+        uint8_t * mem = ch->hsv_mem = malloc(6 * ch->npix);
         if (!mem) {
             infvsr_chunker_destroy(ch);
             return infvsr_err_set(err, INFVSR_ERR_NOMEM, "chunker: out of memory");
@@ -96,7 +97,7 @@ void infvsr_chunker_destroy(struct infvsr_chunker * ch) {
     for (int i = 0; i < ch->n_pending; i++) free(ch->pending[(ch->pending_head + i) % RING]);
     for (int i = 0; i < ch->n_ready; i++) infvsr_chunk_release(&ch->ready[(ch->ready_head + i) % RING]);
     infvsr_scene_detector_destroy(ch->det);
-    free(ch->ref_hsv[0]);
+    free(ch->hsv_mem);
     free(ch);
 }
 

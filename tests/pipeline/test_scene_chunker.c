@@ -346,6 +346,45 @@ static void test_bounded_long_stream(void) {
     infvsr_chunker_destroy(ch);
 }
 
+/* Two random images alternating: every frame scores far above 27, yet the flash filter
+ * never reports a cut (each frame moves last_above), and the reference comparison
+ * refreshes once, at frame 21 (frame 45 equals the reference again). Hand-derived from
+ * §2.2/§2.3. One refresh means the chunker swapped its HSV buffers an odd number of
+ * times before destroy (this once freed the wrong pointer). */
+static void test_alternating_frames(void) {
+    uint8_t img[2][8 * 8 * 3];
+    uint64_t rng = 99;
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < 8 * 8 * 3; i++) img[k][i] = (uint8_t)test_rng_next(&rng);
+    struct infvsr_chunker * ch = NULL;
+    struct infvsr_chunker_config cfg = infvsr_chunker_config_default(8, 8);
+    CHECK_EQ_INT(infvsr_chunker_create(&cfg, &ch, NULL), INFVSR_OK);
+    static const int want[][4] = { { 0, 9, 1, 1 }, { 9, 12, 0, 0 }, { 21, 12, 0, 1 }, { 33, 12, 0, 0 }, { 45, 5, 0, 0 } };
+    size_t k = 0;
+    for (int f = 0; f <= 50; f++) {
+        if (f < 50) {
+            uint8_t * fr = malloc(sizeof(img[0]));
+            memcpy(fr, img[f & 1], sizeof(img[0]));
+            CHECK_EQ_INT(infvsr_chunker_push(ch, fr, NULL), INFVSR_OK);
+            CHECK(f == 0 || infvsr_chunker_last_score(ch) > 27.0);
+        } else {
+            CHECK_EQ_INT(infvsr_chunker_finish(ch, NULL), INFVSR_OK);
+        }
+        struct infvsr_chunk c;
+        while (infvsr_chunker_pop(ch, &c)) {
+            CHECK(k < 5);
+            if (k < 5)
+                CHECK_MSG(c.first == want[k][0] && c.n == want[k][1] && c.new_scene == want[k][2] &&
+                          c.update == want[k][3], "chunk %zu: (%lld,%d,%d,%d)", k, (long long)c.first, c.n,
+                          c.new_scene, c.update);
+            k++;
+            infvsr_chunk_release(&c);
+        }
+    }
+    CHECK_EQ_INT(k, 5);
+    infvsr_chunker_destroy(ch);
+}
+
 static void test_bad_arguments(void) {
     struct infvsr_err err = { 0 };
     struct infvsr_scene_detector * det = NULL;
@@ -386,7 +425,7 @@ int main(int argc, char ** argv) {
         TEST(test_hsv_all_colours), TEST(test_hsv_random_images), TEST(test_video_mixed),
         TEST(test_video_short_scenes), TEST(test_video_static), TEST(test_video_short_tail), TEST(test_zero_frames),
         TEST(test_one_frame), TEST(test_max_frames), TEST(test_busy_and_destroy_with_frames),
-        TEST(test_bounded_long_stream), TEST(test_bad_arguments), TEST(test_reference_distance),
+        TEST(test_bounded_long_stream), TEST(test_alternating_frames), TEST(test_bad_arguments), TEST(test_reference_distance),
         { 0 },
     };
     return test_main(argc, argv, tests);
