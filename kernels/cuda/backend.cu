@@ -1,0 +1,320 @@
+/* The CUDA backend: kernels/ops.h on device memory.
+ *
+ * Precision and dtypes
+ *   Activations may be F32 or BF16 device tensors; the tensor's dtype decides. Every
+ *   kernel loads into fp32 registers, computes in fp32 (RoPE in fp64, as the reference)
+ *   and rounds once when storing in the OUTPUT tensor's dtype, so an op may read bf16
+ *   and write f32 or the reverse. Weights (w, b, gamma, scale, ...) may be F32, BF16 or
+ *   F16 and are read in place.
+ *   GEMMs (linear, matmul, conv3d) go through cuBLASLt, which needs A and B of one type:
+ *     - bf16 activations: bf16 x bf16 -> fp32 accumulate (CUBLAS_COMPUTE_32F), output in
+ *       y's dtype; a weight that is not bf16 is converted into a pooled temporary.
+ *     - f32 activations: full fp32 GEMM (CUBLAS_COMPUTE_32F, no TF32) so results match
+ *       the CPU backend to ~1e-6; a bf16/f16 weight is widened into a pooled temporary.
+ *       This path is for tests and debugging; production runs bf16 activations.
+ *   Attention: bf16 q/k/v with head dim 32/64/128 use the tensor-core flash kernel
+ *   (attention.cu); everything else (f32, any other head dim such as the VAE's 384)
+ *   uses an fp32 SIMT flash kernel that is exact to fp32 rounding.
+ *
+ * Streams and memory
+ *   One backend instance = one worker: one cudaStream_t (non-blocking), one cuBLASLt
+ *   handle and workspace, one caching pool (mem_pool.h) used by tensor_alloc and by the
+ *   ops' temporaries, so the steady state calls cudaMalloc zero times. All work is
+ *   queued on the stream; tensor_set/tensor_get synchronise it (host buffers are
+ *   pageable and the op table promises synchronous copies).
+ *
+ * Errors
+ *   Argument errors -> INFVSR_ERR_INVALID_ARG, backend stays healthy. Any CUDA/cuBLAS
+ *   failure -> INFVSR_ERR_DEVICE, recorded once, backend unhealthy for good
+ *   (infvsr_cuda_backend_healthy false): the server marks the worker failed. A device
+ *   fault (illegal address) also poisons the CUDA context of the whole process, so the
+ *   worker process has to be restarted; we never exit or abort. */
+#include "cuda_common.cuh"
+
+#include <new>
+#include <string.h>
+
+enum infvsr_status cu_fail(struct cuda_ctx * c, struct infvsr_err * err, const char * what,
+                           const char * file, int line, const char * detail) {
+    if (!c->failed) {
+        c->failed = true;
+        const char * base = strstr(file, "kernels/cuda/");
+        snprintf(c->first_error, sizeof c->first_error, "%s at %s:%d: %s", what,
+                 base ? base : file, line, detail ? detail : "?");
+    }
+    return cu_err(err, INFVSR_ERR_DEVICE, "CUDA backend: %s", c->first_error);
+}
+
+enum infvsr_status cu_check_tensor(const struct infvsr_tensor * t, const char * op,
+                                   const char * role, bool weight_dtype_ok,
+                                   struct infvsr_err * err) {
+    if (!t) return cu_err(err, INFVSR_ERR_INVALID_ARG, "%s: %s is NULL", op, role);
+    if (t->mem != INFVSR_MEM_DEVICE || !t->data)
+        return cu_err(err, INFVSR_ERR_INVALID_ARG,
+                      "%s: %s ('%s') is not an allocated device tensor of the CUDA backend",
+                      op, role, t->name);
+    bool ok = weight_dtype_ok ? cu_is_weight(t->dtype) : cu_is_act(t->dtype);
+    if (!ok)
+        return cu_err(err, INFVSR_ERR_INVALID_ARG, "%s: %s ('%s') has dtype %s; expected %s",
+                      op, role, t->name, cu_dtype_name(t->dtype),
+                      weight_dtype_ok ? "f32, bf16 or f16" : "f32 or bf16");
+    if (t->ndim < 0 || t->ndim > INFVSR_MAX_DIMS)
+        return cu_err(err, INFVSR_ERR_INVALID_ARG, "%s: %s has invalid rank %d", op, role, t->ndim);
+    for (int i = 0; i < t->ndim; i++)
+        if (t->shape[i] < 0)
+            return cu_err(err, INFVSR_ERR_INVALID_ARG, "%s: %s has negative dim %d", op, role, i);
+    return INFVSR_OK;
+}
+
+enum infvsr_status cu_scratch(struct cuda_ctx * c, size_t nbytes, void ** out,
+                              struct infvsr_err * err) {
+    cudaError_t e = cuda_pool_alloc(c->pool, nbytes, out);
+    if (e == cudaErrorMemoryAllocation)
+        return cu_err(err, INFVSR_ERR_NOMEM, "CUDA backend: out of device memory for a %zu-byte "
+                      "temporary", nbytes);
+    if (e != cudaSuccess) return cu_fail(c, err, "cudaMalloc (pool)", __FILE__, __LINE__,
+                                         cudaGetErrorString(e));
+    return INFVSR_OK;
+}
+
+void cu_scratch_free(struct cuda_ctx * c, void * p) {
+    cuda_pool_free(c->pool, p);
+}
+
+/* ---- memory slots ---- */
+
+static const char * be_name(struct infvsr_backend * be) {
+    return cu_ctx(be)->name;
+}
+
+static enum infvsr_status be_tensor_alloc(struct infvsr_backend * be, struct infvsr_tensor * t,
+                                          struct infvsr_err * err) {
+    struct cuda_ctx * c = cu_ctx(be);
+    CU_ENTER(c, err);
+    size_t es = cu_dtype_size(t->dtype);
+    if (es == 0 || t->ndim < 0 || t->ndim > INFVSR_MAX_DIMS)
+        return cu_err(err, INFVSR_ERR_INVALID_ARG, "tensor_alloc: '%s' has an invalid dtype/rank",
+                      t->name);
+    int64_t n = 1;
+    for (int i = 0; i < t->ndim; i++) {
+        if (t->shape[i] < 0 || (t->shape[i] > 0 && n > INT64_MAX / 8 / t->shape[i]))
+            return cu_err(err, INFVSR_ERR_INVALID_ARG, "tensor_alloc: '%s' has an invalid shape",
+                          t->name);
+        n *= t->shape[i];
+    }
+    void * p = nullptr;
+    enum infvsr_status st = cu_scratch(c, (size_t)n * es, &p, err);
+    if (st != INFVSR_OK) return st;
+    t->data      = p;
+    t->mem       = INFVSR_MEM_DEVICE;
+    t->owns_data = true;
+    return INFVSR_OK;
+}
+
+static void be_tensor_free(struct infvsr_backend * be, struct infvsr_tensor * t) {
+    if (!t || t->mem != INFVSR_MEM_DEVICE) return;
+    if (t->owns_data && t->data) cuda_pool_free(cu_ctx(be)->pool, t->data);
+    t->data      = nullptr;
+    t->owns_data = false;
+}
+
+static enum infvsr_status copy_check(const struct infvsr_tensor * t, size_t offset, size_t nbytes,
+                                     const char * op, struct infvsr_err * err) {
+    if (!t || t->mem != INFVSR_MEM_DEVICE || !t->data)
+        return cu_err(err, INFVSR_ERR_INVALID_ARG, "%s: not an allocated device tensor", op);
+    int64_t n = cu_numel(t);
+    size_t total = (size_t)n * cu_dtype_size(t->dtype);
+    if (offset > total || nbytes > total - offset)
+        return cu_err(err, INFVSR_ERR_INVALID_ARG,
+                      "%s: '%s' range [%zu, %zu) outside its %zu bytes", op, t->name, offset,
+                      offset + nbytes, total);
+    return INFVSR_OK;
+}
+
+/* The op table's tensor_set/get have no err argument: failures are still recorded in
+ * the backend (first_error) when they are device failures. */
+static enum infvsr_status be_tensor_set(struct infvsr_backend * be, struct infvsr_tensor * t,
+                                        const void * src, size_t offset, size_t nbytes) {
+    struct cuda_ctx * c = cu_ctx(be);
+    struct infvsr_err * err = nullptr;
+    CU_ENTER(c, err);
+    enum infvsr_status st = copy_check(t, offset, nbytes, "tensor_set", err);
+    if (st != INFVSR_OK) return st;
+    if (nbytes == 0) return INFVSR_OK;
+    CU_CHECK(c, err, cudaSetDevice(c->device));
+    CU_CHECK(c, err, cudaMemcpyAsync((char *)t->data + offset, src, nbytes,
+                                     cudaMemcpyHostToDevice, c->stream));
+    CU_CHECK(c, err, cudaStreamSynchronize(c->stream));
+    return INFVSR_OK;
+}
+
+static enum infvsr_status be_tensor_get(struct infvsr_backend * be, const struct infvsr_tensor * t,
+                                        void * dst, size_t offset, size_t nbytes) {
+    struct cuda_ctx * c = cu_ctx(be);
+    struct infvsr_err * err = nullptr;
+    CU_ENTER(c, err);
+    enum infvsr_status st = copy_check(t, offset, nbytes, "tensor_get", err);
+    if (st != INFVSR_OK) return st;
+    if (nbytes == 0) return INFVSR_OK;
+    CU_CHECK(c, err, cudaSetDevice(c->device));
+    CU_CHECK(c, err, cudaMemcpyAsync(dst, (const char *)t->data + offset, nbytes,
+                                     cudaMemcpyDeviceToHost, c->stream));
+    CU_CHECK(c, err, cudaStreamSynchronize(c->stream));
+    return INFVSR_OK;
+}
+
+static enum infvsr_status be_synchronize(struct infvsr_backend * be) {
+    struct cuda_ctx * c = cu_ctx(be);
+    struct infvsr_err * err = nullptr;
+    CU_ENTER(c, err);
+    CU_CHECK(c, err, cudaSetDevice(c->device));
+    CU_CHECK(c, err, cudaStreamSynchronize(c->stream));
+    return INFVSR_OK;
+}
+
+static const struct infvsr_backend_i cuda_iface = {
+    /* name             */ be_name,
+    /* tensor_alloc     */ be_tensor_alloc,
+    /* tensor_free      */ be_tensor_free,
+    /* tensor_set       */ be_tensor_set,
+    /* tensor_get       */ be_tensor_get,
+    /* synchronize      */ be_synchronize,
+    /* linear           */ cu_linear,
+    /* matmul           */ cu_matmul,
+    /* layer_norm       */ cu_layer_norm,
+    /* rms_norm         */ cu_rms_norm,
+    /* channel_rms_norm */ cu_channel_rms_norm,
+    /* modulate         */ cu_modulate,
+    /* unary            */ cu_unary,
+    /* add              */ cu_add,
+    /* add_gated        */ cu_add_gated,
+    /* affine_clamp     */ cu_affine_clamp,
+    /* softmax          */ cu_softmax,
+    /* attention        */ cu_attention,
+    /* rope             */ cu_rope,
+    /* conv3d           */ cu_conv3d,
+    /* resize           */ cu_resize,
+};
+
+/* ---- lifecycle ---- */
+
+struct cuda_backend_box {
+    struct infvsr_backend be;
+    struct cuda_ctx       ctx;
+};
+
+static void destroy_ctx(struct cuda_ctx * c) {
+    cudaSetDevice(c->device);
+    if (c->stream) cudaStreamSynchronize(c->stream);
+    if (c->lt) cublasLtDestroy(c->lt);
+    if (c->stream) cudaStreamDestroy(c->stream);
+    cuda_pool_destroy(c->pool); /* frees the workspace and any tensor still alive */
+}
+
+extern "C" enum infvsr_status infvsr_cuda_backend_init(int device, struct infvsr_backend ** out,
+                                                       struct infvsr_err * err) {
+    if (!out) return cu_err(err, INFVSR_ERR_INVALID_ARG, "infvsr_cuda_backend_init: out is NULL");
+    *out = nullptr;
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return cu_err(err, INFVSR_ERR_UNSUPPORTED, "CUDA backend: no usable device (%s: %s)",
+                      cudaGetErrorName(e), cudaGetErrorString(e));
+    }
+    if (n == 0) return cu_err(err, INFVSR_ERR_UNSUPPORTED, "CUDA backend: no CUDA device present");
+    if (device < 0 || device >= n)
+        return cu_err(err, INFVSR_ERR_INVALID_ARG, "CUDA backend: device %d out of range (%d present)",
+                      device, n);
+    cudaDeviceProp prop;
+    e = cudaGetDeviceProperties(&prop, device);
+    if (e != cudaSuccess)
+        return cu_err(err, INFVSR_ERR_UNSUPPORTED, "CUDA backend: cudaGetDeviceProperties(%d): %s",
+                      device, cudaGetErrorString(e));
+    if (prop.major < 8)
+        return cu_err(err, INFVSR_ERR_UNSUPPORTED,
+                      "CUDA backend: device %d (%s) is sm_%d%d; sm_80 or newer is required (bf16 "
+                      "tensor cores)", device, prop.name, prop.major, prop.minor);
+
+    cuda_backend_box * box = new (std::nothrow) cuda_backend_box();
+    if (!box) return cu_err(err, INFVSR_ERR_NOMEM, "CUDA backend: out of host memory");
+    struct cuda_ctx * c = &box->ctx;
+    c->device = device;
+    c->prop   = prop;
+    snprintf(c->name, sizeof c->name, "cuda:%d (%.40s)", device, prop.name);
+    box->be.iface   = &cuda_iface;
+    box->be.context = c;
+
+    enum infvsr_status st = INFVSR_OK;
+    do {
+        if ((e = cudaSetDevice(device)) != cudaSuccess) {
+            st = cu_fail(c, err, "cudaSetDevice", __FILE__, __LINE__, cudaGetErrorString(e));
+            break;
+        }
+        c->pool = cuda_pool_create(device);
+        if (!c->pool) { st = cu_err(err, INFVSR_ERR_NOMEM, "CUDA backend: out of host memory"); break; }
+        if ((e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess) {
+            st = cu_fail(c, err, "cudaStreamCreateWithFlags", __FILE__, __LINE__, cudaGetErrorString(e));
+            break;
+        }
+        cublasStatus_t s = cublasLtCreate(&c->lt);
+        if (s != CUBLAS_STATUS_SUCCESS) {
+            c->lt = nullptr;
+            st = cu_fail(c, err, "cublasLtCreate", __FILE__, __LINE__, cublasGetStatusString(s));
+            break;
+        }
+        c->lt_workspace_size = CU_LT_WORKSPACE;
+        st = cu_scratch(c, c->lt_workspace_size, &c->lt_workspace, err);
+    } while (0);
+    if (st != INFVSR_OK) {
+        destroy_ctx(c);
+        delete box;
+        return st;
+    }
+    *out = &box->be;
+    return INFVSR_OK;
+}
+
+extern "C" void infvsr_cuda_backend_free(struct infvsr_backend * be) {
+    if (!be) return;
+    cuda_backend_box * box = (cuda_backend_box *)((char *)be - offsetof(cuda_backend_box, be));
+    destroy_ctx(&box->ctx);
+    delete box;
+}
+
+extern "C" bool infvsr_cuda_backend_healthy(struct infvsr_backend * be) {
+    return be && !cu_ctx(be)->failed;
+}
+
+extern "C" const char * infvsr_cuda_backend_last_error(struct infvsr_backend * be) {
+    return be ? cu_ctx(be)->first_error : "";
+}
+
+extern "C" void infvsr_cuda_backend_pool_stats(struct infvsr_backend * be,
+                                               struct infvsr_cuda_pool_stats * out) {
+    cuda_pool_stats(be ? cu_ctx(be)->pool : nullptr, out);
+}
+
+extern "C" void infvsr_cuda_backend_trim(struct infvsr_backend * be) {
+    if (!be) return;
+    struct cuda_ctx * c = cu_ctx(be);
+    cudaSetDevice(c->device);
+    cudaStreamSynchronize(c->stream);
+    cuda_pool_trim(c->pool);
+}
+
+extern "C" void * infvsr_cuda_backend_stream(struct infvsr_backend * be) {
+    return be ? (void *)cu_ctx(be)->stream : nullptr;
+}
+
+enum infvsr_status cu_check_same(const struct infvsr_tensor * a, const struct infvsr_tensor * y,
+                                 const char * op, struct infvsr_err * err) {
+    if (cu_numel(a) != cu_numel(y))
+        return cu_err(err, INFVSR_ERR_INVALID_ARG, "%s: '%s' has %lld elements, '%s' has %lld", op,
+                      a->name, (long long)cu_numel(a), y->name, (long long)cu_numel(y));
+    if (a->data == y->data && a->dtype != y->dtype)
+        return cu_err(err, INFVSR_ERR_INVALID_ARG,
+                      "%s: in-place call with different dtypes (%s -> %s)", op,
+                      cu_dtype_name(a->dtype), cu_dtype_name(y->dtype));
+    return INFVSR_OK;
+}

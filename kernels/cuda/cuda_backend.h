@@ -1,0 +1,45 @@
+/* CUDA backend extras beyond kernels/ops.h: health and memory-pool statistics.
+ *
+ * A backend instance is one worker: one device, one stream, one cuBLASLt handle, one
+ * caching memory pool. The first CUDA/cuBLAS failure is recorded and makes the backend
+ * permanently unhealthy: every later op returns INFVSR_ERR_DEVICE without touching the
+ * device, so the server can mark the worker failed (readyz false) instead of crashing. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__cplusplus) && !defined(_Noreturn)
+/* status.h uses C11 _Noreturn; the CUDA backend's host code is C++ (nvcc). */
+#define _Noreturn [[noreturn]]
+#endif
+#include "ops.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct infvsr_cuda_pool_stats {
+    size_t   bytes_in_use;     /* handed out to live tensors/scratch               */
+    size_t   bytes_peak;       /* max of bytes_in_use since init                    */
+    size_t   bytes_reserved;   /* obtained from cudaMalloc and not yet cudaFree'd   */
+    uint64_t n_device_mallocs; /* cudaMalloc calls since init (0 growth = steady)   */
+    uint64_t n_allocs;         /* pool allocations served (cache hits + mallocs)    */
+};
+
+/* False once any CUDA/cuBLAS call of this backend failed (sticky). */
+bool         infvsr_cuda_backend_healthy(struct infvsr_backend * be);
+/* The first error ("cudaMemcpyAsync(...) at kernels/cuda/backend.cu:123: an illegal
+ * memory access was encountered"), or "" while healthy. Valid until the backend is freed. */
+const char * infvsr_cuda_backend_last_error(struct infvsr_backend * be);
+void         infvsr_cuda_backend_pool_stats(struct infvsr_backend * be,
+                                            struct infvsr_cuda_pool_stats * out);
+/* Returns cached (free) blocks to the driver. */
+void         infvsr_cuda_backend_trim(struct infvsr_backend * be);
+/* The backend's stream (cudaStream_t as void*), for benchmarks timing with events. */
+void *       infvsr_cuda_backend_stream(struct infvsr_backend * be);
+
+#ifdef __cplusplus
+}
+#endif
