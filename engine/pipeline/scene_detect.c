@@ -26,6 +26,11 @@ static void init_tables(void) {
     tables_ready = 1;
 }
 
+/* OpenCV's own formulation: masks instead of branches (the hue case depends on the data
+ * and mispredicts on noisy frames) and an arithmetic right shift of a signed int, which
+ * C leaves implementation-defined; GCC and Clang define it as flooring, checked below. */
+_Static_assert((-1 >> 1) == -1, "signed >> must be an arithmetic (flooring) shift");
+
 void infvsr_rgb_to_hsv_u8(const uint8_t * rgb, size_t npix,
                           uint8_t * h_out, uint8_t * s_out, uint8_t * v_out) {
     init_tables();
@@ -36,18 +41,14 @@ void infvsr_rgb_to_hsv_u8(const uint8_t * rgb, size_t npix,
         int vmin = r < g ? r : g;
         vmin = vmin < b ? vmin : b;
         int diff = v - vmin;
-        int s = (diff * sdiv_table[v] + HSV_HALF) >> HSV_SHIFT;
-        int h;
-        if (v == r)      h = g - b;
-        else if (v == g) h = b - r + 2 * diff;
-        else             h = r - g + 4 * diff;
-        /* Arithmetic (flooring) shift of a signed value, as OpenCV does; written as a
-         * floor division so it does not rely on implementation-defined >> of negatives. */
-        int num = h * hdiv_table[diff] + HSV_HALF;
-        h = num >= 0 ? num >> HSV_SHIFT : -((-num + (1 << HSV_SHIFT) - 1) >> HSV_SHIFT);
-        if (h < 0) h += HUE_RANGE;
-        h_out[i] = (uint8_t)(h > 255 ? 255 : h);
-        s_out[i] = (uint8_t)s;
+        int vr = v == r ? -1 : 0;
+        int vg = v == g ? -1 : 0;
+        /* v == R: G - B;  else v == G: B - R + 2 diff;  else: R - G + 4 diff */
+        int h = (vr & (g - b)) + (~vr & ((vg & (b - r + 2 * diff)) + (~vg & (r - g + 4 * diff))));
+        h = (h * hdiv_table[diff] + HSV_HALF) >> HSV_SHIFT;
+        h += (h >> 31) & HUE_RANGE; /* +180 when negative; result is in 0..179 */
+        h_out[i] = (uint8_t)h;
+        s_out[i] = (uint8_t)((diff * sdiv_table[v] + HSV_HALF) >> HSV_SHIFT);
         v_out[i] = (uint8_t)v;
     }
 }
