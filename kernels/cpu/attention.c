@@ -1,0 +1,216 @@
+/* Fast multi-head attention: flash-style tiling with an online softmax.
+ *
+ * Work split: one pool task per (head, block of BQ queries). A task walks the keys in
+ * blocks of BK (segment 0, then segment 1; a block never straddles the two) and keeps
+ * only per-thread tiles, so memory is O(threads x (BQ + BK) x D), never Nq x Nk:
+ *   Qp [BQ, D]      the query block (rows past Nq are zero)
+ *   Kt [D, BK]      the key block transposed (keys past the end are zero)
+ *   Vp [BK, Dp]     the value block, Dp = D rounded up to 16 (zero padded)
+ *   S  [BQ, BK]     scores, then probabilities
+ *   O  [BQ, Dp]     running output, m/l running max and sum per query row
+ * Micro-kernels (AVX2/FMA, 4 rows x 16 columns, 8 accumulators):
+ *   S = Qp Kt: broadcast one q value, FMA along 16 keys of a Kt row;
+ *   O += P Vp: broadcast one p value, FMA along 16 channels of a value row.
+ * Any head dim works (the S kernel runs over exactly D, the O kernel over Dp).
+ * Scores are scale * q.k + bias, as the reference; exp uses infvsr__exp8 (~2e-7). */
+#include <math.h>
+#include <string.h>
+
+#include "cpu_impl.h"
+#include "simd.h"
+
+#define BQ 64
+#define BK 64
+
+struct attn_job {
+    const struct infvsr_cpu_attn * a;
+    float *                        scratch;
+    size_t                         per_thread; /* floats */
+    int64_t                        n_qblocks, Dp;
+};
+
+static size_t tile_floats(int64_t D, int64_t Dp) {
+    size_t n = (size_t)(BQ * D + D * BK + BK * Dp + BQ * BK + BQ * Dp + 2 * BQ);
+    return (n + 15) / 16 * 16;
+}
+
+/* S[BQ, BK] = Qp[BQ, D] . Kt[D, BK] */
+static void kernel_qk(const float * Qp, const float * Kt, int64_t D, float * S) {
+    for (int i = 0; i < BQ; i += 4) {
+        const float * q0 = Qp + (i + 0) * D, * q1 = Qp + (i + 1) * D;
+        const float * q2 = Qp + (i + 2) * D, * q3 = Qp + (i + 3) * D;
+        for (int j = 0; j < BK; j += 16) {
+            __m256 a00 = _mm256_setzero_ps(), a01 = _mm256_setzero_ps();
+            __m256 a10 = _mm256_setzero_ps(), a11 = _mm256_setzero_ps();
+            __m256 a20 = _mm256_setzero_ps(), a21 = _mm256_setzero_ps();
+            __m256 a30 = _mm256_setzero_ps(), a31 = _mm256_setzero_ps();
+            const float * kt = Kt + j;
+            for (int64_t d = 0; d < D; d++, kt += BK) {
+                __m256 k0 = _mm256_load_ps(kt), k1 = _mm256_load_ps(kt + 8);
+                __m256 b = _mm256_broadcast_ss(q0 + d);
+                a00 = _mm256_fmadd_ps(b, k0, a00);
+                a01 = _mm256_fmadd_ps(b, k1, a01);
+                b = _mm256_broadcast_ss(q1 + d);
+                a10 = _mm256_fmadd_ps(b, k0, a10);
+                a11 = _mm256_fmadd_ps(b, k1, a11);
+                b = _mm256_broadcast_ss(q2 + d);
+                a20 = _mm256_fmadd_ps(b, k0, a20);
+                a21 = _mm256_fmadd_ps(b, k1, a21);
+                b = _mm256_broadcast_ss(q3 + d);
+                a30 = _mm256_fmadd_ps(b, k0, a30);
+                a31 = _mm256_fmadd_ps(b, k1, a31);
+            }
+            float * s = S + i * BK + j;
+            _mm256_store_ps(s, a00);
+            _mm256_store_ps(s + 8, a01);
+            _mm256_store_ps(s + BK, a10);
+            _mm256_store_ps(s + BK + 8, a11);
+            _mm256_store_ps(s + 2 * BK, a20);
+            _mm256_store_ps(s + 2 * BK + 8, a21);
+            _mm256_store_ps(s + 3 * BK, a30);
+            _mm256_store_ps(s + 3 * BK + 8, a31);
+        }
+    }
+}
+
+/* O[BQ, Dp] += P[BQ, BK(first nk columns)] . Vp[nk, Dp] */
+static void kernel_pv(const float * P, const float * Vp, int64_t nk, int64_t Dp, float * O) {
+    for (int i = 0; i < BQ; i += 4) {
+        const float * p0 = P + (i + 0) * BK, * p1 = P + (i + 1) * BK;
+        const float * p2 = P + (i + 2) * BK, * p3 = P + (i + 3) * BK;
+        for (int64_t c = 0; c < Dp; c += 16) {
+            float * o = O + i * Dp + c;
+            __m256 a00 = _mm256_load_ps(o), a01 = _mm256_load_ps(o + 8);
+            __m256 a10 = _mm256_load_ps(o + Dp), a11 = _mm256_load_ps(o + Dp + 8);
+            __m256 a20 = _mm256_load_ps(o + 2 * Dp), a21 = _mm256_load_ps(o + 2 * Dp + 8);
+            __m256 a30 = _mm256_load_ps(o + 3 * Dp), a31 = _mm256_load_ps(o + 3 * Dp + 8);
+            const float * v = Vp + c;
+            for (int64_t j = 0; j < nk; j++, v += Dp) {
+                __m256 v0 = _mm256_load_ps(v), v1 = _mm256_load_ps(v + 8);
+                __m256 b = _mm256_broadcast_ss(p0 + j);
+                a00 = _mm256_fmadd_ps(b, v0, a00);
+                a01 = _mm256_fmadd_ps(b, v1, a01);
+                b = _mm256_broadcast_ss(p1 + j);
+                a10 = _mm256_fmadd_ps(b, v0, a10);
+                a11 = _mm256_fmadd_ps(b, v1, a11);
+                b = _mm256_broadcast_ss(p2 + j);
+                a20 = _mm256_fmadd_ps(b, v0, a20);
+                a21 = _mm256_fmadd_ps(b, v1, a21);
+                b = _mm256_broadcast_ss(p3 + j);
+                a30 = _mm256_fmadd_ps(b, v0, a30);
+                a31 = _mm256_fmadd_ps(b, v1, a31);
+            }
+            _mm256_store_ps(o, a00);
+            _mm256_store_ps(o + 8, a01);
+            _mm256_store_ps(o + Dp, a10);
+            _mm256_store_ps(o + Dp + 8, a11);
+            _mm256_store_ps(o + 2 * Dp, a20);
+            _mm256_store_ps(o + 2 * Dp + 8, a21);
+            _mm256_store_ps(o + 3 * Dp, a30);
+            _mm256_store_ps(o + 3 * Dp + 8, a31);
+        }
+    }
+}
+
+/* One key block: keys [j0, j0 + nk) of segment (k, v), global key index of j0 = kg0. */
+static void process_block(const struct infvsr_cpu_attn * a, int64_t h, int64_t i0, int64_t nq_blk, const float * k,
+                          const float * v, int64_t j0, int64_t nk, int64_t kg0, int64_t Dp, float * Qp, float * Kt,
+                          float * Vp, float * S, float * O, float * m, float * l) {
+    const int64_t D = a->head_dim, HD = a->n_heads * D, NK = a->n0 + a->n1;
+    /* pack K^T and V (zero padding past nk / past D) */
+    for (int64_t j = 0; j < nk; j++) {
+        const float * kr = k + (j0 + j) * HD + h * D;
+        for (int64_t d = 0; d < D; d++) Kt[d * BK + j] = kr[d];
+        memcpy(Vp + j * Dp, v + (j0 + j) * HD + h * D, (size_t)D * sizeof(float));
+        for (int64_t d = D; d < Dp; d++) Vp[j * Dp + d] = 0;
+    }
+    for (int64_t j = nk; j < BK; j++) {
+        for (int64_t d = 0; d < D; d++) Kt[d * BK + j] = 0;
+    }
+    kernel_qk(Qp, Kt, D, S);
+    /* scale, bias, mask, online softmax */
+    const __m256 sc = _mm256_set1_ps(a->scale);
+    for (int64_t i = 0; i < nq_blk; i++) {
+        float * s = S + i * BK;
+        const float * bias = a->bias ? a->bias + (h * a->nq + i0 + i) * NK + kg0 : NULL;
+        int64_t j = 0;
+        if (bias) {
+            for (; j + 8 <= nk; j += 8) {
+                _mm256_store_ps(s + j, _mm256_fmadd_ps(_mm256_load_ps(s + j), sc, _mm256_loadu_ps(bias + j)));
+            }
+            for (; j < nk; j++) s[j] = s[j] * a->scale + bias[j];
+        } else {
+            for (; j + 8 <= nk; j += 8) _mm256_store_ps(s + j, _mm256_mul_ps(_mm256_load_ps(s + j), sc));
+            for (; j < nk; j++) s[j] *= a->scale;
+        }
+        for (; j < BK; j++) s[j] = -INFINITY;
+        __m256 mx8 = _mm256_load_ps(s);
+        for (j = 8; j < BK; j += 8) mx8 = _mm256_max_ps(mx8, _mm256_load_ps(s + j));
+        float mx = infvsr__hmax8(mx8);
+        float m_new = mx > m[i] ? mx : m[i];
+        float m_use = m_new == -INFINITY ? 0.0f : m_new; /* a row masked so far: keep exps 0, not NaN */
+        float alpha = expf(m[i] - m_use);
+        __m256 mu = _mm256_set1_ps(m_use), sum8 = _mm256_setzero_ps();
+        for (j = 0; j < BK; j += 8) {
+            __m256 e = infvsr__exp8(_mm256_sub_ps(_mm256_load_ps(s + j), mu));
+            _mm256_store_ps(s + j, e);
+            sum8 = _mm256_add_ps(sum8, e);
+        }
+        l[i] = l[i] * alpha + infvsr__hsum8(sum8);
+        m[i] = m_new;
+        if (alpha != 1.0f) {
+            float * o = O + i * Dp;
+            __m256 al = _mm256_set1_ps(alpha);
+            for (int64_t d = 0; d < Dp; d += 8) _mm256_store_ps(o + d, _mm256_mul_ps(_mm256_load_ps(o + d), al));
+        }
+    }
+    kernel_pv(S, Vp, nk, Dp, O);
+}
+
+static void attn_task(void * ctx, int64_t t, int tid) {
+    const struct attn_job * job = ctx;
+    const struct infvsr_cpu_attn * a = job->a;
+    const int64_t D = a->head_dim, HD = a->n_heads * D, Dp = job->Dp;
+    const int64_t h = t / job->n_qblocks, i0 = (t % job->n_qblocks) * BQ;
+    const int64_t nq_blk = a->nq - i0 < BQ ? a->nq - i0 : BQ;
+
+    float * Qp = job->scratch + (size_t)tid * job->per_thread;
+    float * Kt = Qp + BQ * D;
+    float * Vp = Kt + D * BK;
+    float * S  = Vp + BK * Dp;
+    float * O  = S + BQ * BK;
+    float * m  = O + BQ * Dp;
+    float * l  = m + BQ;
+    /* every tile starts 32-byte aligned: the base is (per_thread is a multiple of 16
+     * floats), BQ = BK = 64 and Dp is a multiple of 16 */
+    for (int64_t i = 0; i < BQ; i++) {
+        if (i < nq_blk) memcpy(Qp + i * D, a->q + (i0 + i) * HD + h * D, (size_t)D * sizeof(float));
+        else memset(Qp + i * D, 0, (size_t)D * sizeof(float));
+        m[i] = -INFINITY;
+        l[i] = 0;
+    }
+    memset(O, 0, (size_t)(BQ * Dp) * sizeof(float));
+    for (int64_t j0 = 0; j0 < a->n0; j0 += BK) {
+        int64_t nk = a->n0 - j0 < BK ? a->n0 - j0 : BK;
+        process_block(a, h, i0, nq_blk, a->k0, a->v0, j0, nk, j0, Dp, Qp, Kt, Vp, S, O, m, l);
+    }
+    for (int64_t j0 = 0; j0 < a->n1; j0 += BK) {
+        int64_t nk = a->n1 - j0 < BK ? a->n1 - j0 : BK;
+        process_block(a, h, i0, nq_blk, a->k1, a->v1, j0, nk, a->n0 + j0, Dp, Qp, Kt, Vp, S, O, m, l);
+    }
+    for (int64_t i = 0; i < nq_blk; i++) {
+        float inv = 1.0f / l[i];
+        float * out = a->out + (i0 + i) * HD + h * D;
+        for (int64_t d = 0; d < D; d++) out[d] = O[i * Dp + d] * inv;
+    }
+}
+
+enum infvsr_status infvsr_cpu_op_attention(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_attn * a) {
+    const int64_t D = a->head_dim, Dp = (D + 15) / 16 * 16;
+    struct attn_job job = { .a = a, .Dp = Dp, .n_qblocks = (a->nq + BQ - 1) / BQ };
+    job.per_thread = tile_floats(D, Dp);
+    job.scratch = infvsr__buf_reserve(&c->scratch, job.per_thread * (size_t)c->n_threads);
+    if (!job.scratch) return INFVSR_ERR_NOMEM;
+    infvsr__par(c, job.n_qblocks * a->n_heads, attn_task, &job);
+    return INFVSR_OK;
+}

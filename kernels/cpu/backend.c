@@ -1,0 +1,660 @@
+/* The CPU backend's vtable: argument validation and dispatch.
+ *
+ * Every entry point checks the caller's tensors (memory kind, dtype, shape, aliasing) and
+ * returns INFVSR_ERR_INVALID_ARG with a message naming the tensor and the shapes at
+ * fault; only then does it call the fast op (kernels/cpu/<family>.c) or, with
+ * params.use_ref, the float64 oracle (kernels/cpu/ref). Ops are serialised per backend
+ * because the reusable scratch buffers live in the backend. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "cpu_impl.h"
+#include "simd.h"
+
+#define CTX(be) ((struct infvsr_cpu_ctx *)(be)->context)
+
+/* ---- helpers shared with the op files ---- */
+
+float * infvsr__buf_reserve(struct infvsr_cpu_buf * b, size_t n) {
+    if (n <= b->cap && b->data) return b->data;
+    free(b->data);
+    size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+    b->data = aligned_alloc(64, bytes ? bytes : 64);
+    b->cap  = b->data ? n : 0;
+    return b->data;
+}
+
+void infvsr__buf_free(struct infvsr_cpu_buf * b) {
+    free(b->data);
+    b->data = NULL;
+    b->cap  = 0;
+}
+
+int64_t infvsr__n_chunks(const struct infvsr_cpu_ctx * c, int64_t n, int64_t grain) {
+    int64_t k = grain > 0 ? (n + grain - 1) / grain : n;
+    int64_t cap = (int64_t)c->n_threads * 8;
+    if (k > cap) k = cap;
+    return k < 1 ? 1 : k;
+}
+
+void infvsr__w_widen(float * dst, struct infvsr_cpu_w w, size_t offset, size_t n) {
+    if (w.dtype == INFVSR_TYPE_F32) {
+        memcpy(dst, (const float *)w.data + offset, n * sizeof *dst);
+        return;
+    }
+    const uint16_t * s = (const uint16_t *)w.data + offset;
+    size_t i = 0;
+    if (w.dtype == INFVSR_TYPE_BF16) {
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, infvsr__load8_bf16(s + i));
+    } else {
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, infvsr__load8_f16(s + i)); /* F16C: exact */
+    }
+    for (; i < n; i++) dst[i] = infvsr__w_get(w, i + offset);
+}
+
+/* ---- validation helpers ---- */
+
+static const char * tname(const struct infvsr_tensor * t) {
+    return t->name[0] ? t->name : "(unnamed)";
+}
+
+static enum infvsr_status check_host(const struct infvsr_tensor * t, const char * role, struct infvsr_err * err) {
+    if (!t) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu: %s tensor is NULL", role);
+    if (t->mem != INFVSR_MEM_HOST) {
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu: %s tensor '%s' is not in host memory", role, tname(t));
+    }
+    if (t->ndim < 0 || t->ndim > INFVSR_MAX_DIMS) {
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu: %s tensor '%s' has ndim %d", role, tname(t), t->ndim);
+    }
+    int64_t n;
+    if (!infvsr_shape_numel(t->ndim, t->shape, &n)) {
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu: %s tensor '%s' has an invalid shape", role, tname(t));
+    }
+    if (n > 0 && !t->data) {
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu: %s tensor '%s' has no data", role, tname(t));
+    }
+    return INFVSR_OK;
+}
+
+/* An f32 activation tensor. */
+static enum infvsr_status check_f32(const struct infvsr_tensor * t, const char * role, struct infvsr_err * err) {
+    enum infvsr_status st = check_host(t, role, err);
+    if (st) return st;
+    if (t->dtype != INFVSR_TYPE_F32) {
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu: %s tensor '%s' must be f32, got %s", role,
+                              tname(t), infvsr_dtype_name(t->dtype));
+    }
+    return INFVSR_OK;
+}
+
+/* A weight read in place (F32/BF16/F16) of exactly `numel` elements; NULL allowed when
+ * optional. Fills *w (data NULL when absent). */
+static enum infvsr_status check_weight(const struct infvsr_tensor * t, const char * role, int64_t numel,
+                                       bool optional, struct infvsr_cpu_w * w, struct infvsr_err * err) {
+    w->data  = NULL;
+    w->dtype = INFVSR_TYPE_F32;
+    if (!t) {
+        if (optional) return INFVSR_OK;
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu: %s tensor is NULL", role);
+    }
+    enum infvsr_status st = check_host(t, role, err);
+    if (st) return st;
+    if (t->dtype != INFVSR_TYPE_F32 && t->dtype != INFVSR_TYPE_BF16 && t->dtype != INFVSR_TYPE_F16) {
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu: %s tensor '%s' must be f32, bf16 or f16, got %s",
+                              role, tname(t), infvsr_dtype_name(t->dtype));
+    }
+    if (numel >= 0 && infvsr_tensor_numel(t) != numel) {
+        char b[96];
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu: %s tensor '%s' has shape %s (%lld elements), expected %lld",
+                              role, tname(t), infvsr_shape_str(t->ndim, t->shape, b, sizeof b),
+                              (long long)infvsr_tensor_numel(t), (long long)numel);
+    }
+    w->data  = t->data;
+    w->dtype = t->dtype;
+    return INFVSR_OK;
+}
+
+static enum infvsr_status shape_mismatch(struct infvsr_err * err, const char * op, const struct infvsr_tensor * a,
+                                         const struct infvsr_tensor * b, const char * what) {
+    char sa[96], sb[96];
+    return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu %s: '%s' %s and '%s' %s: %s", op, tname(a),
+                          infvsr_shape_str(a->ndim, a->shape, sa, sizeof sa), tname(b),
+                          infvsr_shape_str(b->ndim, b->shape, sb, sizeof sb), what);
+}
+
+static int64_t last_dim(const struct infvsr_tensor * t) {
+    return t->ndim > 0 ? t->shape[t->ndim - 1] : 1;
+}
+
+static enum infvsr_status no_alias(const struct infvsr_tensor * out, const struct infvsr_tensor * in,
+                                   const char * op, struct infvsr_err * err) {
+    if (in && out->data == in->data && infvsr_tensor_numel(out) > 0) {
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu %s: output '%s' must not alias input '%s'", op,
+                              tname(out), tname(in));
+    }
+    return INFVSR_OK;
+}
+
+/* Row-wise ops: x and y f32 with the same numel, C = last dim of x (> 0). */
+static enum infvsr_status check_rows(const char * op, const struct infvsr_tensor * x, const struct infvsr_tensor * y,
+                                     int64_t * R, int64_t * C, struct infvsr_err * err) {
+    enum infvsr_status st;
+    if ((st = check_f32(x, "x", err)) || (st = check_f32(y, "y", err))) return st;
+    if (infvsr_tensor_numel(x) != infvsr_tensor_numel(y) || last_dim(x) != last_dim(y)) {
+        return shape_mismatch(err, op, x, y, "x and y differ in size or last dim");
+    }
+    *C = last_dim(x);
+    if (*C <= 0) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu %s: '%s' has an empty last dim", op, tname(x));
+    *R = infvsr_tensor_numel(x) / *C;
+    return INFVSR_OK;
+}
+
+#define TRY(expr)                                   \
+    do {                                            \
+        enum infvsr_status st_ = (expr);            \
+        if (st_ != INFVSR_OK) return st_;           \
+    } while (0)
+
+#define LOCKED(c, body)                             \
+    do {                                            \
+        pthread_mutex_lock(&(c)->lock);             \
+        body;                                       \
+        pthread_mutex_unlock(&(c)->lock);           \
+    } while (0)
+
+/* ---- memory ---- */
+
+static const char * cpu_name(struct infvsr_backend * be) {
+    return CTX(be)->use_ref ? "cpu-ref" : "cpu";
+}
+
+static enum infvsr_status cpu_tensor_alloc(struct infvsr_backend * be, struct infvsr_tensor * t, struct infvsr_err * err) {
+    if (!t) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu: tensor_alloc of NULL");
+    struct infvsr_tensor tmp;
+    enum infvsr_status st = infvsr_tensor_alloc(&tmp, t->name, t->dtype, t->ndim, t->shape);
+    if (st) {
+        char b[96];
+        return infvsr_err_set(err, st, "cpu: cannot allocate '%s' %s %s", tname(t), infvsr_dtype_name(t->dtype),
+                              infvsr_shape_str(t->ndim, t->shape, b, sizeof b));
+    }
+    *t = tmp;
+    return INFVSR_OK;
+}
+
+static void cpu_tensor_free(struct infvsr_backend * be, struct infvsr_tensor * t) {
+    infvsr_tensor_release(t);
+}
+
+static enum infvsr_status copy_check(const struct infvsr_tensor * t, size_t offset, size_t nbytes) {
+    if (!t || t->mem != INFVSR_MEM_HOST) return INFVSR_ERR_INVALID_ARG;
+    size_t total = infvsr_tensor_nbytes(t);
+    if (offset > total || nbytes > total - offset) return INFVSR_ERR_INVALID_ARG;
+    if (nbytes && !t->data) return INFVSR_ERR_INVALID_ARG;
+    return INFVSR_OK;
+}
+
+static enum infvsr_status cpu_tensor_set(struct infvsr_backend * be, struct infvsr_tensor * t, const void * src,
+                                         size_t offset, size_t nbytes) {
+    TRY(copy_check(t, offset, nbytes));
+    if (nbytes) memmove((char *)t->data + offset, src, nbytes);
+    return INFVSR_OK;
+}
+
+static enum infvsr_status cpu_tensor_get(struct infvsr_backend * be, const struct infvsr_tensor * t, void * dst,
+                                         size_t offset, size_t nbytes) {
+    TRY(copy_check(t, offset, nbytes));
+    if (nbytes) memmove(dst, (const char *)t->data + offset, nbytes);
+    return INFVSR_OK;
+}
+
+/* ---- GEMM family ---- */
+
+static enum infvsr_status cpu_linear(struct infvsr_backend * be, const struct infvsr_tensor * x,
+                                     const struct infvsr_tensor * w, const struct infvsr_tensor * b,
+                                     enum infvsr_unary_op act, struct infvsr_tensor * y, struct infvsr_err * err) {
+    struct infvsr_cpu_ctx * c = CTX(be);
+    TRY(check_f32(x, "x", err));
+    TRY(check_f32(y, "y", err));
+    TRY(check_host(w, "w", err));
+    if (w->ndim != 2) {
+        char s[96];
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu linear: weight '%s' must be 2-D [N, K], got %s",
+                              tname(w), infvsr_shape_str(w->ndim, w->shape, s, sizeof s));
+    }
+    int64_t N = w->shape[0], K = w->shape[1];
+    struct infvsr_cpu_w wv, bv;
+    TRY(check_weight(w, "w", N * K, false, &wv, err));
+    TRY(check_weight(b, "b", N, true, &bv, err));
+    if ((unsigned)act > INFVSR_UNARY_COUNT) {
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu linear: unknown activation %d", (int)act);
+    }
+    if (K <= 0 || last_dim(x) != K) return shape_mismatch(err, "linear", x, w, "last dim of x must equal K = w.shape[1]");
+    int64_t M = infvsr_tensor_numel(x) / K;
+    if (last_dim(y) != N || infvsr_tensor_numel(y) != M * N) {
+        return shape_mismatch(err, "linear", y, w, "y must be [rows of x, N = w.shape[0]]");
+    }
+    TRY(no_alias(y, x, "linear", err));
+    if (M == 0 || N == 0) return INFVSR_OK;
+    enum infvsr_status st = INFVSR_OK;
+    if (c->use_ref) {
+        infvsr_cpu_ref_linear(x->data, M, K, wv, N, bv, act, y->data);
+    } else {
+        LOCKED(c, st = infvsr_cpu_op_linear(c, x->data, M, K, wv, N, bv, act, y->data));
+    }
+    if (st) return infvsr_err_set(err, st, "cpu linear: out of memory (panel of %lld x %lld)", (long long)N, (long long)K);
+    return INFVSR_OK;
+}
+
+static enum infvsr_status cpu_matmul(struct infvsr_backend * be, const struct infvsr_tensor * a,
+                                     const struct infvsr_tensor * b, bool trans_b, float alpha,
+                                     struct infvsr_tensor * cm, struct infvsr_err * err) {
+    struct infvsr_cpu_ctx * c = CTX(be);
+    TRY(check_f32(a, "a", err));
+    TRY(check_f32(b, "b", err));
+    TRY(check_f32(cm, "c", err));
+    if (a->ndim < 2 || b->ndim < 2 || cm->ndim < 2) {
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu matmul: a, b and c must have >= 2 dims (got %d, %d, %d)",
+                              a->ndim, b->ndim, cm->ndim);
+    }
+    int64_t M = a->shape[a->ndim - 2], K = a->shape[a->ndim - 1];
+    int64_t N = trans_b ? b->shape[b->ndim - 2] : b->shape[b->ndim - 1];
+    int64_t Kb = trans_b ? b->shape[b->ndim - 1] : b->shape[b->ndim - 2];
+    if (Kb != K) return shape_mismatch(err, "matmul", a, b, trans_b ? "b must be [B, N, K]" : "b must be [B, K, N]");
+    if (M * K == 0 || M * N == 0) {
+        if (infvsr_tensor_numel(cm) != 0) return shape_mismatch(err, "matmul", a, cm, "empty product");
+        return INFVSR_OK;
+    }
+    int64_t B = infvsr_tensor_numel(a) / (M * K);
+    if (K * N == 0 || infvsr_tensor_numel(b) != B * K * N) {
+        return shape_mismatch(err, "matmul", a, b, "batch sizes differ");
+    }
+    if (cm->shape[cm->ndim - 2] != M || cm->shape[cm->ndim - 1] != N || infvsr_tensor_numel(cm) != B * M * N) {
+        return shape_mismatch(err, "matmul", cm, a, "c must be [B, M, N]");
+    }
+    TRY(no_alias(cm, a, "matmul", err));
+    TRY(no_alias(cm, b, "matmul", err));
+    enum infvsr_status st = INFVSR_OK;
+    if (c->use_ref) {
+        infvsr_cpu_ref_matmul(a->data, b->data, B, M, K, N, trans_b, alpha, cm->data);
+    } else {
+        LOCKED(c, st = infvsr_cpu_op_matmul(c, a->data, b->data, B, M, K, N, trans_b, alpha, cm->data));
+    }
+    if (st) return infvsr_err_set(err, st, "cpu matmul: failed");
+    return INFVSR_OK;
+}
+
+/* ---- normalisation ---- */
+
+static enum infvsr_status cpu_layer_norm(struct infvsr_backend * be, const struct infvsr_tensor * x,
+                                         const struct infvsr_tensor * w, const struct infvsr_tensor * b, float eps,
+                                         struct infvsr_tensor * y, struct infvsr_err * err) {
+    struct infvsr_cpu_ctx * c = CTX(be);
+    int64_t R, C;
+    struct infvsr_cpu_w wv, bv;
+    TRY(check_rows("layer_norm", x, y, &R, &C, err));
+    TRY(check_weight(w, "w", C, true, &wv, err));
+    TRY(check_weight(b, "b", C, true, &bv, err));
+    if (c->use_ref) infvsr_cpu_ref_layer_norm(x->data, R, C, wv, bv, eps, y->data);
+    else LOCKED(c, infvsr_cpu_op_layer_norm(c, x->data, R, C, wv, bv, eps, y->data));
+    return INFVSR_OK;
+}
+
+static enum infvsr_status cpu_rms_norm(struct infvsr_backend * be, const struct infvsr_tensor * x,
+                                       const struct infvsr_tensor * w, float eps, struct infvsr_tensor * y,
+                                       struct infvsr_err * err) {
+    struct infvsr_cpu_ctx * c = CTX(be);
+    int64_t R, C;
+    struct infvsr_cpu_w wv;
+    TRY(check_rows("rms_norm", x, y, &R, &C, err));
+    TRY(check_weight(w, "w", C, true, &wv, err));
+    if (c->use_ref) infvsr_cpu_ref_rms_norm(x->data, R, C, wv, eps, y->data);
+    else LOCKED(c, infvsr_cpu_op_rms_norm(c, x->data, R, C, wv, eps, y->data));
+    return INFVSR_OK;
+}
+
+static enum infvsr_status cpu_channel_rms_norm(struct infvsr_backend * be, const struct infvsr_tensor * x,
+                                               const struct infvsr_tensor * gamma, struct infvsr_tensor * y,
+                                               struct infvsr_err * err) {
+    struct infvsr_cpu_ctx * c = CTX(be);
+    TRY(check_f32(x, "x", err));
+    TRY(check_f32(y, "y", err));
+    if (x->ndim < 1 || !infvsr_tensor_same_shape(x, y)) return shape_mismatch(err, "channel_rms_norm", x, y, "x and y must have the same shape [C, ...]");
+    int64_t C = x->shape[0];
+    if (C <= 0) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu channel_rms_norm: '%s' has no channels", tname(x));
+    int64_t S = infvsr_tensor_numel(x) / C;
+    struct infvsr_cpu_w g;
+    TRY(check_weight(gamma, "gamma", C, true, &g, err));
+    if (c->use_ref) infvsr_cpu_ref_channel_rms_norm(x->data, C, S, g, y->data);
+    else LOCKED(c, infvsr_cpu_op_channel_rms_norm(c, x->data, C, S, g, y->data));
+    return INFVSR_OK;
+}
+
+static enum infvsr_status cpu_modulate(struct infvsr_backend * be, const struct infvsr_tensor * x,
+                                       const struct infvsr_tensor * scale, const struct infvsr_tensor * shift,
+                                       struct infvsr_tensor * y, struct infvsr_err * err) {
+    struct infvsr_cpu_ctx * c = CTX(be);
+    int64_t R, C;
+    struct infvsr_cpu_w sc, sh;
+    TRY(check_rows("modulate", x, y, &R, &C, err));
+    TRY(check_weight(scale, "scale", C, false, &sc, err));
+    TRY(check_weight(shift, "shift", C, false, &sh, err));
+    if (c->use_ref) infvsr_cpu_ref_modulate(x->data, R, C, sc, sh, y->data);
+    else LOCKED(c, infvsr_cpu_op_modulate(c, x->data, R, C, sc, sh, y->data));
+    return INFVSR_OK;
+}
+
+/* ---- elementwise ---- */
+
+static enum infvsr_status same_numel(const char * op, const struct infvsr_tensor * a, const struct infvsr_tensor * b,
+                                     struct infvsr_err * err) {
+    if (infvsr_tensor_numel(a) != infvsr_tensor_numel(b)) return shape_mismatch(err, op, a, b, "element counts differ");
+    return INFVSR_OK;
+}
+
+static enum infvsr_status cpu_unary(struct infvsr_backend * be, enum infvsr_unary_op op, const struct infvsr_tensor * x,
+                                    struct infvsr_tensor * y, struct infvsr_err * err) {
+    struct infvsr_cpu_ctx * c = CTX(be);
+    TRY(check_f32(x, "x", err));
+    TRY(check_f32(y, "y", err));
+    TRY(same_numel("unary", x, y, err));
+    if ((unsigned)op >= INFVSR_UNARY_COUNT) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu unary: unknown op %d", (int)op);
+    int64_t n = infvsr_tensor_numel(x);
+    if (c->use_ref) infvsr_cpu_ref_unary(op, x->data, n, y->data);
+    else LOCKED(c, infvsr_cpu_op_unary(c, op, x->data, n, y->data));
+    return INFVSR_OK;
+}
+
+static enum infvsr_status cpu_add(struct infvsr_backend * be, const struct infvsr_tensor * a,
+                                  const struct infvsr_tensor * b, struct infvsr_tensor * y, struct infvsr_err * err) {
+    struct infvsr_cpu_ctx * c = CTX(be);
+    TRY(check_f32(a, "a", err));
+    TRY(check_f32(b, "b", err));
+    TRY(check_f32(y, "y", err));
+    TRY(same_numel("add", a, b, err));
+    TRY(same_numel("add", a, y, err));
+    int64_t n = infvsr_tensor_numel(a);
+    if (c->use_ref) infvsr_cpu_ref_add(a->data, b->data, n, y->data);
+    else LOCKED(c, infvsr_cpu_op_add(c, a->data, b->data, n, y->data));
+    return INFVSR_OK;
+}
+
+static enum infvsr_status cpu_add_gated(struct infvsr_backend * be, const struct infvsr_tensor * x,
+                                        const struct infvsr_tensor * gate, const struct infvsr_tensor * d,
+                                        struct infvsr_tensor * y, struct infvsr_err * err) {
+    struct infvsr_cpu_ctx * c = CTX(be);
+    int64_t R, C;
+    struct infvsr_cpu_w g;
+    TRY(check_rows("add_gated", x, y, &R, &C, err));
+    TRY(check_f32(d, "d", err));
+    TRY(same_numel("add_gated", x, d, err));
+    TRY(check_weight(gate, "gate", C, true, &g, err));
+    if (d->data == y->data && d->data != x->data) {
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu add_gated: output '%s' may alias x only, not d", tname(y));
+    }
+    if (c->use_ref) infvsr_cpu_ref_add_gated(x->data, g, d->data, R, C, y->data);
+    else LOCKED(c, infvsr_cpu_op_add_gated(c, x->data, g, d->data, R, C, y->data));
+    return INFVSR_OK;
+}
+
+static enum infvsr_status cpu_affine_clamp(struct infvsr_backend * be, const struct infvsr_tensor * x, float alpha,
+                                           float beta, float lo, float hi, struct infvsr_tensor * y,
+                                           struct infvsr_err * err) {
+    struct infvsr_cpu_ctx * c = CTX(be);
+    TRY(check_f32(x, "x", err));
+    TRY(check_f32(y, "y", err));
+    TRY(same_numel("affine_clamp", x, y, err));
+    if (isnan(lo) || isnan(hi) || lo > hi) {
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu affine_clamp: bad clamp range [%g, %g]", (double)lo, (double)hi);
+    }
+    int64_t n = infvsr_tensor_numel(x);
+    if (c->use_ref) infvsr_cpu_ref_affine_clamp(x->data, n, alpha, beta, lo, hi, y->data);
+    else LOCKED(c, infvsr_cpu_op_affine_clamp(c, x->data, n, alpha, beta, lo, hi, y->data));
+    return INFVSR_OK;
+}
+
+static enum infvsr_status cpu_softmax(struct infvsr_backend * be, const struct infvsr_tensor * x,
+                                      struct infvsr_tensor * y, struct infvsr_err * err) {
+    struct infvsr_cpu_ctx * c = CTX(be);
+    int64_t R, C;
+    TRY(check_rows("softmax", x, y, &R, &C, err));
+    if (c->use_ref) infvsr_cpu_ref_softmax(x->data, R, C, y->data);
+    else LOCKED(c, infvsr_cpu_op_softmax(c, x->data, R, C, y->data));
+    return INFVSR_OK;
+}
+
+/* ---- attention and positions ---- */
+
+/* t must be f32 [rows, hd] in the sense numel == rows * hd and last dim == hd */
+static enum infvsr_status check_tokens(const struct infvsr_tensor * t, const char * role, int64_t hd, int64_t * rows,
+                                       struct infvsr_err * err) {
+    TRY(check_f32(t, role, err));
+    if (last_dim(t) != hd) {
+        char s[96];
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu attention: %s '%s' %s must have last dim H*D = %lld", role,
+                              tname(t), infvsr_shape_str(t->ndim, t->shape, s, sizeof s), (long long)hd);
+    }
+    *rows = infvsr_tensor_numel(t) / hd;
+    return INFVSR_OK;
+}
+
+static enum infvsr_status cpu_attention(struct infvsr_backend * be, const struct infvsr_attn_args * a,
+                                        struct infvsr_err * err) {
+    struct infvsr_cpu_ctx * c = CTX(be);
+    if (!a) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu attention: NULL args");
+    TRY(check_f32(a->q, "q", err));
+    TRY(check_f32(a->out, "out", err));
+    int64_t hd = last_dim(a->q);
+    if (a->n_heads <= 0 || hd <= 0 || hd % a->n_heads != 0) {
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu attention: q '%s' last dim %lld is not a multiple of n_heads %d",
+                              tname(a->q), (long long)hd, a->n_heads);
+    }
+    if ((a->k1 == NULL) != (a->v1 == NULL)) {
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu attention: k1 and v1 must be both set or both NULL");
+    }
+    struct infvsr_cpu_attn p = { 0 };
+    int64_t nv0, nv1 = 0, nout;
+    TRY(check_tokens(a->q, "q", hd, &p.nq, err));
+    TRY(check_tokens(a->k0, "k0", hd, &p.n0, err));
+    TRY(check_tokens(a->v0, "v0", hd, &nv0, err));
+    if (a->k1) {
+        TRY(check_tokens(a->k1, "k1", hd, &p.n1, err));
+        TRY(check_tokens(a->v1, "v1", hd, &nv1, err));
+    }
+    TRY(check_tokens(a->out, "out", hd, &nout, err));
+    if (nv0 != p.n0 || nv1 != p.n1) {
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu attention: keys and values differ in token count (%lld/%lld vs %lld/%lld)",
+                              (long long)p.n0, (long long)p.n1, (long long)nv0, (long long)nv1);
+    }
+    if (nout != p.nq) return shape_mismatch(err, "attention", a->out, a->q, "out must have the shape of q");
+    if (p.n0 + p.n1 <= 0) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu attention: no keys");
+    if (a->bias) {
+        TRY(check_f32(a->bias, "bias", err));
+        int64_t want = (int64_t)a->n_heads * p.nq * (p.n0 + p.n1);
+        if (infvsr_tensor_numel(a->bias) != want) {
+            char s[96];
+            return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu attention: bias '%s' %s must be [H=%d, Nq=%lld, Nk=%lld]",
+                                  tname(a->bias), infvsr_shape_str(a->bias->ndim, a->bias->shape, s, sizeof s), a->n_heads,
+                                  (long long)p.nq, (long long)(p.n0 + p.n1));
+        }
+        p.bias = a->bias->data;
+    }
+    const struct infvsr_tensor * ins[] = { a->q, a->k0, a->v0, a->k1, a->v1, a->bias };
+    for (size_t i = 0; i < sizeof ins / sizeof ins[0]; i++) TRY(no_alias(a->out, ins[i], "attention", err));
+    p.q = a->q->data;
+    p.k0 = a->k0->data;
+    p.v0 = a->v0->data;
+    p.k1 = a->k1 ? a->k1->data : NULL;
+    p.v1 = a->v1 ? a->v1->data : NULL;
+    p.n_heads = a->n_heads;
+    p.head_dim = hd / a->n_heads;
+    p.scale = a->scale;
+    p.out = a->out->data;
+    if (p.nq == 0) return INFVSR_OK;
+    enum infvsr_status st = INFVSR_OK;
+    if (c->use_ref) st = infvsr_cpu_ref_attention(&p) ? INFVSR_OK : INFVSR_ERR_NOMEM;
+    else LOCKED(c, st = infvsr_cpu_op_attention(c, &p));
+    if (st) return infvsr_err_set(err, st, "cpu attention: out of memory for tiles");
+    return INFVSR_OK;
+}
+
+static enum infvsr_status cpu_rope(struct infvsr_backend * be, const struct infvsr_tensor * x,
+                                   const struct infvsr_tensor * freqs, int n_heads, struct infvsr_tensor * y,
+                                   struct infvsr_err * err) {
+    struct infvsr_cpu_ctx * c = CTX(be);
+    int64_t N, HD;
+    TRY(check_rows("rope", x, y, &N, &HD, err));
+    if (n_heads <= 0 || HD % n_heads != 0 || (HD / n_heads) % 2 != 0) {
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu rope: last dim %lld of '%s' is not n_heads (%d) x an even head dim",
+                              (long long)HD, tname(x), n_heads);
+    }
+    int64_t D = HD / n_heads;
+    TRY(check_host(freqs, "freqs", err));
+    if (freqs->dtype != INFVSR_TYPE_F64 || infvsr_tensor_numel(freqs) != N * D) {
+        char s[96];
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu rope: freqs '%s' %s %s must be f64 [N=%lld, D/2=%lld, 2]",
+                              tname(freqs), infvsr_dtype_name(freqs->dtype),
+                              infvsr_shape_str(freqs->ndim, freqs->shape, s, sizeof s), (long long)N, (long long)(D / 2));
+    }
+    if (c->use_ref) infvsr_cpu_ref_rope(x->data, N, n_heads, D, freqs->data, y->data);
+    else LOCKED(c, infvsr_cpu_op_rope(c, x->data, N, n_heads, D, freqs->data, y->data));
+    return INFVSR_OK;
+}
+
+/* ---- convolution and resampling ---- */
+
+static enum infvsr_status cpu_conv3d(struct infvsr_backend * be, const struct infvsr_conv3d_args * a,
+                                     struct infvsr_err * err) {
+    struct infvsr_cpu_ctx * c = CTX(be);
+    if (!a) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu conv3d: NULL args");
+    TRY(check_f32(a->x, "x", err));
+    TRY(check_f32(a->y, "y", err));
+    TRY(check_host(a->w, "w", err));
+    if (a->x->ndim != 4 || a->w->ndim != 5 || a->y->ndim != 4) {
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG,
+                              "cpu conv3d: need x [Cin, T, H, W], w [Cout, Cin, kt, kh, kw], y [Cout, To, Ho, Wo] (got %d, %d, %d dims)",
+                              a->x->ndim, a->w->ndim, a->y->ndim);
+    }
+    if (a->stride_t < 1 || a->stride_h < 1 || a->stride_w < 1 || a->pad_top < 0 || a->pad_bottom < 0 ||
+        a->pad_left < 0 || a->pad_right < 0) {
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu conv3d: strides must be >= 1 and pads >= 0");
+    }
+    struct infvsr_cpu_conv p = {
+        .cin = a->x->shape[0], .t = a->x->shape[1], .h = a->x->shape[2], .w_in = a->x->shape[3],
+        .cout = a->w->shape[0], .kt = a->w->shape[2], .kh = a->w->shape[3], .kw = a->w->shape[4],
+        .st = a->stride_t, .sh = a->stride_h, .sw = a->stride_w,
+        .pad_top = a->pad_top, .pad_bottom = a->pad_bottom, .pad_left = a->pad_left, .pad_right = a->pad_right,
+    };
+    if (a->w->shape[1] != p.cin) return shape_mismatch(err, "conv3d", a->w, a->x, "w.shape[1] must equal Cin = x.shape[0]");
+    if (p.kt < 1 || p.kh < 1 || p.kw < 1) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu conv3d: empty kernel");
+    int64_t hp = p.h + p.pad_top + p.pad_bottom, wp = p.w_in + p.pad_left + p.pad_right;
+    if (p.t < p.kt || hp < p.kh || wp < p.kw) {
+        return shape_mismatch(err, "conv3d", a->x, a->w, "input (with padding) is smaller than the kernel");
+    }
+    p.to = (p.t - p.kt) / p.st + 1;
+    p.ho = (hp - p.kh) / p.sh + 1;
+    p.wo = (wp - p.kw) / p.sw + 1;
+    if (a->y->shape[0] != p.cout || a->y->shape[1] != p.to || a->y->shape[2] != p.ho || a->y->shape[3] != p.wo) {
+        char s[96];
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu conv3d: y '%s' is %s, expected [%lld, %lld, %lld, %lld]",
+                              tname(a->y), infvsr_shape_str(a->y->ndim, a->y->shape, s, sizeof s), (long long)p.cout,
+                              (long long)p.to, (long long)p.ho, (long long)p.wo);
+    }
+    TRY(check_weight(a->w, "w", infvsr_tensor_numel(a->w), false, &p.w, err));
+    TRY(check_weight(a->b, "b", p.cout, true, &p.b, err));
+    TRY(no_alias(a->y, a->x, "conv3d", err));
+    p.x = a->x->data;
+    p.y = a->y->data;
+    if (infvsr_tensor_numel(a->y) == 0) return INFVSR_OK;
+    enum infvsr_status st = INFVSR_OK;
+    if (c->use_ref) infvsr_cpu_ref_conv3d(&p);
+    else LOCKED(c, st = infvsr_cpu_op_conv3d(c, &p));
+    if (st) return infvsr_err_set(err, st, "cpu conv3d: out of memory for the column buffer");
+    return INFVSR_OK;
+}
+
+static enum infvsr_status cpu_resize(struct infvsr_backend * be, enum infvsr_resize_mode mode,
+                                     const struct infvsr_tensor * x, struct infvsr_tensor * y, struct infvsr_err * err) {
+    struct infvsr_cpu_ctx * c = CTX(be);
+    TRY(check_f32(x, "x", err));
+    TRY(check_f32(y, "y", err));
+    if ((unsigned)mode >= INFVSR_RESIZE_COUNT) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu resize: unknown mode %d", (int)mode);
+    if (x->ndim < 2 || y->ndim != x->ndim) return shape_mismatch(err, "resize", x, y, "need [..., H, W] with the same rank");
+    int64_t Hi = x->shape[x->ndim - 2], Wi = x->shape[x->ndim - 1];
+    int64_t Ho = y->shape[y->ndim - 2], Wo = y->shape[y->ndim - 1];
+    if (Hi <= 0 || Wi <= 0 || Ho <= 0 || Wo <= 0) return shape_mismatch(err, "resize", x, y, "empty plane");
+    int64_t P = infvsr_tensor_numel(x) / (Hi * Wi);
+    if (infvsr_tensor_numel(y) != P * Ho * Wo) return shape_mismatch(err, "resize", x, y, "leading dims differ");
+    TRY(no_alias(y, x, "resize", err));
+    if (P == 0) return INFVSR_OK;
+    enum infvsr_status st = INFVSR_OK;
+    if (c->use_ref) st = infvsr_cpu_ref_resize(mode, x->data, P, Hi, Wi, y->data, Ho, Wo) ? INFVSR_OK : INFVSR_ERR_NOMEM;
+    else LOCKED(c, st = infvsr_cpu_op_resize(c, mode, x->data, P, Hi, Wi, y->data, Ho, Wo));
+    if (st) return infvsr_err_set(err, st, "cpu resize: out of memory");
+    return INFVSR_OK;
+}
+
+static const struct infvsr_backend_i cpu_iface = {
+    .name             = cpu_name,
+    .tensor_alloc     = cpu_tensor_alloc,
+    .tensor_free      = cpu_tensor_free,
+    .tensor_set       = cpu_tensor_set,
+    .tensor_get       = cpu_tensor_get,
+    .synchronize      = NULL,
+    .linear           = cpu_linear,
+    .matmul           = cpu_matmul,
+    .layer_norm       = cpu_layer_norm,
+    .rms_norm         = cpu_rms_norm,
+    .channel_rms_norm = cpu_channel_rms_norm,
+    .modulate         = cpu_modulate,
+    .unary            = cpu_unary,
+    .add              = cpu_add,
+    .add_gated        = cpu_add_gated,
+    .affine_clamp     = cpu_affine_clamp,
+    .softmax          = cpu_softmax,
+    .attention        = cpu_attention,
+    .rope             = cpu_rope,
+    .conv3d           = cpu_conv3d,
+    .resize           = cpu_resize,
+};
+
+struct infvsr_cpu_params infvsr_cpu_default_params(void) {
+    return (struct infvsr_cpu_params){ .n_threads = 0, .use_ref = false };
+}
+
+enum infvsr_status infvsr_cpu_backend_init(const struct infvsr_cpu_params * p, struct infvsr_backend ** out) {
+    if (!out) return INFVSR_ERR_INVALID_ARG;
+    *out = NULL;
+    struct infvsr_cpu_params params = p ? *p : infvsr_cpu_default_params();
+    struct infvsr_cpu_ctx * c = calloc(1, sizeof *c);
+    if (!c) return INFVSR_ERR_NOMEM;
+    c->pool = infvsr_threadpool_init(params.n_threads);
+    if (!c->pool) {
+        free(c);
+        return INFVSR_ERR_NOMEM;
+    }
+    c->n_threads = infvsr_threadpool_n_threads(c->pool);
+    c->use_ref   = params.use_ref;
+    pthread_mutex_init(&c->lock, NULL);
+    /* BLAS runs from the calling thread only, while our workers sleep: give it the same
+     * number of threads so the two never oversubscribe the cores. */
+    openblas_set_num_threads(c->n_threads);
+    c->be.iface   = &cpu_iface;
+    c->be.context = c;
+    *out = &c->be;
+    return INFVSR_OK;
+}
+
+void infvsr_cpu_backend_free(struct infvsr_backend * be) {
+    if (!be) return;
+    struct infvsr_cpu_ctx * c = CTX(be);
+    infvsr_threadpool_free(c->pool);
+    infvsr__buf_free(&c->panel);
+    infvsr__buf_free(&c->col);
+    infvsr__buf_free(&c->scratch);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}

@@ -1,0 +1,146 @@
+/* Internals of the CPU backend shared by backend.c, the fast op files and kernels/cpu/ref.
+ *
+ * backend.c validates every tensor (shapes, dtypes, aliasing) and then calls either the
+ * fast op (infvsr_cpu_op_*) or the float64 reference (infvsr_cpu_ref_*, kernels/cpu/ref)
+ * with plain pointers and sizes, so the op files contain arithmetic only.
+ * Weights (F32/BF16/F16, read in place) travel as a `struct infvsr_cpu_w`. */
+#pragma once
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ops.h"
+#include "threadpool.h"
+
+/* A weight read in place: data == NULL means "absent" (optional bias, gamma, ...). */
+struct infvsr_cpu_w {
+    const void *      data;
+    enum infvsr_dtype dtype; /* F32, BF16 or F16 */
+};
+
+static inline float infvsr__w_get(struct infvsr_cpu_w w, size_t i) {
+    switch (w.dtype) {
+    case INFVSR_TYPE_BF16: return infvsr_bf16_to_f32(((const uint16_t *)w.data)[i]);
+    case INFVSR_TYPE_F16:  return infvsr_f16_to_f32(((const uint16_t *)w.data)[i]);
+    default:               return ((const float *)w.data)[i];
+    }
+}
+
+/* Widens n elements starting at element `offset` into f32 (F32 is copied). */
+void infvsr__w_widen(float * dst, struct infvsr_cpu_w w, size_t offset, size_t n);
+
+/* A growable 64-byte aligned f32 buffer owned by the backend and reused between calls. */
+struct infvsr_cpu_buf {
+    float * data;
+    size_t  cap; /* floats */
+};
+/* Makes room for n floats (contents not preserved); NULL when out of memory. */
+float * infvsr__buf_reserve(struct infvsr_cpu_buf * b, size_t n);
+void    infvsr__buf_free(struct infvsr_cpu_buf * b);
+
+struct infvsr_cpu_ctx {
+    struct infvsr_backend      be;
+    struct infvsr_threadpool * pool;
+    int                        n_threads;
+    bool                       use_ref;
+    pthread_mutex_t            lock;    /* one op at a time: the buffers below are shared */
+    struct infvsr_cpu_buf      panel;   /* widened weight panel (linear) / conv weights */
+    struct infvsr_cpu_buf      col;     /* conv3d column buffer, resize temp */
+    struct infvsr_cpu_buf      scratch; /* per-thread tiles (attention) */
+};
+
+/* Runs fn over n_tasks on the backend's pool. */
+static inline void infvsr__par(struct infvsr_cpu_ctx * c, int64_t n_tasks, infvsr_task_cb fn, void * ctx) {
+    infvsr_threadpool_parallel_for(c->pool, n_tasks, fn, ctx);
+}
+
+/* Splits n items into tasks of about `grain` items, at most 8 per thread, >= 1. */
+int64_t infvsr__n_chunks(const struct infvsr_cpu_ctx * c, int64_t n, int64_t grain);
+
+/* ---- fast ops (kernels/cpu/<family>.c). All shapes were validated by backend.c. ---- */
+
+/* y[M, N] = act(x[M, K] . w[N, K]^T + b[N]); act == INFVSR_UNARY_COUNT: none */
+enum infvsr_status infvsr_cpu_op_linear(struct infvsr_cpu_ctx * c, const float * x, int64_t M, int64_t K,
+                                        struct infvsr_cpu_w w, int64_t N, struct infvsr_cpu_w b,
+                                        enum infvsr_unary_op act, float * y);
+/* c[B, M, N] = alpha * a[B, M, K] . op(b) */
+enum infvsr_status infvsr_cpu_op_matmul(struct infvsr_cpu_ctx * c, const float * a, const float * b,
+                                        int64_t B, int64_t M, int64_t K, int64_t N, bool trans_b,
+                                        float alpha, float * out);
+void infvsr_cpu_op_layer_norm(struct infvsr_cpu_ctx * c, const float * x, int64_t R, int64_t C,
+                              struct infvsr_cpu_w w, struct infvsr_cpu_w b, float eps, float * y);
+void infvsr_cpu_op_rms_norm(struct infvsr_cpu_ctx * c, const float * x, int64_t R, int64_t C,
+                            struct infvsr_cpu_w w, float eps, float * y);
+void infvsr_cpu_op_channel_rms_norm(struct infvsr_cpu_ctx * c, const float * x, int64_t C, int64_t S,
+                                    struct infvsr_cpu_w gamma, float * y);
+void infvsr_cpu_op_modulate(struct infvsr_cpu_ctx * c, const float * x, int64_t R, int64_t C,
+                            struct infvsr_cpu_w scale, struct infvsr_cpu_w shift, float * y);
+void infvsr_cpu_op_unary(struct infvsr_cpu_ctx * c, enum infvsr_unary_op op, const float * x, int64_t n,
+                         float * y);
+void infvsr_cpu_op_add(struct infvsr_cpu_ctx * c, const float * a, const float * b, int64_t n, float * y);
+void infvsr_cpu_op_add_gated(struct infvsr_cpu_ctx * c, const float * x, struct infvsr_cpu_w gate,
+                             const float * d, int64_t R, int64_t C, float * y);
+void infvsr_cpu_op_affine_clamp(struct infvsr_cpu_ctx * c, const float * x, int64_t n, float alpha,
+                                float beta, float lo, float hi, float * y);
+void infvsr_cpu_op_softmax(struct infvsr_cpu_ctx * c, const float * x, int64_t R, int64_t C, float * y);
+
+/* Plain-pointer form of struct infvsr_attn_args (k1/v1/bias NULL when absent). */
+struct infvsr_cpu_attn {
+    const float * q;
+    const float * k0, * v0;
+    const float * k1, * v1;
+    const float * bias;
+    int64_t       nq, n0, n1, n_heads, head_dim;
+    float         scale;
+    float *       out;
+};
+enum infvsr_status infvsr_cpu_op_attention(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_attn * a);
+void infvsr_cpu_op_rope(struct infvsr_cpu_ctx * c, const float * x, int64_t N, int64_t H, int64_t D,
+                        const double * freqs, float * y);
+
+/* Plain-pointer form of struct infvsr_conv3d_args. */
+struct infvsr_cpu_conv {
+    const float *       x;
+    struct infvsr_cpu_w w, b;
+    int64_t             cin, t, h, w_in;
+    int64_t             cout, kt, kh, kw;
+    int64_t             st, sh, sw;
+    int64_t             pad_top, pad_bottom, pad_left, pad_right;
+    int64_t             to, ho, wo;
+    float *             y;
+};
+enum infvsr_status infvsr_cpu_op_conv3d(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_conv * a);
+/* x [P, Hi, Wi] -> y [P, Ho, Wo] */
+enum infvsr_status infvsr_cpu_op_resize(struct infvsr_cpu_ctx * c, enum infvsr_resize_mode mode,
+                                        const float * x, int64_t P, int64_t Hi, int64_t Wi, float * y,
+                                        int64_t Ho, int64_t Wo);
+
+/* ---- float64 reference ops (kernels/cpu/ref/ref_*.c): naive loops, double accumulation,
+ * f32 stores, single-threaded. Same arguments as the fast ops. ---- */
+
+void infvsr_cpu_ref_linear(const float * x, int64_t M, int64_t K, struct infvsr_cpu_w w, int64_t N,
+                           struct infvsr_cpu_w b, enum infvsr_unary_op act, float * y);
+void infvsr_cpu_ref_matmul(const float * a, const float * b, int64_t B, int64_t M, int64_t K, int64_t N,
+                           bool trans_b, float alpha, float * out);
+void infvsr_cpu_ref_layer_norm(const float * x, int64_t R, int64_t C, struct infvsr_cpu_w w,
+                               struct infvsr_cpu_w b, float eps, float * y);
+void infvsr_cpu_ref_rms_norm(const float * x, int64_t R, int64_t C, struct infvsr_cpu_w w, float eps, float * y);
+void infvsr_cpu_ref_channel_rms_norm(const float * x, int64_t C, int64_t S, struct infvsr_cpu_w gamma, float * y);
+void infvsr_cpu_ref_modulate(const float * x, int64_t R, int64_t C, struct infvsr_cpu_w scale,
+                             struct infvsr_cpu_w shift, float * y);
+double infvsr_cpu_ref_unary1(enum infvsr_unary_op op, double x);
+void infvsr_cpu_ref_unary(enum infvsr_unary_op op, const float * x, int64_t n, float * y);
+void infvsr_cpu_ref_add(const float * a, const float * b, int64_t n, float * y);
+void infvsr_cpu_ref_add_gated(const float * x, struct infvsr_cpu_w gate, const float * d, int64_t R,
+                              int64_t C, float * y);
+void infvsr_cpu_ref_affine_clamp(const float * x, int64_t n, float alpha, float beta, float lo, float hi,
+                                 float * y);
+void infvsr_cpu_ref_softmax(const float * x, int64_t R, int64_t C, float * y);
+/* needs Nk doubles of scratch per call; returns false when out of memory */
+bool infvsr_cpu_ref_attention(const struct infvsr_cpu_attn * a);
+void infvsr_cpu_ref_rope(const float * x, int64_t N, int64_t H, int64_t D, const double * freqs, float * y);
+void infvsr_cpu_ref_conv3d(const struct infvsr_cpu_conv * a);
+bool infvsr_cpu_ref_resize(enum infvsr_resize_mode mode, const float * x, int64_t P, int64_t Hi, int64_t Wi,
+                           float * y, int64_t Ho, int64_t Wo);

@@ -1,0 +1,197 @@
+/* Fast elementwise ops: activations, add, gated residual, affine clamp, softmax.
+ * Threading: the flat element range (or the rows, for row ops) is cut into contiguous
+ * chunks, one pool task each. Every output element depends only on its own inputs, so
+ * in-place calls and any chunking give identical bytes. */
+#include <math.h>
+
+#include "cpu_impl.h"
+#include "simd.h"
+
+/* GELU(tanh) = 0.5 x (1 + tanh(u)) = x * sigmoid(2u) = x / (1 + e^{-2u}),
+ * u = sqrt(2/pi) (x + 0.044715 x^3): one exp and one division, no cancellation. */
+static inline __m256 gelu_tanh8(__m256 x) {
+    const __m256 k0 = _mm256_set1_ps(-2.0f * 0.7978845608028654f);
+    const __m256 k1 = _mm256_set1_ps(0.044715f);
+    __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
+    __m256 u  = _mm256_fmadd_ps(k1, x3, x);
+    __m256 e  = infvsr__exp8(_mm256_mul_ps(k0, u));
+    return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+}
+
+static inline __m256 silu8(__m256 x) {
+    __m256 e = infvsr__exp8(_mm256_sub_ps(_mm256_setzero_ps(), x));
+    return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+}
+
+static inline float gelu_tanh1(float x) {
+    float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+    return x / (1.0f + expf(-2.0f * u));
+}
+
+/* 0.5 x (1 + erf(x / sqrt 2)), as 0.5 x erfc(-x / sqrt 2) (no cancellation of 1 + erf
+ * near -1) in double: only the Swin MLP uses it, and the tails stay accurate. */
+static inline float gelu_erf1(float x) {
+    return (float)(0.5 * x * erfc(-(double)x * 0.70710678118654752));
+}
+
+static inline float silu1(float x) {
+    return x / (1.0f + expf(-x));
+}
+
+/* Applies op to n elements (also used by linear's fused epilogue). */
+void infvsr__unary_span(enum infvsr_unary_op op, const float * x, float * y, int64_t n);
+void infvsr__unary_span(enum infvsr_unary_op op, const float * x, float * y, int64_t n) {
+    int64_t i = 0;
+    switch (op) {
+    case INFVSR_UNARY_GELU_TANH:
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, gelu_tanh8(_mm256_loadu_ps(x + i)));
+        for (; i < n; i++) y[i] = gelu_tanh1(x[i]);
+        break;
+    case INFVSR_UNARY_GELU_ERF:
+        for (; i < n; i++) y[i] = gelu_erf1(x[i]);
+        break;
+    case INFVSR_UNARY_SILU:
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, silu8(_mm256_loadu_ps(x + i)));
+        for (; i < n; i++) y[i] = silu1(x[i]);
+        break;
+    default:
+        if (x != y) for (; i < n; i++) y[i] = x[i];
+        break;
+    }
+}
+
+/* ---- flat ops: chunks of CHUNK elements ---- */
+
+#define CHUNK 16384
+
+struct flat_job {
+    enum infvsr_unary_op op;
+    const float *        a, * b;
+    float *              y;
+    int64_t              n;
+    float                alpha, beta, lo, hi;
+};
+
+static void flat_range(const struct flat_job * j, int64_t t, int64_t * s, int64_t * e) {
+    *s = t * CHUNK;
+    *e = *s + CHUNK < j->n ? *s + CHUNK : j->n;
+}
+
+static void unary_task(void * ctx, int64_t t, int tid) {
+    const struct flat_job * j = ctx;
+    int64_t s, e;
+    flat_range(j, t, &s, &e);
+    infvsr__unary_span(j->op, j->a + s, j->y + s, e - s);
+}
+
+void infvsr_cpu_op_unary(struct infvsr_cpu_ctx * c, enum infvsr_unary_op op, const float * x, int64_t n, float * y) {
+    struct flat_job j = { .op = op, .a = x, .y = y, .n = n };
+    infvsr__par(c, (n + CHUNK - 1) / CHUNK, unary_task, &j);
+}
+
+static void add_task(void * ctx, int64_t t, int tid) {
+    const struct flat_job * j = ctx;
+    int64_t s, e;
+    flat_range(j, t, &s, &e);
+    for (int64_t i = s; i < e; i++) j->y[i] = j->a[i] + j->b[i];
+}
+
+void infvsr_cpu_op_add(struct infvsr_cpu_ctx * c, const float * a, const float * b, int64_t n, float * y) {
+    struct flat_job j = { .a = a, .b = b, .y = y, .n = n };
+    infvsr__par(c, (n + CHUNK - 1) / CHUNK, add_task, &j);
+}
+
+static void affine_task(void * ctx, int64_t t, int tid) {
+    const struct flat_job * j = ctx;
+    int64_t s, e;
+    flat_range(j, t, &s, &e);
+    /* x * alpha + beta rounded twice as the reference's single rounding could differ by
+     * one ulp: that is inside the 1e-5 contract. fminf/fmaxf vectorise. */
+    for (int64_t i = s; i < e; i++) j->y[i] = fminf(fmaxf(j->a[i] * j->alpha + j->beta, j->lo), j->hi);
+}
+
+void infvsr_cpu_op_affine_clamp(struct infvsr_cpu_ctx * c, const float * x, int64_t n, float alpha, float beta,
+                                float lo, float hi, float * y) {
+    struct flat_job j = { .a = x, .y = y, .n = n, .alpha = alpha, .beta = beta, .lo = lo, .hi = hi };
+    infvsr__par(c, (n + CHUNK - 1) / CHUNK, affine_task, &j);
+}
+
+/* ---- row ops ---- */
+
+struct rows_job {
+    const float *       x, * d;
+    struct infvsr_cpu_w g;
+    float *             y;
+    float *             gate_f32; /* widened gate, or NULL */
+    int64_t             R, C, rows_per_task;
+};
+
+static void add_gated_task(void * ctx, int64_t t, int tid) {
+    const struct rows_job * j = ctx;
+    int64_t r0 = t * j->rows_per_task, r1 = r0 + j->rows_per_task < j->R ? r0 + j->rows_per_task : j->R;
+    for (int64_t r = r0; r < r1; r++) {
+        const float * x = j->x + r * j->C, * d = j->d + r * j->C;
+        float *       y = j->y + r * j->C;
+        if (j->gate_f32) {
+            for (int64_t i = 0; i < j->C; i++) y[i] = x[i] + j->gate_f32[i] * d[i];
+        } else {
+            for (int64_t i = 0; i < j->C; i++) y[i] = x[i] + d[i];
+        }
+    }
+}
+
+void infvsr_cpu_op_add_gated(struct infvsr_cpu_ctx * c, const float * x, struct infvsr_cpu_w gate, const float * d,
+                             int64_t R, int64_t C, float * y) {
+    struct rows_job j = { .x = x, .d = d, .y = y, .R = R, .C = C };
+    if (gate.data) {
+        j.gate_f32 = infvsr__buf_reserve(&c->panel, (size_t)C);
+        if (!j.gate_f32) { /* no memory for C floats: fall back to the oracle */
+            infvsr_cpu_ref_add_gated(x, gate, d, R, C, y);
+            return;
+        }
+        infvsr__w_widen(j.gate_f32, gate, 0, (size_t)C);
+    }
+    int64_t n_tasks = infvsr__n_chunks(c, R * C, CHUNK);
+    j.rows_per_task = (R + n_tasks - 1) / n_tasks;
+    infvsr__par(c, (R + j.rows_per_task - 1) / j.rows_per_task, add_gated_task, &j);
+}
+
+static void softmax_task(void * ctx, int64_t t, int tid) {
+    const struct rows_job * j = ctx;
+    int64_t r0 = t * j->rows_per_task, r1 = r0 + j->rows_per_task < j->R ? r0 + j->rows_per_task : j->R;
+    const int64_t C = j->C;
+    for (int64_t r = r0; r < r1; r++) {
+        const float * x = j->x + r * C;
+        float *       y = j->y + r * C;
+        float mx = -INFINITY;
+        int64_t i = 0;
+        if (C >= 8) {
+            __m256 m8 = _mm256_set1_ps(-INFINITY);
+            for (; i + 8 <= C; i += 8) m8 = _mm256_max_ps(m8, _mm256_loadu_ps(x + i));
+            mx = infvsr__hmax8(m8);
+        }
+        for (; i < C; i++) mx = x[i] > mx ? x[i] : mx;
+        if (mx == -INFINITY) mx = 0; /* all -inf: every exp is 0, sum 0 -> NaN like torch */
+        __m256 s8 = _mm256_setzero_ps(), m8 = _mm256_set1_ps(mx);
+        double sum = 0;
+        for (i = 0; i + 8 <= C; i += 8) {
+            __m256 e = infvsr__exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), m8));
+            _mm256_storeu_ps(y + i, e);
+            s8 = _mm256_add_ps(s8, e);
+        }
+        sum = infvsr__hsum8(s8);
+        for (; i < C; i++) {
+            y[i] = expf(x[i] - mx);
+            sum += y[i];
+        }
+        float inv = (float)(1.0 / sum);
+        for (i = 0; i < C; i++) y[i] *= inv;
+    }
+}
+
+void infvsr_cpu_op_softmax(struct infvsr_cpu_ctx * c, const float * x, int64_t R, int64_t C, float * y) {
+    struct rows_job j = { .x = x, .y = y, .R = R, .C = C };
+    int64_t n_tasks = infvsr__n_chunks(c, R * C, CHUNK);
+    j.rows_per_task = (R + n_tasks - 1) / n_tasks;
+    infvsr__par(c, (R + j.rows_per_task - 1) / j.rows_per_task, softmax_task, &j);
+}
