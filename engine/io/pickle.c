@@ -70,6 +70,11 @@ enum {
     OP_SHORT_BINBYTES = 'C', OP_PROTO = 0x80, OP_TUPLE1 = 0x85, OP_TUPLE2 = 0x86, OP_TUPLE3 = 0x87,
     OP_NEWTRUE = 0x88, OP_NEWFALSE = 0x89, OP_LONG1 = 0x8a, OP_SHORT_BINUNICODE = 0x8c,
     OP_BINUNICODE8 = 0x8d, OP_STACK_GLOBAL = 0x93, OP_MEMOIZE = 0x94, OP_FRAME = 0x95,
+    /* data-only opcodes that generic extras next to the weights may use (sets in protocol 4,
+     * Python 2 byte strings, large ints); they build values and call nothing */
+    OP_POP = '0', OP_POP_MARK = '1', OP_DUP = '2', OP_BINSTRING = 'T', OP_SHORT_BINSTRING = 'U',
+    OP_LONG4 = 0x8b, OP_BINBYTES8 = 0x8e, OP_EMPTY_SET = 0x8f, OP_ADDITEMS = 0x90, OP_FROZENSET = 0x91,
+    OP_BYTEARRAY8 = 0x96,
 };
 
 static const char * op_name(int op) {
@@ -89,6 +94,10 @@ static const char * op_name(int op) {
         case OP_NEWTRUE: return "NEWTRUE"; case OP_NEWFALSE: return "NEWFALSE"; case OP_LONG1: return "LONG1";
         case OP_SHORT_BINUNICODE: return "SHORT_BINUNICODE"; case OP_BINUNICODE8: return "BINUNICODE8";
         case OP_STACK_GLOBAL: return "STACK_GLOBAL"; case OP_MEMOIZE: return "MEMOIZE"; case OP_FRAME: return "FRAME";
+        case OP_POP: return "POP"; case OP_POP_MARK: return "POP_MARK"; case OP_DUP: return "DUP";
+        case OP_BINSTRING: return "BINSTRING"; case OP_SHORT_BINSTRING: return "SHORT_BINSTRING";
+        case OP_LONG4: return "LONG4"; case OP_BINBYTES8: return "BINBYTES8"; case OP_EMPTY_SET: return "EMPTY_SET";
+        case OP_ADDITEMS: return "ADDITEMS"; case OP_FROZENSET: return "FROZENSET"; case OP_BYTEARRAY8: return "BYTEARRAY8";
     }
     return "?";
 }
@@ -181,7 +190,7 @@ static enum infvsr_status pop_n(struct op_ctx * c, size_t n, struct infvsr_pk_ob
 }
 
 static enum infvsr_status pop1(struct op_ctx * c, struct infvsr_pk_obj ** o) {
-    struct infvsr_pk_obj ** p;
+    struct infvsr_pk_obj ** p = NULL;
     enum infvsr_status      st = pop_n(c, 1, &p);
     if (!st) *o = p[0];
     return st;
@@ -544,9 +553,31 @@ static enum infvsr_status step(struct op_ctx * c, bool * stop) {
         case OP_BININT:       return (st = take(c, 4, &p)) ? st : push_int(c, (int32_t)infvsr__rd_u32(p));
         case OP_BININT1:      return (st = take(c, 1, &p)) ? st : push_int(c, p[0]);
         case OP_BININT2:      return (st = take(c, 2, &p)) ? st : push_int(c, infvsr__rd_u16(p));
-        case OP_LONG1: {
-            if ((st = take(c, 1, &p))) return st;
-            size_t len = p[0];
+        case OP_POP: return pop1(c, &o);
+        case OP_POP_MARK: return pop_mark(c, &it, &n);
+        case OP_DUP: return (st = top(c, &o)) ? st : push(c, o);
+        case OP_BINSTRING:    return (st = take(c, 4, &p)) ? st : push_string(c, INFVSR_PK_BYTES, infvsr__rd_u32(p));
+        case OP_SHORT_BINSTRING: return (st = take(c, 1, &p)) ? st : push_string(c, INFVSR_PK_BYTES, p[0]);
+        case OP_BINBYTES8:
+        case OP_BYTEARRAY8:   return (st = take(c, 8, &p)) ? st : push_string(c, INFVSR_PK_BYTES, infvsr__rd_u64(p));
+        case OP_EMPTY_SET:    return push_new(c, INFVSR_PK_LIST, &o); /* sets are kept as lists: never walked */
+        case OP_ADDITEMS:     return op_appends(c, true);
+        case OP_FROZENSET: {
+            if ((st = pop_mark(c, &it, &n))) return st;
+            struct infvsr_pk_obj * set;
+            if ((st = new_obj(c, INFVSR_PK_LIST, &set))) return st;
+            for (size_t i = 0; !st && i < n; i++) st = seq_push(c, set, it[i]);
+            return st ? st : push(c, set);
+        }
+        case OP_LONG1:
+        case OP_LONG4: {
+            if (c->op == OP_LONG4) {
+                if ((st = take(c, 4, &p))) return st;
+                if (infvsr__rd_u32(p) > 8) return FAIL(c, "integer of %u bytes does not fit 64 bits", infvsr__rd_u32(p));
+            } else if ((st = take(c, 1, &p))) {
+                return st;
+            }
+            size_t len = p[0]; /* LONG1's length byte; for LONG4 the low byte of a length <= 8 */
             if (len > 8) return FAIL(c, "integer of %zu bytes does not fit 64 bits", len);
             if ((st = take(c, len, &p))) return st;
             uint64_t v = 0;

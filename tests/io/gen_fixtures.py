@@ -122,8 +122,10 @@ save_torch("views.pt", views)
 
 many = collections.OrderedDict(("layers.%d.weight" % i, rnd(2)) for i in range(300))  # memo > 255
 save_torch("many.pt", many)
-save_torch("proto4.pt", {"model": collections.OrderedDict(list(many.items())[:20]), "x": rnd(3, 3)},
-           pickle_protocol=4)
+save_torch("proto4.pt", {"model": collections.OrderedDict(list(many.items())[:20]), "x": rnd(3, 3),
+                         "tags": {"a", "b"}, "frozen": frozenset({1, 2}), "blob": b"xyz", "big": 2**40,
+                         "neg": -5, "ratio": 1.5, "pair": (1, "a"), "none": None},
+           pickle_protocol=4)  # FRAME, SHORT_BINUNICODE, MEMOIZE, STACK_GLOBAL, EMPTY_SET, FROZENSET, ...
 
 # ---- good: re-laid-out archives (same pickle and storages, different container) -------
 def relayout(src, dst, prefix=None, **kw):
@@ -172,6 +174,13 @@ def ok_entries(pkl, data=ok_raw):
 ok_pkl = state_dict([("w", tensor("0", "FloatStorage", 6, 0, [2, 3], [3, 1]))])
 write_zip(os.path.join(good_dir, "handmade.pt"), ok_entries(ok_pkl))
 expect("handmade.pt", [("w", ok_t.reshape(2, 3))])
+
+# Extras built with the data-only opcodes POP_MARK, DUP, POP, BINSTRING, LONG4: skipped.
+extras_pkl = (b"\x80\x02}(" + uni("w") + tensor("0", "FloatStorage", 6, 0, [2, 3], [3, 1]) +
+              uni("x1") + b"(K\x01K\x021" + b"]20" + uni("x2") + b"T\x03\x00\x00\x00abc" +
+              uni("x3") + b"\x8b\x02\x00\x00\x00\xff\x7f" + b"u.")
+write_zip(os.path.join(good_dir, "handmade_extras.pt"), ok_entries(extras_pkl))
+expect("handmade_extras.pt", [("w", ok_t.reshape(2, 3))])
 
 # safetensors whose header length is not a multiple of 8 (unaligned data: reader must copy)
 una = {"a": rnd(3, dtype=torch.float64), "b": rnd(2, dtype=torch.bfloat16)}
