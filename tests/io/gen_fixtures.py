@@ -106,6 +106,16 @@ save_torch("model_state.pt", {"model_state": sd})
 save_torch("ram_like.pt", {"model": sd, "epoch": 3, "names": ["a"], "cfg": None, "lr": 0.1,
                            "opt": {"step": 10, "betas": (0.9, 0.99)}})
 
+# A real nn.Module state_dict(): OrderedDict + BUILD({'_metadata': ...}), buffers (BatchNorm's
+# 0-dim i64 num_batches_tracked), nested module prefixes. This is InfVSR.ckpt's framing.
+torch.manual_seed(0)
+module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4),
+                             torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.LayerNorm(5)))
+module_sd = module.state_dict()
+assert hasattr(module_sd, "_metadata")
+save_torch("module_state_dict.pt", module_sd)
+save_torch("module_bf16.pt", {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in module_sd.items()})
+
 big = rnd(10, 6)
 base = rnd(20)
 views = collections.OrderedDict()
