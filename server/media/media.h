@@ -47,6 +47,12 @@ struct infvsr_media_limits {
      * NULL allows every demuxer FFmpeg was built with. */
     const char * format_whitelist;
     int     threads;            /* decoder threads; default 1                              */
+    int     max_streams;        /* streams a file may declare; default 16                  */
+    /* Polled during blocking demux work and before each frame; return non-zero to stop (a
+     * deadline or a cancelled job). The open or read then fails with INFVSR_ERR_CANCELLED.
+     * NULL: never. */
+    int     (*interrupt)(void * user);
+    void *  interrupt_user;
 };
 
 struct infvsr_media_limits infvsr_media_limits_default(void);

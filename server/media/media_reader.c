@@ -45,7 +45,7 @@ struct infvsr_media_limits infvsr_media_limits_default(void) {
     struct infvsr_media_limits l = {
         .max_pixels = 8192LL * 4320LL, .max_dimension = 8192, .probesize = 5LL << 20,
         .analyzeduration_us = 5LL * 1000 * 1000, .max_frames = 0, .format_whitelist = NULL,
-        .threads = 1,
+        .threads = 1, .max_streams = 16, .interrupt = NULL, .interrupt_user = NULL,
     };
     return l;
 }
@@ -66,8 +66,13 @@ static int refuse_nested_open(struct AVFormatContext * s, AVIOContext ** pb, con
     return AVERROR(EPERM);
 }
 
+static bool interrupted(const struct infvsr_media_reader * r) {
+    return r->limits.interrupt && r->limits.interrupt(r->limits.interrupt_user);
+}
+
 static int io_read(void * opaque, uint8_t * buf, int size) {
     struct infvsr_media_reader * r = opaque;
+    if (interrupted(r)) return AVERROR_EXIT; /* FFmpeg polls the callback only for its own protocols */
     int n = r->io.read(r->io.opaque, buf, size);
     if (n == 0) return AVERROR_EOF;
     return n < 0 ? AVERROR(EIO) : n;
@@ -129,6 +134,9 @@ static enum infvsr_status open_common(struct infvsr_media_reader * r, const char
     r->fmt->flags |= AVFMT_FLAG_CUSTOM_IO;
     r->fmt->opaque = r;
     r->fmt->io_open = refuse_nested_open;
+    r->fmt->max_streams = L->max_streams;
+    r->fmt->interrupt_callback.callback = L->interrupt;
+    r->fmt->interrupt_callback.opaque = L->interrupt_user;
     if (L->probesize > 0) r->fmt->probesize = L->probesize;
     if (L->analyzeduration_us > 0) r->fmt->max_analyze_duration = L->analyzeduration_us;
     AVDictionary * opts = NULL;
@@ -138,12 +146,13 @@ static enum infvsr_status open_common(struct infvsr_media_reader * r, const char
     av_dict_set(&opts, "protocol_whitelist", "none", 0);
     int ret = avformat_open_input(&r->fmt, NULL, NULL, &opts);
     av_dict_free(&opts);
+    if (ret == AVERROR_EXIT) return infvsr_err_set(err, INFVSR_ERR_CANCELLED, "%s: reading was interrupted", what);
     if (ret < 0) { /* avformat_open_input freed the context */
         char m[300];
         /* FFmpeg's code is often unhelpful here (a refused playlist reports ENOMEM), so
          * the message names the possible causes. */
         snprintf(m, sizeof(m), "%s: not a readable media file (unknown or disallowed format, a playlist or "
-                 "list of other files, or truncated/corrupt data)", what);
+                 "list of other files, more than %d streams, or truncated/corrupt data)", what, L->max_streams);
         return infvsr_media_av_err(err, INFVSR_ERR_FORMAT, ret, m);
     }
     ret = avformat_find_stream_info(r->fmt, NULL);
@@ -185,6 +194,7 @@ static enum infvsr_status open_common(struct infvsr_media_reader * r, const char
     ret = avcodec_parameters_to_context(r->dec, vs->codecpar);
     if (ret < 0) return infvsr_media_av_err(err, INFVSR_ERR_FORMAT, ret, what);
     r->dec->thread_count = L->threads > 0 ? L->threads : 1;
+    r->dec->max_pixels = L->max_pixels; /* also bounds in-band size changes the decoder sees */
     r->dec->pkt_timebase = vs->time_base;
     ret = avcodec_open2(r->dec, codec, NULL);
     if (ret < 0) return infvsr_media_av_err(err, INFVSR_ERR_UNSUPPORTED, ret, "cannot open the video decoder");
@@ -214,6 +224,7 @@ static struct infvsr_media_reader * reader_alloc(const struct infvsr_media_limit
     struct infvsr_media_limits d = infvsr_media_limits_default();
     if (r->limits.max_pixels <= 0) r->limits.max_pixels = d.max_pixels;
     if (r->limits.max_dimension <= 0) r->limits.max_dimension = d.max_dimension;
+    if (r->limits.max_streams <= 0) r->limits.max_streams = d.max_streams;
     r->video_index = -1;
     return r;
 }
@@ -228,11 +239,14 @@ enum infvsr_status infvsr_media_reader_open_file(const char * path, const struct
     char * url = av_asprintf("file:%s", path);
     AVDictionary * o = NULL;
     av_dict_set(&o, "protocol_whitelist", "file", 0);
-    int ret = url ? avio_open2(&r->pb, url, AVIO_FLAG_READ, NULL, &o) : AVERROR(ENOMEM);
+    AVIOInterruptCB icb = { .callback = r->limits.interrupt, .opaque = r->limits.interrupt_user };
+    int ret = url ? avio_open2(&r->pb, url, AVIO_FLAG_READ, &icb, &o) : AVERROR(ENOMEM);
     av_dict_free(&o);
     av_free(url);
     if (ret < 0) {
         infvsr_media_reader_close(r);
+        if (ret == AVERROR_EXIT)
+            return infvsr_err_set(err, INFVSR_ERR_CANCELLED, "%.250s: reading was interrupted", path);
         char m[300];
         snprintf(m, sizeof(m), "cannot open %.250s", path);
         return infvsr_media_av_err(err, INFVSR_ERR_IO, ret, m);
@@ -341,6 +355,9 @@ int infvsr_media_reader_next(struct infvsr_media_reader * r, uint8_t * rgb, int6
     if (pts) *pts = INFVSR_MEDIA_NOPTS;
     if (r->eof) return INFVSR_MEDIA_EOF;
     for (;;) {
+        if (interrupted(r))
+            return infvsr_err_set(err, INFVSR_ERR_CANCELLED, "reading was interrupted after %lld frames",
+                                  (long long)r->frames_read);
         int ret = avcodec_receive_frame(r->dec, r->frame);
         if (ret >= 0) {
             if (r->limits.max_frames > 0 && r->frames_read >= r->limits.max_frames) {
@@ -373,6 +390,9 @@ int infvsr_media_reader_next(struct infvsr_media_reader * r, uint8_t * rgb, int6
             if (ret < 0) return infvsr_media_av_err(err, INFVSR_ERR_FORMAT, ret, "video decoder flush failed");
             continue;
         }
+        if (ret == AVERROR_EXIT)
+            return infvsr_err_set(err, INFVSR_ERR_CANCELLED, "reading was interrupted after %lld frames",
+                                  (long long)r->frames_read);
         if (ret < 0) {
             char m[200];
             const char * hint = r->nested_opens ? " (it refers to other files, which is not allowed)"

@@ -202,6 +202,14 @@ def test_bad_inputs():
             check(p.returncode == 1 and "error:" in p.stderr and msg in p.stderr,
                   "%s: want an error with '%s', got rc %d: %s" % (src, msg, p.returncode, p.stderr.strip()))
             check(not leftovers(os.path.join(WORK, out)), "%s: nothing left under %s" % (src, out))
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-f", "lavfi", "-i", "sine", "-t", "0.5",
+           *sum([["-map", "1:a"] for _ in range(17)], []), "-map", "0:v", "-c:v", "libx264", "-c:a", "aac",
+           "many_streams.mkv")
+    p = run(TOOL, "rgbmd5", "many_streams.mkv", ok=False)
+    check(p.returncode == 1 and "more than 16 streams" in p.stderr, "17 streams: " + p.stderr.strip())
+    for args in [["a.mp4"], ["b.mkv", "--io"]]:
+        p = run(TOOL, "rgbmd5", *args, "--interrupt", ok=False)
+        check(p.returncode == 1 and "error: cancelled" in p.stderr, "interrupt %s: %s" % (args, p.stderr.strip()))
     for args in [["list.ffconcat", "--io"], ["a.mp4", "--formats", "matroska,webm"]]:
         p = run(TOOL, "rgbmd5", *args, ok=False)
         check(p.returncode == 1 and "not a readable media file" in p.stderr, "%s: %s" % (args, p.stderr.strip()))

@@ -6,7 +6,8 @@
  *   media_tool transcode IN OUT h264|ffv1|y4m [--lossless] [--io]
  *   media_tool abort OUT                        open a writer, write 2 frames, abort
  *
- * --formats LIST sets the demuxer whitelist (comma-separated FFmpeg demuxer names).
+ * --formats LIST sets the demuxer whitelist (comma-separated FFmpeg demuxer names);
+ * --interrupt makes the interrupt callback ask FFmpeg to stop at once.
  * --io reads the input through the callback interface (no seek), the way an upload is
  * fed to the reader; --io-seek also provides the seek callback. transcode prints the
  * process's peak RSS so that the test can check memory does not grow with length. */
@@ -37,6 +38,9 @@ static int fail(const struct infvsr_err * err) {
 
 static const char * format_whitelist;
 static bool io_seekable;
+static bool interrupt_now;
+
+static int interrupt_cb(void * user) { return *(const bool *)user; }
 
 static int64_t file_seek(void * opaque, int64_t offset, int whence) {
     struct file_io * io = opaque;
@@ -54,6 +58,8 @@ static enum infvsr_status open_input(const char * path, bool via_io, struct file
                                      struct infvsr_media_reader ** r, struct infvsr_err * err) {
     struct infvsr_media_limits lim = infvsr_media_limits_default();
     lim.format_whitelist = format_whitelist;
+    lim.interrupt = interrupt_cb;
+    lim.interrupt_user = &interrupt_now;
     if (!via_io) return infvsr_media_reader_open_file(path, &lim, r, err);
     fio->f = fopen(path, "rb");
     if (!fio->f) return infvsr_err_set(err, INFVSR_ERR_IO, "cannot open %s", path);
@@ -179,6 +185,7 @@ int main(int argc, char ** argv) {
     for (int i = 1; i + 1 < argc; i++)
         if (strcmp(argv[i], "--formats") == 0) format_whitelist = argv[i + 1];
     io_seekable = has_flag(argc, argv, "--io-seek");
+    interrupt_now = has_flag(argc, argv, "--interrupt");
     if (argc >= 3 && strcmp(argv[1], "info") == 0) return cmd_info(argv[2]);
     if (argc >= 3 && strcmp(argv[1], "rgbmd5") == 0) return cmd_rgbmd5(argv[2], has_flag(argc, argv, "--io") || io_seekable);
     if (argc >= 5 && strcmp(argv[1], "transcode") == 0)
