@@ -63,10 +63,14 @@ static void copy_frames(float * dst, int dt, int d0, const float * src, int st, 
 enum infvsr_status vae_conv_cached(struct vae_run * r, const struct vae_conv * cv, const struct vae_act * x,
                                    struct vae_act * y) {
     INFVSR_ASSERT(cv->slot >= 0 && cv->kt == 3);
-    /* The stream view: [cache (2 frames, zeros at stream start) | x], valid conv in time. */
+    /* The stream view: [cache (2 frames, zeros at stream start) | x], valid conv in time.
+     * y is allocated below the temporary xin so that dropping xin needs no move. */
+    int pad_h = cv->kh / 2, pad_w = cv->kw / 2;
+    enum infvsr_status st = vae_alloc(r, y, cv->cout, x->t, x->h + 2 * pad_h - cv->kh + 1, x->w + 2 * pad_w - cv->kw + 1);
+    if (st != INFVSR_OK) return st;
     size_t mark = r->top;
     struct vae_act xin;
-    enum infvsr_status st = vae_alloc(r, &xin, x->c, x->t + VAE_CACHE_T, x->h, x->w);
+    st = vae_alloc(r, &xin, x->c, x->t + VAE_CACHE_T, x->h, x->w);
     if (st != INFVSR_OK) return st;
     size_t hw = (size_t)x->h * (size_t)x->w;
     if (!r->dry) {
@@ -76,13 +80,17 @@ enum infvsr_status vae_conv_cached(struct vae_run * r, const struct vae_conv * c
         /* The new cache is the last 2 frames of the stream seen so far. */
         copy_frames(cache, VAE_CACHE_T, 0, vae_ptr(r, &xin), xin.t, x->t, VAE_CACHE_T, x->c, hw);
         r->started[cv->slot] = 1;
+        struct infvsr_tensor tx, ty;
+        vae_view(r, &xin, &tx);
+        vae_view(r, y, &ty);
+        struct infvsr_conv3d_args a = {
+            .x = &tx, .w = &cv->w, .b = &cv->b, .stride_t = 1, .stride_h = 1, .stride_w = 1,
+            .pad_top = pad_h, .pad_bottom = pad_h, .pad_left = pad_w, .pad_right = pad_w, .y = &ty,
+        };
+        st = r->be->iface->conv3d(r->be, &a, r->err);
     }
-    int pad_h = cv->kh / 2, pad_w = cv->kw / 2;
-    st = vae_conv_plain(r, cv, &xin, 1, 1, pad_h, pad_h, pad_w, pad_w, y);
-    if (st != INFVSR_OK) return st;
-    /* Drop xin (below y): move y down to where xin started. */
-    vae_settle(r, mark, y);
-    return INFVSR_OK;
+    r->top = mark;   /* drop xin */
+    return st;
 }
 
 enum infvsr_status vae_norm_silu(struct vae_run * r, const struct infvsr_tensor * gamma, const struct vae_act * x,
