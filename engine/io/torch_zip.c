@@ -78,39 +78,45 @@ static enum infvsr_status add_tensor(struct walker * wk, const struct infvsr_pk_
     if (!infvsr_shape_numel(ndim, size, &numel) || (uint64_t)numel > UINT64_MAX / esize) {
         return infvsr_err_set(wk->err, INFVSR_ERR_FORMAT, "tensor '%s': element count overflows", key);
     }
-    /* Highest element index the view touches, overflow-checked. */
-    int64_t offset = rec->u.tensor.offset, last = offset;
+    int64_t offset = rec->u.tensor.offset;
+    if (numel == 0) { /* no bytes: any aligned pointer into the mapping will do */
+        if (offset > snumel) {
+            return infvsr_err_set(wk->err, INFVSR_ERR_FORMAT, "tensor '%s': storage offset %lld beyond storage '%s' (%lld elements)",
+                                  key, (long long)offset, name, (long long)snumel);
+        }
+        return infvsr__weights_add(wk->w, key, strlen(key), dt, ndim, size, (void *)wk->w->file.data, false, wk->err);
+    }
+    /* Highest element index the view touches, overflow-checked; with numel > 0 every size is
+     * >= 1 and the product of sizes fits int64, so `expect` cannot overflow. */
+    int64_t last       = offset;
     bool    contiguous = true;
     int64_t expect     = 1;
     for (int d = ndim - 1; d >= 0; d--) {
-        if (numel > 0) {
-            if (stride[d] != 0 && size[d] - 1 > (INT64_MAX - last) / stride[d]) {
-                return infvsr_err_set(wk->err, INFVSR_ERR_FORMAT, "tensor '%s': strides overflow", key);
-            }
-            last += (size[d] - 1) * stride[d];
+        if (stride[d] != 0 && size[d] - 1 > (INT64_MAX - last) / stride[d]) {
+            return infvsr_err_set(wk->err, INFVSR_ERR_FORMAT, "tensor '%s': strides overflow", key);
         }
+        last += (size[d] - 1) * stride[d];
         if (size[d] != 1 && stride[d] != expect) contiguous = false; /* torch ignores strides of size-1 dims */
-        expect *= size[d] ? size[d] : 1;
+        expect *= size[d];
     }
-    if (numel > 0 ? last >= snumel : offset > snumel) {
+    if (last >= snumel) {
         char sbuf[96];
         return infvsr_err_set(wk->err, INFVSR_ERR_FORMAT,
                               "tensor '%s': view %s at storage offset %lld needs element %lld but storage '%s' has %lld",
                               key, infvsr_shape_str(ndim, size, sbuf, sizeof sbuf), (long long)offset,
                               (long long)last, name, (long long)snumel);
     }
+    /* Views into the mapping need no copy; strided views, big-endian data and (from other
+     * writers) misaligned storages are gathered once into owned memory. */
     const uint8_t * src   = wk->w->file.data + e->data_off + (size_t)offset * esize;
-    if (numel == 0) src = wk->w->file.data; /* no bytes: any aligned pointer into the mapping */
     bool            owned = !contiguous || (wk->big_endian && esize > 1) || (uintptr_t)src % esize != 0;
     void *          data  = (void *)src;
-    if (owned && numel > 0) {
+    if (owned) {
         size_t nbytes = (size_t)numel * esize;
         data          = aligned_alloc(INFVSR_TENSOR_ALIGN, (nbytes + INFVSR_TENSOR_ALIGN - 1) / INFVSR_TENSOR_ALIGN * INFVSR_TENSOR_ALIGN);
         if (!data) return infvsr_err_set(wk->err, INFVSR_ERR_NOMEM, "out of memory copying tensor '%s'", key);
         gather(data, src, ndim, size, stride, numel, esize);
         if (wk->big_endian) byteswap(data, (size_t)numel, esize);
-    } else {
-        owned = false;
     }
     return infvsr__weights_add(wk->w, key, strlen(key), dt, ndim, size, data, owned, wk->err);
 }

@@ -192,6 +192,14 @@ extras_pkl = (b"\x80\x02}(" + uni("w") + tensor("0", "FloatStorage", 6, 0, [2, 3
 write_zip(os.path.join(good_dir, "handmade_extras.pt"), ok_entries(extras_pkl))
 expect("handmade_extras.pt", [("w", ok_t.reshape(2, 3))])
 
+# An empty view whose other dims are huge (numel 0 must not overflow anything).
+huge_empty = state_dict([("e", tensor("0", "FloatStorage", 6, 0, [0, 2**62, 2**62], [1, 1, 1])),
+                         ("w", tensor("0", "FloatStorage", 6, 0, [2, 3], [3, 1]))])
+write_zip(os.path.join(good_dir, "huge_empty.pt"), ok_entries(huge_empty))
+manifest["good"].append({"file": "good/huge_empty.pt", "tensors": [
+    {"key": "e", "dtype": "f32", "shape": [0, 2**62, 2**62], "sha256": hashlib.sha256(b"").hexdigest()},
+    {"key": "w", "dtype": "f32", "shape": [2, 3], "sha256": hashlib.sha256(ok_raw).hexdigest()}]})
+
 # safetensors whose header length is not a multiple of 8 (unaligned data: reader must copy)
 una = {"a": rnd(3, dtype=torch.float64), "b": rnd(2, dtype=torch.bfloat16)}
 hdr = json.dumps({"a": {"dtype": "F64", "shape": [3], "data_offsets": [0, 24]},
@@ -241,6 +249,7 @@ bad_rec("view_too_big.pt", tensor("0", "FloatStorage", 6, 0, [3, 3], [3, 1]), "n
 bad_rec("view_offset.pt", tensor("0", "FloatStorage", 6, 4, [3], [1]), "needs element")
 bad_rec("numel_overflow.pt", tensor("0", "FloatStorage", 6, 0, [2**62, 2**62], [1, 1]), "element count overflows")
 bad_rec("stride_overflow.pt", tensor("0", "FloatStorage", 6, 0, [5, 2], [2**62, 1]), "strides overflow")
+bad_rec("empty_offset.pt", tensor("0", "FloatStorage", 6, 7, [0, 2**62, 2**62], [1, 1, 1]), "storage offset 7 beyond")
 bad_rec("negative_dim.pt", tensor("0", "FloatStorage", 6, 0, [-1, 3], [3, 1]), "negative size")
 bad_rec("rank6.pt", tensor("0", "FloatStorage", 6, 0, [1] * 6, [1] * 6), "rank 6")
 bad_rec("storage_numel.pt", tensor("0", "FloatStorage", 2**61, 0, [2], [1]), "declares")
