@@ -22,7 +22,7 @@ export PATH="/usr/local/cuda/bin:$PATH"
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DINFVSR_CUDA=ON \
       -DCMAKE_CUDA_ARCHITECTURES="$ARCH" >"$LOG/configure.log" 2>&1 \
     || { tail -40 "$LOG/configure.log"; exit 1; }
-cmake --build "$BUILD" -j"$JOBS" --target test_cuda_ops bench_cuda >"$LOG/build.log" 2>&1 \
+cmake --build "$BUILD" -j"$JOBS" --target test_cuda_ops test_cuda_fault bench_cuda >"$LOG/build.log" 2>&1 \
     || { grep -E "error" "$LOG/build.log" | head -40; tail -20 "$LOG/build.log"; exit 1; }
 echo "build ok (sm_$ARCH)"
 
