@@ -216,7 +216,7 @@ static enum infvsr_status pop_mark(struct op_ctx * c, struct infvsr_pk_obj *** i
 
 static enum infvsr_status memo_put(struct op_ctx * c, uint64_t idx) {
     struct infvsr_pickle * vm = c->vm;
-    struct infvsr_pk_obj * o;
+    struct infvsr_pk_obj * o = NULL;
     enum infvsr_status     st = top(c, &o);
     if (st) return st;
     if (idx >= INFVSR_PK_MAX_MEMO) return FAIL(c, "memo index %llu exceeds the limit %u", (unsigned long long)idx, INFVSR_PK_MAX_MEMO);
@@ -254,8 +254,8 @@ static enum infvsr_status take(struct op_ctx * c, uint64_t n, const uint8_t ** p
 
 static enum infvsr_status push_string(struct op_ctx * c, enum infvsr_pk_type type, uint64_t len) {
     if (len > INFVSR_PK_MAX_STRING) return FAIL(c, "string of %llu bytes exceeds the limit %u", (unsigned long long)len, INFVSR_PK_MAX_STRING);
-    const uint8_t *        p;
-    struct infvsr_pk_obj * o;
+    const uint8_t *        p = NULL;
+    struct infvsr_pk_obj * o = NULL;
     enum infvsr_status     st = take(c, len, &p);
     if (!st) st = push_new(c, type, &o);
     if (!st) {
@@ -266,14 +266,14 @@ static enum infvsr_status push_string(struct op_ctx * c, enum infvsr_pk_type typ
 }
 
 static enum infvsr_status push_int(struct op_ctx * c, int64_t v) {
-    struct infvsr_pk_obj * o;
+    struct infvsr_pk_obj * o = NULL;
     enum infvsr_status     st = push_new(c, INFVSR_PK_INT, &o);
     if (!st) o->u.i = v;
     return st;
 }
 
 static enum infvsr_status push_tuple(struct op_ctx * c, struct infvsr_pk_obj ** items, size_t n) {
-    struct infvsr_pk_obj * t;
+    struct infvsr_pk_obj * t = NULL;
     /* items point into the stack above sp; copy them before pushing the tuple over them */
     struct infvsr_pk_obj * tmp[3];
     struct infvsr_pk_obj ** src = items;
@@ -306,7 +306,7 @@ static bool span_eq(const char * s, size_t n, const char * lit) {
 
 static enum infvsr_status push_global(struct op_ctx * c, const char * mod, size_t mod_len, const char * name,
                                       size_t name_len) {
-    struct infvsr_pk_obj * o;
+    struct infvsr_pk_obj * o = NULL;
     enum infvsr_status     st;
     if (span_eq(mod, mod_len, "collections") && span_eq(name, name_len, "OrderedDict")) {
         if ((st = push_new(c, INFVSR_PK_GLOBAL, &o))) return st;
@@ -356,7 +356,7 @@ static enum infvsr_status op_global(struct op_ctx * c) {
 }
 
 static enum infvsr_status op_stack_global(struct op_ctx * c) {
-    struct infvsr_pk_obj ** it;
+    struct infvsr_pk_obj ** it = NULL;
     enum infvsr_status      st = pop_n(c, 2, &it);
     if (st) return st;
     struct infvsr_pk_obj * mod = it[0], * name = it[1];
@@ -386,7 +386,7 @@ static enum infvsr_status rebuild_tensor(struct op_ctx * c, const struct infvsr_
     }
     size_t ndim = a[2]->u.seq.n;
     if (ndim > INFVSR_MAX_DIMS) return FAIL(c, "_rebuild_tensor_v2: rank %zu exceeds the maximum %d", ndim, INFVSR_MAX_DIMS);
-    struct infvsr_pk_obj * t;
+    struct infvsr_pk_obj * t = NULL;
     enum infvsr_status     st = new_obj(c, INFVSR_PK_TENSOR, &t);
     if (st) return st;
     t->u.tensor.storage = a[0];
@@ -402,7 +402,7 @@ static enum infvsr_status rebuild_tensor(struct op_ctx * c, const struct infvsr_
 }
 
 static enum infvsr_status op_reduce(struct op_ctx * c) {
-    struct infvsr_pk_obj ** it;
+    struct infvsr_pk_obj ** it = NULL;
     enum infvsr_status      st = pop_n(c, 2, &it);
     if (st) return st;
     struct infvsr_pk_obj * fn = it[0], * args = it[1];
@@ -411,7 +411,7 @@ static enum infvsr_status op_reduce(struct op_ctx * c) {
     switch (fn->u.global.kind) {
         case INFVSR_PK_G_ORDERED_DICT: {
             if (args->u.seq.n != 0) return FAIL(c, "OrderedDict() with %zu arguments is not supported", args->u.seq.n);
-            struct infvsr_pk_obj * d;
+            struct infvsr_pk_obj * d = NULL;
             return push_new(c, INFVSR_PK_DICT, &d);
         }
         case INFVSR_PK_G_REBUILD_TENSOR_V2:
@@ -429,7 +429,7 @@ static enum infvsr_status op_reduce(struct op_ctx * c) {
 
 /* ('storage', StorageClass, key, location, numel) -> storage object. */
 static enum infvsr_status op_binpersid(struct op_ctx * c) {
-    struct infvsr_pk_obj * pid;
+    struct infvsr_pk_obj * pid = NULL;
     enum infvsr_status     st = pop1(c, &pid);
     if (st) return st;
     if (pid->type != INFVSR_PK_TUPLE || pid->u.seq.n != 5) return FAIL(c, "persistent id is not a 5-tuple%s", "");
@@ -443,7 +443,7 @@ static enum infvsr_status op_binpersid(struct op_ctx * c) {
     if (a[2]->type != INFVSR_PK_STR || a[4]->type != INFVSR_PK_INT || a[4]->u.i < 0) {
         return FAIL(c, "persistent id needs a str key and a non-negative int numel%s", "");
     }
-    struct infvsr_pk_obj * s;
+    struct infvsr_pk_obj * s = NULL;
     if ((st = push_new(c, INFVSR_PK_STORAGE, &s))) return st;
     s->u.storage.dtype   = a[1]->u.global.dtype;
     s->u.storage.key     = a[2]->u.str.s;
@@ -455,11 +455,11 @@ static enum infvsr_status op_binpersid(struct op_ctx * c) {
 /* ---- containers --------------------------------------------------------------------- */
 
 static enum infvsr_status op_appends(struct op_ctx * c, bool batch) {
-    struct infvsr_pk_obj ** it;
+    struct infvsr_pk_obj ** it = NULL;
     size_t                  n = 1;
     enum infvsr_status      st = batch ? pop_mark(c, &it, &n) : pop_n(c, 1, &it);
     if (st) return st;
-    struct infvsr_pk_obj * list;
+    struct infvsr_pk_obj * list = NULL;
     if ((st = top(c, &list))) return st;
     if (list->type != INFVSR_PK_LIST) return FAIL(c, "append to a %s", type_name(list->type));
     for (size_t i = 0; !st && i < n; i++) st = seq_push(c, list, it[i]);
@@ -467,12 +467,12 @@ static enum infvsr_status op_appends(struct op_ctx * c, bool batch) {
 }
 
 static enum infvsr_status op_setitems(struct op_ctx * c, bool batch) {
-    struct infvsr_pk_obj ** it;
+    struct infvsr_pk_obj ** it = NULL;
     size_t                  n = 2;
     enum infvsr_status      st = batch ? pop_mark(c, &it, &n) : pop_n(c, 2, &it);
     if (st) return st;
     if (n % 2) return FAIL(c, "odd number of items (%zu)", n);
-    struct infvsr_pk_obj * d;
+    struct infvsr_pk_obj * d = NULL;
     if ((st = top(c, &d))) return st;
     if (d->type != INFVSR_PK_DICT) return FAIL(c, "setitem on a %s", type_name(d->type));
     /* Duplicate keys are not collapsed here; the flattened index rejects them later. */
@@ -481,7 +481,7 @@ static enum infvsr_status op_setitems(struct op_ctx * c, bool batch) {
 }
 
 static enum infvsr_status op_build(struct op_ctx * c) {
-    struct infvsr_pk_obj * state, * target;
+    struct infvsr_pk_obj * state = NULL, * target = NULL;
     enum infvsr_status     st = pop1(c, &state);
     if (!st) st = top(c, &target);
     if (st) return st;
@@ -495,10 +495,10 @@ static enum infvsr_status op_build(struct op_ctx * c) {
 
 static enum infvsr_status step(struct op_ctx * c, bool * stop) {
     struct infvsr_pickle *  vm = c->vm;
-    const uint8_t *         p;
-    struct infvsr_pk_obj *  o;
-    struct infvsr_pk_obj ** it;
-    size_t                  n;
+    const uint8_t *         p = NULL;
+    struct infvsr_pk_obj *  o = NULL;
+    struct infvsr_pk_obj ** it = NULL;
+    size_t                  n = 0;
     enum infvsr_status      st;
     switch (c->op) {
         case OP_PROTO:
@@ -564,7 +564,7 @@ static enum infvsr_status step(struct op_ctx * c, bool * stop) {
         case OP_ADDITEMS:     return op_appends(c, true);
         case OP_FROZENSET: {
             if ((st = pop_mark(c, &it, &n))) return st;
-            struct infvsr_pk_obj * set;
+            struct infvsr_pk_obj * set = NULL;
             if ((st = new_obj(c, INFVSR_PK_LIST, &set))) return st;
             for (size_t i = 0; !st && i < n; i++) st = seq_push(c, set, it[i]);
             return st ? st : push(c, set);
