@@ -20,15 +20,18 @@ struct tbuf {
 
 static inline void tb_canary_fill(struct tbuf * b) {
     size_t esz = infvsr_dtype_size(b->t.dtype);
-    uint32_t * tail = (uint32_t *)((char *)b->mem + b->n * esz);
-    for (int i = 0; i < CANARY_N; i++) tail[i] = CANARY_BITS;
+    char * tail = (char *)b->mem + b->n * esz; /* may be 2-byte aligned: memcpy */
+    const uint32_t bits = CANARY_BITS;
+    for (int i = 0; i < CANARY_N; i++) memcpy(tail + 4 * i, &bits, 4);
 }
 
 static inline bool tb_canary_ok(const struct tbuf * b) {
     size_t esz = infvsr_dtype_size(b->t.dtype);
-    const uint32_t * tail = (const uint32_t *)((const char *)b->mem + b->n * esz);
+    const char * tail = (const char *)b->mem + b->n * esz;
     for (int i = 0; i < CANARY_N; i++) {
-        if (tail[i] != CANARY_BITS) return false;
+        uint32_t bits;
+        memcpy(&bits, tail + 4 * i, 4);
+        if (bits != CANARY_BITS) return false;
     }
     return true;
 }
