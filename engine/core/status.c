@@ -39,9 +39,13 @@ void infvsr_err_prefix(struct infvsr_err * err, const char * fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
-    char joined[INFVSR_ERR_MSG_MAX];
+    /* Room for both parts; the result is cut to the message size. */
+    char joined[2 * INFVSR_ERR_MSG_MAX + 4];
     snprintf(joined, sizeof joined, "%s: %s", prefix, err->msg);
-    memcpy(err->msg, joined, sizeof joined);
+    size_t n = strlen(joined);
+    if (n >= sizeof err->msg) n = sizeof err->msg - 1;
+    memcpy(err->msg, joined, n);
+    err->msg[n] = '\0';
 }
 
 void infvsr_err_clear(struct infvsr_err * err) {
