@@ -200,6 +200,22 @@ manifest["good"].append({"file": "good/huge_empty.pt", "tensors": [
     {"key": "e", "dtype": "f32", "shape": [0, 2**62, 2**62], "sha256": hashlib.sha256(b"").hexdigest()},
     {"key": "w", "dtype": "f32", "shape": [2, 3], "sha256": hashlib.sha256(ok_raw).hexdigest()}]})
 
+# A real > 4 GiB archive (sparse file): a 4.6 GB storage of zeros, then a small tensor whose
+# local header offset needs the ZIP64 extra field. Skipped where the filesystem is not sparse.
+huge_path = os.path.join(good_dir, "huge_zip64.pt")
+huge_numel = 1_150_000_000
+huge_pkl = state_dict([("zeros", tensor("0", "FloatStorage", huge_numel, 0, [huge_numel], [1])),
+                       ("w", tensor("1", "FloatStorage", 6, 0, [2, 3], [3, 1]))])
+write_zip(huge_path, [("archive/data.pkl", huge_pkl), ("archive/data/0", huge_numel * 4),
+                      ("archive/data/1", ok_raw), ("archive/version", b"3\n")], zip64=True)
+if os.stat(huge_path).st_blocks * 512 < 2**26:
+    manifest["good"].append({"file": "good/huge_zip64.pt", "large": True, "tensors": [
+        {"key": "zeros", "dtype": "f32", "shape": [huge_numel], "sha256": None},  # not hashed: 4.6 GB
+        {"key": "w", "dtype": "f32", "shape": [2, 3], "sha256": hashlib.sha256(ok_raw).hexdigest()}]})
+else:
+    os.remove(huge_path)
+    print("note: filesystem is not sparse; the > 4 GiB ZIP64 fixture is skipped")
+
 # safetensors whose header length is not a multiple of 8 (unaligned data: reader must copy)
 una = {"a": rnd(3, dtype=torch.float64), "b": rnd(2, dtype=torch.bfloat16)}
 hdr = json.dumps({"a": {"dtype": "F64", "shape": [3], "data_offsets": [0, 24]},

@@ -12,47 +12,57 @@ import zlib
 
 
 def write_zip(path, entries, zip64=False, align=64, method=0, cd_hook=None, eocd_hook=None):
-    """entries: list of (name, bytes). cd_hook(i, dict) may edit central-directory fields."""
-    out = bytearray()
+    """entries: list of (name, data) where data is bytes, or an int n for n zero bytes written
+    as a hole (a sparse file: how a > 4 GiB archive is tested without 4 GiB of disk; the CRC
+    of such an entry is left 0, which the reader does not check).
+    cd_hook(i, dict) may edit central-directory fields, eocd_hook(dict) the end record.
+    Returns the file's bytes when every entry is bytes (used to derive hostile variants)."""
     records = []
-    for name, data in entries:
-        nb = name.encode()
-        off = len(out)
-        pad = (align - (off + 30 + len(nb) + 4) % align) % align if align else 0
-        extra = struct.pack("<HH", 0x4246, pad) + b"Z" * pad if align else b""
-        out += struct.pack("<IHHHHHIIIHH", 0x04034B50, 45 if zip64 else 20, 0x0808, method, 0, 0x21,
-                           0, 0, 0, len(nb), len(extra))
-        out += nb + extra + data
-        records.append(dict(name=nb, off=off, size=len(data), csize=len(data), crc=zlib.crc32(data),
-                            method=method, flags=0x0808))
-    cd_off = len(out)
-    for i, r in enumerate(records):
-        if cd_hook:
-            cd_hook(i, r)
+    with open(path, "w+b") as f:
+        for name, data in entries:
+            nb = name.encode()
+            off = f.tell()
+            pad = (align - (off + 30 + len(nb) + 4) % align) % align if align else 0
+            extra = struct.pack("<HH", 0x4246, pad) + b"Z" * pad if align else b""
+            f.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, 45 if zip64 else 20, 0x0808, method, 0, 0x21,
+                                0, 0, 0, len(nb), len(extra)))
+            f.write(nb + extra)
+            if isinstance(data, int):
+                size, crc = data, 0
+                f.seek(data, 1)
+            else:
+                size, crc = len(data), zlib.crc32(data)
+                f.write(data)
+            records.append(dict(name=nb, off=off, size=size, csize=size, crc=crc, method=method, flags=0x0808))
+        cd_off = f.tell()
+        for i, r in enumerate(records):
+            if cd_hook:
+                cd_hook(i, r)
+            if zip64:
+                x = struct.pack("<HHQQQ", 0x0001, 24, r["size"], r["csize"], r["off"])
+                size32 = csize32 = off32 = 0xFFFFFFFF
+            else:
+                x = b""
+                size32, csize32, off32 = r["size"], r["csize"], r["off"]
+            f.write(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 45 if zip64 else 20, 45 if zip64 else 20,
+                                r["flags"], r["method"], 0, 0x21, r["crc"], csize32, size32, len(r["name"]),
+                                len(x), 0, 0, 0, 0, off32))
+            f.write(r["name"] + x)
+        cd_size = f.tell() - cd_off
+        e = dict(n=len(records), cd_size=cd_size, cd_off=cd_off)
+        if eocd_hook:
+            eocd_hook(e)
         if zip64:
-            x = struct.pack("<HHQQQ", 0x0001, 24, r["size"], r["csize"], r["off"])
-            size32 = csize32 = off32 = 0xFFFFFFFF
+            z64 = f.tell()
+            f.write(struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, e["n"], e["n"], e["cd_size"], e["cd_off"]))
+            f.write(struct.pack("<IIQI", 0x07064B50, 0, z64, 1))
+            f.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0))
         else:
-            x = b""
-            size32, csize32, off32 = r["size"], r["csize"], r["off"]
-        out += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 45 if zip64 else 20, 45 if zip64 else 20,
-                           r["flags"], r["method"], 0, 0x21, r["crc"], csize32, size32, len(r["name"]),
-                           len(x), 0, 0, 0, 0, off32)
-        out += r["name"] + x
-    cd_size = len(out) - cd_off
-    e = dict(n=len(records), cd_size=cd_size, cd_off=cd_off)
-    if eocd_hook:
-        eocd_hook(e)
-    if zip64:
-        z64 = len(out)
-        out += struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, e["n"], e["n"], e["cd_size"], e["cd_off"])
-        out += struct.pack("<IIQI", 0x07064B50, 0, z64, 1)
-        out += struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
-    else:
-        out += struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, e["n"], e["n"], e["cd_size"], e["cd_off"], 0)
-    with open(path, "wb") as f:
-        f.write(out)
-    return bytes(out)
+            f.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, e["n"], e["n"], e["cd_size"], e["cd_off"], 0))
+        if any(isinstance(d, int) for _, d in entries):
+            return None
+        f.seek(0)
+        return f.read()
 
 
 # ---- pickle opcodes ------------------------------------------------------------------
