@@ -225,6 +225,11 @@ enum infvsr_status infvsr_visual_load(const struct infvsr_weights * ram, const s
                                       struct infvsr_visual ** out, struct infvsr_err * err) {
     if (!ram || !cfg || !be || !out) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "visual load: NULL argument");
     *out = NULL;
+    const char * be_name = be->iface->name ? be->iface->name(be) : "";
+    if (strncmp(be_name, "cpu", 3) != 0) { /* activations and scratch are host memory */
+        return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "visual: backend '%s' is not supported (CPU backend only)",
+                              be_name);
+    }
     enum infvsr_status r = check_config(cfg, err);
     if (r != INFVSR_OK) return r;
     struct infvsr_visual * v = calloc(1, sizeof *v);

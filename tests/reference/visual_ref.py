@@ -277,7 +277,7 @@ def ram_file_dict(model, gen):
 
 
 def write_error_files(d, sd_ram, dape, vc):
-    """Broken checkpoints for the C error tests (tiny config only)."""
+    """Broken checkpoints for the C error tests and a flat-layout copy (tiny config only)."""
     last = f"visual_encoder.layers.1.blocks.1.attn.qkv."
     bad = dict(dape)
     del bad[last + "lora_B"]
@@ -292,6 +292,9 @@ def write_error_files(d, sd_ram, dape, vc):
     m = dict(sd_ram["model"])
     del m["visual_encoder.norm.bias"]
     torch.save({"model": m, "epoch": 1}, os.path.join(d, "ram_missing_key.pth"))
+    # flat layout (no "model." prefix, safetensors): accepted by the loader as well
+    flat = {k: v.contiguous() for k, v in sd_ram["model"].items()}
+    st_io.save(os.path.join(d, "ram_flat.safetensors"), flat)
     m = dict(sd_ram["model"])
     m["visual_encoder.layers.0.blocks.0.attn.extra"] = torch.zeros(2)
     torch.save({"model": m, "epoch": 1}, os.path.join(d, "ram_unexpected_key.pth"))

@@ -273,6 +273,31 @@ static void test_tiny_err_unexpected_key(void) {
     expect_load_error("ram_unexpected_key.pth", "dape.pth", "model.visual_encoder.layers.0.blocks.0.attn.extra");
 }
 
+/* A flat state dict (no "model." prefix) in safetensors gives the same context. */
+static void test_tiny_flat_layout(void) {
+    struct fixture f;
+    CHECK(fixture_open(&f, "tiny"));
+    if (!f.vis) return;
+    struct infvsr_weights * flat = open_weights("tiny", "ram_flat.safetensors");
+    struct infvsr_visual * v = NULL;
+    struct infvsr_tensor ctx = { 0 };
+    struct infvsr_err err = { 0 };
+    const struct infvsr_tensor * img = ref(&f, "image"), * r_ctx = ref(&f, "context");
+    CHECK(flat && img && r_ctx);
+    if (flat && img && r_ctx) {
+        CHECK_MSG(infvsr_visual_load(flat, f.dape, &f.cfg.visual, f.be, &v, &err) == INFVSR_OK, "%s", err.msg);
+        if (v && alloc2(&ctx, infvsr_visual_n_tokens(v), infvsr_visual_out_dim(v))) {
+            CHECK_MSG(infvsr_visual_encode(v, img, NULL, &ctx, &err) == INFVSR_OK, "%s", err.msg);
+            CHECK_REL_ERR((const float *)ctx.data, (const float *)r_ctx->data, (size_t)infvsr_tensor_numel(&ctx),
+                          PARITY_TOL);
+        }
+    }
+    infvsr_tensor_release(&ctx);
+    infvsr_visual_free(v);
+    infvsr_weights_close(flat);
+    fixture_close(&f);
+}
+
 /* Bad encode inputs are errors, not crashes. */
 static void test_tiny_err_bad_input(void) {
     struct fixture f;
@@ -302,6 +327,7 @@ static const struct test_case tests[] = {
     TEST(test_tiny_err_missing_key),
     TEST(test_tiny_err_unexpected_key),
     TEST(test_tiny_err_bad_input),
+    TEST(test_tiny_flat_layout),
     TEST(test_full_encode_frame),
     TEST(test_full_merge),
     { 0 },
