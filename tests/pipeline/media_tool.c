@@ -145,7 +145,13 @@ static int cmd_transcode(const char * in, const char * out, const char * codec, 
     if (fst != INFVSR_OK) goto fail;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("frames=%lld\ncopied_streams=%d\npeak_rss_kb=%ld\n", (long long)frames, copied, ru.ru_maxrss);
+#ifdef __SANITIZE_ADDRESS__
+    const int asan = 1; /* its quarantine keeps freed memory resident: RSS means little */
+#else
+    const int asan = 0;
+#endif
+    printf("frames=%lld\ncopied_streams=%d\npeak_rss_kb=%ld\nasan=%d\n", (long long)frames, copied,
+           ru.ru_maxrss, asan);
     infvsr_media_reader_close(r);
     if (fio.f) fclose(fio.f);
     free(rgb);
