@@ -1,0 +1,113 @@
+"""DiT benchmark: the full 30-layer DiT forward on one chunk, C (`infvsr run dit --timing`) vs the
+PyTorch f32 reference (tests/reference/dit_ref.py) with the same thread count.
+
+    /usr/bin/python3 tests/bench/bench_dit.py --infvsr build/infvsr [--model InfVSR-like.ckpt]
+        [--dir DIR] [--grid 16x16] [--frames 3] [--threads N] [--repeat 3]
+
+Without --model, full-size random bf16 weights are generated once into DIR
+(default $INFVSR_BENCH_DIR or ./bench-dit; 2.8 GB, reused while up to date).
+The sequence is two chunks of the same size: chunk 0 without cache (first chunk of a scene),
+chunk 1 with the previous chunk cached (steady state). Prints for each: median ms of C and
+PyTorch, the ratio, GFLOP/s (2 x MACs of the linears + 4*Nq*Nk*D*H attention), and the C
+process's peak RSS. The PyTorch side keeps f32 copies of the weights so that it times GEMMs,
+not bf16->f32 casts."""
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
+import dit_ref  # noqa: E402
+import st_io  # noqa: E402
+
+
+def flops(cfg, n, n_cached, n_ctx):
+    dim, ffn, L = cfg["dim"], cfg["ffn_dim"], cfg["num_layers"]
+    lin = n * (6 * dim * dim + 2 * dim * ffn)
+    attn = 2 * n * (n + n_cached) * dim + 2 * n * n_ctx * dim
+    outer = n * (cfg["in_dim"] * 4 * dim + dim * cfg["out_dim"] * 4)
+    return 2.0 * (L * (lin + attn) + outer)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--infvsr", required=True)
+    ap.add_argument("--model")
+    ap.add_argument("--dir", default=os.environ.get("INFVSR_BENCH_DIR", "bench-dit"))
+    ap.add_argument("--config", default=os.path.join(ROOT, "config", "models", "infvsr-full.json"))
+    ap.add_argument("--grid", default="16x16", help="latent h x w (patch grid is half of each)")
+    ap.add_argument("--frames", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+
+    os.makedirs(args.dir, exist_ok=True)
+    model_path = args.model
+    if not model_path:
+        subprocess.run([sys.executable, os.path.join(ROOT, "tests", "reference", "dit_make_fixtures.py"),
+                        "--config", args.config, "--out", args.dir, "--weights-only"], check=True)
+        model_path = os.path.join(args.dir, "model.ckpt")
+    with open(args.config) as fh:
+        cfg = json.load(fh)["dit"]
+
+    h, w = (int(v) for v in args.grid.lower().split("x"))
+    gen = torch.Generator().manual_seed(7)
+    ctx = torch.randn(145, cfg["text_dim"], generator=gen).to(torch.bfloat16).float()
+    lats = [torch.randn(cfg["in_dim"], args.frames, h, w, generator=gen).to(torch.bfloat16).float() for _ in range(2)]
+    inp = os.path.join(args.dir, "bench_inputs.safetensors")
+    out = os.path.join(args.dir, "bench_outputs.safetensors")
+    st_io.save(inp, {"context": ctx, "latents_0": lats[0], "latents_1": lats[1]})
+    n = args.frames * (h // 2) * (w // 2)
+
+    # ---- C ----
+    cmd = [args.infvsr, "run", "dit", "--model", model_path, "--config", args.config, "--in", inp, "--out", out,
+           "--threads", str(args.threads), "--repeat", str(args.repeat), "--timing"]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        print(p.stdout, p.stderr)
+        sys.exit("infvsr run dit failed")
+    c_ms = [float(m) for m in re.findall(r"median_ms ([0-9.]+)", p.stdout)]
+    rss = float(re.search(r"peak_rss_mib ([0-9.]+)", p.stdout).group(1))
+    load_ms = float(re.search(r"load_ms ([0-9.]+)", p.stdout).group(1))
+    c_out = st_io.load(out)
+
+    # ---- PyTorch ----
+    torch.set_num_threads(args.threads)
+    t0 = time.time()
+    model = dit_ref.from_config(cfg)
+    model.load_state_dict(torch.load(model_path))
+    model.upcast_weights()
+    ckv = model.context(ctx)
+    t_load = time.time() - t0
+    py_ms = [[], []]
+    for _ in range(args.repeat):
+        cache = None
+        for i in range(2):
+            t0 = time.perf_counter()
+            pred, cache = model(lats[i], i * args.frames, cache, ckv=ckv)
+            py_ms[i].append((time.perf_counter() - t0) * 1e3)
+            if _ == 0:
+                e = float(torch.linalg.norm(c_out["pred_%d" % i] - pred) / torch.linalg.norm(pred))
+                print("chunk %d: C vs PyTorch pred rel err %.2e" % (i, e))
+
+    print("DiT %d layers, dim %d, chunk %d frames x %dx%d latents = %d tokens, %d threads, median of %d"
+          % (cfg["num_layers"], cfg["dim"], args.frames, h, w, n, args.threads, args.repeat))
+    print("C model load %.0f ms (mmap + validate + constants); PyTorch load+upcast %.0f ms" % (load_ms, t_load * 1e3))
+    for i, label in enumerate(["first chunk (no cache)", "steady chunk (cache of %d tokens)" % n]):
+        f = flops(cfg, n, 0 if i == 0 else n, 145)
+        pm = statistics.median(py_ms[i])
+        print("%-36s C %9.1f ms (%6.1f GFLOP/s)   PyTorch %9.1f ms (%6.1f GFLOP/s)   C speedup %.2fx"
+              % (label, c_ms[i], f / c_ms[i] / 1e6, pm, f / pm / 1e6, pm / c_ms[i]))
+    print("C peak RSS %.0f MiB (weights: bf16, read in place from the mmapped checkpoint)" % rss)
+
+
+if __name__ == "__main__":
+    main()
