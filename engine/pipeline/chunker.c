@@ -17,6 +17,7 @@ struct infvsr_chunker {
     struct infvsr_scene_detector * det; /* NULL without scene detection */
 
     uint8_t * pending[RING];  /* frames start .. start + n_pending - 1 */
+    int64_t   pending_pts[RING];
     int       pending_head, n_pending;
     int64_t   cuts[RING];     /* FIFO of cut frame indices, all >= start */
     int       cuts_head, n_cuts;
@@ -109,6 +110,7 @@ static void emit(struct infvsr_chunker * ch, int n, bool update) {
     c->n = n;
     for (int i = 0; i < n; i++) {
         c->frames[i] = ch->pending[ch->pending_head];
+        c->pts[i] = ch->pending_pts[ch->pending_head];
         ch->pending_head = (ch->pending_head + 1) % RING;
     }
     ch->n_pending -= n;
@@ -182,6 +184,11 @@ bool infvsr_chunker_wants_frames(const struct infvsr_chunker * ch) {
 }
 
 enum infvsr_status infvsr_chunker_push(struct infvsr_chunker * ch, uint8_t * rgb, struct infvsr_err * err) {
+    return infvsr_chunker_push_pts(ch, rgb, INT64_MIN, err);
+}
+
+enum infvsr_status infvsr_chunker_push_pts(struct infvsr_chunker * ch, uint8_t * rgb, int64_t pts,
+                                           struct infvsr_err * err) {
     if (!ch || !rgb) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "chunker: NULL argument");
     if (ch->finished) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "chunker: push after finish");
     if (ch->n_ready > 0)
@@ -205,6 +212,7 @@ enum infvsr_status infvsr_chunker_push(struct infvsr_chunker * ch, uint8_t * rgb
         }
     }
     ch->pending[(ch->pending_head + ch->n_pending) % RING] = rgb;
+    ch->pending_pts[(ch->pending_head + ch->n_pending) % RING] = pts;
     ch->n_pending++;
     ch->count++;
     if (ch->det) {

@@ -5,6 +5,9 @@
  *   media_tool rgbmd5 IN [--io]                 md5 of all RGB24 frames, frame count
  *   media_tool transcode IN OUT h264|ffv1|y4m [--lossless] [--io]
  *   media_tool abort OUT                        open a writer, write 2 frames, abort
+ *   media_tool chunks IN OUT.mkv                reader -> chunker (scene detection) ->
+ *                                               FFV1 writer with the frames' pts and the
+ *                                               audio copied; prints each chunk
  *
  * --formats LIST sets the demuxer whitelist (comma-separated FFmpeg demuxer names);
  * --interrupt makes the interrupt callback ask FFmpeg to stop at once.
@@ -19,6 +22,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "infvsr/chunker.h"
 #include "media.h"
 
 struct file_io {
@@ -186,6 +190,65 @@ static int cmd_abort(const char * out) {
     return 0;
 }
 
+/* The pipeline's data path with an identity model: what the daemon will do around the
+ * DiT/VAE, minus upscaling. */
+static int cmd_chunks(const char * in, const char * out) {
+    struct infvsr_err err = { 0 };
+    struct infvsr_media_reader * r = NULL;
+    struct infvsr_media_writer * w = NULL;
+    struct infvsr_chunker * ch = NULL;
+    uint8_t * rgb = NULL;
+    if (infvsr_media_reader_open_file(in, NULL, &r, &err) != INFVSR_OK) goto fail;
+    const struct infvsr_media_info * info = infvsr_media_reader_info(r);
+    struct infvsr_media_writer_opts wo = infvsr_media_writer_opts_for(info, INFVSR_CODEC_FFV1);
+    wo.copy_from = r;
+    if (infvsr_media_writer_open(out, &wo, &w, &err) != INFVSR_OK) goto fail;
+    infvsr_media_reader_set_packet_sink(r, infvsr_media_writer_copy_packet_sink, w);
+    struct infvsr_chunker_config cfg = infvsr_chunker_config_default(info->width, info->height);
+    if (infvsr_chunker_create(&cfg, &ch, &err) != INFVSR_OK) goto fail;
+    size_t bytes = (size_t)info->width * info->height * 3;
+    for (bool done = false; !done;) {
+        rgb = malloc(bytes);
+        int64_t pts;
+        int st = rgb ? infvsr_media_reader_next(r, rgb, &pts, &err) : infvsr_err_set(&err, INFVSR_ERR_NOMEM, "oom");
+        if (st == INFVSR_OK) {
+            if (infvsr_chunker_push_pts(ch, rgb, pts, &err) != INFVSR_OK) goto fail;
+            rgb = NULL; /* owned by the chunker now */
+        } else if (st == INFVSR_MEDIA_EOF) {
+            free(rgb);
+            rgb = NULL;
+            if (infvsr_chunker_finish(ch, &err) != INFVSR_OK) goto fail;
+            done = true;
+        } else {
+            goto fail;
+        }
+        struct infvsr_chunk c;
+        while (infvsr_chunker_pop(ch, &c)) {
+            printf("chunk=%lld,%d,%d,%d\n", (long long)c.first, c.n, c.new_scene, c.update);
+            for (int i = 0; i < c.n; i++) {
+                if (infvsr_media_writer_write(w, c.frames[i], c.pts[i], &err) != INFVSR_OK) {
+                    infvsr_chunk_release(&c);
+                    goto fail;
+                }
+            }
+            infvsr_chunk_release(&c);
+        }
+    }
+    enum infvsr_status fst = infvsr_media_writer_finish(w, &err);
+    w = NULL;
+    if (fst != INFVSR_OK) goto fail;
+    infvsr_chunker_destroy(ch);
+    infvsr_media_reader_close(r);
+    return 0;
+fail:
+    fail(&err);
+    free(rgb);
+    infvsr_chunker_destroy(ch);
+    infvsr_media_writer_abort(w);
+    infvsr_media_reader_close(r);
+    return 1;
+}
+
 int main(int argc, char ** argv) {
     av_log_set_level(AV_LOG_ERROR);
     for (int i = 1; i + 1 < argc; i++)
@@ -198,6 +261,7 @@ int main(int argc, char ** argv) {
         return cmd_transcode(argv[2], argv[3], argv[4], has_flag(argc, argv, "--lossless"),
                              has_flag(argc, argv, "--io") || io_seekable);
     if (argc >= 3 && strcmp(argv[1], "abort") == 0) return cmd_abort(argv[2]);
-    fprintf(stderr, "usage: media_tool info|rgbmd5|transcode|abort ...\n");
+    if (argc >= 4 && strcmp(argv[1], "chunks") == 0) return cmd_chunks(argv[2], argv[3]);
+    fprintf(stderr, "usage: media_tool info|rgbmd5|transcode|abort|chunks ...\n");
     return 2;
 }

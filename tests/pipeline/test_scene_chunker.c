@@ -267,6 +267,7 @@ static void test_one_frame(void) {
         CHECK_EQ_INT(c.n, 1);
         CHECK(c.new_scene && c.update);
         CHECK_EQ_INT(c.frames[0][2], 3);
+        CHECK(c.pts[0] == INT64_MIN); /* plain push carries no timestamp */
         infvsr_chunk_release(&c);
         CHECK(!infvsr_chunker_pop(ch, &c));
         infvsr_chunker_destroy(ch);
@@ -365,7 +366,7 @@ static void test_alternating_frames(void) {
         if (f < 50) {
             uint8_t * fr = malloc(sizeof(img[0]));
             memcpy(fr, img[f & 1], sizeof(img[0]));
-            CHECK_EQ_INT(infvsr_chunker_push(ch, fr, NULL), INFVSR_OK);
+            CHECK_EQ_INT(infvsr_chunker_push_pts(ch, fr, 1000 + 40 * f, NULL), INFVSR_OK);
             CHECK(f == 0 || infvsr_chunker_last_score(ch) > 27.0);
         } else {
             CHECK_EQ_INT(infvsr_chunker_finish(ch, NULL), INFVSR_OK);
@@ -377,6 +378,7 @@ static void test_alternating_frames(void) {
                 CHECK_MSG(c.first == want[k][0] && c.n == want[k][1] && c.new_scene == want[k][2] &&
                           c.update == want[k][3], "chunk %zu: (%lld,%d,%d,%d)", k, (long long)c.first, c.n,
                           c.new_scene, c.update);
+            for (int i = 0; i < c.n; i++) CHECK_EQ_INT(c.pts[i], 1000 + 40 * (c.first + i));
             k++;
             infvsr_chunk_release(&c);
         }

@@ -52,6 +52,7 @@ struct infvsr_chunk {
     int64_t   first;      /* absolute index of frames[0] in the input stream */
     int       n;          /* 1..12 */
     uint8_t * frames[INFVSR_CHUNK_MAX_FRAMES]; /* owned after pop */
+    int64_t   pts[INFVSR_CHUNK_MAX_FRAMES];    /* as pushed (INT64_MIN by plain push) */
     /* new_scene: drop VAE state and KV cache, position = 0. update: recompute the visual
      * context from frames[0]. Without scene detection the first chunk has both set
      * (the reference starts a sequence there) and no later chunk has either. */
@@ -73,6 +74,10 @@ void infvsr_chunker_destroy(struct infvsr_chunker * ch); /* frees frames still h
  * keeps `rgb`. */
 enum infvsr_status infvsr_chunker_push(struct infvsr_chunker * ch, uint8_t * rgb,
                                        struct infvsr_err * err);
+
+/* The same, carrying the frame's timestamp through to chunk.pts (for the writer). */
+enum infvsr_status infvsr_chunker_push_pts(struct infvsr_chunker * ch, uint8_t * rgb, int64_t pts,
+                                           struct infvsr_err * err);
 
 /* End of stream: flushes every pending frame into chunks. Call once. */
 enum infvsr_status infvsr_chunker_finish(struct infvsr_chunker * ch, struct infvsr_err * err);
