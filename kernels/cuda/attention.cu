@@ -4,18 +4,20 @@
  *
  * Two kernels:
  *
- * 1. k_attn_wmma<D> (tensor cores; bf16 q/k/v, D in {32, 64, 128}, sm_80+):
- *    grid (ceil(Nq/64), H), 128 threads = 4 warps, each warp owns 16 query rows of the
- *    block's 64-row Q tile. Per 64-key tile: all threads stage K and V (bf16, 16-byte
+ * 1. k_attn_wmma<D, WARPS> (tensor cores; bf16 q/k/v, D in {32, 64, 128} with 4 warps,
+ *    D = 384 (the VAE's single head) with 2 warps; sm_80+):
+ *    grid (ceil(Nq/BQ), H), BQ = 16 x WARPS query rows per block, each warp owns 16. Per 64-key tile: all threads stage K and V (bf16, 16-byte
  *    loads) in shared memory; each warp computes S = Q_w K^T (16x64, fp32 accumulate,
  *    WMMA m16n16k16), spills S to its shared slice, runs the online softmax in fp32
  *    (2 lanes per row, 32 columns each; running max m and sum l in registers), writes
  *    P as bf16, rescales its fp32 O accumulator (kept in shared memory, since WMMA
  *    fragments have no defined element order) by exp(m_old - m_new) and adds P V.
  *    Shared memory per block: Q, K, V tiles (64 x (D+8) bf16 each; +8 pads rows by 16
- *    bytes against bank conflicts and keeps WMMA's 32-byte alignment), S (4 x 16 x 68 f32),
- *    P (4 x 16 x 72 bf16), O (4 x 16 x (D+4) f32): 51 KB (D=32) .. 110 KB (D=128),
- *    opted in with cudaFuncSetAttribute; checked against the device limit at launch.
+ *    bytes against bank conflicts and keeps WMMA's 32-byte alignment), S (W x 16 x 68 f32),
+ *    P (W x 16 x 72 bf16), O (W x 16 x (D+4) f32): 50 KB (D=32) .. 110 KB (D=128),
+ *    184 KB (D=384, 2 warps: fits sm_90's 227 KB, not sm_80's 163 KB, where D=384 falls
+ *    back to the SIMT kernel); opted in with cudaFuncSetAttribute, checked against
+ *    sharedMemPerBlockOptin at launch.
  *    Mirrors FlashAttention-2's math (fp32 softmax statistics, bf16 P for the second
  *    product); not its speed: S and O round-trip through shared memory, no wgmma, no
  *    TMA, no warp specialisation (see docs/CUDA.md, "performance gaps").
@@ -101,20 +103,21 @@ __global__ void __launch_bounds__(SIMT_WARPS * 32) k_attn_simt(attn_p p) {
 
 /* ------------------------------------------------------------------ WMMA path */
 
-#define WM_BQ    64
 #define WM_BK    64
-#define WM_WARPS 4
 #define WM_LDS   (WM_BK + 4) /* S row stride (floats)  */
 #define WM_LDP   (WM_BK + 8) /* P row stride (bf16)    */
 
-template <int D> struct wm_layout {
+/* WARPS warps per block, 16 query rows each (BQ = 16 * WARPS): 4 for D <= 128; 2 for
+ * D = 384 so that Q, K, V and the fp32 O slices fit in Hopper's 227 KB. */
+template <int D, int WARPS> struct wm_layout {
+    static constexpr int bq  = 16 * WARPS;
     static constexpr int ldt = D + 8; /* Q/K/V row stride (bf16) */
     static constexpr int ldo = D + 4; /* O row stride (floats)   */
-    static constexpr size_t q_bytes = (size_t)WM_BQ * ldt * 2;
+    static constexpr size_t q_bytes = (size_t)bq * ldt * 2;
     static constexpr size_t k_bytes = (size_t)WM_BK * ldt * 2;
-    static constexpr size_t s_bytes = (size_t)WM_WARPS * 16 * WM_LDS * 4;
-    static constexpr size_t p_bytes = (size_t)WM_WARPS * 16 * WM_LDP * 2;
-    static constexpr size_t o_bytes = (size_t)WM_WARPS * 16 * ldo * 4;
+    static constexpr size_t s_bytes = (size_t)WARPS * 16 * WM_LDS * 4;
+    static constexpr size_t p_bytes = (size_t)WARPS * 16 * WM_LDP * 2;
+    static constexpr size_t o_bytes = (size_t)WARPS * 16 * ldo * 4;
     static constexpr size_t off_k = q_bytes;
     static constexpr size_t off_v = off_k + k_bytes;
     static constexpr size_t off_s = off_v + k_bytes;
@@ -126,15 +129,15 @@ template <int D> struct wm_layout {
                   p_bytes % 128 == 0 && o_bytes % 128 == 0, "shared regions misaligned");
 };
 
-/* Copies `rows` rows (row r = sequence row r0 + r; zero past `limit`) of one head into
- * a [rows][ldt] bf16 tile with 16-byte vector loads. Host guarantees 16-byte alignment. */
-template <int D>
+/* Copies ROWS rows (row r = sequence row r0 + r; zero past `limit`) of one head into
+ * a [ROWS][D + 8] bf16 tile with 16-byte vector loads. Host guarantees 16-byte alignment. */
+template <int D, int ROWS>
 __device__ __forceinline__ void wm_load_tile(__nv_bfloat16 * dst, const attn_p & p, const void * s0,
                                              const void * s1, int64_t split, int64_t r0,
                                              int64_t limit, int head) {
     constexpr int VPR = D / 8; /* 16-byte vectors per row */
-    constexpr int ldt = wm_layout<D>::ldt;
-    for (int v = threadIdx.x; v < WM_BK * VPR; v += blockDim.x) {
+    constexpr int ldt = D + 8;
+    for (int v = threadIdx.x; v < ROWS * VPR; v += blockDim.x) {
         const int     r = v / VPR, c = (v % VPR) * 8;
         const int64_t j = r0 + r;
         uint4 val = make_uint4(0, 0, 0, 0);
@@ -148,9 +151,9 @@ __device__ __forceinline__ void wm_load_tile(__nv_bfloat16 * dst, const attn_p &
     }
 }
 
-template <int D>
-__global__ void __launch_bounds__(WM_WARPS * 32) k_attn_wmma(attn_p p) {
-    using L = wm_layout<D>;
+template <int D, int WARPS>
+__global__ void __launch_bounds__(WARPS * 32) k_attn_wmma(attn_p p) {
+    using L = wm_layout<D, WARPS>;
     extern __shared__ __align__(128) unsigned char smem[];
     __nv_bfloat16 * sQ = (__nv_bfloat16 *)smem;
     __nv_bfloat16 * sK = (__nv_bfloat16 *)(smem + L::off_k);
@@ -161,10 +164,10 @@ __global__ void __launch_bounds__(WM_WARPS * 32) k_attn_wmma(attn_p p) {
     float *         sO = (float *)(smem + L::off_o) + warp * 16 * L::ldo;
 
     const int     head = blockIdx.y;
-    const int64_t i0   = (int64_t)blockIdx.x * WM_BQ;
+    const int64_t i0   = (int64_t)blockIdx.x * L::bq;
 
     /* Q tile (rows past nq are zero; their outputs are never stored). */
-    wm_load_tile<D>(sQ, p, p.q, p.q, INT64_MAX, i0, p.nq, head);
+    wm_load_tile<D, L::bq>(sQ, p, p.q, p.q, INT64_MAX, i0, p.nq, head);
     for (int e = lane; e < 16 * L::ldo; e += 32) sO[e] = 0.0f;
 
     /* Softmax bookkeeping: lane handles row r = lane/2 of the warp's 16, columns
@@ -175,8 +178,8 @@ __global__ void __launch_bounds__(WM_WARPS * 32) k_attn_wmma(attn_p p) {
 
     for (int64_t j0 = 0; j0 < p.nk; j0 += WM_BK) {
         __syncthreads(); /* previous tile's K/V reads are done (and Q is staged) */
-        wm_load_tile<D>(sK, p, p.k0, p.k1, p.n0, j0, p.nk, head);
-        wm_load_tile<D>(sV, p, p.v0, p.v1, p.n0, j0, p.nk, head);
+        wm_load_tile<D, WM_BK>(sK, p, p.k0, p.k1, p.n0, j0, p.nk, head);
+        wm_load_tile<D, WM_BK>(sV, p, p.v0, p.v1, p.n0, j0, p.nk, head);
         __syncthreads();
 
         /* S = Q_w . K^T */
@@ -260,16 +263,18 @@ __global__ void __launch_bounds__(WM_WARPS * 32) k_attn_wmma(attn_p p) {
         if (st_ != INFVSR_OK) return st_;                \
     } while (0)
 
-template <int D>
+template <int D, int WARPS>
 static enum infvsr_status launch_wmma(struct cuda_ctx * c, const attn_p & p, bool * launched,
                                       struct infvsr_err * err) {
-    const size_t smem = wm_layout<D>::total;
+    using L = wm_layout<D, WARPS>;
+    const size_t smem = L::total;
     *launched = false;
     if (smem > c->prop.sharedMemPerBlockOptin) return INFVSR_OK; /* caller uses the SIMT path */
-    CU_CHECK(c, err, cudaFuncSetAttribute(k_attn_wmma<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          (int)smem));
-    dim3 grid((unsigned)((p.nq + WM_BQ - 1) / WM_BQ), (unsigned)p.h);
-    k_attn_wmma<D><<<grid, WM_WARPS * 32, smem, c->stream>>>(p);
+    if ((p.nq + L::bq - 1) / L::bq > 0x7fffffffLL) return INFVSR_OK;
+    CU_CHECK(c, err, cudaFuncSetAttribute(k_attn_wmma<D, WARPS>,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    dim3 grid((unsigned)((p.nq + L::bq - 1) / L::bq), (unsigned)p.h);
+    k_attn_wmma<D, WARPS><<<grid, WARPS * 32, smem, c->stream>>>(p);
     CU_CHECK_LAUNCH(c, err);
     *launched = true;
     return INFVSR_OK;
@@ -349,10 +354,14 @@ enum infvsr_status cu_attention(struct infvsr_backend * be, const struct infvsr_
     const bool aligned = hd % 8 == 0 && aligned16(p.q) && aligned16(p.k0) && aligned16(p.v0) &&
                          (!p.k1 || (aligned16(p.k1) && aligned16(p.v1)));
     bool launched = false;
-    if (bf16 && aligned && (D == 32 || D == 64 || D == 128)) {
-        if (D == 32) CHECK_ST(launch_wmma<32>(c, p, &launched, err));
-        else if (D == 64) CHECK_ST(launch_wmma<64>(c, p, &launched, err));
-        else CHECK_ST(launch_wmma<128>(c, p, &launched, err));
+    if (bf16 && aligned) {
+        switch (D) {
+        case 32:  CHECK_ST((launch_wmma<32, 4>(c, p, &launched, err))); break;
+        case 64:  CHECK_ST((launch_wmma<64, 4>(c, p, &launched, err))); break;
+        case 128: CHECK_ST((launch_wmma<128, 4>(c, p, &launched, err))); break;
+        case 384: CHECK_ST((launch_wmma<384, 2>(c, p, &launched, err))); break; /* VAE mid-block */
+        default: break;
+        }
     }
     if (launched) return INFVSR_OK;
     if (D > 32 * SIMT_MAX_VPL)

@@ -4,7 +4,8 @@
  *     the same shape (no bias): the gap is our per-call overhead (descriptor creation,
  *     heuristic query, bias epilogue);
  *   - attention, Nq = 10800, Nk = 10800 (cache) + 10800 (new), H = 12, D = 128, bf16:
- *     FLOPs = 4 Nq Nk D H (QK^T and PV);
+ *     FLOPs = 4 Nq Nk D H (QK^T and PV); the VAE mid-block attention (one head of 384
+ *     over a 90x160 latent frame, bf16); and the fp32 SIMT kernel for scale;
  *   - conv3d 96 -> 96, 3x3x3, pad 1 on [96, 6, 180, 320] bf16 (a quarter-size VAE
  *     stage; im2col + GEMM).
  * Timing: CUDA events on the backend's stream around each call, 3 warm-up calls, then
@@ -256,7 +257,8 @@ int main(int argc, char ** argv) {
     bench_gemm(10800, 1536, 8960, "linear bf16 (ffn up)");
     bench_gemm(10800, 8960, 1536, "linear bf16 (ffn down)");
     bench_attention(10800, 10800, 10800, 12, 128, INFVSR_TYPE_BF16, "attention bf16 (wmma)");
-    bench_attention(1024, 1024, 0, 1, 384, INFVSR_TYPE_BF16, "attention D=384 (simt)");
+    bench_attention(14400, 14400, 0, 1, 384, INFVSR_TYPE_BF16, "attention D=384 (wmma)");
+    bench_attention(2048, 2048, 0, 1, 384, INFVSR_TYPE_F32, "attention D=384 f32 simt");
     bench_conv(96, 6, 180, 320);
     struct infvsr_cuda_pool_stats ps;
     infvsr_cuda_backend_pool_stats(g_be, &ps);
