@@ -1,13 +1,15 @@
 /* Fast multi-head attention: flash-style tiling with an online softmax.
  *
- * Work split: one pool task per (head, block of BQ queries). A task walks the keys in
- * blocks of BK (segment 0, then segment 1; a block never straddles the two) and keeps
- * only per-thread tiles, so memory is O(threads x (BQ + BK) x D), never Nq x Nk:
- *   Qp [BQ, D]      the query block (rows past Nq are zero)
+ * Work split: one pool task per (head, group of QGROUP = 4 x BQ queries). A task walks
+ * the keys in blocks of BK (segment 0, then segment 1; a block never straddles the two),
+ * packs each key block once and runs it against the group's 4 query sub-blocks of BQ.
+ * Only per-thread tiles are kept, so memory is O(threads x (QGROUP + BK) x D), never
+ * Nq x Nk:
+ *   Qp [QGROUP, D]  the query group (rows past Nq are zero)
  *   Kt [D, BK]      the key block transposed (keys past the end are zero)
  *   Vp [BK, Dp]     the value block, Dp = D rounded up to 16 (zero padded)
- *   S  [BQ, BK]     scores, then probabilities
- *   O  [BQ, Dp]     running output, m/l running max and sum per query row
+ *   S  [BQ, BK]     scores, then probabilities (one sub-block at a time)
+ *   O  [QGROUP, Dp] running output, m/l running max and sum per query row
  * Micro-kernels (AVX2/FMA, 4 rows x 16 columns, 8 accumulators):
  *   S = Qp Kt: broadcast one q value, FMA along 16 keys of a Kt row;
  *   O += P Vp: broadcast one p value, FMA along 16 channels of a value row.
@@ -21,6 +23,7 @@
 
 #define BQ 64
 #define BK 64
+#define QGROUP (4 * BQ) /* queries per task: a packed key block serves 4 sub-blocks */
 
 struct attn_job {
     const struct infvsr_cpu_attn * a;
@@ -30,7 +33,7 @@ struct attn_job {
 };
 
 static size_t tile_floats(int64_t D, int64_t Dp) {
-    size_t n = (size_t)(BQ * D + D * BK + BK * Dp + BQ * BK + BQ * Dp + 2 * BQ);
+    size_t n = (size_t)(QGROUP * D + D * BK + BK * Dp + BQ * BK + QGROUP * Dp + 2 * QGROUP);
     return (n + 15) / 16 * 16;
 }
 
@@ -112,23 +115,11 @@ static void kernel_pv(const float * P, const float * Vp, int64_t nk, int64_t Dp,
     }
 }
 
-/* One key block: keys [j0, j0 + nk) of segment (k, v), global key index of j0 = kg0. */
-static void process_block(const struct infvsr_cpu_attn * a, int64_t h, int64_t i0, int64_t nq_blk, const float * k,
-                          const float * v, int64_t j0, int64_t nk, int64_t kg0, int64_t Dp, float * Qp, float * Kt,
-                          float * Vp, float * S, float * O, float * m, float * l) {
-    const int64_t D = a->head_dim, HD = a->n_heads * D, NK = a->n0 + a->n1;
-    /* pack K^T and V (zero padding past nk / past D) */
-    for (int64_t j = 0; j < nk; j++) {
-        const float * kr = k + (j0 + j) * HD + h * D;
-        for (int64_t d = 0; d < D; d++) Kt[d * BK + j] = kr[d];
-        memcpy(Vp + j * Dp, v + (j0 + j) * HD + h * D, (size_t)D * sizeof(float));
-        for (int64_t d = D; d < Dp; d++) Vp[j * Dp + d] = 0;
-    }
-    for (int64_t j = nk; j < BK; j++) {
-        for (int64_t d = 0; d < D; d++) Kt[d * BK + j] = 0;
-    }
-    kernel_qk(Qp, Kt, D, S);
-    /* scale, bias, mask, online softmax */
+/* Scores of one query sub-block against one key block -> probabilities in S, running
+ * max/sum and O rescaled. Rows past nq_blk are left alone (their S rows are ignored). */
+static void softmax_block(const struct infvsr_cpu_attn * a, int64_t h, int64_t i0, int64_t nq_blk, int64_t nk,
+                          int64_t kg0, int64_t Dp, float * S, float * O, float * m, float * l) {
+    const int64_t NK = a->n0 + a->n1;
     const __m256 sc = _mm256_set1_ps(a->scale);
     for (int64_t i = 0; i < nq_blk; i++) {
         float * s = S + i * BK;
@@ -164,50 +155,84 @@ static void process_block(const struct infvsr_cpu_attn * a, int64_t h, int64_t i
             for (int64_t d = 0; d < Dp; d += 8) _mm256_store_ps(o + d, _mm256_mul_ps(_mm256_load_ps(o + d), al));
         }
     }
-    kernel_pv(S, Vp, nk, Dp, O);
 }
 
-static void attn_task(void * ctx, int64_t t, int tid) {
+/* Packs keys [j0, j0 + nk) of (k, v) for head h: Kt [D, BK] transposed, Vp [BK, Dp],
+ * zero padded past nk and past D. */
+static void pack_kv(const struct infvsr_cpu_attn * a, int64_t h, const float * k, const float * v, int64_t j0,
+                    int64_t nk, int64_t Dp, float * Kt, float * Vp) {
+    const int64_t D = a->head_dim, HD = a->n_heads * D;
+    for (int64_t j = 0; j < nk; j++) {
+        const float * kr = k + (j0 + j) * HD + h * D;
+        for (int64_t d = 0; d < D; d++) Kt[d * BK + j] = kr[d];
+        memcpy(Vp + j * Dp, v + (j0 + j) * HD + h * D, (size_t)D * sizeof(float));
+        for (int64_t d = D; d < Dp; d++) Vp[j * Dp + d] = 0;
+    }
+    for (int64_t j = nk; j < BK; j++) {
+        for (int64_t d = 0; d < D; d++) Kt[d * BK + j] = 0;
+    }
+}
+
+struct tiles {
+    float * Qp, * Kt, * Vp, * S, * O, * m, * l;
+};
+
+/* One key block against all sub-blocks of the task's query group. */
+static void process_block(const struct infvsr_cpu_attn * a, int64_t h, int64_t i0, int64_t nq_grp, const float * k,
+                          const float * v, int64_t j0, int64_t nk, int64_t kg0, int64_t Dp, const struct tiles * t) {
+    const int64_t D = a->head_dim;
+    pack_kv(a, h, k, v, j0, nk, Dp, t->Kt, t->Vp);
+    for (int64_t g = 0; g * BQ < nq_grp; g++) {
+        int64_t r0 = g * BQ, nq_blk = nq_grp - r0 < BQ ? nq_grp - r0 : BQ;
+        kernel_qk(t->Qp + r0 * D, t->Kt, D, t->S);
+        softmax_block(a, h, i0 + r0, nq_blk, nk, kg0, Dp, t->S, t->O + r0 * Dp, t->m + r0, t->l + r0);
+        kernel_pv(t->S, t->Vp, nk, Dp, t->O + r0 * Dp);
+    }
+}
+
+static void attn_task(void * ctx, int64_t task, int tid) {
     const struct attn_job * job = ctx;
     const struct infvsr_cpu_attn * a = job->a;
     const int64_t D = a->head_dim, HD = a->n_heads * D, Dp = job->Dp;
-    const int64_t h = t / job->n_qblocks, i0 = (t % job->n_qblocks) * BQ;
-    const int64_t nq_blk = a->nq - i0 < BQ ? a->nq - i0 : BQ;
+    const int64_t h = task / job->n_qblocks, i0 = (task % job->n_qblocks) * QGROUP;
+    const int64_t nq_grp = a->nq - i0 < QGROUP ? a->nq - i0 : QGROUP;
 
-    float * Qp = job->scratch + (size_t)tid * job->per_thread;
-    float * Kt = Qp + BQ * D;
-    float * Vp = Kt + D * BK;
-    float * S  = Vp + BK * Dp;
-    float * O  = S + BQ * BK;
-    float * m  = O + BQ * Dp;
-    float * l  = m + BQ;
     /* every tile starts 32-byte aligned: the base is (per_thread is a multiple of 16
-     * floats), BQ = BK = 64 and Dp is a multiple of 16 */
-    for (int64_t i = 0; i < BQ; i++) {
-        if (i < nq_blk) memcpy(Qp + i * D, a->q + (i0 + i) * HD + h * D, (size_t)D * sizeof(float));
-        else memset(Qp + i * D, 0, (size_t)D * sizeof(float));
-        m[i] = -INFINITY;
-        l[i] = 0;
+     * floats), QGROUP = 4 BQ = 4 BK = 256 and Dp is a multiple of 16 */
+    struct tiles t;
+    t.Qp = job->scratch + (size_t)tid * job->per_thread;
+    t.Kt = t.Qp + QGROUP * D;
+    t.Vp = t.Kt + D * BK;
+    t.S  = t.Vp + BK * Dp;
+    t.O  = t.S + BQ * BK;
+    t.m  = t.O + QGROUP * Dp;
+    t.l  = t.m + QGROUP;
+    int64_t rows = (nq_grp + BQ - 1) / BQ * BQ; /* whole sub-blocks: the kernels run on BQ rows */
+    for (int64_t i = 0; i < rows; i++) {
+        if (i < nq_grp) memcpy(t.Qp + i * D, a->q + (i0 + i) * HD + h * D, (size_t)D * sizeof(float));
+        else memset(t.Qp + i * D, 0, (size_t)D * sizeof(float));
+        t.m[i] = -INFINITY;
+        t.l[i] = 0;
     }
-    memset(O, 0, (size_t)(BQ * Dp) * sizeof(float));
+    memset(t.O, 0, (size_t)(rows * Dp) * sizeof(float));
     for (int64_t j0 = 0; j0 < a->n0; j0 += BK) {
         int64_t nk = a->n0 - j0 < BK ? a->n0 - j0 : BK;
-        process_block(a, h, i0, nq_blk, a->k0, a->v0, j0, nk, j0, Dp, Qp, Kt, Vp, S, O, m, l);
+        process_block(a, h, i0, nq_grp, a->k0, a->v0, j0, nk, j0, Dp, &t);
     }
     for (int64_t j0 = 0; j0 < a->n1; j0 += BK) {
         int64_t nk = a->n1 - j0 < BK ? a->n1 - j0 : BK;
-        process_block(a, h, i0, nq_blk, a->k1, a->v1, j0, nk, a->n0 + j0, Dp, Qp, Kt, Vp, S, O, m, l);
+        process_block(a, h, i0, nq_grp, a->k1, a->v1, j0, nk, a->n0 + j0, Dp, &t);
     }
-    for (int64_t i = 0; i < nq_blk; i++) {
-        float inv = 1.0f / l[i];
+    for (int64_t i = 0; i < nq_grp; i++) {
+        float inv = 1.0f / t.l[i];
         float * out = a->out + (i0 + i) * HD + h * D;
-        for (int64_t d = 0; d < D; d++) out[d] = O[i * Dp + d] * inv;
+        for (int64_t d = 0; d < D; d++) out[d] = t.O[i * Dp + d] * inv;
     }
 }
 
 enum infvsr_status infvsr_cpu_op_attention(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_attn * a) {
     const int64_t D = a->head_dim, Dp = (D + 15) / 16 * 16;
-    struct attn_job job = { .a = a, .Dp = Dp, .n_qblocks = (a->nq + BQ - 1) / BQ };
+    struct attn_job job = { .a = a, .Dp = Dp, .n_qblocks = (a->nq + QGROUP - 1) / QGROUP };
     job.per_thread = tile_floats(D, Dp);
     job.scratch = infvsr__buf_reserve(&c->scratch, job.per_thread * (size_t)c->n_threads);
     if (!job.scratch) return INFVSR_ERR_NOMEM;

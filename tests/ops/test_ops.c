@@ -314,6 +314,7 @@ static void test_attention(void) {
         { 17, 9, 3, 4, 64, true },     /* tiny segments */
         { 1, 1, 0, 1, 1, false },      /* degenerate */
         { 130, 64, 64, 2, 24, true },  /* block-aligned segments, odd D */
+        { 300, 70, 0, 2, 32, true },   /* more than one query group per head */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_attention(&cases[i], 1000 + 10 * i);
 }

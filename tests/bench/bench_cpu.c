@@ -1,0 +1,247 @@
+/* CPU backend throughput: linear (f32 and bf16 weights) against calling cblas_sgemm
+ * directly on the same shapes, flash attention on DiT- and VAE-like shapes, and a
+ * VAE-like conv3d, each as the median of >= 5 timed repeats after one warm-up, plus
+ * the machine's f32 peak estimate (cores x GHz x 32 FLOP/cycle: AVX2, 2 FMA ports).
+ *
+ *   bench_cpu [n_threads] [repeats] [only]   (tests/bench/bench_cpu.sh runs it)
+ * `only` = linear, attention or conv3d runs just that family. */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "check.h"
+#include "ops.h"
+
+static int    g_repeats = 5;
+static double g_peak;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void * a, const void * b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* median seconds of g_repeats runs of fn(ctx), after one warm-up */
+static double time_median(void (*fn)(void *), void * ctx) {
+    double t[64];
+    int n = g_repeats < 64 ? g_repeats : 64;
+    fn(ctx);
+    for (int i = 0; i < n; i++) {
+        double t0 = now_s();
+        fn(ctx);
+        t[i] = now_s() - t0;
+    }
+    qsort(t, (size_t)n, sizeof t[0], cmp_double);
+    return t[n / 2];
+}
+
+/* ---- peak estimate ---- */
+
+static double cpuinfo_mhz(void) {
+    FILE * f = fopen("/proc/cpuinfo", "r");
+    if (!f) return 0;
+    char line[512];
+    double mhz = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "cpu MHz", 7) == 0) {
+            const char * c = strchr(line, ':');
+            if (c) mhz = atof(c + 1);
+            break;
+        }
+    }
+    fclose(f);
+    return mhz;
+}
+
+/* A chain of dependent integer adds retires one per cycle: cycles / time = clock. */
+static double timed_ghz(void) {
+    const long iters = 20000000;
+    uint64_t x = 0;
+    double t0 = now_s();
+    for (long i = 0; i < iters; i++) {
+        __asm__ volatile("add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t"
+                         "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t"
+                         : "+r"(x));
+    }
+    double dt = now_s() - t0;
+    return x / dt * 1e-9; /* 10 adds (10 cycles) per iteration; loop overhead runs alongside */
+}
+
+/* ---- linear ---- */
+
+struct lin_ctx {
+    struct infvsr_backend * be;
+    struct infvsr_tensor    x, w, y;
+    const float *           wf;
+    int                     M, K, N;
+};
+
+static void run_linear(void * p) {
+    struct lin_ctx * c = p;
+    INFVSR_ASSERT(c->be->iface->linear(c->be, &c->x, &c->w, NULL, INFVSR_UNARY_COUNT, &c->y, NULL) == INFVSR_OK);
+}
+
+static void run_sgemm(void * p) {
+    struct lin_ctx * c = p;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c->M, c->N, c->K, 1.0f, c->x.data, c->K, c->wf, c->K, 0.0f,
+                c->y.data, c->N);
+}
+
+static void bench_linear(struct infvsr_backend * be, int M, int K, int N) {
+    struct lin_ctx c = { .be = be, .M = M, .K = K, .N = N };
+    int64_t sx[2] = { M, K }, sw[2] = { N, K }, sy[2] = { M, N };
+    struct infvsr_tensor wb;
+    INFVSR_ASSERT(infvsr_tensor_alloc(&c.x, "x", INFVSR_TYPE_F32, 2, sx) == INFVSR_OK);
+    INFVSR_ASSERT(infvsr_tensor_alloc(&c.w, "w", INFVSR_TYPE_F32, 2, sw) == INFVSR_OK);
+    INFVSR_ASSERT(infvsr_tensor_alloc(&wb, "wb", INFVSR_TYPE_BF16, 2, sw) == INFVSR_OK);
+    INFVSR_ASSERT(infvsr_tensor_alloc(&c.y, "y", INFVSR_TYPE_F32, 2, sy) == INFVSR_OK);
+    test_fill_uniform(c.x.data, (size_t)M * K, -1, 1, 1);
+    test_fill_uniform(c.w.data, (size_t)N * K, -0.1f, 0.1f, 2);
+    infvsr_convert_from_f32(wb.data, INFVSR_TYPE_BF16, c.w.data, (size_t)N * K);
+    c.wf = c.w.data;
+    double flop = 2.0 * M * N * K;
+    double t_blas = time_median(run_sgemm, &c);
+    double t_f32 = time_median(run_linear, &c);
+    struct infvsr_tensor wf32 = c.w;
+    c.w = wb;
+    double t_bf16 = time_median(run_linear, &c);
+    c.w = wf32;
+    printf("linear M=%-5d K=%-5d N=%-5d  sgemm %7.1f GF/s | linear f32 %7.1f GF/s (x%.2f) | linear bf16 %7.1f GF/s (x%.2f) | peak %.0f%%\n",
+           M, K, N, flop / t_blas * 1e-9, flop / t_f32 * 1e-9, t_blas / t_f32, flop / t_bf16 * 1e-9, t_blas / t_bf16,
+           100.0 * flop / t_f32 * 1e-9 / g_peak);
+    infvsr_tensor_release(&c.x), infvsr_tensor_release(&c.w), infvsr_tensor_release(&wb), infvsr_tensor_release(&c.y);
+}
+
+/* ---- attention ---- */
+
+struct attn_ctx {
+    struct infvsr_backend * be;
+    struct infvsr_attn_args a;
+};
+
+static void run_attn(void * p) {
+    struct attn_ctx * c = p;
+    INFVSR_ASSERT(c->be->iface->attention(c->be, &c->a, NULL) == INFVSR_OK);
+}
+
+static void bench_attention(struct infvsr_backend * be, const char * what, int nq, int n0, int n1, int H, int D) {
+    int64_t sq[2] = { nq, (int64_t)H * D }, s0[2] = { n0, (int64_t)H * D }, s1[2] = { n1 ? n1 : 1, (int64_t)H * D };
+    struct infvsr_tensor q, k0, v0, k1, v1, o;
+    INFVSR_ASSERT(infvsr_tensor_alloc(&q, "q", INFVSR_TYPE_F32, 2, sq) == INFVSR_OK);
+    INFVSR_ASSERT(infvsr_tensor_alloc(&o, "o", INFVSR_TYPE_F32, 2, sq) == INFVSR_OK);
+    INFVSR_ASSERT(infvsr_tensor_alloc(&k0, "k0", INFVSR_TYPE_F32, 2, s0) == INFVSR_OK);
+    INFVSR_ASSERT(infvsr_tensor_alloc(&v0, "v0", INFVSR_TYPE_F32, 2, s0) == INFVSR_OK);
+    INFVSR_ASSERT(infvsr_tensor_alloc(&k1, "k1", INFVSR_TYPE_F32, 2, s1) == INFVSR_OK);
+    INFVSR_ASSERT(infvsr_tensor_alloc(&v1, "v1", INFVSR_TYPE_F32, 2, s1) == INFVSR_OK);
+    test_fill_uniform(q.data, (size_t)(sq[0] * sq[1]), -1, 1, 3);
+    test_fill_uniform(k0.data, (size_t)(s0[0] * s0[1]), -1, 1, 4);
+    test_fill_uniform(v0.data, (size_t)(s0[0] * s0[1]), -1, 1, 5);
+    test_fill_uniform(k1.data, (size_t)(s1[0] * s1[1]), -1, 1, 6);
+    test_fill_uniform(v1.data, (size_t)(s1[0] * s1[1]), -1, 1, 7);
+    struct attn_ctx c = { .be = be, .a = { .q = &q, .k0 = &k0, .v0 = &v0, .k1 = n1 ? &k1 : NULL, .v1 = n1 ? &v1 : NULL,
+                                           .n_heads = H, .scale = 0.088f, .out = &o } };
+    double flop = 4.0 * nq * (double)(n0 + n1) * D * H;
+    double t = time_median(run_attn, &c);
+    printf("attention %-9s Nq=%-5d Nk=%-5d (%s) H=%-2d D=%-3d  %7.1f GF/s  %8.1f ms | peak %.0f%%\n", what, nq, n0 + n1,
+           n1 ? "2 segments" : "1 segment ", H, D, flop / t * 1e-9, t * 1e3, 100.0 * flop / t * 1e-9 / g_peak);
+    infvsr_tensor_release(&q), infvsr_tensor_release(&o), infvsr_tensor_release(&k0), infvsr_tensor_release(&v0);
+    infvsr_tensor_release(&k1), infvsr_tensor_release(&v1);
+}
+
+/* ---- conv3d ---- */
+
+struct conv_ctx {
+    struct infvsr_backend *   be;
+    struct infvsr_conv3d_args a;
+    float *                   col, * wf;
+    int                       M, N, K;
+};
+
+static void run_conv(void * p) {
+    struct conv_ctx * c = p;
+    INFVSR_ASSERT(c->be->iface->conv3d(c->be, &c->a, NULL) == INFVSR_OK);
+}
+
+static void run_conv_gemm_only(void * p) {
+    struct conv_ctx * c = p;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->M, c->N, c->K, 1.0f, c->wf, c->K, c->col, c->N, 0.0f,
+                c->a.y->data, c->N);
+}
+
+static void bench_conv3d(struct infvsr_backend * be, int C, int T, int HW, enum infvsr_dtype wdt) {
+    int64_t sx[4] = { C, T + 2, HW, HW }, sw[5] = { C, C, 3, 3, 3 }, sy[4] = { C, T, HW, HW }, sb[1] = { C };
+    struct infvsr_tensor x, w, b, y;
+    INFVSR_ASSERT(infvsr_tensor_alloc(&x, "x", INFVSR_TYPE_F32, 4, sx) == INFVSR_OK);
+    INFVSR_ASSERT(infvsr_tensor_alloc(&w, "w", wdt, 5, sw) == INFVSR_OK);
+    INFVSR_ASSERT(infvsr_tensor_alloc(&b, "b", INFVSR_TYPE_F32, 1, sb) == INFVSR_OK);
+    INFVSR_ASSERT(infvsr_tensor_alloc(&y, "y", INFVSR_TYPE_F32, 4, sy) == INFVSR_OK);
+    test_fill_uniform(x.data, (size_t)infvsr_tensor_numel(&x), -1, 1, 8);
+    size_t wn = (size_t)infvsr_tensor_numel(&w);
+    float * wf = malloc(wn * sizeof *wf);
+    test_fill_uniform(wf, wn, -0.05f, 0.05f, 9);
+    infvsr_convert_from_f32(w.data, wdt, wf, wn);
+    struct conv_ctx c = { .be = be, .a = { .x = &x, .w = &w, .b = &b, .stride_t = 1, .stride_h = 1, .stride_w = 1,
+                                           .pad_top = 1, .pad_bottom = 1, .pad_left = 1, .pad_right = 1, .y = &y } };
+    c.M = C, c.K = C * 27, c.N = T * HW * HW;
+    c.wf = wf;
+    c.col = malloc((size_t)c.K * c.N * sizeof(float));
+    test_fill_uniform(c.col, (size_t)c.K * c.N, -1, 1, 10);
+    double flop = 2.0 * c.M * c.K * (double)c.N;
+    double t = time_median(run_conv, &c);
+    double tg = time_median(run_conv_gemm_only, &c);
+    printf("conv3d Cin=Cout=%d 3x3x3 %d frames %dx%d (%s w)  %7.1f GF/s  %7.1f ms | its sgemm alone %7.1f GF/s (x%.2f) | peak %.0f%%\n",
+           C, T, HW, HW, infvsr_dtype_name(wdt), flop / t * 1e-9, t * 1e3, flop / tg * 1e-9, tg / t,
+           100.0 * flop / t * 1e-9 / g_peak);
+    free(c.col), free(wf);
+    infvsr_tensor_release(&x), infvsr_tensor_release(&w), infvsr_tensor_release(&b), infvsr_tensor_release(&y);
+}
+
+int main(int argc, char ** argv) {
+    struct infvsr_cpu_params p = infvsr_cpu_default_params();
+    if (argc > 1) p.n_threads = atoi(argv[1]);
+    if (argc > 2) g_repeats = atoi(argv[2]) > 0 ? atoi(argv[2]) : 5;
+    struct infvsr_backend * be;
+    if (infvsr_cpu_backend_init(&p, &be) != INFVSR_OK) {
+        fprintf(stderr, "bench_cpu: cannot start the CPU backend\n");
+        return 1;
+    }
+    int n_threads = openblas_get_num_threads();
+    double ghz_loop = timed_ghz(), ghz_info = cpuinfo_mhz() * 1e-3;
+    /* nominal clock from /proc/cpuinfo; the timed loop shows what this process really gets
+     * (lower on a shared, loaded machine or under frequency scaling) */
+    double ghz = ghz_info > 0.3 ? ghz_info : ghz_loop;
+    g_peak = n_threads * ghz * 32.0;
+    printf("machine: %d threads x %.2f GHz (/proc/cpuinfo) x 32 f32 FLOP/cycle = peak %.1f GFLOP/s; "
+           "timed dependent-add loop: %.2f GHz on one thread now; median of %d repeats\n", n_threads, ghz, g_peak,
+           ghz_loop, g_repeats);
+
+    const char * only = argc > 3 ? argv[3] : "";
+    if (!*only || strcmp(only, "linear") == 0) {
+        bench_linear(be, 1024, 1536, 1536);
+        bench_linear(be, 4096, 1536, 1536);
+        bench_linear(be, 1024, 1536, 8960);
+        bench_linear(be, 1024, 8960, 1536);
+        bench_linear(be, 64, 1536, 1536);
+        bench_linear(be, 1, 1536, 9216);
+    }
+    if (!*only || strcmp(only, "attention") == 0) {
+        bench_attention(be, "DiT self", 2400, 2400, 0, 12, 128);
+        bench_attention(be, "DiT cache", 1200, 1200, 1200, 12, 128);
+        bench_attention(be, "DiT cross", 2400, 145, 0, 12, 128);
+        bench_attention(be, "VAE", 4096, 4096, 0, 1, 384);
+    }
+    if (!*only || strcmp(only, "conv3d") == 0) {
+        bench_conv3d(be, 96, 4, 64, INFVSR_TYPE_F32);
+        bench_conv3d(be, 96, 4, 64, INFVSR_TYPE_BF16);
+    }
+
+    infvsr_cpu_backend_free(be);
+    return 0;
+}
