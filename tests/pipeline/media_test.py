@@ -90,10 +90,17 @@ def make_inputs():
            "-pix_fmt", "yuv420p", "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
            "e709.mkv")
     ffmpeg("-i", "a.mp4", "-c", "copy", "-movflags", "+faststart", "a_fast.mp4")
+    # more colour cases: full range (MJPEG, H.264 tagged pc), 10-bit BT.2020, VP9
+    src = ["-f", "lavfi", "-i", "testsrc2=s=128x96:r=25", "-frames:v", "10"]
+    ffmpeg(*src, "-c:v", "mjpeg", "mjpeg.avi")
+    ffmpeg(*src, "-c:v", "libx264", "-pix_fmt", "yuv420p", "-color_range", "pc", "full.mkv")
+    ffmpeg(*src, "-c:v", "libx264", "-pix_fmt", "yuv420p10le", "-colorspace", "bt2020nc",
+           "-color_primaries", "bt2020", "-color_trc", "smpte2084", "bt2020_10bit.mkv")
+    ffmpeg(*src, "-c:v", "libvpx-vp9", "-pix_fmt", "yuv420p", "vp9.webm")
 
 
 def test_decode_bit_exact():
-    for f in ["a.mp4", "b.mkv", "c.y4m", "e709.mkv"]:
+    for f in ["a.mp4", "b.mkv", "c.y4m", "e709.mkv", "mjpeg.avi", "full.mkv", "bt2020_10bit.mkv", "vp9.webm"]:
         p = run(TOOL, "rgbmd5", f)
         check(kv(p.stdout).get("md5") == cli_rgb_md5(f), "rgb of %s equals ffmpeg -pix_fmt rgb24" % f)
 
