@@ -93,13 +93,17 @@ static void act_in(struct both * b, const char * name, enum infvsr_dtype dt, int
     both_put(b, name, INFVSR_TYPE_F32, dt, ndim, shape, v);
     free(v);
 }
-static void weight_in(struct both * b, const char * name, int ndim, const int64_t * shape,
-                      float lo, float hi) {
+static void weight_in_dt(struct both * b, const char * name, enum infvsr_dtype wdt, int ndim,
+                         const int64_t * shape, float lo, float hi) {
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) n *= shape[i];
-    float * v = rnd(n, lo, hi, INFVSR_TYPE_BF16);
-    both_put(b, name, INFVSR_TYPE_BF16, INFVSR_TYPE_BF16, ndim, shape, v);
+    float * v = rnd(n, lo, hi, wdt == INFVSR_TYPE_F32 ? INFVSR_TYPE_F32 : INFVSR_TYPE_BF16);
+    both_put(b, name, wdt, wdt, ndim, shape, v);
     free(v);
+}
+static void weight_in(struct both * b, const char * name, int ndim, const int64_t * shape,
+                      float lo, float hi) {
+    weight_in_dt(b, name, INFVSR_TYPE_BF16, ndim, shape, lo, hi);
 }
 static void out_poison(struct both * b, const char * name, enum infvsr_dtype dt, int ndim,
                        const int64_t * shape) {
@@ -122,7 +126,7 @@ static void compare(const char * op, const char * what, enum infvsr_dtype dt, st
     }
     double tol = tol_for(dt);
     bool ok = e <= tol;
-    printf("| %-16s | %-34s | %-4s | %10.3e | %7.0e | %s |\n", op, what, infvsr_dtype_name(dt), e, tol,
+    printf("| %-16s | %-40s | %-4s | %10.3e | %7.0e | %s |\n", op, what, infvsr_dtype_name(dt), e, tol,
            ok ? "ok" : "FAIL");
     CHECK_MSG(st_cpu == INFVSR_OK, "%s: CPU backend failed (%d)", op, (int)st_cpu);
     CHECK_MSG(st_gpu == INFVSR_OK, "%s: CUDA backend failed (%d): %s", op, (int)st_gpu, gpu_msg);
@@ -134,28 +138,37 @@ static const enum infvsr_dtype k_dts[] = { INFVSR_TYPE_F32, INFVSR_TYPE_BF16 };
 
 /* ---- GEMM family ---- */
 
-static void linear_case(int64_t M, int64_t K, int64_t N, bool bias, enum infvsr_unary_op act) {
+/* wdt: weight and bias dtype on both backends (bf16 = the checkpoints'; f32 and f16
+ * exercise the CUDA backend's converted-weight temporaries). */
+static void linear_case_w(int64_t M, int64_t K, int64_t N, bool bias, enum infvsr_unary_op act,
+                          enum infvsr_dtype wdt) {
     static const char * act_names[] = { "gelu_tanh", "gelu_erf", "silu", "none" };
     FOR_DT {
         struct both x, w, b, y;
         struct infvsr_err err = { 0 };
         int64_t sx[2] = { M, K }, sw[2] = { N, K }, sb[1] = { N }, sy[2] = { M, N };
         act_in(&x, "x", dt, 2, sx, -1, 1);
-        weight_in(&w, "w", 2, sw, -0.2f, 0.2f);
-        if (bias) weight_in(&b, "b", 1, sb, -0.5f, 0.5f);
+        weight_in_dt(&w, "w", wdt, 2, sw, -0.2f, 0.2f);
+        if (bias) weight_in_dt(&b, "b", wdt, 1, sb, -0.5f, 0.5f);
         out_poison(&y, "y", dt, 2, sy);
         enum infvsr_status sc = g_cpu->iface->linear(g_cpu, &x.c, &w.c, bias ? &b.c : NULL, act, &y.c, NULL);
         enum infvsr_status sg = g_gpu->iface->linear(g_gpu, &x.g, &w.g, bias ? &b.g : NULL, act, &y.g, &err);
         char what[80];
-        snprintf(what, sizeof what, "[%lld,%lld]x[%lld,%lld]^T%s %s", (long long)M, (long long)K,
-                 (long long)N, (long long)K, bias ? "+b" : "", act_names[act]);
+        snprintf(what, sizeof what, "[%lld,%lld]x[%lld,%lld]^T%s %s w:%s", (long long)M, (long long)K,
+                 (long long)N, (long long)K, bias ? "+b" : "", act_names[act], infvsr_dtype_name(wdt));
         compare("linear", what, dt, &y, sc, sg, err.msg);
         both_free(&x); both_free(&w); both_free(&y);
         if (bias) both_free(&b);
     }
 }
 
+static void linear_case(int64_t M, int64_t K, int64_t N, bool bias, enum infvsr_unary_op act) {
+    linear_case_w(M, K, N, bias, act, INFVSR_TYPE_BF16);
+}
+
 static void test_linear(void) {
+    linear_case_w(45, 64, 72, true, INFVSR_UNARY_GELU_TANH, INFVSR_TYPE_F32);
+    linear_case_w(45, 64, 72, true, INFVSR_UNARY_COUNT, INFVSR_TYPE_F16);
     linear_case(77, 96, 136, true, INFVSR_UNARY_COUNT);
     linear_case(77, 96, 136, false, INFVSR_UNARY_COUNT);
     linear_case(64, 128, 256, true, INFVSR_UNARY_GELU_TANH);
@@ -549,7 +562,7 @@ int main(int argc, char ** argv) {
         return 1;
     }
     printf("CUDA backend: %s\n", g_gpu->iface->name(g_gpu));
-    printf("| %-16s | %-34s | %-4s | %10s | %7s | %s |\n", "op", "case", "act", "rel err", "tol", "ok");
+    printf("| %-16s | %-40s | %-4s | %10s | %7s | %s |\n", "op", "case", "act", "rel err", "tol", "ok");
     int rc = test_main(argc, argv, tests);
     if (!infvsr_cuda_backend_healthy(g_gpu)) {
         printf("CUDA backend unhealthy: %s\n", infvsr_cuda_backend_last_error(g_gpu));
