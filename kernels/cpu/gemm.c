@@ -2,8 +2,8 @@
  *
  * linear, y[M, N] = act(x[M, K] . w[N, K]^T + b):
  *  - M >= SMALL_M: OpenBLAS sgemm from the calling thread (our pool sleeps meanwhile).
- *    F32 weights are used in place; BF16/F16 weights are widened PANEL_N output rows at
- *    a time into the backend's reusable panel buffer (never the whole weight), the pool
+ *    F32 weights are used in place; BF16/F16 weights are widened 256-1024 output rows
+ *    at a time into the backend's reusable panel buffer (never the whole weight), the pool
  *    widening, BLAS multiplying each panel into its column block of y.
  *  - M < SMALL_M (time embeddings, modulation: M = 1): each output feature is a dot
  *    product read straight from the 16-bit weight with AVX2, split over the pool by
@@ -17,7 +17,17 @@
 #include "simd.h"
 
 #define SMALL_M 8
-#define PANEL_N 256
+/* Output rows per widened panel: as many as fit PANEL_BYTES, between 256 and 1024
+ * (fewer, larger sgemm calls amortise OpenBLAS's packing of x; the buffer stays small). */
+#define PANEL_BYTES ((size_t)16 << 20)
+#define PANEL_MIN 256
+#define PANEL_MAX 1024
+
+static int64_t panel_rows(int64_t K, int64_t N) {
+    int64_t r = (int64_t)(PANEL_BYTES / sizeof(float)) / K;
+    r = r < PANEL_MIN ? PANEL_MIN : r > PANEL_MAX ? PANEL_MAX : r;
+    return r < N ? r : N;
+}
 
 void infvsr__unary_span(enum infvsr_unary_op op, const float * x, float * y, int64_t n);
 
@@ -110,7 +120,7 @@ enum infvsr_status infvsr_cpu_op_linear(struct infvsr_cpu_ctx * c, const float *
     float * bias = NULL;
     if (b.data) {
         /* the bias lives at the end of the panel buffer: reserve room for both up front */
-        size_t panel = w.dtype == INFVSR_TYPE_F32 || M < SMALL_M ? 0 : (size_t)(PANEL_N * K);
+        size_t panel = w.dtype == INFVSR_TYPE_F32 || M < SMALL_M ? 0 : (size_t)(panel_rows(K, N) * K);
         float * buf = infvsr__buf_reserve(&c->panel, panel + (size_t)N);
         if (!buf) return INFVSR_ERR_NOMEM;
         bias = buf + panel;
@@ -125,10 +135,11 @@ enum infvsr_status infvsr_cpu_op_linear(struct infvsr_cpu_ctx * c, const float *
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, x, (int)K,
                     (const float *)w.data, (int)K, 0.0f, y, (int)N);
     } else {
-        float * panel = infvsr__buf_reserve(&c->panel, (size_t)(PANEL_N * K) + (b.data ? (size_t)N : 0));
+        const int64_t pn = panel_rows(K, N);
+        float * panel = infvsr__buf_reserve(&c->panel, (size_t)(pn * K) + (b.data ? (size_t)N : 0));
         if (!panel) return INFVSR_ERR_NOMEM;
-        for (int64_t n0 = 0; n0 < N; n0 += PANEL_N) {
-            int64_t nb = N - n0 < PANEL_N ? N - n0 : PANEL_N;
+        for (int64_t n0 = 0; n0 < N; n0 += pn) {
+            int64_t nb = N - n0 < pn ? N - n0 : pn;
             struct widen_job wj = { .dst = panel, .w = w, .n0 = n0, .K = K };
             infvsr__par(c, nb, widen_task, &wj);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)nb, (int)K, 1.0f, x, (int)K, panel,
