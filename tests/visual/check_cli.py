@@ -1,6 +1,7 @@
-"""`infvsr run visual` on the tiny fixtures: with the u8 `frame` and with the prepared `image`
-as input, the written `context`/`tokens` must match the PyTorch reference (rel err <= 1e-4), and a
-broken checkpoint must fail with exit code 1 and a message naming the key.
+"""`infvsr run visual` on the tiny fixtures: with the u8 `frame` and with the prepared `image` as
+input (and the frame again on the float64 reference kernels), the written `context`/`tokens` must
+match the PyTorch reference (rel err <= 1e-4), and a broken checkpoint must fail with exit code 1
+and a message naming the key.
 
 usage: check_cli.py INFVSR_BINARY FIXTURE_DIR CONFIG_JSON"""
 import os
@@ -19,13 +20,16 @@ def main():
     exe, d, cfg = sys.argv[1:4]
     ref = st_io.load(os.path.join(d, "case.safetensors"))
     failed = total = 0
-    for key in ("frame", "image"):
+    # (input tensor, extra flags): the u8 frame and the prepared image on the fast CPU kernels, and
+    # the frame on the float64 reference kernels (--ref)
+    for key, flags in (("frame", []), ("image", []), ("frame", ["--ref"])):
         inp = os.path.join(d, f"cli_in_{key}.safetensors")
         out = os.path.join(d, f"cli_out_{key}.safetensors")
         st_io.save(inp, {key: ref[key]})
         r = subprocess.run([exe, "run", "visual", "--ram", os.path.join(d, "ram.pth"), "--dape",
-                            os.path.join(d, "dape.pth"), "--config", cfg, "--in", inp, "--out", out],
+                            os.path.join(d, "dape.pth"), "--config", cfg, "--in", inp, "--out", out] + flags,
                            capture_output=True, text=True)
+        key = " ".join([key] + flags)
         if r.returncode != 0:
             print(f"FAIL {key}: exit {r.returncode}: {r.stderr.strip()}")
             failed += 1
