@@ -153,6 +153,15 @@ static enum infvsr_status check_rows(const char * op, const struct infvsr_tensor
     return INFVSR_OK;
 }
 
+/* OpenBLAS takes int sizes and leading dimensions. */
+static enum infvsr_status check_blas_dims(const char * op, int64_t a, int64_t b, int64_t c, struct infvsr_err * err) {
+    if (a > INT32_MAX || b > INT32_MAX || c > INT32_MAX) {
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu %s: GEMM dims %lld x %lld x %lld exceed the BLAS int range",
+                              op, (long long)a, (long long)b, (long long)c);
+    }
+    return INFVSR_OK;
+}
+
 #define TRY(expr)                                   \
     do {                                            \
         enum infvsr_status st_ = (expr);            \
@@ -238,6 +247,7 @@ static enum infvsr_status cpu_linear(struct infvsr_backend * be, const struct in
         return shape_mismatch(err, "linear", y, w, "y must be [rows of x, N = w.shape[0]]");
     }
     TRY(no_alias(y, x, "linear", err));
+    TRY(check_blas_dims("linear", M, N, K, err));
     if (M == 0 || N == 0) return INFVSR_OK;
     enum infvsr_status st = INFVSR_OK;
     if (c->use_ref) {
@@ -276,6 +286,7 @@ static enum infvsr_status cpu_matmul(struct infvsr_backend * be, const struct in
         return shape_mismatch(err, "matmul", cm, a, "c must be [B, M, N]");
     }
     TRY(no_alias(cm, a, "matmul", err));
+    TRY(check_blas_dims("matmul", M, N, K, err));
     TRY(no_alias(cm, b, "matmul", err));
     enum infvsr_status st = INFVSR_OK;
     if (c->use_ref) {
@@ -566,6 +577,7 @@ static enum infvsr_status cpu_conv3d(struct infvsr_backend * be, const struct in
     TRY(check_weight(a->w, "w", infvsr_tensor_numel(a->w), false, &p.w, err));
     TRY(check_weight(a->b, "b", p.cout, true, &p.b, err));
     TRY(no_alias(a->y, a->x, "conv3d", err));
+    TRY(check_blas_dims("conv3d", p.cout, p.to * p.ho * p.wo, p.cin * p.kt * p.kh * p.kw, err));
     p.x = a->x->data;
     p.y = a->y->data;
     if (infvsr_tensor_numel(a->y) == 0) return INFVSR_OK;
