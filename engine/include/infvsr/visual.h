@@ -58,7 +58,8 @@ int infvsr_visual_img_size(const struct infvsr_visual * v);
 /* frame: host U8 [H, W, 3] RGB; image: caller-allocated host F32 [3, img, img].
  * x = u8/255*2-1, then x/2+0.5 (fp32, this op order), antialiased bilinear resize to img x img
  * (the backend's INFVSR_RESIZE_BILINEAR_AA; aspect ratio not kept), then (x - mean_c) / std_c with
- * the ImageNet constants. */
+ * the ImageNet constants. Allocates (and frees) one f32 [3, H, W] temporary per call: this runs
+ * once per scene or context refresh, and H, W are not known at load. */
 enum infvsr_status infvsr_visual_prepare_reference(struct infvsr_visual * v, const struct infvsr_tensor * frame,
                                                    struct infvsr_tensor * image, struct infvsr_err * err);
 
