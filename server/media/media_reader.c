@@ -34,6 +34,8 @@ struct infvsr_media_reader {
     bool              flushing;     /* NULL packet sent to the decoder */
     bool              eof;
     int64_t           frames_read;
+    int64_t           last_pts;     /* of the last frame handed out, AV_NOPTS_VALUE if none */
+    double            tagged_end_s; /* video end time from a Matroska DURATION tag, or -1 */
     struct infvsr_media_limits limits;
     struct infvsr_media_info   info;
     infvsr_media_packet_sink   sink;
@@ -102,6 +104,16 @@ void infvsr_media_reader_close(struct infvsr_media_reader * r) {
     av_free(r->copy_map);
     av_free(r->copy_streams);
     av_free(r);
+}
+
+/* Matroska muxers (ffmpeg, mkvmerge) store each stream's end time as a "DURATION" tag,
+ * "HH:MM:SS.nnnnnnnnn"; -1 when absent or malformed. */
+static double tagged_end_time(const AVStream * st) {
+    const AVDictionaryEntry * e = av_dict_get(st->metadata, "DURATION", NULL, 0);
+    unsigned hh, mm;
+    double ss;
+    if (!e || sscanf(e->value, "%u:%u:%lf", &hh, &mm, &ss) != 3 || mm > 59 || !(ss >= 0 && ss < 60)) return -1;
+    return hh * 3600.0 + mm * 60.0 + ss;
 }
 
 /* MODEL-SPEC §2.1 frame rate rules, see media.h. */
@@ -211,6 +223,8 @@ static enum infvsr_status open_common(struct infvsr_media_reader * r, const char
     else
         r->info.duration_s = -1;
     fill_rate(r, vs);
+    r->tagged_end_s = tagged_end_time(vs);
+    r->last_pts = AV_NOPTS_VALUE;
     r->info.format_name = r->fmt->iformat->name;
     r->info.codec_name = codec->name;
     r->sws_fmt = -1;
@@ -348,6 +362,15 @@ static enum infvsr_status end_of_stream(struct infvsr_media_reader * r, struct i
         return infvsr_err_set(err, INFVSR_ERR_FORMAT,
                               "truncated video: decoded %lld of the %lld frames the file declares",
                               (long long)r->frames_read, (long long)r->info.nframes);
+    /* Containers without a frame count: compare with the tagged end time, allowing two
+     * frames and 50 ms of slack for rounding. */
+    if (r->info.nframes <= 0 && r->tagged_end_s > 0 && r->last_pts != AV_NOPTS_VALUE) {
+        double end = (double)r->last_pts * r->info.tb_num / r->info.tb_den + 1.0 / r->info.fps;
+        if (r->tagged_end_s - end > 2.0 / r->info.fps + 0.05)
+            return infvsr_err_set(err, INFVSR_ERR_FORMAT,
+                                  "truncated video: frames end at %.3f s, the file declares %.3f s",
+                                  end, r->tagged_end_s);
+    }
     return INFVSR_OK;
 }
 
@@ -370,6 +393,7 @@ int infvsr_media_reader_next(struct infvsr_media_reader * r, uint8_t * rgb, int6
             av_frame_unref(r->frame);
             if (st != INFVSR_OK) return st;
             if (pts) *pts = ts == AV_NOPTS_VALUE ? INFVSR_MEDIA_NOPTS : ts;
+            if (ts != AV_NOPTS_VALUE) r->last_pts = ts;
             r->frames_read++;
             return INFVSR_OK;
         }

@@ -189,6 +189,8 @@ def test_bad_inputs():
     write_bytes("trunc.mp4", a[: len(a) // 2])
     fast = open(os.path.join(WORK, "a_fast.mp4"), "rb").read()
     write_bytes("trunc_fast.mp4", fast[: len(fast) * 2 // 3])
+    b = open(os.path.join(WORK, "b.mkv"), "rb").read()
+    write_bytes("trunc.mkv", b[: len(b) * 6 // 10])
     write_bytes("zero.y4m", b"YUV4MPEG2 W64 H48 F25:1 Ip A1:1 C420jpeg\n")
     write_bytes("huge.y4m", b"YUV4MPEG2 W9000 H9000 F25:1 Ip A1:1 C420jpeg\nFRAME\n" + bytes(1000))
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-t", "0.4", "-c:v", "libx264", "-f", "mpegts", "s1.ts")
@@ -199,7 +201,7 @@ def test_bad_inputs():
     write_bytes("list.ffconcat", b"ffconcat version 1.0\nfile a.mp4\n")
     cases = [("random.bin", "not a readable media file"), ("list.m3u8", "not a readable media file"),
              ("list.ffconcat", "not a readable media file"), ("trunc.mp4", "truncated"),
-             ("trunc_fast.mp4", "after frame"), ("zero.y4m", "no decodable frame"),
+             ("trunc_fast.mp4", "after frame"), ("trunc.mkv", "truncated video: frames end at"), ("zero.y4m", "no decodable frame"),
              ("huge.y4m", "outside the limits"), ("change.ts", "resolution changes at frame 10"),
              ("audio.m4a", "no video stream"), ("missing.mp4", "cannot open")]
     for src, msg in cases:
