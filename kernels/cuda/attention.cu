@@ -2,7 +2,10 @@
  * materialising the [Nq, Nk] score matrix, keys/values in up to two segments (the DiT's
  * KV cache + the new chunk), optional additive f32 bias [H, Nq, Nk].
  *
- * Two kernels:
+ * Three kernels; the dispatch (cu_attention, at the end) picks the first that applies:
+ *
+ * 0. k_attn_mma<D> (attention_mma.cu): FlashAttention-2 style, S/P/O in registers,
+ *    inline mma.sync m16n8k16; bf16, D in {32, 64, 128}. The default fast path.
  *
  * 1. k_attn_wmma<D, WARPS> (tensor cores; bf16 q/k/v, D in {32, 64, 128} with 4 warps,
  *    D = 384 (the VAE's single head) with 2 warps; sm_80+):
@@ -28,28 +31,11 @@
  *    dot product and an exact online-softmax update. Correct to fp32 rounding, slow
  *    (~1 key per 10 warp instructions): a reference path, and the f32 test path.
  */
-#include "cuda_common.cuh"
+#include "attention_internal.cuh"
 
 #include <mma.h>
 
 using namespace nvcuda;
-
-struct attn_p {
-    const void *  q;  int qd;
-    const void *  k0; const void * k1; int kd;
-    const void *  v0; const void * v1; int vd;
-    const float * bias;
-    void *        out; int od;
-    int64_t       nq, n0, nk;   /* nk = n0 + n1 */
-    int           h, d;
-    int64_t       hd;           /* row stride of q/k/v/out = H*D */
-    float         scale;
-};
-
-/* Row j of the key (or value) sequence for head h, from the segment holding it. */
-__device__ __forceinline__ int64_t seg_offset(const attn_p & p, int64_t j, int head) {
-    return (j < p.n0 ? j : j - p.n0) * p.hd + (int64_t)head * p.d;
-}
 
 /* ------------------------------------------------------------------ SIMT path */
 
@@ -129,28 +115,6 @@ template <int D, int WARPS> struct wm_layout {
                   p_bytes % 128 == 0 && o_bytes % 128 == 0, "shared regions misaligned");
 };
 
-/* Copies ROWS rows (row r = sequence row r0 + r; zero past `limit`) of one head into
- * a [ROWS][D + 8] bf16 tile with 16-byte vector loads. Host guarantees 16-byte alignment. */
-template <int D, int ROWS>
-__device__ __forceinline__ void wm_load_tile(__nv_bfloat16 * dst, const attn_p & p, const void * s0,
-                                             const void * s1, int64_t split, int64_t r0,
-                                             int64_t limit, int head) {
-    constexpr int VPR = D / 8; /* 16-byte vectors per row */
-    constexpr int ldt = D + 8;
-    for (int v = threadIdx.x; v < ROWS * VPR; v += blockDim.x) {
-        const int     r = v / VPR, c = (v % VPR) * 8;
-        const int64_t j = r0 + r;
-        uint4 val = make_uint4(0, 0, 0, 0);
-        if (j < limit) {
-            const __nv_bfloat16 * src =
-                (const __nv_bfloat16 *)(j < split ? s0 : s1) +
-                (j < split ? j : j - split) * p.hd + (int64_t)head * D + c;
-            val = *(const uint4 *)src;
-        }
-        *(uint4 *)(dst + r * ldt + c) = val;
-    }
-}
-
 template <int D, int WARPS>
 __global__ void __launch_bounds__(WARPS * 32) k_attn_wmma(attn_p p) {
     using L = wm_layout<D, WARPS>;
@@ -167,7 +131,7 @@ __global__ void __launch_bounds__(WARPS * 32) k_attn_wmma(attn_p p) {
     const int64_t i0   = (int64_t)blockIdx.x * L::bq;
 
     /* Q tile (rows past nq are zero; their outputs are never stored). */
-    wm_load_tile<D, L::bq>(sQ, p, p.q, p.q, INT64_MAX, i0, p.nq, head);
+    attn_load_rows<D, L::bq>(sQ, p, p.q, p.q, INT64_MAX, i0, p.nq, head);
     for (int e = lane; e < 16 * L::ldo; e += 32) sO[e] = 0.0f;
 
     /* Softmax bookkeeping: lane handles row r = lane/2 of the warp's 16, columns
@@ -178,8 +142,8 @@ __global__ void __launch_bounds__(WARPS * 32) k_attn_wmma(attn_p p) {
 
     for (int64_t j0 = 0; j0 < p.nk; j0 += WM_BK) {
         __syncthreads(); /* previous tile's K/V reads are done (and Q is staged) */
-        wm_load_tile<D, WM_BK>(sK, p, p.k0, p.k1, p.n0, j0, p.nk, head);
-        wm_load_tile<D, WM_BK>(sV, p, p.v0, p.v1, p.n0, j0, p.nk, head);
+        attn_load_rows<D, WM_BK>(sK, p, p.k0, p.k1, p.n0, j0, p.nk, head);
+        attn_load_rows<D, WM_BK>(sV, p, p.v0, p.v1, p.n0, j0, p.nk, head);
         __syncthreads();
 
         /* S = Q_w . K^T */
@@ -353,8 +317,15 @@ enum infvsr_status cu_attention(struct infvsr_backend * be, const struct infvsr_
     const bool bf16 = p.qd == INFVSR_TYPE_BF16 && p.kd == INFVSR_TYPE_BF16 && p.vd == INFVSR_TYPE_BF16;
     const bool aligned = hd % 8 == 0 && aligned16(p.q) && aligned16(p.k0) && aligned16(p.v0) &&
                          (!p.k1 || (aligned16(p.k1) && aligned16(p.v1)));
+    /* AUTO: mma.sync kernel for D = 32/64/128, WMMA for D = 384, SIMT otherwise. A
+     * forced kernel (tests, benchmarks) that does not apply falls back to SIMT. */
+    const int want = c->attn_kernel;
     bool launched = false;
-    if (bf16 && aligned) {
+    if (bf16 && aligned && (want == INFVSR_CUDA_ATTN_AUTO || want == INFVSR_CUDA_ATTN_MMA)) {
+        CHECK_ST(cu_attention_mma(c, p, &launched, err));
+        if (launched) { c->last_attn_kernel = "mma"; return INFVSR_OK; }
+    }
+    if (bf16 && aligned && (want == INFVSR_CUDA_ATTN_AUTO || want == INFVSR_CUDA_ATTN_WMMA)) {
         switch (D) {
         case 32:  CHECK_ST((launch_wmma<32, 4>(c, p, &launched, err))); break;
         case 64:  CHECK_ST((launch_wmma<64, 4>(c, p, &launched, err))); break;
@@ -362,8 +333,8 @@ enum infvsr_status cu_attention(struct infvsr_backend * be, const struct infvsr_
         case 384: CHECK_ST((launch_wmma<384, 2>(c, p, &launched, err))); break; /* VAE mid-block */
         default: break;
         }
+        if (launched) { c->last_attn_kernel = "wmma"; return INFVSR_OK; }
     }
-    if (launched) return INFVSR_OK;
     if (D > 32 * SIMT_MAX_VPL)
         return cu_err(err, INFVSR_ERR_UNSUPPORTED, "attention: head dim %d > %d is not supported", D,
                       32 * SIMT_MAX_VPL);
@@ -372,5 +343,6 @@ enum infvsr_status cu_attention(struct infvsr_backend * be, const struct infvsr_
     dim3 grid((unsigned)((nq + SIMT_WARPS - 1) / SIMT_WARPS), (unsigned)a->n_heads);
     k_attn_simt<<<grid, SIMT_WARPS * 32, 0, c->stream>>>(p);
     CU_CHECK_LAUNCH(c, err);
+    c->last_attn_kernel = "simt";
     return INFVSR_OK;
 }

@@ -241,6 +241,8 @@ extern "C" enum infvsr_status infvsr_cuda_backend_init(int device, struct infvsr
     struct cuda_ctx * c = &box->ctx;
     c->device = device;
     c->prop   = prop;
+    c->attn_kernel      = INFVSR_CUDA_ATTN_AUTO;
+    c->last_attn_kernel = "";
     snprintf(c->name, sizeof c->name, "cuda:%d (%.40s)", device, prop.name);
     box->be.iface   = &cuda_iface;
     box->be.context = c;
@@ -301,6 +303,15 @@ extern "C" void infvsr_cuda_backend_trim(struct infvsr_backend * be) {
     cudaSetDevice(c->device);
     cudaStreamSynchronize(c->stream);
     cuda_pool_trim(c->pool);
+}
+
+extern "C" void infvsr_cuda_backend_set_attention_kernel(struct infvsr_backend * be,
+                                                         enum infvsr_cuda_attn_kernel k) {
+    if (be && (int)k >= INFVSR_CUDA_ATTN_AUTO && k <= INFVSR_CUDA_ATTN_SIMT) cu_ctx(be)->attn_kernel = k;
+}
+
+extern "C" const char * infvsr_cuda_backend_last_attention_kernel(struct infvsr_backend * be) {
+    return be && cu_ctx(be)->last_attn_kernel ? cu_ctx(be)->last_attn_kernel : "";
 }
 
 extern "C" void * infvsr_cuda_backend_stream(struct infvsr_backend * be) {

@@ -37,6 +37,20 @@ void         infvsr_cuda_backend_pool_stats(struct infvsr_backend * be,
                                             struct infvsr_cuda_pool_stats * out);
 /* Returns cached (free) blocks to the driver. */
 void         infvsr_cuda_backend_trim(struct infvsr_backend * be);
+/* Attention kernel choice (tests and benchmarks compare them; AUTO is the default).
+ * A forced kernel that does not apply to a call (dtype, head dim, shared memory) falls
+ * back to SIMT, which handles everything. */
+enum infvsr_cuda_attn_kernel {
+    INFVSR_CUDA_ATTN_AUTO = 0, /* mma for bf16 D=32/64/128, wmma for bf16 D=384, else simt */
+    INFVSR_CUDA_ATTN_MMA,      /* register-resident mma.sync flash kernel                   */
+    INFVSR_CUDA_ATTN_WMMA,     /* WMMA flash kernel, S/O in shared memory                   */
+    INFVSR_CUDA_ATTN_SIMT,     /* fp32 CUDA-core flash kernel (any dtype, D <= 512)         */
+};
+void         infvsr_cuda_backend_set_attention_kernel(struct infvsr_backend * be,
+                                                      enum infvsr_cuda_attn_kernel k);
+/* Which kernel the last attention call launched: "mma", "wmma", "simt" ("" before any). */
+const char * infvsr_cuda_backend_last_attention_kernel(struct infvsr_backend * be);
+
 /* The backend's stream (cudaStream_t as void*), for benchmarks timing with events. */
 void *       infvsr_cuda_backend_stream(struct infvsr_backend * be);
 

@@ -28,6 +28,8 @@ struct cuda_ctx {
     void *                lt_workspace;      /* pool block, CU_LT_WORKSPACE bytes */
     size_t                lt_workspace_size;
     struct cuda_pool *    pool;
+    int                   attn_kernel;       /* enum infvsr_cuda_attn_kernel */
+    const char *          last_attn_kernel;  /* "mma", "wmma", "simt" or ""  */
     bool                  failed;
     char                  first_error[INFVSR_ERR_MSG_MAX];
     char                  name[64];

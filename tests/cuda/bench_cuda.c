@@ -85,10 +85,10 @@ static float time_ms(bench_fn fn, void * ctx) {
 static void row(const char * what, const char * shape, double flops, float ms, float ref_ms) {
     double tf = flops / (ms * 1e-3) / 1e12;
     if (ref_ms > 0)
-        printf("| %-22s | %-30s | %9.3f | %8.1f | %8.1f | %5.2f |\n", what, shape, ms, tf,
+        printf("| %-26s | %-30s | %9.3f | %8.1f | %8.1f | %5.2f |\n", what, shape, ms, tf,
                flops / (ref_ms * 1e-3) / 1e12, ref_ms / ms);
     else
-        printf("| %-22s | %-30s | %9.3f | %8.1f | %8s | %5s |\n", what, shape, ms, tf, "-", "-");
+        printf("| %-26s | %-30s | %9.3f | %8.1f | %8s | %5s |\n", what, shape, ms, tf, "-", "-");
     fflush(stdout);
 }
 
@@ -202,9 +202,11 @@ static void bench_attention(int64_t nq, int64_t n0, int64_t n1, int h, int d, en
     dev_rand(&c.v1, "v1", dt, 2, s1, -1, 1, 15);
     dev_rand(&c.o, "o", dt, 2, sq, -1, 1, 16);
     float ms = time_ms(run_attn, &c);
-    char shape[64];
+    char shape[64], label[64];
     snprintf(shape, sizeof shape, "Nq=%lld Nk=%lld H=%d D=%d", (long long)nq, (long long)(n0 + n1), h, d);
-    row(what, shape, 4.0 * nq * (n0 + n1) * d * h, ms, 0);
+    /* name the kernel that really ran (a forced kernel that does not apply falls back) */
+    snprintf(label, sizeof label, "%s ran:%s", what, infvsr_cuda_backend_last_attention_kernel(g_be));
+    row(label, shape, 4.0 * nq * (n0 + n1) * d * h, ms, 0);
     struct infvsr_tensor * ts[] = { &c.q, &c.k0, &c.v0, &c.k1, &c.v1, &c.o };
     for (size_t i = 0; i < 6; i++) g_be->iface->tensor_free(g_be, ts[i]);
 }
@@ -252,13 +254,17 @@ int main(int argc, char ** argv) {
     DIE_IF(st != INFVSR_OK, "init: %s", err.msg);
     g_stream = (cudaStream_t)infvsr_cuda_backend_stream(g_be);
     printf("device: %s, median of %d calls\n", g_be->iface->name(g_be), g_iters);
-    printf("| %-22s | %-30s | %9s | %8s | %8s | %5s |\n", "op", "shape", "ms", "TFLOP/s", "cuBLASLt", "ratio");
+    printf("| %-26s | %-30s | %9s | %8s | %8s | %5s |\n", "op", "shape", "ms", "TFLOP/s", "cuBLASLt", "ratio");
     bench_gemm(10800, 1536, 1536, "linear bf16 (qkvo)");
     bench_gemm(10800, 1536, 8960, "linear bf16 (ffn up)");
     bench_gemm(10800, 8960, 1536, "linear bf16 (ffn down)");
-    bench_attention(10800, 10800, 10800, 12, 128, INFVSR_TYPE_BF16, "attention bf16 (wmma)");
-    bench_attention(14400, 14400, 0, 1, 384, INFVSR_TYPE_BF16, "attention D=384 (wmma)");
-    bench_attention(2048, 2048, 0, 1, 384, INFVSR_TYPE_F32, "attention D=384 f32 simt");
+    infvsr_cuda_backend_set_attention_kernel(g_be, INFVSR_CUDA_ATTN_MMA);
+    bench_attention(10800, 10800, 10800, 12, 128, INFVSR_TYPE_BF16, "attn bf16 mma");
+    infvsr_cuda_backend_set_attention_kernel(g_be, INFVSR_CUDA_ATTN_WMMA);
+    bench_attention(10800, 10800, 10800, 12, 128, INFVSR_TYPE_BF16, "attn bf16 wmma");
+    infvsr_cuda_backend_set_attention_kernel(g_be, INFVSR_CUDA_ATTN_AUTO);
+    bench_attention(14400, 14400, 0, 1, 384, INFVSR_TYPE_BF16, "attn bf16 D384");
+    bench_attention(2048, 2048, 0, 1, 384, INFVSR_TYPE_F32, "attn f32 D384");
     bench_conv(96, 6, 180, 320);
     struct infvsr_cuda_pool_stats ps;
     infvsr_cuda_backend_pool_stats(g_be, &ps);

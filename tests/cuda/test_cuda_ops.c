@@ -325,8 +325,14 @@ static void test_elementwise(void) {
 
 /* ---- attention and RoPE ---- */
 
+/* Runs every attention kernel that applies: bf16 through the default dispatch and each
+ * forced kernel (mma, wmma, simt), f32 through the default (simt). The table names the
+ * kernel that actually ran. */
 static void attn_case(int64_t nq, int64_t n0, int64_t n1, int H, int D, bool bias) {
-    FOR_DT {
+    static const enum infvsr_cuda_attn_kernel kinds[] = { INFVSR_CUDA_ATTN_AUTO, INFVSR_CUDA_ATTN_MMA,
+                                                          INFVSR_CUDA_ATTN_WMMA, INFVSR_CUDA_ATTN_SIMT };
+    FOR_DT for (size_t ki = 0; ki < (dt == INFVSR_TYPE_BF16 ? 4u : 1u); ki++) {
+        infvsr_cuda_backend_set_attention_kernel(g_gpu, kinds[ki]);
         struct both q, k0, v0, k1, v1, b, o;
         struct infvsr_err err = { 0 };
         const int64_t hd = (int64_t)H * D, nk = n0 + n1;
@@ -344,9 +350,11 @@ static void attn_case(int64_t nq, int64_t n0, int64_t n1, int H, int D, bool bia
         enum infvsr_status s_c = g_cpu->iface->attention(g_cpu, &ac, NULL);
         enum infvsr_status s_g = g_gpu->iface->attention(g_gpu, &ag, &err);
         char what[80];
-        snprintf(what, sizeof what, "Nq=%lld Nk=%lld+%lld H=%d D=%d%s", (long long)nq, (long long)n0,
-                 (long long)n1, H, D, bias ? " bias" : "");
+        snprintf(what, sizeof what, "Nq=%lld Nk=%lld+%lld H=%d D=%d%s %s%s", (long long)nq, (long long)n0,
+                 (long long)n1, H, D, bias ? " bias" : "", ki == 0 ? "auto:" : "",
+                 infvsr_cuda_backend_last_attention_kernel(g_gpu));
         compare("attention", what, dt, &o, s_c, s_g, err.msg);
+        infvsr_cuda_backend_set_attention_kernel(g_gpu, INFVSR_CUDA_ATTN_AUTO);
         both_free(&q); both_free(&k0); both_free(&v0); both_free(&o);
         if (n1) { both_free(&k1); both_free(&v1); }
         if (bias) both_free(&b);
@@ -354,7 +362,8 @@ static void attn_case(int64_t nq, int64_t n0, int64_t n1, int H, int D, bool bia
 }
 
 static void test_attention(void) {
-    attn_case(100, 70, 90, 2, 64, false);  /* two segments, ragged tiles (wmma path in bf16) */
+    attn_case(100, 70, 90, 2, 64, false);  /* two segments, ragged tiles                     */
+    attn_case(200, 150, 130, 2, 128, true); /* several query blocks and key tiles, bias      */
     attn_case(130, 200, 0, 3, 128, false); /* one segment, D = 128                          */
     attn_case(65, 33, 31, 4, 32, true);    /* D = 32 with additive bias                     */
     attn_case(50, 80, 0, 1, 384, false);   /* VAE head dim: 2-warp wmma on sm_90 in bf16     */
