@@ -10,7 +10,7 @@
  *   Vp [BK, Dp]     the value block, Dp = D rounded up to 16 (zero padded)
  *   S  [BQ, BK]     scores, then probabilities (one sub-block at a time)
  *   O  [QGROUP, Dp] running output, m/l running max and sum per query row
- * Micro-kernels (AVX2/FMA, 4 rows x 16 columns, 8 accumulators):
+ * Micro-kernels (AVX2/FMA, 6 rows x 16 columns, 12 accumulators):
  *   S = Qp Kt: broadcast one q value, FMA along 16 keys of a Kt row;
  *   O += P Vp: broadcast one p value, FMA along 16 channels of a value row.
  * Any head dim works (the S kernel runs over exactly D, the O kernel over Dp).
@@ -37,81 +37,71 @@ static size_t tile_floats(int64_t D, int64_t Dp) {
     return (n + 15) / 16 * 16;
 }
 
+/* Register-blocked micro-kernels, R rows x 16 columns (2 ymm per row): R = 6 gives 12
+ * accumulators + 2 loads + 1 broadcast = 15 of the 16 ymm registers; BQ = 64 = 10 x 6 + 4.
+ * Written with a constant R in an always-inline body so the accumulators stay in
+ * registers. */
+
+/* S[r, j..j+16) = Qp[r, :] . Kt[:, j..j+16) for rows r0..r0+R */
+static inline __attribute__((always_inline)) void qk_tile(const float * Qp, const float * Kt, int64_t D, float * S,
+                                                          int r0, int j, const int R) {
+    __m256 acc[6][2];
+    _Pragma("GCC unroll 6") for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    const float * kt = Kt + j;
+    const float * q = Qp + r0 * D;
+    for (int64_t d = 0; d < D; d++, kt += BK) {
+        __m256 k0 = _mm256_load_ps(kt), k1 = _mm256_load_ps(kt + 8);
+        _Pragma("GCC unroll 6") for (int r = 0; r < R; r++) {
+            __m256 b = _mm256_broadcast_ss(q + r * D + d);
+            acc[r][0] = _mm256_fmadd_ps(b, k0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(b, k1, acc[r][1]);
+        }
+    }
+    _Pragma("GCC unroll 6") for (int r = 0; r < R; r++) {
+        _mm256_store_ps(S + (r0 + r) * BK + j, acc[r][0]);
+        _mm256_store_ps(S + (r0 + r) * BK + j + 8, acc[r][1]);
+    }
+}
+
 /* S[BQ, BK] = Qp[BQ, D] . Kt[D, BK] */
 static void kernel_qk(const float * Qp, const float * Kt, int64_t D, float * S) {
-    for (int i = 0; i < BQ; i += 4) {
-        const float * q0 = Qp + (i + 0) * D, * q1 = Qp + (i + 1) * D;
-        const float * q2 = Qp + (i + 2) * D, * q3 = Qp + (i + 3) * D;
-        for (int j = 0; j < BK; j += 16) {
-            __m256 a00 = _mm256_setzero_ps(), a01 = _mm256_setzero_ps();
-            __m256 a10 = _mm256_setzero_ps(), a11 = _mm256_setzero_ps();
-            __m256 a20 = _mm256_setzero_ps(), a21 = _mm256_setzero_ps();
-            __m256 a30 = _mm256_setzero_ps(), a31 = _mm256_setzero_ps();
-            const float * kt = Kt + j;
-            for (int64_t d = 0; d < D; d++, kt += BK) {
-                __m256 k0 = _mm256_load_ps(kt), k1 = _mm256_load_ps(kt + 8);
-                __m256 b = _mm256_broadcast_ss(q0 + d);
-                a00 = _mm256_fmadd_ps(b, k0, a00);
-                a01 = _mm256_fmadd_ps(b, k1, a01);
-                b = _mm256_broadcast_ss(q1 + d);
-                a10 = _mm256_fmadd_ps(b, k0, a10);
-                a11 = _mm256_fmadd_ps(b, k1, a11);
-                b = _mm256_broadcast_ss(q2 + d);
-                a20 = _mm256_fmadd_ps(b, k0, a20);
-                a21 = _mm256_fmadd_ps(b, k1, a21);
-                b = _mm256_broadcast_ss(q3 + d);
-                a30 = _mm256_fmadd_ps(b, k0, a30);
-                a31 = _mm256_fmadd_ps(b, k1, a31);
-            }
-            float * s = S + i * BK + j;
-            _mm256_store_ps(s, a00);
-            _mm256_store_ps(s + 8, a01);
-            _mm256_store_ps(s + BK, a10);
-            _mm256_store_ps(s + BK + 8, a11);
-            _mm256_store_ps(s + 2 * BK, a20);
-            _mm256_store_ps(s + 2 * BK + 8, a21);
-            _mm256_store_ps(s + 3 * BK, a30);
-            _mm256_store_ps(s + 3 * BK + 8, a31);
+    for (int j = 0; j < BK; j += 16) {
+        int i = 0;
+        for (; i + 6 <= BQ; i += 6) qk_tile(Qp, Kt, D, S, i, j, 6);
+        for (; i + 4 <= BQ; i += 4) qk_tile(Qp, Kt, D, S, i, j, 4);
+    }
+}
+
+/* O[r, c..c+16) += P[r, :nk] . Vp[:nk, c..c+16) for rows r0..r0+R */
+static inline __attribute__((always_inline)) void pv_tile(const float * P, const float * Vp, int64_t nk, int64_t Dp,
+                                                          float * O, int r0, int64_t c, const int R) {
+    __m256 acc[6][2];
+    _Pragma("GCC unroll 6") for (int r = 0; r < R; r++) {
+        acc[r][0] = _mm256_load_ps(O + (r0 + r) * Dp + c);
+        acc[r][1] = _mm256_load_ps(O + (r0 + r) * Dp + c + 8);
+    }
+    const float * v = Vp + c;
+    const float * p = P + r0 * BK;
+    for (int64_t j = 0; j < nk; j++, v += Dp) {
+        __m256 v0 = _mm256_load_ps(v), v1 = _mm256_load_ps(v + 8);
+        _Pragma("GCC unroll 6") for (int r = 0; r < R; r++) {
+            __m256 b = _mm256_broadcast_ss(p + r * BK + j);
+            acc[r][0] = _mm256_fmadd_ps(b, v0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(b, v1, acc[r][1]);
         }
+    }
+    _Pragma("GCC unroll 6") for (int r = 0; r < R; r++) {
+        _mm256_store_ps(O + (r0 + r) * Dp + c, acc[r][0]);
+        _mm256_store_ps(O + (r0 + r) * Dp + c + 8, acc[r][1]);
     }
 }
 
 /* O[BQ, Dp] += P[BQ, BK(first nk columns)] . Vp[nk, Dp] */
 static void kernel_pv(const float * P, const float * Vp, int64_t nk, int64_t Dp, float * O) {
-    for (int i = 0; i < BQ; i += 4) {
-        const float * p0 = P + (i + 0) * BK, * p1 = P + (i + 1) * BK;
-        const float * p2 = P + (i + 2) * BK, * p3 = P + (i + 3) * BK;
-        for (int64_t c = 0; c < Dp; c += 16) {
-            float * o = O + i * Dp + c;
-            __m256 a00 = _mm256_load_ps(o), a01 = _mm256_load_ps(o + 8);
-            __m256 a10 = _mm256_load_ps(o + Dp), a11 = _mm256_load_ps(o + Dp + 8);
-            __m256 a20 = _mm256_load_ps(o + 2 * Dp), a21 = _mm256_load_ps(o + 2 * Dp + 8);
-            __m256 a30 = _mm256_load_ps(o + 3 * Dp), a31 = _mm256_load_ps(o + 3 * Dp + 8);
-            const float * v = Vp + c;
-            for (int64_t j = 0; j < nk; j++, v += Dp) {
-                __m256 v0 = _mm256_load_ps(v), v1 = _mm256_load_ps(v + 8);
-                __m256 b = _mm256_broadcast_ss(p0 + j);
-                a00 = _mm256_fmadd_ps(b, v0, a00);
-                a01 = _mm256_fmadd_ps(b, v1, a01);
-                b = _mm256_broadcast_ss(p1 + j);
-                a10 = _mm256_fmadd_ps(b, v0, a10);
-                a11 = _mm256_fmadd_ps(b, v1, a11);
-                b = _mm256_broadcast_ss(p2 + j);
-                a20 = _mm256_fmadd_ps(b, v0, a20);
-                a21 = _mm256_fmadd_ps(b, v1, a21);
-                b = _mm256_broadcast_ss(p3 + j);
-                a30 = _mm256_fmadd_ps(b, v0, a30);
-                a31 = _mm256_fmadd_ps(b, v1, a31);
-            }
-            _mm256_store_ps(o, a00);
-            _mm256_store_ps(o + 8, a01);
-            _mm256_store_ps(o + Dp, a10);
-            _mm256_store_ps(o + Dp + 8, a11);
-            _mm256_store_ps(o + 2 * Dp, a20);
-            _mm256_store_ps(o + 2 * Dp + 8, a21);
-            _mm256_store_ps(o + 3 * Dp, a30);
-            _mm256_store_ps(o + 3 * Dp + 8, a31);
-        }
+    for (int64_t c = 0; c < Dp; c += 16) {
+        int i = 0;
+        for (; i + 6 <= BQ; i += 6) pv_tile(P, Vp, nk, Dp, O, i, c, 6);
+        for (; i + 4 <= BQ; i += 4) pv_tile(P, Vp, nk, Dp, O, i, c, 4);
     }
 }
 
