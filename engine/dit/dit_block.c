@@ -120,18 +120,24 @@ static enum infvsr_status feed_forward(struct infvsr_dit_session * s, int l, int
     struct infvsr_backend * be = dit->be;
     const struct dit_block_weights * b = &dit->blocks[l];
     int64_t dim = dit->cfg.dim;
-    struct infvsr_tensor x, a, h, d;
-    rows(&x, &s->s.x, n, dim);
-    rows(&a, &s->s.a, n, dim);
-    rows(&h, &s->s.h, n, dit->cfg.ffn_dim);
-    rows(&d, &s->s.d, n, dim);
 
-    /* x = x + e5 * ffn.2(GELU_tanh(ffn.0(LN(x) * (1 + e4) + e3))) */
-    CALL(ops->layer_norm(be, &x, NULL, NULL, dit->cfg.eps, &a, err));
-    CALL(ops->modulate(be, &a, &e[4], &e[3], &a, err));
-    CALL(ops->linear(be, &a, &b->ffn0_w, &b->ffn0_b, INFVSR_UNARY_GELU_TANH, &h, err));
-    CALL(ops->linear(be, &h, &b->ffn2_w, &b->ffn2_b, INFVSR_UNARY_COUNT, &d, err));
-    CALL(ops->add_gated(be, &x, &e[5], &d, &x, err));
+    /* x = x + e5 * ffn.2(GELU_tanh(ffn.0(LN(x) * (1 + e4) + e3))), rows are independent:
+     * run it DIT_FFN_ROWS tokens at a time to bound the hidden buffer. */
+    for (int64_t r0 = 0; r0 < n; r0 += DIT_FFN_ROWS) {
+        int64_t m = n - r0 < DIT_FFN_ROWS ? n - r0 : DIT_FFN_ROWS;
+        size_t off = (size_t)(r0 * dim) * sizeof(float);
+        int64_t sr[2] = { m, dim };
+        struct infvsr_tensor x, a, h, d;
+        dit_view(&x, &s->s.x, off, "dit.x", INFVSR_TYPE_F32, 2, sr);
+        dit_view(&a, &s->s.a, off, "dit.a", INFVSR_TYPE_F32, 2, sr);
+        dit_view(&d, &s->s.d, off, "dit.d", INFVSR_TYPE_F32, 2, sr);
+        rows(&h, &s->s.h, m, dit->cfg.ffn_dim);
+        CALL(ops->layer_norm(be, &x, NULL, NULL, dit->cfg.eps, &a, err));
+        CALL(ops->modulate(be, &a, &e[4], &e[3], &a, err));
+        CALL(ops->linear(be, &a, &b->ffn0_w, &b->ffn0_b, INFVSR_UNARY_GELU_TANH, &h, err));
+        CALL(ops->linear(be, &h, &b->ffn2_w, &b->ffn2_b, INFVSR_UNARY_COUNT, &d, err));
+        CALL(ops->add_gated(be, &x, &e[5], &d, &x, err));
+    }
     return INFVSR_OK;
 }
 

@@ -58,7 +58,7 @@ enum infvsr_status infvsr_dit_session_open(struct infvsr_dit * dit, int64_t max_
     if ((st = alloc_rows(be, &s->spare_k, "dit.self_attn.k_new", N, dim, err)) != INFVSR_OK) goto fail;
     if ((st = alloc_rows(be, &s->spare_v, "dit.self_attn.v_new", N, dim, err)) != INFVSR_OK) goto fail;
 
-    /* Arena layout: x, a, q, o, d [N, dim]; h [N, ffn_dim]; patch [N, 4*max(in,out)] f32;
+    /* Arena layout: x, a, q, o, d [N, dim]; h [min(N, DIT_FFN_ROWS), ffn_dim]; patch [N, 4*max(in,out)] f32;
      * freqs [N, head_dim/2, 2] f64. */
     size_t o_x = 0;
     size_t o_a = o_x + align_up((size_t)(N * dim) * 4);
@@ -66,7 +66,8 @@ enum infvsr_status infvsr_dit_session_open(struct infvsr_dit * dit, int64_t max_
     size_t o_o = o_q + align_up((size_t)(N * dim) * 4);
     size_t o_d = o_o + align_up((size_t)(N * dim) * 4);
     size_t o_h = o_d + align_up((size_t)(N * dim) * 4);
-    size_t o_p = o_h + align_up((size_t)(N * cfg->ffn_dim) * 4);
+    int64_t ffn_rows = N < DIT_FFN_ROWS ? N : DIT_FFN_ROWS;
+    size_t o_p = o_h + align_up((size_t)(ffn_rows * cfg->ffn_dim) * 4);
     size_t o_f = o_p + align_up((size_t)(N * pcols) * 4);
     size_t total = o_f + align_up((size_t)(N * dit->head_dim) * 8);
     int64_t sa[1] = { (int64_t)(total / 4) };
@@ -78,7 +79,7 @@ enum infvsr_status infvsr_dit_session_open(struct infvsr_dit * dit, int64_t max_
     dit_view(&s->s.q, &s->arena, o_q, "dit.q", INFVSR_TYPE_F32, 2, s2);
     dit_view(&s->s.o, &s->arena, o_o, "dit.o", INFVSR_TYPE_F32, 2, s2);
     dit_view(&s->s.d, &s->arena, o_d, "dit.d", INFVSR_TYPE_F32, 2, s2);
-    int64_t sh[2] = { N, cfg->ffn_dim };
+    int64_t sh[2] = { ffn_rows, cfg->ffn_dim };
     dit_view(&s->s.h, &s->arena, o_h, "dit.h", INFVSR_TYPE_F32, 2, sh);
     int64_t sp[2] = { N, pcols };
     dit_view(&s->s.patch, &s->arena, o_p, "dit.patch", INFVSR_TYPE_F32, 2, sp);

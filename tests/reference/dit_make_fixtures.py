@@ -2,7 +2,7 @@
 flat state dict), a chunk sequence with the KV cache, and the reference outputs.
 
     dit_make_fixtures.py --config config/models/infvsr-tiny.json --out DIR \
-        [--layers N] [--scenes "6x10:3,3,3,2;4x6:3,1"] [--bad] [--seed S]
+        [--layers N] [--scenes "6x10:3,3,3,2;4x6:3,1;48x64:3,3,1"] [--bad] [--seed S]
 
 Writes into DIR:
     config.json           the model config actually used (num_layers overridden by --layers)
@@ -99,7 +99,7 @@ def main():
     ap.add_argument("--config", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--layers", type=int, default=0)
-    ap.add_argument("--scenes", default="6x10:3,3,3,2;4x6:3,1")
+    ap.add_argument("--scenes", default="6x10:3,3,3,2;4x6:3,1;48x64:3,3,1")
     ap.add_argument("--n-ctx", type=int, default=145)
     ap.add_argument("--bad", action="store_true")
     ap.add_argument("--seed", type=int, default=1234)
