@@ -4,7 +4,7 @@
  * the machine's f32 peak estimate (cores x GHz x 32 FLOP/cycle: AVX2, 2 FMA ports).
  *
  *   bench_cpu [n_threads] [repeats] [only]   (tests/bench/bench_cpu.sh runs it)
- * `only` = linear, attention or conv3d runs just that family. */
+ * `only` = linear, attention, unary or conv3d runs just that family. */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -203,6 +203,33 @@ static void bench_conv3d(struct infvsr_backend * be, int C, int T, int HW, enum 
     infvsr_tensor_release(&x), infvsr_tensor_release(&w), infvsr_tensor_release(&b), infvsr_tensor_release(&y);
 }
 
+/* ---- activations ---- */
+
+struct unary_ctx {
+    struct infvsr_backend * be;
+    enum infvsr_unary_op    op;
+    struct infvsr_tensor    x, y;
+};
+
+static void run_unary(void * p) {
+    struct unary_ctx * c = p;
+    INFVSR_ASSERT(c->be->iface->unary(c->be, c->op, &c->x, &c->y, NULL) == INFVSR_OK);
+}
+
+static void bench_unary(struct infvsr_backend * be, int64_t n) {
+    static const char * names[] = { "gelu_tanh", "gelu_erf", "silu" };
+    struct unary_ctx c = { .be = be };
+    INFVSR_ASSERT(infvsr_tensor_alloc(&c.x, "x", INFVSR_TYPE_F32, 1, &n) == INFVSR_OK);
+    INFVSR_ASSERT(infvsr_tensor_alloc(&c.y, "y", INFVSR_TYPE_F32, 1, &n) == INFVSR_OK);
+    test_fill_uniform(c.x.data, (size_t)n, -5, 5, 11);
+    for (int op = 0; op < INFVSR_UNARY_COUNT; op++) {
+        c.op = (enum infvsr_unary_op)op;
+        double t = time_median(run_unary, &c);
+        printf("unary %-9s n=%lld  %7.1f Melem/s  %6.2f ms\n", names[op], (long long)n, n / t * 1e-6, t * 1e3);
+    }
+    infvsr_tensor_release(&c.x), infvsr_tensor_release(&c.y);
+}
+
 int main(int argc, char ** argv) {
     struct infvsr_cpu_params p = infvsr_cpu_default_params();
     if (argc > 1) p.n_threads = atoi(argv[1]);
@@ -237,6 +264,7 @@ int main(int argc, char ** argv) {
         bench_attention(be, "DiT cross", 2400, 145, 0, 12, 128);
         bench_attention(be, "VAE", 4096, 4096, 0, 1, 384);
     }
+    if (!*only || strcmp(only, "unary") == 0) bench_unary(be, 8 << 20);
     if (!*only || strcmp(only, "conv3d") == 0) {
         bench_conv3d(be, 96, 4, 64, INFVSR_TYPE_F32);
         bench_conv3d(be, 96, 4, 64, INFVSR_TYPE_BF16);

@@ -195,13 +195,12 @@ static void test_unary(void) {
             CHECK_OK(fast_be->iface->unary(fast_be, (enum infvsr_unary_op)op, &x.t, &y.t, NULL));
             CHECK_OK(ref_be->iface->unary(ref_be, (enum infvsr_unary_op)op, &x.t, &yr.t, NULL));
             CHECK_PAIR(y, yr, 1e-6);
-            /* elementwise relative error too, on |x| <= 3: further out the f32 rounding of
-             * the exponent argument of GELU-tanh / SiLU (|2u| > 10) alone reaches ~1e-6
-             * relative (the L2 check above covers the whole range) */
+            /* elementwise relative error too, over the whole range [-12, 12] (outputs below
+             * 1e-30 in magnitude are skipped: f32 denormals have no relative precision) */
             double worst = 0;
             for (size_t i = 0; i < y.n; i++) {
                 double d = fabs((double)tb_f(&y)[i] - tb_f(&yr)[i]), m = fabs(tb_f(&yr)[i]);
-                if (fabsf(tb_f(&x)[i]) <= 3.0f && m > 1e-30 && d / m > worst) worst = d / m;
+                if (m > 1e-30 && d / m > worst) worst = d / m;
             }
             CHECK_MSG(worst <= 1e-6, "unary op %d n=%lld: worst elementwise rel err %.3e", op, (long long)ns[s], worst);
             CHECK_OK(fast_be->iface->unary(fast_be, (enum infvsr_unary_op)op, &x.t, &x.t, NULL));
