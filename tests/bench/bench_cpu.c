@@ -4,7 +4,7 @@
  * the machine's f32 peak estimate (cores x GHz x 32 FLOP/cycle: AVX2, 2 FMA ports).
  *
  *   bench_cpu [n_threads] [repeats] [only]   (tests/bench/bench_cpu.sh runs it)
- * `only` = linear, attention, unary or conv3d runs just that family. */
+ * `only` = linear, attention, unary, resize or conv3d runs just that family. */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -230,6 +230,32 @@ static void bench_unary(struct infvsr_backend * be, int64_t n) {
     infvsr_tensor_release(&c.x), infvsr_tensor_release(&c.y);
 }
 
+/* ---- resize ---- */
+
+struct resize_ctx {
+    struct infvsr_backend * be;
+    enum infvsr_resize_mode mode;
+    struct infvsr_tensor    x, y;
+};
+
+static void run_resize(void * p) {
+    struct resize_ctx * c = p;
+    INFVSR_ASSERT(c->be->iface->resize(c->be, c->mode, &c->x, &c->y, NULL) == INFVSR_OK);
+}
+
+static void bench_resize(struct infvsr_backend * be, const char * what, enum infvsr_resize_mode mode, int hi, int wi,
+                         int ho, int wo) {
+    int64_t sx[3] = { 3, hi, wi }, sy[3] = { 3, ho, wo };
+    struct resize_ctx c = { .be = be, .mode = mode };
+    INFVSR_ASSERT(infvsr_tensor_alloc(&c.x, "x", INFVSR_TYPE_F32, 3, sx) == INFVSR_OK);
+    INFVSR_ASSERT(infvsr_tensor_alloc(&c.y, "y", INFVSR_TYPE_F32, 3, sy) == INFVSR_OK);
+    test_fill_uniform(c.x.data, (size_t)(3 * hi * wi), 0, 1, 12);
+    double t = time_median(run_resize, &c);
+    printf("resize %-22s 3x%dx%d -> 3x%dx%d  %7.2f ms  %7.1f Mpix/s out\n", what, hi, wi, ho, wo, t * 1e3,
+           3.0 * ho * wo / t * 1e-6);
+    infvsr_tensor_release(&c.x), infvsr_tensor_release(&c.y);
+}
+
 int main(int argc, char ** argv) {
     struct infvsr_cpu_params p = infvsr_cpu_default_params();
     if (argc > 1) p.n_threads = atoi(argv[1]);
@@ -265,6 +291,10 @@ int main(int argc, char ** argv) {
         bench_attention(be, "VAE", 4096, 4096, 0, 1, 384);
     }
     if (!*only || strcmp(only, "unary") == 0) bench_unary(be, 8 << 20);
+    if (!*only || strcmp(only, "resize") == 0) {
+        bench_resize(be, "bicubic AA x4", INFVSR_RESIZE_BICUBIC_AA, 270, 480, 1080, 1920);
+        bench_resize(be, "bilinear AA to 384", INFVSR_RESIZE_BILINEAR_AA, 1080, 1920, 384, 384);
+    }
     if (!*only || strcmp(only, "conv3d") == 0) {
         bench_conv3d(be, 96, 4, 64, INFVSR_TYPE_F32);
         bench_conv3d(be, 96, 4, 64, INFVSR_TYPE_BF16);
