@@ -5,7 +5,9 @@ chunks at HxW (9 frames, then 12), saved as WORK/frames.safetensors (frames_0, f
 the reference latents as WORK/latents.safetensors (latents_0, latents_1). Times the PyTorch f32
 CPU streaming encode and decode of each chunk (median of --repeat runs, each from a fresh
 session) with --threads threads and prints lines `torch encode chunk I: S s` for the shell
-script; `--check OUT_ENC OUT_DEC` instead compares the C outputs with the reference."""
+script. When WORK already holds vae96.pth, the same model and frames are reused (the shell
+script alternates PyTorch and C rounds so that load from other processes hits both alike).
+`--check OUT_ENC OUT_DEC` instead compares the C outputs with the reference."""
 import argparse
 import os
 import statistics
@@ -42,12 +44,18 @@ def main():
             print(f"parity chunk {i}: encode rel err {rel(enc_c[f'latents_{i}'], lat[f'latents_{i}']):.2e}, "
                   f"decode rel err {rel(dec_c[f'decoded_{i}'], dec[f'decoded_{i}']):.2e}")
         return
-    torch.manual_seed(0)
     model = vae_ref.VideoVAE(dim=96).eval()
-    vae_ref.random_weights_(model, 0)
-    torch.save(model.state_dict(), os.path.join(w, "vae96.pth"))
-    frames = [torch.rand(3, n, a.height, a.width) * 2 - 1 for n in (9, 12)]
-    st_io.save(os.path.join(w, "frames.safetensors"), {f"frames_{i}": f for i, f in enumerate(frames)})
+    pth = os.path.join(w, "vae96.pth")
+    if os.path.exists(pth):   # later rounds: same model and frames
+        model.load_state_dict(torch.load(pth))
+        fr = st_io.load(os.path.join(w, "frames.safetensors"))
+        frames = [fr["frames_0"], fr["frames_1"]]
+    else:
+        torch.manual_seed(0)
+        vae_ref.random_weights_(model, 0)
+        torch.save(model.state_dict(), pth)
+        frames = [torch.rand(3, n, a.height, a.width) * 2 - 1 for n in (9, 12)]
+        st_io.save(os.path.join(w, "frames.safetensors"), {f"frames_{i}": f for i, f in enumerate(frames)})
 
     enc_t, dec_t = [[], []], [[], []]
     for _ in range(a.repeat):
@@ -68,7 +76,6 @@ def main():
     for i in range(2):
         print(f"torch encode chunk {i}: {statistics.median(enc_t[i]):.4f} s")
         print(f"torch decode chunk {i}: {statistics.median(dec_t[i]):.4f} s")
-
 
 if __name__ == "__main__":
     main()
