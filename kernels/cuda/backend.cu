@@ -242,6 +242,7 @@ extern "C" enum infvsr_status infvsr_cuda_backend_init(int device, struct infvsr
     c->device = device;
     c->prop   = prop;
     c->attn_kernel      = INFVSR_CUDA_ATTN_AUTO;
+    c->conv_kernel      = INFVSR_CUDA_CONV_AUTO;
     c->last_attn_kernel = "";
     snprintf(c->name, sizeof c->name, "cuda:%d (%.40s)", device, prop.name);
     box->be.iface   = &cuda_iface;
@@ -308,6 +309,11 @@ extern "C" void infvsr_cuda_backend_trim(struct infvsr_backend * be) {
 extern "C" void infvsr_cuda_backend_set_attention_kernel(struct infvsr_backend * be,
                                                          enum infvsr_cuda_attn_kernel k) {
     if (be && (int)k >= INFVSR_CUDA_ATTN_AUTO && k <= INFVSR_CUDA_ATTN_SIMT) cu_ctx(be)->attn_kernel = k;
+}
+
+extern "C" void infvsr_cuda_backend_set_conv_kernel(struct infvsr_backend * be,
+                                                    enum infvsr_cuda_conv_kernel k) {
+    if (be && (int)k >= INFVSR_CUDA_CONV_AUTO && k <= INFVSR_CUDA_CONV_IMPLICIT) cu_ctx(be)->conv_kernel = k;
 }
 
 extern "C" const char * infvsr_cuda_backend_last_attention_kernel(struct infvsr_backend * be) {

@@ -8,7 +8,8 @@
  * processing output positions in chunks whose column buffer fits in CU_COL_BUDGET, a
  * pooled temporary (so it is allocated once and reused every call). A 1x1x1 stride-1
  * unpadded conv skips im2col entirely (x already is the [K, P] column matrix).
- * See docs/CUDA.md: an implicit-GEMM kernel is the known next step for the VAE.
+ * conv3d_implicit.cu holds an implicit-GEMM tensor-core kernel (bf16), selectable with
+ * infvsr_cuda_backend_set_conv_kernel; it becomes the default once measured on a GPU.
  *
  * GEMM mapping (row-major -> cuBLASLt column-major, no transposes):
  *   y[Cout, P] = W[Cout, K] . col[K, P]   ==  D(P x Cout, ld P) = A(P x K, ld pc) . B(K x Cout, ld K)
@@ -126,6 +127,12 @@ enum infvsr_status cu_conv3d(struct infvsr_backend * be, const struct infvsr_con
         CHECK_ST(cu_scratch(c, (size_t)cu_numel(w) * es, &s.w, err));
         CHECK_ST(cu_convert(c, w->data, w->dtype, s.w, ab, cu_numel(w), err));
         wptr = s.w;
+    }
+    if (c->conv_kernel == INFVSR_CUDA_CONV_IMPLICIT && ab == INFVSR_TYPE_BF16) {
+        const int stride[3] = { g.st, g.sh, g.sw };
+        return cu_conv3d_implicit(c, x->data, wptr, a->b ? a->b->data : nullptr, a->b ? a->b->dtype : 0,
+                                  y->data, y->dtype, x->shape, w->shape, y->shape, stride, g.pt, g.pl,
+                                  err);
     }
     const bool direct = g.kt == 1 && g.kh == 1 && g.kw == 1 && g.st == 1 && g.sh == 1 && g.sw == 1 &&
                         a->pad_top == 0 && a->pad_bottom == 0 && a->pad_left == 0 && a->pad_right == 0;

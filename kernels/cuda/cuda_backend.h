@@ -51,6 +51,17 @@ void         infvsr_cuda_backend_set_attention_kernel(struct infvsr_backend * be
 /* Which kernel the last attention call launched: "mma", "wmma", "simt" ("" before any). */
 const char * infvsr_cuda_backend_last_attention_kernel(struct infvsr_backend * be);
 
+/* conv3d implementation: AUTO = IM2COL (im2col chunks + cuBLASLt, exact in f32) until
+ * the implicit-GEMM kernel has been validated and timed on a GPU. IMPLICIT applies to
+ * bf16 activations only (f32 calls use IM2COL). */
+enum infvsr_cuda_conv_kernel {
+    INFVSR_CUDA_CONV_AUTO = 0,
+    INFVSR_CUDA_CONV_IM2COL,
+    INFVSR_CUDA_CONV_IMPLICIT,
+};
+void         infvsr_cuda_backend_set_conv_kernel(struct infvsr_backend * be,
+                                                 enum infvsr_cuda_conv_kernel k);
+
 /* The backend's stream (cudaStream_t as void*), for benchmarks timing with events. */
 void *       infvsr_cuda_backend_stream(struct infvsr_backend * be);
 

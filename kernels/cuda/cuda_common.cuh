@@ -29,6 +29,7 @@ struct cuda_ctx {
     size_t                lt_workspace_size;
     struct cuda_pool *    pool;
     int                   attn_kernel;       /* enum infvsr_cuda_attn_kernel */
+    int                   conv_kernel;       /* enum infvsr_cuda_conv_kernel */
     const char *          last_attn_kernel;  /* "mma", "wmma", "simt" or ""  */
     bool                  failed;
     char                  first_error[INFVSR_ERR_MSG_MAX];
@@ -247,3 +248,11 @@ struct cu_gemm {
     const void *          bias;
 };
 enum infvsr_status cu_gemm_run(struct cuda_ctx * c, const struct cu_gemm * g, struct infvsr_err * err);
+
+/* Implicit-GEMM conv3d on tensor cores (conv3d_implicit.cu). x, w bf16; y bf16 or f32;
+ * shapes as validated by cu_conv3d; stride = {st, sh, sw}. */
+enum infvsr_status cu_conv3d_implicit(struct cuda_ctx * c, const void * x, const void * w,
+                                      const void * bias, int bias_dtype, void * y, int y_dtype,
+                                      const int64_t * xs, const int64_t * ws, const int64_t * ys,
+                                      const int * stride, int pad_top, int pad_left,
+                                      struct infvsr_err * err);

@@ -7,7 +7,7 @@
  *     FLOPs = 4 Nq Nk D H (QK^T and PV); the VAE mid-block attention (one head of 384
  *     over a 90x160 latent frame, bf16); and the fp32 SIMT kernel for scale;
  *   - conv3d 96 -> 96, 3x3x3, pad 1 on [96, 6, 180, 320] bf16 (a quarter-size VAE
- *     stage; im2col + GEMM).
+ *     stage), im2col + cuBLASLt and the implicit-GEMM kernel.
  * Timing: CUDA events on the backend's stream around each call, 3 warm-up calls, then
  * the median of N timed calls. Inputs are random (never zeros). Prints a table.
  * Exits 77 ("SKIP") without a GPU. Usage: bench_cuda [iterations] */
@@ -225,7 +225,7 @@ static enum infvsr_status run_conv(void * p) {
     return st;
 }
 
-static void bench_conv(int64_t C, int64_t T, int64_t H, int64_t W) {
+static void bench_conv(int64_t C, int64_t T, int64_t H, int64_t W, const char * what) {
     struct conv_ctx c;
     int64_t sx[4] = { C, T, H, W }, sw[5] = { C, C, 3, 3, 3 }, sb[1] = { C }, sy[4] = { C, T - 2, H, W };
     dev_rand(&c.x, "x", INFVSR_TYPE_BF16, 4, sx, -1, 1, 21);
@@ -236,7 +236,7 @@ static void bench_conv(int64_t C, int64_t T, int64_t H, int64_t W) {
     char shape[64];
     snprintf(shape, sizeof shape, "%lld->%lld 3x3x3 [%lld,%lld,%lld]", (long long)C, (long long)C, (long long)T,
              (long long)H, (long long)W);
-    row("conv3d bf16 (im2col)", shape, 2.0 * C * C * 27 * (T - 2) * H * W, ms, 0);
+    row(what, shape, 2.0 * C * C * 27 * (T - 2) * H * W, ms, 0);
     g_be->iface->tensor_free(g_be, &c.x);
     g_be->iface->tensor_free(g_be, &c.w);
     g_be->iface->tensor_free(g_be, &c.b);
@@ -265,7 +265,11 @@ int main(int argc, char ** argv) {
     infvsr_cuda_backend_set_attention_kernel(g_be, INFVSR_CUDA_ATTN_AUTO);
     bench_attention(14400, 14400, 0, 1, 384, INFVSR_TYPE_BF16, "attn bf16 D384");
     bench_attention(2048, 2048, 0, 1, 384, INFVSR_TYPE_F32, "attn f32 D384");
-    bench_conv(96, 6, 180, 320);
+    infvsr_cuda_backend_set_conv_kernel(g_be, INFVSR_CUDA_CONV_IM2COL);
+    bench_conv(96, 6, 180, 320, "conv3d bf16 im2col");
+    infvsr_cuda_backend_set_conv_kernel(g_be, INFVSR_CUDA_CONV_IMPLICIT);
+    bench_conv(96, 6, 180, 320, "conv3d bf16 implicit");
+    infvsr_cuda_backend_set_conv_kernel(g_be, INFVSR_CUDA_CONV_AUTO);
     struct infvsr_cuda_pool_stats ps;
     infvsr_cuda_backend_pool_stats(g_be, &ps);
     printf("pool: peak %.1f MiB, reserved %.1f MiB, %llu cudaMalloc calls\n", ps.bytes_peak / 1048576.0,

@@ -406,7 +406,9 @@ static void test_rope(void) {
 
 static void conv_case(int64_t cin, int64_t T, int64_t H, int64_t W, int64_t cout, int kt, int kh, int kw,
                       int st, int sh, int sw, int pt, int pb, int pl, int pr, bool bias) {
-    FOR_DT {
+    /* bf16 runs both implementations (im2col + cuBLASLt, implicit GEMM); f32 only im2col */
+    FOR_DT for (int impl = 0; impl < (dt == INFVSR_TYPE_BF16 ? 2 : 1); impl++) {
+        infvsr_cuda_backend_set_conv_kernel(g_gpu, impl ? INFVSR_CUDA_CONV_IMPLICIT : INFVSR_CUDA_CONV_IM2COL);
         struct both x, w, b, y;
         struct infvsr_err err = { 0 };
         const int64_t to = (T - kt) / st + 1, ho = (H + pt + pb - kh) / sh + 1, wo = (W + pl + pr - kw) / sw + 1;
@@ -421,9 +423,11 @@ static void conv_case(int64_t cin, int64_t T, int64_t H, int64_t W, int64_t cout
         enum infvsr_status s1 = g_cpu->iface->conv3d(g_cpu, &ac, NULL);
         enum infvsr_status s2 = g_gpu->iface->conv3d(g_gpu, &ag, &err);
         char what[80];
-        snprintf(what, sizeof what, "%lld->%lld k%dx%dx%d s%d%d%d p%d%d%d%d [%lld,%lld,%lld]", (long long)cin,
-                 (long long)cout, kt, kh, kw, st, sh, sw, pt, pb, pl, pr, (long long)T, (long long)H, (long long)W);
+        snprintf(what, sizeof what, "%lld->%lld k%d%d%d s%d%d%d p%d%d%d%d [%lld,%lld,%lld] %s", (long long)cin,
+                 (long long)cout, kt, kh, kw, st, sh, sw, pt, pb, pl, pr, (long long)T, (long long)H, (long long)W,
+                 impl ? "implicit" : "im2col");
         compare("conv3d", what, dt, &y, s1, s2, err.msg);
+        infvsr_cuda_backend_set_conv_kernel(g_gpu, INFVSR_CUDA_CONV_AUTO);
         both_free(&x); both_free(&w); both_free(&y);
         if (bias) both_free(&b);
     }
@@ -434,6 +438,7 @@ static void test_conv3d(void) {
     conv_case(6, 3, 12, 10, 5, 1, 3, 3, 1, 2, 2, 0, 1, 0, 1, true);   /* downsample 2-D    */
     conv_case(16, 2, 7, 9, 24, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, true);   /* 1x1x1 (no im2col) */
     conv_case(4, 6, 8, 8, 8, 3, 1, 1, 2, 1, 1, 0, 0, 0, 0, false);    /* time conv stride 2 */
+    conv_case(3, 3, 20, 37, 70, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, true);  /* Cin=3 (K=81, ragged), several tiles */
 }
 
 static void resize_case(enum infvsr_resize_mode mode, const char * name, int64_t C, int64_t H, int64_t W,
