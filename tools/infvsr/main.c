@@ -13,6 +13,8 @@ struct command {
 static const struct command commands[] = {
     { "inspect", infvsr_cmd_inspect, "list the tensors of a checkpoint (.pth/.ckpt/.safetensors)" },
     { "run",     infvsr_cmd_run,     "run one model module on tensors from a safetensors file" },
+    { "upscale", infvsr_cmd_upscale, "super-resolve a video file (FFmpeg in/out, audio copied)" },
+    { "make-tiny-model", infvsr_cmd_make_tiny, "write a RANDOM-weight demo model directory (output not meaningful)" },
     { NULL, NULL, NULL },
 };
 

@@ -1,0 +1,435 @@
+/* `infvsr make-tiny-model DIR [--seed N] [--config CFG.json]`: writes a demo model with the
+ * InfVSR architecture at tiny widths (config/models/infvsr-tiny.json) and deterministic RANDOM
+ * weights, as the four files of a model directory in safetensors format plus model.json and
+ * README.txt. Its output is NOT meaningful super-resolution: it exists so that
+ * `infvsr upscale --model-dir DIR` runs end to end on a fresh machine without the official
+ * checkpoints (and for smoke tests and benchmarks).
+ *
+ * Key names and shapes are exactly what the loaders read (MODEL-SPEC §4.9, §5.9/Appendix A,
+ * §6.4): the DiT in bf16 as InfVSR.ckpt ships it, the VAE, Swin (with the "model." prefix of
+ * ram_swin_large_14m.pth) and DAPE in f32. Scales keep activations O(1): weights
+ * N(0, 1/fan_in), biases N(0, 0.05^2), norm gains 1 + N(0, 0.1^2), modulations N(0, 0.1^2),
+ * the VAE decoder head x0.3 so that decoded frames stay mostly inside [-1, 1]. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "commands.h"
+#include "infvsr/model_config.h"
+#include "infvsr/session.h"
+#include "infvsr/tensor.h"
+#include "infvsr/weights.h"
+
+enum init_kind { INIT_FAN_IN, INIT_BIAS, INIT_GAIN, INIT_MOD, INIT_TABLE, INIT_UNIT };
+
+struct tlist {
+    struct infvsr_tensor * t;
+    size_t                 n, cap;
+    enum infvsr_dtype      dtype;
+    uint64_t               rng;
+    bool                   oom;
+};
+
+/* splitmix64 + Box-Muller: the same numbers on every machine. */
+static double uniform01(uint64_t * s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return ((double)(z >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+}
+
+static double normal(uint64_t * s) {
+    double u = uniform01(s), v = uniform01(s);
+    return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
+}
+
+static void add(struct tlist * l, const char * name, enum init_kind kind, float scale, int ndim, ...) {
+    if (l->oom) return;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 256;
+        struct infvsr_tensor * t = realloc(l->t, cap * sizeof *t);
+        if (!t) { l->oom = true; return; }
+        l->t = t, l->cap = cap;
+    }
+    int64_t shape[INFVSR_MAX_DIMS];
+    va_list ap;
+    va_start(ap, ndim);
+    for (int i = 0; i < ndim; i++) shape[i] = va_arg(ap, int64_t);
+    va_end(ap);
+    struct infvsr_tensor * t = &l->t[l->n];
+    if (infvsr_tensor_alloc(t, name, l->dtype, ndim, shape) != INFVSR_OK) { l->oom = true; return; }
+    l->n++;
+    int64_t n = infvsr_tensor_numel(t), fan_in = n / (shape[0] > 0 ? shape[0] : 1);
+    for (int64_t i = 0; i < n; i++) {
+        double z = normal(&l->rng), v;
+        switch (kind) {
+        case INIT_FAN_IN: v = z / sqrt((double)fan_in); break;
+        case INIT_BIAS:   v = 0.05 * z; break;
+        case INIT_GAIN:   v = 1.0 + 0.1 * z; break;
+        case INIT_MOD:    v = 0.1 * z; break;
+        case INIT_TABLE:  v = 0.5 * z; break;
+        default:          v = z; break;
+        }
+        float f = (float)v * scale;
+        infvsr_convert_from_f32((char *)t->data + (size_t)i * infvsr_dtype_size(l->dtype), l->dtype, &f, 1);
+    }
+}
+
+#define I(x) ((int64_t)(x))
+
+static void add_lin(struct tlist * l, const char * name, int64_t out, int64_t in) {
+    char k[160];
+    snprintf(k, sizeof k, "%s.weight", name);
+    add(l, k, INIT_FAN_IN, 1, 2, out, in);
+    snprintf(k, sizeof k, "%s.bias", name);
+    add(l, k, INIT_BIAS, 1, 1, out);
+}
+
+/* ---- DiT (MODEL-SPEC §4.9) ---- */
+static void dit_keys(struct tlist * l, const struct infvsr_dit_config * c) {
+    const int64_t d = c->dim;
+    add(l, "patch_embedding.weight", INIT_FAN_IN, 1, 5, d, I(c->in_dim), I(1), I(2), I(2));
+    add(l, "patch_embedding.bias", INIT_BIAS, 1, 1, d);
+    add_lin(l, "text_embedding.0", d, c->text_dim);
+    add_lin(l, "text_embedding.2", d, d);
+    add_lin(l, "time_embedding.0", d, c->freq_dim);
+    add_lin(l, "time_embedding.2", d, d);
+    add_lin(l, "time_projection.1", 6 * d, d);
+    add(l, "head.modulation", INIT_MOD, 1, 3, I(1), I(2), d);
+    add_lin(l, "head.head", I(c->out_dim) * 4, d);
+    char k[160];
+    for (int i = 0; i < c->num_layers; i++) {
+        snprintf(k, sizeof k, "blocks.%d.modulation", i);
+        add(l, k, INIT_MOD, 1, 3, I(1), I(6), d);
+        static const char * const which[2] = { "self_attn", "cross_attn" };
+        for (int a = 0; a < 2; a++) {
+            static const char * const proj[4] = { "q", "k", "v", "o" };
+            for (int p = 0; p < 4; p++) {
+                snprintf(k, sizeof k, "blocks.%d.%s.%s", i, which[a], proj[p]);
+                add_lin(l, k, d, d);
+            }
+            snprintf(k, sizeof k, "blocks.%d.%s.norm_q.weight", i, which[a]);
+            add(l, k, INIT_GAIN, 1, 1, d);
+            snprintf(k, sizeof k, "blocks.%d.%s.norm_k.weight", i, which[a]);
+            add(l, k, INIT_GAIN, 1, 1, d);
+        }
+        snprintf(k, sizeof k, "blocks.%d.norm3.weight", i);
+        add(l, k, INIT_GAIN, 1, 1, d);
+        snprintf(k, sizeof k, "blocks.%d.norm3.bias", i);
+        add(l, k, INIT_BIAS, 1, 1, d);
+        snprintf(k, sizeof k, "blocks.%d.ffn.0", i);
+        add_lin(l, k, c->ffn_dim, d);
+        snprintf(k, sizeof k, "blocks.%d.ffn.2", i);
+        add_lin(l, k, d, c->ffn_dim);
+    }
+}
+
+/* ---- VAE (MODEL-SPEC §5.3, §5.4, Appendix A) ---- */
+static void vae_conv(struct tlist * l, const char * name, int cin, int cout, int kt, int kh, int kw, float scale) {
+    char k[160];
+    snprintf(k, sizeof k, "%s.weight", name);
+    if (kt == 0) add(l, k, INIT_FAN_IN, scale, 4, I(cout), I(cin), I(kh), I(kw));
+    else         add(l, k, INIT_FAN_IN, scale, 5, I(cout), I(cin), I(kt), I(kh), I(kw));
+    snprintf(k, sizeof k, "%s.bias", name);
+    add(l, k, INIT_BIAS, 1, 1, I(cout));
+}
+
+static void vae_residual(struct tlist * l, const char * name, int cin, int cout) {
+    char k[160];
+    snprintf(k, sizeof k, "%s.residual.0.gamma", name);
+    add(l, k, INIT_GAIN, 1, 4, I(cin), I(1), I(1), I(1));
+    snprintf(k, sizeof k, "%s.residual.2", name);
+    vae_conv(l, k, cin, cout, 3, 3, 3, 1);
+    snprintf(k, sizeof k, "%s.residual.3.gamma", name);
+    add(l, k, INIT_GAIN, 1, 4, I(cout), I(1), I(1), I(1));
+    snprintf(k, sizeof k, "%s.residual.6", name);
+    vae_conv(l, k, cout, cout, 3, 3, 3, 1);
+    if (cin != cout) {
+        snprintf(k, sizeof k, "%s.shortcut", name);
+        vae_conv(l, k, cin, cout, 1, 1, 1, 1);
+    }
+}
+
+static void vae_middle(struct tlist * l, const char * part, int d) {
+    char k[160];
+    snprintf(k, sizeof k, "%s.middle.0", part);
+    vae_residual(l, k, d, d);
+    snprintf(k, sizeof k, "%s.middle.1.norm.gamma", part);
+    add(l, k, INIT_GAIN, 1, 3, I(d), I(1), I(1));
+    snprintf(k, sizeof k, "%s.middle.1.to_qkv.weight", part);
+    add(l, k, INIT_FAN_IN, 1, 4, I(3 * d), I(d), I(1), I(1));
+    snprintf(k, sizeof k, "%s.middle.1.to_qkv.bias", part);
+    add(l, k, INIT_BIAS, 1, 1, I(3 * d));
+    snprintf(k, sizeof k, "%s.middle.1.proj.weight", part);
+    add(l, k, INIT_FAN_IN, 1, 4, I(d), I(d), I(1), I(1));
+    snprintf(k, sizeof k, "%s.middle.1.proj.bias", part);
+    add(l, k, INIT_BIAS, 1, 1, I(d));
+    snprintf(k, sizeof k, "%s.middle.2", part);
+    vae_residual(l, k, d, d);
+}
+
+/* mode: 0 down2d, 1 down3d, 2 up3d, 3 up2d */
+static void vae_resample(struct tlist * l, const char * name, int mode, int c) {
+    char k[160];
+    bool up = mode >= 2;
+    snprintf(k, sizeof k, "%s.resample.1", name);
+    vae_conv(l, k, c, up ? c / 2 : c, 0, 3, 3, 1);
+    snprintf(k, sizeof k, "%s.time_conv", name);
+    if (mode == 1) vae_conv(l, k, c, c, 3, 1, 1, 1);
+    if (mode == 2) vae_conv(l, k, c, 2 * c, 3, 1, 1, 1);
+}
+
+static void vae_keys(struct tlist * l, const struct infvsr_vae_config * cfg) {
+    char k[160];
+    int dims[5] = { cfg->dim };
+    for (int i = 0; i < 4; i++) dims[i + 1] = cfg->dim * cfg->dim_mult[i];
+    int idx = 0, cin = dims[0];
+    vae_conv(l, "encoder.conv1", 3, dims[0], 3, 3, 3, 1);
+    for (int i = 0; i < 4; i++) {
+        int cout = dims[i + 1];
+        for (int j = 0; j < cfg->num_res_blocks; j++, cin = cout) {
+            snprintf(k, sizeof k, "encoder.downsamples.%d", idx++);
+            vae_residual(l, k, cin, cout);
+        }
+        if (i != 3) {
+            snprintf(k, sizeof k, "encoder.downsamples.%d", idx++);
+            vae_resample(l, k, i == 0 ? 0 : 1, cout);
+        }
+    }
+    vae_middle(l, "encoder", cin);
+    add(l, "encoder.head.0.gamma", INIT_GAIN, 1, 4, I(cin), I(1), I(1), I(1));
+    vae_conv(l, "encoder.head.2", cin, 2 * cfg->z_dim, 3, 3, 3, 1);
+    vae_conv(l, "conv1", 2 * cfg->z_dim, 2 * cfg->z_dim, 1, 1, 1, 1);
+    vae_conv(l, "conv2", cfg->z_dim, cfg->z_dim, 1, 1, 1, 1);
+
+    const int * mu = cfg->dim_mult;
+    int dd[5] = { cfg->dim * mu[3], cfg->dim * mu[3], cfg->dim * mu[2], cfg->dim * mu[1], cfg->dim * mu[0] };
+    idx = 0;
+    vae_conv(l, "decoder.conv1", cfg->z_dim, dd[0], 3, 3, 3, 1);
+    vae_middle(l, "decoder", dd[0]);
+    int cout = dd[0];
+    for (int i = 0; i < 4; i++) {
+        int ci = i == 0 ? dd[0] : dd[i] / 2;
+        cout = dd[i + 1];
+        for (int j = 0; j < cfg->num_res_blocks + 1; j++, ci = cout) {
+            snprintf(k, sizeof k, "decoder.upsamples.%d", idx++);
+            vae_residual(l, k, ci, cout);
+        }
+        if (i != 3) {
+            snprintf(k, sizeof k, "decoder.upsamples.%d", idx++);
+            vae_resample(l, k, i < 2 ? 2 : 3, cout);
+        }
+    }
+    add(l, "decoder.head.0.gamma", INIT_GAIN, 1, 4, I(cout), I(1), I(1), I(1));
+    vae_conv(l, "decoder.head.2", cout, 3, 3, 3, 3, 0.3f);
+}
+
+/* ---- RAM Swin-L visual encoder + image_proj (MODEL-SPEC §6.4), and DAPE ---- */
+static void ram_keys(struct tlist * l, const struct infvsr_visual_config * c) {
+    char k[200];
+    const int64_t c0 = c->embed_dim, p = c->patch_size;
+    add(l, "model.visual_encoder.patch_embed.proj.weight", INIT_FAN_IN, 1, 4, c0, I(3), p, p);
+    add(l, "model.visual_encoder.patch_embed.proj.bias", INIT_BIAS, 1, 1, c0);
+    add(l, "model.visual_encoder.patch_embed.norm.weight", INIT_GAIN, 1, 1, c0);
+    add(l, "model.visual_encoder.patch_embed.norm.bias", INIT_BIAS, 1, 1, c0);
+    int res = c->img_size / c->patch_size;
+    for (int s = 0; s < 4; s++, res /= 2) {
+        const int64_t ch = c0 << s, hidden = ch * c->mlp_ratio;
+        const int ws = res <= c->window_size ? res : c->window_size;
+        const int64_t table = (int64_t)(2 * ws - 1) * (2 * ws - 1);
+        for (int b = 0; b < c->depths[s]; b++) {
+            char pre[96];
+            snprintf(pre, sizeof pre, "model.visual_encoder.layers.%d.blocks.%d.", s, b);
+#define K(sfx) (snprintf(k, sizeof k, "%s%s", pre, sfx), k)
+            add(l, K("norm1.weight"), INIT_GAIN, 1, 1, ch);
+            add(l, K("norm1.bias"), INIT_BIAS, 1, 1, ch);
+            add(l, K("attn.relative_position_bias_table"), INIT_TABLE, 1, 2, table, I(c->num_heads[s]));
+            add_lin(l, K("attn.qkv"), 3 * ch, ch);
+            add_lin(l, K("attn.proj"), ch, ch);
+            add(l, K("norm2.weight"), INIT_GAIN, 1, 1, ch);
+            add(l, K("norm2.bias"), INIT_BIAS, 1, 1, ch);
+            add_lin(l, K("mlp.fc1"), hidden, ch);
+            add_lin(l, K("mlp.fc2"), ch, hidden);
+#undef K
+        }
+        if (s < 3) {
+            snprintf(k, sizeof k, "model.visual_encoder.layers.%d.downsample.norm.weight", s);
+            add(l, k, INIT_GAIN, 1, 1, 4 * ch);
+            snprintf(k, sizeof k, "model.visual_encoder.layers.%d.downsample.norm.bias", s);
+            add(l, k, INIT_BIAS, 1, 1, 4 * ch);
+            snprintf(k, sizeof k, "model.visual_encoder.layers.%d.downsample.reduction.weight", s);
+            add(l, k, INIT_FAN_IN, 1, 2, 2 * ch, 4 * ch);
+        }
+    }
+    add(l, "model.visual_encoder.norm.weight", INIT_GAIN, 1, 1, 8 * c0);
+    add(l, "model.visual_encoder.norm.bias", INIT_BIAS, 1, 1, 8 * c0);
+    add_lin(l, "model.image_proj", c->out_dim, 8 * c0);
+}
+
+static void dape_keys(struct tlist * l, const struct infvsr_visual_config * c) {
+    char k[160];
+    const int64_t r = c->lora_rank;
+    for (int s = 0; s < 4; s++) {
+        const int64_t ch = (int64_t)c->embed_dim << s;
+        for (int b = 0; b < c->depths[s]; b++) {
+            snprintf(k, sizeof k, "visual_encoder.layers.%d.blocks.%d.attn.qkv.lora_A", s, b);
+            add(l, k, INIT_FAN_IN, 1, 2, 2 * r, ch);
+            /* small B: the merge changes q and v without dominating them */
+            snprintf(k, sizeof k, "visual_encoder.layers.%d.blocks.%d.attn.qkv.lora_B", s, b);
+            add(l, k, INIT_FAN_IN, 1, 2, 2 * ch, r);
+        }
+    }
+}
+
+static void tlist_free(struct tlist * l) {
+    for (size_t i = 0; i < l->n; i++) infvsr_tensor_release(&l->t[i]);
+    free(l->t);
+    memset(l, 0, sizeof *l);
+}
+
+static int write_file(const char * dir, const char * name, struct tlist * l) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    struct infvsr_err err = { 0 };
+    if (l->oom) {
+        fprintf(stderr, "infvsr make-tiny-model: out of memory building %s\n", name);
+        return 1;
+    }
+    if (infvsr_safetensors_write(path, l->t, l->n, &err) != INFVSR_OK) {
+        fprintf(stderr, "infvsr make-tiny-model: %s: %s\n", path, err.msg);
+        return 1;
+    }
+    return 0;
+}
+
+static struct infvsr_model_config tiny_config(void) {
+    struct infvsr_model_config c = { .name = "infvsr-tiny-random" };
+    c.dit = (struct infvsr_dit_config){ .dim = 128, .ffn_dim = 256, .num_heads = 2, .num_layers = 2, .in_dim = 16,
+                                        .out_dim = 16, .freq_dim = 256, .text_dim = 64, .eps = 1e-6f };
+    c.vae = (struct infvsr_vae_config){ .dim = 8, .z_dim = 16, .dim_mult = { 1, 2, 4, 4 }, .num_res_blocks = 2 };
+    c.visual = (struct infvsr_visual_config){ .img_size = 384, .patch_size = 4, .embed_dim = 32,
+                                              .depths = { 2, 2, 2, 2 }, .num_heads = { 1, 2, 4, 8 },
+                                              .window_size = 12, .mlp_ratio = 4, .lora_rank = 8, .out_dim = 64 };
+    return c;
+}
+
+static int write_config(const char * dir, const struct infvsr_model_config * c, unsigned long long seed) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, INFVSR_MODEL_FILE_CONFIG);
+    FILE * f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "infvsr make-tiny-model: cannot write %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    const struct infvsr_visual_config * v = &c->visual;
+    fprintf(f,
+            "{\n  \"name\": \"%s\",\n"
+            "  \"description\": \"RANDOM WEIGHTS (seed %llu) - output is not meaningful. Demo/test model made by "
+            "infvsr make-tiny-model.\",\n"
+            "  \"dit\": {\n    \"dim\": %d, \"ffn_dim\": %d, \"num_heads\": %d, \"num_layers\": %d,\n"
+            "    \"in_dim\": %d, \"out_dim\": %d, \"freq_dim\": %d, \"text_dim\": %d, \"eps\": %g\n  },\n"
+            "  \"vae\": {\n    \"dim\": %d, \"z_dim\": %d, \"dim_mult\": [%d, %d, %d, %d], \"num_res_blocks\": %d\n  },\n"
+            "  \"visual\": {\n    \"img_size\": %d, \"patch_size\": %d, \"embed_dim\": %d, \"depths\": [%d, %d, %d, %d],\n"
+            "    \"num_heads\": [%d, %d, %d, %d], \"window_size\": %d, \"mlp_ratio\": %d, \"lora_rank\": %d,\n"
+            "    \"out_dim\": %d\n  }\n}\n",
+            c->name, seed, c->dit.dim, c->dit.ffn_dim, c->dit.num_heads, c->dit.num_layers, c->dit.in_dim,
+            c->dit.out_dim, c->dit.freq_dim, c->dit.text_dim, (double)c->dit.eps, c->vae.dim, c->vae.z_dim,
+            c->vae.dim_mult[0], c->vae.dim_mult[1], c->vae.dim_mult[2], c->vae.dim_mult[3], c->vae.num_res_blocks,
+            v->img_size, v->patch_size, v->embed_dim, v->depths[0], v->depths[1], v->depths[2], v->depths[3],
+            v->num_heads[0], v->num_heads[1], v->num_heads[2], v->num_heads[3], v->window_size, v->mlp_ratio,
+            v->lora_rank, v->out_dim);
+    int bad = ferror(f);
+    bad |= fclose(f);
+    if (bad) fprintf(stderr, "infvsr make-tiny-model: write error on %s\n", path);
+    snprintf(path, sizeof path, "%s/README.txt", dir);
+    f = fopen(path, "w");
+    if (!f) return 1;
+    fprintf(f,
+            "RANDOM WEIGHTS - output is not meaningful.\n\n"
+            "This directory was written by `infvsr make-tiny-model` (seed %llu): the InfVSR architecture at tiny\n"
+            "widths (model.json) with deterministic random weights, in the four files an InfVSR model directory\n"
+            "holds (safetensors instead of .ckpt/.pth). `infvsr upscale --model-dir` runs with it end to end, which\n"
+            "shows that the pipeline works; the pictures it produces are noise-like and say nothing about InfVSR.\n"
+            "For real results use the official files (README, 'Model files').\n",
+            seed);
+    bad |= fclose(f);
+    return bad ? 1 : 0;
+}
+
+static void usage(FILE * f) {
+    fprintf(f,
+            "usage: infvsr make-tiny-model DIR [--seed N] [--config CFG.json]\n"
+            "  Writes a demo model with RANDOM weights (output not meaningful) into DIR:\n"
+            "  InfVSR.safetensors, Wan2.1_VAE.safetensors, ram_swin_large_14m.safetensors, DAPE.safetensors,\n"
+            "  model.json and README.txt. Deterministic: the same seed gives the same bytes.\n"
+            "  --seed    PRNG seed (default 1)\n"
+            "  --config  architecture JSON (default: the built-in tiny config = config/models/infvsr-tiny.json)\n");
+}
+
+int infvsr_cmd_make_tiny(int argc, char ** argv) {
+    const char * dir = NULL, * cfg_path = NULL;
+    unsigned long long seed = 1;
+    for (int i = 1; i < argc; i++) {
+        const char * v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (v && strcmp(argv[i], "--seed") == 0) {
+            char * end;
+            seed = strtoull(v, &end, 10), i++;
+            if (*end) { fprintf(stderr, "infvsr make-tiny-model: bad --seed '%s'\n", v); return 2; }
+        } else if (v && strcmp(argv[i], "--config") == 0) {
+            cfg_path = v, i++;
+        } else if (argv[i][0] != '-' && !dir) {
+            dir = argv[i];
+        } else {
+            fprintf(stderr, "infvsr make-tiny-model: unexpected argument '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!dir) {
+        usage(stderr);
+        return 2;
+    }
+    struct infvsr_model_config cfg = tiny_config();
+    if (cfg_path) {
+        struct infvsr_err err = { 0 };
+        if (infvsr_model_config_load(cfg_path, &cfg, &err) != INFVSR_OK) {
+            fprintf(stderr, "infvsr make-tiny-model: %s: %s\n", cfg_path, err.msg);
+            return 1;
+        }
+        snprintf(cfg.name + strnlen(cfg.name, sizeof cfg.name - 8), 8, "-random");
+    }
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "infvsr make-tiny-model: cannot create %s: %s\n", dir, strerror(errno));
+        return 1;
+    }
+    int rc = 0;
+    /* One PRNG stream per file, so that changing one module's layout leaves the others' bytes alone. */
+    struct tlist l = { .dtype = INFVSR_TYPE_BF16, .rng = seed * 4 + 0 };
+    dit_keys(&l, &cfg.dit);
+    rc |= write_file(dir, "InfVSR.safetensors", &l);
+    tlist_free(&l);
+    l = (struct tlist){ .dtype = INFVSR_TYPE_F32, .rng = seed * 4 + 1 };
+    vae_keys(&l, &cfg.vae);
+    rc |= write_file(dir, "Wan2.1_VAE.safetensors", &l);
+    tlist_free(&l);
+    l = (struct tlist){ .dtype = INFVSR_TYPE_F32, .rng = seed * 4 + 2 };
+    ram_keys(&l, &cfg.visual);
+    rc |= write_file(dir, "ram_swin_large_14m.safetensors", &l);
+    tlist_free(&l);
+    l = (struct tlist){ .dtype = INFVSR_TYPE_F32, .rng = seed * 4 + 3 };
+    dape_keys(&l, &cfg.visual);
+    rc |= write_file(dir, "DAPE.safetensors", &l);
+    tlist_free(&l);
+    rc |= write_config(dir, &cfg, seed);
+    if (rc) return 1;
+    printf("wrote %s: %s (RANDOM WEIGHTS - output is not meaningful)\n", dir, cfg.name);
+    return 0;
+}
