@@ -63,9 +63,9 @@ static inline __attribute__((always_inline)) void qk_tile(const float * Qp, cons
     }
 }
 
-/* S[BQ, BK] = Qp[BQ, D] . Kt[D, BK] */
-static void kernel_qk(const float * Qp, const float * Kt, int64_t D, float * S) {
-    for (int j = 0; j < BK; j += 16) {
+/* S[BQ, :nkp] = Qp[BQ, D] . Kt[D, :nkp], nkp = keys in the block rounded up to 16 */
+static void kernel_qk(const float * Qp, const float * Kt, int64_t D, float * S, int64_t nkp) {
+    for (int j = 0; j < nkp; j += 16) {
         int i = 0;
         for (; i + 6 <= BQ; i += 6) qk_tile(Qp, Kt, D, S, i, j, 6);
         for (; i + 4 <= BQ; i += 4) qk_tile(Qp, Kt, D, S, i, j, 4);
@@ -109,7 +109,7 @@ static void kernel_pv(const float * P, const float * Vp, int64_t nk, int64_t Dp,
  * max/sum and O rescaled. Rows past nq_blk are left alone (their S rows are ignored). */
 static void softmax_block(const struct infvsr_cpu_attn * a, int64_t h, int64_t i0, int64_t nq_blk, int64_t nk,
                           int64_t kg0, int64_t Dp, float * S, float * O, float * m, float * l) {
-    const int64_t NK = a->n0 + a->n1;
+    const int64_t NK = a->n0 + a->n1, nkp = (nk + 15) / 16 * 16; /* columns the QK kernel wrote */
     const __m256 sc = _mm256_set1_ps(a->scale);
     for (int64_t i = 0; i < nq_blk; i++) {
         float * s = S + i * BK;
@@ -124,15 +124,15 @@ static void softmax_block(const struct infvsr_cpu_attn * a, int64_t h, int64_t i
             for (; j + 8 <= nk; j += 8) _mm256_store_ps(s + j, _mm256_mul_ps(_mm256_load_ps(s + j), sc));
             for (; j < nk; j++) s[j] *= a->scale;
         }
-        for (; j < BK; j++) s[j] = -INFINITY;
+        for (; j < nkp; j++) s[j] = -INFINITY;
         __m256 mx8 = _mm256_load_ps(s);
-        for (j = 8; j < BK; j += 8) mx8 = _mm256_max_ps(mx8, _mm256_load_ps(s + j));
+        for (j = 8; j < nkp; j += 8) mx8 = _mm256_max_ps(mx8, _mm256_load_ps(s + j));
         float mx = infvsr__hmax8(mx8);
         float m_new = mx > m[i] ? mx : m[i];
         float m_use = m_new == -INFINITY ? 0.0f : m_new; /* a row masked so far: keep exps 0, not NaN */
         float alpha = expf(m[i] - m_use);
         __m256 mu = _mm256_set1_ps(m_use), sum8 = _mm256_setzero_ps();
-        for (j = 0; j < BK; j += 8) {
+        for (j = 0; j < nkp; j += 8) {
             __m256 e = infvsr__exp8(_mm256_sub_ps(_mm256_load_ps(s + j), mu));
             _mm256_store_ps(s + j, e);
             sum8 = _mm256_add_ps(sum8, e);
@@ -174,7 +174,7 @@ static void process_block(const struct infvsr_cpu_attn * a, int64_t h, int64_t i
     pack_kv(a, h, k, v, j0, nk, Dp, t->Kt, t->Vp);
     for (int64_t g = 0; g * BQ < nq_grp; g++) {
         int64_t r0 = g * BQ, nq_blk = nq_grp - r0 < BQ ? nq_grp - r0 : BQ;
-        kernel_qk(t->Qp + r0 * D, t->Kt, D, t->S);
+        kernel_qk(t->Qp + r0 * D, t->Kt, D, t->S, (nk + 15) / 16 * 16);
         softmax_block(a, h, i0 + r0, nq_blk, nk, kg0, Dp, t->S, t->O + r0 * Dp, t->m + r0, t->l + r0);
         kernel_pv(t->S, t->Vp, nk, Dp, t->O + r0 * Dp);
     }
