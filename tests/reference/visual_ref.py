@@ -314,7 +314,8 @@ def main():
     ap.add_argument("--name", default=None)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--frame", default="90x160", help="HxW of the random uint8 reference frame")
-    ap.add_argument("--errors", action="store_true", help="also write the broken checkpoints")
+    ap.add_argument("--errors", action="store_true",
+                    help="also write the broken checkpoints, the flat copy and the no-DAPE context")
     ap.add_argument("--threads", type=int, default=0)
     a = ap.parse_args()
     if a.threads:
@@ -337,13 +338,16 @@ def main():
     probe = "visual_encoder.layers.0.blocks.1.attn.qkv."
     merged_f32 = lora_merge_f32(model.state_dict()[probe + "weight"], dape[probe + "lora_A"],
                                 dape[probe + "lora_B"], vc["lora_rank"])
-    merge_dape(model, dape, vc)
+    extra = {}
     with torch.no_grad():
         image = prepare_reference(frame, vc["img_size"])
+        if a.errors:   # the tiny fixture also covers loading without DAPE (qkv as stored)
+            extra["context_no_dape"] = model(image)[1].contiguous()
+        merge_dape(model, dape, vc)
         tokens, context = model(image)
     st_io.save(os.path.join(d, "case.safetensors"), {
         "frame": frame, "image": image.contiguous(), "tokens": tokens.contiguous(),
-        "context": context.contiguous(), "merged_qkv_l0b1_f32": merged_f32.contiguous(),
+        "context": context.contiguous(), "merged_qkv_l0b1_f32": merged_f32.contiguous(), **extra,
     })
     print(f"visual_ref: wrote {d} (context {tuple(context.shape)}, |ctx| rms "
           f"{context.pow(2).mean().sqrt().item():.3f}, tokens rms {tokens.pow(2).mean().sqrt().item():.3f})")

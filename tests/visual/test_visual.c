@@ -273,6 +273,34 @@ static void test_tiny_err_unexpected_key(void) {
     expect_load_error("ram_unexpected_key.pth", "dape.pth", "model.visual_encoder.layers.0.blocks.0.attn.extra");
 }
 
+/* Without DAPE (dape = NULL) qkv is used as stored; the context then differs from the merged one. */
+static void test_tiny_no_dape(void) {
+    struct fixture f;
+    CHECK(fixture_open(&f, "tiny"));
+    if (!f.vis) return;
+    struct infvsr_visual * v = NULL;
+    struct infvsr_tensor ctx = { 0 };
+    struct infvsr_err err = { 0 };
+    const struct infvsr_tensor * img = ref(&f, "image"), * r_ctx = ref(&f, "context_no_dape");
+    const struct infvsr_tensor * merged_ctx = ref(&f, "context");
+    CHECK(img && r_ctx && merged_ctx);
+    if (img && r_ctx && merged_ctx) {
+        CHECK_MSG(infvsr_visual_load(f.ram, NULL, &f.cfg.visual, f.be, &v, &err) == INFVSR_OK, "%s", err.msg);
+        const struct infvsr_tensor * q = v ? infvsr_visual_qkv_weight(v, 0, 0) : NULL;
+        CHECK(q && q->dtype == INFVSR_TYPE_F32 && !q->owns_data); /* the checkpoint's own tensor */
+        if (v && alloc2(&ctx, infvsr_visual_n_tokens(v), infvsr_visual_out_dim(v))) {
+            CHECK_MSG(infvsr_visual_encode(v, img, NULL, &ctx, &err) == INFVSR_OK, "%s", err.msg);
+            size_t n = (size_t)infvsr_tensor_numel(&ctx);
+            report("context without DAPE", ctx.data, r_ctx->data, n);
+            CHECK_REL_ERR((const float *)ctx.data, (const float *)r_ctx->data, n, PARITY_TOL);
+            CHECK(rel_err_f32(ctx.data, merged_ctx->data, n) > 1e-2);
+        }
+    }
+    infvsr_tensor_release(&ctx);
+    infvsr_visual_free(v);
+    fixture_close(&f);
+}
+
 /* A flat state dict (no "model." prefix) in safetensors gives the same context. */
 static void test_tiny_flat_layout(void) {
     struct fixture f;
@@ -328,6 +356,7 @@ static const struct test_case tests[] = {
     TEST(test_tiny_err_unexpected_key),
     TEST(test_tiny_err_bad_input),
     TEST(test_tiny_flat_layout),
+    TEST(test_tiny_no_dape),
     TEST(test_full_encode_frame),
     TEST(test_full_merge),
     { 0 },
