@@ -526,7 +526,23 @@ static void test_pool_steady_state(void) {
         put(g_gpu, &w, "w", INFVSR_TYPE_F32, 2, sw, vw); /* f32 weight: exercises the converted temporary */
         put(g_gpu, &y, "y", INFVSR_TYPE_BF16, 2, sy, NULL);
         CHECK(g_gpu->iface->linear(g_gpu, &x, &w, NULL, INFVSR_UNARY_GELU_ERF, &y, &err) == INFVSR_OK);
+        /* ops with temporaries of their own: conv3d (im2col chunk, converted weight),
+         * resize (tap tables, f32 intermediate) */
+        struct infvsr_tensor cx, cw, cy, ry;
+        int64_t scx[4] = { 8, 3, 16, 16 }, scw[5] = { 8, 8, 3, 3, 3 }, scy[4] = { 8, 1, 16, 16 };
+        int64_t sry[4] = { 8, 3, 40, 24 };
+        put(g_gpu, &cx, "cx", INFVSR_TYPE_BF16, 4, scx, NULL);
+        put(g_gpu, &cw, "cw", INFVSR_TYPE_F32, 5, scw, NULL);
+        put(g_gpu, &cy, "cy", INFVSR_TYPE_BF16, 4, scy, NULL);
+        put(g_gpu, &ry, "ry", INFVSR_TYPE_BF16, 4, sry, NULL);
+        struct infvsr_conv3d_args ca = { &cx, &cw, NULL, 1, 1, 1, 1, 1, 1, 1, &cy };
+        CHECK(g_gpu->iface->conv3d(g_gpu, &ca, &err) == INFVSR_OK);
+        CHECK(g_gpu->iface->resize(g_gpu, INFVSR_RESIZE_BICUBIC_AA, &cx, &ry, &err) == INFVSR_OK);
         CHECK(g_gpu->iface->synchronize(g_gpu) == INFVSR_OK);
+        g_gpu->iface->tensor_free(g_gpu, &cx);
+        g_gpu->iface->tensor_free(g_gpu, &cw);
+        g_gpu->iface->tensor_free(g_gpu, &cy);
+        g_gpu->iface->tensor_free(g_gpu, &ry);
         g_gpu->iface->tensor_free(g_gpu, &x);
         g_gpu->iface->tensor_free(g_gpu, &w);
         g_gpu->iface->tensor_free(g_gpu, &y);
