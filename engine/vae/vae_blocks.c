@@ -18,14 +18,17 @@ static enum infvsr_status residual_forward(struct vae_run * r, const struct vae_
     TRY(vae_conv_cached(r, &l->conv1, &a, &b));
     TRY(vae_norm_silu(r, &l->gamma2, &b, &b));
     TRY(vae_conv_cached(r, &l->conv2, &b, &c));
+    /* Identity shortcut: the sum goes straight into x's storage (no move of the output). */
+    struct vae_act * sum = l->has_shortcut ? &c : x;
     if (!r->dry) {
-        struct infvsr_tensor tc, th;
+        struct infvsr_tensor tc, th, ts;
         vae_view(r, &c, &tc);
         vae_view(r, &h, &th);
-        TRY(r->be->iface->add(r->be, &tc, &th, &tc, r->err));
+        vae_view(r, sum, &ts);
+        TRY(r->be->iface->add(r->be, &tc, &th, &ts, r->err));
     }
-    vae_settle(r, base, &c);
-    *x = c;
+    vae_settle(r, base, sum);
+    *x = *sum;
     return INFVSR_OK;
 }
 
