@@ -67,36 +67,42 @@ def main():
     st_io.save(inp, {"context": ctx, "latents_0": lats[0], "latents_1": lats[1]})
     n = args.frames * (h // 2) * (w // 2)
 
-    # ---- C ----
-    cmd = [args.infvsr, "run", "dit", "--model", model_path, "--config", args.config, "--in", inp, "--out", out,
-           "--threads", str(args.threads), "--repeat", str(args.repeat), "--timing"]
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode != 0:
-        print(p.stdout, p.stderr)
-        sys.exit("infvsr run dit failed")
-    c_ms = [float(m) for m in re.findall(r"median_ms ([0-9.]+)", p.stdout)]
-    rss = float(re.search(r"peak_rss_mib ([0-9.]+)", p.stdout).group(1))
-    load_ms = float(re.search(r"load_ms ([0-9.]+)", p.stdout).group(1))
-    c_out = st_io.load(out)
-
-    # ---- PyTorch ----
+    # C and PyTorch alternate, one repetition each at a time, so that a change in machine load
+    # during the run affects both sides alike (medians over the repetitions).
     torch.set_num_threads(args.threads)
     t0 = time.time()
     model = dit_ref.from_config(cfg)
-    model.load_state_dict(torch.load(model_path))
+    sd = torch.load(model_path)
+    model.load_state_dict(sd)
+    del sd
     model.upcast_weights()
     ckv = model.context(ctx)
     t_load = time.time() - t0
-    py_ms = [[], []]
-    for _ in range(args.repeat):
+
+    cmd = [args.infvsr, "run", "dit", "--model", model_path, "--config", args.config, "--in", inp, "--out", out,
+           "--threads", str(args.threads), "--repeat", "1", "--timing"]
+    c_runs, py_ms, rss, load_ms = [[], []], [[], []], 0.0, 0.0
+    for r in range(args.repeat):
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        if p.returncode != 0:
+            print(p.stdout, p.stderr)
+            sys.exit("infvsr run dit failed")
+        for i, v in enumerate(re.findall(r"median_ms ([0-9.]+)", p.stdout)):
+            c_runs[i].append(float(v))
+        rss = max(rss, float(re.search(r"peak_rss_mib ([0-9.]+)", p.stdout).group(1)))
+        load_ms = float(re.search(r"load_ms ([0-9.]+)", p.stdout).group(1))
+        c_out = st_io.load(out)
         cache = None
         for i in range(2):
             t0 = time.perf_counter()
             pred, cache = model(lats[i], i * args.frames, cache, ckv=ckv)
             py_ms[i].append((time.perf_counter() - t0) * 1e3)
-            if _ == 0:
+            if r == 0:
                 e = float(torch.linalg.norm(c_out["pred_%d" % i] - pred) / torch.linalg.norm(pred))
                 print("chunk %d: C vs PyTorch pred rel err %.2e" % (i, e))
+        print("repetition %d: C %s ms, PyTorch %s ms" % (r, ["%.0f" % c_runs[i][-1] for i in range(2)],
+                                                       ["%.0f" % py_ms[i][-1] for i in range(2)]))
+    c_ms = [statistics.median(c_runs[i]) for i in range(2)]
 
     print("DiT %d layers, dim %d, chunk %d frames x %dx%d latents = %d tokens, %d threads, median of %d"
           % (cfg["num_layers"], cfg["dim"], args.frames, h, w, n, args.threads, args.repeat))
