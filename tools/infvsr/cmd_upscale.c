@@ -313,10 +313,7 @@ int infvsr_cmd_upscale(int argc, char ** argv) {
     } else {
         rc = infvsr_media_reader_open_file(o.in, &lim, &R.r, &err);
     }
-    if (rc != INFVSR_OK) {
-        infvsr_err_prefix(&err, "%s", o.in);
-        goto fail;
-    }
+    if (rc != INFVSR_OK) goto fail; /* the reader's message names the file */
     const struct infvsr_media_info * in = infvsr_media_reader_info(R.r);
     R.total = in->nframes;
     if (o.max_frames > 0 && (R.total < 0 || R.total > o.max_frames)) R.total = o.max_frames;
@@ -345,7 +342,9 @@ int infvsr_cmd_upscale(int argc, char ** argv) {
     }
     if (wo.copy_from) infvsr_media_reader_set_packet_sink(R.r, infvsr_media_writer_copy_packet_sink, R.w);
 
-    lr = malloc((size_t)in->width * in->height * 3);
+    /* Slack after the frame: libswscale's SIMD RGB24 output (inside the media reader) writes up
+     * to a few vector widths past the last pixel of narrow frames (valgrind, 24x16 input). */
+    lr = malloc((size_t)in->width * in->height * 3 + (size_t)in->width * 3 + 256);
     R.sr = malloc((size_t)wo.width * wo.height * 3);
     if (!lr || !R.sr) {
         rc = infvsr_err_set(&err, INFVSR_ERR_NOMEM, "out of memory for frame buffers");

@@ -1,0 +1,203 @@
+#!/usr/bin/python3
+"""`infvsr make-tiny-model` and `infvsr upscale` end to end, checked with ffprobe/ffmpeg.
+
+usage: upscale_test.py INFVSR_BINARY WORK_DIR REPO_DIR
+
+- make-tiny-model: the four files + model.json (same architecture as config/models/infvsr-tiny.json)
+  + README.txt saying RANDOM WEIGHTS; same seed -> same bytes, other seed -> other bytes.
+- upscale of an H.264 + AAC MP4: dimensions x4, frame count, frame rate, frame timestamps,
+  audio packets bit-identical (ffmpeg -c copy -f md5); MKV with a subtitle stream: subtitle
+  packets identical too; y4m from a pipe ('-'); FFV1/MKV with --max-frames; --json lines.
+- bad inputs (random bytes, truncated MP4, zero-frame y4m, absurd dimensions, a resolution
+  change mid-stream, no video stream, a missing model directory, an existing OUT): exit 1,
+  a clear message, nothing under the output name (nor a temporary file next to it).
+Prints "N passed, N failed"; exit status 0 only when nothing failed."""
+import glob
+import hashlib
+import json
+import os
+import random
+import subprocess
+import sys
+
+TOOL, WORK, REPO = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2]), sys.argv[3]
+MODEL = os.path.join(WORK, "tiny")
+passed = failed = 0
+
+
+def check(cond, what):
+    global passed, failed
+    if cond:
+        passed += 1
+    else:
+        failed += 1
+        print("FAIL", what)
+    return cond
+
+
+def run(*args, ok=True, stdin=None):
+    p = subprocess.run([str(a) for a in args], cwd=WORK, capture_output=True, text=True, stdin=stdin)
+    if ok and p.returncode != 0:
+        raise RuntimeError("%s failed (%d): %s" % (" ".join(map(str, args)), p.returncode, p.stderr))
+    return p
+
+
+def ffmpeg(*args):
+    run("ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *args)
+
+
+def streams(path):
+    out = run("ffprobe", "-v", "error", "-count_frames", "-show_streams", "-of", "json", path).stdout
+    return json.loads(out)["streams"]
+
+
+def frame_times(path):
+    out = run("ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+              "frame=best_effort_timestamp_time", "-of", "csv=p=0", path).stdout
+    return [round(float(line.split(",")[0]), 4) for line in out.split()]
+
+
+def packets_md5(path, sel):
+    p = run("ffmpeg", "-v", "error", "-i", path, "-map", "0:" + sel, "-c", "copy", "-f", "md5", "-", ok=False)
+    return p.stdout.strip() if p.returncode == 0 else None
+
+
+def leftovers(out):
+    return [p for p in [out] + glob.glob(out + ".tmp-*") if os.path.exists(p)]
+
+
+def sha(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def upscale(src, out, *extra, ok=True, stdin=None):
+    return run(TOOL, "upscale", src, out, "--model-dir", MODEL, "--threads", "2", *extra, ok=ok, stdin=stdin)
+
+
+def test_make_tiny_model():
+    run(TOOL, "make-tiny-model", MODEL, "--seed", "3")
+    names = ["InfVSR.safetensors", "Wan2.1_VAE.safetensors", "ram_swin_large_14m.safetensors",
+             "DAPE.safetensors", "model.json", "README.txt"]
+    check(all(os.path.isfile(os.path.join(MODEL, n)) for n in names), "make-tiny-model writes " + ", ".join(names))
+    check("RANDOM WEIGHTS" in open(os.path.join(MODEL, "README.txt")).read(), "README.txt says RANDOM WEIGHTS")
+    got = json.load(open(os.path.join(MODEL, "model.json")))
+    want = json.load(open(os.path.join(REPO, "config", "models", "infvsr-tiny.json")))
+    check(all(got[k] == want[k] for k in ("dit", "vae", "visual")), "model.json = config/models/infvsr-tiny.json")
+    check("RANDOM" in got["description"] and "random" in got["name"], "model.json labelled random")
+    again = os.path.join(WORK, "tiny_again")
+    other = os.path.join(WORK, "tiny_other")
+    run(TOOL, "make-tiny-model", again, "--seed", "3")
+    run(TOOL, "make-tiny-model", other, "--seed", "4")
+    for n in names[:4]:
+        check(sha(os.path.join(MODEL, n)) == sha(os.path.join(again, n)), "same seed, same bytes: " + n)
+        check(sha(os.path.join(MODEL, n)) != sha(os.path.join(other, n)), "other seed, other bytes: " + n)
+
+
+def test_upscale_mp4_audio():
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=32x24:rate=25", "-f", "lavfi", "-i",
+           "sine=frequency=440:sample_rate=48000", "-t", "0.8", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+           "-c:a", "aac", "-shortest", "in.mp4")
+    p = upscale("in.mp4", "out.mp4", "--json")
+    lines = [json.loads(l) for l in p.stdout.splitlines()]
+    check(lines and lines[-1]["event"] == "done" and lines[-1]["frames"] == 20, "JSON progress ends with done: %s"
+          % (lines[-1] if lines else p.stdout))
+    check(any(l["event"] == "progress" for l in lines), "JSON progress lines")
+    si, so = streams(os.path.join(WORK, "in.mp4")), streams(os.path.join(WORK, "out.mp4"))
+    vi = [s for s in si if s["codec_type"] == "video"][0]
+    vo = [s for s in so if s["codec_type"] == "video"][0]
+    check((vo["width"], vo["height"]) == (4 * vi["width"], 4 * vi["height"]), "dims x4: %sx%s" % (vo["width"], vo["height"]))
+    check(vo["nb_read_frames"] == vi["nb_read_frames"] == "20", "frame count %s -> %s" % (vi["nb_read_frames"], vo["nb_read_frames"]))
+    check(vo["r_frame_rate"] == vi["r_frame_rate"], "fps %s -> %s" % (vi["r_frame_rate"], vo["r_frame_rate"]))
+    check(vo["codec_name"] == "h264" and vo["pix_fmt"] == "yuv420p", "H.264 yuv420p: %s %s" % (vo["codec_name"], vo["pix_fmt"]))
+    check(frame_times(os.path.join(WORK, "in.mp4")) == frame_times(os.path.join(WORK, "out.mp4")), "frame timestamps kept")
+    check(any(s["codec_type"] == "audio" for s in so), "audio stream present")
+    a_in, a_out = packets_md5("in.mp4", "a:0"), packets_md5("out.mp4", "a:0")
+    check(a_in is not None and a_in == a_out, "audio packets bit-identical: %s vs %s" % (a_in, a_out))
+    p = upscale("in.mp4", "out.mp4", ok=False)
+    check(p.returncode == 1 and "exists" in p.stderr, "existing OUT refused without --force: " + p.stderr.strip())
+    p = upscale("in.mp4", "out444.mp4", "--yuv444p", "--max-frames", "9", "--quiet")
+    so = streams(os.path.join(WORK, "out444.mp4"))
+    vo = [s for s in so if s["codec_type"] == "video"][0]
+    check(vo["pix_fmt"] == "yuv444p" and vo["nb_read_frames"] == "9", "--yuv444p --max-frames 9: %s %s"
+          % (vo["pix_fmt"], vo["nb_read_frames"]))
+    check(p.stdout == "" and p.stderr == "", "--quiet prints nothing: %r %r" % (p.stdout, p.stderr))
+
+
+def test_upscale_mkv_subtitles_ffv1_y4m():
+    with open(os.path.join(WORK, "subs.srt"), "w") as f:
+        f.write("1\n00:00:00,000 --> 00:00:00,400\nhello\n\n2\n00:00:00,400 --> 00:00:00,700\nworld\n")
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=24x16:rate=30", "-f", "lavfi", "-i", "sine=sample_rate=44100",
+           "-i", "subs.srt", "-t", "0.5", "-map", "0:v", "-map", "1:a", "-map", "2:s", "-c:v", "libx264",
+           "-c:a", "libopus", "-c:s", "srt", "in.mkv")
+    upscale("in.mkv", "out_ffv1.mkv", "--codec", "ffv1", "--no-scene-detection")
+    so = streams(os.path.join(WORK, "out_ffv1.mkv"))
+    vo = [s for s in so if s["codec_type"] == "video"][0]
+    check(vo["codec_name"] == "ffv1" and (vo["width"], vo["height"]) == (96, 64) and vo["nb_read_frames"] == "15",
+          "FFV1 96x64 15 frames: %s %sx%s %s" % (vo["codec_name"], vo["width"], vo["height"], vo["nb_read_frames"]))
+    for sel in ("a:0", "s:0"):
+        a, b = packets_md5("in.mkv", sel), packets_md5("out_ffv1.mkv", sel)
+        check(a is not None and a == b, "%s packets bit-identical: %s vs %s" % (sel, a, b))
+    # y4m through a pipe
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=16x16:rate=24", "-frames:v", "11", "-pix_fmt", "yuv420p", "in.y4m")
+    with open(os.path.join(WORK, "in.y4m"), "rb") as f:
+        upscale("-", "out.y4m", stdin=f)
+    vo = streams(os.path.join(WORK, "out.y4m"))[0]
+    check((vo["width"], vo["height"], vo["nb_read_frames"]) == (64, 64, "11"),
+          "y4m from stdin: %sx%s %s frames" % (vo["width"], vo["height"], vo["nb_read_frames"]))
+
+
+def write_bytes(name, data):
+    with open(os.path.join(WORK, name), "wb") as f:
+        f.write(data)
+
+
+def test_bad_inputs():
+    rnd = random.Random(5)
+    write_bytes("random.bin", bytes(rnd.getrandbits(8) for _ in range(100000)))
+    a = open(os.path.join(WORK, "in.mp4"), "rb").read()
+    write_bytes("trunc.mp4", a[: len(a) // 2])
+    write_bytes("zero.y4m", b"YUV4MPEG2 W32 H24 F25:1 Ip A1:1 C420jpeg\n")
+    write_bytes("huge.y4m", b"YUV4MPEG2 W90000 H90000 F25:1 Ip A1:1 C420jpeg\nFRAME\n" + bytes(1000))
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=32x24:rate=25", "-t", "0.4", "-c:v", "libx264", "-f", "mpegts", "s1.ts")
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=24x16:rate=25", "-t", "0.4", "-c:v", "libx264", "-f", "mpegts", "s2.ts")
+    write_bytes("change.ts", open(os.path.join(WORK, "s1.ts"), "rb").read() + open(os.path.join(WORK, "s2.ts"), "rb").read())
+    ffmpeg("-f", "lavfi", "-i", "sine", "-t", "0.5", "-c:a", "aac", "audio.m4a")
+    cases = [("random.bin", "not a readable media file"), ("trunc.mp4", "truncated"),
+             ("zero.y4m", "no decodable frame"), ("huge.y4m", "not a readable media file"),
+             ("change.ts", "resolution changes at frame 10"), ("audio.m4a", "no video stream"),
+             ("missing.mp4", "cannot open")]
+    for src, msg in cases:
+        out = os.path.join(WORK, "bad_%s.mp4" % os.path.splitext(src)[0])
+        p = upscale(src, out, ok=False)
+        check(p.returncode == 1 and "error:" in p.stderr and msg in p.stderr,
+              "%s: want exit 1 and '%s', got %d: %s" % (src, msg, p.returncode, p.stderr.strip()))
+        check(not leftovers(out), "%s: nothing left under %s" % (src, out))
+    p = run(TOOL, "upscale", "in.mp4", "bad_model.mp4", "--model-dir", os.path.join(WORK, "nomodel"), ok=False)
+    check(p.returncode == 1 and "does not exist" in p.stderr, "missing model dir: " + p.stderr.strip())
+    os.makedirs(os.path.join(WORK, "emptymodel"), exist_ok=True)
+    p = run(TOOL, "upscale", "in.mp4", "bad_model.mp4", "--model-dir", os.path.join(WORK, "emptymodel"), ok=False)
+    check(p.returncode == 1 and "InfVSR.ckpt, Wan2.1_VAE.pth, ram_swin_large_14m.pth, DAPE.pth" in p.stderr,
+          "empty model dir lists the missing files: " + p.stderr.strip())
+    check(not leftovers(os.path.join(WORK, "bad_model.mp4")), "model error leaves no output")
+    p = run(TOOL, "upscale", "in.mp4", ok=False)
+    check(p.returncode == 2, "usage error exit 2")
+
+
+def main():
+    os.makedirs(WORK, exist_ok=True)
+    for f in glob.glob(os.path.join(WORK, "*.mp4")) + glob.glob(os.path.join(WORK, "*.mkv")) + \
+            glob.glob(os.path.join(WORK, "*.y4m")):
+        os.remove(f)
+    for t in (test_make_tiny_model, test_upscale_mp4_audio, test_upscale_mkv_subtitles_ffv1_y4m, test_bad_inputs):
+        before = failed
+        try:
+            t()
+        except Exception as e:  # a crash of one test is a failure, not the end of the run
+            check(False, "%s raised %s" % (t.__name__, e))
+        print("%s %s" % ("ok  " if failed == before else "FAIL", t.__name__))
+    print("%d passed, %d failed" % (passed, failed))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
