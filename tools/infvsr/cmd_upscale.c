@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -261,8 +262,11 @@ static void print_summary(struct run * R, double elapsed) {
                (long long)st.references, elapsed, fps, R->t_decode);
         for (int i = 0; i < INFVSR_STAGE_COUNT; i++)
             printf(",\"%s\":%.3f", infvsr_session_stage_name(i), st.seconds[i]);
-        printf(",\"encode\":%.3f},\"vae_cache_bytes\":%zu,\"dit_bytes\":%zu,\"buffer_bytes\":%zu}\n", R->t_encode,
-               st.vae_cache_bytes, st.dit_bytes, st.buffer_bytes);
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        printf(",\"encode\":%.3f},\"vae_cache_bytes\":%zu,\"dit_bytes\":%zu,\"buffer_bytes\":%zu,"
+               "\"peak_rss_kb\":%ld}\n",
+               R->t_encode, st.vae_cache_bytes, st.dit_bytes, st.buffer_bytes, ru.ru_maxrss);
         fflush(stdout);
     } else if (R->o->progress == PROGRESS_BAR) {
         fprintf(stderr, "%s: %lld frames, %lld chunks, %lld scenes, %.1f s (%.2f fps)\n  seconds: decode %.2f",
