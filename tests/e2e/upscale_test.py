@@ -144,6 +144,12 @@ def test_upscale_mkv_subtitles_ffv1_y4m():
     vo = streams(os.path.join(WORK, "out.y4m"))[0]
     check((vo["width"], vo["height"], vo["nb_read_frames"]) == (64, 64, "11"),
           "y4m from stdin: %sx%s %s frames" % (vo["width"], vo["height"], vo["nb_read_frames"]))
+    # same input, same model -> same bytes (DESIGN.md invariant); y4m is raw, so the file is the frames
+    upscale("in.y4m", "out_again.y4m")
+    check(sha(os.path.join(WORK, "out.y4m")) == sha(os.path.join(WORK, "out_again.y4m")), "deterministic output")
+    upscale("in.y4m", "out_x2.y4m", "--scale", "2")
+    vo = streams(os.path.join(WORK, "out_x2.y4m"))[0]
+    check((vo["width"], vo["height"], vo["nb_read_frames"]) == (32, 32, "11"), "--scale 2: %sx%s" % (vo["width"], vo["height"]))
 
 
 def write_bytes(name, data):
