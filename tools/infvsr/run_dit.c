@@ -10,13 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
 
 #include "infvsr/dit.h"
 #include "infvsr/model_config.h"
 #include "infvsr/weights.h"
 #include "ops.h"
+#include "cli_util.h"
 #include "run_modules.h"
 
 #define MAX_CHUNKS 4096
@@ -44,50 +43,26 @@ static void usage(FILE * f) {
 static int parse_args(int argc, char ** argv, struct dit_opts * o) {
     memset(o, 0, sizeof *o);
     o->repeat = 1;
-    for (int i = 1; i < argc; i++) {
-        const char * a = argv[i];
-        const char * v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            usage(stdout);
-            return -1;
-        } else if (strcmp(a, "--timing") == 0) {
-            o->timing = true;
-        } else if (strcmp(a, "--ref") == 0) {
-            o->use_ref = true;
-        } else if (v && strcmp(a, "--model") == 0) {
-            o->model = v, i++;
-        } else if (v && strcmp(a, "--config") == 0) {
-            o->config = v, i++;
-        } else if (v && strcmp(a, "--in") == 0) {
-            o->in = v, i++;
-        } else if (v && strcmp(a, "--out") == 0) {
-            o->out = v, i++;
-        } else if (v && strcmp(a, "--threads") == 0) {
-            o->threads = atoi(v), i++;
-        } else if (v && strcmp(a, "--repeat") == 0) {
-            o->repeat = atoi(v), i++;
-        } else {
-            fprintf(stderr, "infvsr run dit: unexpected argument '%s'\n", a);
-            return 2;
-        }
-    }
-    if (!o->model || !o->in || !o->out || o->repeat < 1 || o->threads < 0) {
-        fprintf(stderr, "infvsr run dit: --model, --in and --out are required (repeat >= 1, threads >= 0)\n");
+    const struct cli_opt opts[] = {
+        { "--model",   CLI_STR,  &o->model,   0, 0 },
+        { "--config",  CLI_STR,  &o->config,  0, 0 },
+        { "--in",      CLI_STR,  &o->in,      0, 0 },
+        { "--out",     CLI_STR,  &o->out,     0, 0 },
+        { "--threads", CLI_INT,  &o->threads, 0, 4096 },
+        { "--repeat",  CLI_INT,  &o->repeat,  1, 1000 },
+        { "--timing",  CLI_FLAG, &o->timing,  0, 0 },
+        { "--ref",     CLI_FLAG, &o->use_ref, 0, 0 },
+        { NULL, CLI_FLAG, NULL, 0, 0 },
+    };
+    int rc = cli_parse("infvsr run dit", argc, argv, opts, NULL, 0, NULL);
+    if (rc == -1) usage(stdout);
+    if (rc != 0) return rc;
+    if (!o->model || !o->in || !o->out) {
+        fprintf(stderr, "infvsr run dit: --model, --in and --out are required\n");
         usage(stderr);
         return 2;
     }
     return 0;
-}
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void * a, const void * b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 /* An optional integer flag/scalar tensor of one element ("start_frame_3", "reset_3"). */
@@ -193,33 +168,16 @@ static int run_sequence(struct infvsr_dit * dit, struct infvsr_dit_session * ses
                 break;
             }
         }
-        double t0 = now_ms();
+        double t0 = (cli_now_s() * 1e3);
         if (infvsr_dit_step(sess, ctx, c->latents, c->start_frame, &c->pred, &err) != INFVSR_OK ||
             infvsr_dit_restore(c->latents, &c->pred, &c->restored, &err) != INFVSR_OK) {
             fprintf(stderr, "infvsr run dit: chunk %d: %s\n", i, err.msg);
             rc = 1;
         }
-        c->ms[rep] = now_ms() - t0;
+        c->ms[rep] = (cli_now_s() * 1e3) - t0;
     }
     infvsr_dit_context_free(ctx);
     return rc;
-}
-
-/* Peak resident set of this process. VmHWM, not getrusage: ru_maxrss survives exec, so a
- * process started by a large parent (the benchmark's PyTorch) would report the parent's. */
-static double peak_rss_kib(void) {
-    FILE * f = fopen("/proc/self/status", "r");
-    char line[256];
-    double kib = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, "VmHWM:", 6) == 0) kib = atof(line + 6);
-    if (f) fclose(f);
-    if (kib < 0) {
-        struct rusage ru;
-        getrusage(RUSAGE_SELF, &ru);
-        kib = (double)ru.ru_maxrss;
-    }
-    return kib;
 }
 
 static void print_timing(const struct infvsr_dit_config * cfg, struct chunk * ch, int n, int repeat,
@@ -227,15 +185,14 @@ static void print_timing(const struct infvsr_dit_config * cfg, struct chunk * ch
     printf("dit load_ms %.1f\n", load_ms);
     int64_t prev = 0;
     for (int i = 0; i < n; i++) {
-        qsort(ch[i].ms, (size_t)repeat, sizeof(double), cmp_double);
-        double med = ch[i].ms[repeat / 2];
+        double med = cli_sort_median(ch[i].ms, repeat);
         int64_t cached = ch[i].reset || i == 0 ? 0 : prev;
         double gf = infvsr_dit_chunk_flops(cfg, ch[i].n_tokens, cached, n_ctx) / (med * 1e6);
         printf("dit chunk %d tokens %lld cached %lld median_ms %.2f min_ms %.2f gflops %.2f\n", i,
                (long long)ch[i].n_tokens, (long long)cached, med, ch[i].ms[0], gf);
         prev = ch[i].n_tokens;
     }
-    printf("dit peak_rss_mib %.1f\n", peak_rss_kib() / 1024.0);
+    printf("dit peak_rss_mib %.1f\n", cli_peak_rss_kib() / 1024.0);
 }
 
 int infvsr_run_dit(int argc, char ** argv) {
@@ -260,7 +217,7 @@ int infvsr_run_dit(int argc, char ** argv) {
     rc = 1;
     if (!ch) goto done;
 
-    double t0 = now_ms();
+    double t0 = (cli_now_s() * 1e3);
     if (infvsr_weights_open(o.in, &in, &err) != INFVSR_OK) {
         fprintf(stderr, "infvsr run dit: %s\n", err.msg);
         goto done;
@@ -289,7 +246,7 @@ int infvsr_run_dit(int argc, char ** argv) {
         fprintf(stderr, "infvsr run dit: %s\n", err.msg);
         goto done;
     }
-    double load_ms = now_ms() - t0;
+    double load_ms = (cli_now_s() * 1e3) - t0;
 
     for (int r = 0; r < o.repeat; r++)
         if (run_sequence(dit, sess, ctx0, ch, n, r)) goto done;

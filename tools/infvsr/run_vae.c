@@ -12,13 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
 
 #include "infvsr/model_config.h"
 #include "infvsr/vae.h"
 #include "infvsr/weights.h"
 #include "ops.h"
+#include "cli_util.h"
 #include "run_modules.h"
 
 #define MAX_CHUNKS 4096
@@ -56,57 +55,31 @@ static int parse_args(int argc, char ** argv, struct vae_opts * o) {
     o->tile           = d.tile_latent;
     o->stride         = d.stride_latent;
     o->decode         = strcmp(cmd, "vae-decode") == 0;
-    for (int i = 1; i < argc; i++) {
-        const char * a = argv[i];
-        const char * v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            usage(stdout, cmd);
-            return -1;
-        } else if (strcmp(a, "--timing") == 0) {
-            o->timing = true;
-        } else if (strcmp(a, "--ref") == 0) {
-            o->use_ref = true;
-        } else if (v && strcmp(a, "--model") == 0) {
-            o->model = v, i++;
-        } else if (v && strcmp(a, "--config") == 0) {
-            o->config = v, i++;
-        } else if (v && strcmp(a, "--in") == 0) {
-            o->in = v, i++;
-        } else if (v && strcmp(a, "--out") == 0) {
-            o->out = v, i++;
-        } else if (v && strcmp(a, "--threads") == 0) {
-            o->threads = atoi(v), i++;
-        } else if (v && strcmp(a, "--repeat") == 0) {
-            o->repeat = atoi(v), i++;
-        } else if (v && strcmp(a, "--tile-threshold") == 0) {
-            o->tile_threshold = atoi(v), i++;
-        } else if (v && strcmp(a, "--tile") == 0) {
-            o->tile = atoi(v), i++;
-        } else if (v && strcmp(a, "--stride") == 0) {
-            o->stride = atoi(v), i++;
-        } else {
-            fprintf(stderr, "infvsr run %s: unexpected argument '%s'\n", cmd, a);
-            return 2;
-        }
-    }
-    if (!o->model || !o->in || !o->out || o->repeat < 1 || o->repeat > MAX_REPEAT || o->threads < 0) {
-        fprintf(stderr, "infvsr run %s: --model, --in and --out are required (1 <= repeat <= %d, threads >= 0)\n",
-                cmd, MAX_REPEAT);
+    const struct cli_opt opts[] = {
+        { "--model",          CLI_STR,  &o->model,          0, 0 },
+        { "--config",         CLI_STR,  &o->config,         0, 0 },
+        { "--in",             CLI_STR,  &o->in,             0, 0 },
+        { "--out",            CLI_STR,  &o->out,            0, 0 },
+        { "--threads",        CLI_INT,  &o->threads,        0, 4096 },
+        { "--repeat",         CLI_INT,  &o->repeat,         1, MAX_REPEAT },
+        { "--tile-threshold", CLI_INT,  &o->tile_threshold, 16, 1 << 20 },
+        { "--tile",           CLI_INT,  &o->tile,           2, 1 << 16 },
+        { "--stride",         CLI_INT,  &o->stride,         1, 1 << 16 },
+        { "--timing",         CLI_FLAG, &o->timing,         0, 0 },
+        { "--ref",            CLI_FLAG, &o->use_ref,        0, 0 },
+        { NULL, CLI_FLAG, NULL, 0, 0 },
+    };
+    char prog[64];
+    snprintf(prog, sizeof prog, "infvsr run %s", cmd);
+    int rc = cli_parse(prog, argc, argv, opts, NULL, 0, NULL);
+    if (rc == -1) usage(stdout, cmd);
+    if (rc != 0) return rc;
+    if (!o->model || !o->in || !o->out) {
+        fprintf(stderr, "%s: --model, --in and --out are required\n", prog);
         usage(stderr, cmd);
         return 2;
     }
     return 0;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void * a, const void * b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 struct stream {
@@ -145,14 +118,14 @@ static enum infvsr_status run_once(struct infvsr_vae_session * s, struct stream 
                 return infvsr_err_set(err, INFVSR_ERR_NOMEM, "cannot allocate output %s", name);
             }
         }
-        double t0 = now_s();
+        double t0 = cli_now_s();
         enum infvsr_status rc = decode ? infvsr_vae_decode_chunk(s, x, &st->out[i], err)
                                        : infvsr_vae_encode_chunk(s, x, i == 0, &st->out[i], err);
         if (rc != INFVSR_OK) {
             infvsr_err_prefix(err, "chunk %d", i);
             return rc;
         }
-        st->times[i][rep] = now_s() - t0;
+        st->times[i][rep] = cli_now_s() - t0;
     }
     return INFVSR_OK;
 }
@@ -203,15 +176,12 @@ static int run_stream(const struct vae_opts * o, struct infvsr_err * err) {
     }
     if (infvsr_safetensors_write(o->out, st->out, (size_t)st->n, err) != INFVSR_OK) goto done;
     if (o->timing) {
-        struct rusage ru;
-        getrusage(RUSAGE_SELF, &ru);
         printf("%s: %dx%d, %d tile(s), %d chunk(s), %d repeat(s), cache %zu bytes, scratch %zu bytes, "
                "peak RSS %ld MiB\n", cmd, p.height, p.width, infvsr_vae_session_n_tiles(s), st->n, o->repeat,
-               infvsr_vae_session_cache_bytes(s), infvsr_vae_session_scratch_bytes(s), ru.ru_maxrss / 1024);
+               infvsr_vae_session_cache_bytes(s), infvsr_vae_session_scratch_bytes(s), (long)(cli_peak_rss_kib() / 1024));
         for (int i = 0; i < st->n; i++) {
-            qsort(st->times[i], (size_t)o->repeat, sizeof(double), cmp_double);
             printf("chunk %d: in %lld frames, median %.4f s\n", i, (long long)st->in[i]->shape[1],
-                   st->times[i][o->repeat / 2]);
+                   cli_sort_median(st->times[i], o->repeat));
         }
     }
     rc = 0;

@@ -16,6 +16,7 @@
 #include "infvsr/visual.h"
 #include "infvsr/weights.h"
 #include "ops.h"
+#include "cli_util.h"
 #include "run_modules.h"
 
 struct visual_opts {
@@ -38,33 +39,21 @@ static void usage(FILE * f) {
 
 static int parse_args(int argc, char ** argv, struct visual_opts * o) {
     memset(o, 0, sizeof *o);
-    for (int i = 1; i < argc; i++) {
-        const char * a = argv[i];
-        const char * v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            usage(stdout);
-            return -1;
-        } else if (strcmp(a, "--ref") == 0) {
-            o->use_ref = true;
-        } else if (v && strcmp(a, "--ram") == 0) {
-            o->ram = v, i++;
-        } else if (v && strcmp(a, "--dape") == 0) {
-            o->dape = v, i++;
-        } else if (v && strcmp(a, "--config") == 0) {
-            o->config = v, i++;
-        } else if (v && strcmp(a, "--in") == 0) {
-            o->in = v, i++;
-        } else if (v && strcmp(a, "--out") == 0) {
-            o->out = v, i++;
-        } else if (v && strcmp(a, "--threads") == 0) {
-            o->threads = atoi(v), i++;
-        } else {
-            fprintf(stderr, "infvsr run visual: unexpected argument '%s'\n", a);
-            return 2;
-        }
-    }
-    if (!o->ram || !o->dape || !o->in || !o->out || o->threads < 0) {
-        fprintf(stderr, "infvsr run visual: --ram, --dape, --in and --out are required (threads >= 0)\n");
+    const struct cli_opt opts[] = {
+        { "--ram",     CLI_STR,  &o->ram,     0, 0 },
+        { "--dape",    CLI_STR,  &o->dape,    0, 0 },
+        { "--config",  CLI_STR,  &o->config,  0, 0 },
+        { "--in",      CLI_STR,  &o->in,      0, 0 },
+        { "--out",     CLI_STR,  &o->out,     0, 0 },
+        { "--threads", CLI_INT,  &o->threads, 0, 4096 },
+        { "--ref",     CLI_FLAG, &o->use_ref, 0, 0 },
+        { NULL, CLI_FLAG, NULL, 0, 0 },
+    };
+    int rc = cli_parse("infvsr run visual", argc, argv, opts, NULL, 0, NULL);
+    if (rc == -1) usage(stdout);
+    if (rc != 0) return rc;
+    if (!o->ram || !o->dape || !o->in || !o->out) {
+        fprintf(stderr, "infvsr run visual: --ram, --dape, --in and --out are required\n");
         usage(stderr);
         return 2;
     }
