@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(
     # build
-    build-essential cmake pkg-config ninja-build
+    build-essential cmake pkg-config ninja-build valgrind
     # engine: BLAS for the CPU backend's large GEMMs
     libopenblas-dev
     # server: HTTP, JSON, event loop

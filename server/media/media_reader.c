@@ -29,6 +29,12 @@ struct infvsr_media_reader {
     int               sws_fmt;
     enum AVColorSpace sws_colorspace;
     enum AVColorRange sws_range;
+    /* swscale's SIMD paths write whole vectors, i.e. past the end of a row whose byte width
+     * is not a multiple of the vector size (seen with a 24x16 frame). It converts into this
+     * buffer, whose rows are padded to 64 bytes, and rows are then copied to the caller's
+     * tightly packed frame, so a caller's exact-size buffer is never overrun. */
+    uint8_t * rgb_padded;
+    int       rgb_padded_stride;
     AVPacket *        pkt;
     AVFrame *         frame;
     bool              flushing;     /* NULL packet sent to the decoder */
@@ -99,6 +105,7 @@ void infvsr_media_reader_close(struct infvsr_media_reader * r) {
         }
     }
     sws_freeContext(r->sws);
+    av_freep(&r->rgb_padded);
     av_packet_free(&r->pkt);
     av_frame_free(&r->frame);
     av_free(r->copy_map);
@@ -347,11 +354,20 @@ static enum infvsr_status convert_frame(struct infvsr_media_reader * r, const AV
         r->sws_colorspace = f->colorspace;
         r->sws_range = f->color_range;
     }
-    uint8_t * dst[4] = { rgb, NULL, NULL, NULL };
-    int dst_stride[4] = { 3 * f->width, 0, 0, 0 };
+    size_t row = (size_t)3 * (size_t)f->width;
+    if (!r->rgb_padded) {
+        r->rgb_padded_stride = (int)FFALIGN(row, 64);
+        /* one spare row: the last row's vector stores may also reach past its padding */
+        r->rgb_padded = av_malloc((size_t)r->rgb_padded_stride * ((size_t)f->height + 1));
+        if (!r->rgb_padded) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "out of memory for the RGB frame");
+    }
+    uint8_t * dst[4] = { r->rgb_padded, NULL, NULL, NULL };
+    int dst_stride[4] = { r->rgb_padded_stride, 0, 0, 0 };
     int h = sws_scale(r->sws, (const uint8_t * const *)f->data, f->linesize, 0, f->height, dst, dst_stride);
     if (h != f->height) return infvsr_err_set(err, INFVSR_ERR_FORMAT, "colour conversion failed at frame %lld",
                                               (long long)r->frames_read);
+    for (int y = 0; y < f->height; y++)
+        memcpy(rgb + (size_t)y * row, r->rgb_padded + (size_t)y * (size_t)r->rgb_padded_stride, row);
     return INFVSR_OK;
 }
 

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 struct infvsr_media_writer {
@@ -23,6 +24,11 @@ struct infvsr_media_writer {
     AVCodecContext *  enc;
     AVStream *        vst;
     struct SwsContext * sws;
+    /* swscale's SIMD input loads read whole vectors, past the end of a tightly packed row;
+     * frames are copied into these 64-byte padded rows (plus a spare row) first so the
+     * caller's exact-size buffer is never over-read. */
+    uint8_t *           rgb_padded;
+    int                 rgb_padded_stride;
     AVFrame *         frame;
     AVPacket *        pkt;
     AVPacket *        cpkt;        /* copied packets */
@@ -59,6 +65,7 @@ static void writer_free(struct infvsr_media_writer * w) {
         avformat_free_context(w->oc);
     }
     sws_freeContext(w->sws);
+    av_freep(&w->rgb_padded);
     av_frame_free(&w->frame);
     av_packet_free(&w->pkt);
     av_packet_free(&w->cpkt);
@@ -170,6 +177,22 @@ static enum infvsr_status add_copy_streams(struct infvsr_media_writer * w, struc
     return INFVSR_OK;
 }
 
+/* The process umask without changing it (umask(2) can only be read by setting it, which
+ * would race with other threads creating files): Linux reports it in /proc/self/status. */
+static mode_t process_umask(void) {
+    mode_t m = 022;
+    FILE * f = fopen("/proc/self/status", "r");
+    char   line[128];
+    while (f && fgets(line, sizeof line, f)) {
+        if (strncmp(line, "Umask:", 6) == 0) {
+            m = (mode_t)strtoul(line + 6, NULL, 8);
+            break;
+        }
+    }
+    if (f) fclose(f);
+    return m;
+}
+
 enum infvsr_status infvsr_media_writer_open(const char * path, const struct infvsr_media_writer_opts * opts,
                                             struct infvsr_media_writer ** out, struct infvsr_err * err) {
     *out = NULL;
@@ -200,6 +223,10 @@ enum infvsr_status infvsr_media_writer_open(const char * path, const struct infv
         writer_free(w);
         return infvsr_err_set(err, INFVSR_ERR_IO, "cannot create a temporary file next to %.300s", path);
     }
+    /* mkstemp creates 0600; the finished file should get the usual 0666 & ~umask, like any
+     * file the user creates. A failure is not fatal: the output stays correct, only its
+     * permissions stay tighter. */
+    (void)fchmod(fd, 0666 & ~process_umask());
     close(fd);
     const char * muxer = muxer_for(path, opts->codec);
     int ret = avformat_alloc_output_context2(&w->oc, NULL, muxer, w->tmp_path);
@@ -245,8 +272,16 @@ enum infvsr_status infvsr_media_writer_write(struct infvsr_media_writer * w, con
     if (!w || !rgb) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "media writer: NULL argument");
     int ret = av_frame_make_writable(w->frame); /* the encoder may still reference it */
     if (ret < 0) return infvsr_media_av_err(err, INFVSR_ERR_NOMEM, ret, "frame buffer");
-    const uint8_t * src[4] = { rgb, NULL, NULL, NULL };
-    int src_stride[4] = { 3 * w->opts.width, 0, 0, 0 };
+    size_t row = (size_t)3 * (size_t)w->opts.width;
+    if (!w->rgb_padded) {
+        w->rgb_padded_stride = (int)FFALIGN(row, 64);
+        w->rgb_padded = av_mallocz((size_t)w->rgb_padded_stride * ((size_t)w->opts.height + 1));
+        if (!w->rgb_padded) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "media writer: out of memory");
+    }
+    for (int y = 0; y < w->opts.height; y++)
+        memcpy(w->rgb_padded + (size_t)y * (size_t)w->rgb_padded_stride, rgb + (size_t)y * row, row);
+    const uint8_t * src[4] = { w->rgb_padded, NULL, NULL, NULL };
+    int src_stride[4] = { w->rgb_padded_stride, 0, 0, 0 };
     sws_scale(w->sws, src, src_stride, 0, w->opts.height, w->frame->data, w->frame->linesize);
     int64_t p;
     if (w->opts.codec == INFVSR_CODEC_Y4M) p = w->frames_in;

@@ -346,9 +346,8 @@ int infvsr_cmd_upscale(int argc, char ** argv) {
     }
     if (wo.copy_from) infvsr_media_reader_set_packet_sink(R.r, infvsr_media_writer_copy_packet_sink, R.w);
 
-    /* Slack after the frame: libswscale's SIMD RGB24 output (inside the media reader) writes up
-     * to a few vector widths past the last pixel of narrow frames (valgrind, 24x16 input). */
-    lr = malloc((size_t)in->width * in->height * 3 + (size_t)in->width * 3 + 256);
+    /* Exact-size frames: the media reader and writer pad rows internally for swscale. */
+    lr = malloc((size_t)in->width * in->height * 3);
     R.sr = malloc((size_t)wo.width * wo.height * 3);
     if (!lr || !R.sr) {
         rc = infvsr_err_set(&err, INFVSR_ERR_NOMEM, "out of memory for frame buffers");
