@@ -323,6 +323,17 @@ static enum infvsr_status push_global(struct op_ctx * c, const char * mod, size_
         o->u.global.kind = INFVSR_PK_G_REBUILD_PARAMETER;
         return INFVSR_OK;
     }
+    if (span_eq(mod, mod_len, "torch") && span_eq(name, name_len, "Size")) {
+        if ((st = push_new(c, INFVSR_PK_GLOBAL, &o))) return st;
+        o->u.global.kind = INFVSR_PK_G_TORCH_SIZE;
+        return INFVSR_OK;
+    }
+    if ((span_eq(mod, mod_len, "builtins") || span_eq(mod, mod_len, "__builtin__")) &&
+        (span_eq(name, name_len, "set") || span_eq(name, name_len, "frozenset"))) {
+        if ((st = push_new(c, INFVSR_PK_GLOBAL, &o))) return st;
+        o->u.global.kind = INFVSR_PK_G_SET;
+        return INFVSR_OK;
+    }
     if (span_eq(mod, mod_len, "torch")) {
         for (size_t i = 0; i < sizeof storage_classes / sizeof storage_classes[0]; i++) {
             if (span_eq(name, name_len, storage_classes[i].name)) {
@@ -335,7 +346,7 @@ static enum infvsr_status push_global(struct op_ctx * c, const char * mod, size_
     }
     int ml = mod_len > 100 ? 100 : (int)mod_len, nl = name_len > 100 ? 100 : (int)name_len;
     return FAIL(c, "global '%.*s.%.*s' is not allowed (only collections.OrderedDict, "
-                "torch._utils._rebuild_tensor_v2/_rebuild_parameter and torch.*Storage)", ml, mod, nl, name);
+                "torch._utils._rebuild_tensor_v2/_rebuild_parameter, torch.*Storage, torch.Size, builtins.set/frozenset)", ml, mod, nl, name);
 }
 
 /* GLOBAL's argument: "module\nname\n". */
@@ -421,6 +432,19 @@ static enum infvsr_status op_reduce(struct op_ctx * c) {
                 return FAIL(c, "_rebuild_parameter expects (tensor, requires_grad, hooks)%s", "");
             }
             return push(c, args->u.seq.items[0]);
+        case INFVSR_PK_G_TORCH_SIZE: /* torch.Size((d0, d1, ...)) */
+            if (args->u.seq.n != 1 || !is_int_tuple(args->u.seq.items[0])) {
+                return FAIL(c, "torch.Size expects one tuple of ints%s", "");
+            }
+            return push(c, args->u.seq.items[0]);
+        case INFVSR_PK_G_SET: { /* set() or set([items]): kept as a list of its items */
+            if (args->u.seq.n == 1 && args->u.seq.items[0]->type == INFVSR_PK_LIST) {
+                return push(c, args->u.seq.items[0]);
+            }
+            if (args->u.seq.n != 0) return FAIL(c, "set expects () or (list,)%s", "");
+            struct infvsr_pk_obj * l = NULL;
+            return push_new(c, INFVSR_PK_LIST, &l);
+        }
         case INFVSR_PK_G_STORAGE_CLASS:
             break;
     }

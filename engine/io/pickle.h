@@ -33,6 +33,11 @@ enum infvsr_pk_global {
     INFVSR_PK_G_REBUILD_TENSOR_V2,
     INFVSR_PK_G_REBUILD_PARAMETER,
     INFVSR_PK_G_STORAGE_CLASS,
+    /* Pure value constructors that torch.load(weights_only=True) also allows, seen in the
+     * non-tensor extras of checkpoints: torch.Size(tuple) -> that tuple, builtins.set(list)
+     * / frozenset(list) -> that list (protocol 2 has no set opcode). */
+    INFVSR_PK_G_TORCH_SIZE,
+    INFVSR_PK_G_SET,
 };
 
 struct infvsr_pk_obj {

@@ -104,7 +104,10 @@ sd = collections.OrderedDict([("encoder.conv.weight", rnd(4, 3, 3, 3)), ("encode
                               ("decoder.norm.gamma", rnd(4, dtype=torch.bfloat16))])
 save_torch("model_state.pt", {"model_state": sd})
 save_torch("ram_like.pt", {"model": sd, "epoch": 3, "names": ["a"], "cfg": None, "lr": 0.1,
-                           "opt": {"step": 10, "betas": (0.9, 0.99)}})
+                           "opt": {"step": 10, "betas": (0.9, 0.99)},
+                           # protocol 2 pickles these as REDUCE of torch.Size / builtins.set
+                           "input_shape": torch.Size([3, 384, 384]), "classes": {"cat", "dog"},
+                           "empty": set(), "frozen": frozenset({1})})
 
 # A real nn.Module state_dict(): OrderedDict + BUILD({'_metadata': ...}), buffers (BatchNorm's
 # 0-dim i64 num_batches_tracked), nested module prefixes. This is InfVSR.ckpt's framing.
