@@ -4,6 +4,7 @@
  * arguments that must return INFVSR_ERR_INVALID_ARG with a message. */
 #include <math.h>
 
+#include "conv3d_winograd.h"
 #include "ops_util.h"
 #include "resize_table.h"
 
@@ -431,6 +432,42 @@ static void test_conv3d(void) {
     }
 }
 
+/* The Winograd F(2x2, 3x3) path (3x3 spatial, stride 1): odd sizes (partial last tiles),
+ * 1 and 6 frames, kt 1 and 3, Cin 5 and 96, asymmetric and zero pads, all weight dtypes;
+ * then once more with a tiny block budget so that the tiles of a frame are split into
+ * several blocks (the last one partial), as happens on large frames. */
+static void test_conv3d_winograd(void) {
+    setup_backends();
+    const struct conv_case cases[] = {
+        { 5, 6, 7, 9, 4, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1 },    /* 6 frames, kt 3, 7x9 */
+        { 5, 1, 7, 9, 3, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1 },    /* 1 frame, kt 1 */
+        { 96, 3, 7, 9, 8, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1 },   /* Cin 96 */
+        { 4, 2, 6, 5, 3, 1, 3, 3, 1, 1, 1, 0, 2, 2, 0 },    /* asymmetric pads */
+        { 3, 4, 8, 8, 2, 2, 3, 3, 1, 1, 1, 0, 0, 0, 0 },    /* no pads, kt 2 */
+        { 2, 1, 3, 3, 2, 1, 3, 3, 1, 1, 1, 0, 0, 0, 0 },    /* a single output pixel */
+        { 3, 3, 1, 4, 2, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1 },    /* a 1-pixel-high image */
+    };
+    /* these shapes are below the path's GEMM-size threshold: lower it to 0 so they take it */
+    const double old_volume = infvsr__conv3d_winograd_set_min_volume(0);
+    CHECK(infvsr__conv3d_winograd_fits(&(struct infvsr_cpu_conv){ .cin = 1, .cout = 1, .kt = 3, .kh = 3, .kw = 3,
+                                                                   .st = 1, .sh = 1, .sw = 1, .to = 1, .ho = 1, .wo = 1 }));
+    int i = 0;
+    for (int small = 0; small < 2; small++) {
+        /* 3 tiles of the first case per block: 16 * (5 * 6 + 4 * 4) floats per tile */
+        size_t old = infvsr__conv3d_winograd_set_block_bytes(small ? 3 * 16 * (5 * 6 + 4 * 4) * sizeof(float) : 0);
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            for (int d = 0; d < 3; d++, i++) run_conv(&cases[c], wtypes[d], i % 2 == 0, 3000 + 10 * (uint64_t)i);
+        }
+        infvsr__conv3d_winograd_set_block_bytes(old);
+    }
+    infvsr__conv3d_winograd_set_min_volume(old_volume);
+    /* the default threshold keeps tiny convs on im2col, VAE-sized ones on Winograd */
+    CHECK(!infvsr__conv3d_winograd_fits(&(struct infvsr_cpu_conv){ .cin = 8, .cout = 8, .kt = 3, .kh = 3, .kw = 3,
+                                                                    .st = 1, .sh = 1, .sw = 1, .to = 4, .ho = 16, .wo = 16 }));
+    CHECK(infvsr__conv3d_winograd_fits(&(struct infvsr_cpu_conv){ .cin = 96, .cout = 96, .kt = 3, .kh = 3, .kw = 3,
+                                                                   .st = 1, .sh = 1, .sw = 1, .to = 4, .ho = 64, .wo = 64 }));
+}
+
 /* ---- resize ---- */
 
 static void run_resize(enum infvsr_resize_mode mode, int64_t P, int64_t hi, int64_t wi, int64_t ho, int64_t wo) {
@@ -612,6 +649,7 @@ static const struct test_case tests[] = {
     TEST(test_attention_thread_invariance),
     TEST(test_rope),
     TEST(test_conv3d),
+    TEST(test_conv3d_winograd),
     TEST(test_resize),
     TEST(test_resize_bicubic_tables),
     TEST(test_invalid_args),
