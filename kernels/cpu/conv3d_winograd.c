@@ -234,6 +234,21 @@ static void output_task(void * ctx, int64_t r, int tid) {
     }
 }
 
+/* M_e = sum_dt U_e,dt . V_e (frames dt .. dt + To - 1) for one transform point e. */
+static void gemm_task(void * ctx, int64_t e, int tid) {
+    (void)tid;
+    const struct wino_job *        j = ctx;
+    const struct infvsr_cpu_conv * a = j->a;
+    const int N = (int)(a->to * j->nb), K = (int)a->cin, M = (int)a->cout;
+    for (int64_t dt = 0; dt < a->kt; dt++) {
+        const float * A = j->u + (e * a->kt + dt) * a->cout * a->cin;
+        const float * B = j->v + e * a->cin * a->t * j->nb + dt * j->nb;
+        float *       C = j->m + e * a->cout * a->to * j->nb;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, K, B, (int)(a->t * j->nb),
+                    dt == 0 ? 0.0f : 1.0f, C, N);
+    }
+}
+
 enum infvsr_status infvsr__conv3d_winograd(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_conv * a) {
     const int64_t tiles_h = (a->ho + 1) / 2, tiles_w = (a->wo + 1) / 2, n_tiles = tiles_h * tiles_w;
     const int64_t per_tile = 16 * (a->cin * a->t + a->cout * a->to); /* floats of V + M per tile */
@@ -264,16 +279,12 @@ enum infvsr_status infvsr__conv3d_winograd(struct infvsr_cpu_ctx * c, const stru
         j.j0 = j0;
         j.nb = n_tiles - j0 < nb ? n_tiles - j0 : nb;
         infvsr__par(c, a->cin * a->t, input_task, &j);
-        const int N = (int)(a->to * j.nb), K = (int)a->cin, M = (int)a->cout;
-        for (int e = 0; e < 16; e++) {
-            for (int64_t dt = 0; dt < a->kt; dt++) {
-                const float * A = u + (e * a->kt + dt) * a->cout * a->cin;
-                const float * B = v + e * a->cin * a->t * j.nb + dt * j.nb; /* frames dt .. dt + To - 1 */
-                float *       C = m + e * a->cout * a->to * j.nb;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, K, B,
-                            (int)(a->t * j.nb), dt == 0 ? 0.0f : 1.0f, C, N);
-            }
-        }
+        /* the 16 independent GEMM groups run on the pool, one single-threaded sgemm each:
+         * no BLAS fork/join per call, and no idle BLAS thread spinning in sched_yield
+         * beside the pool's transform tasks */
+        openblas_set_num_threads(1);
+        infvsr__par(c, 16, gemm_task, &j);
+        openblas_set_num_threads(c->n_threads);
         infvsr__par(c, a->cout * a->to, output_task, &j);
     }
     return INFVSR_OK;
