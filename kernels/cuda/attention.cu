@@ -221,12 +221,6 @@ __global__ void __launch_bounds__(WARPS * 32) k_attn_wmma(attn_p p) {
 
 /* ------------------------------------------------------------------ host side */
 
-#define CHECK_ST(expr)                                   \
-    do {                                                 \
-        enum infvsr_status st_ = (expr);                 \
-        if (st_ != INFVSR_OK) return st_;                \
-    } while (0)
-
 template <int D, int WARPS>
 static enum infvsr_status launch_wmma(struct cuda_ctx * c, const attn_p & p, bool * launched,
                                       struct infvsr_err * err) {

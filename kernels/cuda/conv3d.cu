@@ -47,12 +47,6 @@ __global__ void k_im2col(const void * x, int xd, void * col, conv_geom g, int64_
     }
 }
 
-#define CHECK_ST(expr)                                   \
-    do {                                                 \
-        enum infvsr_status st_ = (expr);                 \
-        if (st_ != INFVSR_OK) return st_;                \
-    } while (0)
-
 namespace {
 struct scratch2 {
     cuda_ctx * c;

@@ -78,6 +78,13 @@ enum infvsr_status cu_fail(struct cuda_ctx * c, struct infvsr_err * err, const c
  * faults surface asynchronously at the next synchronising call, also checked). */
 #define CU_CHECK_LAUNCH(c, err) CU_CHECK((c), (err), cudaGetLastError())
 
+/* Propagates a non-OK status from a helper that already recorded its error. */
+#define CHECK_ST(expr)                                   \
+    do {                                                 \
+        enum infvsr_status st_ = (expr);                 \
+        if (st_ != INFVSR_OK) return st_;                \
+    } while (0)
+
 /* Refuses work on a failed backend; makes the backend's device current for this
  * thread (cheap when it already is; a worker thread may own a backend on device != 0). */
 #define CU_ENTER(c, err)                                                                    \

@@ -108,12 +108,6 @@ enum infvsr_status cu_bias_act(struct cuda_ctx * c, void * y, int y_dtype, const
     return INFVSR_OK;
 }
 
-#define CHECK_ST(expr)                                   \
-    do {                                                 \
-        enum infvsr_status st_ = (expr);                 \
-        if (st_ != INFVSR_OK) return st_;                \
-    } while (0)
-
 enum infvsr_status cu_unary(struct infvsr_backend * be, enum infvsr_unary_op op,
                             const struct infvsr_tensor * x, struct infvsr_tensor * y,
                             struct infvsr_err * err) {

@@ -99,12 +99,6 @@ enum infvsr_status cu_gemm_run(struct cuda_ctx * c, const struct cu_gemm * g, st
     return INFVSR_OK;
 }
 
-#define CHECK_ST(expr)                                   \
-    do {                                                 \
-        enum infvsr_status st_ = (expr);                 \
-        if (st_ != INFVSR_OK) return st_;                \
-    } while (0)
-
 namespace {
 
 /* Pooled temporaries released on every return path (stream-ordered reuse is safe). */

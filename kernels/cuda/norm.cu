@@ -87,12 +87,6 @@ __global__ void k_modulate(const void * x, int xd, const void * sc, int scd, con
     }
 }
 
-#define CHECK_ST(expr)                                   \
-    do {                                                 \
-        enum infvsr_status st_ = (expr);                 \
-        if (st_ != INFVSR_OK) return st_;                \
-    } while (0)
-
 static enum infvsr_status check_vec(const struct infvsr_tensor * v, int64_t n, const char * op,
                                     const char * role, struct infvsr_err * err) {
     CHECK_ST(cu_check_tensor(v, op, role, true, err));

@@ -87,12 +87,6 @@ __global__ void k_resize_nearest(const void * x, int xd, void * y, int yd, int64
     }
 }
 
-#define CHECK_ST(expr)                                   \
-    do {                                                 \
-        enum infvsr_status st_ = (expr);                 \
-        if (st_ != INFVSR_OK) return st_;                \
-    } while (0)
-
 namespace {
 
 /* Packs first/ntaps/w of both axes into one pooled device block. */
