@@ -14,7 +14,15 @@ PKGS=(
     libavformat-dev libavcodec-dev libavutil-dev libswscale-dev ffmpeg
     # tests: PyTorch reference (Debian's python3-torch), numpy, OpenCV, curl
     python3 python3-numpy python3-torch python3-opencv curl
+    # tests: YAML (OpenAPI and Kubernetes manifests), systemd-analyze for the unit file
+    python3-yaml systemd
 )
+# Node.js + npm run the npm-based test tools (tus-js-client, OpenAPI lint, schema
+# validators). Debian's packages are used only where no node is installed already (the
+# machine's own Node.js, if any, is newer and is left alone).
+if ! command -v node > /dev/null 2>&1 || ! command -v npm > /dev/null 2>&1; then
+    PKGS+=(nodejs npm)
+fi
 
 missing=()
 for p in "${PKGS[@]}"; do
