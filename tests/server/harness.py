@@ -1,0 +1,603 @@
+"""Shared pieces of the infvsrd integration tests (stdlib only, /usr/bin/python3).
+
+- Daemon: starts the real `infvsrd` on loopback (port 0 unless given), reads the chosen port
+  from its `listening port=N` log line, waits for /readyz, and always kills it at the end
+  (context manager + atexit + PR_SET_PDEATHSIG, so a ctest timeout cannot leave it behind).
+- Client: small HTTP client on http.client that records every response (method, path,
+  status, headers, JSON/text body) to a JSON-lines file; Suite.finish() runs
+  openapi_check.mjs over all records so every response of every test is checked against
+  proto/openapi.yaml.
+- Helpers: ffprobe frame counts, /metrics parsing, spool listing, raw-socket requests.
+
+Environment (set by tests/server/CMakeLists.txt): INFVSRD, INFVSR (CLI), SERVER_FIXTURES
+(tiny model + clips), SERVER_NODE_MODULES, SERVER_SRC (tests/server), SOURCE_DIR, TEST_WORK.
+"""
+import atexit
+import base64
+import ctypes
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+
+ENV = os.environ
+INFVSRD = ENV.get("INFVSRD", "")
+FIXTURES = ENV.get("SERVER_FIXTURES", "")
+NODE_MODULES = ENV.get("SERVER_NODE_MODULES", "")
+SERVER_SRC = ENV.get("SERVER_SRC", os.path.dirname(os.path.abspath(__file__)))
+SOURCE_DIR = ENV.get("SOURCE_DIR", os.path.abspath(os.path.join(SERVER_SRC, "..", "..")))
+SPEC = os.path.join(SOURCE_DIR, "proto", "openapi.yaml")
+ERRORS = os.path.join(SOURCE_DIR, "proto", "errors.json")
+
+_live_daemons = []
+
+
+def log(*a):
+    print(*a, flush=True)
+
+
+def _pdeathsig():
+    # The daemon dies with the test process even when ctest SIGKILLs the test on timeout.
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def fixture(name):
+    p = os.path.join(FIXTURES, name)
+    if not os.path.exists(p):
+        raise SystemExit(f"fixture {p} missing (run the server.fixtures test first)")
+    return p
+
+
+class Daemon:
+    """One infvsrd process. model: 'tiny' (the fixture's tiny model), 'null', or a directory."""
+
+    def __init__(self, work, name="d", model="tiny", args=(), env=None, port=0):
+        self.work = work
+        self.name = name
+        self.spool = os.path.join(work, f"spool-{name}")
+        self.logpath = os.path.join(work, f"infvsrd-{name}.log")
+        self.model = model
+        self.args = list(args)
+        self.env = env
+        self.port = port
+        self.proc = None
+        self.url = None
+
+    def command(self):
+        cmd = [INFVSRD, "--listen", f"127.0.0.1:{self.port}", "--spool-dir", self.spool]
+        if self.model == "null":
+            cmd += ["--model", "null"]
+        else:
+            cmd += ["--model-dir", fixture("tiny") if self.model == "tiny" else self.model]
+        return cmd + self.args
+
+    def start(self, wait_ready=True, timeout=60):
+        if not INFVSRD or not os.access(INFVSRD, os.X_OK):
+            raise SystemExit(f"infvsrd binary not found: INFVSRD={INFVSRD!r}")
+        shutil.rmtree(self.spool, ignore_errors=True)
+        os.makedirs(self.spool, exist_ok=True)
+        env = dict(os.environ)
+        for k in list(env):
+            if k.startswith("INFVSR_"):
+                del env[k]  # the tests' own settings only
+        env.update(self.env or {})
+        self.logf = open(self.logpath, "wb")
+        cmd = self.command()
+        log(f"[{self.name}] $ {' '.join(cmd)}")
+        self.proc = subprocess.Popen(cmd, stdout=self.logf, stderr=subprocess.STDOUT, env=env,
+                                     preexec_fn=_pdeathsig)
+        _live_daemons.append(self)
+        deadline = time.time() + timeout
+        port = None
+        while time.time() < deadline and port is None:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"infvsrd exited with {self.proc.returncode} before listening:\n{self.log_text()[-3000:]}")
+            port = self._find_port()
+            if port is None:
+                time.sleep(0.05)
+        if port is None:
+            raise RuntimeError(f"no 'listening port=N' in the log after {timeout}s:\n{self.log_text()[-3000:]}")
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        if wait_ready:
+            self.wait_ready(deadline - time.time())
+        return self
+
+    def _find_port(self):
+        for line in self.log_text().splitlines():
+            m = re.search(r"listening port=(\d+)", line)
+            if m:
+                return int(m.group(1))
+            if "listening" in line and line.lstrip().startswith("{"):
+                try:
+                    o = json.loads(line)
+                    if "port" in o:
+                        return int(o["port"])
+                except ValueError:
+                    pass
+        return None
+
+    def wait_ready(self, timeout=60):
+        deadline = time.time() + max(timeout, 1)
+        last = None
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"infvsrd exited with {self.proc.returncode}:\n{self.log_text()[-3000:]}")
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                c.request("GET", "/readyz")
+                r = c.getresponse()
+                last = (r.status, r.read()[:300])
+                c.close()
+                if r.status == 200:
+                    return
+            except OSError as e:
+                last = repr(e)
+            time.sleep(0.1)
+        raise RuntimeError(f"/readyz not 200 after {timeout:.0f}s (last: {last})\n{self.log_text()[-3000:]}")
+
+    def log_text(self):
+        try:
+            with open(self.logpath, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def pid(self):
+        return self.proc.pid
+
+    def rss_kb(self, key="VmRSS"):
+        try:
+            with open(f"/proc/{self.proc.pid}/status") as f:
+                for line in f:
+                    if line.startswith(key + ":"):
+                        return int(line.split()[1])
+        except OSError:
+            return None
+        return None
+
+    def signal(self, sig):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def wait(self, timeout):
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self):
+        """Kills the daemon (SIGKILL after a short SIGTERM grace) and returns its exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=8)
+            except subprocess.TimeoutExpired:
+                log(f"[{self.name}] did not exit 8 s after SIGTERM: SIGKILL")
+                self.proc.kill()
+                self.proc.wait()
+        if self in _live_daemons:
+            _live_daemons.remove(self)
+        try:
+            self.logf.close()
+        except Exception:
+            pass
+        return self.proc.returncode
+
+    def spool_files(self):
+        out = []
+        for root, _dirs, files in os.walk(self.spool):
+            for f in files:
+                out.append(os.path.relpath(os.path.join(root, f), self.spool))
+        return sorted(out)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+@atexit.register
+def _kill_all():
+    for d in list(_live_daemons):
+        try:
+            if d.proc.poll() is None:
+                d.proc.kill()
+                d.proc.wait(timeout=5)
+        except Exception:
+            pass
+
+
+class Response:
+    def __init__(self, status, headers, body, elapsed):
+        self.status = status
+        self.headers = headers  # lower-case name -> value (repeated headers joined by ", ")
+        self.body = body
+        self.elapsed = elapsed
+
+    def json(self):
+        return json.loads(self.body.decode("utf-8"))
+
+    def code(self):
+        """error.code of a JSON error body, or None."""
+        try:
+            return self.json()["error"]["code"]
+        except Exception:
+            return None
+
+    def __repr__(self):
+        return f"<{self.status} {self.headers.get('content-type', '')} {self.body[:300]!r}>"
+
+
+def _headers_dict(msg):
+    d = {}
+    for k, v in msg.items():
+        k = k.lower()
+        d[k] = d[k] + ", " + v if k in d else v
+    return d
+
+
+def _textual(ct):
+    ct = (ct or "").split(";")[0].strip().lower()
+    return ct in ("application/json", "text/plain", "text/html", "") or ct.startswith("text/")
+
+
+class Recorder:
+    """Appends every response to a JSON-lines file for openapi_check.mjs."""
+
+    def __init__(self, path):
+        self.path = path
+        self.lock = threading.Lock()
+        self.count = 0
+        open(path, "w").close()
+
+    def add(self, method, path, status, headers, body=None, body_len=None, case=None, sse=None, mhd=False,
+            body_omitted=False):
+        rec = {"method": method, "path": path, "status": status, "headers": headers,
+               "body_len": len(body) if body is not None else (body_len or 0)}
+        ct = headers.get("content-type", "")
+        if body is not None and _textual(ct) and "event-stream" not in ct:
+            rec["body"] = body[:262144].decode("utf-8", "replace")
+        else:
+            rec["body"] = None
+            rec["body_omitted"] = bool(body_omitted or (body is not None and len(body) > 0))
+        if case:
+            rec["case"] = case
+        if sse is not None:
+            rec["sse"] = sse
+        if mhd:
+            rec["mhd"] = True
+        with self.lock:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            self.count += 1
+
+
+class Client:
+    def __init__(self, base_url, recorder, token=None, timeout=60):
+        u = urllib.parse.urlsplit(base_url)
+        self.host, self.port = u.hostname, u.port
+        self.base = base_url.rstrip("/")
+        self.rec = recorder
+        self.token = token
+        self.timeout = timeout
+
+    def _hdrs(self, headers):
+        h = dict(headers or {})
+        if self.token and "Authorization" not in h:
+            h["Authorization"] = f"Bearer {self.token}"
+        return h
+
+    def request(self, method, path, body=None, headers=None, json_body=None, case=None, record=True,
+                mhd=False):
+        h = self._hdrs(headers)
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+            h.setdefault("Content-Type", "application/json")
+        t0 = time.time()
+        c = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            c.request(method, path, body=body, headers=h)
+            r = c.getresponse()
+            data = r.read() if method != "HEAD" else b""
+            resp = Response(r.status, _headers_dict(r.msg), data, time.time() - t0)
+        finally:
+            c.close()
+        if record:
+            self.rec.add(method, path, resp.status, resp.headers, resp.body, case=case, mhd=mhd)
+        return resp
+
+    # convenience
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
+
+    def create_job(self, spec=None, headers=None, expect=(201,), case=None):
+        r = self.request("POST", "/v1/jobs", json_body=spec if spec is not None else {}, headers=headers, case=case)
+        if expect and r.status not in expect:
+            raise AssertionError(f"POST /v1/jobs {spec} -> {r.status} {r.body[:500]!r}")
+        return r
+
+    def job(self, job_id):
+        r = self.get(f"/v1/jobs/{job_id}")
+        if r.status != 200:
+            raise AssertionError(f"GET /v1/jobs/{job_id} -> {r!r}")
+        return r.json()
+
+    def put_input(self, job_id, data, chunked=False, chunk_size=65536, delay=0.0, content_type="video/mp2t",
+                  case=None, extra_headers=None):
+        """PUT the input; chunked=True sends it with Transfer-Encoding: chunked, pieces of
+        chunk_size every `delay` seconds."""
+        h = self._hdrs({"Content-Type": content_type, **(extra_headers or {})})
+        path = f"/v1/jobs/{job_id}/input"
+        c = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        t0 = time.time()
+        try:
+            if chunked:
+                def gen():
+                    for i in range(0, len(data), chunk_size):
+                        yield data[i:i + chunk_size]
+                        if delay:
+                            time.sleep(delay)
+                c.request("PUT", path, body=gen(), headers=h, encode_chunked=True)
+            else:
+                c.request("PUT", path, body=data, headers=h)
+            r = c.getresponse()
+            body = r.read()
+            resp = Response(r.status, _headers_dict(r.msg), body, time.time() - t0)
+        finally:
+            c.close()
+        self.rec.add("PUT", path, resp.status, resp.headers, resp.body, case=case)
+        return resp
+
+    def open_output(self, job_id, headers=None):
+        """Starts GET /output; returns (conn, response) for incremental reads. Call
+        finish_stream() afterwards to record it."""
+        c = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        c.request("GET", f"/v1/jobs/{job_id}/output", headers=self._hdrs(headers))
+        return c, c.getresponse()
+
+    def record_stream(self, method, path, r, nbytes, sse=None):
+        self.rec.add(method, path, r.status, _headers_dict(r.msg), None, body_len=nbytes, sse=sse,
+                     body_omitted=nbytes > 0)
+
+    def read_output(self, job_id, headers=None, on_first_byte=None):
+        """Reads the whole output; returns (Response, t_first_byte)."""
+        c, r = self.open_output(job_id, headers)
+        t0 = time.time()
+        buf = bytearray()
+        t_first = None
+        try:
+            while True:
+                piece = r.read1(65536) if hasattr(r, "read1") else r.read(65536)
+                if not piece:
+                    break
+                if t_first is None:
+                    t_first = time.time()
+                    if on_first_byte:
+                        on_first_byte(t_first)
+                buf += piece
+        finally:
+            c.close()
+        hd = _headers_dict(r.msg)
+        ct = hd.get("content-type", "")
+        if _textual(ct):
+            self.rec.add("GET", f"/v1/jobs/{job_id}/output", r.status, hd, bytes(buf))
+        else:
+            self.rec.add("GET", f"/v1/jobs/{job_id}/output", r.status, hd, None, body_len=len(buf),
+                         body_omitted=len(buf) > 0)
+        return Response(r.status, hd, bytes(buf), time.time() - t0), t_first
+
+    def events(self, job_id, timeout=120):
+        """Reads the SSE stream to its end; returns the list of {event, data}."""
+        c = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        path = f"/v1/jobs/{job_id}/events"
+        c.request("GET", path, headers=self._hdrs({"Accept": "text/event-stream"}))
+        r = c.getresponse()
+        evs = []
+        if r.status != 200:
+            body = r.read()
+            c.close()
+            self.rec.add("GET", path, r.status, _headers_dict(r.msg), body)
+            return r.status, evs
+        cur = {"event": "message", "data": []}
+        n = 0
+        while True:
+            line = r.fp.readline()
+            if not line:
+                break
+            n += len(line)
+            line = line.decode("utf-8", "replace").rstrip("\r\n")
+            if line == "":
+                if cur["data"]:
+                    evs.append({"event": cur["event"], "data": "\n".join(cur["data"])})
+                cur = {"event": "message", "data": []}
+                continue
+            if line.startswith(":"):
+                continue
+            k, _, v = line.partition(":")
+            v = v[1:] if v.startswith(" ") else v
+            if k == "event":
+                cur["event"] = v
+            elif k == "data":
+                cur["data"].append(v)
+        c.close()
+        self.record_stream("GET", path, r, n, sse=evs)
+        return r.status, evs
+
+    def wait_state(self, job_id, states, timeout=120, poll=0.1):
+        deadline = time.time() + timeout
+        j = None
+        while time.time() < deadline:
+            r = self.get(f"/v1/jobs/{job_id}", record=False)
+            if r.status == 200:
+                j = r.json()
+                if j["state"] in states:
+                    self.rec.add("GET", f"/v1/jobs/{job_id}", r.status, r.headers, r.body)
+                    return j
+            time.sleep(poll)
+        raise AssertionError(f"job {job_id} not in {states} after {timeout}s (last {j})")
+
+    def metrics(self):
+        r = self.get("/metrics")
+        if r.status != 200:
+            raise AssertionError(f"/metrics -> {r!r}")
+        return parse_metrics(r.body.decode())
+
+
+def parse_metrics(text):
+    """Prometheus text -> {'name{labels}': value} plus {'name': value} for unlabelled ones."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?)\s+(\S+)", line)
+        if m:
+            try:
+                out[m.group(1)] = float(m.group(2))
+            except ValueError:
+                pass
+    return out
+
+
+def raw_request(port, data, timeout=20, read_limit=1 << 20):
+    """Sends raw bytes on a fresh connection; returns (status, headers dict, body bytes) of
+    the first response, or (None, {}, b'') when the server closed without answering."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        try:
+            s.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        r = http.client.HTTPResponse(s)
+        try:
+            r.begin()
+        except (http.client.RemoteDisconnected, ConnectionResetError, http.client.BadStatusLine):
+            return None, {}, b""
+        try:
+            body = r.read(read_limit)
+        except (http.client.IncompleteRead, ConnectionResetError) as e:
+            body = getattr(e, "partial", b"")
+        return r.status, _headers_dict(r.msg), body
+    finally:
+        s.close()
+
+
+def ffprobe_video(path_or_bytes, work=None):
+    """{'width','height','frames'} of the first video stream (frames decoded and counted)."""
+    path = path_or_bytes
+    tmp = None
+    if isinstance(path_or_bytes, (bytes, bytearray)):
+        tmp = os.path.join(work, f"probe-{threading.get_ident()}-{time.time_ns()}.bin")
+        with open(tmp, "wb") as f:
+            f.write(path_or_bytes)
+        path = tmp
+    try:
+        p = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
+                            "-show_entries", "stream=width,height,nb_read_frames", "-of", "json", path],
+                           capture_output=True, text=True, timeout=120)
+        if p.returncode != 0:
+            return {"error": p.stderr.strip()[-500:], "frames": 0, "width": 0, "height": 0}
+        st = json.loads(p.stdout).get("streams", [])
+        if not st:
+            return {"error": "no video stream", "frames": 0, "width": 0, "height": 0}
+        s = st[0]
+        return {"width": s.get("width", 0), "height": s.get("height", 0),
+                "frames": int(s.get("nb_read_frames", 0) or 0)}
+    finally:
+        if tmp:
+            os.unlink(tmp)
+
+
+def b64(s):
+    return base64.b64encode(s.encode()).decode()
+
+
+class Suite:
+    """Collects named checks; finish() validates the recorded responses and exits 0/1."""
+
+    def __init__(self, name):
+        self.name = name
+        self.work = ENV.get("TEST_WORK") or os.path.join(os.getcwd(), name)
+        shutil.rmtree(self.work, ignore_errors=True)
+        os.makedirs(self.work, exist_ok=True)
+        self.rec = Recorder(os.path.join(self.work, "responses.jsonl"))
+        self.passed = 0
+        self.failed = []
+        self.t0 = time.time()
+
+    def client(self, daemon_or_url, token=None, timeout=60):
+        url = daemon_or_url if isinstance(daemon_or_url, str) else daemon_or_url.url
+        return Client(url, self.rec, token=token, timeout=timeout)
+
+    def check(self, cond, what, detail=""):
+        if cond:
+            self.passed += 1
+            log(f"  ok   {what}")
+        else:
+            self.failed.append(f"{what}: {detail}")
+            log(f"  FAIL {what}: {detail}")
+        return cond
+
+    def eq(self, got, want, what):
+        return self.check(got == want, what, f"expected {want!r}, got {got!r}")
+
+    def validate_responses(self):
+        node = shutil.which("node")
+        if not node or not NODE_MODULES or not os.path.isdir(os.path.join(NODE_MODULES, "ajv")):
+            self.check(False, "OpenAPI validation of all responses",
+                       f"node or node_modules missing (SERVER_NODE_MODULES={NODE_MODULES!r}); run server.npm_setup")
+            return
+        env = dict(os.environ, NODE_PATH=NODE_MODULES)
+        p = subprocess.run([node, os.path.join(SERVER_SRC, "openapi_check.mjs"), SPEC, ERRORS, self.rec.path],
+                           capture_output=True, text=True, env=env, timeout=120)
+        out = (p.stdout + p.stderr).strip()
+        print(out)
+        self.check(p.returncode == 0 and self.rec.count > 0,
+                   f"OpenAPI validation of all {self.rec.count} recorded responses",
+                   out.splitlines()[-1] if out else f"exit {p.returncode}")
+
+    def finish(self, validate=True):
+        if validate:
+            self.validate_responses()
+        _kill_all()
+        dt = time.time() - self.t0
+        log(f"{self.name}: {self.passed} passed, {len(self.failed)} failed ({dt:.1f} s)")
+        for f in self.failed:
+            log(f"  FAILED: {f}")
+        sys.exit(1 if self.failed else 0)
+
+
+def run_main(suite, body):
+    """Runs body(suite); an exception is a failure (with the daemon logs' tails)."""
+    try:
+        body(suite)
+    except Exception as e:  # noqa: BLE001 - report everything as a test failure
+        import traceback
+        traceback.print_exc()
+        suite.check(False, "test body ran to the end", repr(e))
+        for d in list(_live_daemons):
+            log(f"--- tail of {d.logpath} ---\n{d.log_text()[-4000:]}")
+    suite.finish()

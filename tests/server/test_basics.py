@@ -1,0 +1,116 @@
+"""infvsrd basics on loopback with the tiny model: probes, models, metrics names, one job per
+input container (MPEG-TS, Matroska, y4m) with a plain PUT, output read after completion and
+checked with ffprobe (4x dimensions, every frame), output containers and their MIME types,
+SSE progress events, X-Request-Id. Every response is checked against proto/openapi.yaml."""
+import harness as H
+
+METRICS = [
+    "infvsrd_jobs_queued", "infvsrd_jobs_active", "infvsrd_frames_in_total", "infvsrd_frames_out_total",
+    "infvsrd_chunks_total", "infvsrd_upload_bytes_total", "infvsrd_output_bytes_total",
+    "infvsrd_ready", "infvsrd_active_connections", "infvsrd_suspended_connections",
+    "process_resident_memory_bytes",
+]
+HISTOGRAMS = ["infvsrd_chunk_seconds", "infvsrd_time_to_first_frame_seconds", "infvsrd_queue_seconds"]
+MIME = {"matroska": "video/x-matroska", "mpegts": "video/mp2t", "mp4": "video/mp4", "y4m": "video/x-yuv4mpeg"}
+
+
+def body(t):
+    d = H.Daemon(t.work, "basics", model="tiny", args=["--threads", "2"]).start()
+    c = t.client(d)
+
+    r = c.get("/healthz")
+    t.eq(r.status, 200, "GET /healthz 200")
+    r = c.get("/readyz")
+    t.eq(r.status, 200, "GET /readyz 200")
+    t.eq(r.json().get("status"), "ok", "readyz status ok")
+    r = c.get("/v1/models")
+    t.eq(r.status, 200, "GET /v1/models 200")
+    models = r.json().get("models", [])
+    t.check(any(m.get("ready") for m in models), "a ready model is listed", models)
+
+    m = c.metrics()
+    names = {k.split("{")[0] for k in m}
+    for n in METRICS:
+        t.check(n in names, f"metric {n} exported", sorted(names)[:40])
+    for n in HISTOGRAMS:
+        t.check(f"{n}_count" in names and f"{n}_bucket" in names, f"histogram {n} exported")
+    t.check(any(k.startswith("infvsrd_worker_healthy") for k in m), "metric infvsrd_worker_healthy exported")
+    t.eq(m.get("infvsrd_ready"), 1.0, "infvsrd_ready 1")
+    t.check(all(r2.headers.get("x-request-id") for r2 in [r]), "X-Request-Id on responses")
+
+    cases = [
+        ("clip.ts", {}, "matroska", 72),
+        ("clip.mkv", {"output": {"container": "mpegts"}}, "mpegts", 48),
+        ("clip.y4m", {"input": {"format": "yuv4mpegpipe"}, "output": {"container": "y4m", "codec": "rawvideo"}}, "y4m", 48),
+        ("clip.ts", {"output": {"container": "mp4"}}, "mp4", 72),
+    ]
+    for clip, spec, container, frames in cases:
+        label = f"{clip} -> {container}"
+        r = c.create_job(spec)
+        t.eq(r.status, 201, f"{label}: POST /v1/jobs 201")
+        job = r.json()
+        jid = job["id"]
+        t.check(jid.startswith("local.") or "." in jid, f"{label}: job id has an instance prefix", jid)
+        t.eq(job["state"], "created", f"{label}: new job state")
+        t.check(r.headers.get("location", "").endswith(f"/v1/jobs/{jid}"), f"{label}: Location names the job",
+                r.headers.get("location"))
+        with open(H.fixture(clip), "rb") as f:
+            data = f.read()
+        r = c.put_input(jid, data, content_type="application/octet-stream")
+        t.eq(r.status, 204, f"{label}: PUT input 204")
+        j = c.wait_state(jid, ("succeeded", "failed", "cancelled"), timeout=90)
+        t.eq(j["state"], "succeeded", f"{label}: job succeeded")
+        t.eq(j.get("frames_in"), frames, f"{label}: status frames_in")
+        t.eq(j.get("frames_out"), frames, f"{label}: status frames_out")
+        t.eq(j.get("input", {}).get("bytes_received"), len(data), f"{label}: input.bytes_received")
+        out, _ = c.read_output(jid)
+        t.eq(out.status, 200, f"{label}: GET output 200")
+        t.eq(out.headers.get("content-type", "").split(";")[0], MIME[container], f"{label}: output MIME type")
+        p = H.ffprobe_video(out.body, t.work)
+        t.eq((p.get("width"), p.get("height"), p.get("frames")), (256, 192, frames),
+             f"{label}: output 256x192, every frame (ffprobe -count_frames)")
+        if container == "matroska":
+            st, evs = c.events(jid)
+            t.eq(st, 200, f"{label}: GET events of a finished job 200")
+            t.check(evs and evs[-1]["event"] == "done", f"{label}: events end with done", [e["event"] for e in evs])
+        r = c.delete(f"/v1/jobs/{jid}")
+        t.eq(r.status, 204, f"{label}: DELETE 204")
+        r = c.get(f"/v1/jobs/{jid}")
+        t.eq(r.status, 404, f"{label}: GET after DELETE 404")
+
+    # SSE while running: progress events, then done with the final job.
+    r = c.create_job({})
+    jid = r.json()["id"]
+    import threading
+    res = {}
+    th = threading.Thread(target=lambda: res.update(ev=c.events(jid)))
+    th.start()
+    with open(H.fixture("clip.ts"), "rb") as f:
+        c.put_input(jid, f.read(), chunked=True, chunk_size=8192, delay=0.05)
+    th.join(120)
+    st, evs = res.get("ev", (None, []))
+    t.eq(st, 200, "events stream 200")
+    kinds = [e["event"] for e in evs]
+    t.check("progress" in kinds, "events: at least one progress event", kinds)
+    t.check(kinds and kinds[-1] == "done", "events: last event is done", kinds)
+    if kinds and kinds[-1] == "done":
+        import json
+        t.eq(json.loads(evs[-1]["data"]).get("frames_out"), 72, "events: done carries frames_out 72")
+    c.delete(f"/v1/jobs/{jid}")
+
+    m = c.metrics()
+    t.check(m.get("infvsrd_frames_out_total", 0) >= 72 * 5, "frames_out_total counts the jobs' frames",
+            m.get("infvsrd_frames_out_total"))
+    t.check(m.get('infvsrd_jobs_total{state="succeeded"}', 0) >= 5, "jobs_total{state=succeeded} >= 5",
+            {k: v for k, v in m.items() if k.startswith("infvsrd_jobs_total")})
+    t.eq((m.get("infvsrd_jobs_active"), m.get("infvsrd_jobs_queued")), (0.0, 0.0), "no active/queued jobs at the end")
+    import time
+    deadline = time.time() + 5
+    while d.spool_files() and time.time() < deadline:
+        time.sleep(0.1)
+    t.eq(d.spool_files(), [], "spool empty after deleting every job")
+    d.stop()
+
+
+if __name__ == "__main__":
+    H.run_main(H.Suite("basics"), body)
