@@ -1,0 +1,80 @@
+"""ffmpeg itself as the HTTP client (issue 7): `ffmpeg -re ... -f mpegts -method PUT
+-chunked_post 1 http://.../input` streams at the source's real-time rate, (1) remuxing the
+3 s MPEG-TS fixture and (2) encoding a live lavfi source; meanwhile ffmpeg also reads
+GET /output over HTTP. Checks: ffmpeg exits 0, the job succeeds with the right frame count,
+the output ffmpeg read is 256x192 with every frame. The HTTP responses ffmpeg got are taken
+from its debug log (`header='...'` lines) and checked against the OpenAPI document too.
+Tiny model."""
+import os
+import re
+import subprocess
+import time
+
+import harness as H
+
+
+def ffmpeg_responses(log_path):
+    """[(status, headers)] of the HTTP responses in an ffmpeg -loglevel debug log."""
+    out, cur = [], None
+    for line in open(log_path, "rb").read().decode("utf-8", "replace").splitlines():
+        m = re.search(r"header='(.*)'$", line)
+        if not m:
+            continue
+        h = m.group(1)
+        if h.startswith("HTTP/"):
+            cur = (int(h.split()[1]), {})
+            out.append(cur)
+        elif h == "" or cur is None:
+            continue
+        elif ":" in h:
+            k, v = h.split(":", 1)
+            cur[1][k.strip().lower()] = v.strip()
+    return out
+
+
+def body(t):
+    d = H.Daemon(t.work, "ffmpeg", model="tiny", args=["--threads", "2"]).start()
+    c = t.client(d)
+    runs = [
+        ("remux clip.ts", ["-re", "-i", H.fixture("clip.ts"), "-c", "copy"], 72),
+        ("live lavfi source", ["-re", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=24", "-t", "2",
+                               "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"], 48),
+    ]
+    for label, src, frames in runs:
+        jid = c.create_job({"output": {"container": "mpegts"}}).json()["id"]
+        up_log = os.path.join(t.work, f"ffmpeg-up-{frames}.log")
+        dn_log = os.path.join(t.work, f"ffmpeg-down-{frames}.log")
+        out_path = os.path.join(t.work, f"ffmpeg-out-{frames}.ts")
+        up = subprocess.Popen(["ffmpeg", "-nostdin", "-loglevel", "debug", "-y", *src, "-f", "mpegts",
+                               "-method", "PUT", "-chunked_post", "1", "-content_type", "video/mp2t",
+                               f"{d.url}/v1/jobs/{jid}/input"],
+                              stdout=subprocess.DEVNULL, stderr=open(up_log, "wb"))
+        # ffmpeg as the reader of the output, started while the upload runs; retried until
+        # the job has output (a GET before the first output byte may answer 200 and wait).
+        time.sleep(1.0)
+        dn = subprocess.Popen(["ffmpeg", "-nostdin", "-loglevel", "debug", "-y", "-i",
+                               f"{d.url}/v1/jobs/{jid}/output", "-c", "copy", "-f", "mpegts", out_path],
+                              stdout=subprocess.DEVNULL, stderr=open(dn_log, "wb"))
+        rc_up = up.wait(timeout=120)
+        t.eq(rc_up, 0, f"{label}: ffmpeg PUT client exit status")
+        rc_dn = dn.wait(timeout=120)
+        t.eq(rc_dn, 0, f"{label}: ffmpeg GET output client exit status")
+        for st, hd in ffmpeg_responses(up_log):
+            c.rec.add("PUT", f"/v1/jobs/{jid}/input", st, hd, None, body_len=int(hd.get("content-length", 0) or 0),
+                      body_omitted=True)
+        resp = ffmpeg_responses(up_log)
+        t.check(resp and resp[-1][0] == 204, f"{label}: ffmpeg's PUT answered 204", resp[-1][0] if resp else None)
+        for st, hd in ffmpeg_responses(dn_log):
+            c.rec.add("GET", f"/v1/jobs/{jid}/output", st, hd, None, body_omitted=st == 200)
+        j = c.wait_state(jid, ("succeeded", "failed", "cancelled"), timeout=120)
+        t.eq(j["state"], "succeeded", f"{label}: job succeeded")
+        t.eq(j.get("frames_out"), frames, f"{label}: frames_out")
+        p = H.ffprobe_video(out_path) if os.path.exists(out_path) else {}
+        t.eq((p.get("width"), p.get("height"), p.get("frames")), (256, 192, frames),
+             f"{label}: output read by ffmpeg: 256x192, {frames} frames")
+        c.delete(f"/v1/jobs/{jid}")
+    d.stop()
+
+
+if __name__ == "__main__":
+    H.run_main(H.Suite("ffmpeg_client"), body)
