@@ -85,6 +85,8 @@ class Daemon:
 
     def command(self):
         cmd = [INFVSRD, "--listen", f"127.0.0.1:{self.port}", "--spool-dir", self.spool]
+        if "--instance" not in self.args:
+            cmd += ["--instance", "local"]
         if self.model == "null":
             cmd += ["--model", "null"]
         else:
@@ -354,19 +356,35 @@ class Client:
         path = f"/v1/jobs/{job_id}/input"
         c = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         t0 = time.time()
+        send_error = None
         try:
+            c.putrequest("PUT", path, skip_accept_encoding=True)
+            for k, v in h.items():
+                c.putheader(k, v)
             if chunked:
-                def gen():
-                    for i in range(0, len(data), chunk_size):
-                        yield data[i:i + chunk_size]
-                        if delay:
-                            time.sleep(delay)
-                c.request("PUT", path, body=gen(), headers=h, encode_chunked=True)
+                c.putheader("Transfer-Encoding", "chunked")
             else:
-                c.request("PUT", path, body=data, headers=h)
-            r = c.getresponse()
-            body = r.read()
+                c.putheader("Content-Length", str(len(data)))
+            c.endheaders()
+            # The server may answer early (413, 422, 409...) and stop reading: a failed send
+            # is remembered and the response is still read.
+            try:
+                for i in range(0, len(data), chunk_size):
+                    piece = data[i:i + chunk_size]
+                    c.send(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+                    if delay:
+                        time.sleep(delay)
+                if chunked:
+                    c.send(b"0\r\n\r\n")
+            except (BrokenPipeError, ConnectionResetError) as e:
+                send_error = e
+            try:
+                r = c.getresponse()
+                body = r.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as e:
+                raise ConnectionError(f"PUT {path}: no response ({e!r}; send error {send_error!r})")
             resp = Response(r.status, _headers_dict(r.msg), body, time.time() - t0)
+            resp.send_error = send_error
         finally:
             c.close()
         self.rec.add("PUT", path, resp.status, resp.headers, resp.body, case=case)
@@ -504,7 +522,7 @@ def raw_request(port, data, timeout=20, read_limit=1 << 20):
         r = http.client.HTTPResponse(s)
         try:
             r.begin()
-        except (http.client.RemoteDisconnected, ConnectionResetError, http.client.BadStatusLine):
+        except (http.client.RemoteDisconnected, ConnectionResetError, http.client.BadStatusLine, socket.timeout):
             return None, {}, b""
         try:
             body = r.read(read_limit)
