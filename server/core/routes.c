@@ -1,0 +1,189 @@
+/* Routes that answer at once: job creation, status, deletion, models, health, metrics. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "srv.h"
+
+static bool idem_key_ok(const char * k) {
+    size_t n = strlen(k);
+    if (n < 1 || n > 64) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = k[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+static enum MHD_Result reply_job(struct srv_req * r, struct srv_job * j, int status) {
+    char * json = srv_job_json(r->srv, j);
+    if (!json) return srv_reply_error(r, SRV_E_INTERNAL, "out of memory");
+    struct MHD_Response * resp = MHD_create_response_from_buffer(strlen(json), json, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(json);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    if (status == 201 || status == 200) {
+        char loc[160];
+        snprintf(loc, sizeof(loc), "/v1/jobs/%s", j->id);
+        if (r->route == SRV_R_JOBS) MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, loc);
+    }
+    return srv_queue(r, status, resp);
+}
+
+enum MHD_Result srv_route_jobs_post(struct srv_req * r) {
+    struct srv * s = r->srv;
+    if (s->draining) return srv_reply_error(r, SRV_E_UNAVAILABLE, "the server is draining");
+    struct pl_engine_health h;
+    pl_engine_health(s->engine, &h);
+    const char * names[] = { s->cfg.model, h.model_name, NULL };
+    struct srv_spec_result sp;
+    if (!srv_spec_parse(r->body, r->body_len, names, s->cfg.max_upload_bytes, &sp))
+        return srv_reply_error(r, sp.err, "%s", sp.msg);
+    enum MHD_Result ret;
+    const char * key = srv_header(r, "Idempotency-Key");
+    if (key && !idem_key_ok(key)) {
+        ret = srv_reply_error(r, SRV_E_BAD_REQUEST, "Idempotency-Key: expected 1-64 of [A-Za-z0-9_.-]");
+        goto out;
+    }
+    if (key) {
+        struct srv_job * old = srv_job_find_idem(s, key);
+        if (old) {
+            if (strcmp(old->spec_json, sp.canonical) == 0) ret = reply_job(r, old, 200);
+            else ret = srv_reply_error(r, SRV_E_CONFLICT, "Idempotency-Key '%s' was used for job %s with a different spec",
+                                       key, old->id);
+            goto out;
+        }
+    }
+    if (!srv_job_id_new(s->cfg.instance, sp.spec.id, sizeof(sp.spec.id))) {
+        ret = srv_reply_error(r, SRV_E_INTERNAL, "no entropy for a job id");
+        goto out;
+    }
+    struct infvsr_err err = { 0 };
+    if (pl_job_spec_check(&sp.spec, &err) != INFVSR_OK) {
+        ret = srv_reply_error(r, SRV_E_BAD_REQUEST, "%s", err.msg);
+        goto out;
+    }
+    if (h.state != PL_ENGINE_READY) {
+        ret = srv_reply_error(r, SRV_E_UNAVAILABLE, "the model is %s%s%s",
+                              h.state == PL_ENGINE_LOADING ? "loading" : "not available", h.error[0] ? ": " : "", h.error);
+        goto out;
+    }
+    struct pl_job * pl = NULL;
+    enum infvsr_status st = pl_job_create(s->engine, &sp.spec, &pl, &err);
+    if (st == INFVSR_ERR_BUSY) {
+        ret = srv_reply_error(r, SRV_E_UNAVAILABLE, "admission limit reached: %s", err.msg);
+        goto out;
+    }
+    if (st != INFVSR_OK) {
+        ret = srv_reply_error(r, st == INFVSR_ERR_INVALID_ARG ? SRV_E_BAD_REQUEST : SRV_E_INTERNAL, "%s", err.msg);
+        goto out;
+    }
+    struct srv_job * j = srv_job_new(s, sp.spec.id, pl, sp.canonical, key);
+    if (!j) {
+        pl_job_delete(pl);
+        pl_job_unref(pl);
+        ret = srv_reply_error(r, SRV_E_INTERNAL, "out of memory");
+        goto out;
+    }
+    j->expected_bytes = sp.expected_bytes;
+    RLOG(INFO, r->request_id, j->id, "job created spec=%s", sp.canonical);
+    ret = reply_job(r, j, 201);
+out:
+    free(sp.canonical);
+    return ret;
+}
+
+enum MHD_Result srv_route_job_get(struct srv_req * r) {
+    if (r->job->deleted) return srv_reply_error(r, SRV_E_NOT_FOUND, "no job %s", r->job->id);
+    return reply_job(r, r->job, 200);
+}
+
+enum MHD_Result srv_route_job_delete(struct srv_req * r) {
+    srv_job_remove(r->srv, r->job, "DELETE");
+    return srv_queue(r, 204, MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT));
+}
+
+enum MHD_Result srv_route_models(struct srv_req * r) {
+    struct pl_engine_health h;
+    pl_engine_health(r->srv->engine, &h);
+    struct srv_buf b = { 0 };
+    srv_buf_add(&b, "{\"models\":[{\"name\":", 19);
+    srv_buf_json_str(&b, h.model_name[0] ? h.model_name : r->srv->cfg.model);
+    srv_buf_printf(&b, ",\"ready\":%s,\"backend\":", h.state == PL_ENGINE_READY ? "true" : "false");
+    srv_buf_json_str(&b, h.n_workers > 0 ? h.workers[0].backend : "");
+    srv_buf_add(&b, ",\"description\":", 15);
+    srv_buf_json_str(&b, strcmp(r->srv->cfg.model, "null") == 0 ? "identity (nearest-neighbour x scale), no network"
+                                                                 : "InfVSR streaming video super-resolution");
+    srv_buf_add(&b, "}]}", 3);
+    enum MHD_Result ret = b.p ? srv_reply_json(r, 200, b.p) : MHD_NO;
+    free(b.p);
+    return ret;
+}
+
+/* Health: "ok" | "loading" | "draining" | "unhealthy" and the workers. */
+static enum MHD_Result reply_health(struct srv_req * r, bool readiness) {
+    struct srv * s = r->srv;
+    struct pl_engine_health h;
+    pl_engine_health(s->engine, &h);
+    bool workers_ok = h.n_workers > 0;
+    for (int i = 0; i < h.n_workers; i++)
+        if (!h.workers[i].healthy) workers_ok = false;
+    if (h.state == PL_ENGINE_LOADING) workers_ok = true; /* not loaded is not unhealthy */
+    const char * status = !workers_ok || h.state == PL_ENGINE_FAILED ? "unhealthy"
+                          : s->draining                            ? "draining"
+                          : h.state == PL_ENGINE_LOADING           ? "loading"
+                                                                   : "ok";
+    bool good = readiness ? strcmp(status, "ok") == 0 : strcmp(status, "unhealthy") != 0;
+    struct srv_buf b = { 0 };
+    srv_buf_printf(&b, "{\"status\":\"%s\",\"model\":", status);
+    srv_buf_json_str(&b, h.model_name);
+    srv_buf_printf(&b, ",\"jobs_queued\":%d,\"jobs_active\":%d", h.jobs_queued, h.jobs_active);
+    if (h.error[0]) {
+        srv_buf_add(&b, ",\"error\":", 9);
+        srv_buf_json_str(&b, h.error);
+    }
+    srv_buf_add(&b, ",\"workers\":[", 12);
+    for (int i = 0; i < h.n_workers && i < PL_MAX_WORKERS; i++) {
+        srv_buf_printf(&b, "%s{\"id\":%d,\"backend\":", i ? "," : "", h.workers[i].id);
+        srv_buf_json_str(&b, h.workers[i].backend);
+        srv_buf_printf(&b, ",\"healthy\":%s,\"active_jobs\":%d", h.workers[i].healthy ? "true" : "false",
+                       h.workers[i].active_jobs);
+        if (h.workers[i].error[0]) {
+            srv_buf_add(&b, ",\"error\":", 9);
+            srv_buf_json_str(&b, h.workers[i].error);
+        }
+        srv_buf_add(&b, "}", 1);
+    }
+    srv_buf_add(&b, "]}", 2);
+    struct MHD_Response * resp = b.p ? MHD_create_response_from_buffer(b.len, b.p, MHD_RESPMEM_MUST_FREE) : NULL;
+    if (!resp) {
+        free(b.p);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (!good) {
+        char ra[16];
+        snprintf(ra, sizeof(ra), "%d", s->cfg.retry_after_s);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+    }
+    return srv_queue(r, good ? 200 : 503, resp);
+}
+
+enum MHD_Result srv_route_healthz(struct srv_req * r) { return reply_health(r, false); }
+enum MHD_Result srv_route_readyz(struct srv_req * r) { return reply_health(r, true); }
+
+enum MHD_Result srv_route_metrics(struct srv_req * r) {
+    size_t len = 0;
+    char * text = srv_metrics_render(r->srv, &len);
+    if (!text) return srv_reply_error(r, SRV_E_INTERNAL, "out of memory");
+    struct MHD_Response * resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
+    return srv_queue(r, 200, resp);
+}
