@@ -1,0 +1,95 @@
+#!/bin/bash
+# Server overhead benchmark (issue 7): frames/s through infvsrd with `--model null` (identity
+# x scale, nearest neighbour, no network) vs a bare `ffmpeg` decode -> scale -> encode of the
+# same stream with the same output codec and settings, in the same run.
+#   tests/bench/bench_server.sh BUILD_DIR [ROUNDS=3] [FRAMES=300] [SIZE=640x360]
+# Input: FRAMES frames of testsrc2 at SIZE, 24 fps, H.264 in MPEG-TS (no audio).
+# Server: POST /v1/jobs {"scale":S,"output":{"container":"matroska","codec":"h264","crf":15}},
+#   PUT the file (curl -T), GET /output until the end; timed from the PUT to the last output byte.
+# Bare:  ffmpeg -i in.ts [-vf scale=iw*S:ih*S:flags=neighbor] -c:v libx264 -crf 15 -threads 1
+#   -pix_fmt <the server output's> -f matroska out.mkv (the daemon's writer: libx264, crf 15,
+#   1 encoder thread, default preset).
+# Scales 1 and 4; rounds alternate server/bare (order flipped every round); medians are
+# reported with the ratio server_fps / bare_fps (goal >= 0.9).
+set -euo pipefail
+build=${1:?usage: bench_server.sh BUILD_DIR [ROUNDS] [FRAMES] [SIZE]}
+rounds=${2:-3}
+frames=${3:-300}
+size=${4:-640x360}
+infvsrd=$build/infvsrd
+[[ -x $infvsrd ]] || { echo "no $infvsrd" >&2; exit 1; }
+work=$(mktemp -d "${TMPDIR:-/tmp}/bench-server.XXXXXX")
+pid=
+cleanup() { [[ -n $pid ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+ffmpeg -nostdin -v error -f lavfi -i "testsrc2=size=$size:rate=24" -frames:v "$frames" \
+    -c:v libx264 -preset veryfast -pix_fmt yuv420p -g 48 -f mpegts "$work/in.ts"
+
+"$infvsrd" --listen 127.0.0.1:0 --spool-dir "$work/spool" --model null --instance bench \
+    --max-upload-bytes 1073741824 >"$work/infvsrd.log" 2>&1 &
+pid=$!
+port=
+for _ in $(seq 1 200); do
+    port=$(grep -o 'listening port=[0-9]*' "$work/infvsrd.log" | head -1 | cut -d= -f2 || true)
+    [[ -z $port ]] && port=$(grep -o '"msg": *"listening[^}]*"port": *[0-9]*' "$work/infvsrd.log" | grep -o '[0-9]*$' | head -1 || true)
+    [[ -n $port ]] && break
+    sleep 0.05
+done
+[[ -n $port ]] || { echo "infvsrd did not report its port:" >&2; cat "$work/infvsrd.log" >&2; exit 1; }
+url=http://127.0.0.1:$port
+for _ in $(seq 1 100); do
+    [[ $(curl -s -o /dev/null -w '%{http_code}' "$url/readyz") == 200 ]] && break
+    sleep 0.1
+done
+
+now() { date +%s.%N; }
+server_run() { # scale -> prints seconds; leaves the output in $work/server-S.mkv
+    local s=$1 id t0 t1 code
+    id=$(curl -sS -X POST -H 'Content-Type: application/json' \
+        -d "{\"scale\":$s,\"output\":{\"container\":\"matroska\",\"codec\":\"h264\",\"crf\":15}}" \
+        "$url/v1/jobs" | sed -n 's/.*"id": *"\([^"]*\)".*/\1/p')
+    [[ -n $id ]] || { echo "job creation failed" >&2; exit 1; }
+    t0=$(now)
+    code=$(curl -sS -T "$work/in.ts" -H 'Content-Type: video/mp2t' -o /dev/null -w '%{http_code}' "$url/v1/jobs/$id/input")
+    [[ $code == 204 ]] || { echo "PUT -> $code" >&2; exit 1; }
+    code=$(curl -sS -o "$work/server-$s.mkv" -w '%{http_code}' "$url/v1/jobs/$id/output")
+    t1=$(now)
+    [[ $code == 200 ]] || { echo "GET output -> $code" >&2; exit 1; }
+    curl -sS -X DELETE -o /dev/null "$url/v1/jobs/$id"
+    echo "$t1 - $t0" | bc -l
+}
+bare_run() { # scale pix_fmt -> prints seconds
+    local s=$1 pf=$2 vf=() t0 t1
+    [[ $s != 1 ]] && vf=(-vf "scale=iw*$s:ih*$s:flags=neighbor")
+    t0=$(now)
+    ffmpeg -nostdin -v error -y -i "$work/in.ts" "${vf[@]}" -c:v libx264 -crf 15 -threads 1 -pix_fmt "$pf" \
+        -f matroska "$work/bare-$s.mkv"
+    t1=$(now)
+    echo "$t1 - $t0" | bc -l
+}
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+probe() { ffprobe -v error -count_frames -select_streams v:0 \
+    -show_entries stream=width,height,pix_fmt,nb_read_frames -of csv=p=0 "$1" | head -1; }
+
+echo "bench_server: $frames frames $size H.264/MPEG-TS in, H.264 crf 15 Matroska out, $rounds rounds, $(nproc) cores"
+echo "daemon: $infvsrd --model null (pid $pid)"
+for s in 1 4; do
+    server_run "$s" >/dev/null # warm-up, and learn the server's output pixel format
+    sp=$(probe "$work/server-$s.mkv")
+    pf=$(echo "$sp" | cut -d, -f3)
+    ts=() tb=()
+    for r in $(seq 1 "$rounds"); do
+        if (( r % 2 )); then ts+=("$(server_run "$s")"); tb+=("$(bare_run "$s" "$pf")")
+        else tb+=("$(bare_run "$s" "$pf")"); ts+=("$(server_run "$s")"); fi
+    done
+    bp=$(probe "$work/bare-$s.mkv")
+    ms=$(median "${ts[@]}") mb=$(median "${tb[@]}")
+    fs=$(echo "$frames / $ms" | bc -l) fb=$(echo "$frames / $mb" | bc -l)
+    printf 'scale %s: server %s (w,h,pix_fmt,frames) times %s s -> median %.3f s = %.1f frames/s\n' \
+        "$s" "$sp" "$(printf '%.3f ' "${ts[@]}")" "$ms" "$fs"
+    printf 'scale %s: ffmpeg %s times %s s -> median %.3f s = %.1f frames/s\n' \
+        "$s" "$bp" "$(printf '%.3f ' "${tb[@]}")" "$mb" "$fb"
+    printf 'scale %s: ratio server/ffmpeg = %.3f (goal >= 0.9)\n' "$s" "$(echo "$fs / $fb" | bc -l)"
+    [[ $(echo "$sp" | cut -d, -f4) == "$frames" ]] || echo "WARNING: server output has $(echo "$sp" | cut -d, -f4) frames, expected $frames"
+done
