@@ -84,8 +84,13 @@ static void bias_task(void * ctx, int64_t co, int tid) {
 }
 
 enum infvsr_status infvsr_cpu_op_conv3d(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_conv * a) {
-    /* 3x3 spatial, stride 1 (the bulk of the VAE): Winograd, 2.25x fewer multiplies */
-    if (infvsr__conv3d_winograd_fits(a)) return infvsr__conv3d_winograd(c, a);
+    /* 3x3 spatial, stride 1 (the bulk of the VAE): Winograd, 2.25x (F(2x2)) or 4x (F(4x4))
+     * fewer multiplies */
+    switch (infvsr__conv3d_winograd_tile(a)) {
+    case 4: return infvsr__conv3d_winograd4(c, a);
+    case 2: return infvsr__conv3d_winograd(c, a);
+    default: break;
+    }
     const int64_t Kc = a->cin * a->kt * a->kh * a->kw, P = a->to * a->ho * a->wo;
     /* weights (+ bias) in f32 */
     size_t wn = a->w.dtype == INFVSR_TYPE_F32 ? 0 : (size_t)(a->cout * Kc);

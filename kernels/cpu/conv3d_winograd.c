@@ -48,14 +48,23 @@ struct wino_job {
     float *                        thread_w;      /* scratch of weight_task: cin kt 9 + 16 cin */
 };
 
-/* Smallest GEMM volume Cout Cin N that takes the Winograd path. OpenBLAS 0.3.21 mallocs
+/* Smallest GEMM volume Cout Cin N that takes a Winograd path. OpenBLAS 0.3.21 mallocs
  * and frees a small buffer on most sgemm calls (measured: e.g. its small-matrix kernel
- * sgemm_small_kernel_nn for 16 x 200 x 48); Winograd makes 16 kt calls per conv instead
- * of one, so on the tiny convs of test models (dim 8) that churn became visible (under
- * ASan the quarantine made tests/vae's flat-RSS check fail). Such convs gain little from
- * Winograd anyway and stay on the im2col path. Tests lower it to reach the path. */
+ * sgemm_small_kernel_nn for 16 x 200 x 48); Winograd makes 16 kt (F(4x4): 36 kt) calls per
+ * conv instead of one, so on the tiny convs of test models (dim 8) that churn became
+ * visible (under ASan the quarantine made tests/vae's flat-RSS check fail). Such convs
+ * gain little from Winograd anyway and stay on the im2col path. Tests lower it to reach
+ * the path. */
 static double wino_min_volume = 100.0 * 100.0 * 100.0;
-#define WINO_MIN_COLUMNS 256.0
+/* Fewest GEMM columns N = To tiles for each tile size. The weight transform writes
+ * 16 (36) kt Cout Cin floats per call, about a GEMM column's worth of work per U element,
+ * so it only pays off over enough columns. Measured on the full-width VAE (2 threads):
+ * 384 channels at 16x16, 2 output frames (128 F(2x2) columns, 32 F(4x4) ones) is ~1.3x
+ * faster with F(2x2) than with im2col; at 8x8 (16 columns) im2col wins. F(4x4) is taken
+ * from 64 columns (e.g. 192 channels at 32x32, one frame), F(2x2) below that. */
+#define WINO_MIN_COLUMNS 128.0
+#define WINO4_MIN_COLUMNS 64.0
+static int wino_forced_tile = 0;
 
 double infvsr__conv3d_winograd_set_min_volume(double volume) {
     double old = wino_min_volume;
@@ -63,15 +72,30 @@ double infvsr__conv3d_winograd_set_min_volume(double volume) {
     return old;
 }
 
-bool infvsr__conv3d_winograd_fits(const struct infvsr_cpu_conv * a) {
+int infvsr__conv3d_winograd_set_tile(int m) {
+    int old = wino_forced_tile;
+    wino_forced_tile = m == 2 || m == 4 ? m : 0;
+    return old;
+}
+
+size_t infvsr__conv3d_winograd_block_bytes(void) {
+    return wino_bytes;
+}
+
+int infvsr__conv3d_winograd_tile(const struct infvsr_cpu_conv * a) {
     if (!(a->kh == 3 && a->kw == 3 && a->st == 1 && a->sh == 1 && a->sw == 1 && a->to >= 1 && a->ho >= 1 &&
           a->wo >= 1))
-        return false;
-    const double n_tiles = (double)((a->ho + 1) / 2) * (double)((a->wo + 1) / 2);
-    /* the weight transform costs ~ a GEMM column per U element: amortised only over
-     * enough tiles (N = To tiles columns), else im2col is as fast */
-    if (wino_min_volume > 0 && (double)a->to * n_tiles < WINO_MIN_COLUMNS) return false;
-    return (double)a->cout * (double)a->cin * (double)a->to * n_tiles > wino_min_volume;
+        return 0;
+    if (wino_min_volume <= 0) return wino_forced_tile ? wino_forced_tile : 2; /* tests: every fitting shape */
+    const double tiles2 = (double)((a->ho + 1) / 2) * (double)((a->wo + 1) / 2);
+    const double tiles4 = (double)((a->ho + 3) / 4) * (double)((a->wo + 3) / 4);
+    if ((double)a->cout * (double)a->cin * (double)a->to * tiles2 <= wino_min_volume) return 0;
+    const int m = (double)a->to * tiles4 >= WINO4_MIN_COLUMNS ? 4 : (double)a->to * tiles2 >= WINO_MIN_COLUMNS ? 2 : 0;
+    return m && wino_forced_tile ? wino_forced_tile : m;
+}
+
+bool infvsr__conv3d_winograd_fits(const struct infvsr_cpu_conv * a) {
+    return infvsr__conv3d_winograd_tile(a) != 0;
 }
 
 /* U = G g G^T for every (ci, dt) of one output channel co (one task per co). The 3x3

@@ -432,10 +432,11 @@ static void test_conv3d(void) {
     }
 }
 
-/* The Winograd F(2x2, 3x3) path (3x3 spatial, stride 1): odd sizes (partial last tiles),
- * 1 and 6 frames, kt 1 and 3, Cin 5 and 96, asymmetric and zero pads, all weight dtypes;
- * then once more with a tiny block budget so that the tiles of a frame are split into
- * several blocks (the last one partial), as happens on large frames. */
+/* The Winograd F(2x2, 3x3) and F(4x4, 3x3) paths (3x3 spatial, stride 1), each forced in
+ * turn: odd sizes (partial last tiles), 1 and 6 frames, kt 1 and 3, Cin 5 and 96,
+ * asymmetric and zero pads, a row of more than 8 tiles (full and partial vector groups),
+ * all weight dtypes; then once more with a tiny block budget so that the tiles of a frame
+ * are split into several blocks (the last one partial), as happens on large frames. */
 static void test_conv3d_winograd(void) {
     setup_backends();
     const struct conv_case cases[] = {
@@ -446,19 +447,28 @@ static void test_conv3d_winograd(void) {
         { 3, 4, 8, 8, 2, 2, 3, 3, 1, 1, 1, 0, 0, 0, 0 },    /* no pads, kt 2 */
         { 2, 1, 3, 3, 2, 1, 3, 3, 1, 1, 1, 0, 0, 0, 0 },    /* a single output pixel */
         { 3, 3, 1, 4, 2, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1 },    /* a 1-pixel-high image */
+        { 16, 3, 13, 37, 8, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1 }, /* 10 (F(4x4)) / 19 (F(2x2)) tiles a row */
     };
     /* these shapes are below the path's GEMM-size threshold: lower it to 0 so they take it */
     const double old_volume = infvsr__conv3d_winograd_set_min_volume(0);
     CHECK(infvsr__conv3d_winograd_fits(&(struct infvsr_cpu_conv){ .cin = 1, .cout = 1, .kt = 3, .kh = 3, .kw = 3,
                                                                    .st = 1, .sh = 1, .sw = 1, .to = 1, .ho = 1, .wo = 1 }));
     int i = 0;
-    for (int small = 0; small < 2; small++) {
-        /* 3 tiles of the first case per block: 16 * (5 * 6 + 4 * 4) floats per tile */
-        size_t old = infvsr__conv3d_winograd_set_block_bytes(small ? 3 * 16 * (5 * 6 + 4 * 4) * sizeof(float) : 0);
-        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-            for (int d = 0; d < 3; d++, i++) run_conv(&cases[c], wtypes[d], i % 2 == 0, 3000 + 10 * (uint64_t)i);
+    for (int tile = 2; tile <= 4; tile += 2) {
+        const int old_tile = infvsr__conv3d_winograd_set_tile(tile);
+        CHECK(infvsr__conv3d_winograd_tile(&(struct infvsr_cpu_conv){ .cin = 1, .cout = 1, .kt = 3, .kh = 3, .kw = 3,
+                                                                       .st = 1, .sh = 1, .sw = 1, .to = 1, .ho = 1,
+                                                                       .wo = 1 }) == tile);
+        for (int small = 0; small < 2; small++) {
+            /* 3 tiles of the first case per block: tile points * (5 * 6 + 4 * 4) floats per tile */
+            const size_t points = tile == 4 ? 36 : 16;
+            size_t       old    = infvsr__conv3d_winograd_set_block_bytes(small ? 3 * points * (5 * 6 + 4 * 4) * sizeof(float) : 0);
+            for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+                for (int d = 0; d < 3; d++, i++) run_conv(&cases[c], wtypes[d], i % 2 == 0, 3000 + 10 * (uint64_t)i);
+            }
+            infvsr__conv3d_winograd_set_block_bytes(old);
         }
-        infvsr__conv3d_winograd_set_block_bytes(old);
+        infvsr__conv3d_winograd_set_tile(old_tile);
     }
     infvsr__conv3d_winograd_set_min_volume(old_volume);
     /* the default threshold keeps tiny convs on im2col, VAE-sized ones on Winograd */
@@ -466,6 +476,13 @@ static void test_conv3d_winograd(void) {
                                                                     .st = 1, .sh = 1, .sw = 1, .to = 4, .ho = 16, .wo = 16 }));
     CHECK(infvsr__conv3d_winograd_fits(&(struct infvsr_cpu_conv){ .cin = 96, .cout = 96, .kt = 3, .kh = 3, .kw = 3,
                                                                    .st = 1, .sh = 1, .sw = 1, .to = 4, .ho = 64, .wo = 64 }));
+    /* many tiles: F(4x4); 384 channels at 16x16, 2 frames: F(2x2); at 8x8: im2col */
+    CHECK(infvsr__conv3d_winograd_tile(&(struct infvsr_cpu_conv){ .cin = 96, .cout = 96, .kt = 3, .kh = 3, .kw = 3,
+                                                                   .st = 1, .sh = 1, .sw = 1, .to = 4, .ho = 64, .wo = 64 }) == 4);
+    CHECK(infvsr__conv3d_winograd_tile(&(struct infvsr_cpu_conv){ .cin = 384, .cout = 384, .kt = 3, .kh = 3, .kw = 3,
+                                                                   .st = 1, .sh = 1, .sw = 1, .to = 2, .ho = 16, .wo = 16 }) == 2);
+    CHECK(infvsr__conv3d_winograd_tile(&(struct infvsr_cpu_conv){ .cin = 384, .cout = 384, .kt = 3, .kh = 3, .kw = 3,
+                                                                   .st = 1, .sh = 1, .sw = 1, .to = 1, .ho = 8, .wo = 8 }) == 0);
 }
 
 /* ---- resize ---- */
