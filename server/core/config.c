@@ -484,3 +484,7 @@ bool srv_config_peer_url(const struct srv_config * c, const char * name, char * 
     while (ul > 0 && url[ul - 1] == '/') url[--ul] = 0;
     return true;
 }
+
+size_t srv_config_n_directives(void) { return N_DIRECTIVES; }
+const char * srv_config_directive_name(size_t i) { return i < N_DIRECTIVES ? directives[i].name : NULL; }
+const char * srv_config_directive_default(size_t i) { return i < N_DIRECTIVES ? directives[i].def : NULL; }

@@ -77,5 +77,11 @@ void srv_config_print(const struct srv_config * c, FILE * out);
  * ("{instance}" replaced); false when neither knows it. */
 bool srv_config_peer_url(const struct srv_config * c, const char * name, char * url, size_t url_len);
 
+/* The directive table, for --help and for the test that config/infvsrd.conf documents
+ * every directive with its default. */
+size_t srv_config_n_directives(void);
+const char * srv_config_directive_name(size_t i);
+const char * srv_config_directive_default(size_t i); /* "" = empty/none */
+
 /* True when `s` is a valid instance name: [a-z0-9-]{1,63}, not starting with '-'. */
 bool srv_instance_name_valid(const char * s);

@@ -36,6 +36,7 @@ void srv_req_suspend(struct srv_req * r, enum srv_wait_reason why) {
     r->wait = why;
     r->suspended_mono = srv_mono_now();
     r->srv->n_suspended++;
+    r->srv->suspends[why]++;
     srv_list_add(r->job ? &r->job->waiters : &r->srv->idle_waiters, &r->wait_link);
 }
 

@@ -104,6 +104,11 @@ char * srv_metrics_render(struct srv * s, size_t * len) {
     metric(&b, "infvsrd_active_connections", "gauge", "Open HTTP connections.", s->n_connections);
     metric(&b, "infvsrd_suspended_connections", "gauge", "Connections suspended (backpressure, waiting for output).",
            s->n_suspended);
+    static const char * const why[5] = { "none", "input", "probe", "output", "sse" };
+    srv_buf_printf(&b, "# HELP infvsrd_suspends_total Connection suspensions by reason.\n"
+                       "# TYPE infvsrd_suspends_total counter\n");
+    for (int i = 1; i < 5; i++)
+        srv_buf_printf(&b, "infvsrd_suspends_total{reason=\"%s\"} %llu\n", why[i], (unsigned long long)s->suspends[i]);
     metric(&b, "infvsrd_upload_cutoffs_total", "counter", "Uploads closed for going below min_upload_rate.",
            (double)s->upload_cutoffs);
     metric(&b, "infvsrd_suspend_timeouts_total", "counter", "Requests failed after max_suspend_s.", (double)s->suspend_timeouts);

@@ -212,6 +212,7 @@ struct srv {
     int     n_http_counters, cap_http_counters;
     uint64_t errors_by_code[SRV_E_COUNT];
     uint64_t upload_cutoffs, suspend_timeouts;
+    uint64_t suspends[5];           /* by enum srv_wait_reason                               */
 };
 
 /* ---- loop.c ----------------------------------------------------------------------------- */
