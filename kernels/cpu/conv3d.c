@@ -21,6 +21,7 @@ struct im2col_job {
     const struct infvsr_cpu_conv * a;
     float *                        col;
     int64_t                        p0, pb; /* positions [p0, p0 + pb) */
+    int64_t                        rows_per_task;
 };
 
 static int64_t ceil_div(int64_t a, int64_t b) {
@@ -31,8 +32,8 @@ static int64_t floor_div(int64_t a, int64_t b) {
     return a >= 0 ? a / b : -((-a + b - 1) / b);
 }
 
-static void im2col_task(void * ctx, int64_t r, int tid) {
-    const struct im2col_job *      j = ctx;
+/* col row r: input channel ci, tap (dt, dh, dw), over the block's positions */
+static void im2col_row(const struct im2col_job * j, int64_t r) {
     const struct infvsr_cpu_conv * a = j->a;
     const int64_t kvol = a->kt * a->kh * a->kw;
     const int64_t ci = r / kvol, dt = (r / (a->kh * a->kw)) % a->kt, dh = (r / a->kw) % a->kh, dw = r % a->kw;
@@ -69,6 +70,16 @@ static void im2col_task(void * ctx, int64_t r, int tid) {
             to++;
         }
     }
+}
+
+/* rows [r rows_per_task, (r + 1) rows_per_task): small blocks (e.g. 64 positions of an
+ * 8x8 frame) would otherwise make one task per 256 bytes */
+static void im2col_task(void * ctx, int64_t t, int tid) {
+    (void)tid;
+    const struct im2col_job * j = ctx;
+    const int64_t             Kc = j->a->cin * j->a->kt * j->a->kh * j->a->kw;
+    const int64_t             r1 = (t + 1) * j->rows_per_task < Kc ? (t + 1) * j->rows_per_task : Kc;
+    for (int64_t r = t * j->rows_per_task; r < r1; r++) im2col_row(j, r);
 }
 
 struct bias_job {
@@ -117,7 +128,8 @@ enum infvsr_status infvsr_cpu_op_conv3d(struct infvsr_cpu_ctx * c, const struct 
         if (!col) return INFVSR_ERR_NOMEM;
         for (int64_t p0 = 0; p0 < P; p0 += pb) {
             struct im2col_job j = { .a = a, .col = col, .p0 = p0, .pb = P - p0 < pb ? P - p0 : pb };
-            infvsr__par(c, Kc, im2col_task, &j);
+            j.rows_per_task = (4096 + j.pb - 1) / j.pb; /* >= 16 KiB of col per task */
+            infvsr__par(c, (Kc + j.rows_per_task - 1) / j.rows_per_task, im2col_task, &j);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)a->cout, (int)j.pb, (int)Kc, 1.0f, W, (int)Kc,
                         col, (int)j.pb, 0.0f, a->y + p0, (int)P);
         }

@@ -45,7 +45,7 @@ struct wino_job {
     int64_t                        row_len;       /* 2 tiles_w + 2, + 16 of vector slack */
     int64_t                        thread_stride; /* floats of scratch per thread (>= 4 row_len) */
     float *                        thread_rows;   /* scratch of the tile transforms: 4 rows */
-    float *                        thread_w;      /* scratch of weight_task: cin kt 9 + 16 cin */
+    float *                        thread_w;      /* scratch of weight_task: cin kt 9 + kt 9 cinp */
 };
 
 /* Smallest GEMM volume Cout Cin N that takes a Winograd path. OpenBLAS 0.3.21 mallocs
@@ -59,10 +59,10 @@ static double wino_min_volume = 100.0 * 100.0 * 100.0;
 /* Fewest GEMM columns N = To tiles for each tile size. The weight transform writes
  * 16 (36) kt Cout Cin floats per call, about a GEMM column's worth of work per U element,
  * so it only pays off over enough columns. Measured on the full-width VAE (2 threads):
- * 384 channels at 16x16, 2 output frames (128 F(2x2) columns, 32 F(4x4) ones) is ~1.3x
- * faster with F(2x2) than with im2col; at 8x8 (16 columns) im2col wins. F(4x4) is taken
- * from 64 columns (e.g. 192 channels at 32x32, one frame), F(2x2) below that. */
-#define WINO_MIN_COLUMNS 128.0
+ * 384 channels at 16x16, 1 or 2 output frames (64 or 128 F(2x2) columns) are faster with
+ * F(2x2) than with im2col; at 8x8 (16 columns) im2col wins. F(4x4) is taken from 64 of
+ * its columns (e.g. 192 channels at 32x32, one frame), F(2x2) below that. */
+#define WINO_MIN_COLUMNS 64.0
 #define WINO4_MIN_COLUMNS 64.0
 static int wino_forced_tile = 0;
 
@@ -98,44 +98,57 @@ bool infvsr__conv3d_winograd_fits(const struct infvsr_cpu_conv * a) {
     return infvsr__conv3d_winograd_tile(a) != 0;
 }
 
-/* U = G g G^T for every (ci, dt) of one output channel co (one task per co). The 3x3
- * kernels of co are widened once into the thread's scratch, the 16 transformed values
- * of each ci collected in 16 rows of Cin there, then copied out row by row: U's 16
- * planes are far apart, so writing them element by element would touch 16 kt pages per
- * kernel. */
-static void weight_task(void * ctx, int64_t co, int tid) {
-    const struct wino_job *        j = ctx;
-    const struct infvsr_cpu_conv * a = j->a;
-    const int64_t kvol = a->kt * 9, es = a->kt * a->cout * a->cin; /* stride between transform points */
-    float *       g_all = j->thread_w + (int64_t)tid * j->thread_stride;  /* cin kt 9 widened weights */
-    float *       rows  = g_all + a->cin * kvol;                   /* [16][cin] */
-    infvsr__w_widen(g_all, a->w, (size_t)(co * a->cin * kvol), (size_t)(a->cin * kvol));
-    for (int64_t dt = 0; dt < a->kt; dt++) {
-        for (int64_t ci = 0; ci < a->cin; ci++) {
-            const float * g = g_all + ci * kvol + dt * 9;
-            float         t[4][3];
-            for (int s = 0; s < 3; s++) { /* G g: rows */
-                t[0][s] = g[s];
-                t[1][s] = 0.5f * (g[s] + g[3 + s] + g[6 + s]);
-                t[2][s] = 0.5f * (g[s] - g[3 + s] + g[6 + s]);
-                t[3][s] = g[6 + s];
-            }
-            for (int r = 0; r < 4; r++) { /* (G g) G^T: columns */
-                rows[(r * 4 + 0) * a->cin + ci] = t[r][0];
-                rows[(r * 4 + 1) * a->cin + ci] = 0.5f * (t[r][0] + t[r][1] + t[r][2]);
-                rows[(r * 4 + 2) * a->cin + ci] = 0.5f * (t[r][0] - t[r][1] + t[r][2]);
-                rows[(r * 4 + 3) * a->cin + ci] = t[r][2];
-            }
-        }
-        for (int e = 0; e < 16; e++)
-            memcpy(j->u + e * es + (dt * a->cout + co) * a->cin, rows + e * a->cin, (size_t)a->cin * sizeof(float));
-    }
-}
-
 /* Lanes [0, n) set, n in [1, 8]: masked loads/stores of a partial group of tiles. */
 static __m256i lane_mask(int64_t n) {
     const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), idx);
+}
+
+/* U = G g G^T for every (ci, dt) of one output channel co (one task per co), 8 input
+ * channels per vector. The kernels of co are widened into the thread's scratch and
+ * transposed there to [dt][9][ci] (Cin padded to a multiple of 8 with zeros), so that
+ * every U row segment is computed and stored 8 channels at a time. */
+static void weight_task(void * ctx, int64_t co, int tid) {
+    const struct wino_job *        j = ctx;
+    const struct infvsr_cpu_conv * a = j->a;
+    const int64_t kvol = a->kt * 9, es = a->kt * a->cout * a->cin, cinp = (a->cin + 7) & ~(int64_t)7;
+    float *       g_all = j->thread_w + (int64_t)tid * j->thread_stride; /* cin kt 9 widened weights */
+    float *       gt    = g_all + a->cin * kvol;                       /* [kt][9][cinp] */
+    infvsr__w_widen(g_all, a->w, (size_t)(co * a->cin * kvol), (size_t)(a->cin * kvol));
+    for (int64_t k = 0; k < kvol; k++) {
+        float * row = gt + k * cinp;
+        for (int64_t ci = 0; ci < a->cin; ci++) row[ci] = g_all[ci * kvol + k];
+        for (int64_t ci = a->cin; ci < cinp; ci++) row[ci] = 0.0f;
+    }
+    const __m256 half = _mm256_set1_ps(0.5f);
+    for (int64_t dt = 0; dt < a->kt; dt++) {
+        float * u_dt = j->u + (dt * a->cout + co) * a->cin;
+        for (int64_t ci = 0; ci < cinp; ci += 8) {
+            const int64_t n   = a->cin - ci < 8 ? a->cin - ci : 8;
+            const __m256i msk = lane_mask(n);
+            __m256        t[4][3];
+            for (int s = 0; s < 3; s++) { /* G g: rows */
+                const __m256 g0 = _mm256_loadu_ps(gt + (dt * 9 + s) * cinp + ci);
+                const __m256 g1 = _mm256_loadu_ps(gt + (dt * 9 + 3 + s) * cinp + ci);
+                const __m256 g2 = _mm256_loadu_ps(gt + (dt * 9 + 6 + s) * cinp + ci);
+                t[0][s] = g0;
+                t[1][s] = _mm256_mul_ps(half, _mm256_add_ps(_mm256_add_ps(g0, g1), g2));
+                t[2][s] = _mm256_mul_ps(half, _mm256_add_ps(_mm256_sub_ps(g0, g1), g2));
+                t[3][s] = g2;
+            }
+            for (int r = 0; r < 4; r++) { /* (G g) G^T: columns */
+                const __m256 o[4] = { t[r][0],
+                                      _mm256_mul_ps(half, _mm256_add_ps(_mm256_add_ps(t[r][0], t[r][1]), t[r][2])),
+                                      _mm256_mul_ps(half, _mm256_add_ps(_mm256_sub_ps(t[r][0], t[r][1]), t[r][2])),
+                                      t[r][2] };
+                for (int c = 0; c < 4; c++) {
+                    float * dst = u_dt + (r * 4 + c) * es + ci;
+                    if (n == 8) _mm256_storeu_ps(dst, o[c]);
+                    else _mm256_maskstore_ps(dst, msk, o[c]);
+                }
+            }
+        }
+    }
 }
 
 /* even / odd elements of the 16 floats lo, hi */
@@ -283,7 +296,7 @@ enum infvsr_status infvsr__conv3d_winograd(struct infvsr_cpu_ctx * c, const stru
     const size_t un = (size_t)(16 * a->kt * a->cout * a->cin);
     const int64_t row_len = 2 * tiles_w + 2 + 16;
     const size_t  un_b = (un + (size_t)a->cout + 15) & ~(size_t)15; /* keep the rows 64-byte aligned */
-    const int64_t w_len = (a->cin * a->kt * 9 + 16 * a->cin + 15) & ~(int64_t)15;
+    const int64_t w_len = (a->cin * a->kt * 9 + a->kt * 9 * ((a->cin + 7) & ~(int64_t)7) + 15) & ~(int64_t)15;
     const int64_t per_thread = 4 * row_len > w_len ? 4 * row_len : w_len; /* transforms and weights take turns */
     float * u = infvsr__buf_reserve(&c->panel, un_b + (size_t)(c->n_threads * per_thread));
     float * v = infvsr__buf_reserve(&c->col, (size_t)(16 * a->cin * a->t * nb));
