@@ -21,8 +21,9 @@ class DefaultsError(Exception):
 
 
 def parse_conf_text(text):
-    """{name: value} from config-file text: active lines win over commented defaults; the
-    first commented `# name = value` of a name counts (later ones are usually examples)."""
+    """{name: value} from config-file text: active lines win over commented defaults; of
+    several commented `#name = value` lines the last counts (config/infvsrd.conf shows an
+    example first, then the default)."""
     active, commented = {}, {}
     for raw in text.splitlines():
         m = LINE.match(raw)
@@ -34,7 +35,7 @@ def parse_conf_text(text):
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
             value = value[1:-1]
         if is_comment:
-            commented.setdefault(name, value)
+            commented[name] = value
         else:
             active[name] = value
     out = dict(commented)
@@ -118,3 +119,45 @@ def health_paths(repo):
     if missing:
         raise DefaultsError(f"proto/openapi.yaml has no path(s) {', '.join(sorted(missing))}")
     return {"liveness": "/healthz", "readiness": "/readyz", "metrics": "/metrics"}
+
+
+def main(argv):
+    """deploy.defaults: config/infvsrd.conf and `infvsrd --check-config` agree on every
+    directive the file documents, and the probe paths are API routes.
+    Usage: deploy_defaults.py REPO [--infvsrd PATH]"""
+    if len(argv) < 2:
+        print("usage: deploy_defaults.py REPO [--infvsrd PATH]")
+        return 2
+    repo = argv[1]
+    infvsrd = argv[argv.index("--infvsrd") + 1] if "--infvsrd" in argv else None
+    if infvsrd and not os.path.isfile(infvsrd):
+        print(f"note: {infvsrd} is not built: only config/infvsrd.conf is read")
+        infvsrd = None
+    passed = failed = 0
+    try:
+        values, sources = load(repo, infvsrd)
+        passed += 1
+        conf = from_config_file(repo)
+        if infvsrd:
+            binv = from_binary(infvsrd)
+            # instance defaults to $HOSTNAME: host-dependent, not compared.
+            for name in sorted(set(conf) - {"instance", "peer"}):
+                same = conf[name] == binv.get(name)
+                print(f"{'ok  ' if same else 'FAIL'} {name}: file {conf[name]!r}, binary {binv.get(name)!r}")
+                passed, failed = passed + same, failed + (not same)
+            undocumented = sorted(set(binv) - set(conf))
+            print(f"{'ok  ' if not undocumented else 'FAIL'} every directive of --check-config is in "
+                  f"config/infvsrd.conf{': missing ' + ', '.join(undocumented) if undocumented else ''}")
+            passed, failed = passed + (not undocumented), failed + bool(undocumented)
+        print(f"ok   probe/metrics paths are API routes: {health_paths(repo)}")
+        passed += 1
+    except DefaultsError as e:
+        print(f"FAIL {e}")
+        failed += 1
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(main(sys.argv))

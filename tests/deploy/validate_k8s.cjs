@@ -9,7 +9,7 @@
 // Before the real files it checks itself on objects that must fail (one per rule) and one
 // that must pass, so a broken validator cannot pass everything.
 //
-// Usage: node validate_k8s.cjs NPM_DIR WORK_DIR RENDERED.yaml...
+// Usage: node validate_k8s.cjs NPM_DIR WORK_DIR RENDERED.yaml|DIR...
 //   NPM_DIR: the directory holding node_modules (tests/deploy/npm_setup.sh's DEST)
 //   WORK_DIR: where the generated .ts files go
 // Prints one line per object, then "N passed, N failed"; exit 1 on any failure.
@@ -24,7 +24,9 @@ if (process.argv.length < 5) {
 }
 const npmDir = path.resolve(process.argv[2]);
 const workDir = path.resolve(process.argv[3]);
-const files = process.argv.slice(4);
+// A directory argument stands for the .yaml files in it (render_k8s.py's output).
+const files = process.argv.slice(4).flatMap((a) => fs.existsSync(a) && fs.statSync(a).isDirectory()
+    ? fs.readdirSync(a).filter((f) => f.endsWith(".yaml")).sort().map((f) => path.join(a, f)) : [a]);
 const req = createRequire(path.join(npmDir, "package.json"));
 const YAML = req("yaml");
 const ts = req("typescript");
@@ -158,6 +160,7 @@ let passed = 0, failed = 0;
 }
 
 // ---- the rendered files ---------------------------------------------------------------
+if (!files.length) { console.log("FAIL: no rendered files given"); failed++; }
 for (const f of files) {
     let docs;
     try {
@@ -174,7 +177,7 @@ for (const f of files) {
         if (o !== null && o !== undefined) objs.push(o);
     }
     if (!objs.length) { console.log(`FAIL ${f}: no objects`); failed++; continue; }
-    const { results, global } = check(objs, path.basename(f).replace(/\W/g, "_"));
+    const { results, global } = check(objs, "rendered_" + path.basename(f).replace(/\W/g, "_"));
     if (global.length) { console.log(`FAIL ${f}: ${global.join("; ")}`); failed++; }
     objs.forEach((o, i) => {
         const id = `${path.basename(f)}: ${o.apiVersion} ${o.kind} ${(o.metadata || {}).name}`;
