@@ -290,8 +290,9 @@ def check_compose(repo, rel, parsed, defaults, infvsrd):
         grace = str(s.get("stop_grace_period", "10s"))
         m = re.fullmatch(r"(\d+)s", grace) or re.fullmatch(r"(\d+)m", grace)
         secs = int(m.group(1)) * (60 if grace.endswith("m") else 1) if m else 0
-        ok(secs > defaults["drain_timeout_s"], f"{name}: {n} stop_grace_period {grace} > drain_timeout_s "
-                                               f"{defaults['drain_timeout_s']}")
+        need = defaults["drain_timeout_s"] + deploy_defaults.DRAIN_EXIT_SLACK_S
+        ok(secs > need, f"{name}: {n} stop_grace_period {grace} > drain_timeout_s {defaults['drain_timeout_s']} "
+                        f"+ exit deadline {deploy_defaults.DRAIN_EXIT_SLACK_S}")
         ok(s.get("stop_signal", "SIGTERM") == "SIGTERM", f"{name}: {n} stop_signal SIGTERM")
         env = s.get("environment") or []
         pairs = dict(e.split("=", 1) if "=" in e else (e, "") for e in env) if isinstance(env, list) else dict(env)

@@ -8,8 +8,8 @@ For each rendering (RENDER_DIR/<name>.yaml from render_k8s.py):
   - probes: liveness GET /healthz, readiness GET /readyz, a startup probe allowing >= 10
     minutes, all on the daemon's port; the paths are routes of proto/openapi.yaml;
   - nvidia.com/gpu limit 1 (absent only in the cpu overlay);
-  - preStop sleep + drain_timeout_s (of the ConfigMap's config file) <
-    terminationGracePeriodSeconds;
+  - preStop sleep + drain_timeout_s (of the ConfigMap's config file) + the daemon's exit
+    deadline after the drain < terminationGracePeriodSeconds;
   - INFVSR_INSTANCE from metadata.name, INFVSR_PEER_URL_TEMPLATE naming the headless
     Service, INFVSR_CONFIG on the mounted ConfigMap key, INFVSR_TOKENS_FILE on the Secret;
   - model and spool volumes on model_dir/spool_dir; non-root, read-only root filesystem;
@@ -151,8 +151,10 @@ def check_rendering(name, objs, defaults, paths, infvsrd):
     pre = prestop_seconds(c)
     grace = pod.get("terminationGracePeriodSeconds", 30)
     ok(pre is not None and pre > 0, f"{name}: preStop sleep ({pre} s)")
-    ok(pre is not None and grace > pre + drain,
-       f"{name}: terminationGracePeriodSeconds {grace} > preStop {pre} + drain_timeout_s {drain}")
+    slack = deploy_defaults.DRAIN_EXIT_SLACK_S
+    ok(pre is not None and grace > pre + drain + slack,
+       f"{name}: terminationGracePeriodSeconds {grace} > preStop {pre} + drain_timeout_s {drain} "
+       f"+ exit deadline {slack}")
 
     # ---- identity and routing
     inst = (env.get("INFVSR_INSTANCE") or {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")

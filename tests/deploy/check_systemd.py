@@ -101,7 +101,9 @@ def check(repo, infvsrd):
     ok(one("Type") == "simple", "Type=simple (infvsrd does not speak sd_notify)", one("Type"))
     ok(one("KillSignal") == "SIGTERM", "KillSignal=SIGTERM")
     ts = seconds(one("TimeoutStopSec"))
-    ok(ts is not None and ts > drain, f"TimeoutStopSec {one('TimeoutStopSec')} > drain_timeout_s {drain}")
+    slack = deploy_defaults.DRAIN_EXIT_SLACK_S
+    ok(ts is not None and ts > drain + slack,
+       f"TimeoutStopSec {one('TimeoutStopSec')} > drain_timeout_s {drain} + exit deadline {slack}")
     ok(one("Restart") == "on-failure", "Restart=on-failure")
     for key, want in (("NoNewPrivileges", "yes"), ("ProtectSystem", "strict"), ("PrivateTmp", "yes"),
                       ("ProtectHome", "yes")):

@@ -16,6 +16,12 @@ KEYS = ("listen", "model_dir", "spool_dir", "drain_timeout_s", "tokens_file", "i
         "peer_url_template", "workers", "max_queued_jobs")
 
 
+# After drain_timeout_s the daemon cancels running jobs and exits at the latest this much
+# later (server/core/loop.c, drain_step: hard deadline drain_timeout_s + 10 s). Grace
+# periods must cover both.
+DRAIN_EXIT_SLACK_S = 10
+
+
 class DefaultsError(Exception):
     pass
 
