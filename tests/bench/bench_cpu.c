@@ -1,6 +1,6 @@
 /* CPU backend throughput: linear (f32 and bf16 weights) against calling cblas_sgemm
  * directly on the same shapes, flash attention on DiT- and VAE-like shapes, and a
- * VAE-like conv3d, each as the median of >= 5 timed repeats after one warm-up, plus
+ * the VAE's 3x3x3 conv3d shapes, each as the median of >= 5 timed repeats after one warm-up, plus
  * the machine's f32 peak estimate (cores x GHz x 32 FLOP/cycle: AVX2, 2 FMA ports).
  *
  *   bench_cpu [n_threads] [repeats] [only]   (tests/bench/bench_cpu.sh runs it)
@@ -300,6 +300,11 @@ int main(int argc, char ** argv) {
     if (!*only || strcmp(only, "conv3d") == 0) {
         bench_conv3d(be, 96, 4, 64, INFVSR_TYPE_F32);
         bench_conv3d(be, 96, 4, 64, INFVSR_TYPE_BF16);
+        /* the other 3x3x3 shapes of a full-width VAE chunk at 64x64 (GF/s count the direct
+         * conv's flops, so Winograd paths can pass the peak) */
+        bench_conv3d(be, 192, 4, 32, INFVSR_TYPE_F32);
+        bench_conv3d(be, 384, 2, 16, INFVSR_TYPE_F32);
+        bench_conv3d(be, 384, 1, 8, INFVSR_TYPE_F32);
     }
 
     infvsr_cpu_backend_free(be);

@@ -70,7 +70,7 @@ bare_run() { # scale pix_fmt -> prints seconds
 }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 probe() { ffprobe -v error -count_frames -select_streams v:0 \
-    -show_entries stream=width,height,pix_fmt,nb_read_frames -of csv=p=0 "$1" | head -1; }
+    -show_entries stream=width,height,pix_fmt,nb_read_frames -of csv=p=0 "$1" | awk "NR==1"; }
 
 echo "bench_server: $frames frames $size H.264/MPEG-TS in, H.264 crf 15 Matroska out, $rounds rounds, $(nproc) cores"
 echo "daemon: $infvsrd --model null (pid $pid)"

@@ -452,8 +452,13 @@ class Client:
             return r.status, evs
         cur = {"event": "message", "data": []}
         n = 0
+        self.events_closed = True
         while True:
-            line = r.fp.readline()
+            try:
+                line = r.fp.readline()
+            except (socket.timeout, TimeoutError):
+                self.events_closed = False  # still open 5 s after the final event
+                break
             if not line:
                 break
             n += len(line)
@@ -461,6 +466,10 @@ class Client:
             if line == "":
                 if cur["data"]:
                     evs.append({"event": cur["event"], "data": "\n".join(cur["data"])})
+                    if cur["event"] in ("done", "error"):
+                        # the stream must end after the final event: wait at most 5 s
+                        if c.sock is not None:
+                            c.sock.settimeout(5)
                 cur = {"event": "message", "data": []}
                 continue
             if line.startswith(":"):

@@ -2,7 +2,8 @@
 (proto/errors.json), a JSON error body whose request_id equals the X-Request-Id header, and
 leaves no state behind: after the catalogue (and DELETE of the jobs the test created itself)
 the jobs gauges are 0 and the spool directory is empty; a failed create under an
-Idempotency-Key leaves nothing under that key. Tiny model.
+Idempotency-Key leaves nothing under that key. Null model (the catalogue tests the
+server, not the network; frame limits and decoding are the same code).
 
 Daemon D: defaults, except max_upload_bytes 400000.
 Daemon L: bearer tokens (tokens_file), max_frame_pixels 2000 (the 64x48 clips are too big),
@@ -87,7 +88,7 @@ def video_rejected(c, cat, name, jid, data, content_type="video/mp2t"):
 
 def body(t):
     cat = Catalogue(t)
-    d = H.Daemon(t.work, "D", model="tiny", args=["--threads", "2", "--max-upload-bytes", "400000"]).start()
+    d = H.Daemon(t.work, "D", model="null", args=["--max-upload-bytes", "400000"]).start()
     c = t.client(d)
     port = d.port
     clip = open(H.fixture("clip.ts"), "rb").read()
@@ -243,7 +244,7 @@ def body(t):
     tokens = os.path.join(t.work, "tokens")
     with open(tokens, "w") as f:
         f.write(f"other-token-abcdef\n{TOKEN}\n")
-    lim = H.Daemon(t.work, "L", model="tiny", args=["--threads", "2", "--tokens-file", tokens, "--max-frame-pixels", "2000",
+    lim = H.Daemon(t.work, "L", model="null", args=["--tokens-file", tokens, "--max-frame-pixels", "2000",
                                                     "--max-active-jobs-per-worker", "1", "--max-queued-jobs", "1"]).start()
     cn = t.client(lim)
     cl = t.client(lim, token=TOKEN)

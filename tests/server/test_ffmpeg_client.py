@@ -2,7 +2,7 @@
 -chunked_post 1 http://.../input` streams at the source's real-time rate, (1) remuxing the
 3 s MPEG-TS fixture and (2) encoding a live lavfi source; meanwhile ffmpeg also reads
 GET /output over HTTP. Checks: ffmpeg exits 0, the job succeeds with the right frame count,
-the output ffmpeg read is 256x192 with every frame. The HTTP responses ffmpeg got are taken
+the output ffmpeg read is 128x96 (32x24 x4) with every frame. The HTTP responses ffmpeg got are taken
 from its debug log (`header='...'` lines) and checked against the OpenAPI document too.
 Tiny model."""
 import os
@@ -36,9 +36,9 @@ def body(t):
     d = H.Daemon(t.work, "ffmpeg", model="tiny", args=["--threads", "2"]).start()
     c = t.client(d)
     runs = [
-        ("remux clip.ts", ["-re", "-i", H.fixture("clip.ts"), "-c", "copy"], 72),
-        ("live lavfi source", ["-re", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=24", "-t", "2",
-                               "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"], 48),
+        ("remux small.ts", ["-re", "-i", H.fixture("small.ts"), "-c", "copy"], 48),
+        ("live lavfi source", ["-re", "-f", "lavfi", "-i", "testsrc2=size=32x24:rate=24", "-t", "3",
+                               "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"], 72),
     ]
     for label, src, frames in runs:
         jid = c.create_job({"output": {"container": "mpegts"}}).json()["id"]
@@ -70,8 +70,8 @@ def body(t):
         t.eq(j["state"], "succeeded", f"{label}: job succeeded")
         t.eq(j.get("frames_out"), frames, f"{label}: frames_out")
         p = H.ffprobe_video(out_path) if os.path.exists(out_path) else {}
-        t.eq((p.get("width"), p.get("height"), p.get("frames")), (256, 192, frames),
-             f"{label}: output read by ffmpeg: 256x192, {frames} frames")
+        t.eq((p.get("width"), p.get("height"), p.get("frames")), (128, 96, frames),
+             f"{label}: output read by ffmpeg: 128x96, {frames} frames")
         c.delete(f"/v1/jobs/{jid}")
     d.stop()
 

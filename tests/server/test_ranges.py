@@ -2,12 +2,12 @@
 GET (200) is the reference; bytes=0-99, bytes=100-, bytes=-50, bytes=N-N (last byte) and a
 range running past the end (clamped) answer 206 with exactly those bytes and a correct
 Content-Range; bytes=len- answers 416 with Content-Range "bytes */len"; a malformed Range
-is ignored (200, whole file, RFC 9110). Tiny model."""
+is ignored (200, whole file, RFC 9110). Null model (x4 nearest neighbour)."""
 import harness as H
 
 
 def body(t):
-    d = H.Daemon(t.work, "ranges", model="tiny", args=["--threads", "2"]).start()
+    d = H.Daemon(t.work, "ranges", model="null").start()
     c = t.client(d)
     jid = c.create_job({"output": {"container": "matroska"}}).json()["id"]
     t.eq(c.put_input(jid, open(H.fixture("clip.mkv"), "rb").read(), content_type="video/x-matroska").status, 204,

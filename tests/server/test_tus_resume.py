@@ -4,7 +4,7 @@
            server kept (0 < offset < length) and the next PATCH starts exactly there;
   restart: 16 KiB chunks, the client aborts after two chunks, a new Upload object given
            only the upload URL HEADs (offset 32768) and finishes from there.
-The result must be correct: the job succeeds with 192 frames at 256x192, and its output is
+The result must be correct: the job succeeds with 192 frames at 128x96 (32x24 x4), and its output is
 byte-identical to the output of the same clip uploaded with a plain PUT (deterministic
 pipeline). Every response tus-js-client saw is checked against the OpenAPI document.
 Tiny model."""
@@ -32,7 +32,7 @@ def body(t):
     if not H.NODE_MODULES or not os.path.isdir(os.path.join(H.NODE_MODULES, "tus-js-client")):
         t.check(False, "tus-js-client installed", f"{H.NODE_MODULES} (run server.npm_setup)")
         return
-    clip = H.fixture("long.ts")
+    clip = H.fixture("small_long.ts")
     size = os.path.getsize(clip)
     d = H.Daemon(t.work, "tus", model="tiny", args=["--threads", "2"]).start()
     c = t.client(d)
@@ -87,7 +87,7 @@ def body(t):
         t.eq(j.get("input", {}).get("bytes_received"), size, f"{mode}: bytes_received = file size")
         out, _ = c.read_output(jid)
         p = H.ffprobe_video(out.body, t.work)
-        t.eq((p.get("width"), p.get("height"), p.get("frames")), (256, 192, 192), f"{mode}: output 256x192, 192 frames")
+        t.eq((p.get("width"), p.get("height"), p.get("frames")), (128, 96, 192), f"{mode}: output 128x96, 192 frames")
         t.check(out.body == ref_out.body, f"{mode}: output identical to the PUT-uploaded job's output",
                 f"{len(out.body)} vs {len(ref_out.body)} bytes")
         c.delete(f"/v1/jobs/{jid}")
