@@ -16,7 +16,8 @@
 //  - a JSON body validates against the response's schema (ajv; OpenAPI 3.0 `nullable`,
 //    boolean exclusiveMinimum/Maximum and `$ref` into components are translated to JSON
 //    Schema first; allOf is plain JSON Schema);
-//  - every header the response object lists is present (integers parse as integers);
+//  - headers the response object lists are present when `required: true` or mandatory by
+//    protocol (ALWAYS_REQUIRED), and every listed header that is present matches its schema;
 //  - an Error body's code has the status errors.json gives it;
 //  - every response carries X-Request-Id (the contract), except responses libmicrohttpd
 //    writes itself before the application sees the request (record.mhd, e.g. 431);
@@ -72,6 +73,13 @@ function resolveRef(doc, obj) {
     }
     return o;
 }
+
+// Headers that must be present whenever the response object lists them, even without
+// `required: true` (OpenAPI headers are optional by default): the protocol makes them
+// mandatory (RFC 9110 Location on 201/307 and Content-Range on 206/416, Retry-After where
+// the document promises it, tus 1.0.0 Upload-Offset / Tus-Version / Tus-Resumable).
+const ALWAYS_REQUIRED = new Set(['location', 'retry-after', 'content-range', 'upload-offset', 'tus-version',
+                                 'tus-resumable', 'x-request-id']);
 
 export function loadChecker(specPath, errorsPath) {
     const doc = YAML.parse(fs.readFileSync(specPath, 'utf8'));
@@ -170,7 +178,11 @@ export function loadChecker(specPath, errorsPath) {
         for (const [name, hdr0] of Object.entries(resp.headers ?? {})) {
             const hdr = resolveRef(doc, hdr0);
             const v = h[name.toLowerCase()];
-            if (v === undefined) { problems.push(`header ${name} missing (listed for ${rec.status})`); continue; }
+            if (v === undefined) {
+                if (hdr.required === true || ALWAYS_REQUIRED.has(name.toLowerCase()))
+                    problems.push(`header ${name} missing (listed for ${rec.status})`);
+                continue;
+            }
             const sch = hdr.schema ? resolveRef(doc, hdr.schema) : {};
             if (sch.type === 'integer') {
                 if (!/^-?\d+$/.test(v.trim())) problems.push(`header ${name}: "${v}" is not an integer`);

@@ -1,6 +1,8 @@
-// Self-test of openapi_check.mjs: responses that follow proto/openapi.yaml pass, and each
-// kind of violation is caught (so a passing integration test means something).
-//   node openapi_check_selftest.mjs SPEC.yaml ERRORS.json
+// Self-test of openapi_check.mjs: responses that follow the document pass, and each kind of
+// violation is caught (so a passing integration test means something).
+//   node openapi_check_selftest.mjs selftest/openapi.yaml selftest/errors.json
+// (a frozen copy of the first API draft: it has nullable+allOf, boolean exclusiveMinimum,
+// $ref'd responses and headers, so the records below stay valid while proto/ evolves).
 import { loadChecker } from './openapi_check.mjs';
 
 const [spec, errs] = process.argv.slice(2);
@@ -28,6 +30,8 @@ const good = [
     rec('POST', '/v1/jobs', 503, { ...json, 'retry-after': '5' }, err('unavailable')),
     rec('DELETE', `/v1/jobs/${id}`, 204, rid),
     rec('GET', `/v1/jobs/${id}/output`, 200, { ...rid, 'content-type': 'video/x-matroska' }, undefined, { body_omitted: true, body_len: 1000 }),
+    rec('HEAD', `/v1/uploads/${id}`, 200, { ...rid, 'upload-offset': '5', 'upload-length': '10', 'cache-control': 'no-store' }),
+    rec('HEAD', `/v1/uploads/${id}`, 200, { ...rid, 'upload-offset': '5' }),
     rec('GET', '/v1/nope', 404, json, err('not_found')),
     rec('PATCH', '/v1/jobs', 405, { ...json, allow: 'POST' }, err('method_not_allowed')),
     rec('GET', '/v1/jobs?x=1', 404, { 'content-type': 'text/html' }, '<html>', { mhd: true }),
@@ -55,6 +59,8 @@ const bad = [
     ['bad date-time', rec('GET', `/v1/jobs/${id}`, 200, json, { ...job, created_at: 'yesterday' })],
     ['bad SSE data', rec('GET', `/v1/jobs/${id}/events`, 200, { ...rid, 'content-type': 'text/event-stream' }, undefined,
         { body_omitted: true, sse: [{ event: 'progress', data: '{"id":1}' }] })],
+    ['bad optional header value', rec('HEAD', `/v1/uploads/${id}`, 200, { ...rid, 'upload-offset': '5', 'upload-length': 'abc', 'cache-control': 'no-store' })],
+    ['missing protocol header', rec('HEAD', `/v1/uploads/${id}`, 200, { ...rid, 'upload-length': '10' })],
     ['output wrong type', rec('GET', `/v1/jobs/${id}/output`, 200, { ...rid, 'content-type': 'text/html' }, undefined, { body_omitted: true, body_len: 5 })],
 ];
 let failures = 0;
