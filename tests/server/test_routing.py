@@ -34,7 +34,8 @@ def body(t):
         ok = (r.status == 307 and r.headers.get("location") == target.url + path)
         t.check(ok, f"{method} {path} at the other instance -> 307 Location {target.url}{path}",
                 f"{r.status} Location={r.headers.get('location')!r}")
-        t.eq(r.code(), "moved", f"{method} {path}: 307 body error code 'moved'")
+        if method != "HEAD":
+            t.eq(r.code(), "moved", f"{method} {path}: 307 body error code 'moved'")
         return r
 
     # GET status, with a query string kept in Location

@@ -4,7 +4,7 @@
 //   forwards the first CUT_BYTES of client->server traffic, then closes both sides of that
 //   connection once (a network failure in the middle of the PATCH body). tus-js-client's
 //   retry does HEAD, gets the server's Upload-Offset and PATCHes from there.
-// MODE "restart": 16 KiB chunks; after two chunks the upload is aborted (client gone), and a
+// MODE "restart": 8 KiB chunks; after two chunks the upload is aborted (client gone), and a
 //   NEW Upload object (as a restarted client would) is given only the upload URL: it must
 //   HEAD, continue from the server's offset and finish.
 // Prints one JSON line {ok, events: [...], cut_at, head_offset, resume_offset, url} and
@@ -108,7 +108,7 @@ async function main() {
             let chunks = 0;
             await new Promise((resolve, reject) => {
                 upload(data, {
-                    endpoint: `${daemonUrl}/v1/uploads`, chunkSize: 16384,
+                    endpoint: `${daemonUrl}/v1/uploads`, chunkSize: 8192,
                     onStart: (u) => { first = u; },
                     onChunkComplete: () => {
                         if (++chunks === 2) {
@@ -118,7 +118,7 @@ async function main() {
                 }).then(() => reject(new Error('upload finished before the abort')), reject);
             });
             result.url = first.url;
-            const u2 = await upload(data, { uploadUrl: first.url, chunkSize: 16384 });
+            const u2 = await upload(data, { uploadUrl: first.url, chunkSize: 8192 });
             result.url2 = u2.url;
         } else throw new Error(`unknown mode ${mode}`);
         result.ok = true;
