@@ -53,6 +53,9 @@ struct infvsr_media_limits {
      * NULL: never. */
     int     (*interrupt)(void * user);
     void *  interrupt_user;
+    /* Demuxer name (e.g. "matroska", "mpegts"): skip probing and read the input as this
+     * format; it must also pass format_whitelist. NULL or "": probe. */
+    const char * input_format;
 };
 
 struct infvsr_media_limits infvsr_media_limits_default(void);
@@ -110,6 +113,17 @@ int infvsr_media_reader_next(struct infvsr_media_reader * r, uint8_t * rgb, int6
 int64_t infvsr_media_reader_frames_read(const struct infvsr_media_reader * r);
 void infvsr_media_reader_close(struct infvsr_media_reader * r);
 
+/* Output container. AUTO: from the path's extension (file mode, see INFVSR_CODEC_H264) or
+ * Matroska (streaming mode); Y4M goes with INFVSR_CODEC_Y4M only, FFV1 needs Matroska. */
+enum infvsr_media_container {
+    INFVSR_CONTAINER_AUTO = 0,
+    INFVSR_CONTAINER_MATROSKA,
+    INFVSR_CONTAINER_MP4,      /* streaming mode: fragmented (empty moov, a fragment per
+                                  keyframe or second, default-base-is-moof)             */
+    INFVSR_CONTAINER_MPEGTS,
+    INFVSR_CONTAINER_Y4M,
+};
+
 enum infvsr_media_codec {
     INFVSR_CODEC_H264, /* libx264, container from the extension: .mkv -> Matroska, else MP4 */
     INFVSR_CODEC_FFV1, /* FFV1 in Matroska, planar RGB: lossless                           */
@@ -129,6 +143,8 @@ struct infvsr_media_writer_opts {
      * (y4m holds none); NULL for video only. Feed the packets through
      * infvsr_media_writer_copy_packet_sink. */
     const struct infvsr_media_reader * copy_from;
+    enum infvsr_media_container container; /* AUTO (default): as described above            */
+    bool    yuv444p;         /* H.264/y4m: 4:4:4 chroma at the given crf (lossless implies it) */
 };
 
 struct infvsr_media_writer_opts infvsr_media_writer_opts_for(const struct infvsr_media_info * in,
@@ -138,6 +154,31 @@ struct infvsr_media_writer;
 
 enum infvsr_status infvsr_media_writer_open(const char * path, const struct infvsr_media_writer_opts * opts,
                                             struct infvsr_media_writer ** out, struct infvsr_err * err);
+/* Streaming mode: the container goes, as it is produced, to io->write (never seeks back:
+ * Matroska without cues, MPEG-TS, fragmented MP4, y4m); no file, no rename. Bytes reach
+ * the callback when the writer's buffer fills and at infvsr_media_writer_flush/finish.
+ * The header is written during the open. */
+struct infvsr_media_output_io {
+    void * opaque;
+    /* Stores all `size` bytes; returns size, or a negative value on error (disk full). */
+    int  (*write)(void * opaque, const uint8_t * buf, int size);
+};
+enum infvsr_status infvsr_media_writer_open_io(const struct infvsr_media_output_io * io,
+                                               const struct infvsr_media_writer_opts * opts,
+                                               struct infvsr_media_writer ** out, struct infvsr_err * err);
+/* Pushes the bytes the writer holds to the output (streaming mode: to the callback).
+ * Packets still waiting in the muxer's interleaving queue (for another stream's packets)
+ * stay there. */
+enum infvsr_status infvsr_media_writer_flush(struct infvsr_media_writer * w, struct infvsr_err * err);
+
+/* An owned copy of a packet handed to a packet sink, to pass it to another thread (the
+ * sink's packet is only borrowed). NULL when out of memory. */
+struct infvsr_media_packet * infvsr_media_packet_clone(const struct infvsr_media_packet * p);
+void infvsr_media_packet_free(struct infvsr_media_packet * p);
+/* Decode time (else presentation time) in seconds; NAN when the packet has neither. */
+double infvsr_media_packet_seconds(const struct infvsr_media_packet * p);
+int    infvsr_media_packet_size(const struct infvsr_media_packet * p);
+
 /* pts in the opts' time base; INFVSR_MEDIA_NOPTS numbers frames at the frame rate. */
 enum infvsr_status infvsr_media_writer_write(struct infvsr_media_writer * w, const uint8_t * rgb, int64_t pts,
                                              struct infvsr_err * err);

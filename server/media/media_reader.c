@@ -163,7 +163,16 @@ static enum infvsr_status open_common(struct infvsr_media_reader * r, const char
     /* Demuxers that open inner inputs themselves (concat, ...) bypass io_open but inherit
      * the protocol whitelist: a list naming no protocol denies every such open. */
     av_dict_set(&opts, "protocol_whitelist", "none", 0);
-    int ret = avformat_open_input(&r->fmt, NULL, NULL, &opts);
+    const AVInputFormat * forced = NULL;
+    if (L->input_format && L->input_format[0]) {
+        forced = av_find_input_format(L->input_format);
+        if (!forced) {
+            av_dict_free(&opts);
+            return infvsr_err_set(err, INFVSR_ERR_FORMAT, "%s: unknown input format '%.40s'", what,
+                                  L->input_format);
+        }
+    }
+    int ret = avformat_open_input(&r->fmt, NULL, forced, &opts);
     av_dict_free(&opts);
     if (ret == AVERROR_EXIT) return infvsr_err_set(err, INFVSR_ERR_CANCELLED, "%s: reading was interrupted", what);
     if (ret < 0) { /* avformat_open_input freed the context */
@@ -460,3 +469,29 @@ int infvsr_media_reader_next(struct infvsr_media_reader * r, uint8_t * rgb, int6
         if (st != INFVSR_OK) return st;
     }
 }
+
+struct infvsr_media_packet * infvsr_media_packet_clone(const struct infvsr_media_packet * p) {
+    struct infvsr_media_packet * c = av_mallocz(sizeof(*c));
+    if (!c) return NULL;
+    *c = *p;
+    c->pkt = av_packet_clone(p->pkt);
+    if (!c->pkt) {
+        av_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void infvsr_media_packet_free(struct infvsr_media_packet * p) {
+    if (!p) return;
+    AVPacket * pkt = (AVPacket *)p->pkt; /* a clone owns its packet */
+    av_packet_free(&pkt);
+    av_free(p);
+}
+
+double infvsr_media_packet_seconds(const struct infvsr_media_packet * p) {
+    int64_t t = p->pkt->dts != AV_NOPTS_VALUE ? p->pkt->dts : p->pkt->pts;
+    return t == AV_NOPTS_VALUE ? NAN : (double)t * av_q2d(p->time_base);
+}
+
+int infvsr_media_packet_size(const struct infvsr_media_packet * p) { return p->pkt->size; }

@@ -7,6 +7,7 @@
  * stores bgr0, so an FFV1 file holds the RGB frames exactly. */
 #include "media_internal.h"
 
+#include <libavutil/intreadwrite.h>
 #include <libavutil/opt.h>
 #include <libswscale/swscale.h>
 #include <math.h>
@@ -38,6 +39,9 @@ struct infvsr_media_writer {
     int               n_copy_in, n_copied;
     int64_t           frames_in, packets_out, last_pts;
     bool              header_written;
+    /* Streaming mode: oc->pb is ours, wrapping io (no file, no rename). */
+    bool              custom_io;
+    struct infvsr_media_output_io io;
 };
 
 struct infvsr_media_writer_opts infvsr_media_writer_opts_for(const struct infvsr_media_info * in,
@@ -61,7 +65,12 @@ struct infvsr_media_writer_opts infvsr_media_writer_opts_for(const struct infvsr
 static void writer_free(struct infvsr_media_writer * w) {
     avcodec_free_context(&w->enc);
     if (w->oc) {
-        if (w->oc->pb) avio_closep(&w->oc->pb);
+        if (w->custom_io && w->oc->pb) {
+            av_freep(&w->oc->pb->buffer);
+            avio_context_free(&w->oc->pb);
+        } else if (w->oc->pb) {
+            avio_closep(&w->oc->pb);
+        }
         avformat_free_context(w->oc);
     }
     sws_freeContext(w->sws);
@@ -86,7 +95,16 @@ static bool has_ext(const char * path, const char * ext) {
     return n >= e && strcasecmp(path + n - e, ext) == 0;
 }
 
-static const char * muxer_for(const char * path, enum infvsr_media_codec codec) {
+static const char * muxer_for(const char * path, const struct infvsr_media_writer_opts * o) {
+    switch (o->container) {
+        case INFVSR_CONTAINER_MATROSKA: return "matroska";
+        case INFVSR_CONTAINER_MP4:      return "mp4";
+        case INFVSR_CONTAINER_MPEGTS:   return "mpegts";
+        case INFVSR_CONTAINER_Y4M:      return "yuv4mpegpipe";
+        case INFVSR_CONTAINER_AUTO:     break;
+    }
+    if (!path) return o->codec == INFVSR_CODEC_Y4M ? "yuv4mpegpipe" : "matroska";
+    enum infvsr_media_codec codec = o->codec;
     switch (codec) {
         case INFVSR_CODEC_H264: return has_ext(path, ".mkv") ? "matroska" : has_ext(path, ".mov") ? "mov" : "mp4";
         case INFVSR_CODEC_FFV1: return "matroska";
@@ -105,7 +123,7 @@ static enum infvsr_status open_encoder(struct infvsr_media_writer * w, struct in
     if (!w->enc) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "media writer: out of memory");
     bool odd = (o->width & 1) || (o->height & 1);
     if (o->codec == INFVSR_CODEC_FFV1) w->enc->pix_fmt = AV_PIX_FMT_BGR0;
-    else w->enc->pix_fmt = (odd || o->lossless) ? AV_PIX_FMT_YUV444P : AV_PIX_FMT_YUV420P;
+    else w->enc->pix_fmt = (odd || o->lossless || o->yuv444p) ? AV_PIX_FMT_YUV444P : AV_PIX_FMT_YUV420P;
     w->enc->width = o->width;
     w->enc->height = o->height;
     w->enc->framerate = av_inv_q(w->frame_dur);
@@ -151,6 +169,41 @@ static enum infvsr_status open_encoder(struct infvsr_media_writer * w, struct in
     return INFVSR_OK;
 }
 
+/* AAC from MPEG-TS (ADTS) carries its configuration in every packet header, not as
+ * extradata; Matroska and MP4 need it in the header, before the first packet, and a
+ * streaming writer cannot patch it in later. Builds the 2-byte AudioSpecificConfig
+ * (ISO 14496-3 1.6.2.1) from the stream parameters, as aac_adtstoasc would from the
+ * first ADTS header; the muxer's automatic aac_adtstoasc then only strips the headers. */
+static int aac_config_from_params(AVCodecParameters * par) {
+    static const int rates[] = { 96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350 };
+    int sr = -1;
+    for (int i = 0; i < 13; i++)
+        if (rates[i] == par->sample_rate) sr = i;
+    int ch = par->ch_layout.nb_channels;
+    int aot = par->profile >= 0 ? par->profile + 1 : 2; /* FF_PROFILE_AAC_LOW (1) is object type 2 */
+    if (sr < 0 || ch < 1 || ch > 7 || aot < 1 || aot > 4) return AVERROR(EINVAL);
+    par->extradata = av_mallocz(2 + AV_INPUT_BUFFER_PADDING_SIZE);
+    if (!par->extradata) return AVERROR(ENOMEM);
+    par->extradata[0] = (uint8_t)((aot << 3) | (sr >> 1));
+    par->extradata[1] = (uint8_t)(((sr & 1) << 7) | (ch << 3));
+    par->extradata_size = 2;
+    return 0;
+}
+
+/* MPEG-TS declares no codec list (avformat_query_codec knows only its default, MP2):
+ * the audio and subtitle codecs its muxer maps to stream types. */
+static bool container_holds(const AVOutputFormat * of, enum AVCodecID id) {
+    if (strcmp(of->name, "mpegts") == 0) {
+        static const enum AVCodecID ts[] = { AV_CODEC_ID_AAC, AV_CODEC_ID_MP2, AV_CODEC_ID_MP3, AV_CODEC_ID_AC3,
+                                             AV_CODEC_ID_EAC3, AV_CODEC_ID_DTS, AV_CODEC_ID_OPUS, AV_CODEC_ID_TRUEHD,
+                                             AV_CODEC_ID_DVB_SUBTITLE, AV_CODEC_ID_DVB_TELETEXT };
+        for (size_t i = 0; i < sizeof(ts) / sizeof(ts[0]); i++)
+            if (ts[i] == id) return true;
+        return false;
+    }
+    return avformat_query_codec(of, id, FF_COMPLIANCE_NORMAL) == 1;
+}
+
 /* Adds an output stream for every copy stream of the reader the muxer accepts. */
 static enum infvsr_status add_copy_streams(struct infvsr_media_writer * w, struct infvsr_err * err) {
     const struct infvsr_media_reader * r = w->opts.copy_from;
@@ -164,12 +217,17 @@ static enum infvsr_status add_copy_streams(struct infvsr_media_writer * w, struc
         const AVCodecParameters * par = infvsr_media_reader_copy_stream(r, i, &tb);
         w->copy_out[i] = -1;
         if (w->opts.codec == INFVSR_CODEC_Y4M) continue;
-        if (avformat_query_codec(w->oc->oformat, par->codec_id, FF_COMPLIANCE_NORMAL) != 1) continue;
+        if (!container_holds(w->oc->oformat, par->codec_id)) continue;
         AVStream * st = avformat_new_stream(w->oc, NULL);
         if (!st) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "media writer: out of memory");
         int ret = avcodec_parameters_copy(st->codecpar, par);
         if (ret < 0) return infvsr_media_av_err(err, INFVSR_ERR_FORMAT, ret, "copying stream parameters");
         st->codecpar->codec_tag = 0; /* let the output container choose its tag */
+        if (st->codecpar->codec_id == AV_CODEC_ID_AAC && st->codecpar->extradata_size == 0 &&
+            strcmp(w->oc->oformat->name, "mpegts") != 0) {
+            ret = aac_config_from_params(st->codecpar);
+            if (ret < 0) return infvsr_media_av_err(err, INFVSR_ERR_FORMAT, ret, "AAC stream without a configuration");
+        }
         st->time_base = tb;
         w->copy_out[i] = st->index;
         w->n_copied++;
@@ -193,10 +251,7 @@ static mode_t process_umask(void) {
     return m;
 }
 
-enum infvsr_status infvsr_media_writer_open(const char * path, const struct infvsr_media_writer_opts * opts,
-                                            struct infvsr_media_writer ** out, struct infvsr_err * err) {
-    *out = NULL;
-    if (!path || !opts) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "media writer: NULL argument");
+static enum infvsr_status check_opts(const struct infvsr_media_writer_opts * opts, struct infvsr_err * err) {
     if (opts->width <= 0 || opts->height <= 0 || opts->width > 16384 || opts->height > 16384)
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "media writer: bad frame size %dx%d", opts->width,
                               opts->height);
@@ -204,13 +259,35 @@ enum infvsr_status infvsr_media_writer_open(const char * path, const struct infv
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "media writer: fps must be > 0 (got %g)", opts->fps);
     if (opts->codec == INFVSR_CODEC_H264 && (opts->crf < 0 || opts->crf > 51))
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "media writer: crf must be 0..51 (got %d)", opts->crf);
+    bool y4m_box = opts->container == INFVSR_CONTAINER_Y4M;
+    if (opts->container != INFVSR_CONTAINER_AUTO && y4m_box != (opts->codec == INFVSR_CODEC_Y4M))
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG,
+                              "media writer: the y4m container holds raw video only, and raw video needs y4m");
+    if (opts->codec == INFVSR_CODEC_FFV1 && opts->container != INFVSR_CONTAINER_AUTO &&
+        opts->container != INFVSR_CONTAINER_MATROSKA)
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "media writer: FFV1 is written in Matroska only");
+    return INFVSR_OK;
+}
+
+static struct infvsr_media_writer * writer_alloc(const struct infvsr_media_writer_opts * opts) {
     struct infvsr_media_writer * w = av_mallocz(sizeof(*w));
-    if (!w) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "media writer: out of memory");
+    if (!w) return NULL;
     w->opts = *opts;
     w->last_pts = INT64_MIN;
     w->frame_dur = opts->fps_num > 0 && opts->fps_den > 0 ? (AVRational){ opts->fps_den, opts->fps_num }
                                                           : av_inv_q(av_d2q(opts->fps, 1 << 24));
     w->in_tb = opts->tb_num > 0 && opts->tb_den > 0 ? (AVRational){ opts->tb_num, opts->tb_den } : w->frame_dur;
+    return w;
+}
+
+enum infvsr_status infvsr_media_writer_open(const char * path, const struct infvsr_media_writer_opts * opts,
+                                            struct infvsr_media_writer ** out, struct infvsr_err * err) {
+    *out = NULL;
+    if (!path || !opts) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "media writer: NULL argument");
+    enum infvsr_status cst = check_opts(opts, err);
+    if (cst != INFVSR_OK) return cst;
+    struct infvsr_media_writer * w = writer_alloc(opts);
+    if (!w) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "media writer: out of memory");
     w->path = av_strdup(path);
     w->tmp_path = av_asprintf("%s.tmp-XXXXXX", path);
     if (!w->path || !w->tmp_path) {
@@ -228,7 +305,7 @@ enum infvsr_status infvsr_media_writer_open(const char * path, const struct infv
      * permissions stay tighter. */
     (void)fchmod(fd, 0666 & ~process_umask());
     close(fd);
-    const char * muxer = muxer_for(path, opts->codec);
+    const char * muxer = muxer_for(path, opts);
     int ret = avformat_alloc_output_context2(&w->oc, NULL, muxer, w->tmp_path);
     enum infvsr_status st = INFVSR_OK;
     if (ret < 0 || !w->oc) st = infvsr_media_av_err(err, INFVSR_ERR_UNSUPPORTED, ret, "output container");
@@ -250,6 +327,70 @@ enum infvsr_status infvsr_media_writer_open(const char * path, const struct infv
         return st;
     }
     *out = w;
+    return INFVSR_OK;
+}
+
+static int io_write(void * opaque, uint8_t * buf, int size) {
+    struct infvsr_media_writer * w = opaque;
+    int n = w->io.write(w->io.opaque, buf, size);
+    return n == size ? size : AVERROR(EIO);
+}
+
+#define OUT_IO_BUFFER_SIZE (64 * 1024)
+
+enum infvsr_status infvsr_media_writer_open_io(const struct infvsr_media_output_io * io,
+                                               const struct infvsr_media_writer_opts * opts,
+                                               struct infvsr_media_writer ** out, struct infvsr_err * err) {
+    *out = NULL;
+    if (!io || !io->write || !opts) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "media writer: NULL argument");
+    enum infvsr_status st = check_opts(opts, err);
+    if (st != INFVSR_OK) return st;
+    struct infvsr_media_writer * w = writer_alloc(opts);
+    if (!w) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "media writer: out of memory");
+    w->custom_io = true;
+    w->io = *io;
+    const char * muxer = muxer_for(NULL, opts);
+    int ret = avformat_alloc_output_context2(&w->oc, NULL, muxer, NULL);
+    if (ret < 0 || !w->oc) st = infvsr_media_av_err(err, INFVSR_ERR_UNSUPPORTED, ret, "output container");
+    if (st == INFVSR_OK) st = open_encoder(w, err);
+    if (st == INFVSR_OK) st = add_copy_streams(w, err);
+    if (st == INFVSR_OK) {
+        uint8_t * buf = av_malloc(OUT_IO_BUFFER_SIZE);
+        w->oc->pb = buf ? avio_alloc_context(buf, OUT_IO_BUFFER_SIZE, 1, w, NULL, io_write, NULL) : NULL;
+        if (!w->oc->pb) {
+            av_free(buf);
+            st = infvsr_err_set(err, INFVSR_ERR_NOMEM, "media writer: out of memory");
+        } else {
+            w->oc->pb->seekable = 0; /* muxers then write live-style: nothing is patched later */
+            w->oc->flags |= AVFMT_FLAG_CUSTOM_IO;
+        }
+    }
+    if (st == INFVSR_OK) {
+        AVDictionary * mo = NULL;
+        if (strcmp(muxer, "mp4") == 0) {
+            /* Fragmented MP4: an empty moov up front, then a moof+mdat per keyframe or per
+             * second, whichever comes first, so a reader can play it while it grows. */
+            av_dict_set(&mo, "movflags", "frag_keyframe+empty_moov+default_base_moof", 0);
+            av_dict_set(&mo, "frag_duration", "1000000", 0);
+        }
+        ret = avformat_write_header(w->oc, &mo);
+        av_dict_free(&mo);
+        if (ret < 0) st = infvsr_media_av_err(err, INFVSR_ERR_FORMAT, ret, "cannot write the container header");
+        w->header_written = ret >= 0;
+    }
+    if (st == INFVSR_OK) st = infvsr_media_writer_flush(w, err);
+    if (st != INFVSR_OK) {
+        infvsr_media_writer_abort(w);
+        return st;
+    }
+    *out = w;
+    return INFVSR_OK;
+}
+
+enum infvsr_status infvsr_media_writer_flush(struct infvsr_media_writer * w, struct infvsr_err * err) {
+    if (!w || !w->oc || !w->oc->pb) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "media writer: not open");
+    avio_flush(w->oc->pb);
+    if (w->oc->pb->error < 0) return infvsr_media_av_err(err, INFVSR_ERR_IO, w->oc->pb->error, "writing the output");
     return INFVSR_OK;
 }
 
@@ -304,6 +445,16 @@ enum infvsr_status infvsr_media_writer_copy_packet_sink(void * writer, const str
     AVStream * st = w->oc->streams[w->copy_out[p->copy_index]];
     int ret = av_packet_ref(w->cpkt, p->pkt);
     if (ret < 0) return infvsr_media_av_err(err, INFVSR_ERR_NOMEM, ret, "copying a packet");
+    /* ADTS headers (AAC from MPEG-TS): Matroska and MP4 store raw AAC frames, the
+     * configuration lives in the header (see aac_config_from_params). FFmpeg 5.1's MP4
+     * muxer does not insert aac_adtstoasc by itself; strip the 7-byte header (9 with CRC)
+     * here, for one raw data block per frame, as that filter does. */
+    if (st->codecpar->codec_id == AV_CODEC_ID_AAC && strcmp(w->oc->oformat->name, "mpegts") != 0 &&
+        w->cpkt->size > 9 && (AV_RB16(w->cpkt->data) & 0xfff6) == 0xfff0 && (w->cpkt->data[6] & 3) == 0) {
+        int hl = (w->cpkt->data[1] & 1) ? 7 : 9; /* protection_absent */
+        w->cpkt->data += hl;
+        w->cpkt->size -= hl;
+    }
     av_packet_rescale_ts(w->cpkt, p->time_base, st->time_base);
     w->cpkt->stream_index = st->index;
     w->cpkt->pos = -1;
@@ -329,11 +480,12 @@ enum infvsr_status infvsr_media_writer_finish(struct infvsr_media_writer * w, st
         int ret = av_write_trailer(w->oc);
         if (ret < 0) st = infvsr_media_av_err(err, INFVSR_ERR_IO, ret, "writing the container trailer");
     }
-    if (st == INFVSR_OK) {
+    if (st == INFVSR_OK && w->custom_io) st = infvsr_media_writer_flush(w, err);
+    if (st == INFVSR_OK && !w->custom_io) {
         int ret = avio_closep(&w->oc->pb);
         if (ret < 0) st = infvsr_media_av_err(err, INFVSR_ERR_IO, ret, "closing the output file");
     }
-    if (st == INFVSR_OK && rename(w->tmp_path, w->path) != 0)
+    if (st == INFVSR_OK && !w->custom_io && rename(w->tmp_path, w->path) != 0)
         st = infvsr_err_set(err, INFVSR_ERR_IO, "cannot rename %.200s to %.200s", w->tmp_path, w->path);
     if (st != INFVSR_OK) {
         infvsr_media_writer_abort(w);
