@@ -123,11 +123,16 @@ static void fail_media(struct pl_job * j, enum infvsr_status st, const struct in
     char m[256];
     enum pl_error_code code = PL_ERROR_UNPROCESSABLE_VIDEO;
     if (st == INFVSR_ERR_NOMEM) code = PL_ERROR_INTERNAL;
-    const char * hint = "";
-    if (fmt_name && strstr(fmt_name, "mp4") && frames == 0)
-        hint = "; an MP4/MOV upload is read as a stream, so it needs its index (moov) before the media data "
-               "(ffmpeg -movflags +faststart) or must be fragmented";
-    snprintf(m, sizeof(m), "%.*s%s", hint[0] ? 60 : 250, err->msg[0] ? err->msg : infvsr_status_str(st), hint);
+    const char * msg = err->msg[0] ? err->msg : infvsr_status_str(st);
+    if (fmt_name && strstr(fmt_name, "mp4") && frames == 0) {
+        /* The usual cause: the index (moov) after the media data, which needs a seek back. */
+        const char * why = strrchr(msg, ':');
+        snprintf(m, sizeof(m), "cannot read the MP4/MOV upload as a stream (%.60s): its index (moov) must come "
+                 "before the media data (ffmpeg -movflags +faststart) or the MP4 must be fragmented",
+                 why ? why + 2 : msg);
+    } else {
+        snprintf(m, sizeof(m), "%.250s", msg);
+    }
     pthread_mutex_lock(&e->mu);
     if (st == INFVSR_ERR_CANCELLED || atomic_load(&j->stop))
         pl_job_finish_locked(j, PL_JOB_CANCELLED, PL_ERROR_CANCELLED, "cancelled");

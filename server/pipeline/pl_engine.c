@@ -212,6 +212,10 @@ void pl_slot_party_done(struct pl_job * j, bool * flag) {
     struct pl_engine * e = j->e;
     pthread_mutex_lock(&e->mu);
     *flag = true;
+    if (flag == &j->dec_done && j->want_space) {
+        j->want_space = false; /* nothing reads the input any more: writes are dropped */
+        pl_post_locked(e, j, PL_EV_INPUT_SPACE);
+    }
     if (!(j->dec_done && j->enc_done && j->wrk_done)) {
         pthread_cond_broadcast(&j->cv);
         if (j->slot) pthread_cond_broadcast(&j->slot->w->cv);

@@ -144,7 +144,14 @@ int64_t pl_job_input_write(struct pl_job * j, const void * data, size_t len, str
     } else if (j->in_fd < 0) {
         rc = infvsr_err_set(err, INFVSR_ERR_IO, "the input spool file is closed");
     }
-    if (rc < 0 || len == 0) {
+    if (rc == 0 && len > 0 && (j->dec_done || j->state == PL_JOB_SUCCEEDED)) {
+        /* The decoder has finished (end of the container, or max_frames): the rest of the
+         * upload is counted (the offset stays true for resumable uploads) and dropped. */
+        j->in_written += (int64_t)len;
+        e->m.input_bytes += len;
+        rc = (int64_t)len;
+    }
+    if (rc < 0 || len == 0 || rc == (int64_t)len) {
         pthread_mutex_unlock(&e->mu);
         pthread_mutex_unlock(&j->in_mu);
         return rc;

@@ -489,6 +489,38 @@ done:
     pl_engine_stop(e);
 }
 
+/* max_frames: the output stops there; the rest of the upload is accepted and dropped
+ * (the input lead is smaller than the file, so this needs the decoder-done path). */
+static void test_max_frames(void) {
+    char spool[512], p[600];
+    fresh_spool("maxframes", spool, sizeof(spool));
+    struct counters c = { 0 };
+    struct pl_engine * e = start_engine(spool, &(struct eng_cfg){ .lead = 65536 }, &c);
+    if (!e) return;
+    wait_engine(e, 10);
+    struct pl_job_spec s = pl_job_spec_default();
+    s.max_frames = 10;
+    s.codec = PL_CODEC_FFV1;
+    struct pl_job * j = create_job(e, "mf", &s);
+    if (j) {
+        CHECK(feed_file(j, CLIP("long.mkv"), 4096));
+        struct pl_job_status st = wait_done(j, 30);
+        CHECK_MSG(st.state == PL_JOB_SUCCEEDED, "%s", st.error);
+        CHECK_EQ_INT(st.frames_out, 10);
+        struct blob b = read_blob(CLIP("long.mkv"));
+        CHECK_EQ_INT(pl_job_input_offset(j), (int64_t)b.n);
+        free(b.data);
+        out_path(spool, "mf", ".out", p, sizeof(p));
+        struct probe pr = ffprobe(p);
+        CHECK_EQ_INT(pr.frames, 10);
+        CHECK_EQ_INT(pr.w, 256);
+        pl_job_delete(j);
+        pl_job_unref(j);
+    }
+    CHECK_EQ_INT(count_files(spool), 0);
+    pl_engine_stop(e);
+}
+
 /* One slot: job A holds it (input not finished), job B is queued; B's upload stops at
  * input_lead_bytes (write returns 0); cancelling A frees the slot, B becomes active, its
  * decoder consumes, PL_EV_INPUT_SPACE fires and B completes. */
@@ -611,6 +643,7 @@ static struct pl_job_status run_bad(struct pl_engine * e, const char * id, const
     if (!j) return st;
     feed_file(j, path, 4096);
     st = wait_done(j, 30);
+    if (getenv("PL_TEST_VERBOSE")) fprintf(stderr, "  %s: %s: %s\n", id, pl_error_code_name(st.error_code), st.error);
     pl_job_delete(j);
     pl_job_unref(j);
     return st;
@@ -806,6 +839,7 @@ static const struct test_case tests[] = {
     TEST(test_null_exact_ffv1),
     TEST(test_null_containers),
     TEST(test_streaming_output),
+    TEST(test_max_frames),
     TEST(test_backpressure_and_cancel_frees_slot),
     TEST(test_admission_busy),
     TEST(test_bad_inputs),
