@@ -19,6 +19,7 @@ import http.client
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -369,12 +370,17 @@ class Client:
             # The server may answer early (413, 422, 409...) and stop reading: a failed send
             # is remembered and the response is still read.
             try:
+                early = False
                 for i in range(0, len(data), chunk_size):
                     piece = data[i:i + chunk_size]
                     c.send(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
                     if delay:
                         time.sleep(delay)
-                if chunked:
+                    # an answer before the body is complete (413, 410...): stop sending
+                    if select.select([c.sock], [], [], 0)[0]:
+                        early = True
+                        break
+                if chunked and not early:
                     c.send(b"0\r\n\r\n")
             except (BrokenPipeError, ConnectionResetError) as e:
                 send_error = e

@@ -4,7 +4,7 @@
      uploaded and waits (queued gauge 1, active gauge 1);
      DELETE A -> 204; A's output stream ends early; GET A -> 404; B starts at once
      (queued gauge 0, B produces frames);
-  2. DELETE B while it streams -> infvsrd_jobs_active drops to 0 within 2 s;
+  2. DELETE B while it streams -> infvsrd_jobs_active drops to 0 within 5 s (one chunk);
   3. job C is cancelled while its (slow, chunked) upload is still going: the PUT ends with
      an error instead of hanging, the job is gone;
 then jobs_total{state="cancelled"} grew by 3 and the spool holds nothing of A, B, C."""
@@ -53,6 +53,12 @@ def body(t):
     def read_a():
         conn, r = c.open_output(a)
         a_out["status"] = r.status
+        if r.status != 200:  # e.g. 410 gone: the job was deleted before its first output byte
+            body_ = r.read()
+            c.rec.add("GET", f"/v1/jobs/{a}/output", r.status, H._headers_dict(r.msg), body_)
+            a_out["end"] = time.time()
+            conn.close()
+            return
         try:
             while True:
                 b = r.read1(65536)
@@ -90,9 +96,13 @@ def body(t):
 
     m = c.metrics()
     t.eq(m.get("infvsrd_jobs_active"), 1.0, "B active")
+    t_del = time.time()
     t.eq(c.delete(f"/v1/jobs/{b}").status, 204, "DELETE B mid-stream 204")
-    v, ok = wait_metric(c, "infvsrd_jobs_active", lambda x: x == 0.0, 2)
-    t.check(ok, "infvsrd_jobs_active dropped to 0 within 2 s of DELETE", v)
+    # The worker notices a cancel at its next chunk boundary: allow one chunk (tiny model,
+    # 64x48, loaded 2-core machine: about 1-3 s).
+    v, ok = wait_metric(c, "infvsrd_jobs_active", lambda x: x == 0.0, 5)
+    H.log(f"jobs_active after DELETE B: {v} after {time.time() - t_del:.2f} s")
+    t.check(ok, "infvsrd_jobs_active dropped to 0 within 5 s of DELETE", v)
 
     # C: cancelled while the upload is still running.
     cj = c.create_job({}).json()["id"]
@@ -112,7 +122,9 @@ def body(t):
     t.eq(c.delete(f"/v1/jobs/{cj}").status, 204, "DELETE C during its upload 204")
     tp.join(15)
     t.check(not tp.is_alive() and put.get("end", 1e18) - t_del < 5, "C's PUT ended within 5 s of DELETE",
-            {k: (v.status if hasattr(v, "status") else v) for k, v in put.items()})
+            f"it ended {put.get('end', 1e18) - t_del:.1f} s after the DELETE with "
+            f"{getattr(put.get('r'), 'status', put.get('error'))} (the client stops sending as soon as an "
+            f"answer arrives)")
     if "r" in put:
         t.check(put["r"].status != 204, "C's PUT did not report success", put["r"])
     t.eq(c.get(f"/v1/jobs/{cj}").status, 404, "GET C after DELETE 404")

@@ -2,8 +2,10 @@
 -chunked_post 1 http://.../input` streams at the source's real-time rate, (1) remuxing the
 3 s MPEG-TS fixture and (2) encoding a live lavfi source; meanwhile ffmpeg also reads
 GET /output over HTTP. Checks: ffmpeg exits 0, the job succeeds with the right frame count,
-the output ffmpeg read is 128x96 (32x24 x4) with every frame. The HTTP responses ffmpeg got are taken
-from its debug log (`header='...'` lines) and checked against the OpenAPI document too.
+the output ffmpeg read is 128x96 (32x24 x4) with every frame. The GET responses ffmpeg got
+are taken from its trace log (`header='...'` lines) and checked against the OpenAPI
+document; ffmpeg 5.1 never reads the answer to its PUT, so that one comes from the daemon's
+access log.
 Tiny model."""
 import os
 import re
@@ -52,19 +54,20 @@ def body(t):
         # ffmpeg as the reader of the output, started while the upload runs; retried until
         # the job has output (a GET before the first output byte may answer 200 and wait).
         time.sleep(1.0)
-        dn = subprocess.Popen(["ffmpeg", "-nostdin", "-loglevel", "debug", "-y", "-i",
+        dn = subprocess.Popen(["ffmpeg", "-nostdin", "-loglevel", "trace", "-y", "-i",
                                f"{d.url}/v1/jobs/{jid}/output", "-c", "copy", "-f", "mpegts", out_path],
                               stdout=subprocess.DEVNULL, stderr=open(dn_log, "wb"))
         rc_up = up.wait(timeout=120)
         t.eq(rc_up, 0, f"{label}: ffmpeg PUT client exit status")
         rc_dn = dn.wait(timeout=120)
         t.eq(rc_dn, 0, f"{label}: ffmpeg GET output client exit status")
-        for st, hd in ffmpeg_responses(up_log):
-            c.rec.add("PUT", f"/v1/jobs/{jid}/input", st, hd, None, body_len=int(hd.get("content-length", 0) or 0),
-                      body_omitted=True)
-        resp = ffmpeg_responses(up_log)
-        t.check(resp and resp[-1][0] == 204, f"{label}: ffmpeg's PUT answered 204", resp[-1][0] if resp else None)
-        for st, hd in ffmpeg_responses(dn_log):
+        # ffmpeg 5.1 does not read the response of a chunked PUT (it closes after the last
+        # chunk), so the daemon's access log says what the PUT got.
+        m = re.findall(rf'"msg":"PUT /v1/jobs/{re.escape(jid)}/input (\d+) ', d.log_text())
+        t.eq(m, ["204"], f"{label}: the daemon answered ffmpeg's PUT with 204 (access log)")
+        resp = ffmpeg_responses(dn_log)
+        t.check(resp and resp[-1][0] == 200, f"{label}: ffmpeg's GET output got 200", resp)
+        for st, hd in resp:
             c.rec.add("GET", f"/v1/jobs/{jid}/output", st, hd, None, body_omitted=st == 200)
         j = c.wait_state(jid, ("succeeded", "failed", "cancelled"), timeout=120)
         t.eq(j["state"], "succeeded", f"{label}: job succeeded")
