@@ -112,7 +112,6 @@ enum MHD_Result srv_queue(struct srv_req * r, int status, struct MHD_Response * 
     MHD_add_response_header(resp, "X-Request-Id", r->request_id);
     if (r->extra_hdr_name) MHD_add_response_header(resp, r->extra_hdr_name, r->extra_hdr_value);
     if (is_tus_route(r) && strcmp(r->method, "OPTIONS") != 0) MHD_add_response_header(resp, "Tus-Resumable", "1.0.0");
-    if (r->srv->draining) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)status, resp);
     MHD_destroy_response(resp);
     if (ret == MHD_YES) {
@@ -325,9 +324,20 @@ static enum MHD_Result body_call(struct srv_req * r, const char * data, size_t *
         *size = 0;
         return MHD_YES;
     case SRV_P_UPLOAD: return srv_upload_data(r, data, size);
-    default: /* DISCARD, or a body on a route that takes none */
+    default: { /* DISCARD, or a body on a route that takes none */
+        /* The answer has to wait for the end of the body (MHD); swallow a bounded amount,
+         * then give up and close: the client then sees a reset instead of a status. */
+        int64_t cap = r->route == SRV_R_JOB_INPUT || is_tus_route(r) ? r->srv->cfg.input_lead_bytes : 1 << 20;
+        r->discarded += (int64_t)*size;
         *size = 0;
+        if (r->discarded > cap) {
+            RLOG(INFO, r->request_id, r->job ? r->job->id : NULL,
+                 "%lld bytes discarded after an error (%s): closing the connection", (long long)r->discarded,
+                 r->phase == SRV_P_DISCARD ? srv_error_code(r->pending_err) : "no body expected");
+            return MHD_NO;
+        }
         return MHD_YES;
+    }
     }
 }
 

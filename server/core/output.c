@@ -239,6 +239,8 @@ enum MHD_Result srv_route_events(struct srv_req * r) {
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+    /* the stream is the connection's last response: EOF marks its end for any client */
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     srv_list_add(&j->sse, &r->sse_link);
     r->sse_last_write_mono = srv_mono_now();
     sse_push_state(r->srv, r, true);

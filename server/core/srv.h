@@ -142,6 +142,7 @@ struct srv_req {
     double  rate_mark_mono;        /* min-upload-rate window                                 */
     int64_t rate_mark_bytes;
     enum srv_error pending_err;    /* SRV_P_DISCARD: what to answer at the end              */
+    int64_t discarded;             /* body bytes swallowed after the error                  */
     char    pending_msg[300];
 
     /* output stream / SSE */

@@ -246,10 +246,9 @@ static void fail_from_write(struct srv_req * r, int64_t rc, const struct infvsr_
 enum MHD_Result srv_upload_data(struct srv_req * r, const char * data, size_t * size) {
     struct srv_job * j = r->job;
     if (r->superseded || r->cut_off || r->timed_out) return MHD_NO; /* close the connection */
-    if (j->deleted) {
-        srv_req_fail_later(r, SRV_E_GONE, "job %s was deleted during the upload", j->id);
-        *size = 0;
-        return MHD_YES;
+    if (j->deleted) { /* nobody wants the rest: close rather than swallow gigabytes */
+        RLOG(INFO, r->request_id, j->id, "job deleted during the upload: closing the connection");
+        return MHD_NO;
     }
     size_t want = *size;
     bool overflow = false;
