@@ -210,7 +210,10 @@ export function loadChecker(specPath, errorsPath) {
             if (body !== undefined) {
                 const v = validatorFor(schema);
                 if (!v(body)) problems.push(`body does not match the ${op.operationId} ${rec.status} schema: ${ajv.errorsText(v.errors)}`);
-                if (rec.status >= 400) checkErrorBody(rec, problems, body);
+                // an Error body (whatever the schema): its code must belong to this status
+                const code = body?.error?.code;
+                if (typeof code === 'string' && codeStatus.has(code) && codeStatus.get(code) !== rec.status)
+                    problems.push(`error code ${code} belongs to status ${codeStatus.get(code)}, response was ${rec.status}`);
             }
         }
         if (ct === 'text/event-stream') checkSse(rec, problems);
