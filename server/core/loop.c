@@ -413,8 +413,9 @@ int srv_open(struct srv * s, const struct srv_config * cfg, char * err, size_t e
     uv_signal_init(s->loop, &s->sig_int);
     s->sig_int.data = s;
     uv_signal_start(&s->sig_int, on_signal, SIGINT);
-    LOG_INFO("listening port=%d host=%s instance=%s model=%s spool_dir=%s", s->port, cfg->listen_host,
-             cfg->instance, cfg->model, cfg->spool_dir);
+    /* always written, whatever log_level: tests and scripts find the port here */
+    srv_log_write(SRV_LOG_INFO, __func__, NULL, NULL, "listening port=%d host=%s instance=%s model=%s spool_dir=%s",
+                  s->port, cfg->listen_host, cfg->instance, cfg->model, cfg->spool_dir);
     return 0;
 }
 
