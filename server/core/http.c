@@ -381,6 +381,8 @@ static struct srv_req * req_new(struct srv * s, struct MHD_Connection * c, const
     r->started_mono = srv_mono_now();
     r->rate_mark_mono = r->started_mono;
     snprintf(r->path, sizeof(r->path), "%s", url);
+    for (char * p = r->path; *p; p++) /* a decoded %0A must not forge log lines */
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
     /* X-HTTP-Method-Override (tus clients without PATCH/DELETE) on POST only */
     const char * ov = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-HTTP-Method-Override");
     if (ov && strcmp(method, "POST") == 0 &&

@@ -10,6 +10,7 @@
  * table at once (so the next lookup is a 404), deletes the pipeline job (cancel + files),
  * and wakes its suspended requests, which notice `deleted` and finish; the struct is freed
  * with its last request. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -147,7 +148,8 @@ char * srv_job_json(struct srv * s, struct srv_job * j) {
     srv_buf_printf(&b, ",\"input\":{\"bytes_received\":%lld,\"complete\":%s", (long long)st.input_bytes,
                    j->input_ended ? "true" : "false");
     if (j->tus_length >= 0) srv_buf_printf(&b, ",\"upload_length\":%lld", (long long)j->tus_length);
-    if (st.probed) srv_buf_printf(&b, ",\"width\":%d,\"height\":%d,\"fps\":%.6g", st.width, st.height, st.in_fps);
+    if (st.probed)
+        srv_buf_printf(&b, ",\"width\":%d,\"height\":%d,\"fps\":%.6g", st.width, st.height, isfinite(st.in_fps) ? st.in_fps : 0.0);
     srv_buf_add(&b, "}", 1);
     srv_buf_printf(&b, ",\"output\":{\"bytes\":%lld", (long long)st.output_bytes);
     if (st.probed) srv_buf_printf(&b, ",\"width\":%d,\"height\":%d", st.out_width, st.out_height);
@@ -155,7 +157,7 @@ char * srv_job_json(struct srv * s, struct srv_job * j) {
     srv_buf_json_str(&b, pl_container_mime(pl_job_spec_of(j->pl)->container));
     srv_buf_add(&b, "}", 1);
     srv_buf_printf(&b, ",\"frames_in\":%lld,\"frames_out\":%lld,\"chunks\":%lld,\"fps\":%.6g", (long long)st.frames_in,
-                   (long long)st.frames_out, (long long)st.chunks, st.fps);
+                   (long long)st.frames_out, (long long)st.chunks, isfinite(st.fps) && st.fps > 0 ? st.fps : 0.0);
     if (pl_job_state_terminal(st.state) && st.state != PL_JOB_SUCCEEDED) {
         char msg[300];
         enum srv_error e = srv_job_error(j, &st, msg, sizeof(msg));

@@ -275,6 +275,19 @@ void srv_buf_printf(struct srv_buf * b, const char * fmt, ...) {
     free(big);
 }
 
+/* Length of the valid UTF-8 sequence at p (1-4), or 0 when it is not one. */
+static int utf8_len(const unsigned char * p) {
+    int n = p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 && p[0] <= 0xdf ? 2 : 0;
+    if (n == 0 || (n == 4 && p[0] > 0xf4)) return 0;
+    for (int i = 1; i < n; i++)
+        if ((p[i] & 0xc0) != 0x80) return 0;
+    if (n == 3 && ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0))) return 0; /* overlong, surrogates */
+    if (n == 4 && ((p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] >= 0x90))) return 0;
+    return n;
+}
+
+/* Messages may quote client bytes (headers, truncated with %.Ns): control characters are
+ * escaped and invalid UTF-8 becomes U+FFFD, so the body is always valid JSON. */
 void srv_buf_json_str(struct srv_buf * b, const char * s) {
     srv_buf_add(b, "\"", 1);
     for (const unsigned char * p = (const unsigned char *)s; *p; p++) {
@@ -283,10 +296,18 @@ void srv_buf_json_str(struct srv_buf * b, const char * s) {
             esc[0] = '\\';
             esc[1] = (char)*p;
             srv_buf_add(b, esc, 2);
-        } else if (*p < 0x20) {
+        } else if (*p < 0x20 || *p == 0x7f) {
             snprintf(esc, sizeof(esc), "\\u%04x", *p);
             srv_buf_add(b, esc, 6);
-        } else srv_buf_add(b, (const char *)p, 1);
+        } else if (*p < 0x80) srv_buf_add(b, (const char *)p, 1);
+        else {
+            int n = utf8_len(p);
+            if (n == 0) srv_buf_add(b, "\\ufffd", 6);
+            else {
+                srv_buf_add(b, (const char *)p, (size_t)n);
+                p += n - 1;
+            }
+        }
     }
     srv_buf_add(b, "\"", 1);
 }

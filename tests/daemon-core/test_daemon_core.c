@@ -423,6 +423,14 @@ static void test_json_string_escaping(void) {
     CHECK(v && json_is_string(v) && strcmp(json_string_value(v), "a\"b\\c\n\x01") == 0);
     json_decref(v);
     free(b.p);
+    /* invalid UTF-8 (a truncated sequence, a lone byte, a surrogate) -> U+FFFD; valid kept */
+    struct srv_buf u = { 0 };
+    srv_buf_json_str(&u, "\xc3\xa9|\xff|\xc3|\xed\xa0\x80|\xf0\x9f\x98\x80|\x7f");
+    CHECK_MSG(u.p && strcmp(u.p, "\"\xc3\xa9|\\ufffd|\\ufffd|\\ufffd\\ufffd\\ufffd|\xf0\x9f\x98\x80|\\u007f\"") == 0, "%s", u.p);
+    v = json_loads(u.p, JSON_DECODE_ANY, &je);
+    CHECK_MSG(v && json_is_string(v), "not valid JSON: %s", u.p);
+    json_decref(v);
+    free(u.p);
 }
 
 static const struct test_case tests[] = {
