@@ -2,8 +2,10 @@
 # Server overhead benchmark (issue 7): frames/s through infvsrd with `--model null` (identity
 # x scale, nearest neighbour, no network) vs a bare `ffmpeg` decode -> scale -> encode of the
 # same stream with the same output codec and settings, in the same run.
-#   tests/bench/bench_server.sh BUILD_DIR [ROUNDS=3] [FRAMES=300] [SIZE=640x360]
-# Input: FRAMES frames of testsrc2 at SIZE, 24 fps, H.264 in MPEG-TS (no audio).
+#   tests/bench/bench_server.sh BUILD_DIR [ROUNDS=3] [FRAMES=300] [SIZE1=640x360] [SIZE4=320x180]
+# Input: FRAMES frames of testsrc2, 24 fps, H.264 in MPEG-TS (no audio): SIZE1 for scale 1,
+# SIZE4 for scale 4 (320x180 -> 1280x720 output; 640x360 x4 = 1440p would take minutes per
+# round with one x264 thread on a 2-core machine).
 # Server: POST /v1/jobs {"scale":S,"output":{"container":"matroska","codec":"h264","crf":15}},
 #   PUT the file (curl -T), GET /output until the end; timed from the PUT to the last output byte.
 # Bare:  ffmpeg -i in.ts [-vf scale=iw*S:ih*S:flags=neighbor] -c:v libx264 -crf 15 -threads 1
@@ -12,10 +14,11 @@
 # Scales 1 and 4; rounds alternate server/bare (order flipped every round); medians are
 # reported with the ratio server_fps / bare_fps (goal >= 0.9).
 set -euo pipefail
-build=${1:?usage: bench_server.sh BUILD_DIR [ROUNDS] [FRAMES] [SIZE]}
+build=${1:?usage: bench_server.sh BUILD_DIR [ROUNDS] [FRAMES] [SIZE1] [SIZE4]}
 rounds=${2:-3}
 frames=${3:-300}
-size=${4:-640x360}
+size1=${4:-640x360}
+size4=${5:-320x180}
 infvsrd=$build/infvsrd
 [[ -x $infvsrd ]] || { echo "no $infvsrd" >&2; exit 1; }
 work=$(mktemp -d "${TMPDIR:-/tmp}/bench-server.XXXXXX")
@@ -23,8 +26,11 @@ pid=
 cleanup() { [[ -n $pid ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
-ffmpeg -nostdin -v error -f lavfi -i "testsrc2=size=$size:rate=24" -frames:v "$frames" \
-    -c:v libx264 -preset veryfast -pix_fmt yuv420p -g 48 -f mpegts "$work/in.ts"
+for s in 1 4; do
+    size=size$s
+    ffmpeg -nostdin -v error -f lavfi -i "testsrc2=size=${!size}:rate=24" -frames:v "$frames" \
+        -c:v libx264 -preset veryfast -pix_fmt yuv420p -g 48 -f mpegts "$work/in-$s.ts"
+done
 
 "$infvsrd" --listen 127.0.0.1:0 --spool-dir "$work/spool" --model null --instance bench \
     --max-upload-bytes 1073741824 >"$work/infvsrd.log" 2>&1 &
@@ -51,7 +57,7 @@ server_run() { # scale -> prints seconds; leaves the output in $work/server-S.mk
         "$url/v1/jobs" | sed -n 's/.*"id": *"\([^"]*\)".*/\1/p')
     [[ -n $id ]] || { echo "job creation failed" >&2; exit 1; }
     t0=$(now)
-    code=$(curl -sS -T "$work/in.ts" -H 'Content-Type: video/mp2t' -o /dev/null -w '%{http_code}' "$url/v1/jobs/$id/input")
+    code=$(curl -sS -T "$work/in-$s.ts" -H 'Content-Type: video/mp2t' -o /dev/null -w '%{http_code}' "$url/v1/jobs/$id/input")
     [[ $code == 204 ]] || { echo "PUT -> $code" >&2; exit 1; }
     code=$(curl -sS -o "$work/server-$s.mkv" -w '%{http_code}' "$url/v1/jobs/$id/output")
     t1=$(now)
@@ -63,7 +69,7 @@ bare_run() { # scale pix_fmt -> prints seconds
     local s=$1 pf=$2 vf=() t0 t1
     [[ $s != 1 ]] && vf=(-vf "scale=iw*$s:ih*$s:flags=neighbor")
     t0=$(now)
-    ffmpeg -nostdin -v error -y -i "$work/in.ts" "${vf[@]}" -c:v libx264 -crf 15 -threads 1 -pix_fmt "$pf" \
+    ffmpeg -nostdin -v error -y -i "$work/in-$s.ts" "${vf[@]}" -c:v libx264 -crf 15 -threads 1 -pix_fmt "$pf" \
         -f matroska "$work/bare-$s.mkv"
     t1=$(now)
     echo "$t1 - $t0" | bc -l
@@ -72,7 +78,7 @@ median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(
 probe() { ffprobe -v error -count_frames -select_streams v:0 \
     -show_entries stream=width,height,pix_fmt,nb_read_frames -of csv=p=0 "$1" | awk "NR==1"; }
 
-echo "bench_server: $frames frames $size H.264/MPEG-TS in, H.264 crf 15 Matroska out, $rounds rounds, $(nproc) cores"
+echo "bench_server: $frames frames H.264/MPEG-TS in ($size1 for scale 1, $size4 for scale 4), H.264 crf 15 Matroska out, $rounds rounds, $(nproc) cores"
 echo "daemon: $infvsrd --model null (pid $pid)"
 for s in 1 4; do
     server_run "$s" >/dev/null # warm-up, and learn the server's output pixel format

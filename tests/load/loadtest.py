@@ -231,6 +231,10 @@ def run(args, url, pid):
     ttfb_sub = [r["t_first_out"] - r["t_submit"] for r in ok if r.get("t_first_out")]
     fps = [r["frames_out"] / max(r["t_done"] - r["t_first_input"], 1e-9) for r in ok]
     frames = sum(r.get("frames_out", 0) for r in ok)
+    # the output window: first submission to the last output byte (excludes the client's
+    # own ffprobe/DELETE work after the streams)
+    span = (max((r["t_done"] for r in ok), default=t0) - min((r["t_submit"] for r in results if "t_submit" in r),
+                                                                default=t0)) or wall
     rep = {
         "streams": args.n, "ok": len(ok), "error_rate": (args.n - len(ok)) / args.n, "errors": errs,
         "wall_s": wall,
@@ -238,7 +242,7 @@ def run(args, url, pid):
                       "max": max(create_ms or [float("nan")])},
         "ttfb_from_first_input_s": {"p50": pct(ttfb_in, 50), "p95": pct(ttfb_in, 95), "p99": pct(ttfb_in, 99)},
         "ttfb_from_submit_s": {"p50": pct(ttfb_sub, 50), "p95": pct(ttfb_sub, 95), "p99": pct(ttfb_sub, 99)},
-        "frames_out_total": frames, "aggregate_fps": frames / wall if wall else 0,
+        "frames_out_total": frames, "output_window_s": span, "aggregate_fps": frames / span if span > 0 else 0,
         "per_stream_fps": {"p50": pct(fps, 50), "min": min(fps or [float("nan")])},
         "server_peak_rss_mib": {"vmhwm": peak["vmhwm_kb"] / 1024 if "vmhwm_kb" in peak else None,
                                 "metrics_sampled": peak["metrics_rss"] / 2**20 if "metrics_rss" in peak else None},
@@ -254,7 +258,7 @@ def run(args, url, pid):
     f = rep["ttfb_from_submit_s"]
     print(f"time to first output byte s (from job submission):   p50 {f['p50']:.3f}  p95 {f['p95']:.3f}  "
           f"p99 {f['p99']:.3f}")
-    print(f"output frames: {frames} total, aggregate {rep['aggregate_fps']:.1f} frames/s, per stream p50 "
+    print(f"output frames: {frames} total in {span:.2f} s, aggregate {rep['aggregate_fps']:.1f} frames/s, per stream p50 "
           f"{rep['per_stream_fps']['p50']:.2f} min {rep['per_stream_fps']['min']:.2f} frames/s")
     pr = rep["server_peak_rss_mib"]
     print("server peak RSS MiB: VmHWM " + (f"{pr['vmhwm']:.1f}" if pr["vmhwm"] is not None else "n/a") +
@@ -296,6 +300,7 @@ def main():
     if args.infvsrd:
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "server"))
         import harness
+        harness.INFVSRD = os.path.abspath(args.infvsrd)
         work = tempfile.mkdtemp(prefix="loadtest-")
         model = "null" if args.model == "null" else (args.model_dir or args.model)
         extra = ["--max-active-jobs-per-worker", str(max(args.n, 2)), "--max-queued-jobs", str(max(args.n, 16))]
