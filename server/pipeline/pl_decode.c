@@ -181,6 +181,11 @@ static enum infvsr_status open_output(struct pl_job * j, struct infvsr_media_rea
     wo.crf = j->spec.crf;
     wo.yuv444p = j->spec.pix_fmt == PL_PIX_YUV444P;
     wo.copy_from = j->spec.copy_audio && j->spec.container != PL_CONTAINER_Y4M ? r : NULL;
+    /* x264 at x scale the input size is the heaviest codec work: as many encoder threads
+     * as cores (as the ffmpeg CLI does); concurrent jobs share them through the scheduler.
+     * Each x264 frame thread adds a frame of latency before the first output bytes. */
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    wo.threads = cpus < 1 ? 1 : cpus > 16 ? 16 : (int)cpus;
     struct infvsr_media_output_io io = { .opaque = j, .write = out_write };
     return infvsr_media_writer_open_io(&io, &wo, out, err);
 }

@@ -56,6 +56,7 @@ static void run_encode(struct pl_job * j) {
     double tb = j->info.tb_den > 0 ? (double)j->info.tb_num / j->info.tb_den : 0;
     double fps = j->info.fps > 0 ? j->info.fps : 15;
     int64_t published = atomic_load(&j->output_bytes);
+    const int64_t header_bytes = published;
     pthread_mutex_lock(&e->mu);
     e->m.output_bytes += (uint64_t)published; /* the header, written at open */
     pthread_mutex_unlock(&e->mu);
@@ -112,7 +113,7 @@ static void run_encode(struct pl_job * j) {
         e->m.output_bytes += (uint64_t)(now_bytes - published);
         unsigned ev = now_bytes > published ? PL_EV_OUTPUT : 0;
         if (frame) ev |= PL_EV_PROGRESS;
-        if (frame && n_frames == 1) {
+        if (n_frames > 0 && j->first_output_at == 0 && now_bytes > header_bytes) { /* first encoded bytes */
             j->first_output_at = pl_now();
             pl_hist_observe(&e->m.time_to_first_frame, j->first_output_at - j->first_input_at);
         }
