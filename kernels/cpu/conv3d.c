@@ -8,7 +8,8 @@
  * task per group of col rows), BLAS runs from the calling thread. BF16/F16 weights are
  * widened once per call (conv weights are small: <= 384 x 384 x 27). A 1x1x1 kernel
  * with stride 1 and no padding multiplies x directly (no im2col). 3x3 spatial kernels
- * with stride 1 go to the Winograd path (conv3d_winograd.c). */
+ * with stride 1 go to a Winograd path when their GEMMs are large enough: F(4x4, 3x3)
+ * (conv3d_winograd4.c) with many tiles, F(2x2, 3x3) (conv3d_winograd.c) with fewer. */
 #include <cblas.h>
 #include <string.h>
 
