@@ -39,6 +39,8 @@ SPEC = os.path.join(SOURCE_DIR, "proto", "openapi.yaml")
 ERRORS = os.path.join(SOURCE_DIR, "proto", "errors.json")
 
 _live_daemons = []
+_all_daemons = []
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "WARNING: ThreadSanitizer")
 
 
 def log(*a):
@@ -110,6 +112,8 @@ class Daemon:
         self.proc = subprocess.Popen(cmd, stdout=self.logf, stderr=subprocess.STDOUT, env=env,
                                      preexec_fn=_pdeathsig)
         _live_daemons.append(self)
+        _all_daemons.append(self)
+        self.killed = False
         deadline = time.time() + timeout
         port = None
         while time.time() < deadline and port is None:
@@ -196,6 +200,7 @@ class Daemon:
                 self.proc.wait(timeout=8)
             except subprocess.TimeoutExpired:
                 log(f"[{self.name}] did not exit 8 s after SIGTERM: SIGKILL")
+                self.killed = True
                 self.proc.kill()
                 self.proc.wait()
         if self in _live_daemons:
@@ -510,6 +515,18 @@ class Client:
         return parse_metrics(r.body.decode())
 
 
+def gauges_settled(client, timeout=5.0):
+    """(active, queued) once both are 0, or their last values after `timeout` s: slots are
+    released asynchronously (at the worker's next chunk boundary) after a job ends."""
+    deadline = time.time() + timeout
+    while True:
+        m = client.metrics()
+        v = (m.get("infvsrd_jobs_active"), m.get("infvsrd_jobs_queued"))
+        if v == (0.0, 0.0) or time.time() > deadline:
+            return v
+        time.sleep(0.1)
+
+
 def parse_metrics(text):
     """Prometheus text -> {'name{labels}': value} plus {'name': value} for unlabelled ones."""
     out = {}
@@ -637,9 +654,27 @@ class Suite:
                    f"OpenAPI validation of all {n} recorded responses",
                    out.splitlines()[-1] if out else f"exit {p.returncode}")
 
+    def check_daemons(self):
+        """Every daemon of the test exited 0 after SIGTERM (the contract) and its log has no
+        sanitizer report (the ASan/UBSan build runs these tests too)."""
+        for d in _all_daemons:
+            if d.proc is None:
+                continue
+            if d.proc.poll() is None:
+                d.stop()
+            text = d.log_text()
+            marks = [m for m in SANITIZER_MARKS if m in text]
+            self.check(not marks, f"daemon {d.name}: no sanitizer report in its log",
+                       f"{marks} in {d.logpath}")
+            self.check(d.proc.returncode == 0 and not getattr(d, "killed", False),
+                       f"daemon {d.name} exited 0 after SIGTERM",
+                       f"exit status {d.proc.returncode}{' (SIGKILLed after 8 s)' if getattr(d, 'killed', False) else ''}"
+                       f"; log {d.logpath}")
+
     def finish(self, validate=True):
         if validate:
             self.validate_responses()
+        self.check_daemons()
         _kill_all()
         dt = time.time() - self.t0
         log(f"{self.name}: {self.passed} passed, {len(self.failed)} failed ({dt:.1f} s)")

@@ -110,7 +110,7 @@ def body(t):
     t.check(m.get('infvsrd_jobs_total{state="succeeded"}', 0) == succeeded,
             f"jobs_total{{state=succeeded}} == {succeeded} (the jobs that succeeded)",
             {k: v for k, v in m.items() if k.startswith("infvsrd_jobs_total")})
-    t.eq((m.get("infvsrd_jobs_active"), m.get("infvsrd_jobs_queued")), (0.0, 0.0), "no active/queued jobs at the end")
+    t.eq(H.gauges_settled(c), (0.0, 0.0), "no active/queued jobs at the end")
     import time
     deadline = time.time() + 5
     while d.spool_files() and time.time() < deadline:
