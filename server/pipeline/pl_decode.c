@@ -244,6 +244,17 @@ static void run_decode(struct pl_job * j) {
     }
     bool copy = j->spec.copy_audio && j->spec.container != PL_CONTAINER_Y4M && in->n_copy_streams > 0;
     pthread_mutex_lock(&e->mu);
+    if (atomic_load(&j->stop)) {
+        /* cancelled while probing: the encode thread may already have given up waiting
+         * for the writer (it checks stop under the same lock), so it is not handed over */
+        pthread_mutex_unlock(&e->mu);
+        pl_ring_free(&lr);
+        pl_ring_free(&sr);
+        infvsr_media_writer_abort(w);
+        close_output_fd(j);
+        infvsr_media_reader_close(r);
+        return;
+    }
     j->info = *in;
     j->info.format_name = NULL; /* the reader's strings die with it */
     j->info.codec_name = NULL;

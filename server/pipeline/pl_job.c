@@ -23,6 +23,8 @@ void pl_job_free(struct pl_job * j) {
         unlink(j->out_path);
     }
     if (j->in_fd >= 0) close(j->in_fd);
+    if (j->writer) infvsr_media_writer_abort(j->writer); /* never the case: the threads hand it over */
+    if (j->out_fd >= 0) close(j->out_fd);
     pl_ring_free(&j->lr);
     pl_ring_free(&j->sr);
     while (j->pk_head) {
