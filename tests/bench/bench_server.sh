@@ -8,9 +8,10 @@
 # round with one x264 thread on a 2-core machine).
 # Server: POST /v1/jobs {"scale":S,"output":{"container":"matroska","codec":"h264","crf":15}},
 #   PUT the file (curl -T), GET /output until the end; timed from the PUT to the last output byte.
-# Bare:  ffmpeg -i in.ts [-vf scale=iw*S:ih*S:flags=neighbor] -c:v libx264 -crf 15 -threads 1
-#   -pix_fmt <the server output's> -f matroska out.mkv (the daemon's writer: libx264, crf 15,
-#   1 encoder thread, default preset).
+# Bare:  ffmpeg -i in.ts [-vf scale=iw*S:ih*S:flags=neighbor] -c:v libx264 -crf 15 -threads N
+#   -pix_fmt <the server output's> -f matroska out.mkv, with N and the pixel format read from
+#   the daemon's own output (x264 SEI "threads=N"), so both encode with the same settings
+#   (libx264 default preset, crf 15).
 # Scales 1 and 4; rounds alternate server/bare (order flipped every round); medians are
 # reported with the ratio server_fps / bare_fps (goal >= 0.9).
 set -euo pipefail
@@ -65,11 +66,11 @@ server_run() { # scale -> prints seconds; leaves the output in $work/server-S.mk
     curl -sS -X DELETE -o /dev/null "$url/v1/jobs/$id"
     echo "$t1 - $t0" | bc -l
 }
-bare_run() { # scale pix_fmt -> prints seconds
-    local s=$1 pf=$2 vf=() t0 t1
+bare_run() { # scale pix_fmt x264_threads -> prints seconds
+    local s=$1 pf=$2 th=$3 vf=() t0 t1
     [[ $s != 1 ]] && vf=(-vf "scale=iw*$s:ih*$s:flags=neighbor")
     t0=$(now)
-    ffmpeg -nostdin -v error -y -i "$work/in-$s.ts" "${vf[@]}" -c:v libx264 -crf 15 -threads 1 -pix_fmt "$pf" \
+    ffmpeg -nostdin -v error -y -i "$work/in-$s.ts" "${vf[@]}" -c:v libx264 -crf 15 -threads "$th" -pix_fmt "$pf" \
         -f matroska "$work/bare-$s.mkv"
     t1=$(now)
     echo "$t1 - $t0" | bc -l
@@ -84,16 +85,20 @@ for s in 1 4; do
     server_run "$s" >/dev/null # warm-up, and learn the server's output pixel format
     sp=$(probe "$work/server-$s.mkv")
     pf=$(echo "$sp" | cut -d, -f3)
+    # the same x264 thread count as the daemon's writer (read from x264's SEI in its output)
+    th=$(strings "$work/server-$s.mkv" | grep -o 'threads=[0-9]*' | head -1 | cut -d= -f2 || true)
+    th=${th:-1}
     ts=() tb=()
     for r in $(seq 1 "$rounds"); do
-        if (( r % 2 )); then ts+=("$(server_run "$s")"); tb+=("$(bare_run "$s" "$pf")")
-        else tb+=("$(bare_run "$s" "$pf")"); ts+=("$(server_run "$s")"); fi
+        if (( r % 2 )); then ts+=("$(server_run "$s")"); tb+=("$(bare_run "$s" "$pf" "$th")")
+        else tb+=("$(bare_run "$s" "$pf" "$th")"); ts+=("$(server_run "$s")"); fi
     done
     bp=$(probe "$work/bare-$s.mkv")
     ms=$(median "${ts[@]}") mb=$(median "${tb[@]}")
     fs=$(echo "$frames / $ms" | bc -l) fb=$(echo "$frames / $mb" | bc -l)
     printf 'scale %s: server %s (w,h,pix_fmt,frames) times %s s -> median %.3f s = %.1f frames/s\n' \
         "$s" "$sp" "$(printf '%.3f ' "${ts[@]}")" "$ms" "$fs"
+    printf 'scale %s: x264 threads %s (as the daemon), ' "$s" "$th"
     printf 'scale %s: ffmpeg %s times %s s -> median %.3f s = %.1f frames/s\n' \
         "$s" "$bp" "$(printf '%.3f ' "${tb[@]}")" "$mb" "$fb"
     printf 'scale %s: ratio server/ffmpeg = %.3f (goal >= 0.9)\n' "$s" "$(echo "$fs / $fb" | bc -l)"
