@@ -7,7 +7,10 @@ port picked here), then A with `--instance a --listen 127.0.0.1:PA --peer b=<B's
     Location; also real `curl -L -T file`), GET output (bytes = a job processed at B), GET
     events, tus HEAD, DELETE;
   - the reverse direction (a job of A asked at B) redirects to A;
-  - an unknown instance prefix -> 404 not_found; a malformed id -> 404.
+  - an unknown instance prefix -> 404 not_found; a malformed id -> 404;
+  - peer_url_template alone (no peer list): a daemon started with
+    `--peer-url-template http://127.0.0.1:{instance}` redirects a job of instance "<port>"
+    to that port.
 Null model (routing needs no network weights)."""
 import os
 import subprocess
@@ -101,6 +104,26 @@ def body(t):
         (ca if jid.startswith("a.") else cb).delete(f"/v1/jobs/{jid}")
     a.stop()
     b.stop()
+
+    # peer_url_template (the StatefulSet form, no peer list): instance C is named after its
+    # port so that the template http://127.0.0.1:{instance} reaches it on loopback.
+    pc = H.free_port()
+    cd = H.Daemon(t.work, "c", model="null", port=pc, args=["--instance", str(pc)]).start()
+    td = H.Daemon(t.work, "t", model="null",
+                  args=["--instance", "t", "--peer-url-template", "http://127.0.0.1:{instance}"]).start()
+    cc, ct = t.client(cd), t.client(td)
+    jc = cc.create_job({}).json()["id"]
+    t.check(jc.startswith(f"{pc}."), "job on C has C's instance prefix", jc)
+    redirect(ct, "GET", f"/v1/jobs/{jc}", cd)
+    r = ct.put_input(jc, clip)
+    t.check(r.status == 307 and r.headers.get("location") == f"{cd.url}/v1/jobs/{jc}/input",
+            "peer_url_template: PUT input -> 307 to the templated URL", f"{r.status} {r.headers.get('location')}")
+    t.eq(cc.put_input(jc, clip).status, 204, "peer_url_template: re-sent PUT at Location 204")
+    j = cc.wait_state(jc, ("succeeded", "failed", "cancelled"), timeout=60)
+    t.eq(j["state"], "succeeded", "peer_url_template: job processed at C")
+    cc.delete(f"/v1/jobs/{jc}")
+    cd.stop()
+    td.stop()
 
 
 if __name__ == "__main__":
