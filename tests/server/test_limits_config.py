@@ -1,0 +1,117 @@
+"""Config and connection limits of infvsrd (daemon contract "Binary, flags, config"):
+  - precedence flag > INFVSR_* environment > config file > default, seen in --check-config;
+    repeated `peer` lines accumulate; an unknown directive names FILE:LINE and exits 2; a bad
+    flag value and an unknown flag exit 2;
+  - a running daemon honours environment settings: INFVSR_MAX_JSON_BYTES (413 above it),
+    INFVSR_TOKENS="a,b" (either token works, others 401), --retry-after-s on 503;
+  - idle_timeout_s closes a connection that stops sending mid-request (slowloris);
+  - max_connections_per_ip: the connection over the limit gets no answer, and once the
+    others are closed a new one is served;
+  - log_format text still logs `listening port=N`.
+Null model."""
+import os
+import socket
+import subprocess
+import time
+
+import harness as H
+
+
+def check_config(args, env=None):
+    e = {k: v for k, v in os.environ.items() if not k.startswith("INFVSR_")}
+    e.update(env or {})
+    p = subprocess.run([H.INFVSRD, "--check-config", *args], capture_output=True, text=True, env=e, timeout=20)
+    conf = {}
+    for line in p.stdout.splitlines():
+        if " = " in line:
+            k, v = line.split(" = ", 1)
+            conf.setdefault(k.strip(), []).append(v.strip())
+    return p.returncode, conf, p.stdout + p.stderr
+
+
+def body(t):
+    # ---- precedence -----------------------------------------------------------------------
+    cfg = os.path.join(t.work, "infvsrd.conf")
+    with open(cfg, "w") as f:
+        f.write("# test config\n\nmax_json_bytes = 1000\npeer = x=http://127.0.0.1:1\npeer = y=http://127.0.0.1:2\n"
+                "model = null\n")
+    rc, conf, out = check_config(["--config", cfg])
+    t.eq((rc, conf.get("max_json_bytes")), (0, ["1000"]), "config file value")
+    peers = " ".join(v for k, vs in conf.items() if k == "peer" for v in vs)
+    t.check("x=http://127.0.0.1:1" in peers and "y=http://127.0.0.1:2" in peers, "repeated peer lines accumulate",
+            out[-600:])
+    rc, conf, _ = check_config(["--config", cfg], {"INFVSR_MAX_JSON_BYTES": "2000"})
+    t.eq(conf.get("max_json_bytes"), ["2000"], "environment beats the file")
+    rc, conf, _ = check_config(["--config", cfg, "--max-json-bytes", "3000"], {"INFVSR_MAX_JSON_BYTES": "2000"})
+    t.eq(conf.get("max_json_bytes"), ["3000"], "flag beats environment and file")
+    rc, conf, _ = check_config(["--model", "null"])
+    t.eq(conf.get("max_json_bytes"), ["65536"], "default 65536")
+    rc, conf, _ = check_config([], {"INFVSR_CONFIG": cfg})
+    t.eq(conf.get("max_json_bytes"), ["1000"], "INFVSR_CONFIG names the config file")
+    bad = os.path.join(t.work, "bad.conf")
+    with open(bad, "w") as f:
+        f.write("model = null\n\n# fine so far\nno_such_directive = 1\n")
+    rc, _, out = check_config(["--config", bad])
+    t.check(rc == 2 and f"{bad}:4" in out, "unknown directive: exit 2 naming FILE:4", f"rc {rc}: {out[-300:]}")
+    rc, _, out = check_config(["--model", "null", "--workers", "two"])
+    t.check(rc == 2 and "workers" in out, "bad flag value: exit 2 naming the directive", f"rc {rc}: {out[-300:]}")
+    rc, _, out = check_config(["--model", "null", "--no-such-flag", "1"])
+    t.eq(rc, 2, "unknown flag: exit 2")
+
+    # ---- environment settings in a running daemon -----------------------------------------
+    d = H.Daemon(t.work, "env", model="null", args=["--retry-after-s", "7", "--max-active-jobs-per-worker", "1",
+                                                    "--max-queued-jobs", "1", "--log-format", "text"],
+                 env={"INFVSR_MAX_JSON_BYTES": "300", "INFVSR_TOKENS": "tok-a,tok-b"}).start()
+    t.check("listening port=" in d.log_text(), "log_format text logs 'listening port=N'")
+    ca, cb, cx = t.client(d, token="tok-a"), t.client(d, token="tok-b"), t.client(d, token="tok-c")
+    r = ca.create_job({"model": "null"}, expect=None)
+    t.eq(r.status, 201, "INFVSR_TOKENS: first token accepted")
+    j1 = r.json().get("id")
+    r = cx.create_job({}, expect=None)
+    t.eq((r.status, r.code()), (401, "unauthorized"), "INFVSR_TOKENS: unknown token 401")
+    r = cb.request("POST", "/v1/jobs", body=b'{"model": "' + b"n" * 350 + b'"}',
+                   headers={"Content-Type": "application/json"})
+    t.eq((r.status, r.code()), (413, "payload_too_large"), "INFVSR_MAX_JSON_BYTES=300: 365-byte body 413")
+    r = cb.create_job({}, expect=None)
+    t.eq(r.status, 201, "INFVSR_TOKENS: second token accepted")
+    j2 = r.json().get("id")
+    r = cb.create_job({}, expect=None)
+    t.eq((r.status, r.code(), r.headers.get("retry-after")), (503, "unavailable", "7"),
+         "admission 503 carries Retry-After from --retry-after-s 7")
+    for j in (j1, j2):
+        if j:
+            ca.delete(f"/v1/jobs/{j}")
+    d.stop()
+
+    # ---- idle timeout and per-IP connection limit ------------------------------------------
+    d = H.Daemon(t.work, "conn", model="null", args=["--idle-timeout-s", "2", "--max-connections-per-ip", "4"]).start()
+    c = t.client(d)
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHo")
+    t0 = time.time()
+    try:
+        data = s.recv(65536)
+    except (ConnectionResetError, socket.timeout):
+        data = b""
+    dt = time.time() - t0
+    s.close()
+    t.check(dt < 5 and not data.startswith(b"HTTP/1.1 2"), f"idle_timeout_s 2: a stalled request is closed ({dt:.1f} s)",
+            f"{dt:.1f} s, got {data[:80]!r}")
+    held = []
+    for _ in range(4):
+        x = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+        x.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        x.recv(4096)
+        held.append(x)  # kept alive
+    st, _, _ = H.raw_request(d.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeout=3)
+    t.check(st is None or st == 503, "5th connection from one IP (limit 4) is not served", st)
+    for x in held:
+        x.close()
+    time.sleep(0.3)
+    r = c.get("/healthz")
+    t.eq(r.status, 200, "after the 4 connections closed, a new one is served")
+    d.stop()
+
+
+if __name__ == "__main__":
+    H.run_main(H.Suite("limits_config"), body)
