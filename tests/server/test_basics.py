@@ -65,6 +65,9 @@ def body(t):
         t.eq(j.get("frames_in"), frames, f"{label}: status frames_in")
         t.eq(j.get("frames_out"), frames, f"{label}: status frames_out")
         t.eq(j.get("input", {}).get("bytes_received"), len(data), f"{label}: input.bytes_received")
+        inp = j.get("input", {})
+        t.eq((inp.get("width"), inp.get("height"), round(inp.get("fps") or 0)), (32, 24, 24),
+             f"{label}: status input width/height/fps after probing")
         out, _ = c.read_output(jid)
         t.eq(out.status, 200, f"{label}: GET output 200")
         t.eq(out.headers.get("content-type", "").split(";")[0], MIME[container], f"{label}: output MIME type")

@@ -7,7 +7,9 @@
   - idle_timeout_s closes a connection that stops sending mid-request (slowloris);
   - max_connections_per_ip: the connection over the limit gets no answer, and once the
     others are closed a new one is served;
-  - log_format text still logs `listening port=N`.
+  - log_format text still logs `listening port=N`;
+  - retention: job_ttl_s removes a finished job (and its files), upload_expiry_s expires an
+    idle tus upload (HEAD/PATCH 404 or 410).
 Null model."""
 import os
 import socket
@@ -110,6 +112,35 @@ def body(t):
     time.sleep(0.3)
     r = c.get("/healthz")
     t.eq(r.status, 200, "after the 4 connections closed, a new one is served")
+    d.stop()
+
+    # ---- retention: job_ttl_s and upload_expiry_s -----------------------------------------
+    d = H.Daemon(t.work, "ttl", model="null", args=["--job-ttl-s", "2", "--upload-expiry-s", "2"]).start()
+    c = t.client(d)
+    clip = open(H.fixture("small.ts"), "rb").read()
+    done = c.create_job({}).json()["id"]
+    c.put_input(done, clip)
+    c.wait_state(done, ("succeeded",), timeout=30)
+    tus = c.create_job({}).json()["id"]
+    r = c.request("POST", "/v1/uploads", headers={"Tus-Resumable": "1.0.0", "Upload-Length": str(len(clip)),
+                                                   "Upload-Metadata": f"job_id {H.b64(tus)}"})
+    t.eq(r.status, 201, "tus creation 201")
+    t.check(bool(r.headers.get("upload-expires")), "tus creation carries Upload-Expires", r.headers)
+    r = c.request("PATCH", f"/v1/uploads/{tus}", body=clip[:5000],
+                  headers={"Tus-Resumable": "1.0.0", "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"})
+    t.eq(r.status, 204, "tus PATCH 204")
+    time.sleep(4.5)
+    r = c.get(f"/v1/jobs/{done}")
+    t.eq(r.status, 404, "job_ttl_s 2: a finished job is gone 4.5 s after it finished")
+    r = c.request("HEAD", f"/v1/uploads/{tus}", headers={"Tus-Resumable": "1.0.0"})
+    t.check(r.status in (404, 410), "upload_expiry_s 2: an upload idle for 4.5 s has expired (HEAD 404/410)", r.status)
+    r = c.request("PATCH", f"/v1/uploads/{tus}", body=clip[5000:6000],
+                  headers={"Tus-Resumable": "1.0.0", "Upload-Offset": "5000", "Content-Type": "application/offset+octet-stream"})
+    t.check(r.status in (404, 410), "PATCH to the expired upload 404/410", r.status)
+    deadline = time.time() + 5
+    while d.spool_files() and time.time() < deadline:
+        time.sleep(0.1)
+    t.eq(d.spool_files(), [], "spool empty once the finished job and the expired upload are gone")
     d.stop()
 
 

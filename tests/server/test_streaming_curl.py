@@ -5,7 +5,7 @@ second HTTP client reads GET /output concurrently. Asserted with timestamps:
   - the output bytes received before that moment already decode to >= 1 frame (ffprobe);
   - curl really used chunked transfer encoding (its -v trace);
   - the streamed output is complete (192 frames, 128x96) and equals the stored file
-    served after completion.
+    served after completion, and so does what a second reader joining mid-stream got.
 Tiny model."""
 import os
 import subprocess
@@ -73,11 +73,21 @@ def body(t):
         c.record_stream("GET", f"/v1/jobs/{jid}/output", resp, len(got))
         conn.close()
 
+    late = {}
+
+    def late_reader():
+        # joins mid-stream: must still get the output from byte 0 (it equals the full file)
+        r_, _ = c.read_output_when_ready(jid, timeout=60)
+        late["r"] = r_
+
     tf = threading.Thread(target=feeder)
     tr = threading.Thread(target=reader)
     tf.start()
     time.sleep(0.2)
     tr.start()
+    time.sleep(PACE_S * 0.6)
+    tl = threading.Thread(target=late_reader)
+    tl.start()
     tf.join()
     out = curl.stdout.read()
     curl.wait(timeout=60)
@@ -112,6 +122,11 @@ def body(t):
     t.eq(full.status, 200, "GET output after completion 200")
     t.check(full.body == bytes(got), "streamed output equals the stored output",
             f"streamed {len(got)} bytes, stored {len(full.body)} bytes")
+    tl.join(60)
+    lr = late.get("r")
+    t.check(lr is not None and lr.status == 200 and lr.body == full.body,
+            "a second reader joining mid-stream got the whole output from byte 0",
+            f"{getattr(lr, 'status', None)}, {len(getattr(lr, 'body', b''))} vs {len(full.body)} bytes")
     c.delete(f"/v1/jobs/{jid}")
     d.stop()
 
