@@ -339,7 +339,6 @@ static int start_mhd(struct srv * s, char * err, size_t err_len) {
         MHD_OPTION_NOTIFY_COMPLETED, srv_completed_cb, s,
         MHD_OPTION_NOTIFY_CONNECTION, srv_connection_cb, s,
         MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
         MHD_OPTION_END);
     if (!s->mhd) {
         snprintf(err, err_len, "cannot listen on %s: %s (is the port in use?)", s->cfg.listen, strerror(errno));
