@@ -427,6 +427,32 @@ static void test_tiny_model(void) {
         pl_job_delete(j);
         pl_job_unref(j);
     }
+    /* Two jobs on one worker: round robin per chunk, so the second job's first output
+     * comes before the first job's last chunk (FFV1: no encoder delay). */
+    struct pl_job_spec s = pl_job_spec_default();
+    s.codec = PL_CODEC_FFV1;
+    struct pl_job * a = create_job(e, "rr-a", &s), * b = create_job(e, "rr-b", &s);
+    if (a && b) {
+        struct blob in = read_blob(CLIP("a.y4m"));
+        size_t half = in.n / 2;
+        struct infvsr_err err = { 0 };
+        CHECK(feed_bytes(a, in.data, half, 8192, 30));
+        CHECK(feed_bytes(b, in.data, half, 8192, 30));
+        CHECK(feed_bytes(a, in.data + half, in.n - half, 8192, 30));
+        CHECK(feed_bytes(b, in.data + half, in.n - half, 8192, 30));
+        CHECK(pl_job_input_end(a, &err) == INFVSR_OK && pl_job_input_end(b, &err) == INFVSR_OK);
+        struct pl_job_status sa = wait_done(a, 120), sb = wait_done(b, 120);
+        CHECK_MSG(sa.state == PL_JOB_SUCCEEDED && sb.state == PL_JOB_SUCCEEDED, "%s / %s", sa.error, sb.error);
+        CHECK_EQ_INT(sa.chunks, 4);
+        CHECK_EQ_INT(sb.chunks, 4);
+        double first_done = sa.finished_at < sb.finished_at ? sa.finished_at : sb.finished_at;
+        CHECK_MSG(sa.first_output_at < first_done && sb.first_output_at < first_done,
+                  "first outputs %.3f %.3f, first finish %.3f", sa.first_output_at, sb.first_output_at, first_done);
+        free(in.data);
+    }
+    if (a) pl_job_delete(a), pl_job_unref(a);
+    if (b) pl_job_delete(b), pl_job_unref(b);
+    CHECK_EQ_INT(count_files(spool), 0);
     pl_engine_stop(e);
 }
 
