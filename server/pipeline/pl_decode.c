@@ -11,9 +11,6 @@
 
 #include "pl_internal.h"
 
-/* Demuxers for common video containers and elementary streams. Nothing that opens other
- * files or URLs (hls, dash, concat, playlists, image sequences, tee...). */
-#define PL_DEMUXERS "mov,matroska,mpegts,avi,flv,yuv4mpegpipe,mpeg,h264,hevc,m4v,ivf,nut,ogg,asf,mxf,gif,obu"
 
 static int interrupt_cb(void * user) {
     const struct pl_job * j = user;

@@ -26,6 +26,10 @@ struct infvsr_backend;
 struct infvsr_model;
 struct infvsr_session;
 
+/* Demuxers for common video containers and elementary streams. Nothing that opens other
+ * files or URLs (hls, dash, concat, playlists, image sequences, tee...). */
+#define PL_DEMUXERS "mov,matroska,mpegts,avi,flv,yuv4mpegpipe,mpeg,h264,hevc,m4v,ivf,nut,ogg,asf,mxf,gif,obu"
+
 /* A bounded ring of equal-size frames (LR or SR), buffers allocated on first use so that a
  * job only pays for the depth it really reaches. */
 struct pl_ring {

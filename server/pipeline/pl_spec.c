@@ -1,4 +1,6 @@
 /* Job specs, names of states/errors/containers (pipeline.h). */
+#include <libavformat/avformat.h>
+#include <libavutil/avstring.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -67,6 +69,12 @@ enum infvsr_status pl_job_spec_check(const struct pl_job_spec * s, struct infvsr
     if (fl >= sizeof(s->input_format))
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "input_format: longer than %zu characters",
                               sizeof(s->input_format) - 1);
+    if (fl > 0) {
+        const AVInputFormat * f = av_find_input_format(s->input_format);
+        if (!f || av_match_list(f->name, PL_DEMUXERS, ',') <= 0)
+            return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "input_format: '%s' is not an accepted demuxer (%s)",
+                                  s->input_format, PL_DEMUXERS);
+    }
     return INFVSR_OK;
 }
 

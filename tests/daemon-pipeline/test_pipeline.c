@@ -699,9 +699,17 @@ static void test_bad_inputs(void) {
     st = run_bad(e, "hls", CLIP("list.m3u8"), NULL);
     CHECK_EQ_INT(st.state, PL_JOB_FAILED);
     CHECK_EQ_INT(st.error_code, PL_ERROR_UNPROCESSABLE_VIDEO);
-    st = run_bad(e, "hlsforced", CLIP("list.m3u8"), "hls");
-    CHECK_EQ_INT(st.state, PL_JOB_FAILED);
-    CHECK_EQ_INT(st.error_code, PL_ERROR_UNPROCESSABLE_VIDEO);
+    /* a forced demuxer outside the list is refused at creation */
+    struct pl_job_spec hs = pl_job_spec_default();
+    snprintf(hs.id, sizeof(hs.id), "hlsforced");
+    snprintf(hs.input_format, sizeof(hs.input_format), "hls");
+    struct infvsr_err herr = { 0 };
+    CHECK_EQ_INT(pl_job_spec_check(&hs, &herr), INFVSR_ERR_INVALID_ARG);
+    CHECK_STR_CONTAINS(herr.msg, "input_format");
+    snprintf(hs.input_format, sizeof(hs.input_format), "nosuchformat");
+    CHECK_EQ_INT(pl_job_spec_check(&hs, &herr), INFVSR_ERR_INVALID_ARG);
+    snprintf(hs.input_format, sizeof(hs.input_format), "mp4");
+    CHECK_EQ_INT(pl_job_spec_check(&hs, &herr), INFVSR_OK);
     st = run_bad(e, "wrongfmt", CLIP("a.ts"), "matroska");
     CHECK_EQ_INT(st.state, PL_JOB_FAILED);
     CHECK_EQ_INT(st.error_code, PL_ERROR_UNPROCESSABLE_VIDEO);
