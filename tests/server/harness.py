@@ -36,6 +36,8 @@ NODE_MODULES = ENV.get("SERVER_NODE_MODULES", "")
 SERVER_SRC = ENV.get("SERVER_SRC", os.path.dirname(os.path.abspath(__file__)))
 SOURCE_DIR = ENV.get("SOURCE_DIR", os.path.abspath(os.path.join(SERVER_SRC, "..", "..")))
 SPEC = os.path.join(SOURCE_DIR, "proto", "openapi.yaml")
+# >1 in sanitizer builds (set by CMake): paced sources slow down by this factor
+SLOWDOWN = float(ENV.get("SERVER_TEST_SLOWDOWN", "1") or 1)
 ERRORS = os.path.join(SOURCE_DIR, "proto", "errors.json")
 
 _live_daemons = []
