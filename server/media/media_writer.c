@@ -137,6 +137,10 @@ static enum infvsr_status open_encoder(struct infvsr_media_writer * w, struct in
         char crf[16];
         snprintf(crf, sizeof(crf), "%d", o->lossless ? 0 : o->crf);
         av_dict_set(&eo, "crf", crf, 0);
+        /* Streaming mode: x264 holds rc-lookahead (default 40) frames before its first
+         * packet; 10 keeps most of the rate-control benefit and lets a live reader see
+         * the first frames after ~15 frames instead of ~45. */
+        if (w->custom_io) av_dict_set(&eo, "rc-lookahead", "10", 0);
     } else if (o->codec == INFVSR_CODEC_FFV1) {
         av_dict_set(&eo, "level", "3", 0);
         av_dict_set(&eo, "slicecrc", "1", 0);
