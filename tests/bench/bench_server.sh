@@ -98,9 +98,8 @@ for s in 1 4; do
     fs=$(echo "$frames / $ms" | bc -l) fb=$(echo "$frames / $mb" | bc -l)
     printf 'scale %s: server %s (w,h,pix_fmt,frames) times %s s -> median %.3f s = %.1f frames/s\n' \
         "$s" "$sp" "$(printf '%.3f ' "${ts[@]}")" "$ms" "$fs"
-    printf 'scale %s: x264 threads %s (as the daemon), ' "$s" "$th"
-    printf 'scale %s: ffmpeg %s times %s s -> median %.3f s = %.1f frames/s\n' \
-        "$s" "$bp" "$(printf '%.3f ' "${tb[@]}")" "$mb" "$fb"
+    printf 'scale %s: ffmpeg %s (x264 threads %s, as the daemon) times %s s -> median %.3f s = %.1f frames/s\n' \
+        "$s" "$bp" "$th" "$(printf '%.3f ' "${tb[@]}")" "$mb" "$fb"
     printf 'scale %s: ratio server/ffmpeg = %.3f (goal >= 0.9)\n' "$s" "$(echo "$fs / $fb" | bc -l)"
     [[ $(echo "$sp" | cut -d, -f4) == "$frames" ]] || echo "WARNING: server output has $(echo "$sp" | cut -d, -f4) frames, expected $frames"
 done
