@@ -184,6 +184,9 @@ def body(t):
     cat.expect("tus creation for a job already uploaded with PUT",
                c.request("POST", "/v1/uploads", headers=tus_hdr(jid3, len(clip))), 409, "conflict")
     video_rejected(c, cat, "garbage video bytes", job(), os.urandom(65536))
+    # MPEG-TS whose resolution changes mid-stream (32x24, then 64x48): errors.json lists it
+    video_rejected(c, cat, "resolution change mid-stream", job(),
+                   open(H.fixture("small.ts"), "rb").read() + clip)
 
     # ---- tus ------------------------------------------------------------------------
     tj = job()

@@ -85,6 +85,17 @@ def body(t):
         r = c.get(f"/v1/jobs/{jid}")
         t.eq(r.status, 404, f"{label}: GET after DELETE 404")
 
+    # scale 2 (the engine resizes its x4 output) with input.max_frames 12: 12 frames at 64x48
+    r = c.create_job({"scale": 2, "input": {"max_frames": 12}, "output": {"container": "mpegts"}})
+    jid = r.json()["id"]
+    t.eq(c.put_input(jid, open(H.fixture("small.ts"), "rb").read()).status, 204, "scale 2 + max_frames 12: PUT 204")
+    j = c.wait_state(jid, ("succeeded", "failed", "cancelled"), timeout=90)
+    t.eq((j["state"], j.get("frames_out")), ("succeeded", 12), "scale 2 + max_frames 12: succeeded with 12 frames")
+    out, _ = c.read_output(jid)
+    p = H.ffprobe_video(out.body, t.work)
+    t.eq((p.get("width"), p.get("height"), p.get("frames")), (64, 48, 12), "scale 2 + max_frames 12: output 64x48, 12 frames")
+    c.delete(f"/v1/jobs/{jid}")
+
     # SSE while running: progress events, then done with the final job.
     r = c.create_job({})
     jid = r.json()["id"]
@@ -107,8 +118,8 @@ def body(t):
     c.delete(f"/v1/jobs/{jid}")
 
     m = c.metrics()
-    succeeded += 1  # the SSE job
-    t.check(m.get("infvsrd_frames_out_total", 0) >= 48 * succeeded, "frames_out_total counts the jobs' frames",
+    succeeded += 2  # the scale-2 job and the SSE job
+    t.check(m.get("infvsrd_frames_out_total", 0) >= 48 * (succeeded - 1) + 12, "frames_out_total counts the jobs' frames",
             m.get("infvsrd_frames_out_total"))
     t.check(m.get('infvsrd_jobs_total{state="succeeded"}', 0) == succeeded,
             f"jobs_total{{state=succeeded}} == {succeeded} (the jobs that succeeded)",
