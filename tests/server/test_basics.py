@@ -2,6 +2,10 @@
 input container (MPEG-TS, Matroska, y4m) with a plain PUT, output read after completion and
 checked with ffprobe (4x dimensions, every frame), output containers and their MIME types,
 SSE progress events, X-Request-Id. 32x24 clips (-> 128x96) keep it fast. Every response is checked against proto/openapi.yaml."""
+import json
+import threading
+import time
+
 import harness as H
 
 METRICS = [
@@ -99,7 +103,6 @@ def body(t):
     # SSE while running: progress events, then done with the final job.
     r = c.create_job({})
     jid = r.json()["id"]
-    import threading
     res = {}
     th = threading.Thread(target=lambda: res.update(ev=c.events(jid)))
     th.start()
@@ -113,7 +116,6 @@ def body(t):
     t.check(kinds and kinds[-1] == "done", "events: last event is done", kinds)
     t.check(c.events_closed, "events stream closes after done", "still open 5 s after the done event")
     if kinds and kinds[-1] == "done":
-        import json
         t.eq(json.loads(evs[-1]["data"]).get("frames_out"), 48, "events: done carries frames_out 48")
     c.delete(f"/v1/jobs/{jid}")
 
@@ -125,7 +127,6 @@ def body(t):
             f"jobs_total{{state=succeeded}} == {succeeded} (the jobs that succeeded)",
             {k: v for k, v in m.items() if k.startswith("infvsrd_jobs_total")})
     t.eq(H.gauges_settled(c), (0.0, 0.0), "no active/queued jobs at the end")
-    import time
     deadline = time.time() + 5
     while d.spool_files() and time.time() < deadline:
         time.sleep(0.1)
