@@ -4,6 +4,7 @@
            server kept (0 < offset < length) and the next PATCH starts exactly there;
   restart: 8 KiB chunks, the client aborts after two chunks, a new Upload object given
            only the upload URL HEADs (offset 16384) and finishes from there.
+  cwu:     creation-with-upload (advertised): the POST carries the first 16 KiB.
 Clip: small.ts (32x24, 48 frames, 35 KB). The result must be correct: the job succeeds
 with 48 frames at 128x96, and its output is
 byte-identical to the output of the same clip uploaded with a plain PUT (deterministic
@@ -91,6 +92,22 @@ def body(t):
         t.eq((p.get("width"), p.get("height"), p.get("frames")), (128, 96, 48), f"{mode}: output 128x96, 48 frames")
         t.check(out.body == ref_out.body, f"{mode}: output identical to the PUT-uploaded job's output",
                 f"{len(out.body)} vs {len(ref_out.body)} bytes")
+        c.delete(f"/v1/jobs/{jid}")
+    # creation-with-upload, advertised in Tus-Extension: the POST carries the first 16 KiB
+    if "creation-with-upload" in c.request("OPTIONS", "/v1/uploads").headers.get("tus-extension", ""):
+        jid = c.create_job({"output": {"container": "mpegts"}}).json()["id"]
+        res = run_node(t, "cwu", d, jid, clip)
+        evs = res.get("events", [])
+        t.check(res.get("ok"), "cwu: tus-js-client finished the upload", res.get("error"))
+        post = [e for e in evs if e["what"] == "response" and e["method"] == "POST"]
+        t.check(post and post[0]["status"] == 201 and str(post[0]["offset"]) == "16384",
+                "cwu: POST with data -> 201, Upload-Offset 16384", post)
+        first_patch = next((e for e in evs if e["what"] == "request" and e["method"] == "PATCH"), None)
+        t.check(first_patch is not None and str(first_patch["offset"]) == "16384", "cwu: first PATCH at 16384", first_patch)
+        j = c.wait_state(jid, ("succeeded", "failed", "cancelled"), timeout=120)
+        out, _ = c.read_output(jid)
+        t.check(j["state"] == "succeeded" and out.body == ref_out.body,
+                "cwu: job succeeded, output identical to the PUT-uploaded job's", j["state"])
         c.delete(f"/v1/jobs/{jid}")
     c.delete(f"/v1/jobs/{ref}")
     d.stop()

@@ -7,6 +7,7 @@
 // MODE "restart": 8 KiB chunks; after two chunks the upload is aborted (client gone), and a
 //   NEW Upload object (as a restarted client would) is given only the upload URL: it must
 //   HEAD, continue from the server's offset and finish.
+// MODE "cwu": creation-with-upload, 16 KiB chunks: the POST carries the first chunk.
 // Prints one JSON line {ok, events: [...], cut_at, head_offset, resume_offset, url} and
 // writes every response to RECORDS.jsonl (for openapi_check.mjs). Exit 0 when the upload
 // finished, 1 otherwise.
@@ -120,6 +121,11 @@ async function main() {
             result.url = first.url;
             const u2 = await upload(data, { uploadUrl: first.url, chunkSize: 8192 });
             result.url2 = u2.url;
+        } else if (mode === 'cwu') {
+            // creation-with-upload (advertised in Tus-Extension): the POST carries the first chunk
+            const u = await upload(data, { endpoint: `${daemonUrl}/v1/uploads`, chunkSize: 16384,
+                                           uploadDataDuringCreation: true });
+            result.url = u.url;
         } else throw new Error(`unknown mode ${mode}`);
         result.ok = true;
     } catch (e) {
