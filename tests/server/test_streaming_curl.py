@@ -5,7 +5,9 @@ second HTTP client reads GET /output concurrently. Asserted with timestamps:
   - the output bytes received before that moment already decode to >= 1 frame (ffprobe);
   - curl really used chunked transfer encoding (its -v trace);
   - the streamed output is complete (192 frames, 128x96) and equals the stored file
-    served after completion, and so does what a second reader joining mid-stream got.
+    served after completion, and so does what a second reader joining mid-stream got;
+  - the spool holds <id>.out.part while the job runs and <id>.out only once it succeeded
+    (pipeline.h: rename on finish).
 Tiny model."""
 import os
 import subprocess
@@ -67,6 +69,7 @@ def body(t):
             now = time.time()
             if "first_byte" not in times:
                 times["first_byte"] = now
+                times["spool_while_running"] = d.spool_files()
             got.extend(b)
             marks.append((now, len(got)))
         times["output_end"] = time.time()
@@ -118,6 +121,12 @@ def body(t):
     p = H.ffprobe_video(bytes(got), t.work)
     t.eq((p.get("width"), p.get("height"), p.get("frames")), (128, 96, 192),
          "streamed output: 128x96, 192 frames")
+    running = times.get("spool_while_running", [])
+    t.check(f"{jid}.out.part" in running and f"{jid}.out" not in running,
+            "while the job runs its output is <id>.out.part (no <id>.out yet)", running)
+    done_files = d.spool_files()
+    t.check(f"{jid}.out" in done_files and f"{jid}.out.part" not in done_files,
+            "after success the output was renamed to <id>.out", done_files)
     full, _ = c.read_output(jid)
     t.eq(full.status, 200, "GET output after completion 200")
     t.check(full.body == bytes(got), "streamed output equals the stored output",
