@@ -16,8 +16,10 @@
  * thread pool), and two media threads per ACTIVE job (decode, encode); active jobs are
  * bounded by workers x max_active_per_worker, so media threads are bounded too.
  *
- * Memory per active job is bounded by: frame_queue LR frames + output_queue SR frames +
- * the engine session (sized at open from the frame size) + the codecs' own buffers. The
+ * Memory per active job is bounded by: frame_queue LR frames + output_queue SR frames
+ * (each queue also capped at PL_QUEUE_MAX_BYTES, at least 2 frames) + the engine session
+ * (sized at open from the frame size) + the codecs' own buffers + an audio packet queue
+ * (at most 512 packets / 8 MiB). The
  * upload may run ahead of the decoder by at most input_lead_bytes on disk; beyond that
  * pl_job_input_write accepts nothing until PL_EV_INPUT_SPACE (the loop suspends the
  * upload connection meanwhile).
@@ -40,6 +42,9 @@ extern "C" {
 
 struct pl_engine;
 struct pl_job;
+
+/* Byte cap of each per-job frame queue (LR and SR): 256 MiB. */
+#define PL_QUEUE_MAX_BYTES ((size_t)256 << 20)
 
 /* Event bits passed to the notify callback. */
 enum {

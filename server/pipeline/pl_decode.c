@@ -192,6 +192,15 @@ static void close_output_fd(struct pl_job * j) {
     j->out_fd = -1;
 }
 
+
+/* Frames a queue may hold: the configured count, but never more than PL_QUEUE_MAX_BYTES
+ * (so that 4K/8K outputs do not turn output_queue=24 into gigabytes), and at least 2. */
+static int queue_frames(int configured, size_t frame_bytes) {
+    size_t by_bytes = frame_bytes ? PL_QUEUE_MAX_BYTES / frame_bytes : (size_t)configured;
+    size_t n = (size_t)configured < by_bytes ? (size_t)configured : by_bytes;
+    return n < 2 ? 2 : (int)n;
+}
+
 static void run_decode(struct pl_job * j) {
     struct pl_engine * e = j->e;
     struct infvsr_err err = { 0 };
@@ -229,8 +238,9 @@ static void run_decode(struct pl_job * j) {
         return;
     }
     struct pl_ring lr = { 0 }, sr = { 0 };
-    if (pl_ring_init(&lr, e->o.frame_queue, (size_t)in->width * in->height * 3) != 0 ||
-        pl_ring_init(&sr, e->o.output_queue, (size_t)out_w * out_h * 3) != 0) {
+    size_t lr_bytes = (size_t)in->width * in->height * 3, sr_bytes = (size_t)out_w * out_h * 3;
+    if (pl_ring_init(&lr, queue_frames(e->o.frame_queue, lr_bytes), lr_bytes) != 0 ||
+        pl_ring_init(&sr, queue_frames(e->o.output_queue, sr_bytes), sr_bytes) != 0) {
         pl_ring_free(&lr);
         pl_ring_free(&sr);
         infvsr_media_writer_abort(w);
