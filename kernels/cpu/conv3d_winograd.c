@@ -59,10 +59,11 @@ static double wino_min_volume = 100.0 * 100.0 * 100.0;
 /* Fewest GEMM columns N = To tiles for each tile size. The weight transform writes
  * 16 (36) kt Cout Cin floats per call, about a GEMM column's worth of work per U element,
  * so it only pays off over enough columns. Measured on the full-width VAE (2 threads):
- * 384 channels at 16x16, 1 or 2 output frames (64 or 128 F(2x2) columns) are faster with
- * F(2x2) than with im2col; at 8x8 (16 columns) im2col wins. F(4x4) is taken from 64 of
- * its columns (e.g. 192 channels at 32x32, one frame), F(2x2) below that. */
-#define WINO_MIN_COLUMNS 64.0
+ * 384 channels at 16x16, 2 output frames (128 F(2x2) columns) is ~1.3-1.9x faster with
+ * F(2x2) than with im2col; one frame (64 columns) was a wash, so it stays on im2col, as
+ * does 8x8 (16 columns). F(4x4) is taken from 64 of its columns (e.g. 192 channels at
+ * 32x32, one frame), F(2x2) below that. */
+#define WINO_MIN_COLUMNS 128.0
 #define WINO4_MIN_COLUMNS 64.0
 static int wino_forced_tile = 0;
 
