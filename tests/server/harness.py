@@ -92,6 +92,9 @@ class Daemon:
         cmd = [INFVSRD, "--listen", f"127.0.0.1:{self.port}", "--spool-dir", self.spool]
         if "--instance" not in self.args:
             cmd += ["--instance", "local"]
+        if "--drain-timeout-s" not in self.args:
+            # stop() sends SIGTERM: running jobs get this long before they are cancelled
+            cmd += ["--drain-timeout-s", "5"]
         if self.model == "null":
             cmd += ["--model", "null"]
         else:
@@ -198,10 +201,13 @@ class Daemon:
             return None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
+            drain = 5.0
+            if "--drain-timeout-s" in self.args:
+                drain = float(self.args[self.args.index("--drain-timeout-s") + 1])
             try:
-                self.proc.wait(timeout=8)
+                self.proc.wait(timeout=drain + 10 * SLOWDOWN)
             except subprocess.TimeoutExpired:
-                log(f"[{self.name}] did not exit 8 s after SIGTERM: SIGKILL")
+                log(f"[{self.name}] did not exit {drain + 10 * SLOWDOWN:.0f} s after SIGTERM: SIGKILL")
                 self.killed = True
                 self.proc.kill()
                 self.proc.wait()
@@ -670,7 +676,7 @@ class Suite:
                        f"{marks} in {d.logpath}")
             self.check(d.proc.returncode == 0 and not getattr(d, "killed", False),
                        f"daemon {d.name} exited 0 after SIGTERM",
-                       f"exit status {d.proc.returncode}{' (SIGKILLed after 8 s)' if getattr(d, 'killed', False) else ''}"
+                       f"exit status {d.proc.returncode}{' (SIGKILLed: still running drain_timeout_s + 10 s after SIGTERM)' if getattr(d, 'killed', False) else ''}"
                        f"; log {d.logpath}")
 
     def finish(self, validate=True):

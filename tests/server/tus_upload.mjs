@@ -4,6 +4,8 @@
 //   forwards the first CUT_BYTES of client->server traffic, then closes both sides of that
 //   connection once (a network failure in the middle of the PATCH body). tus-js-client's
 //   retry does HEAD, gets the server's Upload-Offset and PATCHes from there.
+// MODE "silent": as "cut", but the daemon's side of the cut connection stays open and
+//   silent (no FIN), as when a mobile link dies; retries over 7.7 s must get through.
 // MODE "restart": 8 KiB chunks; after two chunks the upload is aborted (client gone), and a
 //   NEW Upload object (as a restarted client would) is given only the upload URL: it must
 //   HEAD, continue from the server's offset and finish.
@@ -42,7 +44,7 @@ function record(req, res) {
                   offset: res.getHeader('Upload-Offset') ?? null });
 }
 
-function proxy(target) {
+function proxy(target, silent = false) {
     // Forwards connections to the daemon; cuts the one that carries byte CUT_BYTES of the
     // client->server stream (once), after forwarding exactly that many bytes.
     const t = new URL(target);
@@ -63,7 +65,10 @@ function proxy(target) {
                 forwarded += n;
                 cut = true;
                 events.push({ t: Date.now(), what: 'cut', forwarded });
-                up.end();          // the daemon gets the bytes so far, then EOF mid-body
+                // "cut": the daemon gets the bytes so far, then EOF mid-body. "silent": the
+                // daemon's side stays open and quiet (a NAT or mobile link that died without
+                // a FIN): only its own timeouts, or a new request taking over, can end it.
+                if (!silent) up.end();
                 client.destroy();  // the client sees the connection die
                 return;
             }
@@ -98,9 +103,10 @@ function upload(buf, opts) {
 async function main() {
     const result = { ok: false, mode, events };
     try {
-        if (mode === 'cut') {
-            const p = await proxy(daemonUrl);
-            const u = await upload(data, { endpoint: `${p.url}/v1/uploads` });
+        if (mode === 'cut' || mode === 'silent') {
+            const p = await proxy(daemonUrl, mode === 'silent');
+            const u = await upload(data, { endpoint: `${p.url}/v1/uploads`,
+                                           retryDelays: [0, 200, 500, 1000, 2000, 4000] });
             result.url = u.url;
             result.cut = p.wasCut();
             p.server.close();
