@@ -246,6 +246,7 @@ def _kill_all():
 
 class Response:
     def __init__(self, status, headers, body, elapsed):
+        self.aborted = None  # output streams: set when the server cut the stream
         self.status = status
         self.headers = headers  # lower-case name -> value (repeated headers joined by ", ")
         self.body = body
@@ -426,9 +427,15 @@ class Client:
         t0 = time.time()
         buf = bytearray()
         t_first = None
+        aborted = None
         try:
             while True:
-                piece = r.read1(65536) if hasattr(r, "read1") else r.read(65536)
+                try:
+                    piece = r.read1(65536) if hasattr(r, "read1") else r.read(65536)
+                except (http.client.IncompleteRead, ConnectionError) as e:
+                    # the server cut the stream (an in-band error after the first byte)
+                    aborted = repr(e)
+                    break
                 if not piece:
                     break
                 if t_first is None:
@@ -445,7 +452,9 @@ class Client:
         else:
             self.rec.add("GET", f"/v1/jobs/{job_id}/output", r.status, hd, None, body_len=len(buf),
                          body_omitted=len(buf) > 0)
-        return Response(r.status, hd, bytes(buf), time.time() - t0), t_first
+        resp = Response(r.status, hd, bytes(buf), time.time() - t0)
+        resp.aborted = aborted
+        return resp, t_first
 
     def read_output_when_ready(self, job_id, timeout=60):
         """GET /output, repeated every 50 ms while the job has no output yet (a non-200
