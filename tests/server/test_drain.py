@@ -124,7 +124,9 @@ def body(t):
         rc = None
     t_exit = time.time() - t_sig
     t.eq(rc, 0, "process exited 0 after cancelling at the drain timeout")
-    t.check(rc is not None and 2.5 <= t_exit <= 8, f"exit {t_exit:.1f} s after SIGTERM (drain_timeout_s 3)")
+    # drain_timeout_s, then the cancel takes effect at the worker's next chunk boundary
+    t.check(rc is not None and 2.5 <= t_exit <= 3 + 5 * H.SLOWDOWN,
+            f"exit {t_exit:.1f} s after SIGTERM (drain_timeout_s 3, bound {3 + 5 * H.SLOWDOWN:.0f} s)")
     tr.join(10)
     te.join(10)
     t.check(not tr.is_alive(), "the output stream of the cancelled job ended")
