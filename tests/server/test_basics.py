@@ -1,7 +1,8 @@
 """infvsrd basics on loopback with the tiny model: probes, models, metrics names, one job per
 input container (MPEG-TS, Matroska, y4m) with a plain PUT, output read after completion and
 checked with ffprobe (4x dimensions, every frame), output containers and their MIME types,
-SSE progress events, X-Request-Id. 32x24 clips (-> 128x96) keep it fast. Every response is checked against proto/openapi.yaml."""
+SSE progress events, X-Request-Id, structured JSON logs with request/job ids. 32x24 clips
+(-> 128x96) keep it fast. Every response is checked against proto/openapi.yaml."""
 import json
 import threading
 import time
@@ -132,6 +133,25 @@ def body(t):
         time.sleep(0.1)
     t.eq(d.spool_files(), [], "spool empty after deleting every job")
     d.stop()
+
+    # structured logs (log_format json, the default): one JSON object per line with ts,
+    # level, msg; request lines carry the request id the client saw in X-Request-Id
+    lines = [x for x in d.log_text().splitlines() if x.strip()]
+    bad = []
+    objs = []
+    for x in lines:
+        try:
+            o = json.loads(x)
+            if not all(k in o for k in ("ts", "level", "msg")):
+                bad.append(x)
+            objs.append(o)
+        except ValueError:
+            bad.append(x)
+    t.check(lines and not bad, f"every log line is a JSON object with ts/level/msg ({len(lines)} lines)", bad[:3])
+    rids = {o.get("request_id") for o in objs if o.get("request_id")}
+    t.check(r.headers.get("x-request-id") in rids, "the X-Request-Id of a response appears in the log",
+            r.headers.get("x-request-id"))
+    t.check(any(o.get("job_id") for o in objs), "job log lines carry job_id")
 
 
 if __name__ == "__main__":
