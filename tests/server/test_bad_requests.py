@@ -133,6 +133,16 @@ def body(t):
     r = raw(port, "GET /v1/jobs/" + ID_UNKNOWN + " HTTP/1.1\nHost: x\nX-Big: " + "a" * 300_000 + "\nConnection: close\n\n")
     c.rec.add("GET", f"/v1/jobs/{ID_UNKNOWN}", r[0] or 0, r[1], r[2], case="huge header", mhd=True)
     cat.expect("300 KB request header (> connection_memory)", r, 431, None)
+    r = raw(port, "GET /v1/jobs/" + "a" * 300_000 + " HTTP/1.1\nHost: x\nConnection: close\n\n")
+    c.rec.add("GET", "/v1/jobs/aaaa", r[0] or 0, r[1], r[2], case="huge URI", mhd=True)
+    cat.expect("300 KB request target (> connection_memory)", r, 414, None)
+    r = raw(port, "POST /v1/jobs HTTP/1.1\nHost: x\nContent-Type: application/json\nTransfer-Encoding: chunked\n"
+                  "Connection: close\n\n", b"zz\r\n{}\r\n0\r\n\r\n")
+    c.rec.add("POST", "/v1/jobs", r[0] or 0, r[1], r[2], case="bad chunk size", mhd=True)
+    cat.expect("malformed chunk size in a chunked body", r, 400, None)
+    r = raw(port, "GET /healthz HTTP/1.1\nConnection: close\n\n")
+    c.rec.add("GET", "/healthz", r[0] or 0, r[1], r[2], case="no Host", mhd=True)
+    cat.expect("HTTP/1.1 request without Host (RFC 9112 3.2: MUST 400)", r, 400, None)
     cat.expect("Idempotency-Key with bad characters",
                c.create_job({}, headers={"Idempotency-Key": "no spaces/allowed"}, expect=None), 400, "bad_request")
     # a failed create under a key leaves nothing under that key
