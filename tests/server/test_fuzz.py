@@ -92,22 +92,24 @@ def body(t):
     outcomes = {}
     for i in range(24):
         data, kind = corrupt(rng, clip)
+        # kept until the job ended as expected: a crash of the daemon leaves the input behind
+        keep = os.path.join(t.work, f"fuzz-input-{i}-{kind}.ts")
+        with open(keep, "wb") as f:
+            f.write(data)
         jid = c.create_job({"input": {"format": "mpegts"}, "output": {"container": "mpegts"}}).json()["id"]
         r = c.put_input(jid, data, case=f"ts fuzz {i} {kind}")
         try:
             j = c.wait_state(jid, ("succeeded", "failed", "cancelled"), timeout=30)
         except AssertionError as e:
-            t.check(False, f"corrupted upload {i} ({kind}): job ended", repr(e)[:300])
+            t.check(False, f"corrupted upload {i} ({kind}): job ended", f"{repr(e)[:300]}; input kept as {keep}")
             continue
         e = j.get("error") or {}
         code = e.get("code") or (e.get("error") or {}).get("code")
         outcomes[(kind, j["state"], code)] = outcomes.get((kind, j["state"], code), 0) + 1
         ok = (j["state"] == "succeeded" and r.status == 204) or \
              (j["state"] == "failed" and code == "unprocessable_video" and r.status in (204, 422))
-        if not ok:  # keep the input so the failure can be reproduced outside the test
-            keep = os.path.join(t.work, f"fuzz-input-{i}-{kind}.ts")
-            with open(keep, "wb") as f:
-                f.write(data)
+        if ok:
+            os.unlink(keep)
         t.check(ok, f"corrupted upload {i} ({kind}): PUT {r.status}, job {j['state']} {code or ''}",
                 f"expected succeeded, or failed with unprocessable_video; got {j['state']} {code} {e}"
                 + ("" if ok else f"; input kept as {keep}"))
