@@ -4,12 +4,12 @@
 
 #define SRV_ERROR_TABLE(X) \
     X(MOVED, "moved", 307, "The job or upload is owned by another instance; repeat the request (same method and body) at the Location URL.") \
-    X(BAD_REQUEST, "bad_request", 400, "Malformed request: invalid JSON, wrong types, missing required fields.") \
+    X(BAD_REQUEST, "bad_request", 400, "Malformed request: invalid JSON, wrong types, missing required fields, ambiguous framing, HTTP/1.1 without Host.") \
     X(UNKNOWN_FIELD, "unknown_field", 400, "The JSON body contains a field the schema does not define.") \
     X(UNAUTHORIZED, "unauthorized", 401, "Missing or wrong bearer token.") \
     X(NOT_FOUND, "not_found", 404, "No such job, upload or route (also: a job id of an instance this server does not know).") \
     X(METHOD_NOT_ALLOWED, "method_not_allowed", 405, "The route exists but not with this method.") \
-    X(CONFLICT, "conflict", 409, "State conflict: idempotency key reused with a different spec, input already uploaded (PUT or tus), another PATCH in progress, job cancelled.") \
+    X(CONFLICT, "conflict", 409, "State conflict: idempotency key reused with a different spec, input already uploaded (PUT or tus), tus upload already complete, job cancelled.") \
     X(OFFSET_MISMATCH, "offset_mismatch", 409, "tus PATCH whose Upload-Offset differs from the stored offset.") \
     X(GONE, "gone", 410, "The job was deleted while the request was running.") \
     X(UNSUPPORTED_TUS_VERSION, "unsupported_tus_version", 412, "Tus-Resumable header names a version other than 1.0.0.") \

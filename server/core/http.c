@@ -400,7 +400,6 @@ static struct srv_req * req_new(struct srv * s, struct MHD_Connection * c, const
 enum MHD_Result srv_access_cb(void * cls, struct MHD_Connection * c, const char * url, const char * method,
                               const char * version, const char * upload_data, size_t * upload_data_size,
                               void ** con_cls) {
-    (void)version;
     struct srv * s = cls;
     struct srv_req * r = *con_cls;
     if (!r) {
@@ -409,6 +408,10 @@ enum MHD_Result srv_access_cb(void * cls, struct MHD_Connection * c, const char 
         if (!r) return MHD_NO;
         *con_cls = r;
         RLOG(DEBUG, r->request_id, NULL, "%s %s", r->method, r->path);
+        /* RFC 9112 3.2: an HTTP/1.1 request without Host is 400. MHD's strict mode would
+         * check this too, but it also rejects much more (whitespace, bare LF). */
+        if (version && strcmp(version, MHD_HTTP_VERSION_1_1) == 0 && !srv_header(r, MHD_HTTP_HEADER_HOST))
+            return srv_reply_error(r, SRV_E_BAD_REQUEST, "HTTP/1.1 request without a Host header");
         return first_call(r, id);
     }
     if (*upload_data_size > 0) return body_call(r, upload_data, upload_data_size);

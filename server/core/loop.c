@@ -176,6 +176,14 @@ static void check_requests(struct srv * s) {
             } else if (s->stopping) srv_req_wake(r);
             continue;
         }
+        /* superseded by a newer tus PATCH/HEAD (upload.c take_over): its next body piece
+         * closes it; a dead connection that sends none is timed out in 1 s. Done here, not
+         * in take_over, because that runs inside MHD's callbacks. */
+        if (r->superseded && !r->cut_off) {
+            r->cut_off = true;
+            MHD_set_connection_option(r->conn, MHD_CONNECTION_OPTION_TIMEOUT, 1u);
+            continue;
+        }
         /* min_upload_rate over 30 s windows of time the upload was not suspended */
         if (r->phase == SRV_P_UPLOAD && s->cfg.min_upload_rate > 0 && !r->cut_off) {
             double dt = now - r->rate_mark_mono;

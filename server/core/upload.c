@@ -4,9 +4,9 @@
  *
  * DESIGN
  * - One input per job: the first PUT or tus creation claims it (job->upload_kind); a second
- *   one is 409. One writer at a time (job->uploader). A new PATCH may take over from an
- *   older PATCH that is suspended (its client probably vanished: MHD cannot see that while
- *   suspended): the old one is marked superseded, woken, and closes.
+ *   one is 409. One writer at a time (job->uploader). A new PATCH or HEAD takes over
+ *   from the older PATCH (its client gave up on it; the connection may be dead without a
+ *   FIN, which MHD cannot see): the old one is superseded and closes (see take_over).
  * - Backpressure: pl_job_input_write accepts fewer bytes when the upload is input_lead_bytes
  *   ahead of the decoder; the rest stays in *upload_data_size and the connection is
  *   suspended until PL_EV_INPUT_SPACE (the mailbox wakes the job's waiters).
@@ -166,6 +166,25 @@ static enum MHD_Result begin_tus_create(struct srv_req * r) {
     return MHD_YES;
 }
 
+/* A new PATCH or HEAD of a tus upload takes it over from the request writing it now (as
+ * tusd's locks do): a client only sends one after it gave up on the old PATCH, whose
+ * connection may be dead without a FIN (the daemon cannot tell, and min_upload_rate would
+ * only notice after 30 s). The old request is superseded: it never writes another byte
+ * (srv_upload_data/srv_upload_end close its connection with MHD_NO without touching the
+ * job), so the offset HEAD reports is the one the next PATCH must start at. A suspended
+ * old request is woken (srv_req_wake: resumed exactly once by srv_run_mhd, outside MHD's
+ * callbacks); MHD then repeats its body call, which closes it. A running one gets a 1 s
+ * connection timeout from the tick (srv_upload_tick), outside MHD's callbacks too. */
+static void take_over(struct srv_req * r, struct srv_job * j) {
+    struct srv_req * old = j->uploader;
+    if (!old || old == r) return;
+    RLOG(INFO, r->request_id, j->id, "%s takes over the upload from %s request %s (offset %lld)", r->method,
+         old->suspended ? "suspended" : "running", old->request_id, (long long)pl_job_input_offset(j->pl));
+    old->superseded = true;
+    j->uploader = NULL;
+    if (old->suspended) srv_req_wake(old);
+}
+
 static enum MHD_Result begin_tus_patch(struct srv_req * r) {
     struct srv_job * j = r->job;
     if (j->upload_kind != SRV_UPLOAD_TUS || j->tus_terminated)
@@ -175,14 +194,7 @@ static enum MHD_Result begin_tus_patch(struct srv_req * r) {
     int64_t off = 0;
     if (!parse_u64_header(srv_header(r, "Upload-Offset"), &off))
         return srv_reply_error(r, SRV_E_BAD_REQUEST, "Upload-Offset: expected an integer >= 0");
-    if (j->uploader) {
-        if (!j->uploader->suspended)
-            return srv_reply_error(r, SRV_E_CONFLICT, "another PATCH of this upload is in progress");
-        RLOG(INFO, r->request_id, j->id, "PATCH takes over from suspended request %s", j->uploader->request_id);
-        j->uploader->superseded = true;
-        srv_req_wake(j->uploader);
-        j->uploader = NULL;
-    }
+    take_over(r, j);
     int64_t cur = pl_job_input_offset(j->pl);
     if (off != cur)
         return srv_reply_error(r, SRV_E_OFFSET_MISMATCH, "Upload-Offset %lld does not match the stored offset %lld",
@@ -244,8 +256,8 @@ static void fail_from_write(struct srv_req * r, int64_t rc, const struct infvsr_
 }
 
 enum MHD_Result srv_upload_data(struct srv_req * r, const char * data, size_t * size) {
-    struct srv_job * j = r->job;
     if (r->superseded || r->cut_off || r->timed_out) return MHD_NO; /* close the connection */
+    struct srv_job * j = r->job;
     if (j->deleted) { /* nobody wants the rest: close rather than swallow gigabytes */
         RLOG(INFO, r->request_id, j->id, "job deleted during the upload: closing the connection");
         return MHD_NO;
@@ -317,6 +329,7 @@ static enum MHD_Result reply_upload_ok(struct srv_req * r) {
 }
 
 enum MHD_Result srv_upload_end(struct srv_req * r) {
+    if (r->superseded) return MHD_NO; /* a newer PATCH owns the upload: close, touch nothing */
     struct srv_job * j = r->job;
     if (j->uploader == r) j->uploader = NULL;
     if (j->deleted) return srv_reply_error(r, SRV_E_GONE, "job %s was deleted during the upload", j->id);
@@ -392,6 +405,7 @@ enum MHD_Result srv_tus_head(struct srv_req * r) {
     struct srv_job * j = r->job;
     if (j->upload_kind != SRV_UPLOAD_TUS || j->tus_terminated)
         return srv_reply_error(r, SRV_E_NOT_FOUND, "no tus upload for job %s", j->id);
+    take_over(r, j); /* the offset answered is final: the old PATCH writes no more */
     struct MHD_Response * resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     if (!resp) return MHD_NO;
     char v[32];
