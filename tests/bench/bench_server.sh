@@ -12,8 +12,11 @@
 #   -pix_fmt <the server output's> -f matroska out.mkv, with N and the pixel format read from
 #   the daemon's own output (x264 SEI "threads=N"), so both encode with the same settings
 #   (libx264 default preset, crf 15).
-# Scales 1 and 4; rounds alternate server/bare (order flipped every round); medians are
-# reported with the ratio server_fps / bare_fps (goal >= 0.9).
+# Also "ffmpeg-rgb": the same ffmpeg command with the RGB round trip the engine contract
+# imposes (decode -> rgb24 -> nearest x S in RGB -> yuv, swscale bicubic as the daemon's
+# media reader/writer) — the share of the gap that is colour conversion, not serving.
+# Scales 1 and 4; rounds alternate server/bare/bare-rgb (order rotated every round); medians
+# are reported with the ratios server_fps / bare_fps (the goal, >= 0.9) and server / rgb.
 set -euo pipefail
 build=${1:?usage: bench_server.sh BUILD_DIR [ROUNDS] [FRAMES] [SIZE1] [SIZE4]}
 rounds=${2:-3}
@@ -66,9 +69,12 @@ server_run() { # scale -> prints seconds; leaves the output in $work/server-S.mk
     curl -sS -X DELETE -o /dev/null "$url/v1/jobs/$id"
     echo "$t1 - $t0" | bc -l
 }
-bare_run() { # scale pix_fmt x264_threads -> prints seconds
-    local s=$1 pf=$2 th=$3 vf=() t0 t1
+bare_run() { # scale pix_fmt x264_threads [rgb] -> prints seconds
+    local s=$1 pf=$2 th=$3 rgb=${4:-} vf=() t0 t1
     [[ $s != 1 ]] && vf=(-vf "scale=iw*$s:ih*$s:flags=neighbor")
+    if [[ -n $rgb ]]; then
+        vf=(-vf "scale=flags=bicubic,format=rgb24,scale=iw*$s:ih*$s:flags=neighbor,scale=flags=bicubic,format=$pf")
+    fi
     t0=$(now)
     ffmpeg -nostdin -v error -y -i "$work/in-$s.ts" "${vf[@]}" -c:v libx264 -crf 15 -threads "$th" -pix_fmt "$pf" \
         -f matroska "$work/bare-$s.mkv"
@@ -88,10 +94,13 @@ for s in 1 4; do
     # the same x264 thread count as the daemon's writer (read from x264's SEI in its output)
     th=$(strings "$work/server-$s.mkv" | grep -o 'threads=[0-9]*' | head -1 | cut -d= -f2 || true)
     th=${th:-1}
-    ts=() tb=()
+    ts=() tb=() tr=()
     for r in $(seq 1 "$rounds"); do
-        if (( r % 2 )); then ts+=("$(server_run "$s")"); tb+=("$(bare_run "$s" "$pf" "$th")")
-        else tb+=("$(bare_run "$s" "$pf" "$th")"); ts+=("$(server_run "$s")"); fi
+        case $(( r % 3 )) in
+        1) ts+=("$(server_run "$s")"); tb+=("$(bare_run "$s" "$pf" "$th")"); tr+=("$(bare_run "$s" "$pf" "$th" rgb)") ;;
+        2) tb+=("$(bare_run "$s" "$pf" "$th")"); tr+=("$(bare_run "$s" "$pf" "$th" rgb)"); ts+=("$(server_run "$s")") ;;
+        0) tr+=("$(bare_run "$s" "$pf" "$th" rgb)"); ts+=("$(server_run "$s")"); tb+=("$(bare_run "$s" "$pf" "$th")") ;;
+        esac
     done
     bp=$(probe "$work/bare-$s.mkv")
     ms=$(median "${ts[@]}") mb=$(median "${tb[@]}")
@@ -100,6 +109,11 @@ for s in 1 4; do
         "$s" "$sp" "$(printf '%.3f ' "${ts[@]}")" "$ms" "$fs"
     printf 'scale %s: ffmpeg %s (x264 threads %s, as the daemon) times %s s -> median %.3f s = %.1f frames/s\n' \
         "$s" "$bp" "$th" "$(printf '%.3f ' "${tb[@]}")" "$mb" "$fb"
-    printf 'scale %s: ratio server/ffmpeg = %.3f (goal >= 0.9)\n' "$s" "$(echo "$fs / $fb" | bc -l)"
+    mr=$(median "${tr[@]}")
+    fr=$(echo "$frames / $mr" | bc -l)
+    printf 'scale %s: ffmpeg-rgb (same command + RGB round trip) times %s s -> median %.3f s = %.1f frames/s\n' \
+        "$s" "$(printf '%.3f ' "${tr[@]}")" "$mr" "$fr"
+    printf 'scale %s: ratio server/ffmpeg = %.3f (goal >= 0.9); server/ffmpeg-rgb = %.3f\n' "$s" \
+        "$(echo "$fs / $fb" | bc -l)" "$(echo "$fs / $fr" | bc -l)"
     [[ $(echo "$sp" | cut -d, -f4) == "$frames" ]] || echo "WARNING: server output has $(echo "$sp" | cut -d, -f4) frames, expected $frames"
 done
