@@ -34,6 +34,7 @@ struct srv_config {
     int     threads;
     int     max_active_jobs_per_worker;
     int     max_queued_jobs;
+    int     max_jobs_per_client;
     int64_t max_json_bytes;
     int64_t max_upload_bytes;
     int64_t input_lead_bytes;

@@ -1,4 +1,6 @@
 /* Routes that answer at once: job creation, status, deletion, models, health, metrics. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +32,31 @@ static enum MHD_Result reply_job(struct srv_req * r, struct srv_job * j, int sta
         if (r->route == SRV_R_JOBS) MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, loc);
     }
     return srv_queue(r, status, resp);
+}
+
+/* The peer's numeric address ("" when MHD cannot tell). */
+static void client_address(struct srv_req * r, char * out, size_t len) {
+    out[0] = '\0';
+    const union MHD_ConnectionInfo * ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr) return;
+    const struct sockaddr * sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)len);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)len);
+}
+
+/* Non-terminal jobs created from `client` (the per-client admission limit). */
+static int client_jobs(struct srv * s, const char * client) {
+    int n = 0;
+    for (struct srv_link * l = s->jobs_all.next; l != &s->jobs_all; l = l->next) {
+        struct srv_job * j = SRV_CONTAINER(l, struct srv_job, all_link);
+        if (j->deleted || strcmp(j->client, client) != 0) continue;
+        struct pl_job_status st;
+        pl_job_get_status(j->pl, &st);
+        if (!pl_job_state_terminal(st.state)) n++;
+    }
+    return n;
 }
 
 enum MHD_Result srv_route_jobs_post(struct srv_req * r) {
@@ -65,6 +92,13 @@ enum MHD_Result srv_route_jobs_post(struct srv_req * r) {
         ret = srv_reply_error(r, SRV_E_BAD_REQUEST, "%s", err.msg);
         goto out;
     }
+    char client[sizeof(((struct srv_job *)0)->client)];
+    client_address(r, client, sizeof(client));
+    if (s->cfg.max_jobs_per_client > 0 && client_jobs(s, client) >= s->cfg.max_jobs_per_client) {
+        ret = srv_reply_error(r, SRV_E_RATE_LIMITED, "client %s already holds %d unfinished jobs (max_jobs_per_client)",
+                              client, s->cfg.max_jobs_per_client);
+        goto out;
+    }
     if (h.state != PL_ENGINE_READY) {
         ret = srv_reply_error(r, SRV_E_UNAVAILABLE, "the model is %s%s%s",
                               h.state == PL_ENGINE_LOADING ? "loading" : "not available", h.error[0] ? ": " : "", h.error);
@@ -88,6 +122,7 @@ enum MHD_Result srv_route_jobs_post(struct srv_req * r) {
         goto out;
     }
     j->expected_bytes = sp.expected_bytes;
+    snprintf(j->client, sizeof(j->client), "%s", client);
     RLOG(INFO, r->request_id, j->id, "job created spec=%s", sp.canonical);
     ret = reply_job(r, j, 201);
 out:

@@ -66,6 +66,7 @@ struct srv_job {
     bool    deleted;               /* DELETE / TTL / expiry: requests see it and finish      */
     char *  spec_json;             /* canonical spec (all defaults applied), for 200/409    */
     char    idem_key[72];
+    char    client[48];            /* numeric address of the creating peer (per-client limit) */
     double  created_unix;
     double  created_mono;
     double  finished_mono;         /* when the loop first saw a terminal state, 0 = not yet */

@@ -8,6 +8,7 @@
   - max_connections_per_ip: the connection over the limit gets no answer, and once the
     others are closed a new one is served;
   - log_format text still logs `listening port=N`;
+  - max_jobs_per_client: 429 rate_limited + Retry-After beyond it, a deleted job frees its place;
   - retention: job_ttl_s removes a finished job (and its files), upload_expiry_s expires an
     idle tus upload (HEAD/PATCH 404 or 410).
 Null model."""
@@ -83,6 +84,21 @@ def body(t):
     for j in (j1, j2):
         if j:
             ca.delete(f"/v1/jobs/{j}")
+    d.stop()
+
+    # ---- per-client job limit: 429 + Retry-After, released when a job ends -----------------
+    d = H.Daemon(t.work, "perclient", model="null", args=["--max-jobs-per-client", "2", "--retry-after-s", "3"]).start()
+    c = t.client(d)
+    ids = [c.create_job({}).json()["id"] for _ in range(2)]
+    r = c.create_job({}, expect=None)
+    t.eq((r.status, r.code(), r.headers.get("retry-after")), (429, "rate_limited", "3"),
+         "max_jobs_per_client=2: third unfinished job 429 rate_limited + Retry-After")
+    t.eq(c.delete(f"/v1/jobs/{ids[0]}").status, 204, "DELETE one of the client's jobs")
+    r = c.create_job({}, expect=None)
+    t.eq(r.status, 201, "a deleted job no longer counts against max_jobs_per_client")
+    for j in [ids[1], r.json().get("id")]:
+        if j:
+            c.delete(f"/v1/jobs/{j}")
     d.stop()
 
     # ---- idle timeout and per-IP connection limit ------------------------------------------
