@@ -24,6 +24,7 @@ struct infvsr_media_reader {
     AVCodecContext *  dec;
     int               video_index;
     int *             copy_map;    /* stream index -> copy index or -1 */
+    int               n_copy_map;  /* entries in copy_map: the stream count when the input was opened */
     int *             copy_streams;/* copy index -> stream index */
     struct SwsContext * sws;
     int               sws_fmt;
@@ -206,6 +207,7 @@ static enum infvsr_status open_common(struct infvsr_media_reader * r, const char
     r->copy_map = av_malloc_array(r->fmt->nb_streams, sizeof(int));
     r->copy_streams = av_malloc_array(r->fmt->nb_streams, sizeof(int));
     if (!r->copy_map || !r->copy_streams) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "%s: out of memory", what);
+    r->n_copy_map = (int)r->fmt->nb_streams;
     for (unsigned i = 0; i < r->fmt->nb_streams; i++) {
         enum AVMediaType t = r->fmt->streams[i]->codecpar->codec_type;
         r->copy_map[i] = -1;
@@ -460,7 +462,9 @@ int infvsr_media_reader_next(struct infvsr_media_reader * r, uint8_t * rgb, int6
                 snprintf(m, sizeof(m), "corrupt video packet after frame %lld", (long long)r->frames_read);
                 st = infvsr_media_av_err(err, INFVSR_ERR_FORMAT, ret, m);
             }
-        } else if (si >= 0 && si < (int)r->fmt->nb_streams && r->copy_map[si] >= 0 && r->sink) {
+        } else if (si >= 0 && si < r->n_copy_map && r->copy_map[si] >= 0 && r->sink) {
+            /* A corrupt stream (MPEG-TS) can add streams while it is demuxed, after the output's
+             * header was written: their packets (si >= n_copy_map) are not copied, they are dropped. */
             struct infvsr_media_packet p = { .pkt = r->pkt, .copy_index = r->copy_map[si],
                                              .time_base = r->fmt->streams[si]->time_base };
             st = r->sink(r->sink_user, &p, err);
