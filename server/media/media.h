@@ -192,6 +192,9 @@ enum infvsr_status infvsr_media_writer_finish(struct infvsr_media_writer * w, st
 void infvsr_media_writer_abort(struct infvsr_media_writer * w);
 int64_t infvsr_media_writer_frames_written(const struct infvsr_media_writer * w);
 int     infvsr_media_writer_copied_streams(const struct infvsr_media_writer * w);
+/* Copied packets whose timestamps were fixed up (returned) or that were dropped (*dropped,
+ * may be NULL) because they were missing or not increasing, as on a corrupt input. */
+int64_t infvsr_media_writer_copied_packets_fixed(const struct infvsr_media_writer * w, int64_t * dropped);
 
 #ifdef __cplusplus
 }

@@ -37,6 +37,12 @@ struct infvsr_media_writer {
     AVRational        frame_dur;   /* 1/fps as a rational, for frames without pts */
     int *             copy_out;    /* copy index -> output stream index or -1 */
     int               n_copy_in, n_copied;
+    /* Copied packets of a corrupt input (shuffled or bit-flipped MPEG-TS) can carry missing or
+     * non-monotonic timestamps, which the muxer refuses with EINVAL. As the ffmpeg CLI does,
+     * they are fixed up (dts = last dts + 1, pts >= dts) or, without any timestamp, dropped,
+     * and counted; the job goes on. last_dts: per output stream, in its time base. */
+    int64_t *         last_dts;
+    int64_t           copied_fixed, copied_dropped;
     int64_t           frames_in, packets_out, last_pts;
     bool              header_written;
     /* Streaming mode: oc->pb is ours, wrapping io (no file, no rename). */
@@ -79,6 +85,7 @@ static void writer_free(struct infvsr_media_writer * w) {
     av_packet_free(&w->pkt);
     av_packet_free(&w->cpkt);
     av_free(w->copy_out);
+    av_free(w->last_dts);
     av_free(w->path);
     av_free(w->tmp_path);
     av_free(w);
@@ -215,11 +222,13 @@ static enum infvsr_status add_copy_streams(struct infvsr_media_writer * w, struc
     w->n_copy_in = infvsr_media_reader_info(r)->n_copy_streams;
     if (w->n_copy_in == 0) return INFVSR_OK;
     w->copy_out = av_malloc_array((size_t)w->n_copy_in, sizeof(int));
-    if (!w->copy_out) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "media writer: out of memory");
+    w->last_dts = av_malloc_array((size_t)w->n_copy_in, sizeof(int64_t));
+    if (!w->copy_out || !w->last_dts) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "media writer: out of memory");
     for (int i = 0; i < w->n_copy_in; i++) {
         AVRational tb;
         const AVCodecParameters * par = infvsr_media_reader_copy_stream(r, i, &tb);
         w->copy_out[i] = -1;
+        w->last_dts[i] = AV_NOPTS_VALUE;
         if (w->opts.codec == INFVSR_CODEC_Y4M) continue;
         if (!container_holds(w->oc->oformat, par->codec_id)) continue;
         AVStream * st = avformat_new_stream(w->oc, NULL);
@@ -441,6 +450,19 @@ enum infvsr_status infvsr_media_writer_write(struct infvsr_media_writer * w, con
     return drain_encoder(w, err);
 }
 
+static bool fix_copied_timestamps(struct infvsr_media_writer * w, int copy_index, AVPacket * pkt);
+
+/* Checks the MPEG-TS muxer makes on AAC data, which a corrupt input (shuffled or bit-flipped
+ * transport packets) can fail. The muxer reports them when the interleaver releases the packet,
+ * i.e. often from a later video write, as AVERROR_INVALIDDATA that would fail the whole job;
+ * such packets are dropped here instead. */
+static bool muxer_takes_copied_data(const struct infvsr_media_writer * w, const AVStream * st, const AVPacket * pkt) {
+    if (st->codecpar->codec_id != AV_CODEC_ID_AAC || strcmp(w->oc->oformat->name, "mpegts") != 0) return true;
+    if (pkt->size < 2) return false; /* "AAC packet too short" */
+    bool adts = (AV_RB16(pkt->data) & 0xfff0) == 0xfff0;
+    return adts || st->codecpar->extradata_size > 0; /* "not in ADTS format and extradata missing" */
+}
+
 enum infvsr_status infvsr_media_writer_copy_packet_sink(void * writer, const struct infvsr_media_packet * p,
                                                         struct infvsr_err * err) {
     struct infvsr_media_writer * w = writer;
@@ -459,13 +481,60 @@ enum infvsr_status infvsr_media_writer_copy_packet_sink(void * writer, const str
         w->cpkt->data += hl;
         w->cpkt->size -= hl;
     }
+    if (!muxer_takes_copied_data(w, st, w->cpkt)) {
+        w->copied_dropped++;
+        av_packet_unref(w->cpkt);
+        return INFVSR_OK;
+    }
     av_packet_rescale_ts(w->cpkt, p->time_base, st->time_base);
     w->cpkt->stream_index = st->index;
     w->cpkt->pos = -1;
+    if (!fix_copied_timestamps(w, p->copy_index, w->cpkt)) {
+        av_packet_unref(w->cpkt);
+        return INFVSR_OK;
+    }
+    int64_t dts = w->cpkt->dts;
     ret = av_interleaved_write_frame(w->oc, w->cpkt);
     av_packet_unref(w->cpkt);
+    /* EINVAL with a healthy output is the muxer refusing this packet (e.g. a timestamp it
+     * cannot store): drop it like one without timestamps. Any output error still fails. */
+    if (ret == AVERROR(EINVAL) && w->oc->pb && w->oc->pb->error == 0) {
+        w->copied_dropped++;
+        return INFVSR_OK;
+    }
     if (ret < 0) return infvsr_media_av_err(err, INFVSR_ERR_IO, ret, "writing a copied packet failed");
+    w->last_dts[p->copy_index] = dts;
     return INFVSR_OK;
+}
+
+/* What the ffmpeg CLI does to a stream-copied packet before muxing (fftools' mux_fixup_ts
+ * for non-video streams): a missing dts takes the pts; a dts that does not increase becomes
+ * last + 1 (last, for muxers that allow equal dts) and the pts is raised to it. Returns false when the packet is to be dropped
+ * (no timestamp at all, or a fixed dts that would overflow). */
+static bool fix_copied_timestamps(struct infvsr_media_writer * w, int copy_index, AVPacket * pkt) {
+    if (pkt->dts == AV_NOPTS_VALUE) pkt->dts = pkt->pts;
+    if (pkt->dts == AV_NOPTS_VALUE) {
+        w->copied_dropped++;
+        return false;
+    }
+    bool fixed = false;
+    if (pkt->pts != AV_NOPTS_VALUE && pkt->pts < pkt->dts) {
+        pkt->pts = pkt->dts; /* pts < dts is invalid; ffmpeg replaces both with a guess */
+        fixed = true;
+    }
+    int64_t last = w->last_dts[copy_index];
+    bool strict = !(w->oc->oformat->flags & AVFMT_TS_NONSTRICT); /* may dts repeat? as the muxer checks */
+    if (last != AV_NOPTS_VALUE && (pkt->dts < last || (strict && pkt->dts == last))) {
+        if (strict && last == INT64_MAX) {
+            w->copied_dropped++;
+            return false;
+        }
+        pkt->dts = strict ? last + 1 : last;
+        if (pkt->pts != AV_NOPTS_VALUE && pkt->pts < pkt->dts) pkt->pts = pkt->dts;
+        fixed = true;
+    }
+    if (fixed) w->copied_fixed++;
+    return true;
 }
 
 enum infvsr_status infvsr_media_writer_finish(struct infvsr_media_writer * w, struct infvsr_err * err) {
@@ -480,6 +549,10 @@ enum infvsr_status infvsr_media_writer_finish(struct infvsr_media_writer * w, st
     if (st == INFVSR_OK && w->packets_out != w->frames_in)
         st = infvsr_err_set(err, INFVSR_ERR_FORMAT, "encoder produced %lld packets for %lld frames",
                             (long long)w->packets_out, (long long)w->frames_in);
+    if (w->copied_fixed > 0 || w->copied_dropped > 0)
+        av_log(w->oc, AV_LOG_WARNING,
+               "copied streams had invalid timestamps: %lld packets fixed up, %lld dropped\n",
+               (long long)w->copied_fixed, (long long)w->copied_dropped);
     if (st == INFVSR_OK) {
         int ret = av_write_trailer(w->oc);
         if (ret < 0) st = infvsr_media_av_err(err, INFVSR_ERR_IO, ret, "writing the container trailer");
@@ -501,3 +574,7 @@ enum infvsr_status infvsr_media_writer_finish(struct infvsr_media_writer * w, st
 
 int64_t infvsr_media_writer_frames_written(const struct infvsr_media_writer * w) { return w->frames_in; }
 int infvsr_media_writer_copied_streams(const struct infvsr_media_writer * w) { return w->n_copied; }
+int64_t infvsr_media_writer_copied_packets_fixed(const struct infvsr_media_writer * w, int64_t * dropped) {
+    if (dropped) *dropped = w->copied_dropped;
+    return w->copied_fixed;
+}

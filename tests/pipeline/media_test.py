@@ -313,6 +313,48 @@ def test_corrupted_inputs():
     check(not bad, "corrupted inputs: %s" % bad)
 
 
+def test_corrupted_ts_copy():
+    """MPEG-TS with AAC whose 188-byte packets are shuffled or bit-flipped (as the daemon's
+    fuzz test does): the copied audio packets get non-monotonic timestamps or broken AAC, and
+    a corrupt stream can even add streams while it is demuxed. Each transcode must succeed
+    (bad copied packets fixed up or dropped, as the ffmpeg CLI does) or fail as a decoding
+    error; never "writing a ... packet failed" and never a sanitizer report."""
+    import random
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=32x24:rate=25", "-f", "lavfi",
+           "-i", "sine=frequency=440:sample_rate=48000", "-t", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+           "-c:a", "aac", "-shortest", "-f", "mpegts", "small.ts")
+    data = open(os.path.join(WORK, "small.ts"), "rb").read()
+    rnd = random.Random(20261124)
+    bad, repaired = [], 0
+    for k in range(16):
+        b = bytearray(data)
+        if k % 2 == 0:  # shuffle a run of 40 transport packets
+            pk = [bytes(b[i:i + 188]) for i in range(0, len(b) - len(b) % 188, 188)]
+            j = rnd.randrange(len(pk))
+            seg = pk[j:j + 40]
+            rnd.shuffle(seg)
+            pk[j:j + 40] = seg
+            b = bytearray(b"".join(pk))
+        else:  # bit flips
+            for _ in range(rnd.randint(1, 200)):
+                i = rnd.randrange(len(b))
+                b[i] ^= 1 << rnd.randrange(8)
+        name = "tsfuzz_%d.ts" % k
+        write_bytes(name, bytes(b))
+        for ext in ["ts", "mkv"]:
+            out = "tsfuzz_%d_out.%s" % (k, ext)
+            p = subprocess.run([TOOL, "transcode", name, out, "h264"], cwd=WORK, capture_output=True, text=True,
+                               timeout=60)
+            if "Sanitizer" in p.stderr or "runtime error" in p.stderr or p.returncode not in (0, 1) \
+                    or "packet failed" in p.stderr or (p.returncode == 1 and "error:" not in p.stderr):
+                bad.append("%s -> %s: rc %d %s" % (name, ext, p.returncode, p.stderr[-300:]))
+            elif p.returncode == 0:
+                r = kv(p.stdout)
+                repaired += int(r["copied_fixed"]) + int(r["copied_dropped"])
+    check(not bad, "corrupted MPEG-TS with copied audio: %s" % bad)
+    check(repaired > 0, "corrupted MPEG-TS: some copied packets were fixed up or dropped (%d)" % repaired)
+
+
 def main():
     make_inputs()
     test_info()
@@ -328,6 +370,7 @@ def main():
     test_chunks_real_video()
     test_bad_inputs()
     test_corrupted_inputs()
+    test_corrupted_ts_copy()
     print("%d passed, %d failed" % (passed, failed))
     sys.exit(1 if failed else 0)
 

@@ -144,6 +144,8 @@ static int cmd_transcode(const char * in, const char * out, const char * codec, 
     if (st != INFVSR_MEDIA_EOF) goto fail;
     int64_t frames = infvsr_media_writer_frames_written(w);
     int copied = infvsr_media_writer_copied_streams(w);
+    int64_t copied_dropped = 0;
+    int64_t copied_fixed = infvsr_media_writer_copied_packets_fixed(w, &copied_dropped);
     enum infvsr_status fst = infvsr_media_writer_finish(w, &err);
     w = NULL;
     if (fst != INFVSR_OK) goto fail;
@@ -154,8 +156,8 @@ static int cmd_transcode(const char * in, const char * out, const char * codec, 
 #else
     const int asan = 0;
 #endif
-    printf("frames=%lld\ncopied_streams=%d\npeak_rss_kb=%ld\nasan=%d\n", (long long)frames, copied,
-           ru.ru_maxrss, asan);
+    printf("frames=%lld\ncopied_streams=%d\npeak_rss_kb=%ld\nasan=%d\ncopied_fixed=%lld\ncopied_dropped=%lld\n",
+           (long long)frames, copied, ru.ru_maxrss, asan, (long long)copied_fixed, (long long)copied_dropped);
     infvsr_media_reader_close(r);
     if (fio.f) fclose(fio.f);
     free(rgb);
