@@ -182,20 +182,7 @@ static void input_task(void * ctx, int64_t r, int tid) {
         /* the padded rows: columns [2 tw0, 2 (tw0 + n_row) + 2) are read, plus vector slack */
         const int64_t k0 = 2 * tw0, k1 = 2 * (tw0 + n_row) + 2;
         const int64_t k2 = k1 + 16 < j->row_len ? k1 + 16 : j->row_len;
-        /* k in [ka, kb) maps to an input column in [0, W) */
-        int64_t ka = a->pad_left > k0 ? a->pad_left : k0, kb = a->pad_left + a->w_in < k2 ? a->pad_left + a->w_in : k2;
-        if (kb < ka) kb = ka;
-        for (int rr = 0; rr < 4; rr++) {
-            float *       row = pr + rr * j->row_len;
-            const int64_t yy  = y0 + rr;
-            if (yy < 0 || yy >= a->h) {
-                memset(row + k0, 0, (size_t)(k2 - k0) * sizeof(float));
-                continue;
-            }
-            if (ka > k0) memset(row + k0, 0, (size_t)(ka - k0) * sizeof(float));
-            if (kb > ka) memcpy(row + ka, src + yy * a->w_in + (ka - a->pad_left), (size_t)(kb - ka) * sizeof(float));
-            if (k2 > kb) memset(row + kb, 0, (size_t)(k2 - kb) * sizeof(float));
-        }
+        infvsr__wino_pad_rows(pr, j->row_len, 4, src, a->h, a->w_in, a->pad_left, y0, k0, k2);
         const int64_t q0 = tile - j->j0;
         for (int64_t g = 0; g < n_row; g += 8) {
             const int64_t k = 2 * (tw0 + g);
