@@ -86,9 +86,10 @@ enum infvsr_status infvsr_model_open_files(const struct infvsr_model_config * cf
     m->cfg = cfg ? *cfg : infvsr_model_config_full();
     m->be  = be;
     if (m->cfg.dit.text_dim != m->cfg.visual.out_dim) {
+        infvsr_err_set(err, INFVSR_ERR_MODEL, "model config: dit.text_dim %d != visual.out_dim %d",
+                       m->cfg.dit.text_dim, m->cfg.visual.out_dim);
         infvsr_model_close(m);
-        return infvsr_err_set(err, INFVSR_ERR_MODEL, "model config: dit.text_dim %d != visual.out_dim %d",
-                              m->cfg.dit.text_dim, m->cfg.visual.out_dim);
+        return INFVSR_ERR_MODEL;
     }
     enum infvsr_status rc;
     if ((rc = open_weights(dit_path, &m->w_dit, err)) != INFVSR_OK) goto fail;

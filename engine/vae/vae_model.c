@@ -66,7 +66,8 @@ static enum infvsr_status load_conv(struct loader * L, const char * name, int ci
     char key[KEY_MAX];
     struct infvsr_tensor w;
     int64_t s5[5] = { cout, cin, kt, kh, kw }, s4[4] = { cout, cin, kh, kw }, sb[1] = { cout };
-    snprintf(key, sizeof key, "%s.weight", name);
+    if (snprintf(key, sizeof key, "%s.weight", name) >= (int)sizeof key)
+        return infvsr_err_set(L->err, INFVSR_ERR_MODEL, "VAE: weight name too long: %s", name);
     if (kt == 0) {
         TRY(get(L, key, 4, s4, &w));
         s5[2] = 1;
@@ -74,7 +75,8 @@ static enum infvsr_status load_conv(struct loader * L, const char * name, int ci
     } else {
         TRY(get(L, key, 5, s5, &cv->w));
     }
-    snprintf(key, sizeof key, "%s.bias", name);
+    if (snprintf(key, sizeof key, "%s.bias", name) >= (int)sizeof key)
+        return infvsr_err_set(L->err, INFVSR_ERR_MODEL, "VAE: weight name too long: %s", name);
     TRY(get(L, key, 1, sb, &cv->b));
     cv->cin = cin; cv->cout = cout; cv->kt = kt ? kt : 1; cv->kh = kh; cv->kw = kw;
     cv->slot = -1;

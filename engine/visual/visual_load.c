@@ -28,7 +28,9 @@ static enum infvsr_status get(struct loader * ld, const char * key, int ndim, co
         ld->used.keys = keys;
         ld->used.cap  = cap;
     }
-    snprintf(ld->used.keys[ld->used.n++], INFVSR__SWIN_KEY_MAX, "%s", key);
+    if (snprintf(ld->used.keys[ld->used.n], INFVSR__SWIN_KEY_MAX, "%s", key) >= INFVSR__SWIN_KEY_MAX)
+        return infvsr_err_set(err, INFVSR_ERR_MODEL, "visual load: weight name too long: %.200s", key);
+    ld->used.n++;
     return infvsr_weights_get(ld->w, ld->prefix, key, ndim, shape, out, err);
 }
 

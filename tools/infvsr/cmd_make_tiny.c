@@ -43,6 +43,16 @@ static double uniform01(uint64_t * s) {
     return ((double)(z >> 11) + 0.5) * (1.0 / 9007199254740992.0);
 }
 
+/* "<name><suffix>" in k (256 bytes); the names here are the tool's own constants, so a
+ * truncation is a programming error. */
+static const char * suffixed(char * k, const char * name, const char * suffix) {
+    if (snprintf(k, 256, "%s%s", name, suffix) >= 256) {
+        fprintf(stderr, "make-tiny: tensor name too long: %s%s\n", name, suffix);
+        abort();
+    }
+    return k;
+}
+
 static double normal(uint64_t * s) {
     double u = uniform01(s), v = uniform01(s);
     return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
@@ -83,10 +93,10 @@ static void add(struct tlist * l, const char * name, enum init_kind kind, float 
 #define I(x) ((int64_t)(x))
 
 static void add_lin(struct tlist * l, const char * name, int64_t out, int64_t in) {
-    char k[160];
-    snprintf(k, sizeof k, "%s.weight", name);
+    char k[256]; /* names are at most 199 bytes + suffix */
+    suffixed(k, name, ".weight");
     add(l, k, INIT_FAN_IN, 1, 2, out, in);
-    snprintf(k, sizeof k, "%s.bias", name);
+    suffixed(k, name, ".bias");
     add(l, k, INIT_BIAS, 1, 1, out);
 }
 
@@ -102,7 +112,7 @@ static void dit_keys(struct tlist * l, const struct infvsr_dit_config * c) {
     add_lin(l, "time_projection.1", 6 * d, d);
     add(l, "head.modulation", INIT_MOD, 1, 3, I(1), I(2), d);
     add_lin(l, "head.head", I(c->out_dim) * 4, d);
-    char k[160];
+    char k[256]; /* names are at most 199 bytes + suffix */
     for (int i = 0; i < c->num_layers; i++) {
         snprintf(k, sizeof k, "blocks.%d.modulation", i);
         add(l, k, INIT_MOD, 1, 3, I(1), I(6), d);
@@ -131,16 +141,16 @@ static void dit_keys(struct tlist * l, const struct infvsr_dit_config * c) {
 
 /* ---- VAE (MODEL-SPEC §5.3, §5.4, Appendix A) ---- */
 static void vae_conv(struct tlist * l, const char * name, int cin, int cout, int kt, int kh, int kw, float scale) {
-    char k[160];
-    snprintf(k, sizeof k, "%s.weight", name);
+    char k[256]; /* names are at most 199 bytes + suffix */
+    suffixed(k, name, ".weight");
     if (kt == 0) add(l, k, INIT_FAN_IN, scale, 4, I(cout), I(cin), I(kh), I(kw));
     else         add(l, k, INIT_FAN_IN, scale, 5, I(cout), I(cin), I(kt), I(kh), I(kw));
-    snprintf(k, sizeof k, "%s.bias", name);
+    suffixed(k, name, ".bias");
     add(l, k, INIT_BIAS, 1, 1, I(cout));
 }
 
 static void vae_residual(struct tlist * l, const char * name, int cin, int cout) {
-    char k[160];
+    char k[256]; /* names are at most 199 bytes + suffix */
     snprintf(k, sizeof k, "%s.residual.0.gamma", name);
     add(l, k, INIT_GAIN, 1, 4, I(cin), I(1), I(1), I(1));
     snprintf(k, sizeof k, "%s.residual.2", name);
@@ -156,7 +166,7 @@ static void vae_residual(struct tlist * l, const char * name, int cin, int cout)
 }
 
 static void vae_middle(struct tlist * l, const char * part, int d) {
-    char k[160];
+    char k[256]; /* names are at most 199 bytes + suffix */
     snprintf(k, sizeof k, "%s.middle.0", part);
     vae_residual(l, k, d, d);
     snprintf(k, sizeof k, "%s.middle.1.norm.gamma", part);
@@ -175,7 +185,7 @@ static void vae_middle(struct tlist * l, const char * part, int d) {
 
 /* mode: 0 down2d, 1 down3d, 2 up3d, 3 up2d */
 static void vae_resample(struct tlist * l, const char * name, int mode, int c) {
-    char k[160];
+    char k[256]; /* names are at most 199 bytes + suffix */
     bool up = mode >= 2;
     snprintf(k, sizeof k, "%s.resample.1", name);
     vae_conv(l, k, c, up ? c / 2 : c, 0, 3, 3, 1);
@@ -185,7 +195,7 @@ static void vae_resample(struct tlist * l, const char * name, int mode, int c) {
 }
 
 static void vae_keys(struct tlist * l, const struct infvsr_vae_config * cfg) {
-    char k[160];
+    char k[256]; /* names are at most 199 bytes + suffix */
     int dims[5] = { cfg->dim };
     for (int i = 0; i < 4; i++) dims[i + 1] = cfg->dim * cfg->dim_mult[i];
     int idx = 0, cin = dims[0];
@@ -272,7 +282,7 @@ static void ram_keys(struct tlist * l, const struct infvsr_visual_config * c) {
 }
 
 static void dape_keys(struct tlist * l, const struct infvsr_visual_config * c) {
-    char k[160];
+    char k[256]; /* names are at most 199 bytes + suffix */
     const int64_t r = c->lora_rank;
     for (int s = 0; s < 4; s++) {
         const int64_t ch = (int64_t)c->embed_dim << s;
