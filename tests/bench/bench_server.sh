@@ -9,9 +9,10 @@
 # Server: POST /v1/jobs {"scale":S,"output":{"container":"matroska","codec":"h264","crf":15}},
 #   PUT the file (curl -T), GET /output until the end; timed from the PUT to the last output byte.
 # Bare:  ffmpeg -i in.ts [-vf scale=iw*S:ih*S:flags=neighbor] -c:v libx264 -crf 15 -threads N
-#   -pix_fmt <the server output's> -f matroska out.mkv, with N and the pixel format read from
-#   the daemon's own output (x264 SEI "threads=N"), so both encode with the same settings
-#   (libx264 default preset, crf 15).
+#   -rc-lookahead L -pix_fmt <the server output's> -f matroska out.mkv, with N, L and the pixel
+#   format read from the daemon's own output (x264 SEI "threads=N", "rc_lookahead=L": the
+#   streaming writer shortens x264's lookahead), so both encode with the same settings
+#   (libx264 default preset, crf 15); the script checks the two x264 option strings match.
 # Also "ffmpeg-rgb": the same ffmpeg command with the RGB round trip the engine contract
 # imposes (decode -> rgb24 -> nearest x S in RGB -> yuv, swscale bicubic as the daemon's
 # media reader/writer) — the share of the gap that is colour conversion, not serving.
@@ -69,19 +70,20 @@ server_run() { # scale -> prints seconds; leaves the output in $work/server-S.mk
     curl -sS -X DELETE -o /dev/null "$url/v1/jobs/$id"
     echo "$t1 - $t0" | bc -l
 }
-bare_run() { # scale pix_fmt x264_threads [rgb] -> prints seconds
-    local s=$1 pf=$2 th=$3 rgb=${4:-} vf=() t0 t1
+bare_run() { # scale pix_fmt x264_threads rc_lookahead [rgb] -> prints seconds
+    local s=$1 pf=$2 th=$3 la=$4 rgb=${5:-} vf=() t0 t1
     [[ $s != 1 ]] && vf=(-vf "scale=iw*$s:ih*$s:flags=neighbor")
     if [[ -n $rgb ]]; then
         vf=(-vf "scale=flags=bicubic,format=rgb24,scale=iw*$s:ih*$s:flags=neighbor,scale=flags=bicubic,format=$pf")
     fi
     t0=$(now)
-    ffmpeg -nostdin -v error -y -i "$work/in-$s.ts" "${vf[@]}" -c:v libx264 -crf 15 -threads "$th" -pix_fmt "$pf" \
-        -f matroska "$work/bare-$s.mkv"
+    ffmpeg -nostdin -v error -y -i "$work/in-$s.ts" "${vf[@]}" -c:v libx264 -crf 15 -threads "$th" \
+        -rc-lookahead "$la" -pix_fmt "$pf" -f matroska "$work/bare-$s.mkv"
     t1=$(now)
     echo "$t1 - $t0" | bc -l
 }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+x264_options() { strings "$1" | grep -o 'options: .*' | head -1; }
 probe() { ffprobe -v error -count_frames -select_streams v:0 \
     -show_entries stream=width,height,pix_fmt,nb_read_frames -of csv=p=0 "$1" | awk "NR==1"; }
 
@@ -94,21 +96,25 @@ for s in 1 4; do
     # the same x264 thread count as the daemon's writer (read from x264's SEI in its output)
     th=$(strings "$work/server-$s.mkv" | grep -o 'threads=[0-9]*' | head -1 | cut -d= -f2 || true)
     th=${th:-1}
+    la=$(x264_options "$work/server-$s.mkv" | grep -o 'rc_lookahead=[0-9]*' | cut -d= -f2 || true)
+    la=${la:-40}
     ts=() tb=() tr=()
     for r in $(seq 1 "$rounds"); do
         case $(( r % 3 )) in
-        1) ts+=("$(server_run "$s")"); tb+=("$(bare_run "$s" "$pf" "$th")"); tr+=("$(bare_run "$s" "$pf" "$th" rgb)") ;;
-        2) tb+=("$(bare_run "$s" "$pf" "$th")"); tr+=("$(bare_run "$s" "$pf" "$th" rgb)"); ts+=("$(server_run "$s")") ;;
-        0) tr+=("$(bare_run "$s" "$pf" "$th" rgb)"); ts+=("$(server_run "$s")"); tb+=("$(bare_run "$s" "$pf" "$th")") ;;
+        1) ts+=("$(server_run "$s")"); tb+=("$(bare_run "$s" "$pf" "$th" "$la")"); tr+=("$(bare_run "$s" "$pf" "$th" "$la" rgb)") ;;
+        2) tb+=("$(bare_run "$s" "$pf" "$th" "$la")"); tr+=("$(bare_run "$s" "$pf" "$th" "$la" rgb)"); ts+=("$(server_run "$s")") ;;
+        0) tr+=("$(bare_run "$s" "$pf" "$th" "$la" rgb)"); ts+=("$(server_run "$s")"); tb+=("$(bare_run "$s" "$pf" "$th" "$la")") ;;
         esac
     done
     bp=$(probe "$work/bare-$s.mkv")
+    [[ $(x264_options "$work/server-$s.mkv") == "$(x264_options "$work/bare-$s.mkv")" ]] ||
+        echo "WARNING: x264 settings differ: server [$(x264_options "$work/server-$s.mkv")] ffmpeg [$(x264_options "$work/bare-$s.mkv")]"
     ms=$(median "${ts[@]}") mb=$(median "${tb[@]}")
     fs=$(echo "$frames / $ms" | bc -l) fb=$(echo "$frames / $mb" | bc -l)
     printf 'scale %s: server %s (w,h,pix_fmt,frames) times %s s -> median %.3f s = %.1f frames/s\n' \
         "$s" "$sp" "$(printf '%.3f ' "${ts[@]}")" "$ms" "$fs"
-    printf 'scale %s: ffmpeg %s (x264 threads %s, as the daemon) times %s s -> median %.3f s = %.1f frames/s\n' \
-        "$s" "$bp" "$th" "$(printf '%.3f ' "${tb[@]}")" "$mb" "$fb"
+    printf 'scale %s: ffmpeg %s (x264 threads %s, rc-lookahead %s, as the daemon) times %s s -> median %.3f s = %.1f frames/s\n' \
+        "$s" "$bp" "$th" "$la" "$(printf '%.3f ' "${tb[@]}")" "$mb" "$fb"
     mr=$(median "${tr[@]}")
     fr=$(echo "$frames / $mr" | bc -l)
     printf 'scale %s: ffmpeg-rgb (same command + RGB round trip) times %s s -> median %.3f s = %.1f frames/s\n' \
