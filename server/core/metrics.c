@@ -1,5 +1,5 @@
 /* GET /metrics: Prometheus text exposition (format 0.0.4). Names are a contract with the
- * deployment (HPA on infvsrd_jobs_queued) and the tests: see notes/daemon-contract.md. */
+ * deployment (HPA on infvsrd_jobs_queued) and the tests: listed in docs/OPERATIONS.md ("Metrics"). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,7 +68,8 @@ char * srv_metrics_render(struct srv * s, size_t * len) {
     bool ready = h.state == PL_ENGINE_READY && workers_ok && !s->draining;
 
     struct srv_buf b = { 0 };
-    metric(&b, "infvsrd_jobs_queued", "gauge", "Non-terminal jobs waiting for a worker slot (queue depth).", h.jobs_queued);
+    metric(&b, "infvsrd_jobs_queued", "gauge", "Jobs with input waiting for a worker slot (queue depth).", h.jobs_queued);
+    metric(&b, "infvsrd_jobs_awaiting_input", "gauge", "Created jobs without an input byte yet.", h.jobs_awaiting_input);
     metric(&b, "infvsrd_jobs_active", "gauge", "Jobs holding a worker slot (active streams).", h.jobs_active);
     srv_buf_printf(&b, "# HELP infvsrd_jobs_total Jobs that reached a terminal state.\n# TYPE infvsrd_jobs_total counter\n"
                        "infvsrd_jobs_total{state=\"succeeded\"} %llu\ninfvsrd_jobs_total{state=\"failed\"} %llu\n"

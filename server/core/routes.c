@@ -174,7 +174,8 @@ static enum MHD_Result reply_health(struct srv_req * r, bool readiness) {
     struct srv_buf b = { 0 };
     srv_buf_printf(&b, "{\"status\":\"%s\",\"model\":", status);
     srv_buf_json_str(&b, h.model_name);
-    srv_buf_printf(&b, ",\"jobs_queued\":%d,\"jobs_active\":%d", h.jobs_queued, h.jobs_active);
+    srv_buf_printf(&b, ",\"jobs_queued\":%d,\"jobs_active\":%d,\"jobs_awaiting_input\":%d", h.jobs_queued,
+                   h.jobs_active, h.jobs_awaiting_input);
     if (h.error[0]) {
         srv_buf_add(&b, ",\"error\":", 9);
         srv_buf_json_str(&b, h.error);

@@ -105,8 +105,9 @@ struct pl_engine_health {
     char error[256];       /* when FAILED */
     int  n_workers;
     struct pl_worker_health workers[PL_MAX_WORKERS];
-    int  jobs_queued;      /* non-terminal jobs waiting for an active slot (queue depth) */
+    int  jobs_queued;      /* jobs with input waiting for an active slot (queue depth) */
     int  jobs_active;
+    int  jobs_awaiting_input; /* created, not one input byte yet (hold no slot, no queue place) */
 };
 void pl_engine_health(struct pl_engine * e, struct pl_engine_health * out);
 

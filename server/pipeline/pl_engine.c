@@ -428,8 +428,12 @@ void pl_engine_health(struct pl_engine * e, struct pl_engine_health * out) {
         for (int s = 0; s < e->o.max_active_per_worker; s++)
             if (w->slots[s].job && !pl_job_state_terminal(w->slots[s].job->state)) active_live++;
     }
+    int fifo = 0;
+    for (struct pl_job * j = e->fifo_head; j; j = j->fifo_next) fifo++;
     out->jobs_active = e->active;
-    out->jobs_queued = e->non_terminal - active_live;
+    out->jobs_queued = fifo;
+    /* every other non-terminal job is still waiting for its first input byte */
+    out->jobs_awaiting_input = e->non_terminal - active_live - fifo > 0 ? e->non_terminal - active_live - fifo : 0;
     pthread_mutex_unlock(&e->mu);
 }
 

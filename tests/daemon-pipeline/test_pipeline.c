@@ -579,6 +579,7 @@ static void test_backpressure_and_cancel_frees_slot(void) {
     pl_engine_health(e, &h);
     CHECK_EQ_INT(h.jobs_active, 1);
     CHECK_EQ_INT(h.jobs_queued, 1);
+    CHECK_EQ_INT(h.jobs_awaiting_input, 0);
     sleep_ms(50);
     CHECK_EQ_INT(pl_job_input_write(b, lb.data + total, 8192, &err), 0); /* still stalled */
     int space0 = atomic_load(&c.input_space);
@@ -635,7 +636,8 @@ static void test_admission_busy(void) {
     CHECK_STR_CONTAINS(err.msg, "limit 3");
     struct pl_engine_health h;
     pl_engine_health(e, &h);
-    CHECK_EQ_INT(h.jobs_queued, 3);
+    CHECK_EQ_INT(h.jobs_queued, 0); /* no input yet: not in the queue, but they count against the limit */
+    CHECK_EQ_INT(h.jobs_awaiting_input, 3);
     CHECK_EQ_INT(h.jobs_active, 0);
     /* the same id twice: the spool file exists */
     snprintf(s.id, sizeof(s.id), "j0");

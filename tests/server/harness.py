@@ -533,13 +533,13 @@ class Client:
 
 
 def gauges_settled(client, timeout=5.0):
-    """(active, queued) once both are 0, or their last values after `timeout` s: slots are
-    released asynchronously (at the worker's next chunk boundary) after a job ends."""
+    """(active, queued, awaiting input) once all are 0, or their last values after `timeout` s:
+    slots are released asynchronously (at the worker's next chunk boundary) after a job ends."""
     deadline = time.time() + timeout
     while True:
         m = client.metrics()
-        v = (m.get("infvsrd_jobs_active"), m.get("infvsrd_jobs_queued"))
-        if v == (0.0, 0.0) or time.time() > deadline:
+        v = (m.get("infvsrd_jobs_active"), m.get("infvsrd_jobs_queued"), m.get("infvsrd_jobs_awaiting_input"))
+        if v == (0.0, 0.0, 0.0) or time.time() > deadline:
             return v
         time.sleep(0.1)
 

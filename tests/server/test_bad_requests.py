@@ -247,7 +247,7 @@ def body(t):
         r = c.delete(f"/v1/jobs/{jid_}")
         t.eq(r.status, 204, f"DELETE {jid_}")
     # 0 within 5 s (slots are released asynchronously)
-    t.eq(H.gauges_settled(c), (0.0, 0.0), "D: jobs gauges 0 after the catalogue")
+    t.eq(H.gauges_settled(c), (0.0, 0.0, 0.0), "D: jobs gauges 0 after the catalogue")
     deadline = time.time() + 5
     while d.spool_files() and time.time() < deadline:
         time.sleep(0.1)
@@ -287,7 +287,7 @@ def body(t):
     if r.status == 201:
         cl.delete(f"/v1/jobs/{r.json()['id']}")
     # 0 within 5 s (slots are released asynchronously)
-    t.eq(H.gauges_settled(cl), (0.0, 0.0), "L: jobs gauges 0")
+    t.eq(H.gauges_settled(cl), (0.0, 0.0, 0.0), "L: jobs gauges 0")
     deadline = time.time() + 5
     while lim.spool_files() and time.time() < deadline:
         time.sleep(0.1)

@@ -10,7 +10,8 @@ import time
 import harness as H
 
 METRICS = [
-    "infvsrd_jobs_queued", "infvsrd_jobs_active", "infvsrd_frames_in_total", "infvsrd_frames_out_total",
+    "infvsrd_jobs_queued", "infvsrd_jobs_active", "infvsrd_jobs_awaiting_input", "infvsrd_frames_in_total",
+    "infvsrd_frames_out_total",
     "infvsrd_chunks_total", "infvsrd_upload_bytes_total", "infvsrd_output_bytes_total",
     "infvsrd_ready", "infvsrd_active_connections", "infvsrd_suspended_connections",
     "process_resident_memory_bytes",
@@ -60,6 +61,12 @@ def body(t):
         t.eq(job["state"], "created", f"{label}: new job state")
         t.check(r.headers.get("location", "").endswith(f"/v1/jobs/{jid}"), f"{label}: Location names the job",
                 r.headers.get("location"))
+        if succeeded == 0:  # a job without input holds no queue place: not a scaling signal
+            m = c.metrics()
+            t.eq((m.get("infvsrd_jobs_queued"), m.get("infvsrd_jobs_awaiting_input")), (0.0, 1.0),
+                 f"{label}: created job counts as awaiting input, not queued (metrics)")
+            h = c.get("/healthz").json()
+            t.eq((h.get("jobs_queued"), h.get("jobs_awaiting_input")), (0, 1), f"{label}: the same in /healthz")
         with open(H.fixture(clip), "rb") as f:
             data = f.read()
         r = c.put_input(jid, data, content_type="application/octet-stream")
@@ -127,7 +134,7 @@ def body(t):
     t.check(m.get('infvsrd_jobs_total{state="succeeded"}', 0) == succeeded,
             f"jobs_total{{state=succeeded}} == {succeeded} (the jobs that succeeded)",
             {k: v for k, v in m.items() if k.startswith("infvsrd_jobs_total")})
-    t.eq(H.gauges_settled(c), (0.0, 0.0), "no active/queued jobs at the end")
+    t.eq(H.gauges_settled(c), (0.0, 0.0, 0.0), "no active/queued jobs at the end")
     deadline = time.time() + 5
     while d.spool_files() and time.time() < deadline:
         time.sleep(0.1)

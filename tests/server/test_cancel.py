@@ -134,7 +134,7 @@ def body(t):
     v, ok = wait_metric(c, 'infvsrd_jobs_total{state="cancelled"}', lambda x: x is not None and x >= cancelled0 + 3, 5)
     t.check(ok, "jobs_total{state=cancelled} grew by 3", (cancelled0, v))
     m = c.metrics()
-    t.eq(H.gauges_settled(c), (0.0, 0.0), "gauges 0 at the end")
+    t.eq(H.gauges_settled(c), (0.0, 0.0, 0.0), "gauges 0 at the end")
     deadline = time.time() + 5
     while d.spool_files() and time.time() < deadline:
         time.sleep(0.1)

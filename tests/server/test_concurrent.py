@@ -79,7 +79,7 @@ def body(t):
         if r and "id" in r:
             c.delete(f"/v1/jobs/{r['id']}")
     m = c.metrics()
-    t.eq(H.gauges_settled(c), (0.0, 0.0), "gauges back to 0")
+    t.eq(H.gauges_settled(c), (0.0, 0.0, 0.0), "gauges back to 0")
     deadline = time.time() + 5
     while d.spool_files() and time.time() < deadline:
         time.sleep(0.1)

@@ -121,7 +121,7 @@ def body(t):
         c.delete(f"/v1/jobs/{jid}")
     H.log(f"corrupted uploads: {outcomes}")
     t.eq(c.get("/healthz").status, 200, "daemon alive after the fuzzing")
-    t.eq(H.gauges_settled(c), (0.0, 0.0), "gauges 0")
+    t.eq(H.gauges_settled(c), (0.0, 0.0, 0.0), "gauges 0")
     deadline = time.time() + 5
     while d.spool_files() and time.time() < deadline:
         time.sleep(0.1)

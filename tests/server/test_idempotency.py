@@ -59,7 +59,7 @@ def body(t):
     for i in ids:
         c.delete(f"/v1/jobs/{i}")
     m = c.metrics()
-    t.eq(H.gauges_settled(c), (0.0, 0.0), "gauges 0")
+    t.eq(H.gauges_settled(c), (0.0, 0.0, 0.0), "gauges 0")
     d.stop()
 
 
