@@ -47,6 +47,8 @@ static const struct directive directives[] = {
     INT(max_active_jobs_per_worker, "2", 1, 64, "jobs a worker interleaves chunk by chunk"),
     INT(max_queued_jobs, "16", 0, 100000, "non-terminal jobs beyond the active ones"),
     INT(max_jobs_per_client, "0", 0, 100000, "non-terminal jobs one client address may hold (0 = no limit); more -> 429"),
+    INT(max_requests_per_s, "0", 0, 1000000, "requests per second one client address may make, probes exempt (0 = no limit); more -> 429"),
+    INT(request_burst, "20", 1, 1000000, "requests a client may make at once before max_requests_per_s applies"),
     I64(max_json_bytes, "65536", 256, 16777216, "largest JSON request body"),
     I64(max_upload_bytes, "17179869184", 1, INT64_MAX / 2, "largest input of one job"),
     I64(input_lead_bytes, "33554432", 65536, INT64_MAX / 2, "how far an upload may run ahead of the decoder"),

@@ -35,6 +35,8 @@ struct srv_config {
     int     max_active_jobs_per_worker;
     int     max_queued_jobs;
     int     max_jobs_per_client;
+    int     max_requests_per_s;
+    int     request_burst;
     int64_t max_json_bytes;
     int64_t max_upload_bytes;
     int64_t input_lead_bytes;

@@ -29,6 +29,7 @@
  * SSE keep-alive) or at shutdown; MHD then repeats the call it was suspended in (the body
  * piece it left, or the final call), so every handler re-evaluates from the job's state. */
 #include <ctype.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,7 +148,7 @@ static enum MHD_Result reply_error_v(struct srv_req * r, enum srv_error e, const
     int status = srv_error_status(e);
     if (status == 503 || status == 429) {
         char ra[16];
-        snprintf(ra, sizeof(ra), "%d", r->srv->cfg.retry_after_s);
+        snprintf(ra, sizeof(ra), "%d", r->retry_after_s > 0 ? r->retry_after_s : r->srv->cfg.retry_after_s);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
     }
     if (status == 401) MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"infvsrd\"");
@@ -254,6 +255,16 @@ static enum MHD_Result first_call(struct srv_req * r, const char * id) {
         return srv_reply_error(r, SRV_E_BAD_REQUEST, "both Transfer-Encoding and Content-Length: ambiguous framing");
     if (te && strcasecmp(te, "chunked") != 0)
         return srv_reply_error(r, SRV_E_BAD_REQUEST, "unsupported Transfer-Encoding '%.40s' (only chunked)", te);
+    if (!auth_exempt(r) && s->cfg.max_requests_per_s > 0) {
+        char client[64];
+        double wait;
+        srv_client_address(r, client, sizeof(client));
+        if (!srv_rate_take(s, client, srv_mono_now(), &wait)) {
+            r->retry_after_s = (int)ceil(wait) > 1 ? (int)ceil(wait) : 1;
+            return srv_reply_error(r, SRV_E_RATE_LIMITED, "client %s exceeds max_requests_per_s %d (burst %d)", client,
+                                   s->cfg.max_requests_per_s, s->cfg.request_burst);
+        }
+    }
     if (r->route == SRV_R_UNKNOWN) return srv_reply_error(r, SRV_E_NOT_FOUND, "no route %s %s", r->method, r->path);
     if (!method_allowed(r->route, r->method))
         return srv_reply_error(r, SRV_E_METHOD_NOT_ALLOWED, "%s does not allow %s (allowed: %s)",

@@ -450,6 +450,7 @@ void srv_close(struct srv * s) {
     }
     uv_loop_close(s->loop);
     srv_auth_free(s);
+    srv_rate_free(s);
     free(s->http_counters);
     pthread_mutex_destroy(&s->mail_mu);
 }

@@ -112,6 +112,8 @@ char * srv_metrics_render(struct srv * s, size_t * len) {
         srv_buf_printf(&b, "infvsrd_suspends_total{reason=\"%s\"} %llu\n", why[i], (unsigned long long)s->suspends[i]);
     metric(&b, "infvsrd_upload_cutoffs_total", "counter", "Uploads closed for going below min_upload_rate.",
            (double)s->upload_cutoffs);
+    metric(&b, "infvsrd_rate_limit_untracked_total", "counter",
+           "Requests let through unlimited: the rate-limit table had no room for their client.", (double)s->rate_untracked);
     metric(&b, "infvsrd_suspend_timeouts_total", "counter", "Requests failed after max_suspend_s.", (double)s->suspend_timeouts);
     metric(&b, "infvsrd_jobs_tracked", "gauge", "Jobs in the table (all states, until job_ttl_s).", s->n_jobs);
     metric(&b, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", rss_bytes());

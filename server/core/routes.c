@@ -35,7 +35,7 @@ static enum MHD_Result reply_job(struct srv_req * r, struct srv_job * j, int sta
 }
 
 /* The peer's numeric address ("" when MHD cannot tell). */
-static void client_address(struct srv_req * r, char * out, size_t len) {
+void srv_client_address(struct srv_req * r, char * out, size_t len) {
     out[0] = '\0';
     const union MHD_ConnectionInfo * ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     if (!ci || !ci->client_addr) return;
@@ -93,7 +93,7 @@ enum MHD_Result srv_route_jobs_post(struct srv_req * r) {
         goto out;
     }
     char client[sizeof(((struct srv_job *)0)->client)];
-    client_address(r, client, sizeof(client));
+    srv_client_address(r, client, sizeof(client));
     if (s->cfg.max_jobs_per_client > 0 && client_jobs(s, client) >= s->cfg.max_jobs_per_client) {
         ret = srv_reply_error(r, SRV_E_RATE_LIMITED, "client %s already holds %d unfinished jobs (max_jobs_per_client)",
                               client, s->cfg.max_jobs_per_client);

@@ -142,6 +142,7 @@ struct srv_req {
     int64_t tus_offset_start;
     double  rate_mark_mono;        /* min-upload-rate window                                 */
     int64_t rate_mark_bytes;
+    int     retry_after_s;          /* Retry-After of an error reply when > 0 (else the config's) */
     enum srv_error pending_err;    /* SRV_P_DISCARD: what to answer at the end              */
     int64_t discarded;             /* body bytes swallowed after the error                  */
     char    pending_msg[300];
@@ -215,6 +216,12 @@ struct srv {
     uint64_t errors_by_code[SRV_E_COUNT];
     uint64_t upload_cutoffs, suspend_timeouts;
     uint64_t suspends[5];           /* by enum srv_wait_reason                               */
+
+    /* request rate limit (ratelimit.c) */
+    struct srv_rl_entry * rl;
+    size_t  rl_cap, rl_n;
+    double  rl_rebuilt;             /* when the table was last rebuilt (srv_mono_now)        */
+    uint64_t rate_untracked;        /* requests let through: no room to track their client  */
 };
 
 /* ---- loop.c ----------------------------------------------------------------------------- */
@@ -226,6 +233,11 @@ void srv_req_suspend(struct srv_req * r, enum srv_wait_reason why);
 void srv_req_wake(struct srv_req * r);
 void srv_job_wake_all(struct srv_job * j);
 void srv_notify_cb(void * user, struct pl_job * job, unsigned events); /* pipeline threads */
+
+/* ---- ratelimit.c ------------------------------------------------------------------------- */
+/* Takes one token from `addr`'s bucket; false (and the seconds until a token) when empty. */
+bool srv_rate_take(struct srv * s, const char * addr, double now, double * wait_s);
+void srv_rate_free(struct srv * s);
 
 /* ---- jobs.c ------------------------------------------------------------------------------ */
 struct srv_job * srv_job_find(struct srv * s, const char * id);
@@ -269,6 +281,7 @@ void srv_req_fail_later(struct srv_req * r, enum srv_error e, const char * fmt, 
 
 /* ---- route handlers (routes_*.c): called on the final access-handler call unless noted -- */
 enum MHD_Result srv_route_jobs_post(struct srv_req * r);
+void srv_client_address(struct srv_req * r, char * out, size_t len); /* "" when unknown */
 enum MHD_Result srv_route_job_get(struct srv_req * r);
 enum MHD_Result srv_route_job_delete(struct srv_req * r);
 enum MHD_Result srv_route_models(struct srv_req * r);

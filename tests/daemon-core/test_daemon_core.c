@@ -312,6 +312,42 @@ static void test_constant_time_compare(void) {
     CHECK(!srv_ct_equal(a, 64, b, 64));
 }
 
+/* The per-client token bucket and its table (ratelimit.c), with a fake clock. */
+static void test_rate_limit(void) {
+    struct srv s;
+    memset(&s, 0, sizeof(s));
+    s.cfg.max_requests_per_s = 2;
+    s.cfg.request_burst = 3;
+    double wait = -1;
+    for (int i = 0; i < 3; i++) CHECK(srv_rate_take(&s, "10.0.0.1", 100.0, &wait)); /* the burst */
+    CHECK(!srv_rate_take(&s, "10.0.0.1", 100.0, &wait));
+    CHECK(wait > 0.49 && wait < 0.51); /* one token at 2/s: 0.5 s */
+    CHECK(srv_rate_take(&s, "10.0.0.2", 100.0, &wait)); /* another client has its own bucket */
+    CHECK(!srv_rate_take(&s, "10.0.0.1", 100.25, &wait)); /* half a token */
+    CHECK(srv_rate_take(&s, "10.0.0.1", 100.5, &wait)); /* refilled one */
+    CHECK(!srv_rate_take(&s, "10.0.0.1", 100.5, &wait));
+    CHECK(srv_rate_take(&s, "", 100.5, &wait)); /* unknown address: not limited */
+    /* 100k clients at once: the table stops at its cap (32768 tracked), the rest pass
+     * untracked; once their buckets have refilled they are forgotten and tracking resumes */
+    char addr[48];
+    int limited = 0;
+    for (int i = 0; i < 100000; i++) {
+        snprintf(addr, sizeof(addr), "fd00::%x", i);
+        for (int k = 0; k < 4; k++) limited += !srv_rate_take(&s, addr, 200.0, &wait);
+    }
+    CHECK(s.rl_n <= 32768 && s.rl_n >= 30000);
+    CHECK_EQ_INT(limited, (int)s.rl_n); /* each tracked client: 3 pass, the 4th is limited */
+    CHECK(s.rate_untracked > 0);
+    uint64_t untracked = s.rate_untracked;
+    CHECK(srv_rate_take(&s, "10.9.9.9", 202.0, &wait)); /* 2 s later every bucket has refilled */
+    CHECK(s.rate_untracked == untracked && s.rl_n == 1);
+    for (int i = 0; i < 3; i++) srv_rate_take(&s, "10.9.9.9", 202.0, &wait);
+    CHECK(!srv_rate_take(&s, "10.9.9.9", 202.0, &wait));
+    s.cfg.max_requests_per_s = 0; /* off */
+    CHECK(srv_rate_take(&s, "10.9.9.9", 202.0, &wait));
+    srv_rate_free(&s);
+}
+
 static void test_base64(void) {
     char out[64];
     size_t n = 0;
@@ -444,6 +480,7 @@ static const struct test_case tests[] = {
     TEST(test_error_table_matches_errors_json),
     TEST(test_job_id_format),
     TEST(test_constant_time_compare),
+    TEST(test_rate_limit),
     TEST(test_base64),
     TEST(test_spec_defaults_and_full),
     TEST(test_spec_errors),

@@ -9,6 +9,8 @@
     others are closed a new one is served;
   - log_format text still logs `listening port=N`;
   - max_jobs_per_client: 429 rate_limited + Retry-After beyond it, a deleted job frees its place;
+  - max_requests_per_s / request_burst: a burst passes, the next request 429 + Retry-After,
+    probes exempt, a token back after a second;
   - retention: job_ttl_s removes a finished job (and its files), upload_expiry_s expires an
     idle tus upload (HEAD/PATCH 404 or 410).
 Null model."""
@@ -99,6 +101,27 @@ def body(t):
     for j in [ids[1], r.json().get("id")]:
         if j:
             c.delete(f"/v1/jobs/{j}")
+    d.stop()
+
+    # ---- request rate limit (token bucket per client address) ------------------------------
+    d = H.Daemon(t.work, "ratelimit", model="null", args=["--max-requests-per-s", "1", "--request-burst", "3"]).start()
+    c = t.client(d)
+    t0 = time.time()
+    t.eq([c.get("/v1/models").status for _ in range(3)], [200, 200, 200], "request_burst 3: three requests at once pass")
+    r = c.get("/v1/models")
+    t.eq((r.status, r.code(), r.headers.get("retry-after")), (429, "rate_limited", "1"),
+         "max_requests_per_s 1: the fourth at once gets 429 rate_limited + Retry-After 1")
+    t.eq(c.get("/v1/jobs/local.nosuchjob").status, 429, "every API route counts, also an unknown job")
+    t.eq([c.get(p).status for p in ("/healthz", "/readyz", "/metrics")], [200, 200, 200], "probes are exempt")
+    time.sleep(1.3)
+    t.eq(c.get("/v1/models").status, 200, "one token back after a second")
+    r = c.get("/v1/models")
+    if time.time() - t0 < 1.9:  # fewer than 2 tokens can have come back since the burst
+        t.eq(r.status, 429, "and only one")
+    m = c.metrics()
+    t.check(m.get('infvsrd_errors_total{code="rate_limited"}', 0) >= 3, "rate_limited counted in infvsrd_errors_total",
+            str({k: v for k, v in m.items() if "rate" in k}))
+    t.eq(m.get("infvsrd_rate_limit_untracked_total"), 0.0, "every client tracked")
     d.stop()
 
     # ---- idle timeout and per-IP connection limit ------------------------------------------
