@@ -5,12 +5,6 @@
 
 #include "dit_internal.h"
 
-#define CALL(expr)                                  \
-    do {                                            \
-        enum infvsr_status st_ = (expr);            \
-        if (st_ != INFVSR_OK) return st_;           \
-    } while (0)
-
 static void rows(struct infvsr_tensor * t, const struct infvsr_tensor * base, int64_t n, int64_t cols) {
     int64_t s[2] = { n, cols };
     dit_view(t, base, 0, base->name, base->dtype, 2, s);
@@ -25,7 +19,6 @@ static void swap_storage(struct infvsr_tensor * a, struct infvsr_tensor * b) {
 static enum infvsr_status self_attention(struct infvsr_dit_session * s, int l, int64_t n,
                                          const struct infvsr_tensor e[6], struct infvsr_err * err) {
     const struct infvsr_dit * dit = s->dit;
-    const struct infvsr_backend_i * ops = dit->be->iface;
     struct infvsr_backend * be = dit->be;
     const struct dit_attn_weights * w = &dit->blocks[l].self_attn;
     int64_t dim = dit->cfg.dim;
@@ -42,16 +35,16 @@ static enum infvsr_status self_attention(struct infvsr_dit_session * s, int l, i
     dit_view(&fr, &s->s.freqs, 0, "dit.rope", INFVSR_TYPE_F64, 3, sf);
 
     /* a = LN(x) * (1 + e1) + e0 */
-    CALL(ops->layer_norm(be, &x, NULL, NULL, eps, &a, err));
-    CALL(ops->modulate(be, &a, &e[1], &e[0], &a, err));
+    INFVSR_TRY(infvsr_op_layer_norm(be, &x, NULL, NULL, eps, &a, err));
+    INFVSR_TRY(infvsr_op_modulate(be, &a, &e[1], &e[0], &a, err));
     /* q, k: RMSNorm over all dim channels, then RoPE; v plain */
-    CALL(ops->linear(be, &a, &w->q_w, &w->q_b, INFVSR_UNARY_COUNT, &q, err));
-    CALL(ops->rms_norm(be, &q, &w->norm_q, eps, &q, err));
-    CALL(ops->rope(be, &q, &fr, dit->cfg.num_heads, &q, err));
-    CALL(ops->linear(be, &a, &w->k_w, &w->k_b, INFVSR_UNARY_COUNT, &kn, err));
-    CALL(ops->rms_norm(be, &kn, &w->norm_k, eps, &kn, err));
-    CALL(ops->rope(be, &kn, &fr, dit->cfg.num_heads, &kn, err));
-    CALL(ops->linear(be, &a, &w->v_w, &w->v_b, INFVSR_UNARY_COUNT, &vn, err));
+    INFVSR_TRY(infvsr_op_linear(be, &a, &w->q_w, &w->q_b, INFVSR_UNARY_COUNT, &q, err));
+    INFVSR_TRY(infvsr_op_rms_norm(be, &q, &w->norm_q, eps, &q, err));
+    INFVSR_TRY(infvsr_op_rope(be, &q, &fr, dit->cfg.num_heads, &q, err));
+    INFVSR_TRY(infvsr_op_linear(be, &a, &w->k_w, &w->k_b, INFVSR_UNARY_COUNT, &kn, err));
+    INFVSR_TRY(infvsr_op_rms_norm(be, &kn, &w->norm_k, eps, &kn, err));
+    INFVSR_TRY(infvsr_op_rope(be, &kn, &fr, dit->cfg.num_heads, &kn, err));
+    INFVSR_TRY(infvsr_op_linear(be, &a, &w->v_w, &w->v_b, INFVSR_UNARY_COUNT, &vn, err));
 
     /* Keys and values: the previous chunk (segment 0, if any) then this chunk. */
     struct infvsr_tensor k0, v0;
@@ -69,22 +62,21 @@ static enum infvsr_status self_attention(struct infvsr_dit_session * s, int l, i
         args.k0 = &kn;
         args.v0 = &vn;
     }
-    CALL(ops->attention(be, &args, err));
+    INFVSR_TRY(infvsr_op_attention(be, &args, err));
     /* Layer l's old cache is consumed: this chunk's K/V become the cache by swapping
      * storage with the spare pair (no copy; the old storage is the next layer's spare). */
     swap_storage(&s->cache_k[l], &s->spare_k);
     swap_storage(&s->cache_v[l], &s->spare_v);
 
     /* x = x + e2 * (W_o o + b_o) */
-    CALL(ops->linear(be, &o, &w->o_w, &w->o_b, INFVSR_UNARY_COUNT, &d, err));
-    CALL(ops->add_gated(be, &x, &e[2], &d, &x, err));
+    INFVSR_TRY(infvsr_op_linear(be, &o, &w->o_w, &w->o_b, INFVSR_UNARY_COUNT, &d, err));
+    INFVSR_TRY(infvsr_op_add_gated(be, &x, &e[2], &d, &x, err));
     return INFVSR_OK;
 }
 
 static enum infvsr_status cross_attention(struct infvsr_dit_session * s, const struct infvsr_dit_context * c,
                                           int l, int64_t n, struct infvsr_err * err) {
     const struct infvsr_dit * dit = s->dit;
-    const struct infvsr_backend_i * ops = dit->be->iface;
     struct infvsr_backend * be = dit->be;
     const struct dit_block_weights * b = &dit->blocks[l];
     int64_t dim = dit->cfg.dim;
@@ -100,23 +92,22 @@ static enum infvsr_status cross_attention(struct infvsr_dit_session * s, const s
     dit_view(&cv, &c->cv, off, "dit.cross_v.l", INFVSR_TYPE_F32, 2, sc);
 
     /* No gate, no modulation: x = x + W'_o attn(RMSNorm(W'_q LN3(x)), ck, cv) */
-    CALL(ops->layer_norm(be, &x, &b->norm3_w, &b->norm3_b, dit->cfg.eps, &a, err));
-    CALL(ops->linear(be, &a, &b->cross_attn.q_w, &b->cross_attn.q_b, INFVSR_UNARY_COUNT, &q, err));
-    CALL(ops->rms_norm(be, &q, &b->cross_attn.norm_q, dit->cfg.eps, &q, err));
+    INFVSR_TRY(infvsr_op_layer_norm(be, &x, &b->norm3_w, &b->norm3_b, dit->cfg.eps, &a, err));
+    INFVSR_TRY(infvsr_op_linear(be, &a, &b->cross_attn.q_w, &b->cross_attn.q_b, INFVSR_UNARY_COUNT, &q, err));
+    INFVSR_TRY(infvsr_op_rms_norm(be, &q, &b->cross_attn.norm_q, dit->cfg.eps, &q, err));
     struct infvsr_attn_args args = {
         .q = &q, .k0 = &ck, .v0 = &cv, .n_heads = dit->cfg.num_heads,
         .scale = (float)(1.0 / sqrt((double)dit->head_dim)), .out = &o,
     };
-    CALL(ops->attention(be, &args, err));
-    CALL(ops->linear(be, &o, &b->cross_attn.o_w, &b->cross_attn.o_b, INFVSR_UNARY_COUNT, &d, err));
-    CALL(ops->add_gated(be, &x, NULL, &d, &x, err));
+    INFVSR_TRY(infvsr_op_attention(be, &args, err));
+    INFVSR_TRY(infvsr_op_linear(be, &o, &b->cross_attn.o_w, &b->cross_attn.o_b, INFVSR_UNARY_COUNT, &d, err));
+    INFVSR_TRY(infvsr_op_add_gated(be, &x, NULL, &d, &x, err));
     return INFVSR_OK;
 }
 
 static enum infvsr_status feed_forward(struct infvsr_dit_session * s, int l, int64_t n,
                                        const struct infvsr_tensor e[6], struct infvsr_err * err) {
     const struct infvsr_dit * dit = s->dit;
-    const struct infvsr_backend_i * ops = dit->be->iface;
     struct infvsr_backend * be = dit->be;
     const struct dit_block_weights * b = &dit->blocks[l];
     int64_t dim = dit->cfg.dim;
@@ -132,11 +123,11 @@ static enum infvsr_status feed_forward(struct infvsr_dit_session * s, int l, int
         dit_view(&a, &s->s.a, off, "dit.a", INFVSR_TYPE_F32, 2, sr);
         dit_view(&d, &s->s.d, off, "dit.d", INFVSR_TYPE_F32, 2, sr);
         rows(&h, &s->s.h, m, dit->cfg.ffn_dim);
-        CALL(ops->layer_norm(be, &x, NULL, NULL, dit->cfg.eps, &a, err));
-        CALL(ops->modulate(be, &a, &e[4], &e[3], &a, err));
-        CALL(ops->linear(be, &a, &b->ffn0_w, &b->ffn0_b, INFVSR_UNARY_GELU_TANH, &h, err));
-        CALL(ops->linear(be, &h, &b->ffn2_w, &b->ffn2_b, INFVSR_UNARY_COUNT, &d, err));
-        CALL(ops->add_gated(be, &x, &e[5], &d, &x, err));
+        INFVSR_TRY(infvsr_op_layer_norm(be, &x, NULL, NULL, dit->cfg.eps, &a, err));
+        INFVSR_TRY(infvsr_op_modulate(be, &a, &e[4], &e[3], &a, err));
+        INFVSR_TRY(infvsr_op_linear(be, &a, &b->ffn0_w, &b->ffn0_b, INFVSR_UNARY_GELU_TANH, &h, err));
+        INFVSR_TRY(infvsr_op_linear(be, &h, &b->ffn2_w, &b->ffn2_b, INFVSR_UNARY_COUNT, &d, err));
+        INFVSR_TRY(infvsr_op_add_gated(be, &x, &e[5], &d, &x, err));
     }
     return INFVSR_OK;
 }

@@ -8,8 +8,7 @@
 #include "dit_internal.h"
 
 static void free_tensor(struct infvsr_backend * be, struct infvsr_tensor * t) {
-    if (t->data) be->iface->tensor_free(be, t);
-    memset(t, 0, sizeof *t);
+    infvsr_backend_tensor_free(be, t);
 }
 
 enum infvsr_status infvsr_dit_context_init(struct infvsr_dit * dit, const struct infvsr_tensor * ctx,
@@ -17,7 +16,6 @@ enum infvsr_status infvsr_dit_context_init(struct infvsr_dit * dit, const struct
     *out = NULL;
     const struct infvsr_dit_config * cfg = &dit->cfg;
     struct infvsr_backend * be = dit->be;
-    const struct infvsr_backend_i * ops = be->iface;
     char sbuf[64];
 
     int64_t n_ctx = ctx->ndim >= 2 ? ctx->shape[ctx->ndim - 2] : 0;
@@ -49,23 +47,23 @@ enum infvsr_status infvsr_dit_context_init(struct infvsr_dit * dit, const struct
     infvsr_convert_to_f32(host, ctx->data, ctx->dtype, n_in);
     infvsr_shape2(s2, n_ctx, cfg->text_dim);
     infvsr_tensor_setup(&in, "dit.ctx", INFVSR_TYPE_F32, 2, s2);
-    if ((st = ops->tensor_alloc(be, &in, err)) != INFVSR_OK) goto fail;
-    if ((st = ops->tensor_set(be, &in, host, 0, n_in * sizeof(float))) != INFVSR_OK) goto fail;
+    if ((st = infvsr_backend_tensor_alloc(be, &in, err)) != INFVSR_OK) goto fail;
+    if ((st = infvsr_backend_tensor_set(be, &in, host, 0, n_in * sizeof(float), err)) != INFVSR_OK) goto fail;
 
     infvsr_shape2(s2, n_ctx, cfg->dim);
     infvsr_tensor_setup(&h, "dit.ctx_h", INFVSR_TYPE_F32, 2, s2);
-    if ((st = ops->tensor_alloc(be, &h, err)) != INFVSR_OK) goto fail;
+    if ((st = infvsr_backend_tensor_alloc(be, &h, err)) != INFVSR_OK) goto fail;
     infvsr_tensor_setup(&emb, "dit.ctx_c", INFVSR_TYPE_F32, 2, s2);
-    if ((st = ops->tensor_alloc(be, &emb, err)) != INFVSR_OK) goto fail;
+    if ((st = infvsr_backend_tensor_alloc(be, &emb, err)) != INFVSR_OK) goto fail;
     infvsr_tensor_setup(&c->ck, "dit.cross_k", INFVSR_TYPE_F32, 3, s3);
-    if ((st = ops->tensor_alloc(be, &c->ck, err)) != INFVSR_OK) goto fail;
+    if ((st = infvsr_backend_tensor_alloc(be, &c->ck, err)) != INFVSR_OK) goto fail;
     infvsr_tensor_setup(&c->cv, "dit.cross_v", INFVSR_TYPE_F32, 3, s3);
-    if ((st = ops->tensor_alloc(be, &c->cv, err)) != INFVSR_OK) goto fail;
+    if ((st = infvsr_backend_tensor_alloc(be, &c->cv, err)) != INFVSR_OK) goto fail;
 
     /* c = text_embedding.2(GELU_tanh(text_embedding.0(ctx))) */
-    if ((st = ops->linear(be, &in, &dit->text0_w, &dit->text0_b, INFVSR_UNARY_GELU_TANH, &h, err)) != INFVSR_OK)
+    if ((st = infvsr_op_linear(be, &in, &dit->text0_w, &dit->text0_b, INFVSR_UNARY_GELU_TANH, &h, err)) != INFVSR_OK)
         goto fail;
-    if ((st = ops->linear(be, &h, &dit->text2_w, &dit->text2_b, INFVSR_UNARY_COUNT, &emb, err)) != INFVSR_OK)
+    if ((st = infvsr_op_linear(be, &h, &dit->text2_w, &dit->text2_b, INFVSR_UNARY_COUNT, &emb, err)) != INFVSR_OK)
         goto fail;
 
     for (int l = 0; l < cfg->num_layers; l++) {
@@ -74,11 +72,11 @@ enum infvsr_status infvsr_dit_context_init(struct infvsr_dit * dit, const struct
         struct infvsr_tensor kl, vl;
         dit_view(&kl, &c->ck, off, "dit.cross_k.l", INFVSR_TYPE_F32, 2, s2);
         dit_view(&vl, &c->cv, off, "dit.cross_v.l", INFVSR_TYPE_F32, 2, s2);
-        if ((st = ops->linear(be, &emb, &ca->k_w, &ca->k_b, INFVSR_UNARY_COUNT, &kl, err)) != INFVSR_OK) goto fail;
-        if ((st = ops->rms_norm(be, &kl, &ca->norm_k, cfg->eps, &kl, err)) != INFVSR_OK) goto fail;
-        if ((st = ops->linear(be, &emb, &ca->v_w, &ca->v_b, INFVSR_UNARY_COUNT, &vl, err)) != INFVSR_OK) goto fail;
+        if ((st = infvsr_op_linear(be, &emb, &ca->k_w, &ca->k_b, INFVSR_UNARY_COUNT, &kl, err)) != INFVSR_OK) goto fail;
+        if ((st = infvsr_op_rms_norm(be, &kl, &ca->norm_k, cfg->eps, &kl, err)) != INFVSR_OK) goto fail;
+        if ((st = infvsr_op_linear(be, &emb, &ca->v_w, &ca->v_b, INFVSR_UNARY_COUNT, &vl, err)) != INFVSR_OK) goto fail;
     }
-    if (ops->synchronize && (st = ops->synchronize(be)) != INFVSR_OK) goto fail;
+    if ((st = infvsr_backend_synchronize(be, err)) != INFVSR_OK) goto fail;
 
     free(host);
     free_tensor(be, &in);

@@ -56,7 +56,6 @@ enum infvsr_status infvsr_dit_step(struct infvsr_dit_session * s, const struct i
     struct infvsr_dit * dit = s->dit;
     const struct infvsr_dit_config * cfg = &dit->cfg;
     struct infvsr_backend * be = dit->be;
-    const struct infvsr_backend_i * ops = be->iface;
     enum infvsr_status st;
     char sbuf[64];
 
@@ -109,9 +108,9 @@ enum infvsr_status infvsr_dit_step(struct infvsr_dit_session * s, const struct i
     int64_t sf[3] = { n, dit->head_dim / 2, 2 };
     dit_view(&fr, &s->s.freqs, 0, "dit.rope", INFVSR_TYPE_F64, 3, sf);
 
-    CALL(ops->tensor_set(be, &patch, gathered, 0, (size_t)(n * pin) * sizeof(float)));
-    CALL(ops->tensor_set(be, &fr, s->host_freqs, 0, (size_t)(n * dit->head_dim) * sizeof(double)));
-    CALL(ops->linear(be, &patch, &dit->patch_w, &dit->patch_b, INFVSR_UNARY_COUNT, &x, err));
+    CALL(infvsr_backend_tensor_set(be, &patch, gathered, 0, (size_t)(n * pin) * sizeof(float), err));
+    CALL(infvsr_backend_tensor_set(be, &fr, s->host_freqs, 0, (size_t)(n * dit->head_dim) * sizeof(double), err));
+    CALL(infvsr_op_linear(be, &patch, &dit->patch_w, &dit->patch_b, INFVSR_UNARY_COUNT, &x, err));
 
     for (int l = 0; l < cfg->num_layers; l++) CALL(dit_block_forward(s, c, l, n, err));
 
@@ -119,11 +118,11 @@ enum infvsr_status infvsr_dit_step(struct infvsr_dit_session * s, const struct i
     struct infvsr_tensor shift, scale;
     dit_row(&shift, &dit->head_mod, 0, dim);
     dit_row(&scale, &dit->head_mod, 1, dim);
-    CALL(ops->layer_norm(be, &x, NULL, NULL, cfg->eps, &a, err));
-    CALL(ops->modulate(be, &a, &scale, &shift, &a, err));
-    CALL(ops->linear(be, &a, &dit->head_w, &dit->head_b, INFVSR_UNARY_COUNT, &out, err));
-    if (ops->synchronize) CALL(ops->synchronize(be));
-    CALL(ops->tensor_get(be, &out, gathered, 0, (size_t)(n * pout) * sizeof(float)));
+    CALL(infvsr_op_layer_norm(be, &x, NULL, NULL, cfg->eps, &a, err));
+    CALL(infvsr_op_modulate(be, &a, &scale, &shift, &a, err));
+    CALL(infvsr_op_linear(be, &a, &dit->head_w, &dit->head_b, INFVSR_UNARY_COUNT, &out, err));
+    CALL(infvsr_backend_synchronize(be, err));
+    CALL(infvsr_backend_tensor_get(be, &out, gathered, 0, (size_t)(n * pout) * sizeof(float), err));
     unpatchify(pred->data, gathered, cfg->out_dim, T, h, w);
 
     /* Every layer's cache now holds this chunk (rolling rule, MODEL-SPEC §4.5). */

@@ -158,12 +158,11 @@ static enum infvsr_status check_config(const struct infvsr_dit_config * c, struc
 static enum infvsr_status be_alloc(struct infvsr_backend * be, struct infvsr_tensor * t, const char * name,
                                    enum infvsr_dtype dt, int ndim, const int64_t * shape, struct infvsr_err * err) {
     infvsr_tensor_setup(t, name, dt, ndim, shape);
-    return be->iface->tensor_alloc(be, t, err);
+    return infvsr_backend_tensor_alloc(be, t, err);
 }
 
 static void be_free(struct infvsr_backend * be, struct infvsr_tensor * t) {
-    if (t->data) be->iface->tensor_free(be, t);
-    memset(t, 0, sizeof *t);
+    infvsr_backend_tensor_free(be, t);
 }
 
 /* Uploads a host weight of any float dtype as f32 into backend tensor `dst` at byte offset. */
@@ -173,7 +172,7 @@ static enum infvsr_status upload_f32(struct infvsr_backend * be, struct infvsr_t
     float * tmp = malloc(n * sizeof(float));
     if (!tmp) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "dit: no memory for %zu floats", n);
     infvsr_convert_to_f32(tmp, src->data, src->dtype, n);
-    enum infvsr_status st = be->iface->tensor_set(be, dst, tmp, offset, n * sizeof(float));
+    enum infvsr_status st = infvsr_backend_tensor_set(be, dst, tmp, offset, n * sizeof(float), err);
     free(tmp);
     if (st != INFVSR_OK) return infvsr_err_set(err, st, "dit: upload of %s failed", src->name);
     return INFVSR_OK;
@@ -181,7 +180,6 @@ static enum infvsr_status upload_f32(struct infvsr_backend * be, struct infvsr_t
 
 static enum infvsr_status hoist_constants(struct infvsr_dit * d, struct infvsr_err * err) {
     struct infvsr_backend * be = d->be;
-    const struct infvsr_backend_i * ops = be->iface;
     int64_t dim = d->cfg.dim, L = d->cfg.num_layers, fd = d->cfg.freq_dim;
     struct infvsr_tensor sinus = { 0 }, h1 = { 0 }, e = { 0 }, se = { 0 }, tmod = { 0 };
     enum infvsr_status st;
@@ -198,7 +196,7 @@ static enum infvsr_status hoist_constants(struct infvsr_dit * d, struct infvsr_e
     }
     infvsr_shape2(s2, 1, fd);
     st = be_alloc(be, &sinus, "dit.sinusoid", INFVSR_TYPE_F32, 2, s2, err);
-    if (st == INFVSR_OK) st = ops->tensor_set(be, &sinus, sv, 0, (size_t)fd * sizeof(float));
+    if (st == INFVSR_OK) st = infvsr_backend_tensor_set(be, &sinus, sv, 0, (size_t)fd * sizeof(float), err);
     free(sv);
     if (st != INFVSR_OK) goto done;
 
@@ -210,10 +208,10 @@ static enum infvsr_status hoist_constants(struct infvsr_dit * d, struct infvsr_e
     if ((st = be_alloc(be, &tmod, "dit.t_mod", INFVSR_TYPE_F32, 2, s2, err)) != INFVSR_OK) goto done;
 
     /* e = time_embedding.2(SiLU(time_embedding.0(sinusoid))); t_mod = time_projection.1(SiLU(e)) */
-    if ((st = ops->linear(be, &sinus, &d->time0_w, &d->time0_b, INFVSR_UNARY_SILU, &h1, err)) != INFVSR_OK) goto done;
-    if ((st = ops->linear(be, &h1, &d->time2_w, &d->time2_b, INFVSR_UNARY_COUNT, &e, err)) != INFVSR_OK) goto done;
-    if ((st = ops->unary(be, INFVSR_UNARY_SILU, &e, &se, err)) != INFVSR_OK) goto done;
-    if ((st = ops->linear(be, &se, &d->tproj_w, &d->tproj_b, INFVSR_UNARY_COUNT, &tmod, err)) != INFVSR_OK) goto done;
+    if ((st = infvsr_op_linear(be, &sinus, &d->time0_w, &d->time0_b, INFVSR_UNARY_SILU, &h1, err)) != INFVSR_OK) goto done;
+    if ((st = infvsr_op_linear(be, &h1, &d->time2_w, &d->time2_b, INFVSR_UNARY_COUNT, &e, err)) != INFVSR_OK) goto done;
+    if ((st = infvsr_op_unary(be, INFVSR_UNARY_SILU, &e, &se, err)) != INFVSR_OK) goto done;
+    if ((st = infvsr_op_linear(be, &se, &d->tproj_w, &d->tproj_b, INFVSR_UNARY_COUNT, &tmod, err)) != INFVSR_OK) goto done;
 
     /* mod[i] = blocks.i.modulation + t_mod */
     int64_t sm[3] = { L, 6, dim };
@@ -224,7 +222,7 @@ static enum infvsr_status hoist_constants(struct infvsr_dit * d, struct infvsr_e
         int64_t s1[2] = { 1, 6 * dim };
         dit_view(&mi, &d->mod, off, "dit.mod_i", INFVSR_TYPE_F32, 2, s1);
         if ((st = upload_f32(be, &d->mod, off, &d->blocks[i].modulation, err)) != INFVSR_OK) goto done;
-        if ((st = ops->add(be, &mi, &tmod, &mi, err)) != INFVSR_OK) goto done;
+        if ((st = infvsr_op_add(be, &mi, &tmod, &mi, err)) != INFVSR_OK) goto done;
     }
 
     /* head_mod = head.modulation + e (no SiLU, no projection: MODEL-SPEC §4.6) */
@@ -236,9 +234,9 @@ static enum infvsr_status hoist_constants(struct infvsr_dit * d, struct infvsr_e
         dit_row(&row, &d->head_mod, r, dim);
         struct infvsr_tensor e1;
         dit_row(&e1, &e, 0, dim);
-        if ((st = ops->add(be, &row, &e1, &row, err)) != INFVSR_OK) goto done;
+        if ((st = infvsr_op_add(be, &row, &e1, &row, err)) != INFVSR_OK) goto done;
     }
-    if (ops->synchronize) st = ops->synchronize(be);
+    st = infvsr_backend_synchronize(be, err);
 done:
     be_free(be, &sinus);
     be_free(be, &h1);

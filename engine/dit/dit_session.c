@@ -13,12 +13,11 @@ static enum infvsr_status alloc_rows(struct infvsr_backend * be, struct infvsr_t
                                      int64_t n, int64_t cols, struct infvsr_err * err) {
     int64_t s[2] = { n, cols };
     infvsr_tensor_setup(t, name, INFVSR_TYPE_F32, 2, s);
-    return be->iface->tensor_alloc(be, t, err);
+    return infvsr_backend_tensor_alloc(be, t, err);
 }
 
 static void free_tensor(struct infvsr_backend * be, struct infvsr_tensor * t) {
-    if (t->data) be->iface->tensor_free(be, t);
-    memset(t, 0, sizeof *t);
+    infvsr_backend_tensor_free(be, t);
 }
 
 enum infvsr_status infvsr_dit_session_open(struct infvsr_dit * dit, int64_t max_tokens,
@@ -72,7 +71,7 @@ enum infvsr_status infvsr_dit_session_open(struct infvsr_dit * dit, int64_t max_
     size_t total = o_f + align_up((size_t)(N * dit->head_dim) * 8);
     int64_t sa[1] = { (int64_t)(total / 4) };
     infvsr_tensor_setup(&s->arena, "dit.arena", INFVSR_TYPE_F32, 1, sa);
-    if ((st = be->iface->tensor_alloc(be, &s->arena, err)) != INFVSR_OK) goto fail;
+    if ((st = infvsr_backend_tensor_alloc(be, &s->arena, err)) != INFVSR_OK) goto fail;
     int64_t s2[2] = { N, dim };
     dit_view(&s->s.x, &s->arena, o_x, "dit.x", INFVSR_TYPE_F32, 2, s2);
     dit_view(&s->s.a, &s->arena, o_a, "dit.a", INFVSR_TYPE_F32, 2, s2);

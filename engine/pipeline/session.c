@@ -195,7 +195,7 @@ static enum infvsr_status run_chunk(struct infvsr_session * s, const struct infv
     infvsr_tensor_view(&y, "upscaled", INFVSR_TYPE_F32, 3, ys, s->up);
     if (s->o.scale == 1) {
         memcpy(s->up, s->lr, infvsr_tensor_nbytes(&x));
-    } else if ((rc = m->be->iface->resize(m->be, INFVSR_RESIZE_BICUBIC_AA, &x, &y, err)) != INFVSR_OK) {
+    } else if ((rc = infvsr_op_resize(m->be, INFVSR_RESIZE_BICUBIC_AA, &x, &y, err)) != INFVSR_OK) {
         return rc;
     }
     infvsr__pad_replicate(s->up, L, s->sh, s->sw, s->frames, Lp, s->ph, s->pw);

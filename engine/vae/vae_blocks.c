@@ -6,18 +6,17 @@
 
 #include "vae/vae_internal.h"
 
-#define TRY(x) do { enum infvsr_status st_ = (x); if (st_ != INFVSR_OK) return st_; } while (0)
 
 /* path = conv2(silu(norm2(conv1(silu(norm1(x)))))); out = path + shortcut(x). */
 static enum infvsr_status residual_forward(struct vae_run * r, const struct vae_residual * l, struct vae_act * x) {
     size_t base = x->off;
     struct vae_act h = *x, a, b, c;
-    if (l->has_shortcut) TRY(vae_conv_plain(r, &l->shortcut, x, 1, 1, 0, 0, 0, 0, &h));
-    TRY(vae_alloc(r, &a, x->c, x->t, x->h, x->w));
-    TRY(vae_norm_silu(r, &l->gamma1, x, &a));
-    TRY(vae_conv_cached(r, &l->conv1, &a, &b));
-    TRY(vae_norm_silu(r, &l->gamma2, &b, &b));
-    TRY(vae_conv_cached(r, &l->conv2, &b, &c));
+    if (l->has_shortcut) INFVSR_TRY(vae_conv_plain(r, &l->shortcut, x, 1, 1, 0, 0, 0, 0, &h));
+    INFVSR_TRY(vae_alloc(r, &a, x->c, x->t, x->h, x->w));
+    INFVSR_TRY(vae_norm_silu(r, &l->gamma1, x, &a));
+    INFVSR_TRY(vae_conv_cached(r, &l->conv1, &a, &b));
+    INFVSR_TRY(vae_norm_silu(r, &l->gamma2, &b, &b));
+    INFVSR_TRY(vae_conv_cached(r, &l->conv2, &b, &c));
     /* Identity shortcut: the sum goes straight into x's storage (no move of the output). */
     struct vae_act * sum = l->has_shortcut ? &c : x;
     if (!r->dry) {
@@ -25,7 +24,7 @@ static enum infvsr_status residual_forward(struct vae_run * r, const struct vae_
         vae_view(r, &c, &tc);
         vae_view(r, &h, &th);
         vae_view(r, sum, &ts);
-        TRY(r->be->iface->add(r->be, &tc, &th, &ts, r->err));
+        INFVSR_TRY(infvsr_op_add(r->be, &tc, &th, &ts, r->err));
     }
     vae_settle(r, base, sum);
     *x = *sum;
@@ -38,18 +37,17 @@ static enum infvsr_status attention_forward(struct vae_run * r, const struct vae
     size_t base = x->off;
     int c = x->c, hw = x->h * x->w;
     struct vae_act n, tok, q, k, v, o;
-    TRY(vae_alloc(r, &n, x->c, x->t, x->h, x->w));
-    TRY(vae_alloc(r, &tok, 1, 1, hw, c));
-    TRY(vae_alloc(r, &q, 1, 1, hw, c));
-    TRY(vae_alloc(r, &k, 1, 1, hw, c));
-    TRY(vae_alloc(r, &v, 1, 1, hw, c));
-    TRY(vae_alloc(r, &o, 1, 1, hw, c));
+    INFVSR_TRY(vae_alloc(r, &n, x->c, x->t, x->h, x->w));
+    INFVSR_TRY(vae_alloc(r, &tok, 1, 1, hw, c));
+    INFVSR_TRY(vae_alloc(r, &q, 1, 1, hw, c));
+    INFVSR_TRY(vae_alloc(r, &k, 1, 1, hw, c));
+    INFVSR_TRY(vae_alloc(r, &v, 1, 1, hw, c));
+    INFVSR_TRY(vae_alloc(r, &o, 1, 1, hw, c));
     if (!r->dry) {
-        const struct infvsr_backend_i * be = r->be->iface;
         struct infvsr_tensor tx, tn, ttok, tq, tk, tv, to;
         vae_view(r, x, &tx);
         vae_view(r, &n, &tn);
-        TRY(be->channel_rms_norm(r->be, &tx, &l->gamma, &tn, r->err));
+        INFVSR_TRY(infvsr_op_channel_rms_norm(r->be, &tx, &l->gamma, &tn, r->err));
         int64_t s2[2] = { hw, c };
         infvsr_tensor_view(&ttok, NULL, INFVSR_TYPE_F32, 2, s2, vae_ptr(r, &tok));
         infvsr_tensor_view(&tq, NULL, INFVSR_TYPE_F32, 2, s2, vae_ptr(r, &q));
@@ -62,14 +60,14 @@ static enum infvsr_status attention_forward(struct vae_run * r, const struct vae
                 const float * src = ns + ((size_t)ch * x->t + t) * hw;
                 for (int p = 0; p < hw; p++) ts[(size_t)p * c + ch] = src[p];
             }
-            TRY(be->linear(r->be, &ttok, &l->wq, &l->bq, INFVSR_UNARY_COUNT, &tq, r->err));
-            TRY(be->linear(r->be, &ttok, &l->wk, &l->bk, INFVSR_UNARY_COUNT, &tk, r->err));
-            TRY(be->linear(r->be, &ttok, &l->wv, &l->bv, INFVSR_UNARY_COUNT, &tv, r->err));
+            INFVSR_TRY(infvsr_op_linear(r->be, &ttok, &l->wq, &l->bq, INFVSR_UNARY_COUNT, &tq, r->err));
+            INFVSR_TRY(infvsr_op_linear(r->be, &ttok, &l->wk, &l->bk, INFVSR_UNARY_COUNT, &tk, r->err));
+            INFVSR_TRY(infvsr_op_linear(r->be, &ttok, &l->wv, &l->bv, INFVSR_UNARY_COUNT, &tv, r->err));
             struct infvsr_attn_args aa = {
                 .q = &tq, .k0 = &tk, .v0 = &tv, .n_heads = 1, .scale = 1.0f / sqrtf((float)c), .out = &to,
             };
-            TRY(be->attention(r->be, &aa, r->err));
-            TRY(be->linear(r->be, &to, &l->wproj, &l->bproj, INFVSR_UNARY_COUNT, &ttok, r->err));
+            INFVSR_TRY(infvsr_op_attention(r->be, &aa, r->err));
+            INFVSR_TRY(infvsr_op_linear(r->be, &to, &l->wproj, &l->bproj, INFVSR_UNARY_COUNT, &ttok, r->err));
             for (int ch = 0; ch < c; ch++) {
                 float * dst = xs + ((size_t)ch * x->t + t) * hw;
                 for (int p = 0; p < hw; p++) dst[p] += ts[(size_t)p * c + ch];
@@ -84,7 +82,7 @@ static enum infvsr_status attention_forward(struct vae_run * r, const struct vae
 static enum infvsr_status down_spatial(struct vae_run * r, const struct vae_resample * l, struct vae_act * x) {
     size_t base = x->off;
     struct vae_act y;
-    TRY(vae_conv_plain(r, &l->spatial, x, 1, 2, 0, 1, 0, 1, &y));
+    INFVSR_TRY(vae_conv_plain(r, &l->spatial, x, 1, 2, 0, 1, 0, 1, &y));
     vae_settle(r, base, &y);
     *x = y;
     return INFVSR_OK;
@@ -107,7 +105,7 @@ static enum infvsr_status down_time(struct vae_run * r, const struct vae_resampl
         return INFVSR_OK;
     }
     struct vae_act xin, y;
-    TRY(vae_alloc(r, &xin, x->c, x->t + 1, x->h, x->w));
+    INFVSR_TRY(vae_alloc(r, &xin, x->c, x->t + 1, x->h, x->w));
     if (!r->dry) {
         float * cache = r->cache[slot], * xi = vae_ptr(r, &xin), * xs = vae_ptr(r, x);
         for (int ch = 0; ch < x->c; ch++) {
@@ -117,7 +115,7 @@ static enum infvsr_status down_time(struct vae_run * r, const struct vae_resampl
             memcpy(cache + ch * hw, xs + ((size_t)ch * x->t + x->t - 1) * hw, hw * sizeof(float));
         }
     }
-    TRY(vae_conv_plain(r, &l->time, &xin, 2, 1, 0, 0, 0, 0, &y));
+    INFVSR_TRY(vae_conv_plain(r, &l->time, &xin, 2, 1, 0, 0, 0, 0, &y));
     vae_settle(r, base, &y);
     *x = y;
     return INFVSR_OK;
@@ -127,15 +125,15 @@ static enum infvsr_status down_time(struct vae_run * r, const struct vae_resampl
 static enum infvsr_status up_spatial(struct vae_run * r, const struct vae_resample * l, struct vae_act * x) {
     size_t base = x->off;
     struct vae_act u, y;
-    TRY(vae_alloc(r, &u, x->c, x->t, 2 * x->h, 2 * x->w));
+    INFVSR_TRY(vae_alloc(r, &u, x->c, x->t, 2 * x->h, 2 * x->w));
     if (!r->dry) {
         struct infvsr_tensor tx, tu;
         int64_t sx[3] = { (int64_t)x->c * x->t, x->h, x->w }, su[3] = { sx[0], 2 * x->h, 2 * x->w };
         infvsr_tensor_view(&tx, NULL, INFVSR_TYPE_F32, 3, sx, vae_ptr(r, x));
         infvsr_tensor_view(&tu, NULL, INFVSR_TYPE_F32, 3, su, vae_ptr(r, &u));
-        TRY(r->be->iface->resize(r->be, INFVSR_RESIZE_NEAREST, &tx, &tu, r->err));
+        INFVSR_TRY(infvsr_op_resize(r->be, INFVSR_RESIZE_NEAREST, &tx, &tu, r->err));
     }
-    TRY(vae_conv_plain(r, &l->spatial, &u, 1, 1, 1, 1, 1, 1, &y));
+    INFVSR_TRY(vae_conv_plain(r, &l->spatial, &u, 1, 1, 1, 1, 1, 1, &y));
     vae_settle(r, base, &y);
     *x = y;
     return INFVSR_OK;
@@ -152,8 +150,8 @@ static enum infvsr_status up_time(struct vae_run * r, const struct vae_resample 
     size_t base = x->off, hw = (size_t)x->h * (size_t)x->w;
     struct vae_act y, u;
     int c = x->c;
-    TRY(vae_conv_cached(r, &l->time, x, &y));
-    TRY(vae_alloc(r, &u, c, 2 * y.t, y.h, y.w));
+    INFVSR_TRY(vae_conv_cached(r, &l->time, x, &y));
+    INFVSR_TRY(vae_alloc(r, &u, c, 2 * y.t, y.h, y.w));
     if (!r->dry) {
         const float * ys = vae_ptr(r, &y);
         float *       us = vae_ptr(r, &u);
@@ -177,11 +175,11 @@ enum infvsr_status vae_layer_forward(struct vae_run * r, const struct vae_layer 
     case VAE_LAYER_ATTENTION: return attention_forward(r, &l->u.attn, x);
     case VAE_LAYER_DOWN2D:    return down_spatial(r, &l->u.rs, x);
     case VAE_LAYER_DOWN3D:
-        TRY(down_spatial(r, &l->u.rs, x));
+        INFVSR_TRY(down_spatial(r, &l->u.rs, x));
         return down_time(r, &l->u.rs, x);
     case VAE_LAYER_UP2D:      return up_spatial(r, &l->u.rs, x);
     case VAE_LAYER_UP3D:
-        TRY(up_time(r, &l->u.rs, x));
+        INFVSR_TRY(up_time(r, &l->u.rs, x));
         return up_spatial(r, &l->u.rs, x);
     }
     return infvsr_err_set(r->err, INFVSR_ERR_INVALID_ARG, "vae: unknown layer kind %d", (int)l->kind);
@@ -190,12 +188,12 @@ enum infvsr_status vae_layer_forward(struct vae_run * r, const struct vae_layer 
 enum infvsr_status vae_coder_forward(struct vae_run * r, const struct vae_coder * c, struct vae_act * x) {
     size_t base = x->off;
     struct vae_act y;
-    TRY(vae_conv_cached(r, &c->conv1, x, &y));
+    INFVSR_TRY(vae_conv_cached(r, &c->conv1, x, &y));
     vae_settle(r, base, &y);
-    for (int i = 0; i < c->n_layers; i++) TRY(vae_layer_forward(r, &c->layers[i], &y));
-    TRY(vae_norm_silu(r, &c->head_gamma, &y, &y));
+    for (int i = 0; i < c->n_layers; i++) INFVSR_TRY(vae_layer_forward(r, &c->layers[i], &y));
+    INFVSR_TRY(vae_norm_silu(r, &c->head_gamma, &y, &y));
     struct vae_act z;
-    TRY(vae_conv_cached(r, &c->head, &y, &z));
+    INFVSR_TRY(vae_conv_cached(r, &c->head, &y, &z));
     vae_settle(r, base, &z);
     *x = z;
     return INFVSR_OK;

@@ -8,7 +8,6 @@
 #include "infvsr/weights.h"
 #include "vae/vae_internal.h"
 
-#define TRY(x) do { enum infvsr_status st_ = (x); if (st_ != INFVSR_OK) return st_; } while (0)
 #define KEY_MAX 128
 
 struct loader {
@@ -22,7 +21,7 @@ struct loader {
 
 static enum infvsr_status get(struct loader * L, const char * key, int ndim, const int64_t * shape,
                               struct infvsr_tensor * out) {
-    TRY(infvsr_weights_get(L->w, L->prefix, key, ndim, shape, out, L->err));
+    INFVSR_TRY(infvsr_weights_get(L->w, L->prefix, key, ndim, shape, out, L->err));
     if (out->dtype != INFVSR_TYPE_F32 && out->dtype != INFVSR_TYPE_BF16 && out->dtype != INFVSR_TYPE_F16) {
         return infvsr_err_set(L->err, INFVSR_ERR_MODEL, "vae: tensor '%s%s' has dtype %s (need f32, bf16 or f16)",
                               L->prefix, key, infvsr_dtype_name(out->dtype));
@@ -69,15 +68,15 @@ static enum infvsr_status load_conv(struct loader * L, const char * name, int ci
     if (snprintf(key, sizeof key, "%s.weight", name) >= (int)sizeof key)
         return infvsr_err_set(L->err, INFVSR_ERR_MODEL, "VAE: weight name too long: %s", name);
     if (kt == 0) {
-        TRY(get(L, key, 4, s4, &w));
+        INFVSR_TRY(get(L, key, 4, s4, &w));
         s5[2] = 1;
         infvsr_tensor_view(&cv->w, w.name, w.dtype, 5, s5, w.data);
     } else {
-        TRY(get(L, key, 5, s5, &cv->w));
+        INFVSR_TRY(get(L, key, 5, s5, &cv->w));
     }
     if (snprintf(key, sizeof key, "%s.bias", name) >= (int)sizeof key)
         return infvsr_err_set(L->err, INFVSR_ERR_MODEL, "VAE: weight name too long: %s", name);
-    TRY(get(L, key, 1, sb, &cv->b));
+    INFVSR_TRY(get(L, key, 1, sb, &cv->b));
     cv->cin = cin; cv->cout = cout; cv->kt = kt ? kt : 1; cv->kh = kh; cv->kw = kw;
     cv->slot = -1;
     return INFVSR_OK;
@@ -85,7 +84,7 @@ static enum infvsr_status load_conv(struct loader * L, const char * name, int ci
 
 static enum infvsr_status load_cached_conv(struct loader * L, const char * name, int cin, int cout, int shift,
                                            struct vae_conv * cv) {
-    TRY(load_conv(L, name, cin, cout, 3, 3, 3, cv));
+    INFVSR_TRY(load_conv(L, name, cin, cout, 3, 3, 3, cv));
     cv->slot = add_slot(L->m, name, VAE_SLOT_CONV, cin, shift);
     return INFVSR_OK;
 }
@@ -94,7 +93,7 @@ static enum infvsr_status load_cached_conv(struct loader * L, const char * name,
 static enum infvsr_status load_gamma(struct loader * L, const char * key, int c, int ndim, struct infvsr_tensor * g) {
     int64_t shape[4] = { c, 1, 1, 1 }, s1[1] = { c };
     struct infvsr_tensor t;
-    TRY(get(L, key, ndim, shape, &t));
+    INFVSR_TRY(get(L, key, ndim, shape, &t));
     infvsr_tensor_view(g, t.name, t.dtype, 1, s1, t.data);
     return INFVSR_OK;
 }
@@ -104,17 +103,17 @@ static enum infvsr_status load_residual(struct loader * L, struct vae_layer * l,
     struct vae_residual * r = &l->u.res;
     l->kind = VAE_LAYER_RESIDUAL;
     snprintf(key, sizeof key, "%s.residual.0.gamma", l->name);
-    TRY(load_gamma(L, key, cin, 4, &r->gamma1));
+    INFVSR_TRY(load_gamma(L, key, cin, 4, &r->gamma1));
     snprintf(key, sizeof key, "%s.residual.2", l->name);
-    TRY(load_cached_conv(L, key, cin, cout, shift, &r->conv1));
+    INFVSR_TRY(load_cached_conv(L, key, cin, cout, shift, &r->conv1));
     snprintf(key, sizeof key, "%s.residual.3.gamma", l->name);
-    TRY(load_gamma(L, key, cout, 4, &r->gamma2));
+    INFVSR_TRY(load_gamma(L, key, cout, 4, &r->gamma2));
     snprintf(key, sizeof key, "%s.residual.6", l->name);
-    TRY(load_cached_conv(L, key, cout, cout, shift, &r->conv2));
+    INFVSR_TRY(load_cached_conv(L, key, cout, cout, shift, &r->conv2));
     r->has_shortcut = cin != cout;
     if (r->has_shortcut) {
         snprintf(key, sizeof key, "%s.shortcut", l->name);
-        TRY(load_conv(L, key, cin, cout, 1, 1, 1, &r->shortcut));
+        INFVSR_TRY(load_conv(L, key, cin, cout, 1, 1, 1, &r->shortcut));
     }
     return INFVSR_OK;
 }
@@ -128,15 +127,15 @@ static enum infvsr_status load_attention(struct loader * L, struct vae_layer * l
     l->kind = VAE_LAYER_ATTENTION;
     a->dim  = c;
     snprintf(key, sizeof key, "%s.norm.gamma", l->name);
-    TRY(load_gamma(L, key, c, 3, &a->gamma));
+    INFVSR_TRY(load_gamma(L, key, c, 3, &a->gamma));
     snprintf(key, sizeof key, "%s.to_qkv.weight", l->name);
-    TRY(get(L, key, 4, sqkv, &qkv_w));
+    INFVSR_TRY(get(L, key, 4, sqkv, &qkv_w));
     snprintf(key, sizeof key, "%s.to_qkv.bias", l->name);
-    TRY(get(L, key, 1, sb3, &qkv_b));
+    INFVSR_TRY(get(L, key, 1, sb3, &qkv_b));
     snprintf(key, sizeof key, "%s.proj.weight", l->name);
-    TRY(get(L, key, 4, sp, &proj_w));
+    INFVSR_TRY(get(L, key, 4, sp, &proj_w));
     snprintf(key, sizeof key, "%s.proj.bias", l->name);
-    TRY(get(L, key, 1, sb, &a->bproj));
+    INFVSR_TRY(get(L, key, 1, sb, &a->bproj));
     /* q, k, v are the channel blocks [0, c), [c, 2c), [2c, 3c) of to_qkv. */
     row_view(&a->wq, &qkv_w, 0, c, 2, s2);
     row_view(&a->wk, &qkv_w, c, c, 2, s2);
@@ -156,13 +155,13 @@ static enum infvsr_status load_resample(struct loader * L, struct vae_layer * l,
     bool up = mode == VAE_LAYER_UP2D || mode == VAE_LAYER_UP3D;
     l->kind = mode;
     snprintf(key, sizeof key, "%s.resample.1", l->name);
-    TRY(load_conv(L, key, c, up ? c / 2 : c, 0, 3, 3, &rs->spatial));
+    INFVSR_TRY(load_conv(L, key, c, up ? c / 2 : c, 0, 3, 3, &rs->spatial));
     snprintf(key, sizeof key, "%s.time_conv", l->name);
     if (mode == VAE_LAYER_DOWN3D) {
-        TRY(load_conv(L, key, c, c, 3, 1, 1, &rs->time));
+        INFVSR_TRY(load_conv(L, key, c, c, 3, 1, 1, &rs->time));
         rs->time.slot = add_slot(L->m, key, VAE_SLOT_DOWN_TIME, c, shift + 1);
     } else if (mode == VAE_LAYER_UP3D) {
-        TRY(load_conv(L, key, c, 2 * c, 3, 1, 1, &rs->time));
+        INFVSR_TRY(load_conv(L, key, c, 2 * c, 3, 1, 1, &rs->time));
         rs->time.slot = add_slot(L->m, key, VAE_SLOT_UP_TIME, c, shift);
     }
     return INFVSR_OK;
@@ -176,9 +175,9 @@ static struct vae_layer * next_layer(struct vae_coder * c, const char * fmt, con
 }
 
 static enum infvsr_status build_middle(struct loader * L, struct vae_coder * c, const char * part, int d, int shift) {
-    TRY(load_residual(L, next_layer(c, "%s.middle.%d", part, 0), d, d, shift));
-    TRY(load_attention(L, next_layer(c, "%s.middle.%d", part, 1), d));
-    TRY(load_residual(L, next_layer(c, "%s.middle.%d", part, 2), d, d, shift));
+    INFVSR_TRY(load_residual(L, next_layer(c, "%s.middle.%d", part, 0), d, d, shift));
+    INFVSR_TRY(load_attention(L, next_layer(c, "%s.middle.%d", part, 1), d));
+    INFVSR_TRY(load_residual(L, next_layer(c, "%s.middle.%d", part, 2), d, d, shift));
     return INFVSR_OK;
 }
 
@@ -187,21 +186,21 @@ static enum infvsr_status build_encoder(struct loader * L, const struct infvsr_v
     for (int i = 0; i < 4; i++) dims[i + 1] = cfg->dim * cfg->dim_mult[i];
     int shift = 0, idx = 0, cin = dims[0];
     c->first_slot = L->m->n_slots;
-    TRY(load_cached_conv(L, "encoder.conv1", 3, dims[0], shift, &c->conv1));
+    INFVSR_TRY(load_cached_conv(L, "encoder.conv1", 3, dims[0], shift, &c->conv1));
     for (int i = 0; i < 4; i++) {
         int cout = dims[i + 1];
         for (int j = 0; j < cfg->num_res_blocks; j++, cin = cout) {
-            TRY(load_residual(L, next_layer(c, "%s.downsamples.%d", "encoder", idx++), cin, cout, shift));
+            INFVSR_TRY(load_residual(L, next_layer(c, "%s.downsamples.%d", "encoder", idx++), cin, cout, shift));
         }
         if (i != 3) {   /* temporal downsample = [False, True, True] */
-            TRY(load_resample(L, next_layer(c, "%s.downsamples.%d", "encoder", idx++),
+            INFVSR_TRY(load_resample(L, next_layer(c, "%s.downsamples.%d", "encoder", idx++),
                               i == 0 ? VAE_LAYER_DOWN2D : VAE_LAYER_DOWN3D, cout, shift));
             shift++;
         }
     }
-    TRY(build_middle(L, c, "encoder", cin, shift));
-    TRY(load_gamma(L, "encoder.head.0.gamma", cin, 4, &c->head_gamma));
-    TRY(load_cached_conv(L, "encoder.head.2", cin, 2 * cfg->z_dim, shift, &c->head));
+    INFVSR_TRY(build_middle(L, c, "encoder", cin, shift));
+    INFVSR_TRY(load_gamma(L, "encoder.head.0.gamma", cin, 4, &c->head_gamma));
+    INFVSR_TRY(load_cached_conv(L, "encoder.head.2", cin, 2 * cfg->z_dim, shift, &c->head));
     c->n_slots = L->m->n_slots - c->first_slot;
     return INFVSR_OK;
 }
@@ -211,23 +210,23 @@ static enum infvsr_status build_decoder(struct loader * L, const struct infvsr_v
     int dims[5] = { cfg->dim * mu[3], cfg->dim * mu[3], cfg->dim * mu[2], cfg->dim * mu[1], cfg->dim * mu[0] };
     int shift = 3, idx = 0;
     c->first_slot = L->m->n_slots;
-    TRY(load_cached_conv(L, "decoder.conv1", cfg->z_dim, dims[0], shift, &c->conv1));
-    TRY(build_middle(L, c, "decoder", dims[0], shift));
+    INFVSR_TRY(load_cached_conv(L, "decoder.conv1", cfg->z_dim, dims[0], shift, &c->conv1));
+    INFVSR_TRY(build_middle(L, c, "decoder", dims[0], shift));
     int cout = dims[0];
     for (int i = 0; i < 4; i++) {
         int cin = i == 0 ? dims[0] : dims[i] / 2;
         cout = dims[i + 1];
         for (int j = 0; j < cfg->num_res_blocks + 1; j++, cin = cout) {
-            TRY(load_residual(L, next_layer(c, "%s.upsamples.%d", "decoder", idx++), cin, cout, shift));
+            INFVSR_TRY(load_residual(L, next_layer(c, "%s.upsamples.%d", "decoder", idx++), cin, cout, shift));
         }
         if (i != 3) {   /* temporal upsample = [True, True, False] */
-            TRY(load_resample(L, next_layer(c, "%s.upsamples.%d", "decoder", idx++),
+            INFVSR_TRY(load_resample(L, next_layer(c, "%s.upsamples.%d", "decoder", idx++),
                               i < 2 ? VAE_LAYER_UP3D : VAE_LAYER_UP2D, cout, shift));
             shift--;
         }
     }
-    TRY(load_gamma(L, "decoder.head.0.gamma", cout, 4, &c->head_gamma));
-    TRY(load_cached_conv(L, "decoder.head.2", cout, 3, shift, &c->head));
+    INFVSR_TRY(load_gamma(L, "decoder.head.0.gamma", cout, 4, &c->head_gamma));
+    INFVSR_TRY(load_cached_conv(L, "decoder.head.2", cout, 3, shift, &c->head));
     c->n_slots = L->m->n_slots - c->first_slot;
     return INFVSR_OK;
 }
@@ -248,17 +247,17 @@ static enum infvsr_status check_extra_keys(struct loader * L) {
 
 static enum infvsr_status build_all(struct loader * L, const struct infvsr_vae_config * cfg) {
     struct infvsr_vae * m = L->m;
-    TRY(build_encoder(L, cfg, &m->enc));
+    INFVSR_TRY(build_encoder(L, cfg, &m->enc));
     /* Top-level conv1 (2z -> 2z, 1x1x1): only the mean rows [0, z) are used. */
     struct vae_conv full;
-    TRY(load_conv(L, "conv1", 2 * cfg->z_dim, 2 * cfg->z_dim, 1, 1, 1, &full));
+    INFVSR_TRY(load_conv(L, "conv1", 2 * cfg->z_dim, 2 * cfg->z_dim, 1, 1, 1, &full));
     int64_t sw[5] = { cfg->z_dim, 2 * cfg->z_dim, 1, 1, 1 }, sb[1] = { cfg->z_dim };
     m->quant_mean = full;
     m->quant_mean.cout = cfg->z_dim;
     row_view(&m->quant_mean.w, &full.w, 0, cfg->z_dim, 5, sw);
     row_view(&m->quant_mean.b, &full.b, 0, cfg->z_dim, 1, sb);
-    TRY(load_conv(L, "conv2", cfg->z_dim, cfg->z_dim, 1, 1, 1, &m->post_quant));
-    TRY(build_decoder(L, cfg, &m->dec));
+    INFVSR_TRY(load_conv(L, "conv2", cfg->z_dim, cfg->z_dim, 1, 1, 1, &m->post_quant));
+    INFVSR_TRY(build_decoder(L, cfg, &m->dec));
     return check_extra_keys(L);
 }
 

@@ -50,7 +50,7 @@ enum infvsr_status vae_conv_plain(struct vae_run * r, const struct vae_conv * cv
         .pad_top = pad_top, .pad_bottom = pad_bottom, .pad_left = pad_left, .pad_right = pad_right,
         .y = &ty,
     };
-    return r->be->iface->conv3d(r->be, &a, r->err);
+    return infvsr_op_conv3d(r->be, &a, r->err);
 }
 
 /* Copies frames [t0, t0+n) of every channel of src ([C, st, hw]) to frame d0 of dst ([C, dt, hw]). */
@@ -87,7 +87,7 @@ enum infvsr_status vae_conv_cached(struct vae_run * r, const struct vae_conv * c
             .x = &tx, .w = &cv->w, .b = &cv->b, .stride_t = 1, .stride_h = 1, .stride_w = 1,
             .pad_top = pad_h, .pad_bottom = pad_h, .pad_left = pad_w, .pad_right = pad_w, .y = &ty,
         };
-        st = r->be->iface->conv3d(r->be, &a, r->err);
+        st = infvsr_op_conv3d(r->be, &a, r->err);
     }
     r->top = mark;   /* drop xin */
     return st;
@@ -99,7 +99,7 @@ enum infvsr_status vae_norm_silu(struct vae_run * r, const struct infvsr_tensor 
     struct infvsr_tensor tx, ty;
     vae_view(r, x, &tx);
     vae_view(r, y, &ty);
-    enum infvsr_status st = r->be->iface->channel_rms_norm(r->be, &tx, gamma, &ty, r->err);
+    enum infvsr_status st = infvsr_op_channel_rms_norm(r->be, &tx, gamma, &ty, r->err);
     if (st != INFVSR_OK) return st;
-    return r->be->iface->unary(r->be, INFVSR_UNARY_SILU, &ty, &ty, r->err);
+    return infvsr_op_unary(r->be, INFVSR_UNARY_SILU, &ty, &ty, r->err);
 }

@@ -6,7 +6,6 @@
 
 #include "vae/vae_session.h"
 
-#define TRY(x) do { enum infvsr_status st_ = (x); if (st_ != INFVSR_OK) return st_; } while (0)
 
 /* Copies a [c, n, rows, cols] window at (t0, y0, x0) of a [C, T, H, W] F32/BF16 tensor into
  * the f32 activation `dst`. */
@@ -35,10 +34,9 @@ static enum infvsr_status channel_affine(struct vae_run * r, const struct vae_ac
     for (int c = 0; c < x->c; c++) {
         struct infvsr_tensor t;
         infvsr_tensor_view(&t, NULL, INFVSR_TYPE_F32, 1, shape, vae_ptr(r, x) + c * plane);
-        const struct infvsr_backend_i * be = r->be->iface;
-        if (add_first) TRY(be->affine_clamp(r->be, &t, 1.0f, add_first[c], -INFINITY, INFINITY, &t, r->err));
-        TRY(be->affine_clamp(r->be, &t, mul[c], 0.0f, -INFINITY, INFINITY, &t, r->err));
-        if (add_last) TRY(be->affine_clamp(r->be, &t, 1.0f, add_last[c], -INFINITY, INFINITY, &t, r->err));
+        if (add_first) INFVSR_TRY(infvsr_op_affine_clamp(r->be, &t, 1.0f, add_first[c], -INFINITY, INFINITY, &t, r->err));
+        INFVSR_TRY(infvsr_op_affine_clamp(r->be, &t, mul[c], 0.0f, -INFINITY, INFINITY, &t, r->err));
+        if (add_last) INFVSR_TRY(infvsr_op_affine_clamp(r->be, &t, 1.0f, add_last[c], -INFINITY, INFINITY, &t, r->err));
     }
     return INFVSR_OK;
 }
@@ -54,18 +52,18 @@ enum infvsr_status vae_encode_call(struct infvsr_vae_session * s, struct vae_run
     const struct infvsr_vae * m = s->m;
     int th = tl->r1 - tl->r0, tw = tl->c1 - tl->c0;
     struct vae_act x, mu;
-    TRY(vae_alloc(r, &x, 3, n, 8 * th, 8 * tw));
+    INFVSR_TRY(vae_alloc(r, &x, 3, n, 8 * th, 8 * tw));
     if (!r->dry) gather_window(vae_ptr(r, &x), frames, t0, 8 * tl->r0, 8 * tl->c0, 3, n, 8 * th, 8 * tw);
-    TRY(vae_coder_forward(r, &m->enc, &x));
+    INFVSR_TRY(vae_coder_forward(r, &m->enc, &x));
     if (x.t != 1) {
         return infvsr_err_set(r->err, INFVSR_ERR_INVALID_ARG, "vae encode: %d frames gave %d latents (expected 1)",
                               n, x.t);
     }
     /* Top-level conv1, mean rows only, then (mu - offset) * inv_std. */
-    TRY(vae_conv_plain(r, &m->quant_mean, &x, 1, 1, 0, 0, 0, 0, &mu));
+    INFVSR_TRY(vae_conv_plain(r, &m->quant_mean, &x, 1, 1, 0, 0, 0, 0, &mu));
     float neg_offset[INFVSR_VAE_Z_DIM];
     for (int c = 0; c < INFVSR_VAE_Z_DIM; c++) neg_offset[c] = -m->offset[c];
-    TRY(channel_affine(r, &mu, neg_offset, m->inv_std, NULL));
+    INFVSR_TRY(channel_affine(r, &mu, neg_offset, m->inv_std, NULL));
     vae_settle(r, 0, &mu);
     *out = mu;
     return INFVSR_OK;
@@ -76,15 +74,15 @@ enum infvsr_status vae_decode_call(struct infvsr_vae_session * s, struct vae_run
     const struct infvsr_vae * m = s->m;
     int th = tl->r1 - tl->r0, tw = tl->c1 - tl->c0;
     struct vae_act z, y;
-    TRY(vae_alloc(r, &z, INFVSR_VAE_Z_DIM, 1, th, tw));
+    INFVSR_TRY(vae_alloc(r, &z, INFVSR_VAE_Z_DIM, 1, th, tw));
     if (!r->dry) gather_window(vae_ptr(r, &z), latents, t, tl->r0, tl->c0, INFVSR_VAE_Z_DIM, 1, th, tw);
     /* z = latent / inv_std + offset (a multiply by the f32 reciprocal of the bf16 inv_std). */
     float recip[INFVSR_VAE_Z_DIM];
     for (int c = 0; c < INFVSR_VAE_Z_DIM; c++) recip[c] = 1.0f / m->inv_std[c];
-    TRY(channel_affine(r, &z, NULL, recip, m->offset));
-    TRY(vae_conv_plain(r, &m->post_quant, &z, 1, 1, 0, 0, 0, 0, &y));
+    INFVSR_TRY(channel_affine(r, &z, NULL, recip, m->offset));
+    INFVSR_TRY(vae_conv_plain(r, &m->post_quant, &z, 1, 1, 0, 0, 0, 0, &y));
     vae_settle(r, 0, &y);
-    TRY(vae_coder_forward(r, &m->dec, &y));
+    INFVSR_TRY(vae_coder_forward(r, &m->dec, &y));
     *out = y;
     return INFVSR_OK;
 }
@@ -155,7 +153,7 @@ static struct vae_run make_run(struct infvsr_vae_session * s, struct infvsr_err 
 enum infvsr_status infvsr_vae_encode_chunk(struct infvsr_vae_session * s, const struct infvsr_tensor * frames,
                                            bool first_of_scene, struct infvsr_tensor * latents,
                                            struct infvsr_err * err) {
-    TRY(check_tensor(frames, "frames", 3, s->p.height, s->p.width, true, err));
+    INFVSR_TRY(check_tensor(frames, "frames", 3, s->p.height, s->p.width, true, err));
     int64_t n_frames = frames->shape[1];
     int64_t n_lat    = infvsr_vae_encode_n_latents(n_frames, first_of_scene);
     if (n_lat < 0) {
@@ -167,7 +165,7 @@ enum infvsr_status infvsr_vae_encode_chunk(struct infvsr_vae_session * s, const 
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG,
                               "vae encode: the first chunk after open/reset must be first_of_scene");
     }
-    TRY(check_tensor(latents, "latents", INFVSR_VAE_Z_DIM, s->h, s->w, false, err));
+    INFVSR_TRY(check_tensor(latents, "latents", INFVSR_VAE_Z_DIM, s->h, s->w, false, err));
     if (latents->shape[1] != n_lat) {
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "vae encode: latents hold %lld frames, need %lld",
                               (long long)latents->shape[1], (long long)n_lat);
@@ -183,7 +181,7 @@ enum infvsr_status infvsr_vae_encode_chunk(struct infvsr_vae_session * s, const 
             int n  = first_of_scene && k == 0 ? 1 : 4;
             struct vae_act mu;
             use_tile(&r, tl);
-            TRY(vae_encode_call(s, &r, tl, frames, t0, n, &mu));
+            INFVSR_TRY(vae_encode_call(s, &r, tl, frames, t0, n, &mu));
             blend(latents, (int)k, tl->r0, tl->c0, vae_ptr(&r, &mu), INFVSR_VAE_Z_DIM, 1, mu.h, mu.w, tl->enc_mask);
         }
     }
@@ -194,10 +192,10 @@ enum infvsr_status infvsr_vae_encode_chunk(struct infvsr_vae_session * s, const 
 
 enum infvsr_status infvsr_vae_decode_chunk(struct infvsr_vae_session * s, const struct infvsr_tensor * latents,
                                            struct infvsr_tensor * frames, struct infvsr_err * err) {
-    TRY(check_tensor(latents, "latents", INFVSR_VAE_Z_DIM, s->h, s->w, true, err));
+    INFVSR_TRY(check_tensor(latents, "latents", INFVSR_VAE_Z_DIM, s->h, s->w, true, err));
     int64_t n_lat = latents->shape[1];
     int64_t n_px  = infvsr_vae_decode_n_frames(s, n_lat);
-    TRY(check_tensor(frames, "frames", 3, s->p.height, s->p.width, false, err));
+    INFVSR_TRY(check_tensor(frames, "frames", 3, s->p.height, s->p.width, false, err));
     if (frames->shape[1] != n_px) {
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "vae decode: frames hold %lld frames, need %lld",
                               (long long)frames->shape[1], (long long)n_px);
@@ -210,7 +208,7 @@ enum infvsr_status infvsr_vae_decode_chunk(struct infvsr_vae_session * s, const 
         for (int64_t k = 0; k < n_lat; k++) {
             struct vae_act y;
             use_tile(&r, tl);
-            TRY(vae_decode_call(s, &r, tl, latents, (int)k, &y));
+            INFVSR_TRY(vae_decode_call(s, &r, tl, latents, (int)k, &y));
             if (t_out + y.t > n_px) {
                 return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "vae decode: tile %d produced too many frames", ti);
             }
@@ -220,5 +218,5 @@ enum infvsr_status infvsr_vae_decode_chunk(struct infvsr_vae_session * s, const 
     }
     if (s->tiled) divide_by_weight(frames, s->dec_weight);
     s->dec_started = true;
-    return s->m->be->iface->affine_clamp(s->m->be, frames, 1.0f, 0.0f, -1.0f, 1.0f, frames, err);
+    return infvsr_op_affine_clamp(s->m->be, frames, 1.0f, 0.0f, -1.0f, 1.0f, frames, err);
 }

@@ -52,7 +52,7 @@ enum infvsr_status infvsr_visual_prepare_reference(struct infvsr_visual * v, con
                               (long long)h, (long long)w);
     }
     frame_to_unit(unit.data, frame->data, h, w);
-    enum infvsr_status r = v->be->iface->resize(v->be, INFVSR_RESIZE_BILINEAR_AA, &unit, image, err);
+    enum infvsr_status r = infvsr_op_resize(v->be, INFVSR_RESIZE_BILINEAR_AA, &unit, image, err);
     infvsr_tensor_release(&unit);
     if (r != INFVSR_OK) return r;
     float * x = image->data;

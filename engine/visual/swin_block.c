@@ -116,7 +116,7 @@ static enum infvsr_status window_attention(struct infvsr_visual * v, const struc
         infvsr__view_f32(&o, &sc->o, (size_t)(w * n * c), 2, tshape);
         struct infvsr_attn_args a = { .q = &q, .k0 = &k, .v0 = &vv, .bias = b, .n_heads = heads, .scale = scale,
                                       .out = &o };
-        enum infvsr_status r = v->be->iface->attention(v->be, &a, err);
+        enum infvsr_status r = infvsr_op_attention(v->be, &a, err);
         if (r != INFVSR_OK) return r;
     }
     return INFVSR_OK;
@@ -125,7 +125,6 @@ static enum infvsr_status window_attention(struct infvsr_visual * v, const struc
 enum infvsr_status infvsr__swin_block_forward(struct infvsr_visual * v, const struct infvsr__swin_stage * st,
                                               const struct infvsr__swin_block * blk, struct infvsr_err * err) {
     struct infvsr__visual_scratch * sc = &v->scratch;
-    const struct infvsr_backend_i * be = v->be->iface;
     const int64_t c = st->c, n_tok = (int64_t)st->res * st->res;
     int64_t xs[2] = { n_tok, c }, hs[2] = { n_tok, c * v->cfg.mlp_ratio };
     struct infvsr_tensor x, s, p, q, k, vv, o, h;
@@ -138,21 +137,21 @@ enum infvsr_status infvsr__swin_block_forward(struct infvsr_visual * v, const st
     infvsr__view_f32(&o, &sc->o, 0, 2, xs);
     infvsr__view_f32(&h, &sc->h, 0, 2, hs);   /* h: [HW, mlp C] */
     enum infvsr_status r;
-    if ((r = be->layer_norm(v->be, &x, &blk->norm1_w, &blk->norm1_b, 1e-5f, &s, err))) return r;
+    if ((r = infvsr_op_layer_norm(v->be, &x, &blk->norm1_w, &blk->norm1_b, 1e-5f, &s, err))) return r;
     window_gather(p.data, s.data, st->res, st->ws, blk->shift, c, true);        /* p: [nW * N, C] */
-    if ((r = be->linear(v->be, &p, &blk->q_w, &blk->q_b, INFVSR_UNARY_COUNT, &q, err)) ||
-        (r = be->linear(v->be, &p, &blk->k_w, &blk->k_b, INFVSR_UNARY_COUNT, &k, err)) ||
-        (r = be->linear(v->be, &p, &blk->v_w, &blk->v_b, INFVSR_UNARY_COUNT, &vv, err)) ||
+    if ((r = infvsr_op_linear(v->be, &p, &blk->q_w, &blk->q_b, INFVSR_UNARY_COUNT, &q, err)) ||
+        (r = infvsr_op_linear(v->be, &p, &blk->k_w, &blk->k_b, INFVSR_UNARY_COUNT, &k, err)) ||
+        (r = infvsr_op_linear(v->be, &p, &blk->v_w, &blk->v_b, INFVSR_UNARY_COUNT, &vv, err)) ||
         (r = window_attention(v, st, blk, err)) ||                              /* o: [nW * N, C] */
-        (r = be->linear(v->be, &o, &blk->proj_w, &blk->proj_b, INFVSR_UNARY_COUNT, &p, err))) {
+        (r = infvsr_op_linear(v->be, &o, &blk->proj_w, &blk->proj_b, INFVSR_UNARY_COUNT, &p, err))) {
         return r;
     }
     window_gather(s.data, p.data, st->res, st->ws, blk->shift, c, false);       /* s: [HW, C] */
-    if ((r = be->add(v->be, &x, &s, &x, err)) ||
-        (r = be->layer_norm(v->be, &x, &blk->norm2_w, &blk->norm2_b, 1e-5f, &s, err)) ||
-        (r = be->linear(v->be, &s, &blk->fc1_w, &blk->fc1_b, INFVSR_UNARY_GELU_ERF, &h, err)) ||
-        (r = be->linear(v->be, &h, &blk->fc2_w, &blk->fc2_b, INFVSR_UNARY_COUNT, &p, err)) ||
-        (r = be->add(v->be, &x, &p, &x, err))) {
+    if ((r = infvsr_op_add(v->be, &x, &s, &x, err)) ||
+        (r = infvsr_op_layer_norm(v->be, &x, &blk->norm2_w, &blk->norm2_b, 1e-5f, &s, err)) ||
+        (r = infvsr_op_linear(v->be, &s, &blk->fc1_w, &blk->fc1_b, INFVSR_UNARY_GELU_ERF, &h, err)) ||
+        (r = infvsr_op_linear(v->be, &h, &blk->fc2_w, &blk->fc2_b, INFVSR_UNARY_COUNT, &p, err)) ||
+        (r = infvsr_op_add(v->be, &x, &p, &x, err))) {
         return r;
     }
     return INFVSR_OK;

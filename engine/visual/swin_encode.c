@@ -36,8 +36,8 @@ static enum infvsr_status patch_embed(struct infvsr_visual * v, const struct inf
     infvsr__view_f32(&patches, &sc->h, 0, 2, ps);   /* patches: [T0, 3 p p] */
     infvsr__view_f32(&x, &sc->x, 0, 2, xs);         /* x: [T0, C0] */
     gather_patches(patches.data, image->data, v->cfg.img_size, p);
-    enum infvsr_status r = v->be->iface->linear(v->be, &patches, &v->pe_w, &v->pe_b, INFVSR_UNARY_COUNT, &x, err);
-    if (r == INFVSR_OK) r = v->be->iface->layer_norm(v->be, &x, &v->pe_norm_w, &v->pe_norm_b, 1e-5f, &x, err);
+    enum infvsr_status r = infvsr_op_linear(v->be, &patches, &v->pe_w, &v->pe_b, INFVSR_UNARY_COUNT, &x, err);
+    if (r == INFVSR_OK) r = infvsr_op_layer_norm(v->be, &x, &v->pe_norm_w, &v->pe_norm_b, 1e-5f, &x, err);
     return r;
 }
 
@@ -63,8 +63,8 @@ static enum infvsr_status patch_merging(struct infvsr_visual * v, const struct i
     infvsr__view_f32(&m, &sc->s, 0, 2, ms);   /* m: [HW/4, 4C] */
     infvsr__view_f32(&y, &sc->x, 0, 2, ys);   /* y: [HW/4, 2C], the next stage's x */
     gather_merge(m.data, sc->x.data, st->res, st->c);
-    enum infvsr_status r = v->be->iface->layer_norm(v->be, &m, &st->down_norm_w, &st->down_norm_b, 1e-5f, &m, err);
-    if (r == INFVSR_OK) r = v->be->iface->linear(v->be, &m, &st->down_reduction_w, NULL, INFVSR_UNARY_COUNT, &y, err);
+    enum infvsr_status r = infvsr_op_layer_norm(v->be, &m, &st->down_norm_w, &st->down_norm_b, 1e-5f, &m, err);
+    if (r == INFVSR_OK) r = infvsr_op_linear(v->be, &m, &st->down_reduction_w, NULL, INFVSR_UNARY_COUNT, &y, err);
     return r;
 }
 
@@ -76,7 +76,7 @@ static enum infvsr_status final_tokens(struct infvsr_visual * v, struct infvsr_e
     struct infvsr_tensor x, y;
     infvsr__view_f32(&x, &sc->x, 0, 2, xs);
     infvsr__view_f32(&y, &sc->tokens, (size_t)c, 2, xs);   /* rows 1..N of tokens */
-    enum infvsr_status r = v->be->iface->layer_norm(v->be, &x, &v->norm_w, &v->norm_b, 1e-5f, &y, err);
+    enum infvsr_status r = infvsr_op_layer_norm(v->be, &x, &v->norm_w, &v->norm_b, 1e-5f, &y, err);
     if (r != INFVSR_OK) return r;
     float *       mean = sc->tokens.data;
     const float * rows = (const float *)sc->tokens.data + c;
@@ -124,7 +124,7 @@ enum infvsr_status infvsr_visual_encode(struct infvsr_visual * v, const struct i
     if ((r = final_tokens(v, err))) return r;
     struct infvsr_tensor tok;
     infvsr__view_f32(&tok, &v->scratch.tokens, 0, 2, ts);
-    if ((r = v->be->iface->linear(v->be, &tok, &v->proj_w, &v->proj_b, INFVSR_UNARY_COUNT, context, err))) return r;
+    if ((r = infvsr_op_linear(v->be, &tok, &v->proj_w, &v->proj_b, INFVSR_UNARY_COUNT, context, err))) return r;
     if (tokens) memcpy(tokens->data, tok.data, infvsr_tensor_nbytes(&tok));
     return INFVSR_OK;
 }

@@ -227,10 +227,11 @@ enum infvsr_status infvsr_visual_load(const struct infvsr_weights * ram, const s
                                       struct infvsr_visual ** out, struct infvsr_err * err) {
     if (!ram || !cfg || !be || !out) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "visual load: NULL argument");
     *out = NULL;
-    const char * be_name = be->iface->name ? be->iface->name(be) : "";
-    if (strncmp(be_name, "cpu", 3) != 0) { /* activations and scratch are host memory */
-        return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "visual: backend '%s' is not supported (CPU backend only)",
-                              be_name);
+    struct infvsr_backend_caps caps;
+    infvsr_backend_get_caps(be, &caps);
+    if (!caps.host_visible) { /* activations and scratch are host memory */
+        return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "visual: backend '%s' is not supported (host-memory "
+                              "backends only)", caps.name);
     }
     enum infvsr_status r = check_config(cfg, err);
     if (r != INFVSR_OK) return r;

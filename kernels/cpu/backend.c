@@ -162,12 +162,6 @@ static enum infvsr_status check_blas_dims(const char * op, int64_t a, int64_t b,
     return INFVSR_OK;
 }
 
-#define TRY(expr)                                   \
-    do {                                            \
-        enum infvsr_status st_ = (expr);            \
-        if (st_ != INFVSR_OK) return st_;           \
-    } while (0)
-
 #define LOCKED(c, body)                             \
     do {                                            \
         pthread_mutex_lock(&(c)->lock);             \
@@ -198,24 +192,30 @@ static void cpu_tensor_free(struct infvsr_backend * be, struct infvsr_tensor * t
     infvsr_tensor_release(t);
 }
 
-static enum infvsr_status copy_check(const struct infvsr_tensor * t, size_t offset, size_t nbytes) {
-    if (!t || t->mem != INFVSR_MEM_HOST) return INFVSR_ERR_INVALID_ARG;
+static enum infvsr_status copy_check(const struct infvsr_tensor * t, size_t offset, size_t nbytes, const char * op,
+                                     struct infvsr_err * err) {
+    if (!t || t->mem != INFVSR_MEM_HOST || (nbytes && !t->data)) {
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu %s: '%s' is not an allocated host tensor", op,
+                              t ? tname(t) : "NULL");
+    }
     size_t total = infvsr_tensor_nbytes(t);
-    if (offset > total || nbytes > total - offset) return INFVSR_ERR_INVALID_ARG;
-    if (nbytes && !t->data) return INFVSR_ERR_INVALID_ARG;
+    if (offset > total || nbytes > total - offset) {
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu %s: '%s' range [%zu, +%zu) outside its %zu bytes", op,
+                              tname(t), offset, nbytes, total);
+    }
     return INFVSR_OK;
 }
 
 static enum infvsr_status cpu_tensor_set(struct infvsr_backend * be, struct infvsr_tensor * t, const void * src,
-                                         size_t offset, size_t nbytes) {
-    TRY(copy_check(t, offset, nbytes));
+                                         size_t offset, size_t nbytes, struct infvsr_err * err) {
+    INFVSR_TRY(copy_check(t, offset, nbytes, "tensor_set", err));
     if (nbytes) memmove((char *)t->data + offset, src, nbytes);
     return INFVSR_OK;
 }
 
 static enum infvsr_status cpu_tensor_get(struct infvsr_backend * be, const struct infvsr_tensor * t, void * dst,
-                                         size_t offset, size_t nbytes) {
-    TRY(copy_check(t, offset, nbytes));
+                                         size_t offset, size_t nbytes, struct infvsr_err * err) {
+    INFVSR_TRY(copy_check(t, offset, nbytes, "tensor_get", err));
     if (nbytes) memmove(dst, (const char *)t->data + offset, nbytes);
     return INFVSR_OK;
 }
@@ -226,9 +226,9 @@ static enum infvsr_status cpu_linear(struct infvsr_backend * be, const struct in
                                      const struct infvsr_tensor * w, const struct infvsr_tensor * b,
                                      enum infvsr_unary_op act, struct infvsr_tensor * y, struct infvsr_err * err) {
     struct infvsr_cpu_ctx * c = CTX(be);
-    TRY(check_f32(x, "x", err));
-    TRY(check_f32(y, "y", err));
-    TRY(check_host(w, "w", err));
+    INFVSR_TRY(check_f32(x, "x", err));
+    INFVSR_TRY(check_f32(y, "y", err));
+    INFVSR_TRY(check_host(w, "w", err));
     if (w->ndim != 2) {
         char s[96];
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu linear: weight '%s' must be 2-D [N, K], got %s",
@@ -236,8 +236,8 @@ static enum infvsr_status cpu_linear(struct infvsr_backend * be, const struct in
     }
     int64_t N = w->shape[0], K = w->shape[1];
     struct infvsr_cpu_w wv, bv;
-    TRY(check_weight(w, "w", N * K, false, &wv, err));
-    TRY(check_weight(b, "b", N, true, &bv, err));
+    INFVSR_TRY(check_weight(w, "w", N * K, false, &wv, err));
+    INFVSR_TRY(check_weight(b, "b", N, true, &bv, err));
     if ((unsigned)act > INFVSR_UNARY_COUNT) {
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu linear: unknown activation %d", (int)act);
     }
@@ -246,8 +246,8 @@ static enum infvsr_status cpu_linear(struct infvsr_backend * be, const struct in
     if (last_dim(y) != N || infvsr_tensor_numel(y) != M * N) {
         return shape_mismatch(err, "linear", y, w, "y must be [rows of x, N = w.shape[0]]");
     }
-    TRY(no_alias(y, x, "linear", err));
-    TRY(check_blas_dims("linear", M, N, K, err));
+    INFVSR_TRY(no_alias(y, x, "linear", err));
+    INFVSR_TRY(check_blas_dims("linear", M, N, K, err));
     if (M == 0 || N == 0) return INFVSR_OK;
     enum infvsr_status st = INFVSR_OK;
     if (c->use_ref) {
@@ -263,9 +263,9 @@ static enum infvsr_status cpu_matmul(struct infvsr_backend * be, const struct in
                                      const struct infvsr_tensor * b, bool trans_b, float alpha,
                                      struct infvsr_tensor * cm, struct infvsr_err * err) {
     struct infvsr_cpu_ctx * c = CTX(be);
-    TRY(check_f32(a, "a", err));
-    TRY(check_f32(b, "b", err));
-    TRY(check_f32(cm, "c", err));
+    INFVSR_TRY(check_f32(a, "a", err));
+    INFVSR_TRY(check_f32(b, "b", err));
+    INFVSR_TRY(check_f32(cm, "c", err));
     if (a->ndim < 2 || b->ndim < 2 || cm->ndim < 2) {
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu matmul: a, b and c must have >= 2 dims (got %d, %d, %d)",
                               a->ndim, b->ndim, cm->ndim);
@@ -285,9 +285,9 @@ static enum infvsr_status cpu_matmul(struct infvsr_backend * be, const struct in
     if (cm->shape[cm->ndim - 2] != M || cm->shape[cm->ndim - 1] != N || infvsr_tensor_numel(cm) != B * M * N) {
         return shape_mismatch(err, "matmul", cm, a, "c must be [B, M, N]");
     }
-    TRY(no_alias(cm, a, "matmul", err));
-    TRY(check_blas_dims("matmul", M, N, K, err));
-    TRY(no_alias(cm, b, "matmul", err));
+    INFVSR_TRY(no_alias(cm, a, "matmul", err));
+    INFVSR_TRY(check_blas_dims("matmul", M, N, K, err));
+    INFVSR_TRY(no_alias(cm, b, "matmul", err));
     enum infvsr_status st = INFVSR_OK;
     if (c->use_ref) {
         infvsr_cpu_ref_matmul(a->data, b->data, B, M, K, N, trans_b, alpha, cm->data);
@@ -306,9 +306,9 @@ static enum infvsr_status cpu_layer_norm(struct infvsr_backend * be, const struc
     struct infvsr_cpu_ctx * c = CTX(be);
     int64_t R, C;
     struct infvsr_cpu_w wv, bv;
-    TRY(check_rows("layer_norm", x, y, &R, &C, err));
-    TRY(check_weight(w, "w", C, true, &wv, err));
-    TRY(check_weight(b, "b", C, true, &bv, err));
+    INFVSR_TRY(check_rows("layer_norm", x, y, &R, &C, err));
+    INFVSR_TRY(check_weight(w, "w", C, true, &wv, err));
+    INFVSR_TRY(check_weight(b, "b", C, true, &bv, err));
     if (c->use_ref) infvsr_cpu_ref_layer_norm(x->data, R, C, wv, bv, eps, y->data);
     else LOCKED(c, infvsr_cpu_op_layer_norm(c, x->data, R, C, wv, bv, eps, y->data));
     return INFVSR_OK;
@@ -320,8 +320,8 @@ static enum infvsr_status cpu_rms_norm(struct infvsr_backend * be, const struct 
     struct infvsr_cpu_ctx * c = CTX(be);
     int64_t R, C;
     struct infvsr_cpu_w wv;
-    TRY(check_rows("rms_norm", x, y, &R, &C, err));
-    TRY(check_weight(w, "w", C, true, &wv, err));
+    INFVSR_TRY(check_rows("rms_norm", x, y, &R, &C, err));
+    INFVSR_TRY(check_weight(w, "w", C, true, &wv, err));
     if (c->use_ref) infvsr_cpu_ref_rms_norm(x->data, R, C, wv, eps, y->data);
     else LOCKED(c, infvsr_cpu_op_rms_norm(c, x->data, R, C, wv, eps, y->data));
     return INFVSR_OK;
@@ -331,14 +331,14 @@ static enum infvsr_status cpu_channel_rms_norm(struct infvsr_backend * be, const
                                                const struct infvsr_tensor * gamma, struct infvsr_tensor * y,
                                                struct infvsr_err * err) {
     struct infvsr_cpu_ctx * c = CTX(be);
-    TRY(check_f32(x, "x", err));
-    TRY(check_f32(y, "y", err));
+    INFVSR_TRY(check_f32(x, "x", err));
+    INFVSR_TRY(check_f32(y, "y", err));
     if (x->ndim < 1 || !infvsr_tensor_same_shape(x, y)) return shape_mismatch(err, "channel_rms_norm", x, y, "x and y must have the same shape [C, ...]");
     int64_t C = x->shape[0];
     if (C <= 0) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu channel_rms_norm: '%s' has no channels", tname(x));
     int64_t S = infvsr_tensor_numel(x) / C;
     struct infvsr_cpu_w g;
-    TRY(check_weight(gamma, "gamma", C, true, &g, err));
+    INFVSR_TRY(check_weight(gamma, "gamma", C, true, &g, err));
     if (c->use_ref) infvsr_cpu_ref_channel_rms_norm(x->data, C, S, g, y->data);
     else LOCKED(c, infvsr_cpu_op_channel_rms_norm(c, x->data, C, S, g, y->data));
     return INFVSR_OK;
@@ -350,9 +350,9 @@ static enum infvsr_status cpu_modulate(struct infvsr_backend * be, const struct 
     struct infvsr_cpu_ctx * c = CTX(be);
     int64_t R, C;
     struct infvsr_cpu_w sc, sh;
-    TRY(check_rows("modulate", x, y, &R, &C, err));
-    TRY(check_weight(scale, "scale", C, false, &sc, err));
-    TRY(check_weight(shift, "shift", C, false, &sh, err));
+    INFVSR_TRY(check_rows("modulate", x, y, &R, &C, err));
+    INFVSR_TRY(check_weight(scale, "scale", C, false, &sc, err));
+    INFVSR_TRY(check_weight(shift, "shift", C, false, &sh, err));
     if (c->use_ref) infvsr_cpu_ref_modulate(x->data, R, C, sc, sh, y->data);
     else LOCKED(c, infvsr_cpu_op_modulate(c, x->data, R, C, sc, sh, y->data));
     return INFVSR_OK;
@@ -369,9 +369,9 @@ static enum infvsr_status same_numel(const char * op, const struct infvsr_tensor
 static enum infvsr_status cpu_unary(struct infvsr_backend * be, enum infvsr_unary_op op, const struct infvsr_tensor * x,
                                     struct infvsr_tensor * y, struct infvsr_err * err) {
     struct infvsr_cpu_ctx * c = CTX(be);
-    TRY(check_f32(x, "x", err));
-    TRY(check_f32(y, "y", err));
-    TRY(same_numel("unary", x, y, err));
+    INFVSR_TRY(check_f32(x, "x", err));
+    INFVSR_TRY(check_f32(y, "y", err));
+    INFVSR_TRY(same_numel("unary", x, y, err));
     if ((unsigned)op >= INFVSR_UNARY_COUNT) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu unary: unknown op %d", (int)op);
     int64_t n = infvsr_tensor_numel(x);
     if (c->use_ref) infvsr_cpu_ref_unary(op, x->data, n, y->data);
@@ -382,11 +382,11 @@ static enum infvsr_status cpu_unary(struct infvsr_backend * be, enum infvsr_unar
 static enum infvsr_status cpu_add(struct infvsr_backend * be, const struct infvsr_tensor * a,
                                   const struct infvsr_tensor * b, struct infvsr_tensor * y, struct infvsr_err * err) {
     struct infvsr_cpu_ctx * c = CTX(be);
-    TRY(check_f32(a, "a", err));
-    TRY(check_f32(b, "b", err));
-    TRY(check_f32(y, "y", err));
-    TRY(same_numel("add", a, b, err));
-    TRY(same_numel("add", a, y, err));
+    INFVSR_TRY(check_f32(a, "a", err));
+    INFVSR_TRY(check_f32(b, "b", err));
+    INFVSR_TRY(check_f32(y, "y", err));
+    INFVSR_TRY(same_numel("add", a, b, err));
+    INFVSR_TRY(same_numel("add", a, y, err));
     int64_t n = infvsr_tensor_numel(a);
     if (c->use_ref) infvsr_cpu_ref_add(a->data, b->data, n, y->data);
     else LOCKED(c, infvsr_cpu_op_add(c, a->data, b->data, n, y->data));
@@ -399,10 +399,10 @@ static enum infvsr_status cpu_add_gated(struct infvsr_backend * be, const struct
     struct infvsr_cpu_ctx * c = CTX(be);
     int64_t R, C;
     struct infvsr_cpu_w g;
-    TRY(check_rows("add_gated", x, y, &R, &C, err));
-    TRY(check_f32(d, "d", err));
-    TRY(same_numel("add_gated", x, d, err));
-    TRY(check_weight(gate, "gate", C, true, &g, err));
+    INFVSR_TRY(check_rows("add_gated", x, y, &R, &C, err));
+    INFVSR_TRY(check_f32(d, "d", err));
+    INFVSR_TRY(same_numel("add_gated", x, d, err));
+    INFVSR_TRY(check_weight(gate, "gate", C, true, &g, err));
     if (d->data == y->data && d->data != x->data) {
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu add_gated: output '%s' may alias x only, not d", tname(y));
     }
@@ -415,9 +415,9 @@ static enum infvsr_status cpu_affine_clamp(struct infvsr_backend * be, const str
                                            float beta, float lo, float hi, struct infvsr_tensor * y,
                                            struct infvsr_err * err) {
     struct infvsr_cpu_ctx * c = CTX(be);
-    TRY(check_f32(x, "x", err));
-    TRY(check_f32(y, "y", err));
-    TRY(same_numel("affine_clamp", x, y, err));
+    INFVSR_TRY(check_f32(x, "x", err));
+    INFVSR_TRY(check_f32(y, "y", err));
+    INFVSR_TRY(same_numel("affine_clamp", x, y, err));
     if (isnan(lo) || isnan(hi) || lo > hi) {
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu affine_clamp: bad clamp range [%g, %g]", (double)lo, (double)hi);
     }
@@ -431,7 +431,7 @@ static enum infvsr_status cpu_softmax(struct infvsr_backend * be, const struct i
                                       struct infvsr_tensor * y, struct infvsr_err * err) {
     struct infvsr_cpu_ctx * c = CTX(be);
     int64_t R, C;
-    TRY(check_rows("softmax", x, y, &R, &C, err));
+    INFVSR_TRY(check_rows("softmax", x, y, &R, &C, err));
     if (c->use_ref) infvsr_cpu_ref_softmax(x->data, R, C, y->data);
     else LOCKED(c, infvsr_cpu_op_softmax(c, x->data, R, C, y->data));
     return INFVSR_OK;
@@ -442,7 +442,7 @@ static enum infvsr_status cpu_softmax(struct infvsr_backend * be, const struct i
 /* t must be f32 [rows, hd] in the sense numel == rows * hd and last dim == hd */
 static enum infvsr_status check_tokens(const struct infvsr_tensor * t, const char * role, int64_t hd, int64_t * rows,
                                        struct infvsr_err * err) {
-    TRY(check_f32(t, role, err));
+    INFVSR_TRY(check_f32(t, role, err));
     if (last_dim(t) != hd) {
         char s[96];
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu attention: %s '%s' %s must have last dim H*D = %lld", role,
@@ -456,8 +456,8 @@ static enum infvsr_status cpu_attention(struct infvsr_backend * be, const struct
                                         struct infvsr_err * err) {
     struct infvsr_cpu_ctx * c = CTX(be);
     if (!a) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu attention: NULL args");
-    TRY(check_f32(a->q, "q", err));
-    TRY(check_f32(a->out, "out", err));
+    INFVSR_TRY(check_f32(a->q, "q", err));
+    INFVSR_TRY(check_f32(a->out, "out", err));
     int64_t hd = last_dim(a->q);
     if (a->n_heads <= 0 || hd <= 0 || hd % a->n_heads != 0) {
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu attention: q '%s' last dim %lld is not a multiple of n_heads %d",
@@ -468,14 +468,14 @@ static enum infvsr_status cpu_attention(struct infvsr_backend * be, const struct
     }
     struct infvsr_cpu_attn p = { 0 };
     int64_t nv0, nv1 = 0, nout;
-    TRY(check_tokens(a->q, "q", hd, &p.nq, err));
-    TRY(check_tokens(a->k0, "k0", hd, &p.n0, err));
-    TRY(check_tokens(a->v0, "v0", hd, &nv0, err));
+    INFVSR_TRY(check_tokens(a->q, "q", hd, &p.nq, err));
+    INFVSR_TRY(check_tokens(a->k0, "k0", hd, &p.n0, err));
+    INFVSR_TRY(check_tokens(a->v0, "v0", hd, &nv0, err));
     if (a->k1) {
-        TRY(check_tokens(a->k1, "k1", hd, &p.n1, err));
-        TRY(check_tokens(a->v1, "v1", hd, &nv1, err));
+        INFVSR_TRY(check_tokens(a->k1, "k1", hd, &p.n1, err));
+        INFVSR_TRY(check_tokens(a->v1, "v1", hd, &nv1, err));
     }
-    TRY(check_tokens(a->out, "out", hd, &nout, err));
+    INFVSR_TRY(check_tokens(a->out, "out", hd, &nout, err));
     if (nv0 != p.n0 || nv1 != p.n1) {
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu attention: keys and values differ in token count (%lld/%lld vs %lld/%lld)",
                               (long long)p.n0, (long long)p.n1, (long long)nv0, (long long)nv1);
@@ -483,7 +483,7 @@ static enum infvsr_status cpu_attention(struct infvsr_backend * be, const struct
     if (nout != p.nq) return shape_mismatch(err, "attention", a->out, a->q, "out must have the shape of q");
     if (p.n0 + p.n1 <= 0) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu attention: no keys");
     if (a->bias) {
-        TRY(check_f32(a->bias, "bias", err));
+        INFVSR_TRY(check_f32(a->bias, "bias", err));
         int64_t want = (int64_t)a->n_heads * p.nq * (p.n0 + p.n1);
         if (infvsr_tensor_numel(a->bias) != want) {
             char s[96];
@@ -494,7 +494,7 @@ static enum infvsr_status cpu_attention(struct infvsr_backend * be, const struct
         p.bias = a->bias->data;
     }
     const struct infvsr_tensor * ins[] = { a->q, a->k0, a->v0, a->k1, a->v1, a->bias };
-    for (size_t i = 0; i < sizeof ins / sizeof ins[0]; i++) TRY(no_alias(a->out, ins[i], "attention", err));
+    for (size_t i = 0; i < sizeof ins / sizeof ins[0]; i++) INFVSR_TRY(no_alias(a->out, ins[i], "attention", err));
     p.q = a->q->data;
     p.k0 = a->k0->data;
     p.v0 = a->v0->data;
@@ -517,13 +517,13 @@ static enum infvsr_status cpu_rope(struct infvsr_backend * be, const struct infv
                                    struct infvsr_err * err) {
     struct infvsr_cpu_ctx * c = CTX(be);
     int64_t N, HD;
-    TRY(check_rows("rope", x, y, &N, &HD, err));
+    INFVSR_TRY(check_rows("rope", x, y, &N, &HD, err));
     if (n_heads <= 0 || HD % n_heads != 0 || (HD / n_heads) % 2 != 0) {
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu rope: last dim %lld of '%s' is not n_heads (%d) x an even head dim",
                               (long long)HD, tname(x), n_heads);
     }
     int64_t D = HD / n_heads;
-    TRY(check_host(freqs, "freqs", err));
+    INFVSR_TRY(check_host(freqs, "freqs", err));
     if (freqs->dtype != INFVSR_TYPE_F64 || infvsr_tensor_numel(freqs) != N * D) {
         char s[96];
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu rope: freqs '%s' %s %s must be f64 [N=%lld, D/2=%lld, 2]",
@@ -541,9 +541,9 @@ static enum infvsr_status cpu_conv3d(struct infvsr_backend * be, const struct in
                                      struct infvsr_err * err) {
     struct infvsr_cpu_ctx * c = CTX(be);
     if (!a) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu conv3d: NULL args");
-    TRY(check_f32(a->x, "x", err));
-    TRY(check_f32(a->y, "y", err));
-    TRY(check_host(a->w, "w", err));
+    INFVSR_TRY(check_f32(a->x, "x", err));
+    INFVSR_TRY(check_f32(a->y, "y", err));
+    INFVSR_TRY(check_host(a->w, "w", err));
     if (a->x->ndim != 4 || a->w->ndim != 5 || a->y->ndim != 4) {
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG,
                               "cpu conv3d: need x [Cin, T, H, W], w [Cout, Cin, kt, kh, kw], y [Cout, To, Ho, Wo] (got %d, %d, %d dims)",
@@ -574,10 +574,10 @@ static enum infvsr_status cpu_conv3d(struct infvsr_backend * be, const struct in
                               tname(a->y), infvsr_shape_str(a->y->ndim, a->y->shape, s, sizeof s), (long long)p.cout,
                               (long long)p.to, (long long)p.ho, (long long)p.wo);
     }
-    TRY(check_weight(a->w, "w", infvsr_tensor_numel(a->w), false, &p.w, err));
-    TRY(check_weight(a->b, "b", p.cout, true, &p.b, err));
-    TRY(no_alias(a->y, a->x, "conv3d", err));
-    TRY(check_blas_dims("conv3d", p.cout, p.to * p.ho * p.wo, p.cin * p.kt * p.kh * p.kw, err));
+    INFVSR_TRY(check_weight(a->w, "w", infvsr_tensor_numel(a->w), false, &p.w, err));
+    INFVSR_TRY(check_weight(a->b, "b", p.cout, true, &p.b, err));
+    INFVSR_TRY(no_alias(a->y, a->x, "conv3d", err));
+    INFVSR_TRY(check_blas_dims("conv3d", p.cout, p.to * p.ho * p.wo, p.cin * p.kt * p.kh * p.kw, err));
     p.x = a->x->data;
     p.y = a->y->data;
     if (infvsr_tensor_numel(a->y) == 0) return INFVSR_OK;
@@ -591,8 +591,8 @@ static enum infvsr_status cpu_conv3d(struct infvsr_backend * be, const struct in
 static enum infvsr_status cpu_resize(struct infvsr_backend * be, enum infvsr_resize_mode mode,
                                      const struct infvsr_tensor * x, struct infvsr_tensor * y, struct infvsr_err * err) {
     struct infvsr_cpu_ctx * c = CTX(be);
-    TRY(check_f32(x, "x", err));
-    TRY(check_f32(y, "y", err));
+    INFVSR_TRY(check_f32(x, "x", err));
+    INFVSR_TRY(check_f32(y, "y", err));
     if ((unsigned)mode >= INFVSR_RESIZE_COUNT) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu resize: unknown mode %d", (int)mode);
     if (x->ndim < 2 || y->ndim != x->ndim) return shape_mismatch(err, "resize", x, y, "need [..., H, W] with the same rank");
     int64_t Hi = x->shape[x->ndim - 2], Wi = x->shape[x->ndim - 1];
@@ -600,7 +600,7 @@ static enum infvsr_status cpu_resize(struct infvsr_backend * be, enum infvsr_res
     if (Hi <= 0 || Wi <= 0 || Ho <= 0 || Wo <= 0) return shape_mismatch(err, "resize", x, y, "empty plane");
     int64_t P = infvsr_tensor_numel(x) / (Hi * Wi);
     if (infvsr_tensor_numel(y) != P * Ho * Wo) return shape_mismatch(err, "resize", x, y, "leading dims differ");
-    TRY(no_alias(y, x, "resize", err));
+    INFVSR_TRY(no_alias(y, x, "resize", err));
     if (P == 0) return INFVSR_OK;
     enum infvsr_status st = INFVSR_OK;
     if (c->use_ref) st = infvsr_cpu_ref_resize(mode, x->data, P, Hi, Wi, y->data, Ho, Wo) ? INFVSR_OK : INFVSR_ERR_NOMEM;
@@ -609,8 +609,63 @@ static enum infvsr_status cpu_resize(struct infvsr_backend * be, enum infvsr_res
     return INFVSR_OK;
 }
 
+/* ---- data movement ---- */
+
+static enum infvsr_status cpu_copy(struct infvsr_backend * be, const struct infvsr_copy_args * a,
+                                   struct infvsr_err * err) {
+    struct infvsr_cpu_ctx * c = CTX(be);
+    struct infvsr_copy_plan plan;
+    INFVSR_TRY(infvsr_copy_validate("cpu", a, &plan, err));
+    INFVSR_TRY(check_host(a->y, "y", err));
+    if (a->x) INFVSR_TRY(check_host(a->x, "x", err));
+    if (plan.use_m) INFVSR_TRY(check_host(a->m, "m", err));
+    if (plan.n == 0) return INFVSR_OK;
+    LOCKED(c, infvsr_cpu_op_copy(c, a, &plan));
+    return INFVSR_OK;
+}
+
+static enum infvsr_status cpu_gather_rows(struct infvsr_backend * be, const struct infvsr_tensor * x,
+                                          const struct infvsr_tensor * idx, struct infvsr_tensor * y,
+                                          struct infvsr_err * err) {
+    struct infvsr_cpu_ctx * c = CTX(be);
+    int64_t rows, cols;
+    INFVSR_TRY(infvsr_gather_validate("cpu", x, idx, y, &rows, &cols, err));
+    INFVSR_TRY(check_host(x, "x", err));
+    INFVSR_TRY(check_host(idx, "idx", err));
+    INFVSR_TRY(check_host(y, "y", err));
+    const int32_t * ix = idx->data;
+    int64_t xrows = infvsr_tensor_numel(x) / cols;
+    for (int64_t r = 0; r < rows; r++) {
+        if (ix[r] < 0 || ix[r] >= xrows) {
+            return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu gather_rows: idx '%s'[%lld] = %d outside [0, %lld)",
+                                  tname(idx), (long long)r, ix[r], (long long)xrows);
+        }
+    }
+    if (rows == 0) return INFVSR_OK;
+    LOCKED(c, infvsr_cpu_op_gather_rows(c, x->data, ix, rows, (size_t)cols * infvsr_dtype_size(x->dtype), y->data));
+    return INFVSR_OK;
+}
+
+/* ---- backend object ---- */
+
+static void cpu_get_caps(struct infvsr_backend * be, struct infvsr_backend_caps * caps) {
+    struct infvsr_cpu_ctx * c = CTX(be);
+    snprintf(caps->name, sizeof caps->name, "%s", cpu_name(be));
+    snprintf(caps->device, sizeof caps->device, "CPU (AVX2/FMA), %d threads%s", c->n_threads,
+             c->use_ref ? ", float64 reference ops" : "");
+    caps->host_visible = true;
+    caps->act_dtype    = INFVSR_TYPE_F32;
+    caps->act_f32      = true;
+    caps->act_bf16     = false;
+}
+
+static void cpu_free(struct infvsr_backend * be);
+
 static const struct infvsr_backend_i cpu_iface = {
     .name             = cpu_name,
+    .get_caps         = cpu_get_caps,
+    .last_error       = NULL,
+    .free             = cpu_free,
     .tensor_alloc     = cpu_tensor_alloc,
     .tensor_free      = cpu_tensor_free,
     .tensor_set       = cpu_tensor_set,
@@ -631,6 +686,8 @@ static const struct infvsr_backend_i cpu_iface = {
     .rope             = cpu_rope,
     .conv3d           = cpu_conv3d,
     .resize           = cpu_resize,
+    .copy             = cpu_copy,
+    .gather_rows      = cpu_gather_rows,
 };
 
 struct infvsr_cpu_params infvsr_cpu_default_params(void) {
@@ -656,12 +713,12 @@ enum infvsr_status infvsr_cpu_backend_init(const struct infvsr_cpu_params * p, s
     openblas_set_num_threads(c->n_threads);
     c->be.iface   = &cpu_iface;
     c->be.context = c;
+    c->be.mem     = INFVSR_MEM_HOST;
     *out = &c->be;
     return INFVSR_OK;
 }
 
-void infvsr_cpu_backend_free(struct infvsr_backend * be) {
-    if (!be) return;
+static void cpu_free(struct infvsr_backend * be) {
     struct infvsr_cpu_ctx * c = CTX(be);
     infvsr_threadpool_free(c->pool);
     infvsr__buf_free(&c->panel);

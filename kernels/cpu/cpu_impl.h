@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ops.h"
+#include "backend_impl.h"
 #include "threadpool.h"
 
 /* A weight read in place: data == NULL means "absent" (optional bias, gamma, ...). */
@@ -116,6 +116,13 @@ enum infvsr_status infvsr_cpu_op_conv3d(struct infvsr_cpu_ctx * c, const struct 
 enum infvsr_status infvsr_cpu_op_resize(struct infvsr_cpu_ctx * c, enum infvsr_resize_mode mode,
                                         const float * x, int64_t P, int64_t Hi, int64_t Wi, float * y,
                                         int64_t Ho, int64_t Wo);
+
+/* Strided copy family (a validated by infvsr_copy_validate, plan from it). */
+void infvsr_cpu_op_copy(struct infvsr_cpu_ctx * c, const struct infvsr_copy_args * a,
+                        const struct infvsr_copy_plan * plan);
+/* y[r] = x[idx[r]] for rows of row_bytes (indices already range-checked). */
+void infvsr_cpu_op_gather_rows(struct infvsr_cpu_ctx * c, const void * x, const int32_t * idx, int64_t rows,
+                               size_t row_bytes, void * y);
 
 /* ---- float64 reference ops (kernels/cpu/ref/ref_*.c): naive loops, double accumulation,
  * f32 stores, single-threaded. Same arguments as the fast ops. ---- */

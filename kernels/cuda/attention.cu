@@ -242,11 +242,11 @@ static bool aligned16(const void * ptr) { return ((uintptr_t)ptr & 15u) == 0; }
 
 static enum infvsr_status check_seq(const struct infvsr_tensor * t, int64_t hd, const char * role,
                                     int64_t * n, struct infvsr_err * err) {
-    CHECK_ST(cu_check_tensor(t, "attention", role, false, err));
+    INFVSR_TRY(cu_check_tensor(t, "attention", role, false, err));
     if (cu_last_dim(t) != hd)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "attention: %s ('%s') last dim %lld != q's %lld",
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "attention: %s ('%s') last dim %lld != q's %lld",
                       role, t->name, (long long)cu_last_dim(t), (long long)hd);
-    *n = hd ? cu_numel(t) / hd : 0;
+    *n = hd ? infvsr_tensor_numel(t) / hd : 0;
     return INFVSR_OK;
 }
 
@@ -254,48 +254,48 @@ enum infvsr_status cu_attention(struct infvsr_backend * be, const struct infvsr_
                                 struct infvsr_err * err) {
     struct cuda_ctx * c = cu_ctx(be);
     CU_ENTER(c, err);
-    if (!a) return cu_err(err, INFVSR_ERR_INVALID_ARG, "attention: args is NULL");
-    CHECK_ST(cu_check_tensor(a->q, "attention", "q", false, err));
-    CHECK_ST(cu_check_tensor(a->out, "attention", "out", false, err));
+    if (!a) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "attention: args is NULL");
+    INFVSR_TRY(cu_check_tensor(a->q, "attention", "q", false, err));
+    INFVSR_TRY(cu_check_tensor(a->out, "attention", "out", false, err));
     const int64_t hd = cu_last_dim(a->q);
     if (a->n_heads <= 0 || hd <= 0 || hd % a->n_heads != 0)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "attention: q last dim %lld is not a multiple of "
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "attention: q last dim %lld is not a multiple of "
                       "n_heads %d", (long long)hd, a->n_heads);
     const int     D  = (int)(hd / a->n_heads);
-    const int64_t nq = cu_numel(a->q) / hd;
+    const int64_t nq = infvsr_tensor_numel(a->q) / hd;
     if (!infvsr_tensor_same_shape_cu(a->q, a->out))
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "attention: out ('%s') must have q's shape",
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "attention: out ('%s') must have q's shape",
                       a->out->name);
     int64_t n0 = 0, n0v = 0, n1 = 0, n1v = 0;
-    CHECK_ST(check_seq(a->k0, hd, "k0", &n0, err));
-    CHECK_ST(check_seq(a->v0, hd, "v0", &n0v, err));
+    INFVSR_TRY(check_seq(a->k0, hd, "k0", &n0, err));
+    INFVSR_TRY(check_seq(a->v0, hd, "v0", &n0v, err));
     if ((a->k1 == nullptr) != (a->v1 == nullptr))
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "attention: k1 and v1 must both be set or both NULL");
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "attention: k1 and v1 must both be set or both NULL");
     if (a->k1) {
-        CHECK_ST(check_seq(a->k1, hd, "k1", &n1, err));
-        CHECK_ST(check_seq(a->v1, hd, "v1", &n1v, err));
+        INFVSR_TRY(check_seq(a->k1, hd, "k1", &n1, err));
+        INFVSR_TRY(check_seq(a->v1, hd, "v1", &n1v, err));
         if (a->k1->dtype != a->k0->dtype || a->v1->dtype != a->v0->dtype)
-            return cu_err(err, INFVSR_ERR_INVALID_ARG, "attention: both key (value) segments must "
+            return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "attention: both key (value) segments must "
                           "share a dtype");
     }
     if (n0 != n0v || n1 != n1v)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "attention: keys and values differ in length "
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "attention: keys and values differ in length "
                       "(%lld+%lld vs %lld+%lld)", (long long)n0, (long long)n1, (long long)n0v,
                       (long long)n1v);
     const int64_t nk = n0 + n1;
     if (a->bias) {
         const struct infvsr_tensor * b = a->bias;
         if (b->mem != INFVSR_MEM_DEVICE || !b->data || b->dtype != INFVSR_TYPE_F32 ||
-            cu_numel(b) != (int64_t)a->n_heads * nq * nk)
-            return cu_err(err, INFVSR_ERR_INVALID_ARG, "attention: bias must be an f32 device tensor "
+            infvsr_tensor_numel(b) != (int64_t)a->n_heads * nq * nk)
+            return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "attention: bias must be an f32 device tensor "
                           "[%d, %lld, %lld]", a->n_heads, (long long)nq, (long long)nk);
     }
     if (a->out->data == a->q->data || a->out->data == a->k0->data || a->out->data == a->v0->data)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "attention: out must not alias q, k or v");
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "attention: out must not alias q, k or v");
     if (nq == 0) return INFVSR_OK;
-    if (nk == 0) return cu_err(err, INFVSR_ERR_INVALID_ARG, "attention: no keys");
+    if (nk == 0) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "attention: no keys");
     if (a->n_heads > 65535)
-        return cu_err(err, INFVSR_ERR_UNSUPPORTED, "attention: %d heads exceed the grid limit",
+        return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "attention: %d heads exceed the grid limit",
                       a->n_heads);
 
     attn_p p;
@@ -316,24 +316,24 @@ enum infvsr_status cu_attention(struct infvsr_backend * be, const struct infvsr_
     const int want = c->attn_kernel;
     bool launched = false;
     if (bf16 && aligned && (want == INFVSR_CUDA_ATTN_AUTO || want == INFVSR_CUDA_ATTN_MMA)) {
-        CHECK_ST(cu_attention_mma(c, p, &launched, err));
+        INFVSR_TRY(cu_attention_mma(c, p, &launched, err));
         if (launched) { c->last_attn_kernel = "mma"; return INFVSR_OK; }
     }
     if (bf16 && aligned && (want == INFVSR_CUDA_ATTN_AUTO || want == INFVSR_CUDA_ATTN_WMMA)) {
         switch (D) {
-        case 32:  CHECK_ST((launch_wmma<32, 4>(c, p, &launched, err))); break;
-        case 64:  CHECK_ST((launch_wmma<64, 4>(c, p, &launched, err))); break;
-        case 128: CHECK_ST((launch_wmma<128, 4>(c, p, &launched, err))); break;
-        case 384: CHECK_ST((launch_wmma<384, 2>(c, p, &launched, err))); break; /* VAE mid-block */
+        case 32:  INFVSR_TRY((launch_wmma<32, 4>(c, p, &launched, err))); break;
+        case 64:  INFVSR_TRY((launch_wmma<64, 4>(c, p, &launched, err))); break;
+        case 128: INFVSR_TRY((launch_wmma<128, 4>(c, p, &launched, err))); break;
+        case 384: INFVSR_TRY((launch_wmma<384, 2>(c, p, &launched, err))); break; /* VAE mid-block */
         default: break;
         }
         if (launched) { c->last_attn_kernel = "wmma"; return INFVSR_OK; }
     }
     if (D > 32 * SIMT_MAX_VPL)
-        return cu_err(err, INFVSR_ERR_UNSUPPORTED, "attention: head dim %d > %d is not supported", D,
+        return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "attention: head dim %d > %d is not supported", D,
                       32 * SIMT_MAX_VPL);
     if ((nq + SIMT_WARPS - 1) / SIMT_WARPS > 0x7fffffffLL)
-        return cu_err(err, INFVSR_ERR_UNSUPPORTED, "attention: too many queries");
+        return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "attention: too many queries");
     dim3 grid((unsigned)((nq + SIMT_WARPS - 1) / SIMT_WARPS), (unsigned)a->n_heads);
     k_attn_simt<<<grid, SIMT_WARPS * 32, 0, c->stream>>>(p);
     CU_CHECK_LAUNCH(c, err);

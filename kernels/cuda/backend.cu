@@ -42,27 +42,27 @@ enum infvsr_status cu_fail(struct cuda_ctx * c, struct infvsr_err * err, const c
         snprintf(c->first_error, sizeof c->first_error, "%s at %s:%d: %s", what,
                  base ? base : file, line, detail ? detail : "?");
     }
-    return cu_err(err, INFVSR_ERR_DEVICE, "CUDA backend: %s", c->first_error);
+    return infvsr_err_set(err, INFVSR_ERR_DEVICE, "CUDA backend: %s", c->first_error);
 }
 
 enum infvsr_status cu_check_tensor(const struct infvsr_tensor * t, const char * op,
                                    const char * role, bool weight_dtype_ok,
                                    struct infvsr_err * err) {
-    if (!t) return cu_err(err, INFVSR_ERR_INVALID_ARG, "%s: %s is NULL", op, role);
+    if (!t) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "%s: %s is NULL", op, role);
     if (t->mem != INFVSR_MEM_DEVICE || !t->data)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG,
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG,
                       "%s: %s ('%s') is not an allocated device tensor of the CUDA backend",
                       op, role, t->name);
     bool ok = weight_dtype_ok ? cu_is_weight(t->dtype) : cu_is_act(t->dtype);
     if (!ok)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "%s: %s ('%s') has dtype %s; expected %s",
-                      op, role, t->name, cu_dtype_name(t->dtype),
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "%s: %s ('%s') has dtype %s; expected %s",
+                      op, role, t->name, infvsr_dtype_name(t->dtype),
                       weight_dtype_ok ? "f32, bf16 or f16" : "f32 or bf16");
     if (t->ndim < 0 || t->ndim > INFVSR_MAX_DIMS)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "%s: %s has invalid rank %d", op, role, t->ndim);
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "%s: %s has invalid rank %d", op, role, t->ndim);
     for (int i = 0; i < t->ndim; i++)
         if (t->shape[i] < 0)
-            return cu_err(err, INFVSR_ERR_INVALID_ARG, "%s: %s has negative dim %d", op, role, i);
+            return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "%s: %s has negative dim %d", op, role, i);
     return INFVSR_OK;
 }
 
@@ -70,7 +70,7 @@ enum infvsr_status cu_scratch(struct cuda_ctx * c, size_t nbytes, void ** out,
                               struct infvsr_err * err) {
     cudaError_t e = cuda_pool_alloc(c->pool, nbytes, out);
     if (e == cudaErrorMemoryAllocation)
-        return cu_err(err, INFVSR_ERR_NOMEM, "CUDA backend: out of device memory for a %zu-byte "
+        return infvsr_err_set(err, INFVSR_ERR_NOMEM, "CUDA backend: out of device memory for a %zu-byte "
                       "temporary", nbytes);
     if (e != cudaSuccess) return cu_fail(c, err, "cudaMalloc (pool)", __FILE__, __LINE__,
                                          cudaGetErrorString(e));
@@ -91,14 +91,14 @@ static enum infvsr_status be_tensor_alloc(struct infvsr_backend * be, struct inf
                                           struct infvsr_err * err) {
     struct cuda_ctx * c = cu_ctx(be);
     CU_ENTER(c, err);
-    size_t es = cu_dtype_size(t->dtype);
+    size_t es = infvsr_dtype_size(t->dtype);
     if (es == 0 || t->ndim < 0 || t->ndim > INFVSR_MAX_DIMS)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "tensor_alloc: '%s' has an invalid dtype/rank",
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "tensor_alloc: '%s' has an invalid dtype/rank",
                       t->name);
     int64_t n = 1;
     for (int i = 0; i < t->ndim; i++) {
         if (t->shape[i] < 0 || (t->shape[i] > 0 && n > INT64_MAX / 8 / t->shape[i]))
-            return cu_err(err, INFVSR_ERR_INVALID_ARG, "tensor_alloc: '%s' has an invalid shape",
+            return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "tensor_alloc: '%s' has an invalid shape",
                           t->name);
         n *= t->shape[i];
     }
@@ -121,22 +121,20 @@ static void be_tensor_free(struct infvsr_backend * be, struct infvsr_tensor * t)
 static enum infvsr_status copy_check(const struct infvsr_tensor * t, size_t offset, size_t nbytes,
                                      const char * op, struct infvsr_err * err) {
     if (!t || t->mem != INFVSR_MEM_DEVICE || !t->data)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "%s: not an allocated device tensor", op);
-    int64_t n = cu_numel(t);
-    size_t total = (size_t)n * cu_dtype_size(t->dtype);
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "%s: not an allocated device tensor", op);
+    int64_t n = infvsr_tensor_numel(t);
+    size_t total = (size_t)n * infvsr_dtype_size(t->dtype);
     if (offset > total || nbytes > total - offset)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG,
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG,
                       "%s: '%s' range [%zu, %zu) outside its %zu bytes", op, t->name, offset,
                       offset + nbytes, total);
     return INFVSR_OK;
 }
 
-/* The op table's tensor_set/get have no err argument: failures are still recorded in
- * the backend (first_error) when they are device failures. */
 static enum infvsr_status be_tensor_set(struct infvsr_backend * be, struct infvsr_tensor * t,
-                                        const void * src, size_t offset, size_t nbytes) {
+                                        const void * src, size_t offset, size_t nbytes,
+                                        struct infvsr_err * err) {
     struct cuda_ctx * c = cu_ctx(be);
-    struct infvsr_err * err = nullptr;
     CU_ENTER(c, err);
     enum infvsr_status st = copy_check(t, offset, nbytes, "tensor_set", err);
     if (st != INFVSR_OK) return st;
@@ -149,9 +147,9 @@ static enum infvsr_status be_tensor_set(struct infvsr_backend * be, struct infvs
 }
 
 static enum infvsr_status be_tensor_get(struct infvsr_backend * be, const struct infvsr_tensor * t,
-                                        void * dst, size_t offset, size_t nbytes) {
+                                        void * dst, size_t offset, size_t nbytes,
+                                        struct infvsr_err * err) {
     struct cuda_ctx * c = cu_ctx(be);
-    struct infvsr_err * err = nullptr;
     CU_ENTER(c, err);
     enum infvsr_status st = copy_check(t, offset, nbytes, "tensor_get", err);
     if (st != INFVSR_OK) return st;
@@ -163,17 +161,43 @@ static enum infvsr_status be_tensor_get(struct infvsr_backend * be, const struct
     return INFVSR_OK;
 }
 
-static enum infvsr_status be_synchronize(struct infvsr_backend * be) {
+static enum infvsr_status be_synchronize(struct infvsr_backend * be, struct infvsr_err * err) {
     struct cuda_ctx * c = cu_ctx(be);
-    struct infvsr_err * err = nullptr;
     CU_ENTER(c, err);
     CU_CHECK(c, err, cudaSetDevice(c->device));
     CU_CHECK(c, err, cudaStreamSynchronize(c->stream));
     return INFVSR_OK;
 }
 
+static void be_get_caps(struct infvsr_backend * be, struct infvsr_backend_caps * caps) {
+    struct cuda_ctx * c = cu_ctx(be);
+    snprintf(caps->name, sizeof caps->name, "cuda:%d", c->device);
+    snprintf(caps->device, sizeof caps->device, "%.100s (sm_%d%d)", c->prop.name, c->prop.major, c->prop.minor);
+    caps->host_visible = false;
+    caps->act_dtype    = c->act_dtype;
+    caps->act_f32      = true;
+    caps->act_bf16     = true;
+    size_t free_b = 0, total_b = 0;
+    if (!c->failed && cudaSetDevice(c->device) == cudaSuccess && cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) {
+        caps->mem_total = total_b;
+        caps->mem_free  = free_b;
+    } else {
+        cudaGetLastError();
+        caps->mem_total = c->prop.totalGlobalMem;
+    }
+}
+
+static const char * be_last_error(struct infvsr_backend * be) {
+    return cu_ctx(be)->failed ? cu_ctx(be)->first_error : "";
+}
+
+static void be_free(struct infvsr_backend * be);
+
 static const struct infvsr_backend_i cuda_iface = {
     /* name             */ be_name,
+    /* get_caps         */ be_get_caps,
+    /* last_error       */ be_last_error,
+    /* free             */ be_free,
     /* tensor_alloc     */ be_tensor_alloc,
     /* tensor_free      */ be_tensor_free,
     /* tensor_set       */ be_tensor_set,
@@ -194,6 +218,8 @@ static const struct infvsr_backend_i cuda_iface = {
     /* rope             */ cu_rope,
     /* conv3d           */ cu_conv3d,
     /* resize           */ cu_resize,
+    /* copy             */ cu_copy,
+    /* gather_rows      */ cu_gather_rows,
 };
 
 /* ---- lifecycle ---- */
@@ -211,42 +237,46 @@ static void destroy_ctx(struct cuda_ctx * c) {
     cuda_pool_destroy(c->pool); /* frees the workspace and any tensor still alive */
 }
 
-extern "C" enum infvsr_status infvsr_cuda_backend_init(int device, struct infvsr_backend ** out,
+extern "C" enum infvsr_status infvsr_cuda_backend_init(int device, enum infvsr_precision precision,
+                                                       struct infvsr_backend ** out,
                                                        struct infvsr_err * err) {
-    if (!out) return cu_err(err, INFVSR_ERR_INVALID_ARG, "infvsr_cuda_backend_init: out is NULL");
+    if (!out) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "infvsr_cuda_backend_init: out is NULL");
     *out = nullptr;
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess) {
         cudaGetLastError();
-        return cu_err(err, INFVSR_ERR_UNSUPPORTED, "CUDA backend: no usable device (%s: %s)",
+        return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "CUDA backend: no usable device (%s: %s)",
                       cudaGetErrorName(e), cudaGetErrorString(e));
     }
-    if (n == 0) return cu_err(err, INFVSR_ERR_UNSUPPORTED, "CUDA backend: no CUDA device present");
+    if (n == 0) return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "CUDA backend: no CUDA device present");
     if (device < 0 || device >= n)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "CUDA backend: device %d out of range (%d present)",
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "CUDA backend: device %d out of range (%d present)",
                       device, n);
     cudaDeviceProp prop;
     e = cudaGetDeviceProperties(&prop, device);
     if (e != cudaSuccess)
-        return cu_err(err, INFVSR_ERR_UNSUPPORTED, "CUDA backend: cudaGetDeviceProperties(%d): %s",
+        return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "CUDA backend: cudaGetDeviceProperties(%d): %s",
                       device, cudaGetErrorString(e));
     if (prop.major < 8)
-        return cu_err(err, INFVSR_ERR_UNSUPPORTED,
+        return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED,
                       "CUDA backend: device %d (%s) is sm_%d%d; sm_80 or newer is required (bf16 "
                       "tensor cores)", device, prop.name, prop.major, prop.minor);
 
     cuda_backend_box * box = new (std::nothrow) cuda_backend_box();
-    if (!box) return cu_err(err, INFVSR_ERR_NOMEM, "CUDA backend: out of host memory");
+    if (!box) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "CUDA backend: out of host memory");
     struct cuda_ctx * c = &box->ctx;
     c->device = device;
     c->prop   = prop;
+    /* bf16 is the official dtype and what the tensor-core paths run; f32 is for parity runs. */
+    c->act_dtype = precision == INFVSR_PRECISION_F32 ? INFVSR_TYPE_F32 : INFVSR_TYPE_BF16;
     c->attn_kernel      = INFVSR_CUDA_ATTN_AUTO;
     c->conv_kernel      = INFVSR_CUDA_CONV_AUTO;
     c->last_attn_kernel = "";
-    snprintf(c->name, sizeof c->name, "cuda:%d (%.40s)", device, prop.name);
+    snprintf(c->name, sizeof c->name, "cuda:%d", device);
     box->be.iface   = &cuda_iface;
     box->be.context = c;
+    box->be.mem     = INFVSR_MEM_DEVICE;
 
     enum infvsr_status st = INFVSR_OK;
     do {
@@ -255,7 +285,7 @@ extern "C" enum infvsr_status infvsr_cuda_backend_init(int device, struct infvsr
             break;
         }
         c->pool = cuda_pool_create(device);
-        if (!c->pool) { st = cu_err(err, INFVSR_ERR_NOMEM, "CUDA backend: out of host memory"); break; }
+        if (!c->pool) { st = infvsr_err_set(err, INFVSR_ERR_NOMEM, "CUDA backend: out of host memory"); break; }
         if ((e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess) {
             st = cu_fail(c, err, "cudaStreamCreateWithFlags", __FILE__, __LINE__, cudaGetErrorString(e));
             break;
@@ -278,7 +308,7 @@ extern "C" enum infvsr_status infvsr_cuda_backend_init(int device, struct infvsr
     return INFVSR_OK;
 }
 
-extern "C" void infvsr_cuda_backend_free(struct infvsr_backend * be) {
+static void be_free(struct infvsr_backend * be) {
     if (!be) return;
     cuda_backend_box * box = (cuda_backend_box *)((char *)be - offsetof(cuda_backend_box, be));
     destroy_ctx(&box->ctx);
@@ -326,12 +356,12 @@ extern "C" void * infvsr_cuda_backend_stream(struct infvsr_backend * be) {
 
 enum infvsr_status cu_check_same(const struct infvsr_tensor * a, const struct infvsr_tensor * y,
                                  const char * op, struct infvsr_err * err) {
-    if (cu_numel(a) != cu_numel(y))
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "%s: '%s' has %lld elements, '%s' has %lld", op,
-                      a->name, (long long)cu_numel(a), y->name, (long long)cu_numel(y));
+    if (infvsr_tensor_numel(a) != infvsr_tensor_numel(y))
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "%s: '%s' has %lld elements, '%s' has %lld", op,
+                      a->name, (long long)infvsr_tensor_numel(a), y->name, (long long)infvsr_tensor_numel(y));
     if (a->data == y->data && a->dtype != y->dtype)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG,
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG,
                       "%s: in-place call with different dtypes (%s -> %s)", op,
-                      cu_dtype_name(a->dtype), cu_dtype_name(y->dtype));
+                      infvsr_dtype_name(a->dtype), infvsr_dtype_name(y->dtype));
     return INFVSR_OK;
 }

@@ -63,17 +63,17 @@ enum infvsr_status cu_conv3d(struct infvsr_backend * be, const struct infvsr_con
                              struct infvsr_err * err) {
     cuda_ctx * c = cu_ctx(be);
     CU_ENTER(c, err);
-    if (!a) return cu_err(err, INFVSR_ERR_INVALID_ARG, "conv3d: args is NULL");
-    CHECK_ST(cu_check_tensor(a->x, "conv3d", "x", false, err));
-    CHECK_ST(cu_check_tensor(a->w, "conv3d", "w", true, err));
-    CHECK_ST(cu_check_tensor(a->y, "conv3d", "y", false, err));
+    if (!a) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "conv3d: args is NULL");
+    INFVSR_TRY(cu_check_tensor(a->x, "conv3d", "x", false, err));
+    INFVSR_TRY(cu_check_tensor(a->w, "conv3d", "w", true, err));
+    INFVSR_TRY(cu_check_tensor(a->y, "conv3d", "y", false, err));
     const infvsr_tensor * x = a->x, * w = a->w, * y = a->y;
     if (x->ndim != 4 || w->ndim != 5 || y->ndim != 4)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "conv3d: expected x [Cin,T,H,W], w [Cout,Cin,kt,kh,kw], "
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "conv3d: expected x [Cin,T,H,W], w [Cout,Cin,kt,kh,kw], "
                       "y [Cout,To,Ho,Wo]; got ranks %d, %d, %d", x->ndim, w->ndim, y->ndim);
     if (a->stride_t <= 0 || a->stride_h <= 0 || a->stride_w <= 0 || a->pad_top < 0 ||
         a->pad_bottom < 0 || a->pad_left < 0 || a->pad_right < 0)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "conv3d: strides must be > 0 and pads >= 0");
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "conv3d: strides must be > 0 and pads >= 0");
     conv_geom g;
     g.cin = x->shape[0]; g.t = x->shape[1]; g.h = x->shape[2]; g.w = x->shape[3];
     const int64_t cout = w->shape[0];
@@ -81,45 +81,45 @@ enum infvsr_status cu_conv3d(struct infvsr_backend * be, const struct infvsr_con
     g.st = a->stride_t; g.sh = a->stride_h; g.sw = a->stride_w;
     g.pt = a->pad_top;  g.pl = a->pad_left;
     if (w->shape[1] != g.cin)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "conv3d: w in-channels %lld != x channels %lld",
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "conv3d: w in-channels %lld != x channels %lld",
                       (long long)w->shape[1], (long long)g.cin);
     const int64_t hp = g.h + a->pad_top + a->pad_bottom, wp = g.w + a->pad_left + a->pad_right;
     if (g.kt < 1 || g.kh < 1 || g.kw < 1 || g.t < g.kt || hp < g.kh || wp < g.kw)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "conv3d: kernel [%lld, %lld, %lld] larger than the "
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "conv3d: kernel [%lld, %lld, %lld] larger than the "
                       "padded input [%lld, %lld, %lld]", (long long)g.kt, (long long)g.kh,
                       (long long)g.kw, (long long)g.t, (long long)hp, (long long)wp);
     g.to = (g.t - g.kt) / g.st + 1;
     g.ho = (hp - g.kh) / g.sh + 1;
     g.wo = (wp - g.kw) / g.sw + 1;
     if (y->shape[0] != cout || y->shape[1] != g.to || y->shape[2] != g.ho || y->shape[3] != g.wo)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "conv3d: y must be [%lld, %lld, %lld, %lld], is "
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "conv3d: y must be [%lld, %lld, %lld, %lld], is "
                       "[%lld, %lld, %lld, %lld]", (long long)cout, (long long)g.to, (long long)g.ho,
                       (long long)g.wo, (long long)y->shape[0], (long long)y->shape[1],
                       (long long)y->shape[2], (long long)y->shape[3]);
     if (a->b) {
-        CHECK_ST(cu_check_tensor(a->b, "conv3d", "b", true, err));
-        if (cu_numel(a->b) != cout)
-            return cu_err(err, INFVSR_ERR_INVALID_ARG, "conv3d: b has %lld elements, expected %lld",
-                          (long long)cu_numel(a->b), (long long)cout);
+        INFVSR_TRY(cu_check_tensor(a->b, "conv3d", "b", true, err));
+        if (infvsr_tensor_numel(a->b) != cout)
+            return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "conv3d: b has %lld elements, expected %lld",
+                          (long long)infvsr_tensor_numel(a->b), (long long)cout);
     }
     if (x->dtype == INFVSR_TYPE_F32 && y->dtype != INFVSR_TYPE_F32)
-        return cu_err(err, INFVSR_ERR_UNSUPPORTED, "conv3d: f32 input with %s output is not supported",
-                      cu_dtype_name(y->dtype));
+        return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "conv3d: f32 input with %s output is not supported",
+                      infvsr_dtype_name(y->dtype));
     if (x->data == y->data)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "conv3d: y must not alias x");
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "conv3d: y must not alias x");
     const int64_t kc = g.cin * g.kt * g.kh * g.kw;
     const int64_t P  = g.to * g.ho * g.wo;
     if (P == 0 || cout == 0) return INFVSR_OK;
     if (kc > INT32_MAX || P > INT32_MAX || cout > INT32_MAX)
-        return cu_err(err, INFVSR_ERR_UNSUPPORTED, "conv3d: GEMM dims beyond 2^31");
+        return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "conv3d: GEMM dims beyond 2^31");
 
     scratch2 s(c);
     const int ab = x->dtype;
-    const size_t es = cu_dtype_size(x->dtype);
+    const size_t es = infvsr_dtype_size(x->dtype);
     const void * wptr = w->data;
     if ((int)w->dtype != ab) {
-        CHECK_ST(cu_scratch(c, (size_t)cu_numel(w) * es, &s.w, err));
-        CHECK_ST(cu_convert(c, w->data, w->dtype, s.w, ab, cu_numel(w), err));
+        INFVSR_TRY(cu_scratch(c, (size_t)infvsr_tensor_numel(w) * es, &s.w, err));
+        INFVSR_TRY(cu_convert(c, w->data, w->dtype, s.w, ab, infvsr_tensor_numel(w), err));
         wptr = s.w;
     }
     if (c->conv_kernel == INFVSR_CUDA_CONV_IMPLICIT && ab == INFVSR_TYPE_BF16) {
@@ -136,7 +136,7 @@ enum infvsr_status cu_conv3d(struct infvsr_backend * be, const struct infvsr_con
         fit = fit / 64 * 64; /* chunk starts stay 128-byte aligned in y */
         if (fit < 64) fit = 64;
         if (fit < pc) pc = fit;
-        CHECK_ST(cu_scratch(c, (size_t)kc * (size_t)pc * es, &s.col, err));
+        INFVSR_TRY(cu_scratch(c, (size_t)kc * (size_t)pc * es, &s.col, err));
     }
     for (int64_t p0 = 0; p0 < P; p0 += pc) {
         const int64_t n = (P - p0 < pc) ? P - p0 : pc;
@@ -152,19 +152,19 @@ enum infvsr_status cu_conv3d(struct infvsr_backend * be, const struct infvsr_con
             gm.a = s.col; gm.lda = n;
         }
         gm.b = wptr; gm.ldb = kc;
-        gm.d = (char *)y->data + p0 * cu_dtype_size(y->dtype); gm.ldd = P;
+        gm.d = (char *)y->data + p0 * infvsr_dtype_size(y->dtype); gm.ldd = P;
         gm.ab_dtype = ab; gm.d_dtype = y->dtype;
         gm.batch = 1; gm.alpha = 1.0f;
         gm.epilogue = CUBLASLT_EPILOGUE_DEFAULT;
         enum infvsr_status st = cu_gemm_run(c, &gm, err);
         if (st == INFVSR_ERR_UNSUPPORTED)
-            return cu_err(err, INFVSR_ERR_UNSUPPORTED, "conv3d: cuBLASLt has no algorithm for "
+            return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "conv3d: cuBLASLt has no algorithm for "
                           "[%lld x %lld] . [%lld x %lld]", (long long)n, (long long)kc, (long long)kc,
                           (long long)cout);
-        CHECK_ST(st);
+        INFVSR_TRY(st);
     }
     if (a->b)
-        CHECK_ST(cu_bias_act(c, y->data, y->dtype, a->b->data, a->b->dtype, cout, P, true,
+        INFVSR_TRY(cu_bias_act(c, y->data, y->dtype, a->b->data, a->b->dtype, cout, P, true,
                              INFVSR_UNARY_COUNT, err));
     return INFVSR_OK;
 }

@@ -172,7 +172,7 @@ enum infvsr_status cu_conv3d_implicit(struct cuda_ctx * c, const void * x, const
     g.pt = pad_top; g.pl = pad_left;
     const int64_t gx = (g.P + IG_BN - 1) / IG_BN, gy = (g.cout + IG_BM - 1) / IG_BM;
     if (gx > 0x7fffffffLL || gy > 65535)
-        return cu_err(err, INFVSR_ERR_UNSUPPORTED, "conv3d (implicit): grid too large");
+        return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "conv3d (implicit): grid too large");
     k_conv3d_implicit<<<dim3((unsigned)gx, (unsigned)gy), 128, 0, c->stream>>>(
         (const __nv_bfloat16 *)x, (const __nv_bfloat16 *)w, bias, bias_dtype, y, y_dtype, g);
     CU_CHECK_LAUNCH(c, err);

@@ -14,7 +14,7 @@
 /* status.h uses C11 _Noreturn; the CUDA backend's host code is C++ (nvcc). */
 #define _Noreturn [[noreturn]]
 #endif
-#include "ops.h"
+#include "backend_impl.h"
 
 #ifdef __cplusplus
 extern "C" {

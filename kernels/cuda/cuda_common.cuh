@@ -18,7 +18,7 @@
 
 #include "cuda_backend.h"
 #include "mem_pool.h"
-#include "ops.h"
+#include "backend_impl.h"
 
 struct cuda_ctx {
     int                   device;
@@ -31,6 +31,7 @@ struct cuda_ctx {
     int                   attn_kernel;       /* enum infvsr_cuda_attn_kernel */
     int                   conv_kernel;       /* enum infvsr_cuda_conv_kernel */
     const char *          last_attn_kernel;  /* "mma", "wmma", "simt" or ""  */
+    enum infvsr_dtype     act_dtype;         /* activation dtype the engine uses here */
     bool                  failed;
     char                  first_error[INFVSR_ERR_MSG_MAX];
     char                  name[64];
@@ -40,20 +41,6 @@ struct cuda_ctx {
 
 static inline struct cuda_ctx * cu_ctx(struct infvsr_backend * be) {
     return (struct cuda_ctx *)be->context;
-}
-
-/* Writes a message into err (if any) and returns st. Local so that this library does
- * not depend on the engine's status.c at link time. */
-static inline enum infvsr_status cu_err(struct infvsr_err * err, enum infvsr_status st,
-                                        const char * fmt, ...) {
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        err->status = st;
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return st;
 }
 
 /* Records the first device failure; returns INFVSR_ERR_DEVICE. */
@@ -78,50 +65,20 @@ enum infvsr_status cu_fail(struct cuda_ctx * c, struct infvsr_err * err, const c
  * faults surface asynchronously at the next synchronising call, also checked). */
 #define CU_CHECK_LAUNCH(c, err) CU_CHECK((c), (err), cudaGetLastError())
 
-/* Propagates a non-OK status from a helper that already recorded its error. */
-#define CHECK_ST(expr)                                   \
-    do {                                                 \
-        enum infvsr_status st_ = (expr);                 \
-        if (st_ != INFVSR_OK) return st_;                \
-    } while (0)
-
 /* Refuses work on a failed backend; makes the backend's device current for this
  * thread (cheap when it already is; a worker thread may own a backend on device != 0). */
 #define CU_ENTER(c, err)                                                                    \
     do {                                                                                    \
         if ((c)->failed)                                                                    \
-            return cu_err((err), INFVSR_ERR_DEVICE, "CUDA backend unhealthy: %s",           \
+            return infvsr_err_set((err), INFVSR_ERR_DEVICE, "CUDA backend unhealthy: %s",           \
                           (c)->first_error);                                                \
         CU_CHECK((c), (err), cudaSetDevice((c)->device));                                   \
     } while (0)
 
 /* ---- validation helpers (host) ---- */
 
-static inline int64_t cu_numel(const struct infvsr_tensor * t) {
-    int64_t n = 1;
-    for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
-    return n;
-}
 static inline int64_t cu_last_dim(const struct infvsr_tensor * t) {
     return t->ndim > 0 ? t->shape[t->ndim - 1] : 1;
-}
-static inline size_t cu_dtype_size(enum infvsr_dtype d) {
-    switch (d) {
-    case INFVSR_TYPE_F32: case INFVSR_TYPE_I32: return 4;
-    case INFVSR_TYPE_F16: case INFVSR_TYPE_BF16: case INFVSR_TYPE_I16: return 2;
-    case INFVSR_TYPE_F64: case INFVSR_TYPE_I64: return 8;
-    case INFVSR_TYPE_I8: case INFVSR_TYPE_U8: case INFVSR_TYPE_BOOL: return 1;
-    default: return 0;
-    }
-}
-static inline const char * cu_dtype_name(enum infvsr_dtype d) {
-    switch (d) {
-    case INFVSR_TYPE_F32: return "f32";
-    case INFVSR_TYPE_F16: return "f16";
-    case INFVSR_TYPE_BF16: return "bf16";
-    case INFVSR_TYPE_F64: return "f64";
-    default: return "non-float";
-    }
 }
 static inline bool cu_is_act(enum infvsr_dtype d) {
     return d == INFVSR_TYPE_F32 || d == INFVSR_TYPE_BF16;
@@ -221,6 +178,9 @@ CU_OP(cu_rope, const struct infvsr_tensor * x, const struct infvsr_tensor * freq
       struct infvsr_tensor * y, struct infvsr_err * err);
 CU_OP(cu_conv3d, const struct infvsr_conv3d_args * a, struct infvsr_err * err);
 CU_OP(cu_resize, enum infvsr_resize_mode mode, const struct infvsr_tensor * x,
+      struct infvsr_tensor * y, struct infvsr_err * err);
+CU_OP(cu_copy, const struct infvsr_copy_args * a, struct infvsr_err * err);
+CU_OP(cu_gather_rows, const struct infvsr_tensor * x, const struct infvsr_tensor * idx,
       struct infvsr_tensor * y, struct infvsr_err * err);
 
 /* Unary activation applied in place on n elements of dtype (used by linear's fallback). */

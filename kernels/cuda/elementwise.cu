@@ -113,12 +113,12 @@ enum infvsr_status cu_unary(struct infvsr_backend * be, enum infvsr_unary_op op,
                             struct infvsr_err * err) {
     struct cuda_ctx * c = cu_ctx(be);
     CU_ENTER(c, err);
-    CHECK_ST(cu_check_tensor(x, "unary", "x", false, err));
-    CHECK_ST(cu_check_tensor(y, "unary", "y", false, err));
-    CHECK_ST(cu_check_same(x, y, "unary", err));
+    INFVSR_TRY(cu_check_tensor(x, "unary", "x", false, err));
+    INFVSR_TRY(cu_check_tensor(y, "unary", "y", false, err));
+    INFVSR_TRY(cu_check_same(x, y, "unary", err));
     if ((int)op < 0 || op >= INFVSR_UNARY_COUNT)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "unary: unknown op %d", (int)op);
-    return cu_apply_unary(c, op, x->data, x->dtype, y->data, y->dtype, cu_numel(x), err);
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "unary: unknown op %d", (int)op);
+    return cu_apply_unary(c, op, x->data, x->dtype, y->data, y->dtype, infvsr_tensor_numel(x), err);
 }
 
 enum infvsr_status cu_add(struct infvsr_backend * be, const struct infvsr_tensor * a,
@@ -126,12 +126,12 @@ enum infvsr_status cu_add(struct infvsr_backend * be, const struct infvsr_tensor
                           struct infvsr_err * err) {
     struct cuda_ctx * c = cu_ctx(be);
     CU_ENTER(c, err);
-    CHECK_ST(cu_check_tensor(a, "add", "a", false, err));
-    CHECK_ST(cu_check_tensor(b, "add", "b", false, err));
-    CHECK_ST(cu_check_tensor(y, "add", "y", false, err));
-    CHECK_ST(cu_check_same(a, y, "add", err));
-    CHECK_ST(cu_check_same(b, y, "add", err));
-    int64_t n = cu_numel(y);
+    INFVSR_TRY(cu_check_tensor(a, "add", "a", false, err));
+    INFVSR_TRY(cu_check_tensor(b, "add", "b", false, err));
+    INFVSR_TRY(cu_check_tensor(y, "add", "y", false, err));
+    INFVSR_TRY(cu_check_same(a, y, "add", err));
+    INFVSR_TRY(cu_check_same(b, y, "add", err));
+    int64_t n = infvsr_tensor_numel(y);
     if (n == 0) return INFVSR_OK;
     k_add<<<cu_grid_for(n, EW_THREADS), EW_THREADS, 0, c->stream>>>(a->data, a->dtype, b->data,
                                                                      b->dtype, y->data, y->dtype, n);
@@ -144,19 +144,19 @@ enum infvsr_status cu_add_gated(struct infvsr_backend * be, const struct infvsr_
                                 struct infvsr_tensor * y, struct infvsr_err * err) {
     struct cuda_ctx * c = cu_ctx(be);
     CU_ENTER(c, err);
-    CHECK_ST(cu_check_tensor(x, "add_gated", "x", false, err));
-    CHECK_ST(cu_check_tensor(d, "add_gated", "d", false, err));
-    CHECK_ST(cu_check_tensor(y, "add_gated", "y", false, err));
-    CHECK_ST(cu_check_same(x, y, "add_gated", err));
-    CHECK_ST(cu_check_same(d, y, "add_gated", err));
+    INFVSR_TRY(cu_check_tensor(x, "add_gated", "x", false, err));
+    INFVSR_TRY(cu_check_tensor(d, "add_gated", "d", false, err));
+    INFVSR_TRY(cu_check_tensor(y, "add_gated", "y", false, err));
+    INFVSR_TRY(cu_check_same(x, y, "add_gated", err));
+    INFVSR_TRY(cu_check_same(d, y, "add_gated", err));
     int64_t cols = cu_last_dim(x);
     if (gate) {
-        CHECK_ST(cu_check_tensor(gate, "add_gated", "gate", true, err));
-        if (cu_numel(gate) != cols)
-            return cu_err(err, INFVSR_ERR_INVALID_ARG, "add_gated: gate has %lld elements, x rows "
-                          "have %lld", (long long)cu_numel(gate), (long long)cols);
+        INFVSR_TRY(cu_check_tensor(gate, "add_gated", "gate", true, err));
+        if (infvsr_tensor_numel(gate) != cols)
+            return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "add_gated: gate has %lld elements, x rows "
+                          "have %lld", (long long)infvsr_tensor_numel(gate), (long long)cols);
     }
-    int64_t n = cu_numel(y);
+    int64_t n = infvsr_tensor_numel(y);
     if (n == 0) return INFVSR_OK;
     k_add_gated<<<cu_grid_for(n, EW_THREADS), EW_THREADS, 0, c->stream>>>(
         x->data, x->dtype, gate ? gate->data : nullptr, gate ? gate->dtype : 0, d->data, d->dtype,
@@ -170,10 +170,10 @@ enum infvsr_status cu_affine_clamp(struct infvsr_backend * be, const struct infv
                                    struct infvsr_tensor * y, struct infvsr_err * err) {
     struct cuda_ctx * c = cu_ctx(be);
     CU_ENTER(c, err);
-    CHECK_ST(cu_check_tensor(x, "affine_clamp", "x", false, err));
-    CHECK_ST(cu_check_tensor(y, "affine_clamp", "y", false, err));
-    CHECK_ST(cu_check_same(x, y, "affine_clamp", err));
-    int64_t n = cu_numel(y);
+    INFVSR_TRY(cu_check_tensor(x, "affine_clamp", "x", false, err));
+    INFVSR_TRY(cu_check_tensor(y, "affine_clamp", "y", false, err));
+    INFVSR_TRY(cu_check_same(x, y, "affine_clamp", err));
+    int64_t n = infvsr_tensor_numel(y);
     if (n == 0) return INFVSR_OK;
     k_affine_clamp<<<cu_grid_for(n, EW_THREADS), EW_THREADS, 0, c->stream>>>(
         x->data, x->dtype, alpha, beta, lo, hi, y->data, y->dtype, n);
@@ -185,16 +185,16 @@ enum infvsr_status cu_softmax(struct infvsr_backend * be, const struct infvsr_te
                               struct infvsr_tensor * y, struct infvsr_err * err) {
     struct cuda_ctx * c = cu_ctx(be);
     CU_ENTER(c, err);
-    CHECK_ST(cu_check_tensor(x, "softmax", "x", false, err));
-    CHECK_ST(cu_check_tensor(y, "softmax", "y", false, err));
-    CHECK_ST(cu_check_same(x, y, "softmax", err));
+    INFVSR_TRY(cu_check_tensor(x, "softmax", "x", false, err));
+    INFVSR_TRY(cu_check_tensor(y, "softmax", "y", false, err));
+    INFVSR_TRY(cu_check_same(x, y, "softmax", err));
     int64_t cols = cu_last_dim(x);
-    if (cols == 0 || cu_numel(x) == 0) return INFVSR_OK;
-    int64_t rows = cu_numel(x) / cols;
+    if (cols == 0 || infvsr_tensor_numel(x) == 0) return INFVSR_OK;
+    int64_t rows = infvsr_tensor_numel(x) / cols;
     const int warps = 8;
     int64_t blocks = (rows + warps - 1) / warps;
     if (blocks > 0x7fffffffLL)
-        return cu_err(err, INFVSR_ERR_UNSUPPORTED, "softmax: %lld rows is too many", (long long)rows);
+        return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "softmax: %lld rows is too many", (long long)rows);
     k_softmax<<<(unsigned)blocks, warps * 32, 0, c->stream>>>(x->data, x->dtype, y->data, y->dtype,
                                                               rows, cols);
     CU_CHECK_LAUNCH(c, err);

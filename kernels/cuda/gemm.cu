@@ -113,9 +113,9 @@ struct scratch_set {
 enum infvsr_status as_dtype(cuda_ctx * c, const infvsr_tensor * t, int want, scratch_set & s,
                             int slot, const void ** out, infvsr_err * err) {
     if ((int)t->dtype == want) { *out = t->data; return INFVSR_OK; }
-    int64_t n = cu_numel(t);
-    CHECK_ST(cu_scratch(c, (size_t)n * cu_dtype_size((enum infvsr_dtype)want), &s.p[slot], err));
-    CHECK_ST(cu_convert(c, t->data, t->dtype, s.p[slot], want, n, err));
+    int64_t n = infvsr_tensor_numel(t);
+    INFVSR_TRY(cu_scratch(c, (size_t)n * infvsr_dtype_size((enum infvsr_dtype)want), &s.p[slot], err));
+    INFVSR_TRY(cu_convert(c, t->data, t->dtype, s.p[slot], want, n, err));
     *out = s.p[slot];
     return INFVSR_OK;
 }
@@ -128,34 +128,34 @@ enum infvsr_status cu_linear(struct infvsr_backend * be, const struct infvsr_ten
                              struct infvsr_err * err) {
     cuda_ctx * c = cu_ctx(be);
     CU_ENTER(c, err);
-    CHECK_ST(cu_check_tensor(x, "linear", "x", false, err));
-    CHECK_ST(cu_check_tensor(w, "linear", "w", true, err));
-    CHECK_ST(cu_check_tensor(y, "linear", "y", false, err));
+    INFVSR_TRY(cu_check_tensor(x, "linear", "x", false, err));
+    INFVSR_TRY(cu_check_tensor(w, "linear", "w", true, err));
+    INFVSR_TRY(cu_check_tensor(y, "linear", "y", false, err));
     if (w->ndim != 2)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "linear: w ('%s') must be 2-D [N, K], has rank %d",
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "linear: w ('%s') must be 2-D [N, K], has rank %d",
                       w->name, w->ndim);
     const int64_t N = w->shape[0], K = w->shape[1];
     if (K <= 0 || N <= 0 || cu_last_dim(x) != K)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "linear: x last dim %lld != w in-features %lld",
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "linear: x last dim %lld != w in-features %lld",
                       (long long)cu_last_dim(x), (long long)K);
-    const int64_t M = cu_numel(x) / K;
-    if (cu_last_dim(y) != N || cu_numel(y) != M * N)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "linear: y ('%s') must be [%lld rows, %lld], has "
+    const int64_t M = infvsr_tensor_numel(x) / K;
+    if (cu_last_dim(y) != N || infvsr_tensor_numel(y) != M * N)
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "linear: y ('%s') must be [%lld rows, %lld], has "
                       "%lld elements, last dim %lld", y->name, (long long)M, (long long)N,
-                      (long long)cu_numel(y), (long long)cu_last_dim(y));
+                      (long long)infvsr_tensor_numel(y), (long long)cu_last_dim(y));
     if (b) {
-        CHECK_ST(cu_check_tensor(b, "linear", "b", true, err));
-        if (cu_numel(b) != N)
-            return cu_err(err, INFVSR_ERR_INVALID_ARG, "linear: b has %lld elements, expected %lld",
-                          (long long)cu_numel(b), (long long)N);
+        INFVSR_TRY(cu_check_tensor(b, "linear", "b", true, err));
+        if (infvsr_tensor_numel(b) != N)
+            return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "linear: b has %lld elements, expected %lld",
+                          (long long)infvsr_tensor_numel(b), (long long)N);
     }
     if ((int)act < 0 || act > INFVSR_UNARY_COUNT)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "linear: unknown activation %d", (int)act);
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "linear: unknown activation %d", (int)act);
     if (x->data == y->data)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "linear: y must not alias x");
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "linear: y must not alias x");
     if (M == 0) return INFVSR_OK;
     if (M > INT32_MAX || N > INT32_MAX || K > INT32_MAX)
-        return cu_err(err, INFVSR_ERR_UNSUPPORTED, "linear: dims beyond 2^31 are not supported");
+        return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "linear: dims beyond 2^31 are not supported");
 
     scratch_set s(c);
     const int ab = x->dtype;
@@ -163,13 +163,13 @@ enum infvsr_status cu_linear(struct infvsr_backend * be, const struct infvsr_ten
     const int dd = (ab == INFVSR_TYPE_F32) ? INFVSR_TYPE_F32 : y->dtype;
     void * dptr = y->data;
     if (dd != (int)y->dtype) {
-        CHECK_ST(cu_scratch(c, (size_t)(M * N) * 4, &s.p[2], err));
+        INFVSR_TRY(cu_scratch(c, (size_t)(M * N) * 4, &s.p[2], err));
         dptr = s.p[2];
     }
     const void * wp = nullptr;
-    CHECK_ST(as_dtype(c, w, ab, s, 0, &wp, err));
+    INFVSR_TRY(as_dtype(c, w, ab, s, 0, &wp, err));
     const void * bp = nullptr;
-    if (b) CHECK_ST(as_dtype(c, b, dd, s, 1, &bp, err));
+    if (b) INFVSR_TRY(as_dtype(c, b, dd, s, 1, &bp, err));
 
     cu_gemm g = {};
     g.trans_a = true;  g.trans_b = false;
@@ -193,14 +193,14 @@ enum infvsr_status cu_linear(struct infvsr_backend * be, const struct infvsr_ten
         st = cu_gemm_run(c, &g, err);
     }
     if (st == INFVSR_ERR_UNSUPPORTED)
-        return cu_err(err, INFVSR_ERR_UNSUPPORTED, "linear: cuBLASLt has no algorithm for "
+        return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "linear: cuBLASLt has no algorithm for "
                       "[%lld x %lld] . [%lld x %lld]^T (%s)", (long long)M, (long long)K,
-                      (long long)N, (long long)K, cu_dtype_name(x->dtype));
-    CHECK_ST(st);
+                      (long long)N, (long long)K, infvsr_dtype_name(x->dtype));
+    INFVSR_TRY(st);
     if (post_bias || post_act)
-        CHECK_ST(cu_bias_act(c, dptr, dd, post_bias ? bp : nullptr, dd, M, N, false,
+        INFVSR_TRY(cu_bias_act(c, dptr, dd, post_bias ? bp : nullptr, dd, M, N, false,
                              post_act ? act : INFVSR_UNARY_COUNT, err));
-    if (dptr != y->data) CHECK_ST(cu_convert(c, dptr, dd, y->data, y->dtype, M * N, err));
+    if (dptr != y->data) INFVSR_TRY(cu_convert(c, dptr, dd, y->data, y->dtype, M * N, err));
     return INFVSR_OK;
 }
 
@@ -209,11 +209,11 @@ enum infvsr_status cu_matmul(struct infvsr_backend * be, const struct infvsr_ten
                              struct infvsr_tensor * cten, struct infvsr_err * err) {
     cuda_ctx * c = cu_ctx(be);
     CU_ENTER(c, err);
-    CHECK_ST(cu_check_tensor(a, "matmul", "a", false, err));
-    CHECK_ST(cu_check_tensor(b, "matmul", "b", false, err));
-    CHECK_ST(cu_check_tensor(cten, "matmul", "c", false, err));
+    INFVSR_TRY(cu_check_tensor(a, "matmul", "a", false, err));
+    INFVSR_TRY(cu_check_tensor(b, "matmul", "b", false, err));
+    INFVSR_TRY(cu_check_tensor(cten, "matmul", "c", false, err));
     if (a->ndim < 2 || a->ndim > 3 || b->ndim != a->ndim || cten->ndim != a->ndim)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "matmul: a, b, c must all be 2-D or all 3-D "
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "matmul: a, b, c must all be 2-D or all 3-D "
                       "(ranks %d, %d, %d)", a->ndim, b->ndim, cten->ndim);
     const int r = a->ndim;
     const int64_t B = r == 3 ? a->shape[0] : 1;
@@ -222,26 +222,26 @@ enum infvsr_status cu_matmul(struct infvsr_backend * be, const struct infvsr_ten
     const int64_t Kb = trans_b ? b->shape[r - 1] : b->shape[r - 2];
     if (Kb != K || (r == 3 && (b->shape[0] != B || cten->shape[0] != B)) ||
         cten->shape[r - 2] != M || cten->shape[r - 1] != N)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "matmul: shapes do not match (a [B=%lld, %lld, "
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "matmul: shapes do not match (a [B=%lld, %lld, "
                       "%lld], b inner %lld, trans_b %d, c [.., %lld, %lld])", (long long)B,
                       (long long)M, (long long)K, (long long)Kb, (int)trans_b,
                       (long long)cten->shape[r - 2], (long long)cten->shape[r - 1]);
     if (a->dtype != b->dtype)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "matmul: a (%s) and b (%s) must share a dtype",
-                      cu_dtype_name(a->dtype), cu_dtype_name(b->dtype));
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "matmul: a (%s) and b (%s) must share a dtype",
+                      infvsr_dtype_name(a->dtype), infvsr_dtype_name(b->dtype));
     if (cten->data == a->data || cten->data == b->data)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "matmul: c must not alias a or b");
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "matmul: c must not alias a or b");
     if (B * M * N == 0) return INFVSR_OK;
     if (B > INT32_MAX || M > INT32_MAX || N > INT32_MAX || K > INT32_MAX)
-        return cu_err(err, INFVSR_ERR_UNSUPPORTED, "matmul: dims beyond 2^31 are not supported");
+        return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "matmul: dims beyond 2^31 are not supported");
 
     scratch_set s(c);
     const int ab = a->dtype;
     const int dd = (ab == INFVSR_TYPE_F32) ? INFVSR_TYPE_F32 : cten->dtype;
     void * dptr = cten->data;
-    if (K == 0) return cu_err(err, INFVSR_ERR_UNSUPPORTED, "matmul: K = 0 is not supported");
+    if (K == 0) return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "matmul: K = 0 is not supported");
     if (dd != (int)cten->dtype) {
-        CHECK_ST(cu_scratch(c, (size_t)(B * M * N) * 4, &s.p[0], err));
+        INFVSR_TRY(cu_scratch(c, (size_t)(B * M * N) * 4, &s.p[0], err));
         dptr = s.p[0];
     }
 
@@ -256,8 +256,8 @@ enum infvsr_status cu_matmul(struct infvsr_backend * be, const struct infvsr_ten
     g.epilogue = CUBLASLT_EPILOGUE_DEFAULT;
     enum infvsr_status st = cu_gemm_run(c, &g, err);
     if (st == INFVSR_ERR_UNSUPPORTED)
-        return cu_err(err, INFVSR_ERR_UNSUPPORTED, "matmul: cuBLASLt has no algorithm for this shape");
-    CHECK_ST(st);
-    if (dptr != cten->data) CHECK_ST(cu_convert(c, dptr, dd, cten->data, cten->dtype, B * M * N, err));
+        return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "matmul: cuBLASLt has no algorithm for this shape");
+    INFVSR_TRY(st);
+    if (dptr != cten->data) INFVSR_TRY(cu_convert(c, dptr, dd, cten->data, cten->dtype, B * M * N, err));
     return INFVSR_OK;
 }

@@ -1,22 +1,12 @@
-/* The CUDA entry points of kernels/ops.h for builds without CUDA (INFVSR_USE_CUDA OFF):
- * callers get a clear INFVSR_ERR_UNSUPPORTED instead of a link error. Writes the message
- * directly so this file depends on nothing but the headers. */
-#include <stdio.h>
+/* The CUDA entry point for builds without CUDA (INFVSR_USE_CUDA OFF): callers get a clear
+ * INFVSR_ERR_UNSUPPORTED instead of a link error. */
+#include "backend_impl.h"
 
-#include "ops.h"
-
-enum infvsr_status infvsr_cuda_backend_init(int device, struct infvsr_backend ** out,
-                                            struct infvsr_err * err) {
+enum infvsr_status infvsr_cuda_backend_init(int device, enum infvsr_precision precision,
+                                            struct infvsr_backend ** out, struct infvsr_err * err) {
     (void)device;
+    (void)precision;
     if (out) *out = NULL;
-    if (err) {
-        err->status = INFVSR_ERR_UNSUPPORTED;
-        snprintf(err->msg, sizeof err->msg, "CUDA backend: built without CUDA (INFVSR_CUDA=OFF "
-                 "or nvcc not found at configure time)");
-    }
-    return INFVSR_ERR_UNSUPPORTED;
-}
-
-void infvsr_cuda_backend_free(struct infvsr_backend * be) {
-    (void)be;
+    return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED,
+                          "CUDA backend: this build has no CUDA (INFVSR_CUDA=OFF or nvcc not found at configure time)");
 }

@@ -89,10 +89,10 @@ __global__ void k_modulate(const void * x, int xd, const void * sc, int scd, con
 
 static enum infvsr_status check_vec(const struct infvsr_tensor * v, int64_t n, const char * op,
                                     const char * role, struct infvsr_err * err) {
-    CHECK_ST(cu_check_tensor(v, op, role, true, err));
-    if (cu_numel(v) != n)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "%s: %s ('%s') has %lld elements, expected %lld",
-                      op, role, v->name, (long long)cu_numel(v), (long long)n);
+    INFVSR_TRY(cu_check_tensor(v, op, role, true, err));
+    if (infvsr_tensor_numel(v) != n)
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "%s: %s ('%s') has %lld elements, expected %lld",
+                      op, role, v->name, (long long)infvsr_tensor_numel(v), (long long)n);
     return INFVSR_OK;
 }
 
@@ -100,7 +100,7 @@ static enum infvsr_status row_grid(int64_t rows, unsigned * blocks, const char *
                                    struct infvsr_err * err) {
     int64_t b = (rows + ROW_WARPS - 1) / ROW_WARPS;
     if (b > 0x7fffffffLL)
-        return cu_err(err, INFVSR_ERR_UNSUPPORTED, "%s: %lld rows is too many", op, (long long)rows);
+        return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "%s: %lld rows is too many", op, (long long)rows);
     *blocks = (unsigned)b;
     return INFVSR_OK;
 }
@@ -110,16 +110,16 @@ enum infvsr_status cu_layer_norm(struct infvsr_backend * be, const struct infvsr
                                  float eps, struct infvsr_tensor * y, struct infvsr_err * err) {
     struct cuda_ctx * c = cu_ctx(be);
     CU_ENTER(c, err);
-    CHECK_ST(cu_check_tensor(x, "layer_norm", "x", false, err));
-    CHECK_ST(cu_check_tensor(y, "layer_norm", "y", false, err));
-    CHECK_ST(cu_check_same(x, y, "layer_norm", err));
+    INFVSR_TRY(cu_check_tensor(x, "layer_norm", "x", false, err));
+    INFVSR_TRY(cu_check_tensor(y, "layer_norm", "y", false, err));
+    INFVSR_TRY(cu_check_same(x, y, "layer_norm", err));
     const int64_t cols = cu_last_dim(x);
-    if (w) CHECK_ST(check_vec(w, cols, "layer_norm", "w", err));
-    if (b) CHECK_ST(check_vec(b, cols, "layer_norm", "b", err));
-    if (cols == 0 || cu_numel(x) == 0) return INFVSR_OK;
-    const int64_t rows = cu_numel(x) / cols;
+    if (w) INFVSR_TRY(check_vec(w, cols, "layer_norm", "w", err));
+    if (b) INFVSR_TRY(check_vec(b, cols, "layer_norm", "b", err));
+    if (cols == 0 || infvsr_tensor_numel(x) == 0) return INFVSR_OK;
+    const int64_t rows = infvsr_tensor_numel(x) / cols;
     unsigned blocks = 0;
-    CHECK_ST(row_grid(rows, &blocks, "layer_norm", err));
+    INFVSR_TRY(row_grid(rows, &blocks, "layer_norm", err));
     k_layer_norm<<<blocks, ROW_WARPS * 32, 0, c->stream>>>(
         x->data, x->dtype, w ? w->data : nullptr, w ? w->dtype : 0, b ? b->data : nullptr,
         b ? b->dtype : 0, eps, y->data, y->dtype, rows, cols);
@@ -132,15 +132,15 @@ enum infvsr_status cu_rms_norm(struct infvsr_backend * be, const struct infvsr_t
                                struct infvsr_err * err) {
     struct cuda_ctx * c = cu_ctx(be);
     CU_ENTER(c, err);
-    CHECK_ST(cu_check_tensor(x, "rms_norm", "x", false, err));
-    CHECK_ST(cu_check_tensor(y, "rms_norm", "y", false, err));
-    CHECK_ST(cu_check_same(x, y, "rms_norm", err));
+    INFVSR_TRY(cu_check_tensor(x, "rms_norm", "x", false, err));
+    INFVSR_TRY(cu_check_tensor(y, "rms_norm", "y", false, err));
+    INFVSR_TRY(cu_check_same(x, y, "rms_norm", err));
     const int64_t cols = cu_last_dim(x);
-    if (w) CHECK_ST(check_vec(w, cols, "rms_norm", "w", err));
-    if (cols == 0 || cu_numel(x) == 0) return INFVSR_OK;
-    const int64_t rows = cu_numel(x) / cols;
+    if (w) INFVSR_TRY(check_vec(w, cols, "rms_norm", "w", err));
+    if (cols == 0 || infvsr_tensor_numel(x) == 0) return INFVSR_OK;
+    const int64_t rows = infvsr_tensor_numel(x) / cols;
     unsigned blocks = 0;
-    CHECK_ST(row_grid(rows, &blocks, "rms_norm", err));
+    INFVSR_TRY(row_grid(rows, &blocks, "rms_norm", err));
     k_rms_norm<<<blocks, ROW_WARPS * 32, 0, c->stream>>>(x->data, x->dtype, w ? w->data : nullptr,
                                                          w ? w->dtype : 0, eps, y->data, y->dtype,
                                                          rows, cols);
@@ -153,15 +153,15 @@ enum infvsr_status cu_channel_rms_norm(struct infvsr_backend * be, const struct 
                                        struct infvsr_err * err) {
     struct cuda_ctx * c = cu_ctx(be);
     CU_ENTER(c, err);
-    CHECK_ST(cu_check_tensor(x, "channel_rms_norm", "x", false, err));
-    CHECK_ST(cu_check_tensor(y, "channel_rms_norm", "y", false, err));
-    CHECK_ST(cu_check_same(x, y, "channel_rms_norm", err));
+    INFVSR_TRY(cu_check_tensor(x, "channel_rms_norm", "x", false, err));
+    INFVSR_TRY(cu_check_tensor(y, "channel_rms_norm", "y", false, err));
+    INFVSR_TRY(cu_check_same(x, y, "channel_rms_norm", err));
     if (x->ndim < 1)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "channel_rms_norm: x must have a channel dim");
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "channel_rms_norm: x must have a channel dim");
     const int64_t C = x->shape[0];
-    CHECK_ST(check_vec(gamma, C, "channel_rms_norm", "gamma", err));
-    if (C == 0 || cu_numel(x) == 0) return INFVSR_OK;
-    const int64_t S = cu_numel(x) / C;
+    INFVSR_TRY(check_vec(gamma, C, "channel_rms_norm", "gamma", err));
+    if (C == 0 || infvsr_tensor_numel(x) == 0) return INFVSR_OK;
+    const int64_t S = infvsr_tensor_numel(x) / C;
     k_channel_rms_norm<<<cu_grid_for(S, 256), 256, 0, c->stream>>>(
         x->data, x->dtype, gamma->data, gamma->dtype, y->data, y->dtype, C, S);
     CU_CHECK_LAUNCH(c, err);
@@ -173,13 +173,13 @@ enum infvsr_status cu_modulate(struct infvsr_backend * be, const struct infvsr_t
                                struct infvsr_tensor * y, struct infvsr_err * err) {
     struct cuda_ctx * c = cu_ctx(be);
     CU_ENTER(c, err);
-    CHECK_ST(cu_check_tensor(x, "modulate", "x", false, err));
-    CHECK_ST(cu_check_tensor(y, "modulate", "y", false, err));
-    CHECK_ST(cu_check_same(x, y, "modulate", err));
+    INFVSR_TRY(cu_check_tensor(x, "modulate", "x", false, err));
+    INFVSR_TRY(cu_check_tensor(y, "modulate", "y", false, err));
+    INFVSR_TRY(cu_check_same(x, y, "modulate", err));
     const int64_t cols = cu_last_dim(x);
-    CHECK_ST(check_vec(scale, cols, "modulate", "scale", err));
-    CHECK_ST(check_vec(shift, cols, "modulate", "shift", err));
-    const int64_t n = cu_numel(x);
+    INFVSR_TRY(check_vec(scale, cols, "modulate", "scale", err));
+    INFVSR_TRY(check_vec(shift, cols, "modulate", "shift", err));
+    const int64_t n = infvsr_tensor_numel(x);
     if (n == 0) return INFVSR_OK;
     k_modulate<<<cu_grid_for(n, 256), 256, 0, c->stream>>>(x->data, x->dtype, scale->data,
                                                            scale->dtype, shift->data, shift->dtype,

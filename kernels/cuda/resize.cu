@@ -113,7 +113,7 @@ struct dev_tables {
             host.resize(host.size() + t[a].w.size() * 4);
             if (!t[a].w.empty()) memcpy(host.data() + off[a][2], t[a].w.data(), t[a].w.size() * 4);
         }
-        CHECK_ST(cu_scratch(c, host.size(), &blk, err));
+        INFVSR_TRY(cu_scratch(c, host.size(), &blk, err));
         /* Pageable source: the copy is staged before cudaMemcpyAsync returns, so `host`
          * may go out of scope right after. */
         CU_CHECK(c, err, cudaMemcpyAsync(blk, host.data(), host.size(), cudaMemcpyHostToDevice, c->stream));
@@ -141,36 +141,36 @@ enum infvsr_status cu_resize(struct infvsr_backend * be, enum infvsr_resize_mode
                              struct infvsr_err * err) {
     cuda_ctx * c = cu_ctx(be);
     CU_ENTER(c, err);
-    CHECK_ST(cu_check_tensor(x, "resize", "x", false, err));
-    CHECK_ST(cu_check_tensor(y, "resize", "y", false, err));
+    INFVSR_TRY(cu_check_tensor(x, "resize", "x", false, err));
+    INFVSR_TRY(cu_check_tensor(y, "resize", "y", false, err));
     if (x->ndim < 2 || y->ndim != x->ndim)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "resize: x and y need the same rank >= 2 (%d, %d)",
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "resize: x and y need the same rank >= 2 (%d, %d)",
                       x->ndim, y->ndim);
     for (int i = 0; i < x->ndim - 2; i++)
         if (x->shape[i] != y->shape[i])
-            return cu_err(err, INFVSR_ERR_INVALID_ARG, "resize: leading dim %d differs (%lld vs %lld)",
+            return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "resize: leading dim %d differs (%lld vs %lld)",
                           i, (long long)x->shape[i], (long long)y->shape[i]);
     if ((int)mode < 0 || mode >= INFVSR_RESIZE_COUNT)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "resize: unknown mode %d", (int)mode);
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "resize: unknown mode %d", (int)mode);
     if (x->data == y->data)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "resize: y must not alias x");
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "resize: y must not alias x");
     const int64_t H = x->shape[x->ndim - 2], W = x->shape[x->ndim - 1];
     const int64_t Ho = y->shape[y->ndim - 2], Wo = y->shape[y->ndim - 1];
-    if (cu_numel(y) == 0) return INFVSR_OK;
+    if (infvsr_tensor_numel(y) == 0) return INFVSR_OK;
     if (H <= 0 || W <= 0)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "resize: empty input plane");
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "resize: empty input plane");
     if (H > INT32_MAX || W > INT32_MAX)
-        return cu_err(err, INFVSR_ERR_UNSUPPORTED, "resize: planes beyond 2^31 pixels per axis");
-    const int64_t planes = cu_numel(x) / (H * W);
+        return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "resize: planes beyond 2^31 pixels per axis");
+    const int64_t planes = infvsr_tensor_numel(x) / (H * W);
 
     axis_table tab[2]; /* 0 = vertical (H), 1 = horizontal (W) */
     dev_tables dt(c);
     try {
         build_table(tab[0], mode, H, Ho);
         build_table(tab[1], mode, W, Wo);
-        CHECK_ST(dt.upload(tab, err));
+        INFVSR_TRY(dt.upload(tab, err));
     } catch (...) { /* std::vector's bad_alloc must not cross into C */
-        return cu_err(err, INFVSR_ERR_NOMEM, "resize: out of host memory for the tap tables");
+        return infvsr_err_set(err, INFVSR_ERR_NOMEM, "resize: out of host memory for the tap tables");
     }
     if (mode == INFVSR_RESIZE_NEAREST) {
         const int64_t n = planes * Ho * Wo;
@@ -180,7 +180,7 @@ enum infvsr_status cu_resize(struct infvsr_backend * be, enum infvsr_resize_mode
         return INFVSR_OK;
     }
     tmp_block tmp(c);
-    CHECK_ST(cu_scratch(c, (size_t)(planes * H * Wo) * sizeof(float), &tmp.p, err));
+    INFVSR_TRY(cu_scratch(c, (size_t)(planes * H * Wo) * sizeof(float), &tmp.p, err));
     const int64_t nh = planes * H * Wo;
     k_resize_h<<<cu_grid_for(nh, 256), 256, 0, c->stream>>>(x->data, x->dtype, (float *)tmp.p,
                                                             planes * H, W, Wo, dt.first[1],

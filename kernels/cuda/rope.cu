@@ -37,17 +37,17 @@ enum infvsr_status cu_rope(struct infvsr_backend * be, const struct infvsr_tenso
     if ((st = cu_check_tensor(y, "rope", "y", false, err)) != INFVSR_OK) return st;
     if ((st = cu_check_same(x, y, "rope", err)) != INFVSR_OK) return st;
     if (!freqs || freqs->mem != INFVSR_MEM_DEVICE || !freqs->data || freqs->dtype != INFVSR_TYPE_F64)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "rope: freqs must be an allocated F64 device tensor");
-    if (n_heads <= 0 || cu_numel(x) == 0)
-        return n_heads <= 0 ? cu_err(err, INFVSR_ERR_INVALID_ARG, "rope: n_heads %d", n_heads) : INFVSR_OK;
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "rope: freqs must be an allocated F64 device tensor");
+    if (n_heads <= 0 || infvsr_tensor_numel(x) == 0)
+        return n_heads <= 0 ? infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "rope: n_heads %d", n_heads) : INFVSR_OK;
     const int64_t HD = cu_last_dim(x);
-    const int64_t N  = cu_numel(x) / HD;
+    const int64_t N  = infvsr_tensor_numel(x) / HD;
     if (HD % n_heads != 0 || (HD / n_heads) % 2 != 0)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "rope: last dim %lld is not n_heads (%d) x an even "
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "rope: last dim %lld is not n_heads (%d) x an even "
                       "head dim", (long long)HD, n_heads);
     const int64_t half_d = HD / n_heads / 2;
     if (freqs->ndim != 3 || freqs->shape[0] != N || freqs->shape[1] != half_d || freqs->shape[2] != 2)
-        return cu_err(err, INFVSR_ERR_INVALID_ARG, "rope: freqs must be [%lld, %lld, 2]", (long long)N,
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "rope: freqs must be [%lld, %lld, 2]", (long long)N,
                       (long long)half_d);
     const int64_t total = N * n_heads * half_d;
     k_rope<<<cu_grid_for(total, 256), 256, 0, c->stream>>>(x->data, x->dtype,

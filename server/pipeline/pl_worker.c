@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "infvsr/session.h"
-#include "ops.h"
+#include "infvsr/backend.h"
 #include "pl_internal.h"
 
 #define NULL_CHUNK_FRAMES 12 /* the null engine's "chunk": as many frames as a model chunk */
@@ -39,11 +39,10 @@ static void load_model(struct pl_worker * w) {
     bool ok = true;
     char name[64] = "null";
     if (!e->is_null) {
-        struct infvsr_cpu_params cp = infvsr_cpu_default_params();
-        cp.n_threads = e->o.threads;
-        if (infvsr_cpu_backend_init(&cp, &w->be) != INFVSR_OK) {
+        struct infvsr_backend_opts bo = infvsr_backend_default_opts();
+        bo.n_threads = e->o.threads;
+        if (infvsr_backend_init_by_name("cpu", &bo, &w->be, &err) != INFVSR_OK) {
             ok = false;
-            infvsr_err_set(&err, INFVSR_ERR_NOMEM, "cannot start the CPU backend");
         } else if (infvsr_model_open_dir(e->model, w->be, &w->model, &err) != INFVSR_OK) {
             ok = false;
         } else {
@@ -304,6 +303,6 @@ void * pl_worker_main(void * arg) {
     }
     pthread_mutex_unlock(&e->mu);
     infvsr_model_close(w->model);
-    if (w->be) infvsr_cpu_backend_free(w->be);
+    if (w->be) infvsr_backend_free(w->be);
     return NULL;
 }

@@ -85,7 +85,7 @@ struct lin_ctx {
 
 static void run_linear(void * p) {
     struct lin_ctx * c = p;
-    INFVSR_ASSERT(c->be->iface->linear(c->be, &c->x, &c->w, NULL, INFVSR_UNARY_COUNT, &c->y, NULL) == INFVSR_OK);
+    INFVSR_ASSERT(infvsr_op_linear(c->be, &c->x, &c->w, NULL, INFVSR_UNARY_COUNT, &c->y, NULL) == INFVSR_OK);
 }
 
 static void run_sgemm(void * p) {
@@ -128,7 +128,7 @@ struct attn_ctx {
 
 static void run_attn(void * p) {
     struct attn_ctx * c = p;
-    INFVSR_ASSERT(c->be->iface->attention(c->be, &c->a, NULL) == INFVSR_OK);
+    INFVSR_ASSERT(infvsr_op_attention(c->be, &c->a, NULL) == INFVSR_OK);
 }
 
 static void bench_attention(struct infvsr_backend * be, const char * what, int nq, int n0, int n1, int H, int D) {
@@ -166,7 +166,7 @@ struct conv_ctx {
 
 static void run_conv(void * p) {
     struct conv_ctx * c = p;
-    INFVSR_ASSERT(c->be->iface->conv3d(c->be, &c->a, NULL) == INFVSR_OK);
+    INFVSR_ASSERT(infvsr_op_conv3d(c->be, &c->a, NULL) == INFVSR_OK);
 }
 
 static void run_conv_gemm_only(void * p) {
@@ -213,7 +213,7 @@ struct unary_ctx {
 
 static void run_unary(void * p) {
     struct unary_ctx * c = p;
-    INFVSR_ASSERT(c->be->iface->unary(c->be, c->op, &c->x, &c->y, NULL) == INFVSR_OK);
+    INFVSR_ASSERT(infvsr_op_unary(c->be, c->op, &c->x, &c->y, NULL) == INFVSR_OK);
 }
 
 static void bench_unary(struct infvsr_backend * be, int64_t n) {
@@ -240,7 +240,7 @@ struct resize_ctx {
 
 static void run_resize(void * p) {
     struct resize_ctx * c = p;
-    INFVSR_ASSERT(c->be->iface->resize(c->be, c->mode, &c->x, &c->y, NULL) == INFVSR_OK);
+    INFVSR_ASSERT(infvsr_op_resize(c->be, c->mode, &c->x, &c->y, NULL) == INFVSR_OK);
 }
 
 static void bench_resize(struct infvsr_backend * be, const char * what, enum infvsr_resize_mode mode, int hi, int wi,
@@ -307,6 +307,6 @@ int main(int argc, char ** argv) {
         bench_conv3d(be, 384, 1, 8, INFVSR_TYPE_F32);
     }
 
-    infvsr_cpu_backend_free(be);
+    infvsr_backend_free(be);
     return 0;
 }

@@ -41,14 +41,14 @@ static void dev_rand(struct infvsr_tensor * t, const char * name, enum infvsr_dt
     struct infvsr_err err = { 0 };
     memset(t, 0, sizeof *t);
     infvsr_tensor_setup(t, name, dt, ndim, shape);
-    DIE_IF(g_be->iface->tensor_alloc(g_be, t, &err) != INFVSR_OK, "alloc %s: %s", name, err.msg);
+    DIE_IF(infvsr_backend_tensor_alloc(g_be, t, &err) != INFVSR_OK, "alloc %s: %s", name, err.msg);
     size_t n = (size_t)infvsr_tensor_numel(t);
     float * v = malloc(n * sizeof *v);
     void * buf = malloc(infvsr_tensor_nbytes(t));
     DIE_IF(!v || !buf, "host OOM");
     test_fill_uniform(v, n, lo, hi, seed);
     infvsr_convert_from_f32(buf, dt, v, n);
-    DIE_IF(g_be->iface->tensor_set(g_be, t, buf, 0, infvsr_tensor_nbytes(t)) != INFVSR_OK, "set %s", name);
+    DIE_IF(infvsr_backend_tensor_set(g_be, t, buf, 0, infvsr_tensor_nbytes(t), NULL) != INFVSR_OK, "set %s", name);
     free(v);
     free(buf);
 }
@@ -100,7 +100,7 @@ struct lin_ctx {
 static enum infvsr_status run_linear(void * p) {
     struct lin_ctx * c = p;
     struct infvsr_err err = { 0 };
-    enum infvsr_status st = g_be->iface->linear(g_be, &c->x, &c->w, &c->b, INFVSR_UNARY_COUNT, &c->y, &err);
+    enum infvsr_status st = infvsr_op_linear(g_be, &c->x, &c->w, &c->b, INFVSR_UNARY_COUNT, &c->y, &err);
     if (st) fprintf(stderr, "linear: %s\n", err.msg);
     return st;
 }
@@ -167,10 +167,10 @@ static void bench_gemm(int64_t M, int64_t K, int64_t N, const char * what) {
     cublasLtMatmulDescDestroy(r.op);
     cudaFree(r.ws);
     cublasLtDestroy(r.lt);
-    g_be->iface->tensor_free(g_be, &c.x);
-    g_be->iface->tensor_free(g_be, &c.w);
-    g_be->iface->tensor_free(g_be, &c.b);
-    g_be->iface->tensor_free(g_be, &c.y);
+    infvsr_backend_tensor_free(g_be, &c.x);
+    infvsr_backend_tensor_free(g_be, &c.w);
+    infvsr_backend_tensor_free(g_be, &c.b);
+    infvsr_backend_tensor_free(g_be, &c.y);
 }
 
 /* ---- attention ---- */
@@ -184,7 +184,7 @@ static enum infvsr_status run_attn(void * p) {
     struct infvsr_err err = { 0 };
     struct infvsr_attn_args a = { &c->q, &c->k0, &c->v0, &c->k1, &c->v1, NULL, c->h,
                                   1.0f / sqrtf((float)c->d), &c->o };
-    enum infvsr_status st = g_be->iface->attention(g_be, &a, &err);
+    enum infvsr_status st = infvsr_op_attention(g_be, &a, &err);
     if (st) fprintf(stderr, "attention: %s\n", err.msg);
     return st;
 }
@@ -208,7 +208,7 @@ static void bench_attention(int64_t nq, int64_t n0, int64_t n1, int h, int d, en
     snprintf(label, sizeof label, "%s ran:%s", what, infvsr_cuda_backend_last_attention_kernel(g_be));
     row(label, shape, 4.0 * nq * (n0 + n1) * d * h, ms, 0);
     struct infvsr_tensor * ts[] = { &c.q, &c.k0, &c.v0, &c.k1, &c.v1, &c.o };
-    for (size_t i = 0; i < 6; i++) g_be->iface->tensor_free(g_be, ts[i]);
+    for (size_t i = 0; i < 6; i++) infvsr_backend_tensor_free(g_be, ts[i]);
 }
 
 /* ---- conv3d ---- */
@@ -220,7 +220,7 @@ static enum infvsr_status run_conv(void * p) {
     struct conv_ctx * c = p;
     struct infvsr_err err = { 0 };
     struct infvsr_conv3d_args a = { &c->x, &c->w, &c->b, 1, 1, 1, 1, 1, 1, 1, &c->y };
-    enum infvsr_status st = g_be->iface->conv3d(g_be, &a, &err);
+    enum infvsr_status st = infvsr_op_conv3d(g_be, &a, &err);
     if (st) fprintf(stderr, "conv3d: %s\n", err.msg);
     return st;
 }
@@ -237,23 +237,23 @@ static void bench_conv(int64_t C, int64_t T, int64_t H, int64_t W, const char * 
     snprintf(shape, sizeof shape, "%lld->%lld 3x3x3 [%lld,%lld,%lld]", (long long)C, (long long)C, (long long)T,
              (long long)H, (long long)W);
     row(what, shape, 2.0 * C * C * 27 * (T - 2) * H * W, ms, 0);
-    g_be->iface->tensor_free(g_be, &c.x);
-    g_be->iface->tensor_free(g_be, &c.w);
-    g_be->iface->tensor_free(g_be, &c.b);
-    g_be->iface->tensor_free(g_be, &c.y);
+    infvsr_backend_tensor_free(g_be, &c.x);
+    infvsr_backend_tensor_free(g_be, &c.w);
+    infvsr_backend_tensor_free(g_be, &c.b);
+    infvsr_backend_tensor_free(g_be, &c.y);
 }
 
 int main(int argc, char ** argv) {
     if (argc > 1) g_iters = atoi(argv[1]) > 0 ? atoi(argv[1]) : 20;
     struct infvsr_err err = { 0 };
-    enum infvsr_status st = infvsr_cuda_backend_init(0, &g_be, &err);
+    enum infvsr_status st = infvsr_cuda_backend_init(0, INFVSR_PRECISION_AUTO, &g_be, &err);
     if (st == INFVSR_ERR_UNSUPPORTED) {
         printf("SKIP: %s\n", err.msg);
         return 77;
     }
     DIE_IF(st != INFVSR_OK, "init: %s", err.msg);
     g_stream = (cudaStream_t)infvsr_cuda_backend_stream(g_be);
-    printf("device: %s, median of %d calls\n", g_be->iface->name(g_be), g_iters);
+    printf("device: %s, median of %d calls\n", infvsr_backend_name(g_be), g_iters);
     printf("| %-26s | %-30s | %9s | %8s | %8s | %5s |\n", "op", "shape", "ms", "TFLOP/s", "cuBLASLt", "ratio");
     bench_gemm(10800, 1536, 1536, "linear bf16 (qkvo)");
     bench_gemm(10800, 1536, 8960, "linear bf16 (ffn up)");
@@ -274,6 +274,6 @@ int main(int argc, char ** argv) {
     infvsr_cuda_backend_pool_stats(g_be, &ps);
     printf("pool: peak %.1f MiB, reserved %.1f MiB, %llu cudaMalloc calls\n", ps.bytes_peak / 1048576.0,
            ps.bytes_reserved / 1048576.0, (unsigned long long)ps.n_device_mallocs);
-    infvsr_cuda_backend_free(g_be);
+    infvsr_backend_free(g_be);
     return 0;
 }

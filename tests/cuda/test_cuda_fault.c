@@ -21,15 +21,15 @@ static void test_fault_makes_backend_unhealthy(void) {
     struct infvsr_tensor good, bogus;
     memset(&good, 0, sizeof good);
     infvsr_tensor_setup(&good, "good", INFVSR_TYPE_F32, 1, shape);
-    CHECK(g_gpu->iface->tensor_alloc(g_gpu, &good, &err) == INFVSR_OK);
+    CHECK(infvsr_backend_tensor_alloc(g_gpu, &good, &err) == INFVSR_OK);
     CHECK(infvsr_cuda_backend_healthy(g_gpu));
 
     /* A device tensor pointing at an unmapped address: passes validation, faults on the GPU. */
     infvsr_tensor_view(&bogus, "bogus", INFVSR_TYPE_F32, 1, shape, (void *)(uintptr_t)0x1000);
     bogus.mem = INFVSR_MEM_DEVICE;
-    enum infvsr_status st = g_gpu->iface->unary(g_gpu, INFVSR_UNARY_SILU, &bogus, &good, &err);
+    enum infvsr_status st = infvsr_op_unary(g_gpu, INFVSR_UNARY_SILU, &bogus, &good, &err);
     /* the launch itself is fine (asynchronous); the fault surfaces at the sync */
-    if (st == INFVSR_OK) st = g_gpu->iface->synchronize(g_gpu);
+    if (st == INFVSR_OK) st = infvsr_backend_synchronize(g_gpu, NULL);
     CHECK_EQ_INT(st, INFVSR_ERR_DEVICE);
     CHECK(!infvsr_cuda_backend_healthy(g_gpu));
     const char * why = infvsr_cuda_backend_last_error(g_gpu);
@@ -39,10 +39,10 @@ static void test_fault_makes_backend_unhealthy(void) {
 
     /* Refused from now on, with the recorded reason. */
     struct infvsr_err err2 = { 0 };
-    CHECK_EQ_INT(g_gpu->iface->unary(g_gpu, INFVSR_UNARY_SILU, &good, &good, &err2), INFVSR_ERR_DEVICE);
+    CHECK_EQ_INT(infvsr_op_unary(g_gpu, INFVSR_UNARY_SILU, &good, &good, &err2), INFVSR_ERR_DEVICE);
     CHECK_STR_CONTAINS(err2.msg, "unhealthy");
-    CHECK_EQ_INT(g_gpu->iface->synchronize(g_gpu), INFVSR_ERR_DEVICE);
-    g_gpu->iface->tensor_free(g_gpu, &good);
+    CHECK_EQ_INT(infvsr_backend_synchronize(g_gpu, NULL), INFVSR_ERR_DEVICE);
+    infvsr_backend_tensor_free(g_gpu, &good);
 }
 
 static const struct test_case tests[] = {
@@ -52,7 +52,7 @@ static const struct test_case tests[] = {
 
 int main(int argc, char ** argv) {
     struct infvsr_err err = { 0 };
-    enum infvsr_status st = infvsr_cuda_backend_init(0, &g_gpu, &err);
+    enum infvsr_status st = infvsr_cuda_backend_init(0, INFVSR_PRECISION_AUTO, &g_gpu, &err);
     if (st == INFVSR_ERR_UNSUPPORTED) {
         printf("SKIP: %s\n", err.msg);
         return 77;
@@ -62,7 +62,7 @@ int main(int argc, char ** argv) {
         return 1;
     }
     int rc = test_main(argc, argv, tests);
-    infvsr_cuda_backend_free(g_gpu); /* must return although the context is poisoned */
+    infvsr_backend_free(g_gpu); /* must return although the context is poisoned */
     printf("backend freed after the fault\n");
     return rc;
 }

@@ -41,16 +41,16 @@ static void put(struct infvsr_backend * be, struct infvsr_tensor * t, const char
     struct infvsr_err err = { 0 };
     memset(t, 0, sizeof *t);
     infvsr_tensor_setup(t, name, dtype, ndim, shape);
-    enum infvsr_status st = be->iface->tensor_alloc(be, t, &err);
-    CHECK_MSG(st == INFVSR_OK, "alloc %s on %s: %s", name, be->iface->name(be), err.msg);
+    enum infvsr_status st = infvsr_backend_tensor_alloc(be, t, &err);
+    CHECK_MSG(st == INFVSR_OK, "alloc %s on %s: %s", name, infvsr_backend_name(be), err.msg);
     if (st != INFVSR_OK) return;
     int64_t n = infvsr_tensor_numel(t);
     float * src = malloc((size_t)(n ? n : 1) * sizeof *src);
     for (int64_t i = 0; i < n; i++) src[i] = vals ? vals[i] : NAN;
     void * buf = malloc(infvsr_tensor_nbytes(t) + 1);
     infvsr_convert_from_f32(buf, dtype, src, (size_t)n);
-    st = be->iface->tensor_set(be, t, buf, 0, infvsr_tensor_nbytes(t));
-    CHECK_MSG(st == INFVSR_OK, "tensor_set %s on %s", name, be->iface->name(be));
+    st = infvsr_backend_tensor_set(be, t, buf, 0, infvsr_tensor_nbytes(t), NULL);
+    CHECK_MSG(st == INFVSR_OK, "tensor_set %s on %s", name, infvsr_backend_name(be));
     free(buf);
     free(src);
 }
@@ -59,8 +59,8 @@ static float * get(struct infvsr_backend * be, const struct infvsr_tensor * t) {
     int64_t n = infvsr_tensor_numel(t);
     void * buf = malloc(infvsr_tensor_nbytes(t) + 1);
     float * out = malloc((size_t)(n ? n : 1) * sizeof *out);
-    enum infvsr_status st = be->iface->tensor_get(be, t, buf, 0, infvsr_tensor_nbytes(t));
-    CHECK_MSG(st == INFVSR_OK, "tensor_get %s on %s", t->name, be->iface->name(be));
+    enum infvsr_status st = infvsr_backend_tensor_get(be, t, buf, 0, infvsr_tensor_nbytes(t), NULL);
+    CHECK_MSG(st == INFVSR_OK, "tensor_get %s on %s", t->name, infvsr_backend_name(be));
     if (st == INFVSR_OK) infvsr_convert_to_f32(out, buf, t->dtype, (size_t)n);
     else for (int64_t i = 0; i < n; i++) out[i] = NAN;
     free(buf);
@@ -80,8 +80,8 @@ static void both_put(struct both * b, const char * name, enum infvsr_dtype cpu_d
 }
 
 static void both_free(struct both * b) {
-    g_cpu->iface->tensor_free(g_cpu, &b->c);
-    g_gpu->iface->tensor_free(g_gpu, &b->g);
+    infvsr_backend_tensor_free(g_cpu, &b->c);
+    infvsr_backend_tensor_free(g_gpu, &b->g);
 }
 
 /* Activation input: random values rounded to dt; weight: random in bf16 on both sides. */
@@ -117,7 +117,7 @@ static void compare(const char * op, const char * what, enum infvsr_dtype dt, st
                     enum infvsr_status st_cpu, enum infvsr_status st_gpu, const char * gpu_msg) {
     double e = INFINITY;
     if (st_cpu == INFVSR_OK && st_gpu == INFVSR_OK) {
-        CHECK(g_gpu->iface->synchronize(g_gpu) == INFVSR_OK);
+        CHECK(infvsr_backend_synchronize(g_gpu, NULL) == INFVSR_OK);
         float * a = get(g_gpu, &out->g);
         float * b = get(g_cpu, &out->c);
         e = rel_err_f32(a, b, (size_t)infvsr_tensor_numel(&out->c));
@@ -151,8 +151,8 @@ static void linear_case_w(int64_t M, int64_t K, int64_t N, bool bias, enum infvs
         weight_in_dt(&w, "w", wdt, 2, sw, -0.2f, 0.2f);
         if (bias) weight_in_dt(&b, "b", wdt, 1, sb, -0.5f, 0.5f);
         out_poison(&y, "y", dt, 2, sy);
-        enum infvsr_status sc = g_cpu->iface->linear(g_cpu, &x.c, &w.c, bias ? &b.c : NULL, act, &y.c, NULL);
-        enum infvsr_status sg = g_gpu->iface->linear(g_gpu, &x.g, &w.g, bias ? &b.g : NULL, act, &y.g, &err);
+        enum infvsr_status sc = infvsr_op_linear(g_cpu, &x.c, &w.c, bias ? &b.c : NULL, act, &y.c, NULL);
+        enum infvsr_status sg = infvsr_op_linear(g_gpu, &x.g, &w.g, bias ? &b.g : NULL, act, &y.g, &err);
         char what[80];
         snprintf(what, sizeof what, "[%lld,%lld]x[%lld,%lld]^T%s %s w:%s", (long long)M, (long long)K,
                  (long long)N, (long long)K, bias ? "+b" : "", act_names[act], infvsr_dtype_name(wdt));
@@ -186,8 +186,8 @@ static void matmul_case(int64_t B, int64_t M, int64_t K, int64_t N, bool trans_b
         act_in(&b, "b", dt, 3, sb, -1, 1);
         out_poison(&c, "c", dt, 3, sc3);
         /* The CPU matmul is f32-only: b on the CPU side is f32 already (act_in). */
-        enum infvsr_status s1 = g_cpu->iface->matmul(g_cpu, &a.c, &b.c, trans_b, alpha, &c.c, NULL);
-        enum infvsr_status s2 = g_gpu->iface->matmul(g_gpu, &a.g, &b.g, trans_b, alpha, &c.g, &err);
+        enum infvsr_status s1 = infvsr_op_matmul(g_cpu, &a.c, &b.c, trans_b, alpha, &c.c, NULL);
+        enum infvsr_status s2 = infvsr_op_matmul(g_gpu, &a.g, &b.g, trans_b, alpha, &c.g, &err);
         char what[80];
         snprintf(what, sizeof what, "B=%lld [%lld,%lld].[%lld,%lld]%s a=%.2f", (long long)B, (long long)M,
                  (long long)K, (long long)K, (long long)N, trans_b ? "^T" : "", alpha);
@@ -213,8 +213,8 @@ static void test_norms(void) {
             act_in(&x, "x", dt, 3, sx, -2, 3);
             if (affine) { weight_in(&w, "w", 1, sw, 0.5f, 1.5f); weight_in(&b, "b", 1, sw, -0.5f, 0.5f); }
             out_poison(&y, "y", dt, 3, sx);
-            enum infvsr_status s1 = g_cpu->iface->layer_norm(g_cpu, &x.c, affine ? &w.c : NULL, affine ? &b.c : NULL, 1e-6f, &y.c, NULL);
-            enum infvsr_status s2 = g_gpu->iface->layer_norm(g_gpu, &x.g, affine ? &w.g : NULL, affine ? &b.g : NULL, 1e-6f, &y.g, &err);
+            enum infvsr_status s1 = infvsr_op_layer_norm(g_cpu, &x.c, affine ? &w.c : NULL, affine ? &b.c : NULL, 1e-6f, &y.c, NULL);
+            enum infvsr_status s2 = infvsr_op_layer_norm(g_gpu, &x.g, affine ? &w.g : NULL, affine ? &b.g : NULL, 1e-6f, &y.g, &err);
             compare("layer_norm", affine ? "[5,7,200] affine" : "[5,7,200] no affine", dt, &y, s1, s2, err.msg);
             both_free(&x); both_free(&y);
             if (affine) { both_free(&w); both_free(&b); }
@@ -226,8 +226,8 @@ static void test_norms(void) {
             act_in(&x, "x", dt, 2, sx, -2, 2);
             weight_in(&w, "w", 1, sw, 0.5f, 1.5f);
             out_poison(&y, "y", dt, 2, sx);
-            enum infvsr_status s1 = g_cpu->iface->rms_norm(g_cpu, &x.c, &w.c, 1e-6f, &y.c, NULL);
-            enum infvsr_status s2 = g_gpu->iface->rms_norm(g_gpu, &x.g, &w.g, 1e-6f, &y.g, &err);
+            enum infvsr_status s1 = infvsr_op_rms_norm(g_cpu, &x.c, &w.c, 1e-6f, &y.c, NULL);
+            enum infvsr_status s2 = infvsr_op_rms_norm(g_gpu, &x.g, &w.g, 1e-6f, &y.g, &err);
             compare("rms_norm", "[37,1536] w", dt, &y, s1, s2, err.msg);
             both_free(&x); both_free(&w); both_free(&y);
         }
@@ -238,8 +238,8 @@ static void test_norms(void) {
             act_in(&x, "x", dt, 4, sx, -1, 1);
             weight_in(&g, "gamma", 1, sg, 0.5f, 1.5f);
             out_poison(&y, "y", dt, 4, sx);
-            enum infvsr_status s1 = g_cpu->iface->channel_rms_norm(g_cpu, &x.c, &g.c, &y.c, NULL);
-            enum infvsr_status s2 = g_gpu->iface->channel_rms_norm(g_gpu, &x.g, &g.g, &y.g, &err);
+            enum infvsr_status s1 = infvsr_op_channel_rms_norm(g_cpu, &x.c, &g.c, &y.c, NULL);
+            enum infvsr_status s2 = infvsr_op_channel_rms_norm(g_gpu, &x.g, &g.g, &y.g, &err);
             compare("channel_rms_norm", "[16,3,5,7]", dt, &y, s1, s2, err.msg);
             both_free(&x); both_free(&g); both_free(&y);
         }
@@ -251,8 +251,8 @@ static void test_norms(void) {
             act_in(&sc, "scale", dt, 1, sv, -0.5f, 0.5f);
             act_in(&sh, "shift", dt, 1, sv, -0.5f, 0.5f);
             out_poison(&y, "y", dt, 2, sx);
-            enum infvsr_status s1 = g_cpu->iface->modulate(g_cpu, &x.c, &sc.c, &sh.c, &y.c, NULL);
-            enum infvsr_status s2 = g_gpu->iface->modulate(g_gpu, &x.g, &sc.g, &sh.g, &y.g, &err);
+            enum infvsr_status s1 = infvsr_op_modulate(g_cpu, &x.c, &sc.c, &sh.c, &y.c, NULL);
+            enum infvsr_status s2 = infvsr_op_modulate(g_gpu, &x.g, &sc.g, &sh.g, &y.g, &err);
             compare("modulate", "[50,64]", dt, &y, s1, s2, err.msg);
             both_free(&x); both_free(&sc); both_free(&sh); both_free(&y);
         }
@@ -270,8 +270,8 @@ static void test_elementwise(void) {
             struct infvsr_err err = { 0 };
             act_in(&x, "x", dt, 2, s, -4, 4);
             out_poison(&y, "y", dt, 2, s);
-            enum infvsr_status s1 = g_cpu->iface->unary(g_cpu, (enum infvsr_unary_op)op, &x.c, &y.c, NULL);
-            enum infvsr_status s2 = g_gpu->iface->unary(g_gpu, (enum infvsr_unary_op)op, &x.g, &y.g, &err);
+            enum infvsr_status s1 = infvsr_op_unary(g_cpu, (enum infvsr_unary_op)op, &x.c, &y.c, NULL);
+            enum infvsr_status s2 = infvsr_op_unary(g_gpu, (enum infvsr_unary_op)op, &x.g, &y.g, &err);
             compare("unary", names[op], dt, &y, s1, s2, err.msg);
             both_free(&x); both_free(&y);
         }
@@ -281,8 +281,8 @@ static void test_elementwise(void) {
             act_in(&a, "a", dt, 2, s, -1, 1);
             act_in(&b, "b", dt, 2, s, -1, 1);
             out_poison(&y, "y", dt, 2, s);
-            enum infvsr_status s1 = g_cpu->iface->add(g_cpu, &a.c, &b.c, &y.c, NULL);
-            enum infvsr_status s2 = g_gpu->iface->add(g_gpu, &a.g, &b.g, &y.g, &err);
+            enum infvsr_status s1 = infvsr_op_add(g_cpu, &a.c, &b.c, &y.c, NULL);
+            enum infvsr_status s2 = infvsr_op_add(g_gpu, &a.g, &b.g, &y.g, &err);
             compare("add", "[1000,33]", dt, &y, s1, s2, err.msg);
             both_free(&a); both_free(&b); both_free(&y);
         }
@@ -293,8 +293,8 @@ static void test_elementwise(void) {
             act_in(&d, "d", dt, 2, s, -1, 1);
             if (gated) act_in(&g, "gate", dt, 1, sg, -1, 1);
             out_poison(&y, "y", dt, 2, s);
-            enum infvsr_status s1 = g_cpu->iface->add_gated(g_cpu, &x.c, gated ? &g.c : NULL, &d.c, &y.c, NULL);
-            enum infvsr_status s2 = g_gpu->iface->add_gated(g_gpu, &x.g, gated ? &g.g : NULL, &d.g, &y.g, &err);
+            enum infvsr_status s1 = infvsr_op_add_gated(g_cpu, &x.c, gated ? &g.c : NULL, &d.c, &y.c, NULL);
+            enum infvsr_status s2 = infvsr_op_add_gated(g_gpu, &x.g, gated ? &g.g : NULL, &d.g, &y.g, &err);
             compare("add_gated", gated ? "[1000,33] gate" : "[1000,33] no gate", dt, &y, s1, s2, err.msg);
             both_free(&x); both_free(&d); both_free(&y);
             if (gated) both_free(&g);
@@ -304,8 +304,8 @@ static void test_elementwise(void) {
             struct infvsr_err err = { 0 };
             act_in(&x, "x", dt, 2, s, -2, 2);
             out_poison(&y, "y", dt, 2, s);
-            enum infvsr_status s1 = g_cpu->iface->affine_clamp(g_cpu, &x.c, 1.7f, -0.3f, -1.0f, 1.0f, &y.c, NULL);
-            enum infvsr_status s2 = g_gpu->iface->affine_clamp(g_gpu, &x.g, 1.7f, -0.3f, -1.0f, 1.0f, &y.g, &err);
+            enum infvsr_status s1 = infvsr_op_affine_clamp(g_cpu, &x.c, 1.7f, -0.3f, -1.0f, 1.0f, &y.c, NULL);
+            enum infvsr_status s2 = infvsr_op_affine_clamp(g_gpu, &x.g, 1.7f, -0.3f, -1.0f, 1.0f, &y.g, &err);
             compare("affine_clamp", "[1000,33] 1.7x-0.3 in [-1,1]", dt, &y, s1, s2, err.msg);
             both_free(&x); both_free(&y);
         }
@@ -315,8 +315,8 @@ static void test_elementwise(void) {
             int64_t ss[2] = { 20, 300 };
             act_in(&x, "x", dt, 2, ss, -6, 6);
             out_poison(&y, "y", dt, 2, ss);
-            enum infvsr_status s1 = g_cpu->iface->softmax(g_cpu, &x.c, &y.c, NULL);
-            enum infvsr_status s2 = g_gpu->iface->softmax(g_gpu, &x.g, &y.g, &err);
+            enum infvsr_status s1 = infvsr_op_softmax(g_cpu, &x.c, &y.c, NULL);
+            enum infvsr_status s2 = infvsr_op_softmax(g_gpu, &x.g, &y.g, &err);
             compare("softmax", "[20,300]", dt, &y, s1, s2, err.msg);
             both_free(&x); both_free(&y);
         }
@@ -347,8 +347,8 @@ static void attn_case(int64_t nq, int64_t n0, int64_t n1, int H, int D, bool bia
                                        bias ? &b.c : NULL, H, 1.0f / sqrtf((float)D), &o.c };
         struct infvsr_attn_args ag = { &q.g, &k0.g, &v0.g, n1 ? &k1.g : NULL, n1 ? &v1.g : NULL,
                                        bias ? &b.g : NULL, H, 1.0f / sqrtf((float)D), &o.g };
-        enum infvsr_status s_c = g_cpu->iface->attention(g_cpu, &ac, NULL);
-        enum infvsr_status s_g = g_gpu->iface->attention(g_gpu, &ag, &err);
+        enum infvsr_status s_c = infvsr_op_attention(g_cpu, &ac, NULL);
+        enum infvsr_status s_g = infvsr_op_attention(g_gpu, &ag, &err);
         char what[80];
         snprintf(what, sizeof what, "Nq=%lld Nk=%lld+%lld H=%d D=%d%s %s%s", (long long)nq, (long long)n0,
                  (long long)n1, H, D, bias ? " bias" : "", ki == 0 ? "auto:" : "",
@@ -387,16 +387,16 @@ static void test_rope(void) {
         memset(&fg, 0, sizeof fg);
         infvsr_tensor_setup(&fc, "freqs", INFVSR_TYPE_F64, 3, sf);
         infvsr_tensor_setup(&fg, "freqs", INFVSR_TYPE_F64, 3, sf);
-        CHECK(g_cpu->iface->tensor_alloc(g_cpu, &fc, NULL) == INFVSR_OK);
-        CHECK(g_gpu->iface->tensor_alloc(g_gpu, &fg, NULL) == INFVSR_OK);
-        CHECK(g_cpu->iface->tensor_set(g_cpu, &fc, f, 0, (size_t)(N * D) * sizeof *f) == INFVSR_OK);
-        CHECK(g_gpu->iface->tensor_set(g_gpu, &fg, f, 0, (size_t)(N * D) * sizeof *f) == INFVSR_OK);
-        enum infvsr_status s1 = g_cpu->iface->rope(g_cpu, &x.c, &fc, (int)H, &y.c, NULL);
-        enum infvsr_status s2 = g_gpu->iface->rope(g_gpu, &x.g, &fg, (int)H, &y.g, &err);
+        CHECK(infvsr_backend_tensor_alloc(g_cpu, &fc, NULL) == INFVSR_OK);
+        CHECK(infvsr_backend_tensor_alloc(g_gpu, &fg, NULL) == INFVSR_OK);
+        CHECK(infvsr_backend_tensor_set(g_cpu, &fc, f, 0, (size_t)(N * D) * sizeof *f, NULL) == INFVSR_OK);
+        CHECK(infvsr_backend_tensor_set(g_gpu, &fg, f, 0, (size_t)(N * D) * sizeof *f, NULL) == INFVSR_OK);
+        enum infvsr_status s1 = infvsr_op_rope(g_cpu, &x.c, &fc, (int)H, &y.c, NULL);
+        enum infvsr_status s2 = infvsr_op_rope(g_gpu, &x.g, &fg, (int)H, &y.g, &err);
         compare("rope", "[20, 3x16]", dt, &y, s1, s2, err.msg);
         both_free(&x); both_free(&y);
-        g_cpu->iface->tensor_free(g_cpu, &fc);
-        g_gpu->iface->tensor_free(g_gpu, &fg);
+        infvsr_backend_tensor_free(g_cpu, &fc);
+        infvsr_backend_tensor_free(g_gpu, &fg);
         free(f);
         free(ang);
     }
@@ -420,8 +420,8 @@ static void conv_case(int64_t cin, int64_t T, int64_t H, int64_t W, int64_t cout
         out_poison(&y, "y", dt, 4, sy);
         struct infvsr_conv3d_args ac = { &x.c, &w.c, bias ? &b.c : NULL, st, sh, sw, pt, pb, pl, pr, &y.c };
         struct infvsr_conv3d_args ag = { &x.g, &w.g, bias ? &b.g : NULL, st, sh, sw, pt, pb, pl, pr, &y.g };
-        enum infvsr_status s1 = g_cpu->iface->conv3d(g_cpu, &ac, NULL);
-        enum infvsr_status s2 = g_gpu->iface->conv3d(g_gpu, &ag, &err);
+        enum infvsr_status s1 = infvsr_op_conv3d(g_cpu, &ac, NULL);
+        enum infvsr_status s2 = infvsr_op_conv3d(g_gpu, &ag, &err);
         char what[80];
         snprintf(what, sizeof what, "%lld->%lld k%d%d%d s%d%d%d p%d%d%d%d [%lld,%lld,%lld] %s", (long long)cin,
                  (long long)cout, kt, kh, kw, st, sh, sw, pt, pb, pl, pr, (long long)T, (long long)H, (long long)W,
@@ -449,8 +449,8 @@ static void resize_case(enum infvsr_resize_mode mode, const char * name, int64_t
         int64_t sx[3] = { C, H, W }, sy[3] = { C, Ho, Wo };
         act_in(&x, "x", dt, 3, sx, 0, 1);
         out_poison(&y, "y", dt, 3, sy);
-        enum infvsr_status s1 = g_cpu->iface->resize(g_cpu, mode, &x.c, &y.c, NULL);
-        enum infvsr_status s2 = g_gpu->iface->resize(g_gpu, mode, &x.g, &y.g, &err);
+        enum infvsr_status s1 = infvsr_op_resize(g_cpu, mode, &x.c, &y.c, NULL);
+        enum infvsr_status s2 = infvsr_op_resize(g_gpu, mode, &x.g, &y.g, &err);
         char what[80];
         snprintf(what, sizeof what, "%s [%lld,%lld,%lld]->[%lld,%lld]", name, (long long)C, (long long)H,
                  (long long)W, (long long)Ho, (long long)Wo);
@@ -474,17 +474,17 @@ static void test_bad_args_keep_backend_healthy(void) {
     int64_t s[2] = { 4, 8 };
     CHECK(infvsr_tensor_alloc(&host, "host_x", INFVSR_TYPE_F32, 2, s) == INFVSR_OK);
     put(g_gpu, &dev, "dev_y", INFVSR_TYPE_F32, 2, s, NULL);
-    CHECK_EQ_INT(g_gpu->iface->unary(g_gpu, INFVSR_UNARY_SILU, &host, &dev, &err), INFVSR_ERR_INVALID_ARG);
+    CHECK_EQ_INT(infvsr_op_unary(g_gpu, INFVSR_UNARY_SILU, &host, &dev, &err), INFVSR_ERR_INVALID_ARG);
     CHECK_STR_CONTAINS(err.msg, "host_x");
     int64_t s2[2] = { 4, 9 };
     struct infvsr_tensor dev2;
     put(g_gpu, &dev2, "dev_wrong", INFVSR_TYPE_F32, 2, s2, NULL);
-    CHECK_EQ_INT(g_gpu->iface->add(g_gpu, &dev, &dev2, &dev, &err), INFVSR_ERR_INVALID_ARG);
+    CHECK_EQ_INT(infvsr_op_add(g_gpu, &dev, &dev2, &dev, &err), INFVSR_ERR_INVALID_ARG);
     CHECK_STR_CONTAINS(err.msg, "elements");
     CHECK(infvsr_cuda_backend_healthy(g_gpu));
     CHECK_EQ_INT(strlen(infvsr_cuda_backend_last_error(g_gpu)), 0);
-    g_gpu->iface->tensor_free(g_gpu, &dev);
-    g_gpu->iface->tensor_free(g_gpu, &dev2);
+    infvsr_backend_tensor_free(g_gpu, &dev);
+    infvsr_backend_tensor_free(g_gpu, &dev2);
     infvsr_tensor_release(&host);
 }
 
@@ -497,15 +497,15 @@ static void test_in_place(void) {
     weight_in(&w, "w", 1, sv, 0.5f, 1.5f);
     weight_in(&b, "b", 1, sv, -0.5f, 0.5f);
     out_poison(&y, "y", INFVSR_TYPE_F32, 2, s);
-    enum infvsr_status s1 = g_cpu->iface->layer_norm(g_cpu, &x.c, &w.c, &b.c, 1e-5f, &y.c, NULL);
-    enum infvsr_status s2 = g_gpu->iface->layer_norm(g_gpu, &x.g, &w.g, &b.g, 1e-5f, &x.g, &err);
+    enum infvsr_status s1 = infvsr_op_layer_norm(g_cpu, &x.c, &w.c, &b.c, 1e-5f, &y.c, NULL);
+    enum infvsr_status s2 = infvsr_op_layer_norm(g_gpu, &x.g, &w.g, &b.g, 1e-5f, &x.g, &err);
     /* compare x.g (in place result) with y.c */
     struct both view = { y.c, x.g };
     compare("layer_norm", "[9,130] in place", INFVSR_TYPE_F32, &view, s1, s2, err.msg);
     act_in(&g, "gate", INFVSR_TYPE_F32, 1, sv, -1, 1);
     act_in(&d, "d", INFVSR_TYPE_F32, 2, s, -1, 1);
-    s1 = g_cpu->iface->add_gated(g_cpu, &y.c, &g.c, &d.c, &y.c, NULL);
-    s2 = g_gpu->iface->add_gated(g_gpu, &x.g, &g.g, &d.g, &x.g, &err);
+    s1 = infvsr_op_add_gated(g_cpu, &y.c, &g.c, &d.c, &y.c, NULL);
+    s2 = infvsr_op_add_gated(g_gpu, &x.g, &g.g, &d.g, &x.g, &err);
     struct both view2 = { y.c, x.g };
     compare("add_gated", "[9,130] in place", INFVSR_TYPE_F32, &view2, s1, s2, err.msg);
     both_free(&x); both_free(&w); both_free(&b); both_free(&y); both_free(&g); both_free(&d);
@@ -525,7 +525,7 @@ static void test_pool_steady_state(void) {
         put(g_gpu, &x, "x", INFVSR_TYPE_BF16, 2, sx, vx);
         put(g_gpu, &w, "w", INFVSR_TYPE_F32, 2, sw, vw); /* f32 weight: exercises the converted temporary */
         put(g_gpu, &y, "y", INFVSR_TYPE_BF16, 2, sy, NULL);
-        CHECK(g_gpu->iface->linear(g_gpu, &x, &w, NULL, INFVSR_UNARY_GELU_ERF, &y, &err) == INFVSR_OK);
+        CHECK(infvsr_op_linear(g_gpu, &x, &w, NULL, INFVSR_UNARY_GELU_ERF, &y, &err) == INFVSR_OK);
         /* ops with temporaries of their own: conv3d (im2col chunk, converted weight),
          * resize (tap tables, f32 intermediate) */
         struct infvsr_tensor cx, cw, cy, ry;
@@ -536,16 +536,16 @@ static void test_pool_steady_state(void) {
         put(g_gpu, &cy, "cy", INFVSR_TYPE_BF16, 4, scy, NULL);
         put(g_gpu, &ry, "ry", INFVSR_TYPE_BF16, 4, sry, NULL);
         struct infvsr_conv3d_args ca = { &cx, &cw, NULL, 1, 1, 1, 1, 1, 1, 1, &cy };
-        CHECK(g_gpu->iface->conv3d(g_gpu, &ca, &err) == INFVSR_OK);
-        CHECK(g_gpu->iface->resize(g_gpu, INFVSR_RESIZE_BICUBIC_AA, &cx, &ry, &err) == INFVSR_OK);
-        CHECK(g_gpu->iface->synchronize(g_gpu) == INFVSR_OK);
-        g_gpu->iface->tensor_free(g_gpu, &cx);
-        g_gpu->iface->tensor_free(g_gpu, &cw);
-        g_gpu->iface->tensor_free(g_gpu, &cy);
-        g_gpu->iface->tensor_free(g_gpu, &ry);
-        g_gpu->iface->tensor_free(g_gpu, &x);
-        g_gpu->iface->tensor_free(g_gpu, &w);
-        g_gpu->iface->tensor_free(g_gpu, &y);
+        CHECK(infvsr_op_conv3d(g_gpu, &ca, &err) == INFVSR_OK);
+        CHECK(infvsr_op_resize(g_gpu, INFVSR_RESIZE_BICUBIC_AA, &cx, &ry, &err) == INFVSR_OK);
+        CHECK(infvsr_backend_synchronize(g_gpu, NULL) == INFVSR_OK);
+        infvsr_backend_tensor_free(g_gpu, &cx);
+        infvsr_backend_tensor_free(g_gpu, &cw);
+        infvsr_backend_tensor_free(g_gpu, &cy);
+        infvsr_backend_tensor_free(g_gpu, &ry);
+        infvsr_backend_tensor_free(g_gpu, &x);
+        infvsr_backend_tensor_free(g_gpu, &w);
+        infvsr_backend_tensor_free(g_gpu, &y);
         free(vx);
         free(vw);
     }
@@ -576,7 +576,7 @@ static const struct test_case tests[] = {
 
 int main(int argc, char ** argv) {
     struct infvsr_err err = { 0 };
-    enum infvsr_status st = infvsr_cuda_backend_init(0, &g_gpu, &err);
+    enum infvsr_status st = infvsr_cuda_backend_init(0, INFVSR_PRECISION_AUTO, &g_gpu, &err);
     if (st == INFVSR_ERR_UNSUPPORTED) {
         printf("SKIP: %s\n", err.msg);
         return 77;
@@ -588,17 +588,17 @@ int main(int argc, char ** argv) {
     struct infvsr_cpu_params cp = infvsr_cpu_default_params();
     if (infvsr_cpu_backend_init(&cp, &g_cpu) != INFVSR_OK) {
         printf("FAIL: CPU backend init\n");
-        infvsr_cuda_backend_free(g_gpu);
+        infvsr_backend_free(g_gpu);
         return 1;
     }
-    printf("CUDA backend: %s\n", g_gpu->iface->name(g_gpu));
+    printf("CUDA backend: %s\n", infvsr_backend_name(g_gpu));
     printf("| %-16s | %-40s | %-4s | %10s | %7s | %s |\n", "op", "case", "act", "rel err", "tol", "ok");
     int rc = test_main(argc, argv, tests);
     if (!infvsr_cuda_backend_healthy(g_gpu)) {
         printf("CUDA backend unhealthy: %s\n", infvsr_cuda_backend_last_error(g_gpu));
         rc = 1;
     }
-    infvsr_cpu_backend_free(g_cpu);
-    infvsr_cuda_backend_free(g_gpu);
+    infvsr_backend_free(g_cpu);
+    infvsr_backend_free(g_gpu);
     return rc;
 }

@@ -56,7 +56,7 @@ static bool fixture_open(struct fixture * f, const char * dir, bool use_ref) {
 
 static void fixture_close(struct fixture * f) {
     infvsr_dit_free(f->dit);
-    if (f->be) infvsr_cpu_backend_free(f->be);
+    if (f->be) infvsr_backend_free(f->be);
     infvsr_weights_close(f->model);
     infvsr_weights_close(f->in);
     infvsr_weights_close(f->expected);
@@ -287,7 +287,7 @@ static void check_bad(const char * file, const char * key) {
         CHECK_STR_CONTAINS(err.msg, key);
     }
     infvsr_dit_free(dit);
-    if (be) infvsr_cpu_backend_free(be);
+    if (be) infvsr_backend_free(be);
     infvsr_weights_close(w);
 }
 
@@ -312,7 +312,7 @@ static void test_bad_model_files(void) {
         CHECK_STR_CONTAINS(err.msg, "patch_embedding.weight");
         CHECK_STR_CONTAINS(err.msg, "more problems");
     }
-    if (be) infvsr_cpu_backend_free(be);
+    if (be) infvsr_backend_free(be);
     infvsr_weights_close(w);
 }
 

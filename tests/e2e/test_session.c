@@ -156,7 +156,7 @@ static void run_case(bool scene_detection, const char * suffix, bool pull_late) 
 out_early:
     infvsr_weights_close(cw);
     infvsr_model_close(m);
-    infvsr_cpu_backend_free(be);
+    infvsr_backend_free(be);
 }
 
 static void test_parity_scene_detection(void) { run_case(true, "", false); }
@@ -180,7 +180,7 @@ static void test_model_dir_errors(void) {
                                   &m, &err) != INFVSR_OK);
     CHECK_STR_CONTAINS(err.msg, "Wan2.1_VAE.pth");
     CHECK(m == NULL);
-    infvsr_cpu_backend_free(be);
+    infvsr_backend_free(be);
 }
 
 static void test_session_option_errors(void) {
@@ -219,7 +219,7 @@ static void test_session_option_errors(void) {
         }
     }
     infvsr_model_close(m);
-    infvsr_cpu_backend_free(be);
+    infvsr_backend_free(be);
 }
 
 static const struct test_case tests[] = {

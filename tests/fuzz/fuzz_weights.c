@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "infvsr/weights.h"
-#include "io/sha256.h"
+#include "infvsr/sha256.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t * data, size_t size);
 

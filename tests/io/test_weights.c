@@ -11,7 +11,7 @@
 
 #include "check.h"
 #include "infvsr/weights.h"
-#include "io/sha256.h"
+#include "infvsr/sha256.h"
 
 static const char * fixture(const char * rel) {
     static char buf[4096];

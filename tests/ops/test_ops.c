@@ -61,8 +61,8 @@ static void test_linear(void) {
         struct tbuf b = tb_rand_w("b", wtypes[(di + 1) % 3], 1, S1(N), -0.5f, 0.5f, 300 + combo);
         struct tbuf y = tb_new("y", INFVSR_TYPE_F32, 2, S2(M, N)), yr = tb_new("yr", INFVSR_TYPE_F32, 2, S2(M, N));
         struct infvsr_err err = { 0 };
-        CHECK_OK(fast_be->iface->linear(fast_be, &x.t, &w.t, with_bias ? &b.t : NULL, act, &y.t, &err));
-        CHECK_OK(ref_be->iface->linear(ref_be, &x.t, &w.t, with_bias ? &b.t : NULL, act, &yr.t, &err));
+        CHECK_OK(infvsr_op_linear(fast_be, &x.t, &w.t, with_bias ? &b.t : NULL, act, &y.t, &err));
+        CHECK_OK(infvsr_op_linear(ref_be, &x.t, &w.t, with_bias ? &b.t : NULL, act, &yr.t, &err));
         double e = rel_err_f32(tb_f(&y), tb_f(&yr), y.n);
         CHECK_MSG(e <= TOL, "linear M=%lld K=%lld N=%lld %s bias=%d act=%d: rel err %.3e", (long long)M, (long long)K,
                   (long long)N, infvsr_dtype_name(wtypes[di]), with_bias, (int)act, e);
@@ -77,12 +77,12 @@ static void test_linear_batched_rows(void) {
     struct tbuf x = tb_rand("x", 3, S3(3, 11, 40), -1, 1, 1);
     struct tbuf w = tb_rand_w("w", INFVSR_TYPE_BF16, 2, S2(520, 40), -0.2f, 0.2f, 2); /* 3 panels */
     struct tbuf y = tb_new("y", INFVSR_TYPE_F32, 3, S3(3, 11, 520)), yr = tb_new("yr", INFVSR_TYPE_F32, 3, S3(3, 11, 520));
-    CHECK_OK(fast_be->iface->linear(fast_be, &x.t, &w.t, NULL, INFVSR_UNARY_COUNT, &y.t, NULL));
-    CHECK_OK(ref_be->iface->linear(ref_be, &x.t, &w.t, NULL, INFVSR_UNARY_COUNT, &yr.t, NULL));
+    CHECK_OK(infvsr_op_linear(fast_be, &x.t, &w.t, NULL, INFVSR_UNARY_COUNT, &y.t, NULL));
+    CHECK_OK(infvsr_op_linear(ref_be, &x.t, &w.t, NULL, INFVSR_UNARY_COUNT, &yr.t, NULL));
     CHECK_PAIR(y, yr, TOL);
     /* same bytes on a second run (deterministic threading) */
     struct tbuf y2 = tb_new("y2", INFVSR_TYPE_F32, 3, S3(3, 11, 520));
-    CHECK_OK(fast_be->iface->linear(fast_be, &x.t, &w.t, NULL, INFVSR_UNARY_COUNT, &y2.t, NULL));
+    CHECK_OK(infvsr_op_linear(fast_be, &x.t, &w.t, NULL, INFVSR_UNARY_COUNT, &y2.t, NULL));
     CHECK(bits_equal(&y, &y2));
     tb_free(&x), tb_free(&w), tb_free(&y), tb_free(&yr), tb_free(&y2);
 }
@@ -96,8 +96,8 @@ static void test_matmul(void) {
             struct tbuf a = tb_rand("a", 3, S3(B, M, K), -1, 1, 10 + c);
             struct tbuf b = tb_rand("b", 3, tb ? S3(B, N, K) : S3(B, K, N), -1, 1, 20 + c);
             struct tbuf o = tb_new("c", INFVSR_TYPE_F32, 3, S3(B, M, N)), orf = tb_new("cr", INFVSR_TYPE_F32, 3, S3(B, M, N));
-            CHECK_OK(fast_be->iface->matmul(fast_be, &a.t, &b.t, tb, 0.37f, &o.t, NULL));
-            CHECK_OK(ref_be->iface->matmul(ref_be, &a.t, &b.t, tb, 0.37f, &orf.t, NULL));
+            CHECK_OK(infvsr_op_matmul(fast_be, &a.t, &b.t, tb, 0.37f, &o.t, NULL));
+            CHECK_OK(infvsr_op_matmul(ref_be, &a.t, &b.t, tb, 0.37f, &orf.t, NULL));
             CHECK_PAIR(o, orf, TOL);
             tb_free(&a), tb_free(&b), tb_free(&o), tb_free(&orf);
         }
@@ -119,11 +119,11 @@ static void test_layer_norm(void) {
             struct tbuf b = tb_rand_w("b", dt, 1, S1(C), -1, 1, 32 + s);
             const struct infvsr_tensor * wp = variant & 1 ? &w.t : NULL, * bp = variant & 2 ? &b.t : NULL;
             struct tbuf y = tb_new("y", INFVSR_TYPE_F32, 2, S2(R, C)), yr = tb_new("yr", INFVSR_TYPE_F32, 2, S2(R, C));
-            CHECK_OK(fast_be->iface->layer_norm(fast_be, &x.t, wp, bp, 1e-6f, &y.t, NULL));
-            CHECK_OK(ref_be->iface->layer_norm(ref_be, &x.t, wp, bp, 1e-6f, &yr.t, NULL));
+            CHECK_OK(infvsr_op_layer_norm(fast_be, &x.t, wp, bp, 1e-6f, &y.t, NULL));
+            CHECK_OK(infvsr_op_layer_norm(ref_be, &x.t, wp, bp, 1e-6f, &yr.t, NULL));
             CHECK_PAIR(y, yr, TOL);
             /* in place gives the same bytes */
-            CHECK_OK(fast_be->iface->layer_norm(fast_be, &x.t, wp, bp, 1e-6f, &x.t, NULL));
+            CHECK_OK(infvsr_op_layer_norm(fast_be, &x.t, wp, bp, 1e-6f, &x.t, NULL));
             CHECK(bits_equal(&x, &y));
             CHECK(tb_canary_ok(&x));
             tb_free(&x), tb_free(&w), tb_free(&b), tb_free(&y), tb_free(&yr);
@@ -140,10 +140,10 @@ static void test_rms_norm(void) {
             struct tbuf w = tb_rand_w("w", wtypes[s % 3], 1, S1(C), 0.5f, 1.5f, 41 + s);
             struct tbuf y = tb_new("y", INFVSR_TYPE_F32, 2, S2(R, C)), yr = tb_new("yr", INFVSR_TYPE_F32, 2, S2(R, C));
             const struct infvsr_tensor * wp = with_w ? &w.t : NULL;
-            CHECK_OK(fast_be->iface->rms_norm(fast_be, &x.t, wp, 1e-6f, &y.t, NULL));
-            CHECK_OK(ref_be->iface->rms_norm(ref_be, &x.t, wp, 1e-6f, &yr.t, NULL));
+            CHECK_OK(infvsr_op_rms_norm(fast_be, &x.t, wp, 1e-6f, &y.t, NULL));
+            CHECK_OK(infvsr_op_rms_norm(ref_be, &x.t, wp, 1e-6f, &yr.t, NULL));
             CHECK_PAIR(y, yr, TOL);
-            CHECK_OK(fast_be->iface->rms_norm(fast_be, &x.t, wp, 1e-6f, &x.t, NULL));
+            CHECK_OK(infvsr_op_rms_norm(fast_be, &x.t, wp, 1e-6f, &x.t, NULL));
             CHECK(bits_equal(&x, &y));
             tb_free(&x), tb_free(&w), tb_free(&y), tb_free(&yr);
         }
@@ -158,10 +158,10 @@ static void test_channel_rms_norm(void) {
         struct tbuf x = tb_rand("x", 4, sh, -2, 2, 50 + s);
         struct tbuf g = tb_rand_w("gamma", wtypes[s % 3], 4, S4(sh[0], 1, 1, 1), 0.5f, 1.5f, 51 + s);
         struct tbuf y = tb_new("y", INFVSR_TYPE_F32, 4, sh), yr = tb_new("yr", INFVSR_TYPE_F32, 4, sh);
-        CHECK_OK(fast_be->iface->channel_rms_norm(fast_be, &x.t, &g.t, &y.t, NULL));
-        CHECK_OK(ref_be->iface->channel_rms_norm(ref_be, &x.t, &g.t, &yr.t, NULL));
+        CHECK_OK(infvsr_op_channel_rms_norm(fast_be, &x.t, &g.t, &y.t, NULL));
+        CHECK_OK(infvsr_op_channel_rms_norm(ref_be, &x.t, &g.t, &yr.t, NULL));
         CHECK_PAIR(y, yr, TOL);
-        CHECK_OK(fast_be->iface->channel_rms_norm(fast_be, &x.t, &g.t, &x.t, NULL));
+        CHECK_OK(infvsr_op_channel_rms_norm(fast_be, &x.t, &g.t, &x.t, NULL));
         CHECK(bits_equal(&x, &y));
         tb_free(&x), tb_free(&g), tb_free(&y), tb_free(&yr);
     }
@@ -175,10 +175,10 @@ static void test_modulate(void) {
         struct tbuf sc = tb_rand_w("scale", wtypes[s % 3], 1, S1(C), -0.5f, 0.5f, 61 + s);
         struct tbuf sh = tb_rand_w("shift", wtypes[(s + 1) % 3], 1, S1(C), -0.5f, 0.5f, 62 + s);
         struct tbuf y = tb_new("y", INFVSR_TYPE_F32, 2, S2(R, C)), yr = tb_new("yr", INFVSR_TYPE_F32, 2, S2(R, C));
-        CHECK_OK(fast_be->iface->modulate(fast_be, &x.t, &sc.t, &sh.t, &y.t, NULL));
-        CHECK_OK(ref_be->iface->modulate(ref_be, &x.t, &sc.t, &sh.t, &yr.t, NULL));
+        CHECK_OK(infvsr_op_modulate(fast_be, &x.t, &sc.t, &sh.t, &y.t, NULL));
+        CHECK_OK(infvsr_op_modulate(ref_be, &x.t, &sc.t, &sh.t, &yr.t, NULL));
         CHECK_PAIR(y, yr, TOL);
-        CHECK_OK(fast_be->iface->modulate(fast_be, &x.t, &sc.t, &sh.t, &x.t, NULL));
+        CHECK_OK(infvsr_op_modulate(fast_be, &x.t, &sc.t, &sh.t, &x.t, NULL));
         CHECK(bits_equal(&x, &y));
         tb_free(&x), tb_free(&sc), tb_free(&sh), tb_free(&y), tb_free(&yr);
     }
@@ -193,8 +193,8 @@ static void test_unary(void) {
         for (int s = 0; s < 4; s++) {
             struct tbuf x = tb_rand("x", 1, S1(ns[s]), -12, 12, 70 + s);
             struct tbuf y = tb_new("y", INFVSR_TYPE_F32, 1, S1(ns[s])), yr = tb_new("yr", INFVSR_TYPE_F32, 1, S1(ns[s]));
-            CHECK_OK(fast_be->iface->unary(fast_be, (enum infvsr_unary_op)op, &x.t, &y.t, NULL));
-            CHECK_OK(ref_be->iface->unary(ref_be, (enum infvsr_unary_op)op, &x.t, &yr.t, NULL));
+            CHECK_OK(infvsr_op_unary(fast_be, (enum infvsr_unary_op)op, &x.t, &y.t, NULL));
+            CHECK_OK(infvsr_op_unary(ref_be, (enum infvsr_unary_op)op, &x.t, &yr.t, NULL));
             CHECK_PAIR(y, yr, 1e-6);
             /* elementwise relative error too, over the whole range [-12, 12] (outputs below
              * 1e-30 in magnitude are skipped: f32 denormals have no relative precision) */
@@ -204,7 +204,7 @@ static void test_unary(void) {
                 if (m > 1e-30 && d / m > worst) worst = d / m;
             }
             CHECK_MSG(worst <= 1e-6, "unary op %d n=%lld: worst elementwise rel err %.3e", op, (long long)ns[s], worst);
-            CHECK_OK(fast_be->iface->unary(fast_be, (enum infvsr_unary_op)op, &x.t, &x.t, NULL));
+            CHECK_OK(infvsr_op_unary(fast_be, (enum infvsr_unary_op)op, &x.t, &x.t, NULL));
             CHECK(bits_equal(&x, &y));
             tb_free(&x), tb_free(&y), tb_free(&yr);
         }
@@ -218,21 +218,21 @@ static void test_add_and_affine(void) {
         int64_t n = ns[s];
         struct tbuf a = tb_rand("a", 1, S1(n), -3, 3, 80 + s), b = tb_rand("b", 1, S1(n), -3, 3, 81 + s);
         struct tbuf y = tb_new("y", INFVSR_TYPE_F32, 1, S1(n)), yr = tb_new("yr", INFVSR_TYPE_F32, 1, S1(n));
-        CHECK_OK(fast_be->iface->add(fast_be, &a.t, &b.t, &y.t, NULL));
-        CHECK_OK(ref_be->iface->add(ref_be, &a.t, &b.t, &yr.t, NULL));
+        CHECK_OK(infvsr_op_add(fast_be, &a.t, &b.t, &y.t, NULL));
+        CHECK_OK(infvsr_op_add(ref_be, &a.t, &b.t, &yr.t, NULL));
         CHECK_PAIR(y, yr, TOL);
-        CHECK_OK(fast_be->iface->affine_clamp(fast_be, &a.t, 0.5f, 0.25f, -1.0f, 1.0f, &y.t, NULL));
-        CHECK_OK(ref_be->iface->affine_clamp(ref_be, &a.t, 0.5f, 0.25f, -1.0f, 1.0f, &yr.t, NULL));
+        CHECK_OK(infvsr_op_affine_clamp(fast_be, &a.t, 0.5f, 0.25f, -1.0f, 1.0f, &y.t, NULL));
+        CHECK_OK(infvsr_op_affine_clamp(ref_be, &a.t, 0.5f, 0.25f, -1.0f, 1.0f, &yr.t, NULL));
         CHECK_PAIR(y, yr, TOL);
-        CHECK_OK(fast_be->iface->affine_clamp(fast_be, &a.t, 2.0f, -1.0f, -INFINITY, INFINITY, &y.t, NULL));
-        CHECK_OK(ref_be->iface->affine_clamp(ref_be, &a.t, 2.0f, -1.0f, -INFINITY, INFINITY, &yr.t, NULL));
+        CHECK_OK(infvsr_op_affine_clamp(fast_be, &a.t, 2.0f, -1.0f, -INFINITY, INFINITY, &y.t, NULL));
+        CHECK_OK(infvsr_op_affine_clamp(ref_be, &a.t, 2.0f, -1.0f, -INFINITY, INFINITY, &yr.t, NULL));
         CHECK_PAIR(y, yr, TOL);
         /* in place: y == a, then y == b */
         struct tbuf a2 = tb_rand("a2", 1, S1(n), -3, 3, 80 + s), b2 = tb_rand("b2", 1, S1(n), -3, 3, 81 + s);
-        CHECK_OK(fast_be->iface->add(fast_be, &a.t, &b.t, &yr.t, NULL));
-        CHECK_OK(fast_be->iface->add(fast_be, &a2.t, &b.t, &a2.t, NULL));
+        CHECK_OK(infvsr_op_add(fast_be, &a.t, &b.t, &yr.t, NULL));
+        CHECK_OK(infvsr_op_add(fast_be, &a2.t, &b.t, &a2.t, NULL));
         CHECK(bits_equal(&a2, &yr));
-        CHECK_OK(fast_be->iface->add(fast_be, &a.t, &b2.t, &b2.t, NULL));
+        CHECK_OK(infvsr_op_add(fast_be, &a.t, &b2.t, &b2.t, NULL));
         CHECK(bits_equal(&b2, &yr));
         tb_free(&a), tb_free(&b), tb_free(&a2), tb_free(&b2), tb_free(&y), tb_free(&yr);
     }
@@ -247,10 +247,10 @@ static void test_add_gated(void) {
             struct tbuf g = tb_rand_w("gate", wtypes[s % 3], 1, S1(C), -1, 1, 92 + s);
             struct tbuf y = tb_new("y", INFVSR_TYPE_F32, 2, S2(R, C)), yr = tb_new("yr", INFVSR_TYPE_F32, 2, S2(R, C));
             const struct infvsr_tensor * gp = with_gate ? &g.t : NULL;
-            CHECK_OK(fast_be->iface->add_gated(fast_be, &x.t, gp, &d.t, &y.t, NULL));
-            CHECK_OK(ref_be->iface->add_gated(ref_be, &x.t, gp, &d.t, &yr.t, NULL));
+            CHECK_OK(infvsr_op_add_gated(fast_be, &x.t, gp, &d.t, &y.t, NULL));
+            CHECK_OK(infvsr_op_add_gated(ref_be, &x.t, gp, &d.t, &yr.t, NULL));
             CHECK_PAIR(y, yr, TOL);
-            CHECK_OK(fast_be->iface->add_gated(fast_be, &x.t, gp, &d.t, &x.t, NULL));
+            CHECK_OK(infvsr_op_add_gated(fast_be, &x.t, gp, &d.t, &x.t, NULL));
             CHECK(bits_equal(&x, &y));
             tb_free(&x), tb_free(&d), tb_free(&g), tb_free(&y), tb_free(&yr);
         }
@@ -264,10 +264,10 @@ static void test_softmax(void) {
         int64_t R = shapes[s][0], C = shapes[s][1];
         struct tbuf x = tb_rand("x", 2, S2(R, C), -30, 30, 95 + s);
         struct tbuf y = tb_new("y", INFVSR_TYPE_F32, 2, S2(R, C)), yr = tb_new("yr", INFVSR_TYPE_F32, 2, S2(R, C));
-        CHECK_OK(fast_be->iface->softmax(fast_be, &x.t, &y.t, NULL));
-        CHECK_OK(ref_be->iface->softmax(ref_be, &x.t, &yr.t, NULL));
+        CHECK_OK(infvsr_op_softmax(fast_be, &x.t, &y.t, NULL));
+        CHECK_OK(infvsr_op_softmax(ref_be, &x.t, &yr.t, NULL));
         CHECK_PAIR(y, yr, TOL);
-        CHECK_OK(fast_be->iface->softmax(fast_be, &x.t, &x.t, NULL));
+        CHECK_OK(infvsr_op_softmax(fast_be, &x.t, &x.t, NULL));
         CHECK(bits_equal(&x, &y));
         tb_free(&x), tb_free(&y), tb_free(&yr);
     }
@@ -294,9 +294,9 @@ static void run_attention(const struct attn_case * c, uint64_t seed) {
         .bias = c->bias ? &bias.t : NULL, .n_heads = (int)c->H, .scale = (float)(1.0 / sqrt((double)c->D)), .out = &o.t,
     };
     struct infvsr_err err = { 0 };
-    CHECK_OK(fast_be->iface->attention(fast_be, &a, &err));
+    CHECK_OK(infvsr_op_attention(fast_be, &a, &err));
     a.out = &orf.t;
-    CHECK_OK(ref_be->iface->attention(ref_be, &a, &err));
+    CHECK_OK(infvsr_op_attention(ref_be, &a, &err));
     double e = rel_err_f32(tb_f(&o), tb_f(&orf), o.n);
     CHECK_MSG(e <= TOL, "attention nq=%lld n0=%lld n1=%lld H=%lld D=%lld bias=%d: rel err %.3e", (long long)c->nq,
               (long long)c->n0, (long long)c->n1, (long long)c->H, (long long)c->D, c->bias, e);
@@ -333,9 +333,9 @@ static void test_attention_masked_segment(void) {
     struct tbuf o = tb_new("o", INFVSR_TYPE_F32, 2, S2(nq, HD)), o1 = tb_new("o1", INFVSR_TYPE_F32, 2, S2(nq, HD));
     struct infvsr_attn_args a = { .q = &q.t, .k0 = &k0.t, .v0 = &v0.t, .k1 = &k1.t, .v1 = &v1.t, .bias = &bias.t,
                                   .n_heads = (int)H, .scale = 0.25f, .out = &o.t };
-    CHECK_OK(fast_be->iface->attention(fast_be, &a, NULL));
+    CHECK_OK(infvsr_op_attention(fast_be, &a, NULL));
     struct infvsr_attn_args b = { .q = &q.t, .k0 = &k1.t, .v0 = &v1.t, .n_heads = (int)H, .scale = 0.25f, .out = &o1.t };
-    CHECK_OK(ref_be->iface->attention(ref_be, &b, NULL));
+    CHECK_OK(infvsr_op_attention(ref_be, &b, NULL));
     CHECK_PAIR(o, o1, TOL);
     tb_free(&q), tb_free(&k0), tb_free(&v0), tb_free(&k1), tb_free(&v1), tb_free(&bias), tb_free(&o), tb_free(&o1);
 }
@@ -352,11 +352,11 @@ static void test_attention_thread_invariance(void) {
     struct tbuf v = tb_rand("v", 2, S2(nk, HD), -1, 1, 9);
     struct tbuf o = tb_new("o", INFVSR_TYPE_F32, 2, S2(nq, HD)), o1 = tb_new("o1", INFVSR_TYPE_F32, 2, S2(nq, HD));
     struct infvsr_attn_args a = { .q = &q.t, .k0 = &k.t, .v0 = &v.t, .n_heads = (int)H, .scale = 0.2f, .out = &o.t };
-    CHECK_OK(fast_be->iface->attention(fast_be, &a, NULL));
+    CHECK_OK(infvsr_op_attention(fast_be, &a, NULL));
     a.out = &o1.t;
-    CHECK_OK(one->iface->attention(one, &a, NULL));
+    CHECK_OK(infvsr_op_attention(one, &a, NULL));
     CHECK(bits_equal(&o, &o1));
-    infvsr_cpu_backend_free(one);
+    infvsr_backend_free(one);
     tb_free(&q), tb_free(&k), tb_free(&v), tb_free(&o), tb_free(&o1);
 }
 
@@ -377,10 +377,10 @@ static void test_rope(void) {
             fd[2 * i + 1] = sin(ang);
         }
         struct tbuf y = tb_new("y", INFVSR_TYPE_F32, 2, S2(N, H * D)), yr = tb_new("yr", INFVSR_TYPE_F32, 2, S2(N, H * D));
-        CHECK_OK(fast_be->iface->rope(fast_be, &x.t, &f.t, (int)H, &y.t, NULL));
-        CHECK_OK(ref_be->iface->rope(ref_be, &x.t, &f.t, (int)H, &yr.t, NULL));
+        CHECK_OK(infvsr_op_rope(fast_be, &x.t, &f.t, (int)H, &y.t, NULL));
+        CHECK_OK(infvsr_op_rope(ref_be, &x.t, &f.t, (int)H, &yr.t, NULL));
         CHECK_PAIR(y, yr, TOL);
-        CHECK_OK(fast_be->iface->rope(fast_be, &x.t, &f.t, (int)H, &x.t, NULL));
+        CHECK_OK(infvsr_op_rope(fast_be, &x.t, &f.t, (int)H, &x.t, NULL));
         CHECK(bits_equal(&x, &y));
         tb_free(&x), tb_free(&f), tb_free(&y), tb_free(&yr);
     }
@@ -404,9 +404,9 @@ static void run_conv(const struct conv_case * c, enum infvsr_dtype wdt, bool wit
                                     .stride_h = c->sh, .stride_w = c->sw, .pad_top = c->pt, .pad_bottom = c->pb,
                                     .pad_left = c->pl, .pad_right = c->pr, .y = &y.t };
     struct infvsr_err err = { 0 };
-    CHECK_OK(fast_be->iface->conv3d(fast_be, &a, &err));
+    CHECK_OK(infvsr_op_conv3d(fast_be, &a, &err));
     a.y = &yr.t;
-    CHECK_OK(ref_be->iface->conv3d(ref_be, &a, &err));
+    CHECK_OK(infvsr_op_conv3d(ref_be, &a, &err));
     double e = rel_err_f32(tb_f(&y), tb_f(&yr), y.n);
     CHECK_MSG(e <= TOL, "conv3d cin=%lld k=%lldx%lldx%lld s=%d,%d,%d pads=%d,%d,%d,%d %s: rel err %.3e", (long long)c->cin,
               (long long)c->kt, (long long)c->kh, (long long)c->kw, c->st, c->sh, c->sw, c->pt, c->pb, c->pl, c->pr,
@@ -490,8 +490,8 @@ static void test_conv3d_winograd(void) {
 static void run_resize(enum infvsr_resize_mode mode, int64_t P, int64_t hi, int64_t wi, int64_t ho, int64_t wo) {
     struct tbuf x = tb_rand("x", 3, S3(P, hi, wi), 0, 1, (uint64_t)(hi * 131 + wi));
     struct tbuf y = tb_new("y", INFVSR_TYPE_F32, 3, S3(P, ho, wo)), yr = tb_new("yr", INFVSR_TYPE_F32, 3, S3(P, ho, wo));
-    CHECK_OK(fast_be->iface->resize(fast_be, mode, &x.t, &y.t, NULL));
-    CHECK_OK(ref_be->iface->resize(ref_be, mode, &x.t, &yr.t, NULL));
+    CHECK_OK(infvsr_op_resize(fast_be, mode, &x.t, &y.t, NULL));
+    CHECK_OK(infvsr_op_resize(ref_be, mode, &x.t, &yr.t, NULL));
     double e = rel_err_f32(tb_f(&y), tb_f(&yr), y.n);
     CHECK_MSG(e <= TOL, "resize mode %d %lldx%lld -> %lldx%lld: rel err %.3e", (int)mode, (long long)hi, (long long)wi,
               (long long)ho, (long long)wo, e);
@@ -628,25 +628,25 @@ static void test_memory_ops(void) {
     struct infvsr_tensor t;
     infvsr_tensor_setup(&t, "t", INFVSR_TYPE_F32, 2, S2(3, 5));
     struct infvsr_err err = { 0 };
-    CHECK_OK(fast_be->iface->tensor_alloc(fast_be, &t, &err));
+    CHECK_OK(infvsr_backend_tensor_alloc(fast_be, &t, &err));
     float src[15], dst[15];
     for (int i = 0; i < 15; i++) src[i] = (float)i * 0.5f;
-    CHECK_OK(fast_be->iface->tensor_set(fast_be, &t, src, 0, sizeof src));
-    CHECK_OK(fast_be->iface->tensor_get(fast_be, &t, dst, 4, 8));
+    CHECK_OK(infvsr_backend_tensor_set(fast_be, &t, src, 0, sizeof src, NULL));
+    CHECK_OK(infvsr_backend_tensor_get(fast_be, &t, dst, 4, 8, NULL));
     CHECK(dst[0] == 0.5f && dst[1] == 1.0f);
-    CHECK_EQ_INT(fast_be->iface->tensor_get(fast_be, &t, dst, 56, 8), INFVSR_ERR_INVALID_ARG);
-    CHECK_EQ_INT(fast_be->iface->tensor_set(fast_be, &t, src, 0, 61), INFVSR_ERR_INVALID_ARG);
-    CHECK(strcmp(fast_be->iface->name(fast_be), "cpu") == 0);
-    CHECK(strcmp(ref_be->iface->name(ref_be), "cpu-ref") == 0);
-    fast_be->iface->tensor_free(fast_be, &t);
+    CHECK_EQ_INT(infvsr_backend_tensor_get(fast_be, &t, dst, 56, 8, NULL), INFVSR_ERR_INVALID_ARG);
+    CHECK_EQ_INT(infvsr_backend_tensor_set(fast_be, &t, src, 0, 61, NULL), INFVSR_ERR_INVALID_ARG);
+    CHECK(strcmp(infvsr_backend_name(fast_be), "cpu") == 0);
+    CHECK(strcmp(infvsr_backend_name(ref_be), "cpu-ref") == 0);
+    infvsr_backend_tensor_free(fast_be, &t);
     CHECK(t.data == NULL);
 }
 
 static void test_teardown(void) {
-    infvsr_cpu_backend_free(fast_be);
-    infvsr_cpu_backend_free(ref_be);
+    infvsr_backend_free(fast_be);
+    infvsr_backend_free(ref_be);
     fast_be = ref_be = NULL;
-    infvsr_cpu_backend_free(NULL);
+    infvsr_backend_free(NULL);
 }
 
 static const struct test_case tests[] = {

@@ -21,7 +21,7 @@ static void test_resize_vs_torch(void) {
     FILE * mf = fopen(path, "r");
     CHECK_MSG(mf != NULL, "cannot open %s (run ops.resize_fixture_gen)", path);
     if (!mf) {
-        infvsr_cpu_backend_free(be);
+        infvsr_backend_free(be);
         return;
     }
     char name[256];
@@ -36,7 +36,7 @@ static void test_resize_vs_torch(void) {
         snprintf(path, sizeof path, "%s/%s.out.f32", fixture_dir, name);
         CHECK_MSG(read_f32(path, tb_f(&want), want.n), "bad fixture file %s", path);
         struct infvsr_err err = { 0 };
-        enum infvsr_status st = be->iface->resize(be, (enum infvsr_resize_mode)mode, &x.t, &y.t, &err);
+        enum infvsr_status st = infvsr_op_resize(be, (enum infvsr_resize_mode)mode, &x.t, &y.t, &err);
         CHECK_MSG(st == INFVSR_OK, "%s: %s", name, err.msg);
         double e = rel_err_f32(tb_f(&y), tb_f(&want), y.n);
         double maxd = 0;
@@ -52,7 +52,7 @@ static void test_resize_vs_torch(void) {
     }
     fclose(mf);
     CHECK_MSG(n_cases >= 5, "only %d cases in the fixture", n_cases);
-    infvsr_cpu_backend_free(be);
+    infvsr_backend_free(be);
 }
 
 static const struct test_case tests[] = {

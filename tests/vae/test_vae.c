@@ -290,6 +290,6 @@ static const struct test_case tests[] = {
 
 int main(int argc, char ** argv) {
     int rc = test_main(argc, argv, tests);
-    infvsr_cpu_backend_free(vt_backend());
+    infvsr_backend_free(vt_backend());
     return rc;
 }

@@ -67,7 +67,7 @@ int main(int argc, char ** argv) {
     infvsr_tensor_release(&img);
     infvsr_tensor_release(&ctx);
     infvsr_visual_free(v);
-    infvsr_cpu_backend_free(be);
+    infvsr_backend_free(be);
     infvsr_weights_close(ram);
     infvsr_weights_close(dape);
     infvsr_weights_close(cse);

@@ -41,7 +41,7 @@ static struct infvsr_weights * open_weights(const char * name, const char * file
 
 static void fixture_close(struct fixture * f) {
     infvsr_visual_free(f->vis);
-    if (f->be) infvsr_cpu_backend_free(f->be);
+    if (f->be) infvsr_backend_free(f->be);
     infvsr_weights_close(f->ram);
     infvsr_weights_close(f->dape);
     infvsr_weights_close(f->cse);

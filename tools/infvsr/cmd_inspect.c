@@ -10,7 +10,7 @@
 
 #include "commands.h"
 #include "infvsr/weights.h"
-#include "io/sha256.h"
+#include "infvsr/sha256.h"
 
 static void usage(FILE * f) {
     fprintf(f, "usage: infvsr inspect FILE [--json]\n"

@@ -18,7 +18,7 @@
 #include "commands.h"
 #include "infvsr/session.h"
 #include "media.h"
-#include "ops.h"
+#include "infvsr/backend.h"
 
 enum progress_mode { PROGRESS_AUTO, PROGRESS_BAR, PROGRESS_JSON, PROGRESS_NONE };
 
@@ -299,10 +299,10 @@ int infvsr_cmd_upscale(int argc, char ** argv) {
     /* FFmpeg's own chatter (x264 statistics...) only when something goes wrong. */
     av_log_set_level(AV_LOG_ERROR);
     /* Model first: a missing model directory should not cost a decode. */
-    struct infvsr_cpu_params cp = infvsr_cpu_default_params();
-    cp.n_threads = o.threads;
-    if (infvsr_cpu_backend_init(&cp, &be) != INFVSR_OK) {
-        fprintf(stderr, "infvsr upscale: cannot start the CPU backend\n");
+    struct infvsr_backend_opts bo = infvsr_backend_default_opts();
+    bo.n_threads = o.threads;
+    if (infvsr_backend_init_by_name("cpu", &bo, &be, &err) != INFVSR_OK) {
+        fprintf(stderr, "infvsr upscale: %s\n", err.msg);
         return 1;
     }
     if ((rc = infvsr_model_open_dir(o.model_dir, be, &m, &err)) != INFVSR_OK) goto fail;
@@ -380,7 +380,7 @@ done:
     infvsr_session_close(R.s);
     infvsr_media_reader_close(R.r);
     infvsr_model_close(m);
-    infvsr_cpu_backend_free(be);
+    infvsr_backend_free(be);
     free(lr);
     free(R.sr);
     return exit_code;

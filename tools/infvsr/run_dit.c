@@ -14,7 +14,7 @@
 #include "infvsr/dit.h"
 #include "infvsr/model_config.h"
 #include "infvsr/weights.h"
-#include "ops.h"
+#include "infvsr/backend.h"
 #include "cli_util.h"
 #include "run_modules.h"
 
@@ -233,11 +233,11 @@ int infvsr_run_dit(int argc, char ** argv) {
     if (!ms) goto done;
     for (int i = 0; i < n; i++) ch[i].ms = ms + (size_t)i * (size_t)o.repeat;
 
-    struct infvsr_cpu_params cp = infvsr_cpu_default_params();
-    cp.n_threads = o.threads;
-    cp.use_ref = o.use_ref;
-    if (infvsr_cpu_backend_init(&cp, &be) != INFVSR_OK) {
-        fprintf(stderr, "infvsr run dit: cannot start the CPU backend\n");
+    struct infvsr_backend_opts bo = infvsr_backend_default_opts();
+    bo.n_threads     = o.threads;
+    bo.cpu_reference = o.use_ref;
+    if (infvsr_backend_init_by_name("cpu", &bo, &be, &err) != INFVSR_OK) {
+        fprintf(stderr, "infvsr run dit: %s\n", err.msg);
         goto done;
     }
     if (infvsr_weights_open(o.model, &model, &err) != INFVSR_OK ||
@@ -275,7 +275,7 @@ done:
     free(ms);
     infvsr_dit_session_close(sess);
     infvsr_dit_free(dit);
-    if (be) infvsr_cpu_backend_free(be);
+    if (be) infvsr_backend_free(be);
     infvsr_weights_close(model);
     infvsr_weights_close(in);
     return rc;

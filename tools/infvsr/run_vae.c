@@ -16,7 +16,7 @@
 #include "infvsr/model_config.h"
 #include "infvsr/vae.h"
 #include "infvsr/weights.h"
-#include "ops.h"
+#include "infvsr/backend.h"
 #include "cli_util.h"
 #include "run_modules.h"
 
@@ -140,15 +140,12 @@ static int run_stream(const struct vae_opts * o, struct infvsr_err * err) {
     struct infvsr_vae_session * s = NULL;
     struct stream * st = calloc(1, sizeof *st);
     int rc = 1;
-    struct infvsr_cpu_params cp = infvsr_cpu_default_params();
-    cp.n_threads = o->threads;
-    cp.use_ref   = o->use_ref;
+    struct infvsr_backend_opts bo = infvsr_backend_default_opts();
+    bo.n_threads     = o->threads;
+    bo.cpu_reference = o->use_ref;
     if (!st) goto done;
     if (infvsr_weights_open(o->model, &w, err) != INFVSR_OK || infvsr_weights_open(o->in, &io, err) != INFVSR_OK) goto done;
-    if (infvsr_cpu_backend_init(&cp, &be) != INFVSR_OK) {
-        infvsr_err_set(err, INFVSR_ERR_DEVICE, "cannot start the CPU backend");
-        goto done;
-    }
+    if (infvsr_backend_init_by_name("cpu", &bo, &be, err) != INFVSR_OK) goto done;
     if (infvsr_vae_load(w, &cfg.vae, be, &vae, err) != INFVSR_OK) goto done;
     for (st->n = 0; st->n < MAX_CHUNKS; st->n++) {
         char key[32];
@@ -191,7 +188,7 @@ done:
     free(st);
     infvsr_vae_session_close(s);
     infvsr_vae_free(vae);
-    if (be) infvsr_cpu_backend_free(be);
+    if (be) infvsr_backend_free(be);
     infvsr_weights_close(io);
     infvsr_weights_close(w);
     return rc;

@@ -15,7 +15,7 @@
 #include "infvsr/model_config.h"
 #include "infvsr/visual.h"
 #include "infvsr/weights.h"
-#include "ops.h"
+#include "infvsr/backend.h"
 #include "cli_util.h"
 #include "run_modules.h"
 
@@ -86,17 +86,14 @@ static int run(const struct visual_opts * o, struct infvsr_err * err) {
     struct infvsr_tensor out[3]; /* context, tokens, image */
     memset(out, 0, sizeof out);
     int rc = 1;
-    struct infvsr_cpu_params cp = infvsr_cpu_default_params();
-    cp.n_threads = o->threads;
-    cp.use_ref   = o->use_ref;
+    struct infvsr_backend_opts bo = infvsr_backend_default_opts();
+    bo.n_threads     = o->threads;
+    bo.cpu_reference = o->use_ref;
     if (infvsr_weights_open(o->ram, &ram, err) || infvsr_weights_open(o->dape, &dape, err) ||
         infvsr_weights_open(o->in, &io, err)) {
         goto done;
     }
-    if (infvsr_cpu_backend_init(&cp, &be) != INFVSR_OK) {
-        infvsr_err_set(err, INFVSR_ERR_DEVICE, "cannot start the CPU backend");
-        goto done;
-    }
+    if (infvsr_backend_init_by_name("cpu", &bo, &be, err) != INFVSR_OK) goto done;
     if (infvsr_visual_load(ram, dape, &cfg.visual, be, &v, err) != INFVSR_OK) goto done;
     int64_t n = infvsr_visual_n_tokens(v), img = infvsr_visual_img_size(v);
     int64_t cs[2] = { n, infvsr_visual_out_dim(v) }, ts[2] = { n, infvsr_visual_token_dim(v) }, is[3] = { 3, img, img };
@@ -114,7 +111,7 @@ static int run(const struct visual_opts * o, struct infvsr_err * err) {
 done:
     for (int i = 0; i < 3; i++) infvsr_tensor_release(&out[i]);
     infvsr_visual_free(v);
-    if (be) infvsr_cpu_backend_free(be);
+    if (be) infvsr_backend_free(be);
     infvsr_weights_close(io);
     infvsr_weights_close(dape);
     infvsr_weights_close(ram);

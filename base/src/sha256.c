@@ -1,5 +1,5 @@
 /* SHA-256 as specified in FIPS 180-4 §6.2 (constants from §4.2.2, initial hash §5.3.3). */
-#include "io/sha256.h"
+#include "infvsr/sha256.h"
 
 #include <stdio.h>
 #include <string.h>

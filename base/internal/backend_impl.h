@@ -1,39 +1,38 @@
-/* The backend op table: every computation the engine does goes through this interface.
+/* The backend op table (private to base/, kernels/ and engine/): the vtable every backend
+ * implements, the argument blocks of the larger ops, and the backend constructors.
+ * Programs above the engine see only infvsr/backend.h; the engine calls ops through the
+ * inline wrappers of ops.h, never through `iface` directly.
  *
- * A backend is a vtable (`struct infvsr_backend_i`) plus a context. The CPU backend
- * (kernels/cpu) is the reference every test runs and must also be fast; the CUDA backend
- * (kernels/cuda) implements the same table on device memory. kernels/ knows nothing
- * about models: ops are described by shapes and a few scalar parameters.
- *
- * Conventions for every op below:
- *  - Activations are f32 tensors in the backend's memory ("x", "y", "q", ...).
- *    Weights ("w", "b", "gamma") may be F32, BF16 or F16 and are read in place; a backend
- *    must never keep a second full-size copy of a weight (the CPU backend widens small
- *    panels on the fly).
- *  - Shapes are PyTorch order (outermost first) and every tensor is contiguous.
+ * Conventions for every op:
+ *  - Activations ("x", "y", "q", ...) are tensors in the backend's memory, of an
+ *    activation dtype the backend accepts (caps.act_f32 / caps.act_bf16; the CPU backend
+ *    takes f32 only). Weights ("w", "b", "gamma", "scale", ...) may be F32, BF16 or F16 and
+ *    are read in place; a backend never keeps a second full-size copy of a weight.
+ *  - Shapes are PyTorch order (outermost first) and every tensor is contiguous; views with
+ *    other layouts are expressed through the `copy` op's strides.
  *  - "rows" means all dimensions but the last, flattened: a [T, H, W, C] tensor is
  *    T*H*W rows of C.
  *  - Output may alias input only where the comment says "in place allowed".
  *  - Ops validate shapes/dtypes and return INFVSR_ERR_INVALID_ARG (never assert) with a
  *    message in `err` when the caller passes inconsistent tensors.
- *  - All ops are synchronous on the CPU backend; on async backends results are ready
- *    after `synchronize`.
+ *  - Ops and tensor_get are asynchronous on device backends: results are ready (and
+ *    queued errors reported) after `synchronize` (see infvsr/backend.h).
  *
- * Tolerances (tests/ops): fast CPU vs the float64 reference of kernels/cpu/ref:
- * relative L2 error <= 1e-5 for every op on f32 data. */
+ * Tolerances (tests/ops): fast CPU vs the float64 reference of kernels/cpu/ref: relative
+ * L2 error <= 1e-5 for every op on f32 data; other backends vs the CPU backend in the
+ * one op-case table of tests/ops. */
 #pragma once
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "infvsr/backend.h"
 #include "infvsr/status.h"
 #include "infvsr/tensor.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-struct infvsr_backend;
 
 enum infvsr_unary_op {
     INFVSR_UNARY_GELU_TANH = 0, /* 0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3)))  (DiT FFN)      */
@@ -91,21 +90,78 @@ struct infvsr_conv3d_args {
     struct infvsr_tensor *       y;
 };
 
+/* The strided ("pitched") copy family: every data movement between ops (cache prepend,
+ * permutes, tile gather and blend, patchify, frame conversion) is one of these, so the
+ * engine never touches tensor memory on the host.
+ *
+ * Each operand is a view of up to INFVSR_COPY_MAX_DIMS dims over a tensor: element offset
+ * + one element stride per dim (>= 0; 0 broadcasts x or m); all operands share `extent`;
+ * y's view must address each element at most once (stride 0 in y is refused). For element
+ * index (i0, ..., i5): x[xo + sum i_d xs_d], m[...], y[...]. Every element any view can
+ * reach must lie inside its tensor (checked). Math is f32 (each operation rounded to f32
+ * in the order written), stored with round-to-nearest-even into y's dtype.
+ *
+ *   SET           y = x          any dtype to the same dtype (byte copy; F64, I32, U8 too)
+ *                                or between F32/BF16/F16 (converted)
+ *   ACCUMULATE    y = y + (alpha * x) * m      m optional (1); product rounded, then the add
+ *   DIVIDE        y = x / m
+ *   U8_TO_MODEL   y = ((x / 255) * 2) - 1      x U8: frames into the model range
+ *   U8_TO_UNIT    y = (((x / 255) * 2) - 1) / 2 + 0.5   (the reference frame, MODEL-SPEC 3.2)
+ *   MODEL_TO_U8   y = trunc(clamp((x + 1) * 127.5, 0, 255))   y U8 (NaN -> 0)
+ *   FILL          y = alpha      x unused (may be NULL): zeroing caches, constants
+ *
+ * Aliasing: y may overlap x or m only when the overlapping view is exactly y's view
+ * (element-wise in place), or, for SET, when x and y are both dense row-major views
+ * (a memmove: the arena settle of the VAE). */
+#define INFVSR_COPY_MAX_DIMS 6
+
+enum infvsr_copy_mode {
+    INFVSR_COPY_SET = 0,
+    INFVSR_COPY_ACCUMULATE,
+    INFVSR_COPY_DIVIDE,
+    INFVSR_COPY_U8_TO_MODEL,
+    INFVSR_COPY_U8_TO_UNIT,
+    INFVSR_COPY_MODEL_TO_U8,
+    INFVSR_COPY_FILL,
+    INFVSR_COPY_MODE_COUNT
+};
+
+struct infvsr_copy_args {
+    enum infvsr_copy_mode        mode;
+    int                          ndim;                            /* 1..INFVSR_COPY_MAX_DIMS */
+    int64_t                      extent[INFVSR_COPY_MAX_DIMS];
+    const struct infvsr_tensor * x;
+    int64_t                      x_offset;
+    int64_t                      x_stride[INFVSR_COPY_MAX_DIMS];
+    const struct infvsr_tensor * m;                               /* ACCUMULATE (optional), DIVIDE */
+    int64_t                      m_offset;
+    int64_t                      m_stride[INFVSR_COPY_MAX_DIMS];
+    struct infvsr_tensor *       y;
+    int64_t                      y_offset;
+    int64_t                      y_stride[INFVSR_COPY_MAX_DIMS];
+    float                        alpha;                           /* ACCUMULATE, FILL        */
+};
+
 struct infvsr_backend_i {
     const char * (*name)(struct infvsr_backend * be);
+    void         (*get_caps)(struct infvsr_backend * be, struct infvsr_backend_caps * caps);
+    /* "" while healthy, else the first device failure. */
+    const char * (*last_error)(struct infvsr_backend * be);
+    void         (*free)(struct infvsr_backend * be);
 
     /* ---- memory ---- */
-    /* Allocates device (or host) storage for t (metadata already set up). */
+    /* Allocates zeroed storage for t (metadata already set up); sets data, mem, owns_data. */
     enum infvsr_status (*tensor_alloc)(struct infvsr_backend * be, struct infvsr_tensor * t,
                                        struct infvsr_err * err);
     void               (*tensor_free) (struct infvsr_backend * be, struct infvsr_tensor * t);
     /* Copies nbytes between host memory and the tensor's storage (offset in bytes). */
     enum infvsr_status (*tensor_set)  (struct infvsr_backend * be, struct infvsr_tensor * t,
-                                       const void * src, size_t offset, size_t nbytes);
+                                       const void * src, size_t offset, size_t nbytes,
+                                       struct infvsr_err * err);
     enum infvsr_status (*tensor_get)  (struct infvsr_backend * be, const struct infvsr_tensor * t,
-                                       void * dst, size_t offset, size_t nbytes);
+                                       void * dst, size_t offset, size_t nbytes, struct infvsr_err * err);
     /* (optional) waits for queued work; NULL on synchronous backends. */
-    enum infvsr_status (*synchronize) (struct infvsr_backend * be);
+    enum infvsr_status (*synchronize) (struct infvsr_backend * be, struct infvsr_err * err);
 
     /* ---- GEMM family ---- */
     /* y[M, N] = act(x[M, K] . w[N, K]^T + b[N]);  w: F32/BF16/F16 (PyTorch Linear layout),
@@ -114,7 +170,7 @@ struct infvsr_backend_i {
                                  const struct infvsr_tensor * w, const struct infvsr_tensor * b,
                                  enum infvsr_unary_op act_or_count, struct infvsr_tensor * y,
                                  struct infvsr_err * err);
-    /* Batched f32 matmul: c[B, M, N] = alpha * a[B, M, K] . op(b) with op(b) = b[B, N, K]^T
+    /* Batched matmul: c[B, M, N] = alpha * a[B, M, K] . op(b) with op(b) = b[B, N, K]^T
      * when trans_b, else b[B, K, N]. B = 1 for 2-D tensors. */
     enum infvsr_status (*matmul)(struct infvsr_backend * be, const struct infvsr_tensor * a,
                                  const struct infvsr_tensor * b, bool trans_b, float alpha,
@@ -181,14 +237,45 @@ struct infvsr_backend_i {
     enum infvsr_status (*resize)(struct infvsr_backend * be, enum infvsr_resize_mode mode,
                                  const struct infvsr_tensor * x, struct infvsr_tensor * y,
                                  struct infvsr_err * err);
+
+    /* ---- data movement ---- */
+    /* The strided copy family above. */
+    enum infvsr_status (*copy)(struct infvsr_backend * be, const struct infvsr_copy_args * a,
+                               struct infvsr_err * err);
+    /* y[i, :] = x[idx[i], :] for every row i of y (rows over the last dim C, equal in x
+     * and y; same dtype, any of F32/BF16/F16/F64). idx: I32 [rows of y] in backend
+     * memory, every entry in [0, rows of x) (checked by the CPU backend; device backends
+     * may not check). Tables are built once (Swin window partition, shift roll, patch
+     * merge) so the per-call cost is one gather. y must not alias x. */
+    enum infvsr_status (*gather_rows)(struct infvsr_backend * be, const struct infvsr_tensor * x,
+                                      const struct infvsr_tensor * idx, struct infvsr_tensor * y,
+                                      struct infvsr_err * err);
 };
 
+/* Every backend object starts with this header; `context` is the backend's own state. */
 struct infvsr_backend {
     const struct infvsr_backend_i * iface;
     void *                          context;
+    enum infvsr_mem                 mem;      /* where this backend's tensors live        */
+    struct infvsr_backend_traffic   traffic;  /* counted by base/src/backend.c            */
 };
 
-/* ---- the CPU backend ---- */
+/* ---- shared argument validation (base/src/copy_check.c), so that every backend accepts
+ * and refuses exactly the same copy and gather calls ---- */
+
+struct infvsr_copy_plan {
+    int64_t n;        /* elements to process (0: nothing to do)                         */
+    bool    use_m;    /* m takes part                                                   */
+    bool    memmove;  /* SET over overlapping dense views: one memmove of n elements    */
+};
+enum infvsr_status infvsr_copy_validate(const char * be, const struct infvsr_copy_args * a,
+                                        struct infvsr_copy_plan * plan, struct infvsr_err * err);
+/* rows/cols of y (cols = the shared last dim). */
+enum infvsr_status infvsr_gather_validate(const char * be, const struct infvsr_tensor * x,
+                                          const struct infvsr_tensor * idx, const struct infvsr_tensor * y,
+                                          int64_t * rows, int64_t * cols, struct infvsr_err * err);
+
+/* ---- backend constructors (kernels/; programs use infvsr_backend_init_by_name) ---- */
 
 struct infvsr_cpu_params {
     int  n_threads;   /* 0 = all online cores                                      */
@@ -198,13 +285,15 @@ struct infvsr_cpu_params {
 struct infvsr_cpu_params infvsr_cpu_default_params(void);
 enum infvsr_status       infvsr_cpu_backend_init(const struct infvsr_cpu_params * p,
                                                  struct infvsr_backend ** out);
-void                     infvsr_cpu_backend_free(struct infvsr_backend * be);
 
-/* ---- the CUDA backend (kernels/cuda; only when built with INFVSR_CUDA) ---- */
-/* Returns INFVSR_ERR_UNSUPPORTED when the build has no CUDA or no device is present. */
-enum infvsr_status infvsr_cuda_backend_init(int device, struct infvsr_backend ** out,
-                                            struct infvsr_err * err);
-void               infvsr_cuda_backend_free(struct infvsr_backend * be);
+/* The CUDA backend (kernels/cuda; kernels/cuda/no_cuda.c when built without CUDA):
+ * INFVSR_ERR_UNSUPPORTED when the build has no CUDA or no usable device is present. */
+enum infvsr_status infvsr_cuda_backend_init(int device, enum infvsr_precision precision,
+                                            struct infvsr_backend ** out, struct infvsr_err * err);
+
+/* The device-emulating test backend (kernels/devsim). */
+enum infvsr_status infvsr_devsim_backend_init(int index, const struct infvsr_backend_opts * opts,
+                                              struct infvsr_backend ** out, struct infvsr_err * err);
 
 #ifdef __cplusplus
 }

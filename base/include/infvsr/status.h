@@ -56,6 +56,15 @@ _Noreturn void infvsr_abort(const char * file, int line, const char * expr);
 #define INFVSR_ASSERT(x) \
     do { if (!(x)) infvsr_abort(__FILE__, __LINE__, #x); } while (0)
 
+/* Propagates a failure: evaluates `expr` (an enum infvsr_status) once and returns it from
+ * the enclosing function when it is not INFVSR_OK. The one early-return macro of the code
+ * base; functions that must release something on failure use `if ((st = ...)) goto fail;`. */
+#define INFVSR_TRY(expr)                                  \
+    do {                                                  \
+        enum infvsr_status infvsr_try_st_ = (expr);       \
+        if (infvsr_try_st_ != INFVSR_OK) return infvsr_try_st_; \
+    } while (0)
+
 #ifdef __cplusplus
 }
 #endif

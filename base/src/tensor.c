@@ -101,8 +101,15 @@ void infvsr_tensor_view(struct infvsr_tensor * t, const char * name, enum infvsr
 
 void infvsr_tensor_release(struct infvsr_tensor * t) {
     if (!t) return;
-    if (t->owns_data && t->mem == INFVSR_MEM_HOST) free(t->data);
+    infvsr_tensor_release_data(t);
     memset(t, 0, sizeof *t);
+}
+
+void infvsr_tensor_release_data(struct infvsr_tensor * t) {
+    if (!t) return;
+    if (t->owns_data && t->mem == INFVSR_MEM_HOST) free(t->data);
+    t->data      = NULL;
+    t->owns_data = false;
 }
 
 const char * infvsr_shape_str(int ndim, const int64_t * shape, char * buf, size_t len) {

@@ -9,7 +9,9 @@
  * infvsr_tensor_release) or is a view into memory owned by someone else: a mapped
  * checkpoint (the model), a session's cache buffer, or a scratch arena. The struct itself
  * is always embedded in its owner (model, session, test); nothing here mallocs structs.
- * Backend tensors (device memory) carry the backend's flag in `mem`. */
+ * Backend tensors carry where they live in `mem`; device tensors are allocated and freed
+ * through their backend (infvsr/backend.h), and their `data` may not be dereferenced by
+ * the host (pointer arithmetic for views is fine). */
 #pragma once
 
 #include <stdbool.h>
@@ -81,6 +83,8 @@ void infvsr_tensor_view(struct infvsr_tensor * t, const char * name, enum infvsr
 
 /* Frees owned host data and zeroes the struct. Safe on a zeroed or view tensor. */
 void infvsr_tensor_release(struct infvsr_tensor * t);
+/* Frees owned host data but keeps name, dtype and shape (data NULL afterwards). */
+void infvsr_tensor_release_data(struct infvsr_tensor * t);
 
 /* Shape helpers for the common cases. */
 static inline void infvsr_shape2(int64_t * s, int64_t a, int64_t b) { s[0] = a; s[1] = b; }

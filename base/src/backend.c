@@ -1,0 +1,126 @@
+/* The public backend API (infvsr/backend.h) on top of the vtable, and the copy helpers of
+ * ops.h. Creation by name lives in kernels/registry.c, which knows the backends; this
+ * file only dispatches, so base/ stays below kernels/. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops.h"
+
+struct infvsr_backend_opts infvsr_backend_default_opts(void) {
+    struct infvsr_backend_opts o;
+    memset(&o, 0, sizeof o);
+    o.precision = INFVSR_PRECISION_AUTO;
+    return o;
+}
+
+const char * infvsr_precision_name(enum infvsr_precision p) {
+    switch (p) {
+    case INFVSR_PRECISION_AUTO: return "auto";
+    case INFVSR_PRECISION_F32:  return "f32";
+    case INFVSR_PRECISION_BF16: return "bf16";
+    }
+    return NULL;
+}
+
+int infvsr_precision_from_name(const char * name) {
+    if (!name) return -1;
+    if (strcmp(name, "auto") == 0) return INFVSR_PRECISION_AUTO;
+    if (strcmp(name, "f32") == 0) return INFVSR_PRECISION_F32;
+    if (strcmp(name, "bf16") == 0) return INFVSR_PRECISION_BF16;
+    return -1;
+}
+
+void infvsr_backend_free(struct infvsr_backend * be) {
+    if (be) be->iface->free(be);
+}
+
+void infvsr_backend_get_caps(struct infvsr_backend * be, struct infvsr_backend_caps * caps) {
+    memset(caps, 0, sizeof *caps);
+    be->iface->get_caps(be, caps);
+}
+
+const char * infvsr_backend_name(struct infvsr_backend * be) { return be->iface->name(be); }
+
+const char * infvsr_backend_last_error(struct infvsr_backend * be) {
+    const char * e = be->iface->last_error ? be->iface->last_error(be) : NULL;
+    return e ? e : "";
+}
+
+bool infvsr_backend_healthy(struct infvsr_backend * be) { return infvsr_backend_last_error(be)[0] == '\0'; }
+
+enum infvsr_status infvsr_backend_tensor_alloc(struct infvsr_backend * be, struct infvsr_tensor * t,
+                                               struct infvsr_err * err) {
+    if (!be || !t) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "tensor_alloc: NULL backend or tensor");
+    return be->iface->tensor_alloc(be, t, err);
+}
+
+void infvsr_backend_tensor_free(struct infvsr_backend * be, struct infvsr_tensor * t) {
+    if (!t) return;
+    if (be && t->data && t->owns_data) be->iface->tensor_free(be, t);
+    memset(t, 0, sizeof *t);
+}
+
+enum infvsr_status infvsr_backend_tensor_set(struct infvsr_backend * be, struct infvsr_tensor * t, const void * src,
+                                             size_t offset, size_t nbytes, struct infvsr_err * err) {
+    if (!be || !t) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "tensor_set: NULL backend or tensor");
+    enum infvsr_status st = be->iface->tensor_set(be, t, src, offset, nbytes, err);
+    if (st == INFVSR_OK) be->traffic.bytes_to_device += nbytes;
+    return st;
+}
+
+enum infvsr_status infvsr_backend_tensor_get(struct infvsr_backend * be, const struct infvsr_tensor * t, void * dst,
+                                             size_t offset, size_t nbytes, struct infvsr_err * err) {
+    if (!be || !t) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "tensor_get: NULL backend or tensor");
+    enum infvsr_status st = be->iface->tensor_get(be, t, dst, offset, nbytes, err);
+    if (st == INFVSR_OK) be->traffic.bytes_from_device += nbytes;
+    return st;
+}
+
+enum infvsr_status infvsr_backend_synchronize(struct infvsr_backend * be, struct infvsr_err * err) {
+    if (!be) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "synchronize: NULL backend");
+    if (!be->iface->synchronize) return INFVSR_OK;
+    return be->iface->synchronize(be, err);
+}
+
+void infvsr_backend_get_traffic(struct infvsr_backend * be, struct infvsr_backend_traffic * out) {
+    *out = be->traffic;
+}
+
+/* ---- copy helpers (ops.h) ---- */
+
+enum infvsr_status infvsr_op_copy_range(struct infvsr_backend * be, const struct infvsr_tensor * x, int64_t x_off,
+                                        struct infvsr_tensor * y, int64_t y_off, int64_t n, struct infvsr_err * err) {
+    if (n == 0) return INFVSR_OK;
+    struct infvsr_copy_args a = infvsr_copy_args_init(INFVSR_COPY_SET, 1);
+    a.extent[0]   = n;
+    a.x           = x;
+    a.x_offset    = x_off;
+    a.x_stride[0] = 1;
+    a.y           = y;
+    a.y_offset    = y_off;
+    a.y_stride[0] = 1;
+    return infvsr_op_copy(be, &a, err);
+}
+
+enum infvsr_status infvsr_op_convert(struct infvsr_backend * be, const struct infvsr_tensor * x,
+                                     struct infvsr_tensor * y, struct infvsr_err * err) {
+    if (!x) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "convert: x is NULL");
+    int64_t n = infvsr_tensor_numel(x);
+    if (!y || infvsr_tensor_numel(y) != n) {
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "convert: '%s' has %lld elements, '%s' %lld", x->name,
+                              (long long)n, y ? y->name : "NULL", y ? (long long)infvsr_tensor_numel(y) : 0LL);
+    }
+    return infvsr_op_copy_range(be, x, 0, y, 0, n, err);
+}
+
+enum infvsr_status infvsr_op_fill(struct infvsr_backend * be, struct infvsr_tensor * y, float value,
+                                  struct infvsr_err * err) {
+    int64_t n = infvsr_tensor_numel(y);
+    if (n == 0) return INFVSR_OK;
+    struct infvsr_copy_args a = infvsr_copy_args_init(INFVSR_COPY_FILL, 1);
+    a.extent[0]   = n;
+    a.y           = y;
+    a.y_stride[0] = 1;
+    a.alpha       = value;
+    return infvsr_op_copy(be, &a, err);
+}
