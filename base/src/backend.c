@@ -86,6 +86,64 @@ void infvsr_backend_get_traffic(struct infvsr_backend * be, struct infvsr_backen
     *out = be->traffic;
 }
 
+static bool is_float(enum infvsr_dtype d) {
+    return d == INFVSR_TYPE_F32 || d == INFVSR_TYPE_BF16 || d == INFVSR_TYPE_F16;
+}
+
+enum infvsr_status infvsr_backend_upload(struct infvsr_backend * be, const struct infvsr_tensor * host,
+                                         enum infvsr_dtype dtype, struct infvsr_tensor * out, struct infvsr_err * err) {
+    if (!be || !host || !out || host->mem != INFVSR_MEM_HOST) {
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "upload: needs a backend and a host tensor");
+    }
+    if (dtype == INFVSR_TYPE_COUNT) dtype = host->dtype;
+    if (dtype != host->dtype && !(is_float(dtype) && is_float(host->dtype))) {
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "upload: cannot convert '%s' from %s to %s", host->name,
+                              infvsr_dtype_name(host->dtype), infvsr_dtype_name(dtype));
+    }
+    infvsr_tensor_setup(out, host->name, dtype, host->ndim, host->shape);
+    INFVSR_TRY(infvsr_backend_tensor_alloc(be, out, err));
+    size_t n = (size_t)infvsr_tensor_numel(host), bytes = infvsr_tensor_nbytes(out);
+    const void * src = host->data;
+    void * tmp = NULL;
+    if (dtype != host->dtype && n > 0) {
+        float * f = malloc(n * sizeof *f);
+        tmp = malloc(bytes);
+        if (!f || !tmp) {
+            free(f);
+            free(tmp);
+            infvsr_backend_tensor_free(be, out);
+            return infvsr_err_set(err, INFVSR_ERR_NOMEM, "upload: out of memory for '%s'", host->name);
+        }
+        infvsr_convert_to_f32(f, host->data, host->dtype, n);
+        infvsr_convert_from_f32(tmp, dtype, f, n);
+        free(f);
+        src = tmp;
+    }
+    enum infvsr_status st = bytes ? infvsr_backend_tensor_set(be, out, src, 0, bytes, err) : INFVSR_OK;
+    free(tmp);
+    if (st != INFVSR_OK) infvsr_backend_tensor_free(be, out);
+    return st;
+}
+
+enum infvsr_status infvsr_backend_download_f32(struct infvsr_backend * be, const struct infvsr_tensor * dev,
+                                               struct infvsr_tensor * out, struct infvsr_err * err) {
+    if (!be || !dev || !out || !is_float(dev->dtype)) {
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "download: needs a backend and a float tensor");
+    }
+    if (infvsr_tensor_alloc(out, dev->name, INFVSR_TYPE_F32, dev->ndim, dev->shape) != INFVSR_OK) {
+        return infvsr_err_set(err, INFVSR_ERR_NOMEM, "download: out of memory for '%s'", dev->name);
+    }
+    size_t n = (size_t)infvsr_tensor_numel(dev), bytes = infvsr_tensor_nbytes(dev);
+    void * buf = dev->dtype == INFVSR_TYPE_F32 ? out->data : malloc(bytes ? bytes : 1);
+    enum infvsr_status st = buf ? INFVSR_OK : infvsr_err_set(err, INFVSR_ERR_NOMEM, "download: out of memory");
+    if (st == INFVSR_OK && bytes) st = infvsr_backend_tensor_get(be, dev, buf, 0, bytes, err);
+    if (st == INFVSR_OK) st = infvsr_backend_synchronize(be, err);
+    if (st == INFVSR_OK && buf != out->data) infvsr_convert_to_f32(out->data, buf, dev->dtype, n);
+    if (buf != out->data) free(buf);
+    if (st != INFVSR_OK) infvsr_tensor_release(out);
+    return st;
+}
+
 /* ---- copy helpers (ops.h) ---- */
 
 enum infvsr_status infvsr_op_copy_range(struct infvsr_backend * be, const struct infvsr_tensor * x, int64_t x_off,

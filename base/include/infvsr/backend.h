@@ -108,6 +108,17 @@ enum infvsr_status infvsr_backend_tensor_get(struct infvsr_backend * be, const s
 /* Waits for every queued op and copy; returns the first error of queued work. */
 enum infvsr_status infvsr_backend_synchronize(struct infvsr_backend * be, struct infvsr_err * err);
 
+/* Convenience for programs and tests that hold host tensors:
+ * upload: allocates `out` on the backend with host's shape and name, in `dtype` (host's own
+ * dtype when dtype is INFVSR_TYPE_COUNT; float dtypes are converted on the host), and
+ * copies host into it.
+ * download_f32: allocates `out` as an owned host F32 tensor of dev's shape, copies dev
+ * into it (converting float dtypes) and synchronizes. Free with infvsr_tensor_release. */
+enum infvsr_status infvsr_backend_upload(struct infvsr_backend * be, const struct infvsr_tensor * host,
+                                         enum infvsr_dtype dtype, struct infvsr_tensor * out, struct infvsr_err * err);
+enum infvsr_status infvsr_backend_download_f32(struct infvsr_backend * be, const struct infvsr_tensor * dev,
+                                               struct infvsr_tensor * out, struct infvsr_err * err);
+
 /* Bytes copied host -> backend (tensor_set) and backend -> host (tensor_get) since init. */
 struct infvsr_backend_traffic {
     uint64_t bytes_to_device;
