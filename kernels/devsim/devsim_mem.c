@@ -36,8 +36,8 @@ enum infvsr_status devsim_heap_init(struct devsim_heap * h, size_t capacity, str
     capacity = round_up(capacity, page);
     void * base = mmap(NULL, capacity, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (base == MAP_FAILED) {
-        return infvsr_err_set(err, INFVSR_ERR_NOMEM, "devsim: cannot reserve %zu MiB of address space (%s)",
-                              capacity >> 20, strerror(errno));
+        return infvsr_err_set(err, INFVSR_ERR_NOMEM, "devsim: cannot reserve %zu MiB of address space (%s; is "
+                              "ulimit -v set? set INFVSR_DEVSIM_CAPACITY_MB lower)", capacity >> 20, strerror(errno));
     }
     void * shadow = mmap(NULL, capacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (shadow == MAP_FAILED) {
@@ -214,7 +214,15 @@ enum infvsr_status devsim_translate(struct devsim * d, const char * op, const ch
     *host     = *t;
     host->mem = INFVSR_MEM_HOST;
     host->owns_data = false;
-    if (bytes == 0 && !t->data) return INFVSR_OK;
+    uintptr_t a = (uintptr_t)t->data, base = (uintptr_t)d->heap.base;
+    if (bytes == 0) { /* touches nothing: only its address must make sense */
+        if (t->data && (a < base || a - base > d->heap.capacity)) {
+            return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "devsim %s: %s tensor '%s' (data %p) is not devsim "
+                                  "memory", op, role, tname(t), t->data);
+        }
+        host->data = t->data ? d->heap.shadow + (a - base) : NULL;
+        return INFVSR_OK;
+    }
     void * shadow = NULL;
     const struct devsim_block * b = NULL;
     switch (devsim_heap_find(&d->heap, t->data, bytes, &shadow, &b)) {
@@ -228,7 +236,7 @@ enum infvsr_status devsim_translate(struct devsim * d, const char * op, const ch
     case DEVSIM_NOT_LIVE:
         break;
     }
-    size_t off = (size_t)((uintptr_t)t->data - (uintptr_t)d->heap.base);
+    size_t off = (size_t)(a - base);
     if (b) {
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "devsim %s: %s tensor '%s' [offset %zu, +%zu bytes) runs "
                               "%zu bytes past the end of its allocation [%zu, +%zu) (out-of-range view)", op, role,

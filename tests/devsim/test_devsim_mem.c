@@ -545,7 +545,8 @@ static void test_alloc_free_stress(void) {
 static void test_default_capacity_is_address_space(void) {
     struct infvsr_backend * be = NULL;
     struct infvsr_err err = { 0 };
-    CHECK_EQ_INT(infvsr_backend_init_by_name("devsim", NULL, &be, &err), INFVSR_OK);
+    enum infvsr_status st = infvsr_backend_init_by_name("devsim", NULL, &be, &err);
+    CHECK_MSG(st == INFVSR_OK, "%s", err.msg);
     if (!be) return;
     struct infvsr_backend_caps caps;
     infvsr_backend_get_caps(be, &caps);

@@ -13,7 +13,8 @@
  *    cpu: reading them in place must equal widening them. copy and gather_rows handle
  *    bf16 natively on the CPU, so their expectation is cpu on the same bf16 tensors.
  * In-place cases (y == x) check that sharing one widened temporary keeps in-place calls
- * in place.
+ * in place; mixed cases (bf16 in, f32 out and the reverse, which CUDA takes) that each
+ * operand's own dtype decides.
  *
  * Op coverage across backends is tests/ops' job; this file is about devsim semantics. */
 #include <string.h>
@@ -27,6 +28,7 @@ enum spec_kind {
     W,      /* weight in its own dtype, read in place                                  */
     GEMM_W, /* GEMM weight: rounded to bf16 when the activations are bf16 (as on CUDA) */
     ACT_W,  /* weight role, but an activation in practice (bf16 in bf16 mode)          */
+    ACT_F32,/* activation kept f32 in both modes (mixed-dtype calls, as CUDA takes)    */
     RAW,    /* as it is on both backends: tables (f64, i32), u8 frames                 */
 };
 
@@ -199,6 +201,7 @@ static enum infvsr_status op_gather_rows(struct infvsr_backend * be, struct infv
 
 #define SH(...) .shape = { __VA_ARGS__ }
 #define A(nm, nd, ...) { nm, ACT, INFVSR_TYPE_F32, nd, SH(__VA_ARGS__), -2.0f, 2.0f }
+#define F(nm, nd, ...) { nm, ACT_F32, INFVSR_TYPE_F32, nd, SH(__VA_ARGS__), -2.0f, 2.0f }
 #define WT(nm, kind, dt, nd, ...) { nm, kind, dt, nd, SH(__VA_ARGS__), -0.5f, 0.5f }
 
 static const struct op_case cases[] = {
@@ -250,6 +253,16 @@ static const struct op_case cases[] = {
       { A("x", 4, 4, 2, 7, 7), WT("w", GEMM_W, INFVSR_TYPE_BF16, 5, 6, 4, 1, 3, 3), A("y", 4, 6, 2, 3, 3) } },
     { "resize_bicubic", op_resize_bicubic, 1, false, { A("x", 3, 2, 6, 8), A("y", 3, 2, 9, 5) } },
     { "resize_bilinear", op_resize_bilinear, 1, false, { A("x", 3, 2, 6, 8), A("y", 3, 2, 3, 17) } },
+    /* mixed dtypes: bf16 in, f32 out and the reverse (in f32 mode all f32) */
+    { "linear_to_f32", op_linear, 3, false,
+      { A("x", 2, 5, 24), WT("w", GEMM_W, INFVSR_TYPE_F32, 2, 16, 24), WT("b", W, INFVSR_TYPE_F32, 1, 16),
+        F("y", 2, 5, 16) } },
+    { "add_f32_bf16", op_add, 2, false, { F("a", 1, 50), A("b", 1, 50), A("y", 1, 50) } },
+    { "rms_norm_to_f32", op_rms_norm, 2, false,
+      { A("x", 2, 7, 32), WT("w", W, INFVSR_TYPE_BF16, 1, 32), F("y", 2, 7, 32) } },
+    { "attention_to_f32", op_attention_1seg, 3, false,
+      { A("q", 2, 9, 64), A("k0", 2, 20, 64), A("v0", 2, 20, 64), F("out", 2, 9, 64) } },
+    { "matmul_to_f32", op_matmul_nt, 2, false, { A("a", 2, 9, 8), A("b", 2, 8, 10), F("c", 2, 9, 10) } },
     { "copy_transpose", op_copy_transpose, 1, true, { A("x", 2, 4, 6), A("y", 2, 8, 5) } },
     { "copy_accumulate", op_copy_accumulate, 2, true,
       { A("x", 2, 3, 8), { "m", RAW, INFVSR_TYPE_F32, 1, SH(8), 0.0f, 1.0f }, A("y", 2, 3, 8) } },
@@ -346,7 +359,8 @@ static void run_case(const struct op_case * c, enum infvsr_precision p) {
         for (int k = 0; k < s->ndim; k++) numel *= s->shape[k];
         const size_t cnt = (size_t)numel;
         const bool act = s->kind == ACT || s->kind == ACT_W;
-        enum infvsr_dtype dd = act ? (bf16 ? INFVSR_TYPE_BF16 : INFVSR_TYPE_F32) : s->dtype;
+        enum infvsr_dtype dd = act ? (bf16 ? INFVSR_TYPE_BF16 : INFVSR_TYPE_F32) : s->kind == ACT_F32 ? INFVSR_TYPE_F32
+                                                                                                : s->dtype;
         enum infvsr_dtype dc = dd;
         void * bytes = host_data(s, dd, cnt, 1000 + 17 * (uint64_t)i);
         void * cbytes = bytes;
@@ -405,13 +419,14 @@ out_be:
     infvsr_backend_free(cpu);
 }
 
-static void test_ops_f32_bit_identical(void) {
-    for (const struct op_case * c = cases; c->name; c++) run_case(c, INFVSR_PRECISION_F32);
+static void run_all(enum infvsr_precision p) {
+    int n = 0;
+    for (const struct op_case * c = cases; c->name; c++, n++) run_case(c, p);
+    printf("  %d cases\n", n);
 }
 
-static void test_ops_bf16_round_on_store(void) {
-    for (const struct op_case * c = cases; c->name; c++) run_case(c, INFVSR_PRECISION_BF16);
-}
+static void test_ops_f32_bit_identical(void) { run_all(INFVSR_PRECISION_F32); }
+static void test_ops_bf16_round_on_store(void) { run_all(INFVSR_PRECISION_BF16); }
 
 static const struct test_case tests[] = {
     TEST(test_ops_f32_bit_identical),
