@@ -86,23 +86,23 @@ static enum infvsr_status add(struct call * c, const char * role, const struct i
             return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "devsim %s: %s tensor '%s' has dtype %s; activations "
                                   "must be f32 or bf16", c->op, role, tname(t), infvsr_dtype_name(t->dtype));
         }
-        if (t->dtype == INFVSR_TYPE_F32) return *res = &o->host, INFVSR_OK;
-        o->out        = out;
-        o->host.dtype = INFVSR_TYPE_F32;
-        /* The same bf16 tensor seen earlier in this call (in place): share its f32 copy. */
-        for (int i = 0; i < c->n - 1; i++) {
-            const struct operand * p = &c->o[i];
-            if (p->host.dtype == INFVSR_TYPE_F32 && p->dev->dtype == INFVSR_TYPE_BF16 && same_storage(p->dev, t) &&
-                (size_t)infvsr_tensor_numel(p->dev) == n) {
-                o->host.data = p->host.data;
-                return *res = &o->host, INFVSR_OK;
+        if (t->dtype == INFVSR_TYPE_BF16) {
+            o->out        = out;
+            o->host.dtype = INFVSR_TYPE_F32;
+            o->host.data  = NULL;
+            /* The same bf16 tensor seen earlier in this call (in place): share its f32 copy. */
+            for (int i = 0; i < c->n - 1 && !o->host.data; i++) {
+                const struct operand * p = &c->o[i];
+                if (p->host.dtype == INFVSR_TYPE_F32 && p->dev->dtype == INFVSR_TYPE_BF16 && same_storage(p->dev, t) &&
+                    (size_t)infvsr_tensor_numel(p->dev) == n)
+                    o->host.data = p->host.data;
+            }
+            if (!o->host.data && n > 0) {
+                if (!(o->tmp = malloc(n * sizeof(float)))) goto nomem;
+                infvsr_convert_to_f32(o->tmp, o->shadow, INFVSR_TYPE_BF16, n);
+                o->host.data = o->tmp;
             }
         }
-        if (n > 0) {
-            if (!(o->tmp = malloc(n * sizeof(float)))) goto nomem;
-            infvsr_convert_to_f32(o->tmp, o->shadow, INFVSR_TYPE_BF16, n);
-        }
-        o->host.data = o->tmp;
     } else if (kind == KIND_W_BF16 && t->dtype != INFVSR_TYPE_BF16 && infvsr_dtype_is_float(t->dtype) && n > 0) {
         if (!(o->tmp = malloc(n * sizeof(uint16_t)))) goto nomem;
         float * f = o->shadow;
