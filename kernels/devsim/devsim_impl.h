@@ -17,6 +17,7 @@
 
 #define DEVSIM_ALIGN            256u              /* every block starts 256-byte aligned   */
 #define DEVSIM_DEFAULT_CAPACITY ((size_t)16 << 30) /* 16 GiB of address space, not memory */
+#define DEVSIM_QUARANTINE_MAX   4096u             /* freed blocks held back from reuse     */
 
 /* One block of the simulated device memory, as offsets from the reservation's base. */
 struct devsim_block {
@@ -29,7 +30,11 @@ struct devsim_block {
  * which the host cannot dereference (any read or write is a SIGSEGV). `shadow` is a
  * read/write mapping of the same size at another address holding the real bytes; only
  * devsim translates (addr - base + shadow). Free memory is kept zeroed (zeroed when a
- * block is freed), so allocation hands out zero-filled storage without touching it. */
+ * block is freed), so allocation hands out zero-filled storage without touching it.
+ * Freed blocks wait in a quarantine (FIFO, at most DEVSIM_QUARANTINE_MAX blocks and
+ * capacity / 8 bytes) before they can be handed out again, so that a stale tensor still
+ * points at memory no live allocation owns and is refused; an allocation that finds no
+ * room drains the quarantine before it reports NOMEM. */
 struct devsim_heap {
     char *                base;
     char *                shadow;
@@ -39,6 +44,8 @@ struct devsim_heap {
     size_t                n_live, cap_live;
     struct devsim_block * free;                /* sorted by off, coalesced; .bytes unused  */
     size_t                n_free, cap_free;
+    struct devsim_block * quarantine;          /* ring of DEVSIM_QUARANTINE_MAX, oldest at q_head */
+    size_t                q_head, n_q, q_bytes, q_limit;
 };
 
 /* Why an address range is not usable device memory. */

@@ -13,9 +13,17 @@
  * Bookkeeping: two arrays sorted by offset, the live blocks (binary search answers "is
  * this view inside one live allocation" in O(log n)) and the free extents (first fit,
  * coalesced on free). The free array is grown at allocation time so that a free never
- * needs memory (the number of free extents is at most live blocks + 1). Free memory is
- * kept zero: a freed block is zeroed (whole pages handed back with MADV_DONTNEED, which
- * also returns them to the OS), so allocations are zero-filled without a pass. */
+ * needs memory (the number of free extents is at most live + quarantined blocks + 1).
+ * Free memory is kept zero: a freed block is zeroed (whole pages handed back with
+ * MADV_DONTNEED, which also returns them to the OS), so allocations are zero-filled
+ * without a pass.
+ *
+ * Quarantine: a freed block is not reusable at once. With immediate first-fit reuse the
+ * commonest use-after-free (free a buffer, allocate one of the same size, keep using the
+ * old tensor) would land in the new block and go unnoticed; held back, the stale tensor
+ * points at memory no live block owns and devsim_translate refuses it. Quarantined bytes
+ * count as free in the caps, and an allocation that does not fit drains the quarantine
+ * before it fails, so capacity behaves as without it. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,9 +62,11 @@ enum infvsr_status devsim_heap_init(struct devsim_heap * h, size_t capacity, str
     h->base     = base;
     h->shadow   = shadow;
     h->capacity = capacity;
-    h->free     = malloc(4 * sizeof *h->free);
-    h->live     = malloc(4 * sizeof *h->live);
-    if (!h->free || !h->live) {
+    h->free       = malloc(4 * sizeof *h->free);
+    h->live       = malloc(4 * sizeof *h->live);
+    h->quarantine = malloc(DEVSIM_QUARANTINE_MAX * sizeof *h->quarantine);
+    h->q_limit    = capacity / 8;
+    if (!h->free || !h->live || !h->quarantine) {
         devsim_heap_free(h);
         return infvsr_err_set(err, INFVSR_ERR_NOMEM, "devsim: out of host memory");
     }
@@ -71,6 +81,7 @@ void devsim_heap_free(struct devsim_heap * h) {
     if (h->shadow) munmap(h->shadow, h->capacity);
     free(h->free);
     free(h->live);
+    free(h->quarantine);
     memset(h, 0, sizeof *h);
 }
 
@@ -106,12 +117,8 @@ static void remove_at(struct devsim_block * a, size_t * n, size_t i) {
     (*n)--;
 }
 
-enum infvsr_status devsim_heap_alloc(struct devsim_heap * h, size_t bytes, size_t * off, struct infvsr_err * err) {
-    size_t size = bytes > h->capacity ? 0 : round_up(bytes ? bytes : 1, DEVSIM_ALIGN);
-    /* Room for the new live entry, and for the free list's worst case after any frees. */
-    if (!grow(&h->live, &h->cap_live, h->n_live + 1) || !grow(&h->free, &h->cap_free, h->n_live + 2)) {
-        return infvsr_err_set(err, INFVSR_ERR_NOMEM, "devsim: out of host memory for the block table");
-    }
+/* First fit; false when no free extent is large enough. */
+static bool take(struct devsim_heap * h, size_t size, size_t bytes, size_t * off) {
     for (size_t i = 0; size && i < h->n_free; i++) {
         if (h->free[i].size < size) continue;
         struct devsim_block b = { .off = h->free[i].off, .size = size, .bytes = bytes };
@@ -121,7 +128,25 @@ enum infvsr_status devsim_heap_alloc(struct devsim_heap * h, size_t bytes, size_
         insert_at(h->live, &h->n_live, upper(h->live, h->n_live, b.off), b);
         h->live_bytes += size;
         *off = b.off;
-        return INFVSR_OK;
+        return true;
+    }
+    return false;
+}
+
+static void drain_one(struct devsim_heap * h);
+
+enum infvsr_status devsim_heap_alloc(struct devsim_heap * h, size_t bytes, size_t * off, struct infvsr_err * err) {
+    size_t size = bytes > h->capacity ? 0 : round_up(bytes ? bytes : 1, DEVSIM_ALIGN);
+    /* Room for the new live entry, and for the free list's worst case after any frees
+     * (extents <= live + quarantined blocks + 1), so that a free never allocates. */
+    if (!grow(&h->live, &h->cap_live, h->n_live + 1) ||
+        !grow(&h->free, &h->cap_free, h->n_live + DEVSIM_QUARANTINE_MAX + 2)) {
+        return infvsr_err_set(err, INFVSR_ERR_NOMEM, "devsim: out of host memory for the block table");
+    }
+    if (take(h, size, bytes, off)) return INFVSR_OK;
+    if (size && h->n_q) { /* no room: the quarantine goes back before we give up */
+        while (h->n_q) drain_one(h);
+        if (take(h, size, bytes, off)) return INFVSR_OK;
     }
     return infvsr_err_set(err, INFVSR_ERR_NOMEM, "devsim: out of device memory: %zu bytes requested, capacity %zu, "
                           "%zu in use by %zu allocations, largest free block %zu (raise devsim_capacity or "
@@ -145,15 +170,9 @@ static void zero_range(struct devsim_heap * h, size_t off, size_t n) {
     memset(p, 0, n);
 }
 
-bool devsim_heap_release(struct devsim_heap * h, size_t off) {
-    size_t i = upper(h->live, h->n_live, off);
-    if (i == 0 || h->live[i - 1].off != off) return false;
-    struct devsim_block b = h->live[i - 1];
-    remove_at(h->live, &h->n_live, i - 1);
-    h->live_bytes -= b.size;
-    zero_range(h, b.off, b.size);
+/* Block b into the free list (capacity reserved at alloc), merged with its neighbours. */
+static void add_free(struct devsim_heap * h, struct devsim_block b) {
     b.bytes = 0;
-    /* Insert into the free list (capacity reserved at alloc) and merge with neighbours. */
     size_t j = upper(h->free, h->n_free, b.off);
     if (j > 0 && h->free[j - 1].off + h->free[j - 1].size == b.off) {
         h->free[j - 1].size += b.size;
@@ -167,6 +186,29 @@ bool devsim_heap_release(struct devsim_heap * h, size_t off) {
     } else {
         insert_at(h->free, &h->n_free, j, b);
     }
+}
+
+/* The oldest quarantined block becomes reusable. */
+static void drain_one(struct devsim_heap * h) {
+    struct devsim_block b = h->quarantine[h->q_head];
+    h->q_head = (h->q_head + 1) % DEVSIM_QUARANTINE_MAX;
+    h->n_q--;
+    h->q_bytes -= b.size;
+    add_free(h, b);
+}
+
+bool devsim_heap_release(struct devsim_heap * h, size_t off) {
+    size_t i = upper(h->live, h->n_live, off);
+    if (i == 0 || h->live[i - 1].off != off) return false;
+    struct devsim_block b = h->live[i - 1];
+    remove_at(h->live, &h->n_live, i - 1);
+    h->live_bytes -= b.size;
+    zero_range(h, b.off, b.size);
+    if (h->n_q == DEVSIM_QUARANTINE_MAX) drain_one(h);
+    h->quarantine[(h->q_head + h->n_q) % DEVSIM_QUARANTINE_MAX] = b;
+    h->n_q++;
+    h->q_bytes += b.size;
+    while (h->q_bytes > h->q_limit) drain_one(h);
     return true;
 }
 

@@ -5,7 +5,8 @@
  *  (b) missing synchronize: after tensor_get the buffer holds poison (NaN) until
  *      infvsr_backend_synchronize, which delivers the bytes as they were at the get;
  *  (c) a host tensor (or another backend's) handed to an op is refused with its name;
- *  (d) use after free and out-of-range views are refused; a double free aborts;
+ *  (d) use after free (also once the same size was allocated again: freed blocks wait
+ *      in a quarantine) and out-of-range views are refused; a double free aborts;
  *  (e) fault injection: the Nth op fails with INFVSR_ERR_DEVICE, the backend stays
  *      unhealthy, every later call fails;
  *  (f) capacity: INFVSR_ERR_NOMEM with the numbers when full; allocation/free stress with
@@ -116,7 +117,9 @@ static void test_alloc_zero_filled_and_reused_zeroed(void) {
     void * old = a.data;
     infvsr_backend_tensor_free(be, &a);
     CHECK(a.data == NULL);
-    CHECK(alloc_f32(be, &b, "b", N)); /* first fit: the same block again */
+    /* 1.2 MB is more than the quarantine holds (capacity / 8): reusable at once, and
+     * first fit hands out the same block again. */
+    CHECK(alloc_f32(be, &b, "b", N));
     CHECK(b.data == old);
     CHECK(get_f32(be, &b, back));
     nonzero = 0;
@@ -325,6 +328,14 @@ static void test_use_after_free_and_bad_views(void) {
     CHECK_STR_CONTAINS(err.msg, "not in any live allocation (used after free?)");
     CHECK_EQ_INT(infvsr_backend_tensor_get(be, &stale, back, 0, 4, &err), INFVSR_ERR_INVALID_ARG);
     CHECK_STR_CONTAINS(err.msg, "'a'");
+    /* The commonest pattern: free, allocate the same size again, keep using the old
+     * tensor. The quarantine keeps the freed block out of reuse, so it is still caught. */
+    struct infvsr_tensor again;
+    CHECK(alloc_f32(be, &again, "again", 10));
+    CHECK(again.data != stale.data);
+    CHECK_EQ_INT(infvsr_op_add(be, &stale, &b, &b, &err), INFVSR_ERR_INVALID_ARG);
+    CHECK_STR_CONTAINS(err.msg, "used after free?");
+    infvsr_backend_tensor_free(be, &again);
     CHECK(infvsr_backend_healthy(be));
 
     /* A double free through a stale copy is a programmer error: abort, not corruption. */
@@ -471,6 +482,23 @@ static void test_free_coalesces(void) {
     infvsr_tensor_setup(&big, "all", INFVSR_TYPE_U8, 1, (const int64_t[]){ (int64_t)cap });
     CHECK_EQ_INT(infvsr_backend_tensor_alloc(be, &big, &err), INFVSR_OK);
     infvsr_backend_tensor_free(be, &big);
+    infvsr_backend_free(be);
+}
+
+/* The quarantine never costs capacity: a full-capacity allocation right after frees
+ * drains it. */
+static void test_quarantine_drains_when_full(void) {
+    const size_t cap = (size_t)1 << 20;
+    struct infvsr_backend * be = open_devsim("devsim", cap, 0, INFVSR_PRECISION_AUTO);
+    CHECK(be);
+    if (!be) return;
+    struct infvsr_tensor t[16], all;
+    for (int i = 0; i < 16; i++) CHECK(alloc_f32(be, &t[i], "small", 1000));
+    for (int i = 0; i < 16; i++) infvsr_backend_tensor_free(be, &t[i]); /* 64 KiB: all quarantined */
+    memset(&all, 0, sizeof all);
+    infvsr_tensor_setup(&all, "all", INFVSR_TYPE_U8, 1, (const int64_t[]){ (int64_t)cap });
+    CHECK_EQ_INT(infvsr_backend_tensor_alloc(be, &all, NULL), INFVSR_OK);
+    infvsr_backend_tensor_free(be, &all);
     infvsr_backend_free(be);
 }
 
@@ -664,6 +692,7 @@ static const struct test_case tests[] = {
     TEST(test_fault_injection_is_sticky),
     TEST(test_nomem_when_full),
     TEST(test_free_coalesces),
+    TEST(test_quarantine_drains_when_full),
     TEST(test_alloc_free_stress),
     TEST(test_default_capacity_is_address_space),
     TEST(test_cuda_dtype_rules),
