@@ -619,6 +619,10 @@ static int run_pass(struct runner * r, const struct bo_list * l, const char * op
             if (!op_selected(ops, op) || (pattern && !strstr(k->desc, pattern)) || !applies(r, k)) continue;
             struct outcome o;
             memset(&o, 0, sizeof o);
+            if (r->verbose) { /* the case is named before it runs: a crash shows which */
+                printf("  %-16s %-8s %s ...", op, kind_name(k->kind), k->desc);
+                fflush(stdout);
+            }
             uint64_t seed = 0x5eed0000ull + 7919ull * (uint64_t)j;
             switch (k->kind) {
             case BO_COMPARE:  run_compare(r, k, seed, &o); break;
@@ -632,8 +636,9 @@ static int run_pass(struct runner * r, const struct bo_list * l, const char * op
                 double ratio = o.tol > 0 ? o.err / o.tol : 0;
                 if (ratio >= worst_ratio) worst_ratio = ratio, worst_err = o.err, worst_tol = o.tol;
             }
+            if (r->verbose) printf(" %s", o.ok ? "ok" : "FAIL");
+            else if (!o.ok) printf("  FAIL %-16s %-8s %s", op, kind_name(k->kind), k->desc);
             if (!o.ok || r->verbose) {
-                printf("  %-4s %-16s %-8s %s", o.ok ? "ok" : "FAIL", op, kind_name(k->kind), k->desc);
                 if (k->kind == BO_COMPARE && o.ok) printf("  err %.2e tol %.0e", o.err, o.tol);
                 if (o.why[0]) printf("  %s", o.why);
                 printf("\n");
@@ -658,6 +663,7 @@ static void usage(void) {
 }
 
 int main(int argc, char ** argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* progress survives a crash */
     const char * backend = "cpu", * ops = NULL, * pattern = NULL, * precision = NULL;
     bool verbose = false, list = false;
     for (int i = 1; i < argc; i++) {
