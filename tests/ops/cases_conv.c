@@ -18,6 +18,7 @@ struct conv_p {
     bool              bias;
     int               wino_tile;     /* CPU kernels: 0 automatic, 2 or 4 forced         */
     bool              wino_small;    /* CPU kernels: a block budget of a few tiles      */
+    bool              y_is_x;        /* refused: in place                               */
     int               cuda_kernel;   /* enum infvsr_cuda_conv_kernel                    */
 };
 
@@ -26,7 +27,7 @@ static enum infvsr_status run_conv(struct bo_ctx * c, const struct bo_case * k) 
     struct infvsr_tensor * x = bo_in(c, "x", BO_ACT, 4, p->xs, -1, 1);
     struct infvsr_tensor * w = bo_in(c, "w", p->wdt, 5, p->ws, -0.3, 0.3);
     struct infvsr_tensor * b = p->bias ? bo_in(c, "b", p->wdt, 1, S1(p->ws[0]), -0.5, 0.5) : NULL;
-    struct infvsr_tensor * y = bo_out(c, "y", BO_ACT, 4, p->ys);
+    struct infvsr_tensor * y = p->y_is_x ? x : bo_out(c, "y", BO_ACT, 4, p->ys);
     BO_SETUP_DONE(c);
     struct infvsr_conv3d_args a = { .x = x, .w = w, .b = b, .stride_t = p->st, .stride_h = p->sh, .stride_w = p->sw,
                                     .pad_top = p->pt, .pad_bottom = p->pb, .pad_left = p->pl, .pad_right = p->pr, .y = y };
@@ -63,7 +64,8 @@ static struct bo_case * add_conv(struct bo_list * l, const struct conv_p * p, en
     if (p->wino_tile) snprintf(path, sizeof path, " cpu:winograd%d%s", p->wino_tile, p->wino_small ? "-small-blocks" : "");
     if (p->cuda_kernel == 2) snprintf(path, sizeof path, " cuda:implicit");
     bo_desc(k, "x%s w%s:%s%s s%d%d%d p%d%d%d%d y%s%s", bo_shape(sx, 4, p->xs), bo_shape(sw, 5, p->ws), bo_dt_name(p->wdt),
-            p->bias ? "+b" : "", p->st, p->sh, p->sw, p->pt, p->pb, p->pl, p->pr, bo_shape(sy, 4, p->ys), path);
+            p->bias ? "+b" : "", p->st, p->sh, p->sw, p->pt, p->pb, p->pl, p->pr, p->y_is_x ? "=x" : bo_shape(sy, 4, p->ys),
+            path);
     k->tol_f32 = BO_TOL_GEMM;
     return k;
 }
@@ -87,12 +89,13 @@ static const char * resize_names[] = { "nearest", "bilinear_aa", "bicubic_aa" };
 struct resize_p {
     int     mode, nd;
     int64_t xs[3], ys[3];
+    bool    y_is_x;
 };
 
 static enum infvsr_status run_resize(struct bo_ctx * c, const struct bo_case * k) {
     const struct resize_p * p = BO_P(k, struct resize_p);
     struct infvsr_tensor * x = bo_in(c, "x", BO_ACT, p->nd, p->xs, 0, 1);
-    struct infvsr_tensor * y = bo_out(c, "y", BO_ACT, p->nd, p->ys);
+    struct infvsr_tensor * y = p->y_is_x ? x : bo_out(c, "y", BO_ACT, p->nd, p->ys);
     BO_SETUP_DONE(c);
     return infvsr_op_resize(c->be, (enum infvsr_resize_mode)p->mode, x, y, &c->err);
 }
@@ -174,6 +177,10 @@ void bo_cases_conv(struct bo_list * l) {
         p = conv(g, INFVSR_TYPE_F32, true);
         p.ws[2] = 4; /* kernel longer than the clip */
         add_conv(l, &p, BO_INVALID);
+        static const int64_t one[15] = { 4, 2, 3, 3, 4, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0 };
+        p = conv(one, INFVSR_TYPE_F32, false);
+        p.y_is_x = true; /* 1x1x1 with Cin == Cout: y could be x, but is not allowed to */
+        add_conv(l, &p, BO_INVALID)->needle = "alias";
     }
 
     for (int m = 0; m < INFVSR_RESIZE_COUNT; m++) {
@@ -188,4 +195,8 @@ void bo_cases_conv(struct bo_list * l) {
     add_resize(l, INFVSR_RESIZE_NEAREST, S3(2, 7, 9), S3(2, 14, 5), BO_COMPARE);
     add_resize(l, INFVSR_RESIZE_BICUBIC_AA, S3(2, 4, 4), S3(3, 8, 8), BO_INVALID)->needle = "leading";
     add_resize(l, 9, S3(2, 4, 4), S3(2, 8, 8), BO_INVALID)->needle = "mode";
+    struct bo_case * k = add_resize(l, INFVSR_RESIZE_BILINEAR_AA, S3(2, 4, 4), S3(2, 4, 4), BO_INVALID);
+    ((struct resize_p *)(void *)k->p)->y_is_x = true;
+    k->needle = "alias";
+    bo_desc(k, "bilinear_aa x[2, 4, 4] -> y=x");
 }

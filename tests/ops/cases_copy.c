@@ -424,6 +424,10 @@ static void cases_set(struct bo_list * l) {
         sx = slot(&p, INFVSR_TYPE_F32, numel(&p) + 1, V_RANGE, -1, 1), sy = slot(&p, INFVSR_TYPE_F32, numel(&p) + 2, V_RANGE, 0, 1);
         p.x = dense(sx, 1, &p), p.y = dense(sy, 2, &p);
         add_copy(l, &p, BO_HOST_REF);
+        p = cp("long strided rows", INFVSR_COPY_SET, 2, ST(3, 70001));
+        sx = slot(&p, INFVSR_TYPE_BF16, 3 * 2 * 70001, V_RANGE, -1, 1), sy = slot(&p, INFVSR_TYPE_F16, 3 * 70001, V_RANGE, 0, 1);
+        p.x = on(sx, 1, ST(2 * 70001, 2), 2), p.y = dense(sy, 0, &p);
+        add_copy(l, &p, BO_HOST_REF);
     }
     {
         /* nothing to do: extent 0 (even with offsets past the end) */
