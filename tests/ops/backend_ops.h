@@ -35,6 +35,7 @@
 #include "ops.h"
 
 #define BO_MAX_TENSORS 12
+#define BO_GUARD       256 /* guard bytes before and after every tensor */
 #define BO_PARAM_BYTES 512
 
 /* "The activation dtype of this run" in place of a dtype. */
@@ -162,6 +163,19 @@ const char *           bo_shape(char * buf, int ndim, const int64_t * shape);
     do {                                                  \
         if ((c)->setup_failed) return INFVSR_ERR_NOMEM;   \
     } while (0)
+
+/* ---- the runner's side of a run (backend_ops.c) ---- */
+
+/* Frees the run's tensors. */
+void bo_ctx_free(struct bo_ctx * c);
+/* Queues a tensor_get of every tensor (guards included) into out[i] (malloc'd, free with
+ * bo_free_all) and synchronizes; false with a reason on failure. */
+bool bo_download_all(struct bo_ctx * c, unsigned char ** out, char * why, size_t why_len);
+void bo_free_all(unsigned char ** bufs, int n);
+/* Guards intact around every tensor and inputs as uploaded (every tensor when
+ * all_unchanged); false with a reason (prefixed by side) otherwise. */
+bool bo_check_untouched(const struct bo_ctx * c, unsigned char ** got, bool all_unchanged, const char * side,
+                        char * why, size_t why_len);
 
 /* ---- the case lists, one function per op family (tests/ops/cases_*.c) ---- */
 void bo_cases_gemm(struct bo_list * l);        /* linear, matmul                         */

@@ -72,6 +72,9 @@ static enum infvsr_status run_set_get(struct bo_ctx * c, const struct bo_case * 
             (unsigned long long)(t1.bytes_from_device - t0.bytes_from_device), nb + 200);
 done:
     infvsr_backend_tensor_free(c->be, &t);
+    if (st == INFVSR_OK && (t.data || t.owns_data)) {
+        st = infvsr_err_set(&c->err, INFVSR_ERR_INVALID_ARG, "tensor_free left data %p, owns_data %d", t.data, t.owns_data);
+    }
     return st;
 }
 
@@ -152,7 +155,7 @@ void bo_cases_memory(struct bo_list * l) {
         k->flags |= BO_ACT_FREE;
     }
     struct bo_case * k = bo_add(l, "memory", BO_SELF, run_set_get, NULL, 0);
-    bo_desc(k, "tensor_set/get at offsets, traffic counters");
+    bo_desc(k, "tensor_set/get at offsets, traffic counters, tensor_free clears");
     k->flags |= BO_ACT_FREE;
     k = bo_add(l, "memory", BO_SELF, run_out_of_range, NULL, 0);
     bo_desc(k, "tensor_set/get outside the tensor refused");
