@@ -9,7 +9,7 @@ static void test_init_reports_unsupported(void) {
     CHECK_EQ_INT(infvsr_cuda_backend_init(0, INFVSR_PRECISION_AUTO, &be, &err), INFVSR_ERR_UNSUPPORTED);
     CHECK(be == NULL);
     CHECK_EQ_INT(err.status, INFVSR_ERR_UNSUPPORTED);
-    CHECK_STR_CONTAINS(err.msg, "has no CUDA");
+    CHECK_STR_CONTAINS(err.msg, "built without CUDA");
     CHECK_EQ_INT(infvsr_cuda_backend_init(0, INFVSR_PRECISION_AUTO, &be, NULL), INFVSR_ERR_UNSUPPORTED); /* err optional */
     infvsr_backend_free(NULL);                                               /* harmless */
 }
