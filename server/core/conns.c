@@ -103,12 +103,32 @@ static void attribute(struct srv * s, struct srv_conn * c, const char * client) 
 
 /* ---- closing ---------------------------------------------------------------------------------- */
 
+/* One line per connection would let an attacker flood the log: each close is a debug line,
+ * and the tick writes a summary (report_closes). */
 static void close_conn(struct srv * s, struct srv_conn * c, int reason, const char * why) {
     if (c->closing) return;
     c->closing = true;
     s->conn_closes[reason]++;
-    LOG_INFO("closing connection from %s (%s)", c->peer, why);
+    LOG_DEBUG("closing connection from %s (%s)", c->peer, why);
     if (c->fd >= 0) shutdown(c->fd, SHUT_RDWR);
+}
+
+/* Every 10 s at most: how many connections the daemon closed itself since the last line. */
+static void report_closes(struct srv * s, double now) {
+    static const char * const names[SRV_CONN_CLOSE_COUNT] = { "header_timeout", "evicted", "per_client_limit" };
+    if (now - s->conn_report_mono < 10.0) return;
+    s->conn_report_mono = now;
+    uint64_t total = 0;
+    for (int i = 0; i < SRV_CONN_CLOSE_COUNT; i++) total += s->conn_closes[i] - s->conn_reported[i];
+    if (total == 0) return;
+    char line[256];
+    size_t o = 0;
+    for (int i = 0; i < SRV_CONN_CLOSE_COUNT && o < sizeof(line); i++)
+        o += (size_t)snprintf(line + o, sizeof(line) - o, "%s%s=%llu", i ? " " : "", names[i],
+                              (unsigned long long)(s->conn_closes[i] - s->conn_reported[i]));
+    memcpy(s->conn_reported, s->conn_closes, sizeof(s->conn_reported));
+    LOG_WARN("closed %llu connection(s) without a request in the last 10 s or more: %s (open now: %d of %d)",
+             (unsigned long long)total, line, s->n_connections, s->cfg.max_connections);
 }
 
 /* Slots kept free for new connections: 1/16 of max_connections, 1..64. */
@@ -228,8 +248,9 @@ void srv_conn_request_end(struct srv_req * r) {
 /* ---- the 1 s tick ----------------------------------------------------------------------------- */
 
 void srv_conns_tick(struct srv * s) {
-    if (s->cfg.header_timeout_s <= 0) return;
     double now = srv_mono_now();
+    report_closes(s, now);
+    if (s->cfg.header_timeout_s <= 0) return;
     for (struct srv_link * l = s->conns.next; l != &s->conns; l = l->next) {
         struct srv_conn * c = SRV_CONTAINER(l, struct srv_conn, link);
         if (c->in_request || c->closing || now - c->ready_mono < s->cfg.header_timeout_s) continue;

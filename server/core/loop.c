@@ -307,6 +307,16 @@ static void mhd_log(void * cls, const char * fmt, va_list ap) {
     vsnprintf(msg, sizeof(msg), fmt, ap);
     size_t n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = 0;
+    /* A client that goes away mid-request (or is closed by header_timeout_s, conns.c) is
+     * not a server fault, and any client can cause it at will: debug, not warn. */
+    static const char * const client_side[] = { "Connection socket is closed when reading request",
+                                                "Socket has been disconnected when reading request",
+                                                "Connection was closed by remote side with incomplete request" };
+    for (size_t i = 0; i < sizeof(client_side) / sizeof(client_side[0]); i++)
+        if (strncmp(msg, client_side[i], strlen(client_side[i])) == 0) {
+            LOG_DEBUG("libmicrohttpd: %s", msg);
+            return;
+        }
     LOG_WARN("libmicrohttpd: %s", msg);
 }
 

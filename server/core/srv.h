@@ -208,6 +208,8 @@ struct srv {
     struct srv_link conns;          /* every open connection, oldest first (conns.c)        */
     struct srv_ipcount ** ipc;      /* connections per client address (conns.c)             */
     uint64_t conn_closes[SRV_CONN_CLOSE_COUNT];
+    uint64_t conn_reported[SRV_CONN_CLOSE_COUNT]; /* conn_closes at the last log summary  */
+    double  conn_report_mono;
 
     /* auth */
     char ** tokens;
