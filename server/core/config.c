@@ -56,11 +56,14 @@ static const struct directive directives[] = {
     INT(output_queue, "24", 1, 4096, "SR frames buffered per job"),
     I64(max_frame_pixels, "2073600", 1, INT64_C(1) << 40, "LR width*height limit"),
     INT(max_connections, "512", 1, 65536, "connection limit"),
-    INT(max_connections_per_ip, "64", 0, 65536, "per-IP connection limit (0 = none)"),
+    INT(max_connections_per_ip, "256", 0, 65536, "connections one client address may hold (0 = no limit); more -> 429"),
+    STR(trusted_proxies, "", "addresses/CIDRs of proxies whose X-Forwarded-For names the client (comma-separated)"),
     I64(connection_memory, "262144", 8192, 16777216, "per-connection memory pool (caps headers)"),
     INT(idle_timeout_s, "60", 0, 86400, "inactivity timeout (0 = none)"),
+    INT(header_timeout_s, "20", 0, 86400, "a request's whole header must arrive within this (0 = no limit)"),
     I64(min_upload_rate, "1024", 0, INT64_MAX / 2, "bytes/s over 30 s below which an upload is cut off (0 = off)"),
     INT(max_suspend_s, "300", 1, 86400, "longest a connection may stay suspended"),
+    INT(input_wait_s, "60", 1, 86400, "GET output of a job without input waits this long for an upload, then 409"),
     INT(job_ttl_s, "3600", 1, 86400 * 365, "finished jobs are deleted this long after finishing"),
     INT(upload_expiry_s, "86400", 1, 86400 * 365, "unfinished uploads with no data for this long are deleted"),
     INT(drain_timeout_s, "30", 0, 86400, "SIGTERM: time running jobs get before they are cancelled"),
@@ -361,6 +364,11 @@ static bool validate(struct srv_config * c, char ** envp, char * err, size_t err
     }
     if (c->peer_url_template[0] && !strstr(c->peer_url_template, "{instance}")) {
         errf(err, err_len, "peer_url_template: must contain {instance}, got '%s'", c->peer_url_template);
+        return false;
+    }
+    char why[160];
+    if (!srv_cidr_list_parse(c->trusted_proxies, c->trusted, SRV_MAX_TRUSTED_PROXIES, &c->n_trusted, why, sizeof(why))) {
+        errf(err, err_len, "trusted_proxies: %s", why);
         return false;
     }
     if (!c->spool_dir[0]) {

@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "netaddr.h"
+
 #define SRV_MAX_PEERS 64
 
 struct srv_peer {
@@ -47,8 +49,11 @@ struct srv_config {
     int     max_connections_per_ip;
     int64_t connection_memory;
     int     idle_timeout_s;
+    int     header_timeout_s;
+    char    trusted_proxies[1024];
     int64_t min_upload_rate;
     int     max_suspend_s;
+    int     input_wait_s;
     int     job_ttl_s;
     int     upload_expiry_s;
     int     drain_timeout_s;
@@ -61,6 +66,8 @@ struct srv_config {
     char    listen_host[96];
     int     listen_port;
     char    config_file[512];      /* "" when none                                      */
+    struct srv_cidr trusted[SRV_MAX_TRUSTED_PROXIES]; /* trusted_proxies, parsed         */
+    int     n_trusted;
 };
 
 enum srv_config_action { SRV_CONFIG_RUN, SRV_CONFIG_EXIT_OK, SRV_CONFIG_EXIT_ERROR };

@@ -110,6 +110,12 @@ char * srv_metrics_render(struct srv * s, size_t * len) {
                        "# TYPE infvsrd_suspends_total counter\n");
     for (int i = 1; i < 5; i++)
         srv_buf_printf(&b, "infvsrd_suspends_total{reason=\"%s\"} %llu\n", why[i], (unsigned long long)s->suspends[i]);
+    static const char * const closes[SRV_CONN_CLOSE_COUNT] = { "header_timeout", "evicted", "per_client_limit" };
+    srv_buf_printf(&b, "# HELP infvsrd_connections_closed_total Connections the daemon closed itself, by reason.\n"
+                       "# TYPE infvsrd_connections_closed_total counter\n");
+    for (int i = 0; i < SRV_CONN_CLOSE_COUNT; i++)
+        srv_buf_printf(&b, "infvsrd_connections_closed_total{reason=\"%s\"} %llu\n", closes[i],
+                       (unsigned long long)s->conn_closes[i]);
     metric(&b, "infvsrd_upload_cutoffs_total", "counter", "Uploads closed for going below min_upload_rate.",
            (double)s->upload_cutoffs);
     metric(&b, "infvsrd_rate_limit_untracked_total", "counter",

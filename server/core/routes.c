@@ -1,6 +1,5 @@
 /* Routes that answer at once: job creation, status, deletion, models, health, metrics. */
-#include <arpa/inet.h>
-#include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,17 +33,9 @@ static enum MHD_Result reply_job(struct srv_req * r, struct srv_job * j, int sta
     return srv_queue(r, status, resp);
 }
 
-/* The peer's numeric address ("" when MHD cannot tell). */
-void srv_client_address(struct srv_req * r, char * out, size_t len) {
-    out[0] = '\0';
-    const union MHD_ConnectionInfo * ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (!ci || !ci->client_addr) return;
-    const struct sockaddr * sa = ci->client_addr;
-    if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)len);
-    else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)len);
-}
+/* The client's numeric address ("" when MHD cannot tell): the peer, or the address a
+ * trusted proxy names in X-Forwarded-For (resolved once per request, conns.c). */
+void srv_client_address(struct srv_req * r, char * out, size_t len) { snprintf(out, len, "%s", r->client); }
 
 /* Non-terminal jobs created from `client` (the per-client admission limit). */
 static int client_jobs(struct srv * s, const char * client) {

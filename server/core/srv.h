@@ -29,6 +29,7 @@
 #include "config.h"
 #include "errors.h"
 #include "log.h"
+#include "netaddr.h"
 #include "pipeline.h"
 #include "util.h"
 
@@ -110,6 +111,9 @@ struct srv_req {
     struct srv * srv;
     struct MHD_Connection * conn;
     char    request_id[72];
+    char    client[SRV_ADDR_STR];  /* who limits count it for: the peer, or X-Forwarded-For
+                                    * from a trusted proxy (conns.c)                        */
+    bool    close_conn;            /* answer with Connection: close (framing errors, limits) */
     char    method[12];
     char    path[256];             /* URL path as received (for logs and redirects)        */
     enum srv_route route;
@@ -172,6 +176,9 @@ struct srv_mail {                   /* a pipeline notification waiting for the l
 
 #define SRV_JOB_BUCKETS 1024
 
+/* Why the daemon closed a connection itself (infvsrd_connections_closed_total{reason}). */
+enum srv_conn_close { SRV_CONN_CLOSE_HEADER_TIMEOUT, SRV_CONN_CLOSE_EVICTED, SRV_CONN_CLOSE_PER_CLIENT, SRV_CONN_CLOSE_COUNT };
+
 struct srv {
     struct srv_config cfg;
     uv_loop_t * loop;
@@ -198,6 +205,11 @@ struct srv {
     struct srv_link idle_waiters;   /* suspended requests without a job                      */
     int     n_suspended;
     int     n_connections;
+    struct srv_link conns;          /* every open connection, oldest first (conns.c)        */
+    struct srv_ipcount ** ipc;      /* connections per client address (conns.c)             */
+    uint64_t conn_closes[SRV_CONN_CLOSE_COUNT];
+    uint64_t conn_reported[SRV_CONN_CLOSE_COUNT]; /* conn_closes at the last log summary  */
+    double  conn_report_mono;
 
     /* auth */
     char ** tokens;
@@ -233,6 +245,15 @@ void srv_req_suspend(struct srv_req * r, enum srv_wait_reason why);
 void srv_req_wake(struct srv_req * r);
 void srv_job_wake_all(struct srv_job * j);
 void srv_notify_cb(void * user, struct pl_job * job, unsigned events); /* pipeline threads */
+
+/* ---- conns.c --------------------------------------------------------------------------------- */
+/* On a request's first call: resolves r->client (X-Forwarded-For from trusted_proxies)
+ * and counts the connection under it; false when the connection is over
+ * max_connections_per_ip (answer 429 and close). */
+bool srv_conn_request_begin(struct srv_req * r);
+void srv_conn_request_end(struct srv_req * r);
+void srv_conns_tick(struct srv * s);  /* header_timeout_s, from the 1 s tick               */
+void srv_conns_free(struct srv * s);
 
 /* ---- ratelimit.c ------------------------------------------------------------------------- */
 /* Takes one token from `addr`'s bucket; false (and the seconds until a token) when empty. */
@@ -302,6 +323,8 @@ enum MHD_Result srv_route_output(struct srv_req * r);
 enum MHD_Result srv_route_events(struct srv_req * r);
 void srv_sse_on_event(struct srv * s, struct srv_job * j, unsigned events);
 void srv_req_close_stream(struct srv_req * r);
+/* GET output of a job without an upload has waited input_wait_s (answer 409). */
+bool srv_output_waited_out(const struct srv_req * r, double now);
 
 /* ---- metrics.c ---------------------------------------------------------------------------- */
 void srv_metrics_count_http(struct srv * s, const char * method, enum srv_route route, int status);
