@@ -582,6 +582,19 @@ def raw_request(port, data, timeout=20, read_limit=1 << 20):
         s.close()
 
 
+def partial_put(port, job_id, data, token=None, content_type="video/mp2t"):
+    """Starts a chunked PUT of `data` (one chunk, no end) and leaves it open: the job has input
+    and holds its admission place until the returned socket is closed (the daemon then cancels
+    the job: its PUT ended early)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=20)
+    hdr = (f"PUT /v1/jobs/{job_id}/input HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+           "Transfer-Encoding: chunked\r\n")
+    if token:
+        hdr += f"Authorization: Bearer {token}\r\n"
+    s.sendall(hdr.encode() + b"\r\n" + b"%x\r\n%s\r\n" % (len(data), data))
+    return s
+
+
 def ffprobe_video(path_or_bytes, work=None):
     """{'width','height','frames'} of the first video stream (frames decoded and counted)."""
     path = path_or_bytes
