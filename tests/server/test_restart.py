@@ -21,6 +21,9 @@ infvsrd_recovered_jobs gauge counts each outcome.
 Daemon 2 then gets SIGTERM (drain_timeout_s 0) with H2 (PUT started) holding the slot, Q2
 (complete input) queued and W2 (no input): the shutdown's cancellations are not recorded,
 so daemon 3 re-runs Q2 to success, fails H2 `interrupted`, and W2 still waits for input.
+Daemon 4/5: a tus upload's record written "before a reboot" (its boot_id changed by the
+test) with bytes beyond the fdatasync'ed count in the file: HEAD reports the fdatasync'ed
+offset, and the upload completes from there.
 All outputs are compared with one reference run (y4m/rawvideo: deterministic). Null model."""
 import hashlib
 import os
@@ -38,6 +41,31 @@ def sha(b):
 
 def tus_hdr(**kw):
     return {"Tus-Resumable": "1.0.0", **kw}
+
+
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+    return crc ^ 0xFFFFFFFF
+
+
+def read_record(path):
+    """The JSON object of a journal record file (the CRC-32C trailer checked)."""
+    import json
+    raw = open(path, "rb").read()
+    body, _, trailer = raw[:-1].rpartition(b"\n")
+    assert trailer == b"crc32c=%08x" % crc32c(body + b"\n"), f"bad trailer in {path}"
+    return json.loads(body)
+
+
+def write_record(path, rec):
+    import json
+    body = json.dumps(rec, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+    with open(path, "wb") as f:
+        f.write(body + b"crc32c=%08x\n" % crc32c(body))
 
 
 def wait_log(d, needle, timeout):
@@ -191,6 +219,42 @@ def body(t):
     ours = [f for f in os.listdir(spool) if f.startswith(inst + ".")]
     t.eq(ours, [], "after deleting every job the spool holds none of this instance's files")
     d3.stop()
+
+    # ---- after a reboot only fdatasync'ed input bytes count -------------------------------------
+    d4 = H.Daemon(t.work, "run4", model="null", args=args, spool=spool).start(keep_spool=True)
+    c = t.client(d4, token="tokA")
+    R = c.create_job(SPEC).json()["id"]
+    c.request("POST", "/v1/uploads", headers=tus_hdr(**{"Upload-Length": str(len(clip)),
+                                                     "Upload-Metadata": f"job_id {H.b64(R)}"}))
+    r = c.request("PATCH", f"/v1/uploads/{R}", body=clip[:half],
+                  headers=tus_hdr(**{"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}))
+    t.eq(r.status, 204, "R: first half PATCHed")
+    rec_path = os.path.join(spool, R + ".job")
+    deadline = time.time() + 20 * H.SLOWDOWN
+    rec = {}
+    while time.time() < deadline:
+        rec = read_record(rec_path)
+        if rec.get("input_synced") == half:
+            break
+        time.sleep(0.1)
+    t.eq((rec.get("state"), rec.get("input_bytes"), rec.get("input_synced")), ("uploading", half, half),
+         "R: the tus checkpoint record vouches for the fdatasync'ed half")
+    d4.kill9()
+    with open(os.path.join(spool, R + ".in"), "ab") as f:
+        f.write(clip[half:half + 1000])  # bytes the page cache had but a power loss would not keep
+    rec["boot_id"] = "00000000-0000-0000-0000-000000000000"  # "written before a reboot"
+    write_record(rec_path, rec)
+    d5 = H.Daemon(t.work, "run5", model="null", args=args, spool=spool).start(keep_spool=True)
+    c = t.client(d5, token="tokA")
+    r = c.request("HEAD", f"/v1/uploads/{R}", headers=tus_hdr())
+    t.eq((r.status, r.headers.get("upload-offset")), (200, str(half)),
+         "R: after a reboot HEAD reports the fdatasync'ed offset, not the file's size")
+    r = c.request("PATCH", f"/v1/uploads/{R}", body=clip[half:],
+                  headers=tus_hdr(**{"Upload-Offset": str(half), "Content-Type": "application/offset+octet-stream"}))
+    t.eq(r.status, 204, "R: PATCH from there")
+    j = c.wait_state(R, ("succeeded", "failed"), timeout=60)
+    t.eq((j["state"], sha(c.get(f"/v1/jobs/{R}/output").body)), ("succeeded", sha(ref)), "R: output equals the reference")
+    d5.stop()
 
 
 if __name__ == "__main__":
