@@ -81,13 +81,19 @@ static int write_record_file(struct srv_journal * jn, const char * id, const cha
     snprintf(fin, sizeof(fin), "%s.job", id);
     int fd = openat(jn->dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return -1;
-    int rc = write_all(fd, text, len);
-    if (rc == 0) rc = fsync(fd);
+    int rc = write_all(fd, text, len) == 0 && fsync(fd) == 0 ? 0 : -1;
     int saved = errno;
     close(fd);
-    if (rc == 0) rc = renameat(jn->dir_fd, tmp, jn->dir_fd, fin), saved = errno;
-    if (rc == 0) rc = fsync(jn->dir_fd), saved = errno;
-    else unlinkat(jn->dir_fd, tmp, 0);
+    if (rc == 0 && renameat(jn->dir_fd, tmp, jn->dir_fd, fin) != 0) {
+        rc = -1;
+        saved = errno;
+    }
+    if (rc != 0) {
+        unlinkat(jn->dir_fd, tmp, 0); /* the old record stays as it was */
+    } else if (fsync(jn->dir_fd) != 0) {
+        rc = -1;
+        saved = errno;
+    }
     errno = saved;
     return rc;
 }

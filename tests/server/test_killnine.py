@@ -23,7 +23,7 @@ Invariants after every restart:
     knows, `.in` only for unfinished jobs, `.out` only for succeeded ones, no `.out.part`,
     no temporary record;
   - another tenant gets 404 for the jobs (tenants survive).
-Counts are printed at the end. Rounds: KILL_ROUNDS (default 60; CMake passes fewer under
+Counts are printed at the end. Rounds: KILL_ROUNDS (default 60; CMake passes 50 under
 sanitizers), seed KILL_SEED. Null model, small.ts (32x24, 48 frames)."""
 import hashlib
 import os
