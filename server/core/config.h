@@ -36,6 +36,7 @@ struct srv_config {
     int     threads;
     int     max_active_jobs_per_worker;
     int     max_queued_jobs;
+    int     max_awaiting_jobs_per_tenant;
     int     max_jobs_per_client;
     int     max_requests_per_s;
     int     request_burst;
@@ -56,6 +57,7 @@ struct srv_config {
     int     input_wait_s;
     int     job_ttl_s;
     int     upload_expiry_s;
+    int     input_wait_timeout_s;
     int     drain_timeout_s;
     int     retry_after_s;
     char    tokens_file[512];

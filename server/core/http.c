@@ -267,7 +267,7 @@ static enum MHD_Result first_call(struct srv_req * r, const char * id) {
     if (!method_allowed(r->route, r->method))
         return srv_reply_error(r, SRV_E_METHOD_NOT_ALLOWED, "%s does not allow %s (allowed: %s)",
                                srv_route_name(r->route), r->method, route_methods[r->route]);
-    if (!auth_exempt(r) && !srv_auth_check(s, srv_header(r, MHD_HTTP_HEADER_AUTHORIZATION)))
+    if (!auth_exempt(r) && !srv_auth_request(r, srv_header(r, MHD_HTTP_HEADER_AUTHORIZATION)))
         return srv_reply_error(r, SRV_E_UNAUTHORIZED, "missing or invalid bearer token");
     if (is_tus_route(r) && strcmp(r->method, "OPTIONS") != 0) {
         const char * v = srv_header(r, "Tus-Resumable");
@@ -281,7 +281,7 @@ static enum MHD_Result first_call(struct srv_req * r, const char * id) {
             return srv_reply_error(r, SRV_E_NOT_FOUND, "no job '%.100s' (not a job id)", id);
         if (strcmp(owner, s->cfg.instance) != 0) return srv_reply_not_owner(r, owner);
         struct srv_job * j = srv_job_find(s, id);
-        if (!j) return srv_reply_error(r, SRV_E_NOT_FOUND, "no job %s", id);
+        if (!j || !srv_req_sees_job(r, j)) return srv_reply_error(r, SRV_E_NOT_FOUND, "no job %s", id); /* tenant.h */
         r->job = srv_job_hold(j);
     }
     switch (r->route) {

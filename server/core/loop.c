@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "journal.h"
 #include "srv.h"
 
 /* ---- suspend / wake ------------------------------------------------------------------- */
@@ -370,6 +371,17 @@ static int start_mhd(struct srv * s, char * err, size_t err_len) {
     return 0;
 }
 
+/* Drops the table's references (the jobs stay in the spool and its journal). */
+static void drop_jobs(struct srv * s) {
+    while (!srv_list_empty(&s->jobs_all)) {
+        struct srv_job * j = SRV_CONTAINER(s->jobs_all.next, struct srv_job, all_link);
+        srv_list_del(&j->all_link);
+        j->in_table = false;
+        s->n_jobs--;
+        srv_job_drop(s, j);
+    }
+}
+
 int srv_open(struct srv * s, const struct srv_config * cfg, char * err, size_t err_len) {
     memset(s, 0, sizeof(*s));
     s->cfg = *cfg;
@@ -386,6 +398,7 @@ int srv_open(struct srv * s, const struct srv_config * cfg, char * err, size_t e
         snprintf(err, err_len, "spool_dir: cannot create or write '%s': %s", cfg->spool_dir, strerror(errno));
         return -1;
     }
+    if (srv_journal_open(&s->journal, cfg->spool_dir, err, err_len) != 0) return -1;
 
     s->loop = uv_default_loop();
     uv_async_init(s->loop, &s->mailbox_async, on_mailbox);
@@ -405,18 +418,26 @@ int srv_open(struct srv * s, const struct srv_config * cfg, char * err, size_t e
     o.max_frame_pixels = cfg->max_frame_pixels;
     o.notify = srv_notify_cb;
     o.notify_user = s;
+    o.commit = srv_persist_commit_cb;
     struct infvsr_err perr = { 0 };
     if (pl_engine_start(&o, &s->engine, &perr) != INFVSR_OK) {
         snprintf(err, err_len, "engine: %s", perr.msg);
         uv_close((uv_handle_t *)&s->mailbox_async, NULL);
         uv_run(s->loop, UV_RUN_NOWAIT);
+        srv_journal_close(s->journal);
+        s->journal = NULL;
         return -1;
     }
-    if (start_mhd(s, err, err_len) != 0) {
+    /* the jobs of the previous run, before anyone can ask for them */
+    if (srv_recover(s, err, err_len) != 0 || start_mhd(s, err, err_len) != 0) {
         pl_engine_stop(s->engine);
         s->engine = NULL;
         uv_close((uv_handle_t *)&s->mailbox_async, NULL);
         uv_run(s->loop, UV_RUN_NOWAIT);
+        mailbox_free(s);
+        drop_jobs(s);
+        srv_journal_close(s->journal);
+        s->journal = NULL;
         return -1;
     }
     const union MHD_DaemonInfo * di = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
@@ -451,17 +472,12 @@ void srv_close(struct srv * s) {
     uv_run(s->loop, UV_RUN_NOWAIT); /* the close callbacks */
     if (s->engine) pl_engine_stop(s->engine); /* cancels, joins threads: no notify after this */
     s->engine = NULL;
+    srv_journal_close(s->journal); /* after the engine: encode threads commit through it */
+    s->journal = NULL;
     uv_close((uv_handle_t *)&s->mailbox_async, on_close_noop);
     uv_run(s->loop, UV_RUN_NOWAIT);
     mailbox_free(s);
-    /* Requests are gone (MHD_stop_daemon completed them); drop the table's jobs. */
-    while (!srv_list_empty(&s->jobs_all)) {
-        struct srv_job * j = SRV_CONTAINER(s->jobs_all.next, struct srv_job, all_link);
-        srv_list_del(&j->all_link);
-        j->in_table = false;
-        s->n_jobs--;
-        srv_job_drop(s, j);
-    }
+    drop_jobs(s); /* requests are gone (MHD_stop_daemon completed them) */
     uv_loop_close(s->loop);
     srv_auth_free(s);
     srv_rate_free(s);

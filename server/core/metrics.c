@@ -122,6 +122,7 @@ char * srv_metrics_render(struct srv * s, size_t * len) {
            "Requests let through unlimited: the rate-limit table had no room for their client.", (double)s->rate_untracked);
     metric(&b, "infvsrd_suspend_timeouts_total", "counter", "Requests failed after max_suspend_s.", (double)s->suspend_timeouts);
     metric(&b, "infvsrd_jobs_tracked", "gauge", "Jobs in the table (all states, until job_ttl_s).", s->n_jobs);
+    srv_persist_metrics(s, &b); /* journal, recovery, per-tenant limits: never a tenant label */
     metric(&b, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", rss_bytes());
     *len = b.len;
     return b.p;

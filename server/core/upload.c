@@ -146,7 +146,7 @@ static enum MHD_Result begin_tus_create(struct srv_req * r) {
         return srv_reply_error(r, SRV_E_NOT_FOUND, "no job '%.100s' (not a job id)", id);
     if (strcmp(owner, s->cfg.instance) != 0) return srv_reply_not_owner(r, owner);
     struct srv_job * j = srv_job_find(s, id);
-    if (!j) return srv_reply_error(r, SRV_E_NOT_FOUND, "no job %s", id);
+    if (!j || !srv_req_sees_job(r, j)) return srv_reply_error(r, SRV_E_NOT_FOUND, "no job %s", id);
     r->job = srv_job_hold(j);
     bool body = has_body(r);
     if (body && !content_type_is(srv_header(r, MHD_HTTP_HEADER_CONTENT_TYPE), "application/offset+octet-stream", false))
@@ -157,6 +157,11 @@ static enum MHD_Result begin_tus_create(struct srv_req * r) {
     if (rc != MHD_YES || r->phase == SRV_P_DONE) return rc;
     j->upload_kind = SRV_UPLOAD_TUS;
     j->tus_length = len;
+    if (srv_persist_upload_created(s, j) != 0) { /* no 201 for an upload a restart would forget */
+        j->upload_kind = SRV_UPLOAD_NONE;
+        j->tus_length = -1;
+        return srv_reply_error(r, SRV_E_UNAVAILABLE, "cannot record the upload in the spool");
+    }
     j->last_input_mono = srv_mono_now();
     r->is_tus = true;
     if (body) {
@@ -352,6 +357,7 @@ enum MHD_Result srv_upload_end(struct srv_req * r) {
             return srv_reply_error(r, SRV_E_INTERNAL, "ending the input failed: %s", err.msg);
         }
         j->input_ended = true;
+        srv_persist_input_complete(r->srv, j);
         RLOG(INFO, r->request_id, j->id, "input complete bytes=%lld", (long long)pl_job_input_offset(j->pl));
     }
     if (r->phase == SRV_P_UPLOAD) r->phase = SRV_P_WAIT_PROBE;
@@ -379,7 +385,10 @@ void srv_upload_abort(struct srv_req * r, enum MHD_RequestTerminationCode toe) {
              (long long)r->upload_written, (long long)pl_job_input_offset(j->pl));
         if (!j->input_ended && !j->deleted && pl_job_input_offset(j->pl) >= j->tus_length) {
             struct infvsr_err err = { 0 };
-            if (pl_job_input_end(j->pl, &err) == INFVSR_OK) j->input_ended = true;
+            if (pl_job_input_end(j->pl, &err) == INFVSR_OK) {
+                j->input_ended = true;
+                srv_persist_input_complete(r->srv, j);
+            }
         }
         return;
     }

@@ -57,6 +57,13 @@ enum {
 
 typedef void (*pl_notify_cb)(void * user, struct pl_job * job, unsigned events);
 
+/* Called on a job's encode thread, with no pipeline lock held, once its output is complete
+ * and durable under its final name (<id>.out fsynced, renamed, spool directory fsynced) and
+ * BEFORE the job becomes SUCCEEDED: the daemon records the completion durably here, so that
+ * no client can see a success that a crash would take back. Non-zero fails the job
+ * (internal error) and removes the output. */
+typedef int (*pl_commit_cb)(void * user, struct pl_job * job, int64_t output_bytes);
+
 struct pl_engine_opts {
     const char * model;            /* "null" (identity: nearest-neighbour x scale, no network)
                                       or a model directory (infvsr_model_open_dir)            */
@@ -74,7 +81,8 @@ struct pl_engine_opts {
     double  decode_deadline_s;     /* stall limit for the decoder waiting on input bytes;
                                       0 = none (the loop enforces upload timeouts)            */
     pl_notify_cb notify;
-    void *  notify_user;
+    void *  notify_user;           /* also passed to `commit`                                */
+    pl_commit_cb commit;           /* NULL: a job succeeds as soon as its output is renamed  */
 };
 
 struct pl_engine_opts pl_engine_opts_default(void);
@@ -157,9 +165,11 @@ enum infvsr_status pl_job_spec_check(const struct pl_job_spec * s, struct infvsr
 const char * pl_container_mime(enum pl_container c);
 
 /* Admission: INFVSR_ERR_BUSY when the engine already has workers*max_active_per_worker +
- * max_queued_jobs non-terminal jobs, or is not READY (the loop answers 503 + Retry-After).
- * Creates <spool>/<id>.in. Processing starts once input bytes arrive and a slot is free
- * (FIFO over jobs with input). */
+ * max_queued_jobs non-terminal jobs WITH input (jobs still waiting for their first byte
+ * are bounded per tenant by the loop, not here), or is not READY (the loop answers 503 +
+ * Retry-After). Creates <spool>/<id>.in (mode 0600). Processing starts once input bytes
+ * arrive and a slot is free (FIFO over jobs with input); a job that gets its first byte
+ * joins the queue even when the limit has been reached since it was created. */
 enum infvsr_status pl_job_create(struct pl_engine * e, const struct pl_job_spec * spec, struct pl_job ** out,
                                  struct infvsr_err * err);
 struct pl_job * pl_job_ref(struct pl_job * j);
@@ -203,6 +213,7 @@ enum pl_error_code {
     PL_ERROR_WORKER_FAILED,       /* device fault / model failure                       */
     PL_ERROR_INTERNAL,            /* disk full, encoder failure, out of memory          */
     PL_ERROR_CANCELLED,
+    PL_ERROR_INTERRUPTED,         /* the server restarted while the input was incomplete  */
 };
 const char * pl_error_code_name(enum pl_error_code c); /* "unprocessable_video", ... */
 
@@ -225,6 +236,29 @@ void pl_job_get_status(struct pl_job * j, struct pl_job_status * out);
 void pl_job_cancel(struct pl_job * j);
 /* Cancel + remove the spool files once the last reference is gone. */
 void pl_job_delete(struct pl_job * j);
+/* Removes <id>.in now: a terminal job never reads its input again, so a failed job frees
+ * its spool space at once instead of at job_ttl_s. Idempotent; threads that still hold
+ * the file open finish with it unaffected. */
+void pl_job_drop_input(struct pl_job * j);
+
+/* ---- restart (pl_restore.c) ---------------------------------------------------------------
+ * The daemon's journal knows which jobs existed before a restart; it re-creates them here
+ * from their spool files. Restored jobs are ordinary jobs afterwards. */
+struct pl_job_restore {
+    enum pl_job_state state;      /* CREATED: <id>.in holds input_bytes stored bytes (0 = none);
+                                     with bytes the job is queued at once and re-run from the
+                                     start. SUCCEEDED: <id>.out holds output_bytes complete
+                                     bytes. FAILED / CANCELLED: no files.                     */
+    int64_t input_bytes;          /* CREATED: the file is truncated to this length            */
+    bool    input_ended;          /* CREATED: the upload is complete                           */
+    int64_t output_bytes;         /* SUCCEEDED                                                 */
+    struct pl_job_status status;  /* terminal: timestamps, counters, sizes, error; CREATED:
+                                     created_at                                                */
+};
+/* Terminal jobs do not count against admission; CREATED ones do, like new jobs, but are
+ * never refused (they were admitted before the restart). */
+enum infvsr_status pl_job_restore(struct pl_engine * e, const struct pl_job_spec * spec, const struct pl_job_restore * r,
+                                  struct pl_job ** out, struct infvsr_err * err);
 
 #ifdef __cplusplus
 }

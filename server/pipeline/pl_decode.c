@@ -164,7 +164,7 @@ static enum infvsr_media_codec codec_of(enum pl_codec c) {
 static enum infvsr_status open_output(struct pl_job * j, struct infvsr_media_reader * r, int out_w, int out_h,
                                       struct infvsr_media_writer ** out, struct infvsr_err * err) {
     struct pl_engine * e = j->e;
-    j->out_fd = open(j->part_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    j->out_fd = open(j->part_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600); /* spool files: 0600 */
     if (j->out_fd < 0)
         return infvsr_err_set(err, INFVSR_ERR_IO, "cannot create %.300s: %s", j->part_path, strerror(errno));
     pthread_mutex_lock(&e->mu);

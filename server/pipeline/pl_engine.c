@@ -138,6 +138,7 @@ void pl_job_unref_locked(struct pl_job * j) {
 void pl_job_finish_locked(struct pl_job * j, enum pl_job_state st, enum pl_error_code code, const char * msg) {
     struct pl_engine * e = j->e;
     if (pl_job_state_terminal(j->state)) return;
+    if (j->state == PL_JOB_CREATED) e->awaiting--;
     j->state = st;
     j->error_code = code;
     snprintf(j->error, sizeof(j->error), "%s", msg ? msg : "");

@@ -64,6 +64,7 @@ struct pl_job {
     int64_t         in_consumed;  /* [mu] bytes handed to the demuxer                    */
     bool            in_ended;     /* [mu] pl_job_input_end was called                    */
     bool            want_space;   /* [mu] a write was cut short: fire PL_EV_INPUT_SPACE  */
+    bool            in_dropped;   /* [in_mu] <id>.in was unlinked (pl_job_drop_input)     */
 
     pthread_cond_t  cv;           /* media threads of the job wait here (with mu)       */
     atomic_bool     stop;         /* terminal or engine stopping: threads wind down      */
@@ -158,6 +159,8 @@ struct pl_engine {
     struct pl_job *    fifo_head, * fifo_tail; /* QUEUED jobs with input, in arrival order */
     int                non_terminal;           /* admitted jobs not yet terminal           */
     int                active;                 /* jobs holding a slot (not yet released)    */
+    int                awaiting;               /* non-terminal jobs without an input byte
+                                                  (CREATED): not counted by admission      */
     struct pl_metrics  m;
 
     /* notifier thread: delivers the events of pl_post (never under mu) */
@@ -188,6 +191,17 @@ void   pl_engine_unref(struct pl_engine * e);
  * thread, which frees it outside the lock. */
 void   pl_job_unref_locked(struct pl_job * j);
 void   pl_job_free(struct pl_job * j);  /* pl_job.c */
+/* How pl_job_alloc treats <id>.in: create it (an existing file is an error: the id belongs
+ * to another job), open it (created if missing), or leave it alone (a terminal job). */
+enum pl_input_open { PL_INPUT_NEW, PL_INPUT_REOPEN, PL_INPUT_NONE };
+/* A new job struct in state CREATED with its paths (and <id>.in, mode 0600, as `in` says).
+ * Takes an engine reference; counts nothing. (pl_job.c) */
+enum infvsr_status pl_job_alloc(struct pl_engine * e, const struct pl_job_spec * spec, enum pl_input_open in,
+                                struct pl_job ** out, struct infvsr_err * err);
+/* Links a non-terminal job into e->live (a racing engine stop cancels it). [mu held] */
+void   pl_job_link_live_locked(struct pl_job * j);
+/* First input bytes: CREATED -> QUEUED, into the FIFO, promotion. [mu held] */
+void   pl_job_enqueue_locked(struct pl_job * j);
 
 /* ---- rings (pl_ring.c) ---- */
 int        pl_ring_init(struct pl_ring * r, int cap, size_t frame_bytes);

@@ -76,10 +76,10 @@ def fixture(name):
 class Daemon:
     """One infvsrd process. model: 'tiny' (the fixture's tiny model), 'null', or a directory."""
 
-    def __init__(self, work, name="d", model="tiny", args=(), env=None, port=0):
+    def __init__(self, work, name="d", model="tiny", args=(), env=None, port=0, spool=None):
         self.work = work
         self.name = name
-        self.spool = os.path.join(work, f"spool-{name}")
+        self.spool = spool or os.path.join(work, f"spool-{name}")  # share one to restart on it
         self.logpath = os.path.join(work, f"infvsrd-{name}.log")
         self.model = model
         self.args = list(args)
@@ -101,10 +101,12 @@ class Daemon:
             cmd += ["--model-dir", fixture("tiny") if self.model == "tiny" else self.model]
         return cmd + self.args
 
-    def start(self, wait_ready=True, timeout=60):
+    def start(self, wait_ready=True, timeout=60, keep_spool=False):
+        """keep_spool: restart on what a previous daemon left in the spool (restart tests)."""
         if not INFVSRD or not os.access(INFVSRD, os.X_OK):
             raise SystemExit(f"infvsrd binary not found: INFVSRD={INFVSRD!r}")
-        shutil.rmtree(self.spool, ignore_errors=True)
+        if not keep_spool:
+            shutil.rmtree(self.spool, ignore_errors=True)
         os.makedirs(self.spool, exist_ok=True)
         env = dict(os.environ)
         for k in list(env):
@@ -218,6 +220,19 @@ class Daemon:
         except Exception:
             pass
         return self.proc.returncode
+
+    def kill9(self):
+        """SIGKILL, on purpose (crash tests): check_daemons then only looks for sanitizer reports."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.killed_on_purpose = True
+        if self in _live_daemons:
+            _live_daemons.remove(self)
+        try:
+            self.logf.close()
+        except Exception:
+            pass
 
     def spool_files(self):
         out = []
@@ -582,6 +597,19 @@ def raw_request(port, data, timeout=20, read_limit=1 << 20):
         s.close()
 
 
+def partial_put(port, job_id, data, token=None, content_type="video/mp2t"):
+    """Starts a chunked PUT of `data` (one chunk, no end) and leaves it open: the job has input
+    and holds its admission place until the returned socket is closed (the daemon then cancels
+    the job: its PUT ended early)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=20)
+    hdr = (f"PUT /v1/jobs/{job_id}/input HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+           "Transfer-Encoding: chunked\r\n")
+    if token:
+        hdr += f"Authorization: Bearer {token}\r\n"
+    s.sendall(hdr.encode() + b"\r\n" + b"%x\r\n%s\r\n" % (len(data), data))
+    return s
+
+
 def ffprobe_video(path_or_bytes, work=None):
     """{'width','height','frames'} of the first video stream (frames decoded and counted)."""
     path = path_or_bytes
@@ -683,6 +711,8 @@ class Suite:
             marks = [m for m in SANITIZER_MARKS if m in text]
             self.check(not marks, f"daemon {d.name}: no sanitizer report in its log",
                        f"{marks} in {d.logpath}")
+            if getattr(d, "killed_on_purpose", False):
+                continue
             self.check(d.proc.returncode == 0 and not getattr(d, "killed", False),
                        f"daemon {d.name} exited 0 after SIGTERM",
                        f"exit status {d.proc.returncode}{' (SIGKILLed: still running drain_timeout_s + 10 s after SIGTERM)' if getattr(d, 'killed', False) else ''}"

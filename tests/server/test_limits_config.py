@@ -3,7 +3,8 @@
     repeated `peer` lines accumulate; an unknown directive names FILE:LINE and exits 2; a bad
     flag value and an unknown flag exit 2;
   - a running daemon honours environment settings: INFVSR_MAX_JSON_BYTES (413 above it),
-    INFVSR_TOKENS="a,b" (either token works, others 401), --retry-after-s on 503;
+    INFVSR_TOKENS="a,b" (either token works, others 401), --retry-after-s on 429
+    (max_awaiting_jobs_per_tenant);
   - idle_timeout_s closes a connection that stops sending mid-request (a trickling one is
     header_timeout_s's job: test_slowloris.py);
   - max_connections_per_ip: a request on the connection over the limit gets 429
@@ -67,7 +68,8 @@ def body(t):
 
     # ---- environment settings in a running daemon -----------------------------------------
     d = H.Daemon(t.work, "env", model="null", args=["--retry-after-s", "7", "--max-active-jobs-per-worker", "1",
-                                                    "--max-queued-jobs", "1", "--log-format", "text"],
+                                                    "--max-queued-jobs", "1", "--max-awaiting-jobs-per-tenant", "1",
+                                                    "--log-format", "text"],
                  env={"INFVSR_MAX_JSON_BYTES": "300", "INFVSR_TOKENS": "tok-a,tok-b"}).start()
     t.check("listening port=" in d.log_text(), "log_format text logs 'listening port=N'")
     ca, cb, cx = t.client(d, token="tok-a"), t.client(d, token="tok-b"), t.client(d, token="tok-c")
@@ -82,9 +84,9 @@ def body(t):
     r = cb.create_job({}, expect=None)
     t.eq(r.status, 201, "INFVSR_TOKENS: second token accepted")
     j2 = r.json().get("id")
-    r = cb.create_job({}, expect=None)
-    t.eq((r.status, r.code(), r.headers.get("retry-after")), (503, "unavailable", "7"),
-         "admission 503 carries Retry-After from --retry-after-s 7")
+    r = cb.create_job({}, expect=None)  # tok-b's tenant already holds 1 job without input
+    t.eq((r.status, r.code(), r.headers.get("retry-after")), (429, "rate_limited", "7"),
+         "max_awaiting_jobs_per_tenant 429 carries Retry-After from --retry-after-s 7")
     for j in (j1, j2):
         if j:
             ca.delete(f"/v1/jobs/{j}")
