@@ -197,6 +197,11 @@ void infvsr_vae_session_reset(struct infvsr_vae_session * s) {
     s->dec_started = false;
 }
 
+void infvsr_vae_session_set_abort(struct infvsr_vae_session * s, infvsr_abort_cb should_abort, void * user) {
+    s->should_abort = should_abort;
+    s->abort_user = user;
+}
+
 int    infvsr_vae_session_n_tiles(const struct infvsr_vae_session * s) { return s->n_tiles; }
 size_t infvsr_vae_session_cache_bytes(const struct infvsr_vae_session * s) { return s->cache_floats * sizeof(float); }
 size_t infvsr_vae_session_scratch_bytes(const struct infvsr_vae_session * s) { return s->arena_floats * sizeof(float); }

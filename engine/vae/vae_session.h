@@ -29,6 +29,8 @@ struct infvsr_vae_session {
     float *                          arena;
     size_t                           arena_floats;
     bool                             enc_started, dec_started;
+    infvsr_abort_cb                  should_abort;  /* polled between calls and layers */
+    void *                           abort_user;
 };
 
 /* Runs one encoder call on tile `tl`: frames [t0, t0+n) of `frames` (NULL in dry mode) ->

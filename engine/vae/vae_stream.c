@@ -148,7 +148,8 @@ int64_t infvsr_vae_decode_n_frames(const struct infvsr_vae_session * s, int64_t 
 }
 
 static struct vae_run make_run(struct infvsr_vae_session * s, struct infvsr_err * err) {
-    struct vae_run r = { .be = s->m->be, .base = s->arena, .cap = s->arena_floats, .err = err };
+    struct vae_run r = { .be = s->m->be, .base = s->arena, .cap = s->arena_floats, .err = err,
+                         .should_abort = s->should_abort, .abort_user = s->abort_user };
     return r;
 }
 
@@ -183,6 +184,7 @@ enum infvsr_status infvsr_vae_encode_chunk(struct infvsr_vae_session * s, const 
             int n  = first_of_scene && k == 0 ? 1 : 4;
             struct vae_act mu;
             use_tile(&r, tl);
+            TRY(vae_check_abort(&r, "an encoder call"));
             TRY(vae_encode_call(s, &r, tl, frames, t0, n, &mu));
             blend(latents, (int)k, tl->r0, tl->c0, vae_ptr(&r, &mu), INFVSR_VAE_Z_DIM, 1, mu.h, mu.w, tl->enc_mask);
         }
@@ -210,6 +212,7 @@ enum infvsr_status infvsr_vae_decode_chunk(struct infvsr_vae_session * s, const 
         for (int64_t k = 0; k < n_lat; k++) {
             struct vae_act y;
             use_tile(&r, tl);
+            TRY(vae_check_abort(&r, "a decoder call"));
             TRY(vae_decode_call(s, &r, tl, latents, (int)k, &y));
             if (t_out + y.t > n_px) {
                 return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "vae decode: tile %d produced too many frames", ti);
