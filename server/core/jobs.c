@@ -112,6 +112,9 @@ enum srv_error srv_job_error(struct srv_job * j, const struct pl_job_status * st
     case PL_ERROR_CANCELLED:
         snprintf(msg, len, "the job was cancelled%s%s", st->error[0] ? ": " : "", st->error);
         return SRV_E_CONFLICT;
+    case PL_ERROR_INSUFFICIENT_STORAGE:
+        snprintf(msg, len, "%s", st->error[0] ? st->error : "the spool disk is full");
+        return SRV_E_INSUFFICIENT_STORAGE;
     case PL_ERROR_INTERNAL:
     case PL_ERROR_NONE:
     default:

@@ -353,7 +353,7 @@ enum infvsr_status infvsr_media_writer_open(const char * path, const struct infv
 static int io_write(void * opaque, uint8_t * buf, int size) {
     struct infvsr_media_writer * w = opaque;
     int n = w->io.write(w->io.opaque, buf, size);
-    return n == size ? size : AVERROR(EIO);
+    return n == size ? size : n < 0 ? n : AVERROR(EIO); /* a negative errno names the cause */
 }
 
 #define OUT_IO_BUFFER_SIZE (64 * 1024)

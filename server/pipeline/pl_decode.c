@@ -72,7 +72,10 @@ static int out_write(void * opaque, const uint8_t * buf, int size) {
     while (done < size) {
         ssize_t n = write(j->out_fd, buf + done, (size_t)(size - done));
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return -1;
+        if (n <= 0) { /* the cause goes into the writer's message and picks the error code */
+            j->out_errno = n < 0 ? errno : ENOSPC;
+            return -j->out_errno;
+        }
         done += (int)n;
     }
     /* Bytes in the file are final: the container is written front to back, never patched. */
@@ -165,8 +168,10 @@ static enum infvsr_status open_output(struct pl_job * j, struct infvsr_media_rea
                                       struct infvsr_media_writer ** out, struct infvsr_err * err) {
     struct pl_engine * e = j->e;
     j->out_fd = open(j->part_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (j->out_fd < 0)
+    if (j->out_fd < 0) {
+        j->out_errno = errno;
         return infvsr_err_set(err, INFVSR_ERR_IO, "cannot create %.300s: %s", j->part_path, strerror(errno));
+    }
     pthread_mutex_lock(&e->mu);
     j->out_created = true;
     pthread_mutex_unlock(&e->mu);
@@ -185,6 +190,17 @@ static enum infvsr_status open_output(struct pl_job * j, struct infvsr_media_rea
     wo.threads = cpus < 1 ? 1 : cpus > 16 ? 16 : (int)cpus;
     struct infvsr_media_output_io io = { .opaque = j, .write = out_write };
     return infvsr_media_writer_open_io(&io, &wo, out, err);
+}
+
+/* An output write or create failed: a full spool gets its own error code. */
+static void fail_output(struct pl_job * j, const char * what, const struct infvsr_err * err) {
+    if (!pl_errno_no_space(j->out_errno)) {
+        fail_internal(j, what, err);
+        return;
+    }
+    pthread_mutex_lock(&j->e->mu);
+    pl_job_fail_no_space_locked(j, what, j->out_errno);
+    pthread_mutex_unlock(&j->e->mu);
 }
 
 static void close_output_fd(struct pl_job * j) {
@@ -232,7 +248,7 @@ static void run_decode(struct pl_job * j) {
     struct infvsr_media_writer * w = NULL;
     st = open_output(j, r, out_w, out_h, &w, &err);
     if (st != INFVSR_OK) {
-        fail_internal(j, "cannot start the output", &err);
+        fail_output(j, "cannot start the output", &err);
         close_output_fd(j);
         infvsr_media_reader_close(r);
         return;
