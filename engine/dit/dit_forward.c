@@ -112,7 +112,14 @@ enum infvsr_status infvsr_dit_step(struct infvsr_dit_session * s, const struct i
     CALL(infvsr_backend_tensor_set(be, &fr, s->host_freqs, 0, (size_t)(n * dit->head_dim) * sizeof(double), err));
     CALL(infvsr_op_linear(be, &patch, &dit->patch_w, &dit->patch_b, INFVSR_UNARY_COUNT, &x, err));
 
-    for (int l = 0; l < cfg->num_layers; l++) CALL(dit_block_forward(s, c, l, n, err));
+    for (int l = 0; l < cfg->num_layers; l++) {
+        if (s->should_abort && s->should_abort(s->abort_user)) {
+            if (ops->synchronize) (void)ops->synchronize(be); /* nothing in flight on the arena */
+            st = infvsr_err_set(err, INFVSR_ERR_CANCELLED, "cancelled before block %d of %d", l, cfg->num_layers);
+            goto fail;
+        }
+        CALL(dit_block_forward(s, c, l, n, err));
+    }
 
     /* out = head(LN(x) * (1 + scale) + shift), (shift, scale) = head.modulation + e */
     struct infvsr_tensor shift, scale;

@@ -83,6 +83,8 @@ struct infvsr_dit_session {
     float *              host_patch;   /* host staging [max_tokens, in_dim*4]        */
     double *             host_freqs;   /* host staging [max_tokens, head_dim/2, 2]   */
     size_t               nbytes;
+    infvsr_abort_cb      should_abort;  /* polled before each block (NULL: never)   */
+    void *               abort_user;
 };
 
 /* dit_rope.c */

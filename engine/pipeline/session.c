@@ -143,7 +143,20 @@ void infvsr_session_set_chunk_hook(struct infvsr_session * s, infvsr_session_chu
     s->hook = hook, s->hook_user = user;
 }
 
+void infvsr_session_set_abort(struct infvsr_session * s, infvsr_abort_cb should_abort, void * user) {
+    s->should_abort = should_abort, s->abort_user = user;
+    infvsr_dit_session_set_abort(s->dit, should_abort, user);
+    infvsr_vae_session_set_abort(s->vae, should_abort, user);
+}
+
 /* ---- one chunk through the model ---------------------------------------------------- */
+
+/* The cancel hook between the stages of a chunk (the DiT polls it between blocks, the VAE
+ * between calls and layers). */
+static enum infvsr_status check_abort(const struct infvsr_session * s, const char * where, struct infvsr_err * err) {
+    if (!s->should_abort || !s->should_abort(s->abort_user)) return INFVSR_OK;
+    return infvsr_err_set(err, INFVSR_ERR_CANCELLED, "session: cancelled before %s", where);
+}
 
 static enum infvsr_status compute_context(struct infvsr_session * s, const uint8_t * frame, struct infvsr_err * err) {
     struct infvsr_model * m = s->m;
@@ -175,6 +188,7 @@ static enum infvsr_status run_chunk(struct infvsr_session * s, const struct infv
     const bool first = c->new_scene || !s->scene_open;
     const int  L = c->n, Lp = infvsr__padded_len(L, first);
     INFVSR_ASSERT(L >= 1 && L <= INFVSR_CHUNK_MAX_FRAMES && Lp <= INFVSR_CHUNK_MAX_FRAMES);
+    if ((rc = check_abort(s, "the chunk started", err)) != INFVSR_OK) return rc;
 
     if (first) {
         infvsr_dit_session_reset(s->dit);
@@ -188,6 +202,7 @@ static enum infvsr_status run_chunk(struct infvsr_session * s, const struct infv
     }
 
     /* u8 -> [-1, 1], bicubic x scale (f32, no clamp), replicate padding. */
+    if ((rc = check_abort(s, "the resize", err)) != INFVSR_OK) return rc;
     for (int t = 0; t < L; t++) infvsr__lr_to_model(c->frames[t], s->h, s->w, t, L, s->lr);
     struct infvsr_tensor x, y;
     int64_t xs[3] = { 3 * (int64_t)L, s->h, s->w }, ys[3] = { 3 * (int64_t)L, s->sh, s->sw };
@@ -211,10 +226,12 @@ static enum infvsr_status run_chunk(struct infvsr_session * s, const struct infv
     infvsr_tensor_view(&lat, "latents", INFVSR_TYPE_F32, 4, ls, s->latents);
     infvsr_tensor_view(&pred, "pred", INFVSR_TYPE_F32, 4, ls, s->pred);
     infvsr_tensor_view(&restored, "restored", INFVSR_TYPE_F32, 4, ls, s->restored);
+    if ((rc = check_abort(s, "the VAE encode", err)) != INFVSR_OK) return rc;
     if ((rc = infvsr_vae_encode_chunk(s->vae, &frames, first, &lat, err)) != INFVSR_OK) return rc;
     t1 = now_s(), sec[INFVSR_STAGE_VAE_ENCODE] += t1 - t0, t0 = t1;
 
     /* One DiT step at the scene's latent position (padded latents count), then restore. */
+    if ((rc = check_abort(s, "the DiT step", err)) != INFVSR_OK) return rc;
     const int64_t start_frame = infvsr_dit_session_position(s->dit);
     if ((rc = infvsr_dit_step(s->dit, s->ctx, &lat, start_frame, &pred, err)) != INFVSR_OK) return rc;
     if ((rc = infvsr_dit_restore(&lat, &pred, &restored, err)) != INFVSR_OK) return rc;
@@ -225,6 +242,7 @@ static enum infvsr_status run_chunk(struct infvsr_session * s, const struct infv
     if (n_px != Lp)
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "session: VAE decodes %lld frames for %lld latents, "
                               "expected %d (decoder state out of step)", (long long)n_px, (long long)T, Lp);
+    if ((rc = check_abort(s, "the VAE decode", err)) != INFVSR_OK) return rc;
     if ((rc = infvsr_vae_decode_chunk(s->vae, &restored, &frames, err)) != INFVSR_OK) return rc;
     t1 = now_s(), sec[INFVSR_STAGE_VAE_DECODE] += t1 - t0, t0 = t1;
 

@@ -72,6 +72,8 @@ struct infvsr_session {
     struct infvsr_session_stats stats;
     infvsr_session_chunk_hook   hook;
     void *                      hook_user;
+    infvsr_abort_cb             should_abort; /* polled between stages (NULL: never) */
+    void *                      abort_user;
 };
 
 /* ---- resize_pad.c: the pixel-level steps of a chunk (MODEL-SPEC §2.1, §2.4, §2.6) ---- */

@@ -22,4 +22,5 @@
     X(INTERRUPTED, "interrupted", 500, "The server restarted (crash or shutdown) while the job's input was incomplete and the upload cannot be resumed (a PUT); the job failed and must be created again.") \
     X(WORKER_FAILED, "worker_failed", 500, "The worker running the job hit a device fault; the job failed.") \
     X(UNAVAILABLE, "unavailable", 503, "Not ready, draining, admission limits reached, or a wait exceeded max_suspend_s; see Retry-After.") \
+    X(INSUFFICIENT_STORAGE, "insufficient_storage", 507, "The spool disk is full (or its quota or the file size limit was reached): the job's input or output could not be stored and the job failed. Retry when space is free.") \
 

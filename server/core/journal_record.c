@@ -130,7 +130,7 @@ static bool parse_status(json_t * s, struct pl_job_status * st) {
     st->finished_at = get_real(s, "finished");
     const char * code = json_string_value(json_object_get(s, "error_code"));
     st->error_code = PL_ERROR_NONE;
-    for (int c = PL_ERROR_NONE; code && c <= PL_ERROR_INTERRUPTED; c++)
+    for (int c = PL_ERROR_NONE; code && c <= PL_ERROR_LAST; c++)
         if (strcmp(code, pl_error_code_name((enum pl_error_code)c)) == 0) st->error_code = (enum pl_error_code)c;
     const char * msg = json_string_value(json_object_get(s, "error"));
     snprintf(st->error, sizeof(st->error), "%s", msg ? msg : "");

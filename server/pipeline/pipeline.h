@@ -181,8 +181,10 @@ const struct pl_job_spec * pl_job_spec_of(const struct pl_job * j);
  * PL_EV_INPUT_SPACE), or a negative infvsr_status: INFVSR_ERR_INVALID_ARG after
  * pl_job_input_end; INFVSR_ERR_BUSY when the total would exceed max_input_bytes (the loop
  * answers 413; nothing of this piece is stored); INFVSR_ERR_CANCELLED when the job is
- * terminal (failed or cancelled: the status says which); INFVSR_ERR_IO when the spool
- * write failed (disk full). */
+ * terminal (failed or cancelled: the status says which); a full spool (ENOSPC, EDQUOT,
+ * EFBIG) fails the job with PL_ERROR_INSUFFICIENT_STORAGE and answers that way too;
+ * INFVSR_ERR_IO when another spool write error happened (the bytes stored before a write
+ * error count in the offset). */
 int64_t pl_job_input_write(struct pl_job * j, const void * data, size_t len, struct infvsr_err * err);
 /* Bytes stored so far (the tus Upload-Offset). */
 int64_t pl_job_input_offset(const struct pl_job * j);
@@ -211,10 +213,13 @@ enum pl_error_code {
     PL_ERROR_NONE = 0,
     PL_ERROR_UNPROCESSABLE_VIDEO, /* not a decodable video, limits, resolution change   */
     PL_ERROR_WORKER_FAILED,       /* device fault / model failure                       */
-    PL_ERROR_INTERNAL,            /* disk full, encoder failure, out of memory          */
+    PL_ERROR_INTERNAL,            /* encoder failure, out of memory                      */
     PL_ERROR_CANCELLED,
     PL_ERROR_INTERRUPTED,         /* the server restarted while the input was incomplete  */
+    PL_ERROR_INSUFFICIENT_STORAGE, /* the spool is full (ENOSPC, EDQUOT, file size limit) */
 };
+/* The last code: loops over every code (the journal reads codes back by name) end here. */
+#define PL_ERROR_LAST PL_ERROR_INSUFFICIENT_STORAGE
 const char * pl_error_code_name(enum pl_error_code c); /* "unprocessable_video", ... */
 
 struct pl_job_status {

@@ -173,7 +173,8 @@ static void run_encode(struct pl_job * j) {
         char m[256];
         snprintf(m, sizeof(m), "encoding the output failed: %.220s", err.msg);
         pthread_mutex_lock(&e->mu);
-        pl_job_finish_locked(j, PL_JOB_FAILED, PL_ERROR_INTERNAL, m);
+        if (pl_errno_no_space(j->out_errno)) pl_job_fail_no_space_locked(j, "writing the output", j->out_errno);
+        else pl_job_finish_locked(j, PL_JOB_FAILED, PL_ERROR_INTERNAL, m);
         pthread_mutex_unlock(&e->mu);
     }
     if (w) infvsr_media_writer_abort(w);

@@ -163,6 +163,17 @@ void pl_job_finish_locked(struct pl_job * j, enum pl_job_state st, enum pl_error
     pl_post_locked(e, j, ev);
 }
 
+bool pl_errno_no_space(int err_no) { return err_no == ENOSPC || err_no == EDQUOT || err_no == EFBIG; }
+
+void pl_job_fail_no_space_locked(struct pl_job * j, const char * what, int err_no) {
+    const char * why = err_no == EDQUOT ? "the spool disk quota is exhausted"
+                     : err_no == EFBIG  ? "the spool file reached the file size limit"
+                                        : "the spool disk is full";
+    char m[256];
+    snprintf(m, sizeof(m), "%.80s: %s (%s)", what, why, strerror(err_no));
+    pl_job_finish_locked(j, PL_JOB_FAILED, PL_ERROR_INSUFFICIENT_STORAGE, m);
+}
+
 static struct pl_slot * free_slot_locked(struct pl_engine * e) {
     struct pl_worker * best = NULL;
     for (int i = 0; i < e->n_workers; i++) {

@@ -87,6 +87,8 @@ struct pl_job {
     bool               out_created;
     struct infvsr_media_writer * writer; /* opened by the decode thread, then the encoder's */
     int                out_fd;        /* <id>.out.part, used by whoever owns the writer    */
+    int                out_errno;     /* errno of the failed output write or create (set and
+                                         read by whoever owns the writer), 0 = none         */
     struct pl_ring     lr, sr;
     struct pl_packet_node * pk_head, * pk_tail;
     int                pk_count;
@@ -182,6 +184,11 @@ void   pl_post_locked(struct pl_engine * e, struct pl_job * j, unsigned events);
 /* Makes a job terminal (no-op if it already is): state, error, finished_at, metrics,
  * stop flag, wake-ups, PL_EV_FINISHED. [mu held] */
 void   pl_job_finish_locked(struct pl_job * j, enum pl_job_state st, enum pl_error_code code, const char * msg);
+/* True for the errno values of a full spool: ENOSPC, EDQUOT, EFBIG (file size limit). */
+bool   pl_errno_no_space(int err_no);
+/* Fails the job with PL_ERROR_INSUFFICIENT_STORAGE: "<what>: the spool disk is full (...)".
+ * [mu held] */
+void   pl_job_fail_no_space_locked(struct pl_job * j, const char * what, int err_no);
 /* Promotes FIFO jobs into free slots. [mu held] */
 void   pl_promote_locked(struct pl_engine * e);
 /* A slot party is done; releases the slot when all three are. Call WITHOUT mu; takes it. */

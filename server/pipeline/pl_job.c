@@ -211,9 +211,18 @@ int64_t pl_job_input_write(struct pl_job * j, const void * data, size_t len, str
         if (j->state == PL_JOB_CREATED) pl_job_enqueue_locked(j);
         pthread_cond_broadcast(&j->cv); /* the decoder may wait for bytes */
     }
+    /* A write error ends this upload even after a partial write (the bytes that made it
+     * count in the offset): a short count would read as backpressure and wait forever. A
+     * full spool fails the job at once, with the reason. */
+    int64_t rc_err = 0;
+    if (werr != 0 && pl_errno_no_space(werr)) {
+        pl_job_fail_no_space_locked(j, "storing the upload", werr);
+        rc_err = terminal_error(j, err);
+    }
     pthread_mutex_unlock(&e->mu);
     pthread_mutex_unlock(&j->in_mu);
-    if (done == 0)
+    if (rc_err != 0) return rc_err;
+    if (werr != 0)
         return infvsr_err_set(err, INFVSR_ERR_IO, "writing the input spool file failed: %s", strerror(werr));
     return done;
 }

@@ -70,7 +70,22 @@ static void load_model(struct pl_worker * w) {
     pthread_mutex_unlock(&e->mu);
 }
 
+/* The session's cancel hook: a cancel (or any other end of the job) sets stop, and the
+ * chunk being computed stops within one DiT block or VAE layer. */
+static bool job_stopped(void * user) {
+    const struct pl_job * j = user;
+    return atomic_load(&j->stop);
+}
+
 static void fail_job(struct pl_job * j, enum infvsr_status st, const char * what, const struct infvsr_err * err) {
+    if (st == INFVSR_ERR_CANCELLED) {
+        /* The session stopped because the job already ended (cancel, delete, a failure
+         * elsewhere, shutdown): its state says why; nothing to add. */
+        pthread_mutex_lock(&j->e->mu);
+        pl_job_finish_locked(j, PL_JOB_CANCELLED, PL_ERROR_CANCELLED, "cancelled");
+        pthread_mutex_unlock(&j->e->mu);
+        return;
+    }
     char m[256];
     snprintf(m, sizeof(m), "%.40s: %.200s", what, err->msg[0] ? err->msg : infvsr_status_str(st));
     enum pl_error_code code = st == INFVSR_ERR_NOMEM ? PL_ERROR_INTERNAL
@@ -166,6 +181,7 @@ static bool open_session(struct pl_slot * s, struct pl_job * j) {
         return false;
     }
     infvsr_session_set_chunk_hook(s->session, chunk_hook, s);
+    infvsr_session_set_abort(s->session, job_stopped, j);
     s->session_job = j;
     return true;
 }

@@ -700,7 +700,7 @@ static void test_bad_inputs(void) {
     struct pl_job_status st = run_bad(e, "garbage", CLIP("garbage.bin"), NULL);
     CHECK_EQ_INT(st.state, PL_JOB_FAILED);
     CHECK_EQ_INT(st.error_code, PL_ERROR_UNPROCESSABLE_VIDEO);
-    CHECK_STR_CONTAINS(st.error, "not a readable media file");
+    CHECK_STR_CONTAINS(st.error, "not a recognised media format");
     st = run_bad(e, "big", CLIP("big.mkv"), NULL);
     CHECK_EQ_INT(st.state, PL_JOB_FAILED);
     CHECK_EQ_INT(st.error_code, PL_ERROR_UNPROCESSABLE_VIDEO);

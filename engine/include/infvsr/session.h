@@ -167,6 +167,14 @@ typedef void (*infvsr_session_chunk_hook)(void * user, const struct infvsr_sessi
                                           const struct infvsr_tensor * decoded);
 void infvsr_session_set_chunk_hook(struct infvsr_session * s, infvsr_session_chunk_hook hook, void * user);
 
+/* Cancellation: every later chunk computation polls `should_abort` (on the thread driving
+ * the session) between the stages of a chunk, between DiT blocks and between VAE
+ * encoder/decoder calls and layers, so a cancel takes effect within one block or layer.
+ * When it returns true the push/pull that runs the chunk returns INFVSR_ERR_CANCELLED and
+ * the session is failed (every later call returns the same; the aborted chunk is never
+ * resumed): close it, which frees everything. NULL clears the hook. */
+void infvsr_session_set_abort(struct infvsr_session * s, infvsr_abort_cb should_abort, void * user);
+
 #ifdef __cplusplus
 }
 #endif
