@@ -114,7 +114,7 @@ enum infvsr_status infvsr_dit_step(struct infvsr_dit_session * s, const struct i
 
     for (int l = 0; l < cfg->num_layers; l++) {
         if (s->should_abort && s->should_abort(s->abort_user)) {
-            if (ops->synchronize) (void)ops->synchronize(be); /* nothing in flight on the arena */
+            (void)infvsr_backend_synchronize(be, NULL); /* nothing in flight on the arena */
             st = infvsr_err_set(err, INFVSR_ERR_CANCELLED, "cancelled before block %d of %d", l, cfg->num_layers);
             goto fail;
         }

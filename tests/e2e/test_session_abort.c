@@ -12,7 +12,7 @@
 #include "check.h"
 
 #include "infvsr/session.h"
-#include "ops.h"
+#include "infvsr/backend.h"
 
 #ifndef E2E_TINY_DIR
 #error "E2E_TINY_DIR must point at a model written by infvsr make-tiny-model"
@@ -68,9 +68,9 @@ static struct infvsr_model *   g_model;
 static bool load_model(void) {
     if (g_model) return true;
     struct infvsr_err err = { 0 };
-    struct infvsr_cpu_params cp = infvsr_cpu_default_params();
-    cp.n_threads = 2;
-    CHECK_EQ_INT(infvsr_cpu_backend_init(&cp, &g_be), INFVSR_OK);
+    struct infvsr_backend_opts bo = infvsr_backend_default_opts();
+    bo.n_threads = 2;
+    CHECK_EQ_INT(infvsr_backend_init_by_name("cpu", &bo, &g_be, &err), INFVSR_OK);
     if (!g_be) return false;
     enum infvsr_status rc = infvsr_model_open_dir(E2E_TINY_DIR, g_be, &g_model, &err);
     CHECK_MSG(rc == INFVSR_OK, "model %s: %s", E2E_TINY_DIR, err.msg);
@@ -270,7 +270,7 @@ static void test_no_hook(void) {
 
 static void test_cleanup(void) {
     infvsr_model_close(g_model);
-    if (g_be) infvsr_cpu_backend_free(g_be);
+    infvsr_backend_free(g_be);
     g_model = NULL, g_be = NULL;
 }
 
