@@ -34,6 +34,8 @@ struct srv_config {
     char    spool_dir[512];
     int     workers;
     int     threads;
+    char    device[32];            /* backend of the workers: cpu, cuda[:N], auto, devsim[:N] */
+    char    precision[8];          /* auto, f32 or bf16                                 */
     int     max_active_jobs_per_worker;
     int     max_queued_jobs;
     int     max_awaiting_jobs_per_tenant;

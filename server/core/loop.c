@@ -409,6 +409,8 @@ int srv_open(struct srv * s, const struct srv_config * cfg, char * err, size_t e
     o.spool_dir = cfg->spool_dir;
     o.workers = cfg->workers;
     o.threads = cfg->threads;
+    o.device = cfg->device;
+    o.precision = cfg->precision;
     o.max_active_per_worker = cfg->max_active_jobs_per_worker;
     o.max_queued_jobs = cfg->max_queued_jobs;
     o.input_lead_bytes = cfg->input_lead_bytes;

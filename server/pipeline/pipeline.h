@@ -70,6 +70,8 @@ struct pl_engine_opts {
     const char * spool_dir;        /* must exist and be writable                             */
     int     workers;               /* worker threads (engine slots); CPU build: 1             */
     int     threads;               /* CPU kernel threads per worker; 0 = all cores            */
+    const char * device;           /* backend name (infvsr_backend_init_by_name); NULL: cpu   */
+    const char * precision;        /* "auto", "f32" or "bf16"; NULL: auto                     */
     int     max_active_per_worker; /* jobs a worker interleaves; default 2                    */
     int     max_queued_jobs;       /* non-terminal jobs beyond the active ones; default 16    */
     int64_t input_lead_bytes;      /* upload may be this far ahead of the decoder; 32 MiB     */
@@ -102,7 +104,7 @@ struct pl_worker_health {
     int  id;
     bool healthy;          /* false after a device fault (sticky) or a failed model load */
     int  active_jobs;
-    char backend[16];      /* "cpu", "cuda", "null" */
+    char backend[32];      /* the backend's name ("cpu", "cuda:0", "devsim") or "null" */
     char error[256];
 };
 

@@ -135,7 +135,7 @@ struct pl_worker {
     int                rr;             /* next slot to look at (round robin) */
     /* [mu] health */
     bool               loaded, healthy;
-    char               backend[16];
+    char               backend[32];
     char               error[256];
     int                active;
     /* worker thread only */

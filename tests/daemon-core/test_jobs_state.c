@@ -126,6 +126,19 @@ static void test_record_round_trip(void) {
         free(t2);
     }
 
+    /* every error code survives (a failed job comes back with its code after a restart) */
+    for (int c = PL_ERROR_NONE; c <= PL_ERROR_LAST; c++) {
+        a.st.error_code = (enum pl_error_code)c;
+        char * t2 = srv_jrec_format(&a, &len);
+        CHECK_MSG(t2 && srv_jrec_parse(t2, len, &b, err, sizeof(err)) && b.st.error_code == a.st.error_code,
+                  "error code %s", pl_error_code_name((enum pl_error_code)c));
+        srv_jrec_clear(&b);
+        free(t2);
+    }
+    a.st.error_code = PL_ERROR_INTERRUPTED;
+    free(text);
+    text = srv_jrec_format(&a, &len);
+
     /* damage: every single-byte change and every truncation is caught */
     int missed = 0;
     for (size_t i = 0; i < len; i++) {

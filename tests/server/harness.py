@@ -38,6 +38,9 @@ SOURCE_DIR = ENV.get("SOURCE_DIR", os.path.abspath(os.path.join(SERVER_SRC, ".."
 SPEC = os.path.join(SOURCE_DIR, "proto", "openapi.yaml")
 # >1 in sanitizer builds (set by CMake): paced sources slow down by this factor
 SLOWDOWN = float(ENV.get("SERVER_TEST_SLOWDOWN", "1") or 1)
+# Deadlines of waits for a state (wait_state, read_output_when_ready) are this many times the
+# time the wait needs on an idle machine: generous, since a state wait returns at once.
+WAIT_SCALE = 5 * SLOWDOWN
 ERRORS = os.path.join(SOURCE_DIR, "proto", "errors.json")
 
 _live_daemons = []
@@ -474,7 +477,7 @@ class Client:
     def read_output_when_ready(self, job_id, timeout=60):
         """GET /output, repeated every 50 ms while the job has no output yet (a non-200
         answer before the job runs, e.g. 409); returns (Response, t_first_byte)."""
-        deadline = time.time() + timeout
+        deadline = time.time() + timeout * WAIT_SCALE
         while True:
             r, tfb = self.read_output(job_id)
             if r.status == 200 or time.time() > deadline or r.status in (404, 401, 307):
@@ -528,6 +531,11 @@ class Client:
         return r.status, evs
 
     def wait_state(self, job_id, states, timeout=120, poll=0.1):
+        """The job's status once its state is one of `states`. `timeout` is what the wait takes
+        on an idle machine, with room; the deadline is WAIT_SCALE times that, because a wait
+        for a state ends as soon as the state is reached and a loaded CI machine (or a
+        sanitizer build) must not fail a test whose job is merely slow."""
+        timeout *= WAIT_SCALE
         deadline = time.time() + timeout
         j = None
         while time.time() < deadline:
@@ -547,10 +555,12 @@ class Client:
         return parse_metrics(r.body.decode())
 
 
-def gauges_settled(client, timeout=5.0):
-    """(active, queued, awaiting input) once all are 0, or their last values after `timeout` s:
-    slots are released asynchronously (at the worker's next chunk boundary) after a job ends."""
-    deadline = time.time() + timeout
+def gauges_settled(client, timeout=None):
+    """(active, queued, awaiting input) once all are 0, or their last values after `timeout` s
+    (default 60 s x SERVER_TEST_SLOWDOWN: returns as soon as they settle, so a generous
+    deadline costs nothing when they do): slots are released asynchronously (at the worker's
+    next DiT block or VAE layer) after a job ends, later on a loaded machine."""
+    deadline = time.time() + (timeout if timeout is not None else 60 * SLOWDOWN)
     while True:
         m = client.metrics()
         v = (m.get("infvsrd_jobs_active"), m.get("infvsrd_jobs_queued"), m.get("infvsrd_jobs_awaiting_input"))
