@@ -18,7 +18,7 @@
  * name outside the buffer). The region is [method, method + header size) (the access
  * handler's `method` argument is the start of the request line; MHD reports the size).
  *
- * Pure code over those pointers (unit tests: tests/daemon-core/test_http_parse.c); http.c
+ * Pure code over those pointers (unit tests: tests/server-core/test_http_parse.c); http.c
  * feeds it from MHD_get_connection_values_n. */
 #pragma once
 

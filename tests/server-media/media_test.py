@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Media I/O tests (server/media) driven through tests/pipeline/media_tool.c.
+"""Media I/O tests (server/media) driven through tests/server-media/media_tool.c.
 
 Generates inputs with the ffmpeg CLI (testsrc2 + sine audio, mp4/mkv/y4m, odd sizes, a
 subtitle track), decodes and re-encodes them without a model, and checks the result with
