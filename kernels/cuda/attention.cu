@@ -232,7 +232,7 @@ static enum infvsr_status launch_wmma(struct cuda_ctx * c, const attn_p & p, boo
     CU_CHECK(c, err, cudaFuncSetAttribute(k_attn_wmma<D, WARPS>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     dim3 grid((unsigned)((p.nq + L::bq - 1) / L::bq), (unsigned)p.h);
-    k_attn_wmma<D, WARPS><<<grid, WARPS * 32, smem, c->stream>>>(p);
+    CU_LAUNCH(grid, WARPS * 32, smem, c->stream, k_attn_wmma<D, WARPS>)(p);
     CU_CHECK_LAUNCH(c, err);
     *launched = true;
     return INFVSR_OK;
@@ -335,7 +335,7 @@ enum infvsr_status cu_attention(struct infvsr_backend * be, const struct infvsr_
     if ((nq + SIMT_WARPS - 1) / SIMT_WARPS > 0x7fffffffLL)
         return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "attention: too many queries");
     dim3 grid((unsigned)((nq + SIMT_WARPS - 1) / SIMT_WARPS), (unsigned)a->n_heads);
-    k_attn_simt<<<grid, SIMT_WARPS * 32, 0, c->stream>>>(p);
+    CU_LAUNCH(grid, SIMT_WARPS * 32, 0, c->stream, k_attn_simt)(p);
     CU_CHECK_LAUNCH(c, err);
     c->last_attn_kernel = "simt";
     return INFVSR_OK;

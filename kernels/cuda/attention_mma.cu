@@ -23,6 +23,7 @@
  * mod 32, so the 8 groups x 4 lanes hit 32 distinct banks).
  * Not yet: cp.async double buffering, ldmatrix, wgmma/TMA (sm_90a). */
 #include "attention_internal.cuh"
+#include "mma_bf16.cuh"
 
 #define MM_BQ   64
 #define MM_BK   64
@@ -43,13 +44,6 @@ __device__ __forceinline__ uint32_t ld_s32(const __nv_bfloat16 * p) {
 __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
     __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi); /* .x = lo = low 16 bits */
     return *(uint32_t *)&h;
-}
-
-__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 template <int D>
@@ -113,7 +107,7 @@ __global__ void __launch_bounds__(128) k_attn_mma(attn_p p) {
             s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
             const __nv_bfloat16 * kr = sK + (nt * 8 + g) * LDT + 2 * t;
 #pragma unroll
-            for (int kk = 0; kk < KS; kk++) mma_16816(s[nt], qf[kk], ld_s32(kr + kk * 16), ld_s32(kr + kk * 16 + 8));
+            for (int kk = 0; kk < KS; kk++) cu_mma_bf16_16816(s[nt], qf[kk], ld_s32(kr + kk * 16), ld_s32(kr + kk * 16 + 8));
         }
 
         /* scale, bias, mask; row maxima over the 4 lanes of the group */
@@ -168,7 +162,7 @@ __global__ void __launch_bounds__(128) k_attn_mma(attn_p p) {
             const __nv_bfloat16 * vr = sVt + g * MM_LDVT + kb * 16 + 2 * t;
 #pragma unroll
             for (int dt = 0; dt < DT; dt++)
-                mma_16816(o[dt], pa, ld_s32(vr + dt * 8 * MM_LDVT), ld_s32(vr + dt * 8 * MM_LDVT + 8));
+                cu_mma_bf16_16816(o[dt], pa, ld_s32(vr + dt * 8 * MM_LDVT), ld_s32(vr + dt * 8 * MM_LDVT + 8));
         }
     }
 
@@ -201,7 +195,7 @@ static enum infvsr_status launch_mma(struct cuda_ctx * c, const attn_p & p, bool
     CU_CHECK(c, err, cudaFuncSetAttribute(k_attn_mma<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           (int)smem));
     dim3 grid((unsigned)((p.nq + MM_BQ - 1) / MM_BQ), (unsigned)p.h);
-    k_attn_mma<D><<<grid, 128, smem, c->stream>>>(p);
+    CU_LAUNCH(grid, 128, smem, c->stream, k_attn_mma<D>)(p);
     CU_CHECK_LAUNCH(c, err);
     *launched = true;
     return INFVSR_OK;

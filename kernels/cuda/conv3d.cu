@@ -146,7 +146,7 @@ enum infvsr_status cu_conv3d(struct infvsr_backend * be, const struct infvsr_con
         if (direct) {
             gm.a = (const char *)x->data + p0 * es; gm.lda = P;
         } else {
-            k_im2col<<<cu_grid_for(kc * n, 256), 256, 0, c->stream>>>(x->data, x->dtype, s.col, g, p0,
+            CU_LAUNCH(cu_grid_for(kc * n, 256), 256, 0, c->stream, k_im2col)(x->data, x->dtype, s.col, g, p0,
                                                                        n, kc);
             CU_CHECK_LAUNCH(c, err);
             gm.a = s.col; gm.lda = n;

@@ -17,6 +17,7 @@
  * Used for bf16 activations when selected (infvsr_cuda_backend_set_conv_kernel); the
  * default stays im2col + cuBLASLt until this kernel has been measured on a GPU. */
 #include "cuda_common.cuh"
+#include "mma_bf16.cuh"
 
 #define IG_BM  64
 #define IG_BN  128
@@ -30,13 +31,6 @@ struct ig_geom {
     int64_t to, ho, wo, P;
     int     st, sh, sw, pt, pl;
 };
-
-__device__ __forceinline__ void ig_mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 
 __device__ __forceinline__ uint32_t ig_ld32(const __nv_bfloat16 * p) { return *(const uint32_t *)p; }
 
@@ -130,8 +124,8 @@ __global__ void __launch_bounds__(128) k_conv3d_implicit(const __nv_bfloat16 * _
             for (int nt = 0; nt < 8; nt++) {
                 const __nv_bfloat16 * br = sB + (wn * 64 + nt * 8 + gq) * IG_LDB + ks * 16 + 2 * tq;
                 const uint32_t b0 = ig_ld32(br), b1 = ig_ld32(br + 8);
-                ig_mma(acc[0][nt], a[0], b0, b1);
-                ig_mma(acc[1][nt], a[1], b0, b1);
+                cu_mma_bf16_16816(acc[0][nt], a[0], b0, b1);
+                cu_mma_bf16_16816(acc[1][nt], a[1], b0, b1);
             }
         }
     }
@@ -173,7 +167,7 @@ enum infvsr_status cu_conv3d_implicit(struct cuda_ctx * c, const void * x, const
     const int64_t gx = (g.P + IG_BN - 1) / IG_BN, gy = (g.cout + IG_BM - 1) / IG_BM;
     if (gx > 0x7fffffffLL || gy > 65535)
         return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "conv3d (implicit): grid too large");
-    k_conv3d_implicit<<<dim3((unsigned)gx, (unsigned)gy), 128, 0, c->stream>>>(
+    CU_LAUNCH(dim3((unsigned)gx, (unsigned)gy), 128, 0, c->stream, k_conv3d_implicit)(
         (const __nv_bfloat16 *)x, (const __nv_bfloat16 *)w, bias, bias_dtype, y, y_dtype, g);
     CU_CHECK_LAUNCH(c, err);
     return INFVSR_OK;

@@ -156,7 +156,7 @@ enum infvsr_status cu_copy(struct infvsr_backend * be, const struct infvsr_copy_
     p.m = plan.use_m ? a->m->data : nullptr, p.md = plan.use_m ? (int)a->m->dtype : 0;
     p.y = a->y->data, p.yd = (int)a->y->dtype;
     p.es = (int)es, p.alpha = a->alpha, p.n = plan.n;
-    k_copy<<<cu_grid_for(plan.n, CP_THREADS), CP_THREADS, 0, c->stream>>>(p);
+    CU_LAUNCH(cu_grid_for(plan.n, CP_THREADS), CP_THREADS, 0, c->stream, k_copy)(p);
     CU_CHECK_LAUNCH(c, err);
     return INFVSR_OK;
 }
@@ -190,7 +190,7 @@ enum infvsr_status cu_gather_rows(struct infvsr_backend * be, const struct infvs
     int word = 16;
     while (word > 2 && (row_bytes % word || (uintptr_t)x->data % word || (uintptr_t)y->data % word)) word /= 2;
     int64_t row_words = (int64_t)(row_bytes / word);
-    k_gather_rows<<<cu_grid_for(rows * row_words, CP_THREADS), CP_THREADS, 0, c->stream>>>(
+    CU_LAUNCH(cu_grid_for(rows * row_words, CP_THREADS), CP_THREADS, 0, c->stream, k_gather_rows)(
         (const char *)x->data, (const int32_t *)idx->data, (char *)y->data, rows, row_words, word);
     CU_CHECK_LAUNCH(c, err);
     return INFVSR_OK;

@@ -37,6 +37,17 @@ struct cuda_ctx {
     char                  name[64];
 };
 
+/* Every kernel launch is written CU_LAUNCH(grid, block, smem, stream, kernel)(args...):
+ * on nvcc exactly kernel<<<grid, block, smem, stream>>>(args...); in the kernel-emulation
+ * build (INFVSR_CUDA_EMU: the .cu files compiled as host C++, kernels/cuda/emu) a call of
+ * the emulator's launcher, which has no <<< >>> syntax to parse. */
+#ifdef INFVSR_CUDA_EMU
+#define CU_LAUNCH(grid, block, smem, stream, ...) \
+    ::emu::launch_of((grid), (block), (smem), #__VA_ARGS__, __VA_ARGS__)
+#else
+#define CU_LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<grid, block, smem, stream>>>
+#endif
+
 #define CU_LT_WORKSPACE (32u << 20) /* cuBLASLt heuristics prefer >= 32 MiB on Hopper */
 
 static inline struct cuda_ctx * cu_ctx(struct infvsr_backend * be) {

@@ -82,7 +82,7 @@ enum infvsr_status cu_apply_unary(struct cuda_ctx * c, enum infvsr_unary_op op, 
                                   int x_dtype, void * y, int y_dtype, int64_t n,
                                   struct infvsr_err * err) {
     if (n == 0) return INFVSR_OK;
-    k_unary<<<cu_grid_for(n, EW_THREADS), EW_THREADS, 0, c->stream>>>((int)op, x, x_dtype, y,
+    CU_LAUNCH(cu_grid_for(n, EW_THREADS), EW_THREADS, 0, c->stream, k_unary)((int)op, x, x_dtype, y,
                                                                        y_dtype, n);
     CU_CHECK_LAUNCH(c, err);
     return INFVSR_OK;
@@ -91,7 +91,7 @@ enum infvsr_status cu_apply_unary(struct cuda_ctx * c, enum infvsr_unary_op op, 
 enum infvsr_status cu_convert(struct cuda_ctx * c, const void * src, int src_dtype, void * dst,
                               int dst_dtype, int64_t n, struct infvsr_err * err) {
     if (n == 0) return INFVSR_OK;
-    k_convert<<<cu_grid_for(n, EW_THREADS), EW_THREADS, 0, c->stream>>>(src, src_dtype, dst,
+    CU_LAUNCH(cu_grid_for(n, EW_THREADS), EW_THREADS, 0, c->stream, k_convert)(src, src_dtype, dst,
                                                                          dst_dtype, n);
     CU_CHECK_LAUNCH(c, err);
     return INFVSR_OK;
@@ -102,7 +102,7 @@ enum infvsr_status cu_bias_act(struct cuda_ctx * c, void * y, int y_dtype, const
                                enum infvsr_unary_op act, struct infvsr_err * err) {
     int64_t n = rows * cols;
     if (n == 0 || (!b && act >= INFVSR_UNARY_COUNT)) return INFVSR_OK;
-    k_bias_act<<<cu_grid_for(n, EW_THREADS), EW_THREADS, 0, c->stream>>>(
+    CU_LAUNCH(cu_grid_for(n, EW_THREADS), EW_THREADS, 0, c->stream, k_bias_act)(
         y, y_dtype, b, b_dtype, rows, cols, per_row ? 1 : 0, (int)act);
     CU_CHECK_LAUNCH(c, err);
     return INFVSR_OK;
@@ -133,7 +133,7 @@ enum infvsr_status cu_add(struct infvsr_backend * be, const struct infvsr_tensor
     INFVSR_TRY(cu_check_same(b, y, "add", err));
     int64_t n = infvsr_tensor_numel(y);
     if (n == 0) return INFVSR_OK;
-    k_add<<<cu_grid_for(n, EW_THREADS), EW_THREADS, 0, c->stream>>>(a->data, a->dtype, b->data,
+    CU_LAUNCH(cu_grid_for(n, EW_THREADS), EW_THREADS, 0, c->stream, k_add)(a->data, a->dtype, b->data,
                                                                      b->dtype, y->data, y->dtype, n);
     CU_CHECK_LAUNCH(c, err);
     return INFVSR_OK;
@@ -160,7 +160,7 @@ enum infvsr_status cu_add_gated(struct infvsr_backend * be, const struct infvsr_
     }
     int64_t n = infvsr_tensor_numel(y);
     if (n == 0) return INFVSR_OK;
-    k_add_gated<<<cu_grid_for(n, EW_THREADS), EW_THREADS, 0, c->stream>>>(
+    CU_LAUNCH(cu_grid_for(n, EW_THREADS), EW_THREADS, 0, c->stream, k_add_gated)(
         x->data, x->dtype, gate ? gate->data : nullptr, gate ? gate->dtype : 0, d->data, d->dtype,
         y->data, y->dtype, n, cols);
     CU_CHECK_LAUNCH(c, err);
@@ -180,7 +180,7 @@ enum infvsr_status cu_affine_clamp(struct infvsr_backend * be, const struct infv
                               (double)hi);
     int64_t n = infvsr_tensor_numel(y);
     if (n == 0) return INFVSR_OK;
-    k_affine_clamp<<<cu_grid_for(n, EW_THREADS), EW_THREADS, 0, c->stream>>>(
+    CU_LAUNCH(cu_grid_for(n, EW_THREADS), EW_THREADS, 0, c->stream, k_affine_clamp)(
         x->data, x->dtype, alpha, beta, lo, hi, y->data, y->dtype, n);
     CU_CHECK_LAUNCH(c, err);
     return INFVSR_OK;
@@ -200,7 +200,7 @@ enum infvsr_status cu_softmax(struct infvsr_backend * be, const struct infvsr_te
     int64_t blocks = (rows + warps - 1) / warps;
     if (blocks > 0x7fffffffLL)
         return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "softmax: %lld rows is too many", (long long)rows);
-    k_softmax<<<(unsigned)blocks, warps * 32, 0, c->stream>>>(x->data, x->dtype, y->data, y->dtype,
+    CU_LAUNCH((unsigned)blocks, warps * 32, 0, c->stream, k_softmax)(x->data, x->dtype, y->data, y->dtype,
                                                               rows, cols);
     CU_CHECK_LAUNCH(c, err);
     return INFVSR_OK;

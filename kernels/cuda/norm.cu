@@ -120,7 +120,7 @@ enum infvsr_status cu_layer_norm(struct infvsr_backend * be, const struct infvsr
     const int64_t rows = infvsr_tensor_numel(x) / cols;
     unsigned blocks = 0;
     INFVSR_TRY(row_grid(rows, &blocks, "layer_norm", err));
-    k_layer_norm<<<blocks, ROW_WARPS * 32, 0, c->stream>>>(
+    CU_LAUNCH(blocks, ROW_WARPS * 32, 0, c->stream, k_layer_norm)(
         x->data, x->dtype, w ? w->data : nullptr, w ? w->dtype : 0, b ? b->data : nullptr,
         b ? b->dtype : 0, eps, y->data, y->dtype, rows, cols);
     CU_CHECK_LAUNCH(c, err);
@@ -141,7 +141,7 @@ enum infvsr_status cu_rms_norm(struct infvsr_backend * be, const struct infvsr_t
     const int64_t rows = infvsr_tensor_numel(x) / cols;
     unsigned blocks = 0;
     INFVSR_TRY(row_grid(rows, &blocks, "rms_norm", err));
-    k_rms_norm<<<blocks, ROW_WARPS * 32, 0, c->stream>>>(x->data, x->dtype, w ? w->data : nullptr,
+    CU_LAUNCH(blocks, ROW_WARPS * 32, 0, c->stream, k_rms_norm)(x->data, x->dtype, w ? w->data : nullptr,
                                                          w ? w->dtype : 0, eps, y->data, y->dtype,
                                                          rows, cols);
     CU_CHECK_LAUNCH(c, err);
@@ -162,7 +162,7 @@ enum infvsr_status cu_channel_rms_norm(struct infvsr_backend * be, const struct 
     INFVSR_TRY(check_vec(gamma, C, "channel_rms_norm", "gamma", err));
     if (C == 0 || infvsr_tensor_numel(x) == 0) return INFVSR_OK;
     const int64_t S = infvsr_tensor_numel(x) / C;
-    k_channel_rms_norm<<<cu_grid_for(S, 256), 256, 0, c->stream>>>(
+    CU_LAUNCH(cu_grid_for(S, 256), 256, 0, c->stream, k_channel_rms_norm)(
         x->data, x->dtype, gamma->data, gamma->dtype, y->data, y->dtype, C, S);
     CU_CHECK_LAUNCH(c, err);
     return INFVSR_OK;
@@ -181,7 +181,7 @@ enum infvsr_status cu_modulate(struct infvsr_backend * be, const struct infvsr_t
     INFVSR_TRY(check_vec(shift, cols, "modulate", "shift", err));
     const int64_t n = infvsr_tensor_numel(x);
     if (n == 0) return INFVSR_OK;
-    k_modulate<<<cu_grid_for(n, 256), 256, 0, c->stream>>>(x->data, x->dtype, scale->data,
+    CU_LAUNCH(cu_grid_for(n, 256), 256, 0, c->stream, k_modulate)(x->data, x->dtype, scale->data,
                                                            scale->dtype, shift->data, shift->dtype,
                                                            y->data, y->dtype, n, cols);
     CU_CHECK_LAUNCH(c, err);

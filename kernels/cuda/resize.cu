@@ -174,7 +174,7 @@ enum infvsr_status cu_resize(struct infvsr_backend * be, enum infvsr_resize_mode
     }
     if (mode == INFVSR_RESIZE_NEAREST) {
         const int64_t n = planes * Ho * Wo;
-        k_resize_nearest<<<cu_grid_for(n, 256), 256, 0, c->stream>>>(
+        CU_LAUNCH(cu_grid_for(n, 256), 256, 0, c->stream, k_resize_nearest)(
             x->data, x->dtype, y->data, y->dtype, planes, H, W, Ho, Wo, dt.first[0], dt.first[1]);
         CU_CHECK_LAUNCH(c, err);
         return INFVSR_OK;
@@ -182,12 +182,12 @@ enum infvsr_status cu_resize(struct infvsr_backend * be, enum infvsr_resize_mode
     tmp_block tmp(c);
     INFVSR_TRY(cu_scratch(c, (size_t)(planes * H * Wo) * sizeof(float), &tmp.p, err));
     const int64_t nh = planes * H * Wo;
-    k_resize_h<<<cu_grid_for(nh, 256), 256, 0, c->stream>>>(x->data, x->dtype, (float *)tmp.p,
+    CU_LAUNCH(cu_grid_for(nh, 256), 256, 0, c->stream, k_resize_h)(x->data, x->dtype, (float *)tmp.p,
                                                             planes * H, W, Wo, dt.first[1],
                                                             dt.ntaps[1], dt.w[1], tab[1].max_taps);
     CU_CHECK_LAUNCH(c, err);
     const int64_t nv = planes * Ho * Wo;
-    k_resize_v<<<cu_grid_for(nv, 256), 256, 0, c->stream>>>((const float *)tmp.p, y->data, y->dtype,
+    CU_LAUNCH(cu_grid_for(nv, 256), 256, 0, c->stream, k_resize_v)((const float *)tmp.p, y->data, y->dtype,
                                                             planes, H, Ho, Wo, dt.first[0],
                                                             dt.ntaps[0], dt.w[0], tab[0].max_taps);
     CU_CHECK_LAUNCH(c, err);

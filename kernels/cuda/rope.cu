@@ -50,7 +50,7 @@ enum infvsr_status cu_rope(struct infvsr_backend * be, const struct infvsr_tenso
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "rope: freqs must be [%lld, %lld, 2]", (long long)N,
                       (long long)half_d);
     const int64_t total = N * n_heads * half_d;
-    k_rope<<<cu_grid_for(total, 256), 256, 0, c->stream>>>(x->data, x->dtype,
+    CU_LAUNCH(cu_grid_for(total, 256), 256, 0, c->stream, k_rope)(x->data, x->dtype,
                                                            (const double *)freqs->data, y->data,
                                                            y->dtype, N, n_heads, half_d);
     CU_CHECK_LAUNCH(c, err);

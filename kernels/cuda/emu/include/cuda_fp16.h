@@ -1,0 +1,3 @@
+/* Kernel-emulation shim: see ../cuda_emu.h. */
+#pragma once
+#include "../cuda_emu.h"
