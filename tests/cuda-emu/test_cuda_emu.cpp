@@ -59,15 +59,17 @@ void setup_dev(infvsr_tensor & t, const char * name, infvsr_dtype dt, int ndim, 
 
 /* Input: random values in [lo, hi), rounded to dt, the same values on the host side. */
 typedef std::vector<int64_t> shape_t;
-void make_in(pair_t & p, const char * name, infvsr_dtype dt, const shape_t & shape, float lo = -1, float hi = 1) {
+void make_in(pair_t & p, const char * name, infvsr_dtype dt, const shape_t & shape, float lo = -1, float hi = 1,
+             infvsr_dtype host_dt = INFVSR_TYPE_F32) {
     const int ndim = (int)shape.size();
     setup_dev(p.dev, name, dt, ndim, shape.data());
-    if (infvsr_tensor_alloc(&p.host, name, INFVSR_TYPE_F32, ndim, shape.data()) != INFVSR_OK) abort();
+    if (infvsr_tensor_alloc(&p.host, name, host_dt, ndim, shape.data()) != INFVSR_OK) abort();
     const int64_t n = infvsr_tensor_numel(&p.dev);
     std::vector<float> v((size_t)n);
     for (float & x : v) x = frand(lo, hi);
     infvsr_convert_from_f32(p.dev.data, dt, v.data(), (size_t)n);
-    infvsr_convert_to_f32((float *)p.host.data, p.dev.data, dt, (size_t)n);
+    infvsr_convert_to_f32(v.data(), p.dev.data, dt, (size_t)n); /* the values as stored */
+    infvsr_convert_from_f32(p.host.data, host_dt, v.data(), (size_t)n);
 }
 void make_out(pair_t & p, const char * name, infvsr_dtype dt, const shape_t & shape) {
     const int ndim = (int)shape.size();
@@ -210,6 +212,139 @@ void run_conv(infvsr_backend * cpu, int cin, int t, int h, int w, int cout, int 
     finish(name, st, err, rst, rerr, dv, y.dev, y.host, yd == INFVSR_TYPE_F32 ? 1e-5 : 5e-3);
 }
 
+/* ---------------------------------------------------------------- the other families */
+
+/* Runs dev(be, err) on the emulated device and ref(cpu, err) on the CPU backend. */
+template <class Dev, class Ref>
+void check(const char * name, infvsr_backend * cpu, pair_t & out, double tol, Dev dev, Ref ref) {
+    emu_dev       dv;
+    infvsr_err    err{}, rerr{};
+    infvsr_status st = dev(&dv.be, &err);
+    infvsr_status rst = ref(cpu, &rerr);
+    finish(name, st, err, rst, rerr, dv, out.dev, out.host, tol);
+}
+#define BOTH(call_dev, call_ref) \
+    [&](infvsr_backend * be, infvsr_err * e) { return call_dev; }, [&](infvsr_backend * be, infvsr_err * e) { return call_ref; }
+
+void run_norm_cases(infvsr_backend * cpu) {
+    for (infvsr_dtype xd : { INFVSR_TYPE_F32, INFVSR_TYPE_BF16 }) {
+        const int64_t rows = 19, cols = 100; /* rows ragged against 8 warps per block */
+        pair_t x, w, b, y;
+        make_in(x, "x", xd, { rows, cols }, -2, 3);
+        make_in(w, "w", INFVSR_TYPE_BF16, { cols });
+        make_in(b, "b", INFVSR_TYPE_F32, { cols });
+        make_out(y, "y", INFVSR_TYPE_F32, { rows, cols });
+        std::string n = std::string("layer_norm x ") + infvsr_dtype_name(xd) + " [19,100] w bf16 b";
+        check(n.c_str(), cpu, y, 1e-5,
+              BOTH(cu_layer_norm(be, &x.dev, &w.dev, &b.dev, 1e-6f, &y.dev, e),
+                   infvsr_op_layer_norm(be, &x.host, &w.host, &b.host, 1e-6f, &y.host, e)));
+        n = std::string("rms_norm x ") + infvsr_dtype_name(xd) + " [19,100] w";
+        check(n.c_str(), cpu, y, 1e-5,
+              BOTH(cu_rms_norm(be, &x.dev, &w.dev, 1e-6f, &y.dev, e),
+                   infvsr_op_rms_norm(be, &x.host, &w.host, 1e-6f, &y.host, e)));
+    }
+    {
+        pair_t x, g, y;
+        make_in(x, "x", INFVSR_TYPE_F32, { 6, 3, 110 });
+        make_in(g, "gamma", INFVSR_TYPE_F32, { 6 });
+        make_out(y, "y", INFVSR_TYPE_BF16, { 6, 3, 110 });
+        check("channel_rms_norm [6,3,110] -> bf16", cpu, y, 5e-3,
+              BOTH(cu_channel_rms_norm(be, &x.dev, &g.dev, &y.dev, e),
+                   infvsr_op_channel_rms_norm(be, &x.host, &g.host, &y.host, e)));
+    }
+    {
+        pair_t x, sc, sh, y;
+        make_in(x, "x", INFVSR_TYPE_F32, { 19, 40 });
+        make_in(sc, "scale", INFVSR_TYPE_F32, { 40 });
+        make_in(sh, "shift", INFVSR_TYPE_F16, { 40 });
+        make_out(y, "y", INFVSR_TYPE_F32, { 19, 40 });
+        check("modulate [19,40] shift f16", cpu, y, 1e-6,
+              BOTH(cu_modulate(be, &x.dev, &sc.dev, &sh.dev, &y.dev, e),
+                   infvsr_op_modulate(be, &x.host, &sc.host, &sh.host, &y.host, e)));
+    }
+}
+
+void run_rope_case(infvsr_backend * cpu) {
+    pair_t x, f, y;
+    make_in(x, "x", INFVSR_TYPE_F32, { 5, 3 * 8 });
+    make_in(f, "freqs", INFVSR_TYPE_F64, { 5, 4, 2 }, -1, 1, INFVSR_TYPE_F64);
+    make_out(y, "y", INFVSR_TYPE_F32, { 5, 3 * 8 });
+    check("rope x [5, 3x8] freqs f64", cpu, y, 1e-7,
+          BOTH(cu_rope(be, &x.dev, &f.dev, 3, &y.dev, e), infvsr_op_rope(be, &x.host, &f.host, 3, &y.host, e)));
+}
+
+void run_resize_cases(infvsr_backend * cpu) {
+    static const char * names[] = { "nearest", "bilinear_aa", "bicubic_aa" };
+    for (int m = 0; m < INFVSR_RESIZE_COUNT; m++) {
+        pair_t x, y;
+        make_in(x, "x", INFVSR_TYPE_F32, { 2, 9, 11 });
+        make_out(y, "y", INFVSR_TYPE_F32, { 2, 5, 17 }); /* one axis down, one up */
+        std::string n = std::string("resize ") + names[m] + " [2,9,11] -> [2,5,17]";
+        /* same tap tables, same summation order, no FMA: bit-identical (tolerance 0) */
+        check(n.c_str(), cpu, y, 0.0,
+              BOTH(cu_resize(be, (infvsr_resize_mode)m, &x.dev, &y.dev, e),
+                   infvsr_op_resize(be, (infvsr_resize_mode)m, &x.host, &y.host, e)));
+    }
+}
+
+void run_elementwise_cases(infvsr_backend * cpu) {
+    static const char * un[] = { "gelu_tanh", "gelu_erf", "silu" };
+    for (int op = 0; op < INFVSR_UNARY_COUNT; op++) {
+        pair_t x, y;
+        make_in(x, "x", INFVSR_TYPE_F32, { 1000 }, -4, 4); /* 4 blocks of 256 */
+        make_out(y, "y", INFVSR_TYPE_F32, { 1000 });
+        std::string n = std::string("unary ") + un[op] + " [1000]";
+        check(n.c_str(), cpu, y, 1e-6,
+              BOTH(cu_unary(be, (infvsr_unary_op)op, &x.dev, &y.dev, e),
+                   infvsr_op_unary(be, (infvsr_unary_op)op, &x.host, &y.host, e)));
+    }
+    pair_t a, b, g, y, yb;
+    make_in(a, "a", INFVSR_TYPE_F32, { 19, 40 });
+    make_in(b, "b", INFVSR_TYPE_BF16, { 19, 40 });
+    make_in(g, "gate", INFVSR_TYPE_F32, { 40 });
+    make_out(y, "y", INFVSR_TYPE_F32, { 19, 40 });
+    make_out(yb, "yb", INFVSR_TYPE_BF16, { 19, 40 });
+    check("add f32 + bf16 [19,40]", cpu, y, 0.0,
+          BOTH(cu_add(be, &a.dev, &b.dev, &y.dev, e), infvsr_op_add(be, &a.host, &b.host, &y.host, e)));
+    check("add_gated [19,40] gate -> bf16", cpu, yb, 5e-3,
+          BOTH(cu_add_gated(be, &a.dev, &g.dev, &b.dev, &yb.dev, e),
+               infvsr_op_add_gated(be, &a.host, &g.host, &b.host, &yb.host, e)));
+    check("affine_clamp [19,40]", cpu, y, 0.0,
+          BOTH(cu_affine_clamp(be, &a.dev, 1.5f, -0.2f, -0.5f, 0.7f, &y.dev, e),
+               infvsr_op_affine_clamp(be, &a.host, 1.5f, -0.2f, -0.5f, 0.7f, &y.host, e)));
+    pair_t s, sy;
+    make_in(s, "s", INFVSR_TYPE_F32, { 11, 70 }, -5, 5);
+    make_out(sy, "sy", INFVSR_TYPE_F32, { 11, 70 });
+    check("softmax [11,70]", cpu, sy, 1e-6,
+          BOTH(cu_softmax(be, &s.dev, &sy.dev, e), infvsr_op_softmax(be, &s.host, &sy.host, e)));
+}
+
+void run_copy_cases(infvsr_backend * cpu) {
+    /* a transposing SET with conversion f32 -> f32 through strides ([6, 4] view of a [4, 6]
+     * tensor), then ACCUMULATE y += (alpha x) * m with a broadcast m (stride 0) */
+    pair_t x, m, y;
+    make_in(x, "x", INFVSR_TYPE_F32, { 4, 6 });
+    make_in(m, "m", INFVSR_TYPE_F32, { 6 });
+    make_out(y, "y", INFVSR_TYPE_F32, { 6, 4 });
+    auto args = [&](bool dev, infvsr_copy_mode mode) {
+        infvsr_copy_args a = infvsr_copy_args_init(mode, 2);
+        a.extent[0] = 6, a.extent[1] = 4;
+        a.x = dev ? &x.dev : &x.host, a.x_stride[0] = 1, a.x_stride[1] = 6;
+        a.y = dev ? &y.dev : &y.host, a.y_stride[0] = 4, a.y_stride[1] = 1;
+        if (mode == INFVSR_COPY_ACCUMULATE) {
+            a.m = dev ? &m.dev : &m.host, a.m_stride[0] = 1, a.m_stride[1] = 0;
+            a.alpha = 0.75f;
+        }
+        return a;
+    };
+    infvsr_copy_args d0 = args(true, INFVSR_COPY_SET), r0 = args(false, INFVSR_COPY_SET);
+    check("copy SET transposed view [4,6] -> [6,4]", cpu, y, 0.0,
+          BOTH(cu_copy(be, &d0, e), infvsr_op_copy(be, &r0, e)));
+    infvsr_copy_args d1 = args(true, INFVSR_COPY_ACCUMULATE), r1 = args(false, INFVSR_COPY_ACCUMULATE);
+    check("copy ACCUMULATE y += (0.75 x) * m (broadcast m)", cpu, y, 0.0,
+          BOTH(cu_copy(be, &d1, e), infvsr_op_copy(be, &r1, e)));
+}
+
 }  // namespace
 
 void run_mma_cases(infvsr_backend * cpu) {
@@ -239,6 +374,11 @@ void run_other_cases(infvsr_backend * cpu) {
     run_attention(cpu, { INFVSR_CUDA_ATTN_SIMT, 3, 40, 9, 13, 6, true, 227 * 1024, "simt" });
     /* AUTO picks mma for 128. */
     run_attention(cpu, { INFVSR_CUDA_ATTN_AUTO, 1, 128, 17, 20, 0, false, 227 * 1024, "mma" });
+    run_norm_cases(cpu);
+    run_rope_case(cpu);
+    run_resize_cases(cpu);
+    run_elementwise_cases(cpu);
+    run_copy_cases(cpu);
 }
 
 int main(int argc, char ** argv) {
