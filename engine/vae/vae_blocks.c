@@ -2,7 +2,6 @@
  * attention, and the four resample modes with their first-call rules; plus the
  * encoder/decoder driver (conv1, layers, head). */
 #include <math.h>
-#include <string.h>
 
 #include "vae/vae_internal.h"
 
@@ -26,13 +25,14 @@ static enum infvsr_status residual_forward(struct vae_run * r, const struct vae_
         vae_view(r, sum, &ts);
         INFVSR_TRY(infvsr_op_add(r->be, &tc, &th, &ts, r->err));
     }
-    vae_settle(r, base, sum);
+    INFVSR_TRY(vae_settle(r, base, sum));
     *x = *sum;
     return INFVSR_OK;
 }
 
 /* Per frame: tokens [HW, C] of norm(x), q/k/v 1x1 convs, single-head softmax attention
- * (head dim C), 1x1 projection, added to x in place. */
+ * (head dim C), 1x1 projection, added to x in place. The [C, HW] <-> [HW, C] transposes
+ * are strided copies (the add-back an ACCUMULATE: x + (1 * p), the same f32 sum as before). */
 static enum infvsr_status attention_forward(struct vae_run * r, const struct vae_attention * l, struct vae_act * x) {
     size_t base = x->off;
     int c = x->c, hw = x->h * x->w;
@@ -49,17 +49,24 @@ static enum infvsr_status attention_forward(struct vae_run * r, const struct vae
         vae_view(r, &n, &tn);
         INFVSR_TRY(infvsr_op_channel_rms_norm(r->be, &tx, &l->gamma, &tn, r->err));
         int64_t s2[2] = { hw, c };
-        infvsr_tensor_view(&ttok, NULL, INFVSR_TYPE_F32, 2, s2, vae_ptr(r, &tok));
-        infvsr_tensor_view(&tq, NULL, INFVSR_TYPE_F32, 2, s2, vae_ptr(r, &q));
-        infvsr_tensor_view(&tk, NULL, INFVSR_TYPE_F32, 2, s2, vae_ptr(r, &k));
-        infvsr_tensor_view(&tv, NULL, INFVSR_TYPE_F32, 2, s2, vae_ptr(r, &v));
-        infvsr_tensor_view(&to, NULL, INFVSR_TYPE_F32, 2, s2, vae_ptr(r, &o));
-        float * xs = vae_ptr(r, x), * ns = vae_ptr(r, &n), * ts = vae_ptr(r, &tok);
+        vae_view_at(r, tok.off, 2, s2, &ttok);
+        vae_view_at(r, q.off, 2, s2, &tq);
+        vae_view_at(r, k.off, 2, s2, &tk);
+        vae_view_at(r, v.off, 2, s2, &tv);
+        vae_view_at(r, o.off, 2, s2, &to);
+        /* [C, T, HW] frame t <-> tokens [HW, C]: extent [C, HW]. */
+        struct infvsr_copy_args in = infvsr_copy_args_init(INFVSR_COPY_SET, 2);
+        in.extent[0] = c, in.extent[1] = hw;
+        in.x = r->arena, in.x_stride[0] = (int64_t)x->t * hw, in.x_stride[1] = 1;
+        in.y = r->arena, in.y_offset = (int64_t)tok.off, in.y_stride[0] = 1, in.y_stride[1] = c;
+        struct infvsr_copy_args back = infvsr_copy_args_init(INFVSR_COPY_ACCUMULATE, 2);
+        back.extent[0] = c, back.extent[1] = hw;
+        back.x = r->arena, back.x_offset = (int64_t)tok.off, back.x_stride[0] = 1, back.x_stride[1] = c;
+        back.y = r->arena, back.y_stride[0] = (int64_t)x->t * hw, back.y_stride[1] = 1;
         for (int t = 0; t < x->t; t++) {
-            for (int ch = 0; ch < c; ch++) {
-                const float * src = ns + ((size_t)ch * x->t + t) * hw;
-                for (int p = 0; p < hw; p++) ts[(size_t)p * c + ch] = src[p];
-            }
+            in.x_offset   = (int64_t)n.off + (int64_t)t * hw;
+            back.y_offset = (int64_t)x->off + (int64_t)t * hw;
+            INFVSR_TRY(infvsr_op_copy(r->be, &in, r->err));
             INFVSR_TRY(infvsr_op_linear(r->be, &ttok, &l->wq, &l->bq, INFVSR_UNARY_COUNT, &tq, r->err));
             INFVSR_TRY(infvsr_op_linear(r->be, &ttok, &l->wk, &l->bk, INFVSR_UNARY_COUNT, &tk, r->err));
             INFVSR_TRY(infvsr_op_linear(r->be, &ttok, &l->wv, &l->bv, INFVSR_UNARY_COUNT, &tv, r->err));
@@ -68,14 +75,10 @@ static enum infvsr_status attention_forward(struct vae_run * r, const struct vae
             };
             INFVSR_TRY(infvsr_op_attention(r->be, &aa, r->err));
             INFVSR_TRY(infvsr_op_linear(r->be, &to, &l->wproj, &l->bproj, INFVSR_UNARY_COUNT, &ttok, r->err));
-            for (int ch = 0; ch < c; ch++) {
-                float * dst = xs + ((size_t)ch * x->t + t) * hw;
-                for (int p = 0; p < hw; p++) dst[p] += ts[(size_t)p * c + ch];
-            }
+            INFVSR_TRY(infvsr_op_copy(r->be, &back, r->err));
         }
     }
-    vae_settle(r, base, x);
-    return INFVSR_OK;
+    return vae_settle(r, base, x);
 }
 
 /* Per frame: zero-pad right/bottom by 1, 3x3 conv with stride 2. */
@@ -83,7 +86,7 @@ static enum infvsr_status down_spatial(struct vae_run * r, const struct vae_resa
     size_t base = x->off;
     struct vae_act y;
     INFVSR_TRY(vae_conv_plain(r, &l->spatial, x, 1, 2, 0, 1, 0, 1, &y));
-    vae_settle(r, base, &y);
+    INFVSR_TRY(vae_settle(r, base, &y));
     *x = y;
     return INFVSR_OK;
 }
@@ -91,15 +94,14 @@ static enum infvsr_status down_spatial(struct vae_run * r, const struct vae_resa
 /* Time conv (3,1,1) stride 2 over [last cached frame | x]; the stream's first call only
  * stores its last frame and passes through. */
 static enum infvsr_status down_time(struct vae_run * r, const struct vae_resample * l, struct vae_act * x) {
-    int     slot = l->time.slot;
-    size_t  base = x->off, hw = (size_t)x->h * (size_t)x->w;
+    int     slot    = l->time.slot;
+    size_t  base    = x->off;
+    int64_t plane   = (int64_t)x->h * x->w;
     bool    started = r->started[slot] != 0;
     if (!started) {
         if (!r->dry) {
-            float * cache = r->cache[slot];
-            for (int ch = 0; ch < x->c; ch++) {
-                memcpy(cache + ch * hw, vae_ptr(r, x) + ((size_t)ch * x->t + x->t - 1) * hw, hw * sizeof(float));
-            }
+            INFVSR_TRY(vae_copy_frames(r, r->caches, r->cache_off[slot], 1, 0, r->arena, (int64_t)x->off, x->t,
+                                       x->t - 1, 1, x->c, plane));
         }
         r->started[slot] = 1;
         return INFVSR_OK;
@@ -107,16 +109,14 @@ static enum infvsr_status down_time(struct vae_run * r, const struct vae_resampl
     struct vae_act xin, y;
     INFVSR_TRY(vae_alloc(r, &xin, x->c, x->t + 1, x->h, x->w));
     if (!r->dry) {
-        float * cache = r->cache[slot], * xi = vae_ptr(r, &xin), * xs = vae_ptr(r, x);
-        for (int ch = 0; ch < x->c; ch++) {
-            float * d = xi + (size_t)ch * xin.t * hw;
-            memcpy(d, cache + ch * hw, hw * sizeof(float));
-            memcpy(d + hw, xs + (size_t)ch * x->t * hw, (size_t)x->t * hw * sizeof(float));
-            memcpy(cache + ch * hw, xs + ((size_t)ch * x->t + x->t - 1) * hw, hw * sizeof(float));
-        }
+        int64_t co = r->cache_off[slot];
+        INFVSR_TRY(vae_copy_frames(r, r->arena, (int64_t)xin.off, xin.t, 0, r->caches, co, 1, 0, 1, x->c, plane));
+        INFVSR_TRY(vae_copy_frames(r, r->arena, (int64_t)xin.off, xin.t, 1, r->arena, (int64_t)x->off, x->t, 0, x->t,
+                                   x->c, plane));
+        INFVSR_TRY(vae_copy_frames(r, r->caches, co, 1, 0, r->arena, (int64_t)x->off, x->t, x->t - 1, 1, x->c, plane));
     }
     INFVSR_TRY(vae_conv_plain(r, &l->time, &xin, 2, 1, 0, 0, 0, 0, &y));
-    vae_settle(r, base, &y);
+    INFVSR_TRY(vae_settle(r, base, &y));
     *x = y;
     return INFVSR_OK;
 }
@@ -129,42 +129,42 @@ static enum infvsr_status up_spatial(struct vae_run * r, const struct vae_resamp
     if (!r->dry) {
         struct infvsr_tensor tx, tu;
         int64_t sx[3] = { (int64_t)x->c * x->t, x->h, x->w }, su[3] = { sx[0], 2 * x->h, 2 * x->w };
-        infvsr_tensor_view(&tx, NULL, INFVSR_TYPE_F32, 3, sx, vae_ptr(r, x));
-        infvsr_tensor_view(&tu, NULL, INFVSR_TYPE_F32, 3, su, vae_ptr(r, &u));
+        vae_view_at(r, x->off, 3, sx, &tx);
+        vae_view_at(r, u.off, 3, su, &tu);
         INFVSR_TRY(infvsr_op_resize(r->be, INFVSR_RESIZE_NEAREST, &tx, &tu, r->err));
     }
     INFVSR_TRY(vae_conv_plain(r, &l->spatial, &u, 1, 1, 1, 1, 1, 1, &y));
-    vae_settle(r, base, &y);
+    INFVSR_TRY(vae_settle(r, base, &y));
     *x = y;
     return INFVSR_OK;
 }
 
 /* Time conv (3,1,1) to 2C channels over the stream without its first frame (the first call
- * is the "Rep" pass-through), channel halves interleaved as two frames each. */
+ * is the "Rep" pass-through), channel halves interleaved as two frames each:
+ * u[ch, 2t + half] = y[half * C + ch, t], one strided copy. */
 static enum infvsr_status up_time(struct vae_run * r, const struct vae_resample * l, struct vae_act * x) {
     int slot = l->time.slot;
     if (!r->started[slot]) {
         r->started[slot] = 1;
         return INFVSR_OK;
     }
-    size_t base = x->off, hw = (size_t)x->h * (size_t)x->w;
+    size_t base = x->off;
     struct vae_act y, u;
     int c = x->c;
     INFVSR_TRY(vae_conv_cached(r, &l->time, x, &y));
     INFVSR_TRY(vae_alloc(r, &u, c, 2 * y.t, y.h, y.w));
     if (!r->dry) {
-        const float * ys = vae_ptr(r, &y);
-        float *       us = vae_ptr(r, &u);
-        for (int half = 0; half < 2; half++) {
-            for (int ch = 0; ch < c; ch++) {
-                for (int t = 0; t < y.t; t++) {
-                    memcpy(us + ((size_t)ch * u.t + 2 * t + half) * hw,
-                           ys + ((size_t)(half * c + ch) * y.t + t) * hw, hw * sizeof(float));
-                }
-            }
-        }
+        int64_t plane = (int64_t)y.h * y.w;
+        struct infvsr_copy_args a = infvsr_copy_args_init(INFVSR_COPY_SET, 4);
+        int64_t ext[4] = { 2, c, y.t, plane };
+        int64_t xs[4]  = { (int64_t)c * y.t * plane, (int64_t)y.t * plane, plane, 1 };
+        int64_t ys[4]  = { plane, (int64_t)u.t * plane, 2 * plane, 1 };
+        for (int d = 0; d < 4; d++) a.extent[d] = ext[d], a.x_stride[d] = xs[d], a.y_stride[d] = ys[d];
+        a.x = r->arena, a.x_offset = (int64_t)y.off;
+        a.y = r->arena, a.y_offset = (int64_t)u.off;
+        INFVSR_TRY(infvsr_op_copy(r->be, &a, r->err));
     }
-    vae_settle(r, base, &u);
+    INFVSR_TRY(vae_settle(r, base, &u));
     *x = u;
     return INFVSR_OK;
 }
@@ -189,12 +189,12 @@ enum infvsr_status vae_coder_forward(struct vae_run * r, const struct vae_coder 
     size_t base = x->off;
     struct vae_act y;
     INFVSR_TRY(vae_conv_cached(r, &c->conv1, x, &y));
-    vae_settle(r, base, &y);
+    INFVSR_TRY(vae_settle(r, base, &y));
     for (int i = 0; i < c->n_layers; i++) INFVSR_TRY(vae_layer_forward(r, &c->layers[i], &y));
     INFVSR_TRY(vae_norm_silu(r, &c->head_gamma, &y, &y));
     struct vae_act z;
     INFVSR_TRY(vae_conv_cached(r, &c->head, &y, &z));
-    vae_settle(r, base, &z);
+    INFVSR_TRY(vae_settle(r, base, &z));
     *x = z;
     return INFVSR_OK;
 }

@@ -1,21 +1,27 @@
 /* Internals of the Wan VAE shared by the engine/vae sources (not a public header).
  *
- * Model: weight views arranged as layers. Every cached convolution owns a named slot
- * (assigned when the model is built, never by call order); a session allocates one cache
- * buffer per slot per tile.
+ * Model: weight views arranged as layers, imported once through engine/core/weight_set
+ * (vae_model.c registers every checkpoint tensor, commits, then makes the derived views:
+ * q/k/v row blocks, the mean rows of the top-level conv1, Conv2d weights as 5-D views).
+ * Every cached convolution owns a named slot (assigned when the model is built, never by
+ * call order); a session holds one cache region per slot per tile.
  *
- * Execution: one encoder or decoder call runs over a `struct vae_run`, which owns a bump
- * arena of f32 scratch. Activations are `struct vae_act` = offset into the arena + [C,T,H,W]
- * dims. Each layer takes its input as the topmost arena allocation and leaves its output at
- * the same offset (moving it down when needed), so peak scratch = the largest single layer.
- * With `dry` set nothing is computed or copied; only the arena offsets advance. The session
- * runs the dry mode once at open to size the arena for the biggest call. */
+ * Execution: one encoder or decoder call runs over a `struct vae_run`, which uses the
+ * session's scratch arena, one backend tensor of the activation dtype. Activations are
+ * `struct vae_act` = element offset into the arena + [C,T,H,W] dims. Each layer takes its
+ * input as the topmost arena allocation and leaves its output at the same offset (moving it
+ * down with a memmove-style copy op when needed), so peak scratch = the largest single
+ * layer. Nothing here reads or writes tensor data on the host: every data movement is an op
+ * (infvsr_op_copy and friends); views are pointer arithmetic only. With `dry` set nothing
+ * is computed or copied; only the arena offsets advance. The session runs the dry mode once
+ * at open to size the arena for the biggest call. */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/weight_set.h"
 #include "infvsr/status.h"
 #include "infvsr/tensor.h"
 #include "infvsr/vae.h"
@@ -25,6 +31,8 @@
 #define VAE_MAX_SLOTS   96
 #define VAE_SLOT_NAME   80
 #define VAE_CACHE_T     2
+/* Every arena and cache region starts on a 64-byte boundary (16 f32 / 32 bf16 elements). */
+#define VAE_ALIGN_BYTES 64
 
 /* ---- model ---- */
 
@@ -98,6 +106,10 @@ struct vae_coder {
 struct infvsr_vae {
     struct infvsr_backend *  be;
     struct infvsr_vae_config cfg;
+    enum infvsr_dtype        act;             /* activation dtype (backend caps)          */
+    struct infvsr_weight_set ws;              /* the imported checkpoint tensors          */
+    struct infvsr_tensor *   raw;             /* checkpoint tensors as registered in ws   */
+    size_t                   n_raw, cap_raw;
     struct vae_coder         enc, dec;
     struct vae_conv          quant_mean;      /* top-level conv1, rows 0..15 (the mean)   */
     struct vae_conv          post_quant;      /* top-level conv2                          */
@@ -110,7 +122,7 @@ struct infvsr_vae {
 /* ---- execution ---- */
 
 struct vae_act {
-    size_t off;                 /* float offset into the arena                           */
+    size_t off;                 /* element offset into the arena                         */
     int    c, t, h, w;
 };
 
@@ -120,23 +132,36 @@ static inline size_t vae_act_numel(const struct vae_act * a) {
 
 struct vae_run {
     struct infvsr_backend * be;
-    float *                 base;     /* arena storage (NULL in dry mode)                    */
-    size_t                  cap;      /* floats                                               */
-    size_t                  top;      /* floats in use                                        */
+    struct infvsr_tensor *  arena;     /* the session's scratch tensor (NULL in dry mode)    */
+    enum infvsr_dtype       act;       /* its dtype                                          */
+    size_t                  cap;       /* elements                                           */
+    size_t                  top;       /* elements in use                                    */
     size_t                  peak;
     bool                    dry;
-    float **                cache;    /* per slot: this tile's cache buffer                  */
-    uint8_t *               started;  /* per slot: the stream has passed this conv once      */
+    struct infvsr_tensor *  caches;    /* the session's cache tensor (NULL in dry mode)      */
+    const int64_t *         cache_off; /* per slot: this tile's cache region (elements)      */
+    uint8_t *               started;   /* per slot: the stream has passed this conv once     */
     struct infvsr_err *     err;
 };
 
+/* Elements per alignment unit of dtype `dt`. */
+static inline size_t vae_align_elems(enum infvsr_dtype dt) { return VAE_ALIGN_BYTES / infvsr_dtype_size(dt); }
+static inline size_t vae_round_up(size_t n, size_t align) { return (n + align - 1) / align * align; }
+
 /* Arena (vae_run.c). vae_alloc reports NOMEM (planner bug) when the arena is too small. */
 enum infvsr_status vae_alloc(struct vae_run * r, struct vae_act * a, int c, int t, int h, int w);
-static inline float * vae_ptr(const struct vae_run * r, const struct vae_act * a) { return r->base + a->off; }
 /* Moves `out` to offset `dst` (the layer's input offset) and frees everything above it. */
-void vae_settle(struct vae_run * r, size_t dst, struct vae_act * out);
-/* A [C, T, H, W] f32 tensor view of an activation (data NULL in dry mode). */
+enum infvsr_status vae_settle(struct vae_run * r, size_t dst, struct vae_act * out);
+/* A [C, T, H, W] tensor view of an activation (data NULL in dry mode). */
 void vae_view(const struct vae_run * r, const struct vae_act * a, struct infvsr_tensor * t);
+/* A view of `ndim`/`shape` at element offset `off` of the arena. */
+void vae_view_at(const struct vae_run * r, size_t off, int ndim, const int64_t * shape, struct infvsr_tensor * t);
+/* Copies frames [s0, s0 + n) of every channel of a [c, *, plane] block at element offset
+ * src_off of `src` (src_t frames per channel) to frame d0 of the block at dst_off of `dst`
+ * (dst_t frames per channel): one strided copy op. */
+enum infvsr_status vae_copy_frames(struct vae_run * r, struct infvsr_tensor * dst, int64_t dst_off, int64_t dst_t,
+                                   int64_t d0, const struct infvsr_tensor * src, int64_t src_off, int64_t src_t,
+                                   int64_t s0, int64_t n, int64_t c, int64_t plane);
 
 /* Primitives (vae_run.c). */
 enum infvsr_status vae_conv_plain(struct vae_run * r, const struct vae_conv * cv, const struct vae_act * x,
@@ -153,10 +178,11 @@ enum infvsr_status vae_norm_silu(struct vae_run * r, const struct infvsr_tensor 
 enum infvsr_status vae_layer_forward(struct vae_run * r, const struct vae_layer * l, struct vae_act * x);
 
 /* One encoder call (1 frame at stream start, else 4): x [3, n, H, W] -> [2*z, 1, H/8, W/8]
- * (vae_coder.c). One decoder call: x [z, 1, h, w] -> [3, 1 or 4, 8h, 8w]. */
+ * (vae_blocks.c). One decoder call: x [z, 1, h, w] -> [3, 1 or 4, 8h, 8w]. */
 enum infvsr_status vae_coder_forward(struct vae_run * r, const struct vae_coder * c, struct vae_act * x);
 
-/* Model construction (vae_model.c). */
+/* Model construction (vae_model.c): reads and checks every weight, imports them into the
+ * model's backend (one weight_set commit) and makes the layers' views. */
 enum infvsr_status vae_build(struct infvsr_vae * m, const struct infvsr_weights * w, const char * prefix,
                              struct infvsr_err * err);
 

@@ -1,5 +1,5 @@
-/* infvsr_vae_load/free: configuration checks, state-dict prefix detection and the latent
- * normalisation constants of MODEL-SPEC.md section 5.5. */
+/* infvsr_vae_load/free: configuration checks, state-dict prefix detection, the activation
+ * dtype of the backend and the latent normalisation constants of MODEL-SPEC.md section 5.5. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,13 +36,16 @@ enum infvsr_status infvsr_vae_load(const struct infvsr_weights * w, const struct
     }
     struct infvsr_vae * m = calloc(1, sizeof *m);
     if (!m) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "out of memory");
+    struct infvsr_backend_caps caps;
+    infvsr_backend_get_caps(be, &caps);
     m->be  = be;
     m->cfg = *cfg;
+    m->act = caps.act_dtype;
     /* Wan2.1_VAE.pth is either the flat state dict or {"model_state": state dict}. */
     const char * prefix = infvsr_weights_find(w, "model_state.encoder.conv1.weight") ? "model_state." : "";
     enum infvsr_status st = vae_build(m, w, prefix, err);
     if (st != INFVSR_OK) {
-        free(m);
+        infvsr_vae_free(m);
         return st;
     }
     for (int c = 0; c < INFVSR_VAE_Z_DIM; c++) {
@@ -54,7 +57,14 @@ enum infvsr_status infvsr_vae_load(const struct infvsr_weights * w, const struct
     return INFVSR_OK;
 }
 
-void infvsr_vae_free(struct infvsr_vae * vae) { free(vae); }
+void infvsr_vae_free(struct infvsr_vae * vae) {
+    if (!vae) return;
+    infvsr_weight_set_release(&vae->ws, vae->be);
+    free(vae->raw);
+    free(vae);
+}
+
+size_t infvsr_vae_resident_bytes(const struct infvsr_vae * vae) { return vae ? vae->ws.resident_bytes : 0; }
 
 int infvsr_vae_n_slots(const struct infvsr_vae * vae) { return vae->n_slots; }
 

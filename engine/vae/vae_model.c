@@ -1,6 +1,10 @@
-/* Builds the VAE from a checkpoint: weight views per layer (Appendix A key names), the
- * named cache slots (Appendix C), and the strict key check (missing, wrong shape, wrong
- * dtype and extra keys are all INFVSR_ERR_MODEL naming the key). */
+/* Builds the VAE from a checkpoint: every tensor is read (Appendix A key names), checked
+ * (missing, wrong shape, wrong dtype and extra keys are all INFVSR_ERR_MODEL naming the
+ * key) and registered for import into the model's backend; the named cache slots are
+ * assigned (Appendix C). After the one weight_set commit the layers get their views: the
+ * q/k/v row blocks of to_qkv, the mean rows of the top-level conv1, Conv2d weights as
+ * [cout, cin, 1, kh, kw] and gammas as [C]. Views are made only then because on a device
+ * backend the commit moves (and may convert) every tensor. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +14,15 @@
 
 #define KEY_MAX 128
 
+/* A layer tensor that becomes a view of rows [row0, ...) of `src` once committed. */
+struct view_fix {
+    struct infvsr_tensor *       dst;
+    const struct infvsr_tensor * src;
+    int64_t                      row0;
+    int                          ndim;
+    int64_t                      shape[INFVSR_MAX_DIMS];
+};
+
 struct loader {
     struct infvsr_vae *           m;
     const struct infvsr_weights * w;
@@ -17,14 +30,23 @@ struct loader {
     struct infvsr_err *           err;
     char (*used)[KEY_MAX];        /* keys consumed, for the extra-key check */
     size_t                        n_used, cap_used;
+    struct view_fix *             fix;
+    size_t                        n_fix, cap_fix;
 };
 
+/* Reads checkpoint tensor `key`, registers it for import and returns it in *out. */
 static enum infvsr_status get(struct loader * L, const char * key, int ndim, const int64_t * shape,
-                              struct infvsr_tensor * out) {
-    INFVSR_TRY(infvsr_weights_get(L->w, L->prefix, key, ndim, shape, out, L->err));
-    if (out->dtype != INFVSR_TYPE_F32 && out->dtype != INFVSR_TYPE_BF16 && out->dtype != INFVSR_TYPE_F16) {
+                              const struct infvsr_tensor ** out) {
+    struct infvsr_vae *  m = L->m;
+    struct infvsr_tensor got;
+    INFVSR_TRY(infvsr_weights_get(L->w, L->prefix, key, ndim, shape, &got, L->err));
+    /* Every key is read once and exists, so the file's key count bounds n_raw. */
+    INFVSR_ASSERT(m->n_raw < m->cap_raw);
+    struct infvsr_tensor * t = &m->raw[m->n_raw];
+    *t = got;
+    if (t->dtype != INFVSR_TYPE_F32 && t->dtype != INFVSR_TYPE_BF16 && t->dtype != INFVSR_TYPE_F16) {
         return infvsr_err_set(L->err, INFVSR_ERR_MODEL, "vae: tensor '%s%s' has dtype %s (need f32, bf16 or f16)",
-                              L->prefix, key, infvsr_dtype_name(out->dtype));
+                              L->prefix, key, infvsr_dtype_name(t->dtype));
     }
     if (L->n_used == L->cap_used) {
         size_t cap = L->cap_used ? 2 * L->cap_used : 256;
@@ -33,17 +55,42 @@ static enum infvsr_status get(struct loader * L, const char * key, int ndim, con
         L->used = u;
         L->cap_used = cap;
     }
+    INFVSR_TRY(infvsr_weight_set_add(&m->ws, t, 0, L->err));
+    m->n_raw++;
     snprintf(L->used[L->n_used++], KEY_MAX, "%s%s", L->prefix, key);
+    *out = t;
     return INFVSR_OK;
 }
 
-/* A view of rows [r0, r0 + n) of a tensor whose first axis is rows. */
-static void row_view(struct infvsr_tensor * dst, const struct infvsr_tensor * src, int64_t r0, int64_t n,
-                     int ndim, const int64_t * shape) {
-    int64_t row = infvsr_tensor_numel(src) / src->shape[0];
-    char *  d   = (char *)src->data + (size_t)(r0 * row) * infvsr_dtype_size(src->dtype);
-    infvsr_tensor_view(dst, src->name, src->dtype, ndim, shape, d);
-    (void)n;
+/* After commit, *dst becomes a view of rows [row0, ...) of src shaped (ndim, shape). */
+static enum infvsr_status view_later(struct loader * L, struct infvsr_tensor * dst, const struct infvsr_tensor * src,
+                                     int64_t row0, int ndim, const int64_t * shape) {
+    if (L->n_fix == L->cap_fix) {
+        size_t cap = L->cap_fix ? 2 * L->cap_fix : 256;
+        struct view_fix * f = realloc(L->fix, cap * sizeof *f);
+        if (!f) return infvsr_err_set(L->err, INFVSR_ERR_NOMEM, "out of memory");
+        L->fix = f;
+        L->cap_fix = cap;
+    }
+    struct view_fix * f = &L->fix[L->n_fix++];
+    memset(f, 0, sizeof *f);
+    f->dst  = dst;
+    f->src  = src;
+    f->row0 = row0;
+    f->ndim = ndim;
+    memcpy(f->shape, shape, (size_t)ndim * sizeof *shape);
+    return INFVSR_OK;
+}
+
+static void apply_views(const struct loader * L) {
+    for (size_t i = 0; i < L->n_fix; i++) {
+        const struct view_fix *      f   = &L->fix[i];
+        const struct infvsr_tensor * src = f->src;
+        int64_t row = infvsr_tensor_numel(src) / src->shape[0];
+        char *  d   = (char *)src->data + (size_t)(f->row0 * row) * infvsr_dtype_size(src->dtype);
+        infvsr_tensor_view(f->dst, src->name, src->dtype, f->ndim, f->shape, d);
+        f->dst->mem = src->mem;
+    }
 }
 
 static int add_slot(struct infvsr_vae * m, const char * key, enum vae_slot_kind kind, int channels, int shift) {
@@ -59,27 +106,31 @@ static int add_slot(struct infvsr_vae * m, const char * key, enum vae_slot_kind 
     return m->n_slots++;
 }
 
-/* Loads `name`.weight/.bias. Conv2d weights (kt = 0) are viewed as [cout, cin, 1, kh, kw]. */
-static enum infvsr_status load_conv(struct loader * L, const char * name, int cin, int cout, int kt, int kh, int kw,
-                                    struct vae_conv * cv) {
+/* Loads `name`.weight/.bias, keeping output rows [0, rows) (rows = cout except for the
+ * top-level conv1, of which only the mean rows are used). Conv2d weights (kt = 0) are
+ * viewed as [rows, cin, 1, kh, kw]. */
+static enum infvsr_status load_conv_rows(struct loader * L, const char * name, int cin, int cout, int rows, int kt,
+                                         int kh, int kw, struct vae_conv * cv) {
     char key[KEY_MAX];
-    struct infvsr_tensor w;
+    const struct infvsr_tensor * w, * b;
     int64_t s5[5] = { cout, cin, kt, kh, kw }, s4[4] = { cout, cin, kh, kw }, sb[1] = { cout };
+    int64_t v5[5] = { rows, cin, kt ? kt : 1, kh, kw }, vb[1] = { rows };
     if (snprintf(key, sizeof key, "%s.weight", name) >= (int)sizeof key)
         return infvsr_err_set(L->err, INFVSR_ERR_MODEL, "VAE: weight name too long: %s", name);
-    if (kt == 0) {
-        INFVSR_TRY(get(L, key, 4, s4, &w));
-        s5[2] = 1;
-        infvsr_tensor_view(&cv->w, w.name, w.dtype, 5, s5, w.data);
-    } else {
-        INFVSR_TRY(get(L, key, 5, s5, &cv->w));
-    }
+    INFVSR_TRY(kt == 0 ? get(L, key, 4, s4, &w) : get(L, key, 5, s5, &w));
+    INFVSR_TRY(view_later(L, &cv->w, w, 0, 5, v5));
     if (snprintf(key, sizeof key, "%s.bias", name) >= (int)sizeof key)
         return infvsr_err_set(L->err, INFVSR_ERR_MODEL, "VAE: weight name too long: %s", name);
-    INFVSR_TRY(get(L, key, 1, sb, &cv->b));
-    cv->cin = cin; cv->cout = cout; cv->kt = kt ? kt : 1; cv->kh = kh; cv->kw = kw;
+    INFVSR_TRY(get(L, key, 1, sb, &b));
+    INFVSR_TRY(view_later(L, &cv->b, b, 0, 1, vb));
+    cv->cin = cin; cv->cout = rows; cv->kt = kt ? kt : 1; cv->kh = kh; cv->kw = kw;
     cv->slot = -1;
     return INFVSR_OK;
+}
+
+static enum infvsr_status load_conv(struct loader * L, const char * name, int cin, int cout, int kt, int kh, int kw,
+                                    struct vae_conv * cv) {
+    return load_conv_rows(L, name, cin, cout, cout, kt, kh, kw, cv);
 }
 
 static enum infvsr_status load_cached_conv(struct loader * L, const char * name, int cin, int cout, int shift,
@@ -92,10 +143,9 @@ static enum infvsr_status load_cached_conv(struct loader * L, const char * name,
 /* gamma stored as (C, 1, 1, 1) (or (C, 1, 1) in attention), viewed as [C]. */
 static enum infvsr_status load_gamma(struct loader * L, const char * key, int c, int ndim, struct infvsr_tensor * g) {
     int64_t shape[4] = { c, 1, 1, 1 }, s1[1] = { c };
-    struct infvsr_tensor t;
+    const struct infvsr_tensor * t;
     INFVSR_TRY(get(L, key, ndim, shape, &t));
-    infvsr_tensor_view(g, t.name, t.dtype, 1, s1, t.data);
-    return INFVSR_OK;
+    return view_later(L, g, t, 0, 1, s1);
 }
 
 static enum infvsr_status load_residual(struct loader * L, struct vae_layer * l, int cin, int cout, int shift) {
@@ -121,7 +171,7 @@ static enum infvsr_status load_residual(struct loader * L, struct vae_layer * l,
 static enum infvsr_status load_attention(struct loader * L, struct vae_layer * l, int c) {
     char key[KEY_MAX];
     struct vae_attention * a = &l->u.attn;
-    struct infvsr_tensor qkv_w, qkv_b, proj_w;
+    const struct infvsr_tensor * qkv_w, * qkv_b, * proj_w, * proj_b;
     int64_t sqkv[4] = { 3 * c, c, 1, 1 }, sb3[1] = { 3 * c }, sp[4] = { c, c, 1, 1 }, sb[1] = { c };
     int64_t s2[2] = { c, c }, s1[1] = { c };
     l->kind = VAE_LAYER_ATTENTION;
@@ -135,16 +185,16 @@ static enum infvsr_status load_attention(struct loader * L, struct vae_layer * l
     snprintf(key, sizeof key, "%s.proj.weight", l->name);
     INFVSR_TRY(get(L, key, 4, sp, &proj_w));
     snprintf(key, sizeof key, "%s.proj.bias", l->name);
-    INFVSR_TRY(get(L, key, 1, sb, &a->bproj));
+    INFVSR_TRY(get(L, key, 1, sb, &proj_b));
     /* q, k, v are the channel blocks [0, c), [c, 2c), [2c, 3c) of to_qkv. */
-    row_view(&a->wq, &qkv_w, 0, c, 2, s2);
-    row_view(&a->wk, &qkv_w, c, c, 2, s2);
-    row_view(&a->wv, &qkv_w, 2 * c, c, 2, s2);
-    row_view(&a->bq, &qkv_b, 0, c, 1, s1);
-    row_view(&a->bk, &qkv_b, c, c, 1, s1);
-    row_view(&a->bv, &qkv_b, 2 * c, c, 1, s1);
-    infvsr_tensor_view(&a->wproj, proj_w.name, proj_w.dtype, 2, s2, proj_w.data);
-    return INFVSR_OK;
+    INFVSR_TRY(view_later(L, &a->wq, qkv_w, 0, 2, s2));
+    INFVSR_TRY(view_later(L, &a->wk, qkv_w, c, 2, s2));
+    INFVSR_TRY(view_later(L, &a->wv, qkv_w, 2 * c, 2, s2));
+    INFVSR_TRY(view_later(L, &a->bq, qkv_b, 0, 1, s1));
+    INFVSR_TRY(view_later(L, &a->bk, qkv_b, c, 1, s1));
+    INFVSR_TRY(view_later(L, &a->bv, qkv_b, 2 * c, 1, s1));
+    INFVSR_TRY(view_later(L, &a->wproj, proj_w, 0, 2, s2));
+    return view_later(L, &a->bproj, proj_b, 0, 1, s1);
 }
 
 /* mode: VAE_LAYER_DOWN2D/3D, UP2D/3D. `shift` is the input's spatial shift. */
@@ -249,22 +299,26 @@ static enum infvsr_status build_all(struct loader * L, const struct infvsr_vae_c
     struct infvsr_vae * m = L->m;
     INFVSR_TRY(build_encoder(L, cfg, &m->enc));
     /* Top-level conv1 (2z -> 2z, 1x1x1): only the mean rows [0, z) are used. */
-    struct vae_conv full;
-    INFVSR_TRY(load_conv(L, "conv1", 2 * cfg->z_dim, 2 * cfg->z_dim, 1, 1, 1, &full));
-    int64_t sw[5] = { cfg->z_dim, 2 * cfg->z_dim, 1, 1, 1 }, sb[1] = { cfg->z_dim };
-    m->quant_mean = full;
-    m->quant_mean.cout = cfg->z_dim;
-    row_view(&m->quant_mean.w, &full.w, 0, cfg->z_dim, 5, sw);
-    row_view(&m->quant_mean.b, &full.b, 0, cfg->z_dim, 1, sb);
+    INFVSR_TRY(load_conv_rows(L, "conv1", 2 * cfg->z_dim, 2 * cfg->z_dim, cfg->z_dim, 1, 1, 1, &m->quant_mean));
     INFVSR_TRY(load_conv(L, "conv2", cfg->z_dim, cfg->z_dim, 1, 1, 1, &m->post_quant));
     INFVSR_TRY(build_decoder(L, cfg, &m->dec));
-    return check_extra_keys(L);
+    INFVSR_TRY(check_extra_keys(L));
+    /* One import of every tensor (nothing moves on a host-memory backend), then the views. */
+    INFVSR_TRY(infvsr_weight_set_commit(&m->ws, m->be, L->err));
+    apply_views(L);
+    return INFVSR_OK;
 }
 
 enum infvsr_status vae_build(struct infvsr_vae * m, const struct infvsr_weights * w, const char * prefix,
                              struct infvsr_err * err) {
     struct loader L = { .m = m, .w = w, .prefix = prefix, .err = err };
-    enum infvsr_status st = build_all(&L, &m->cfg);
+    enum infvsr_status st = INFVSR_OK;
+    infvsr_weight_set_init(&m->ws);
+    m->cap_raw = infvsr_weights_count(w);
+    m->raw     = calloc(m->cap_raw ? m->cap_raw : 1, sizeof *m->raw);
+    if (!m->raw) st = infvsr_err_set(err, INFVSR_ERR_NOMEM, "out of memory");
+    if (st == INFVSR_OK) st = build_all(&L, &m->cfg);
     free(L.used);
+    free(L.fix);
     return st;
 }

@@ -1,6 +1,6 @@
 /* Session lifetime: tile grid, per-tile cache slots, blend masks and the scratch arena, all
- * sized and allocated at open (a dry run of the largest encoder and decoder calls gives
- * the arena size), so that encode/decode calls allocate nothing. */
+ * sized and allocated on the model's backend at open (a dry run of the largest encoder and
+ * decoder calls gives the arena size), so that encode/decode calls allocate nothing. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,14 +15,18 @@ struct infvsr_vae_session_params infvsr_vae_session_default_params(void) {
     return p;
 }
 
-static void * alloc_floats(size_t n) {
-    size_t bytes = ((n ? n : 1) * sizeof(float) + 63) & ~(size_t)63;
-    void * p = aligned_alloc(64, bytes);
-    if (p) memset(p, 0, bytes);
-    return p;
+/* A zero-filled 1-D backend tensor of n elements. */
+static enum infvsr_status alloc_1d(struct infvsr_vae_session * s, struct infvsr_tensor * t, const char * name,
+                                   enum infvsr_dtype dt, size_t n, struct infvsr_err * err) {
+    int64_t shape[1] = { (int64_t)(n ? n : 1) };
+    infvsr_tensor_setup(t, name, dt, 1, shape);
+    enum infvsr_status st = infvsr_backend_tensor_alloc(s->m->be, t, err);
+    if (st != INFVSR_OK) infvsr_err_prefix(err, "vae: %s (%zu MiB)", name, (n * infvsr_dtype_size(dt)) >> 20);
+    return st;
 }
 
-/* Blend masks of every tile and the per-pixel sums of masks (tiled sessions only). */
+/* Blend masks of every tile and the per-pixel sums of masks (tiled sessions only): computed
+ * on the host once, then one upload; encode/decode only read them on the backend. */
 static enum infvsr_status build_masks(struct infvsr_vae_session * s, struct infvsr_err * err) {
     int    bw = s->p.tile_latent - s->p.stride_latent;
     size_t total = 0;
@@ -30,18 +34,19 @@ static enum infvsr_status build_masks(struct infvsr_vae_session * s, struct infv
         struct vae_tile * t = &s->tiles[i];
         total += (size_t)(t->r1 - t->r0) * (t->c1 - t->c0) * 65;   /* 1 + 64 for the decode mask */
     }
-    s->masks      = alloc_floats(total);
-    s->enc_weight = alloc_floats((size_t)s->h * s->w);
-    s->dec_weight = alloc_floats((size_t)s->h * s->w * 64);
-    if (!s->masks || !s->enc_weight || !s->dec_weight) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "out of memory");
-    float * p = s->masks;
+    s->enc_weight = (int64_t)total;
+    s->dec_weight = s->enc_weight + (int64_t)s->h * s->w;
+    total += (size_t)s->h * s->w * 65;
+    float * host = calloc(total, sizeof *host);
+    if (!host) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "out of memory");
+    size_t p = 0;
     for (int i = 0; i < s->n_tiles; i++) {
         struct vae_tile * t = &s->tiles[i];
         for (int f = 1; f <= 8; f *= 8) {
             int rows = f * (t->r1 - t->r0), cols = f * (t->c1 - t->c0), width = f * s->w;
             bool top = t->r0 == 0, bottom = t->r1 >= s->h, left = t->c0 == 0, right = t->c1 >= s->w;
-            float * mask   = p;
-            float * weight = f == 1 ? s->enc_weight : s->dec_weight;
+            float * mask   = host + p;
+            float * weight = host + (f == 1 ? s->enc_weight : s->dec_weight);
             for (int y = 0; y < rows; y++) {
                 float ry = vae_ramp(y, rows, top, bottom, bw * f);
                 for (int x = 0; x < cols; x++) {
@@ -52,11 +57,14 @@ static enum infvsr_status build_masks(struct infvsr_vae_session * s, struct infv
                     weight[(size_t)(f * t->r0 + y) * width + f * t->c0 + x] += v;
                 }
             }
-            if (f == 1) t->enc_mask = mask; else t->dec_mask = mask;
+            if (f == 1) t->enc_mask = (int64_t)p; else t->dec_mask = (int64_t)p;
             p += (size_t)rows * cols;
         }
     }
-    return INFVSR_OK;
+    enum infvsr_status st = alloc_1d(s, &s->blend, "vae.blend", INFVSR_TYPE_F32, total, err);
+    if (st == INFVSR_OK) st = infvsr_backend_tensor_set(s->m->be, &s->blend, host, 0, total * sizeof *host, err);
+    free(host);
+    return st;
 }
 
 /* Largest arena any encoder or decoder call of this session needs (dry run on the largest
@@ -67,7 +75,7 @@ static enum infvsr_status plan_arena(struct infvsr_vae_session * s, struct infvs
     if (!flags) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "out of memory");
     struct vae_tile probe = s->tiles[0];   /* the first tile is the largest in both axes */
     probe.started = flags;
-    struct vae_run r = { .be = s->m->be, .dry = true, .started = flags, .err = err };
+    struct vae_run r = { .be = s->m->be, .act = s->m->act, .dry = true, .started = flags, .err = err };
     struct vae_act out;
     enum infvsr_status st = INFVSR_OK;
     for (int steady = 0; steady < 2 && st == INFVSR_OK; steady++) {
@@ -81,44 +89,29 @@ static enum infvsr_status plan_arena(struct infvsr_vae_session * s, struct infvs
     }
     free(flags);
     if (st != INFVSR_OK) return st;
-    s->arena_floats = r.peak;
-    s->arena        = alloc_floats(r.peak);
-    return s->arena ? INFVSR_OK : infvsr_err_set(err, INFVSR_ERR_NOMEM, "vae: cannot reserve %zu MiB of scratch",
-                                                 r.peak * sizeof(float) >> 20);
+    return alloc_1d(s, &s->arena, "vae.scratch", s->m->act, r.peak, err);
 }
 
+/* One cache tensor for every slot of every tile; each region 64-byte aligned. */
 static enum infvsr_status alloc_caches(struct infvsr_vae_session * s, struct infvsr_err * err) {
     const struct infvsr_vae * m = s->m;
-    size_t n = (size_t)s->n_tiles * m->n_slots;
-    s->cache_ptrs = calloc(n, sizeof *s->cache_ptrs);
+    size_t n = (size_t)s->n_tiles * m->n_slots, align = vae_align_elems(m->act), off = 0;
+    s->cache_offs = calloc(n, sizeof *s->cache_offs);
     s->started    = calloc(n, 1);
-    if (!s->cache_ptrs || !s->started) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "out of memory");
-    size_t total = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        size_t off = 0;
-        for (int i = 0; i < s->n_tiles; i++) {
-            struct vae_tile * t = &s->tiles[i];
-            t->cache   = s->cache_ptrs + (size_t)i * m->n_slots;
-            t->started = s->started + (size_t)i * m->n_slots;
-            size_t hp = 8 * (size_t)(t->r1 - t->r0), wp = 8 * (size_t)(t->c1 - t->c0);
-            for (int k = 0; k < m->n_slots; k++) {
-                const struct vae_slot * sl = &m->slots[k];
-                size_t floats = (size_t)sl->channels * sl->frames * (hp >> sl->shift) * (wp >> sl->shift);
-                if (pass == 1) t->cache[k] = s->cache_mem + off;
-                off += (floats + 15) & ~(size_t)15;
-            }
-        }
-        total = off;
-        if (pass == 0) {
-            s->cache_mem = alloc_floats(total);
-            if (!s->cache_mem) {
-                return infvsr_err_set(err, INFVSR_ERR_NOMEM, "vae: cannot allocate %zu MiB of caches",
-                                      total * sizeof(float) >> 20);
-            }
+    if (!s->cache_offs || !s->started) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < s->n_tiles; i++) {
+        struct vae_tile * t = &s->tiles[i];
+        t->cache_off = s->cache_offs + (size_t)i * m->n_slots;
+        t->started   = s->started + (size_t)i * m->n_slots;
+        size_t hp = 8 * (size_t)(t->r1 - t->r0), wp = 8 * (size_t)(t->c1 - t->c0);
+        for (int k = 0; k < m->n_slots; k++) {
+            const struct vae_slot * sl = &m->slots[k];
+            t->cache_off[k] = (int64_t)off;
+            off += vae_round_up((size_t)sl->channels * sl->frames * (hp >> sl->shift) * (wp >> sl->shift), align);
         }
     }
-    s->cache_floats = total;
-    return INFVSR_OK;
+    /* Zero-filled: the zero frames of the causal padding at the stream start. */
+    return alloc_1d(s, &s->cache, "vae.cache", m->act, off, err);
 }
 
 static enum infvsr_status open_session(struct infvsr_vae_session * s, struct infvsr_err * err) {
@@ -178,25 +171,37 @@ enum infvsr_status infvsr_vae_session_open(struct infvsr_vae * vae, const struct
 
 void infvsr_vae_session_close(struct infvsr_vae_session * s) {
     if (!s) return;
+    struct infvsr_backend * be = s->m->be;
+    infvsr_backend_tensor_free(be, &s->cache);
+    infvsr_backend_tensor_free(be, &s->arena);
+    infvsr_backend_tensor_free(be, &s->blend);
     free(s->tiles);
-    free(s->cache_ptrs);
+    free(s->cache_offs);
     free(s->started);
-    free(s->cache_mem);
-    free(s->masks);
-    free(s->enc_weight);
-    free(s->dec_weight);
-    free(s->arena);
     free(s);
 }
 
 void infvsr_vae_session_reset(struct infvsr_vae_session * s) {
-    /* Zero frames are the causal padding at the stream start (section 5.2 stream view). */
-    memset(s->cache_mem, 0, s->cache_floats * sizeof(float));
+    /* The caches are zeroed (the zero frames of the causal padding at the stream start,
+     * section 5.2) by the next encode or decode, where a failing op can be reported. */
     memset(s->started, 0, (size_t)s->n_tiles * s->m->n_slots);
+    s->zero_caches = true;
     s->enc_started = false;
     s->dec_started = false;
 }
 
+enum infvsr_status vae_session_apply_reset(struct infvsr_vae_session * s, struct infvsr_err * err) {
+    if (!s->zero_caches) return INFVSR_OK;
+    INFVSR_TRY(infvsr_op_fill(s->m->be, &s->cache, 0.0f, err));
+    s->zero_caches = false;
+    return INFVSR_OK;
+}
+
+static size_t held(const struct infvsr_tensor * t) { return t->data ? infvsr_tensor_nbytes(t) : 0; }
+
 int    infvsr_vae_session_n_tiles(const struct infvsr_vae_session * s) { return s->n_tiles; }
-size_t infvsr_vae_session_cache_bytes(const struct infvsr_vae_session * s) { return s->cache_floats * sizeof(float); }
-size_t infvsr_vae_session_scratch_bytes(const struct infvsr_vae_session * s) { return s->arena_floats * sizeof(float); }
+size_t infvsr_vae_session_cache_bytes(const struct infvsr_vae_session * s) { return held(&s->cache); }
+size_t infvsr_vae_session_scratch_bytes(const struct infvsr_vae_session * s) { return held(&s->arena); }
+size_t infvsr_vae_session_bytes(const struct infvsr_vae_session * s) {
+    return held(&s->cache) + held(&s->arena) + held(&s->blend);
+}

@@ -1,15 +1,23 @@
 /* The streaming session's state, shared by vae_session.c (open/close/reset, planning) and
- * vae_stream.c (encode/decode of chunks). Not a public header. */
+ * vae_stream.c (encode/decode of chunks). Not a public header.
+ *
+ * Backend memory held by a session (all allocated at open, nothing per chunk):
+ *   cache   one tensor of the activation dtype: every slot of every tile at cache_off[]
+ *   arena   one tensor of the activation dtype: the scratch of the largest single call
+ *   blend   tiled sessions only, F32 constants computed on the host at open and uploaded
+ *           once: every tile's encode and decode blend mask, and the per-pixel sums of the
+ *           masks (the weights the blended output is divided by)
+ * Everything else here (tile grid, offsets, "started" flags) is host bookkeeping. */
 #pragma once
 
 #include "vae/vae_internal.h"
 
 struct vae_tile {
     int       r0, r1, c0, c1;     /* latent rows/columns [r0, r1) x [c0, c1)              */
-    float **  cache;              /* per slot (n_slots entries)                            */
+    int64_t * cache_off;          /* per slot (n_slots entries): element offset in cache   */
     uint8_t * started;            /* per slot                                              */
-    float *   enc_mask;           /* [(r1-r0) x (c1-c0)] blend mask (tiled only)           */
-    float *   dec_mask;           /* [8(r1-r0) x 8(c1-c0)]                                 */
+    int64_t   enc_mask;           /* [(r1-r0) x (c1-c0)] blend mask: offset in blend       */
+    int64_t   dec_mask;           /* [8(r1-r0) x 8(c1-c0)]                                 */
 };
 
 struct infvsr_vae_session {
@@ -19,15 +27,14 @@ struct infvsr_vae_session {
     bool                             tiled;
     int                              n_tiles;
     struct vae_tile *                tiles;
-    float **                         cache_ptrs;    /* n_tiles * n_slots                    */
+    int64_t *                        cache_offs;    /* n_tiles * n_slots                    */
     uint8_t *                        started;       /* n_tiles * n_slots                    */
-    float *                          cache_mem;
-    size_t                           cache_floats;
-    float *                          masks;         /* all tiles' masks (tiled only)        */
-    float *                          enc_weight;    /* [h x w] sum of masks                 */
-    float *                          dec_weight;    /* [8h x 8w]                            */
-    float *                          arena;
-    size_t                           arena_floats;
+    struct infvsr_tensor             cache;
+    struct infvsr_tensor             arena;
+    struct infvsr_tensor             blend;         /* tiled only                           */
+    int64_t                          enc_weight;    /* [h x w] sum of masks: offset in blend */
+    int64_t                          dec_weight;    /* [8h x 8w]                            */
+    bool                             zero_caches;   /* a reset is pending (see reset)       */
     bool                             enc_started, dec_started;
 };
 
@@ -38,3 +45,5 @@ enum infvsr_status vae_encode_call(struct infvsr_vae_session * s, struct vae_run
 /* One decoder call on tile `tl`: latent frame t of `latents` -> [3, 1 or 4, 8th, 8tw]. */
 enum infvsr_status vae_decode_call(struct infvsr_vae_session * s, struct vae_run * r, const struct vae_tile * tl,
                                    const struct infvsr_tensor * latents, int t, struct vae_act * out);
+/* Zeroes every cache if a reset is pending (the first op of an encode or decode). */
+enum infvsr_status vae_session_apply_reset(struct infvsr_vae_session * s, struct infvsr_err * err);

@@ -5,7 +5,10 @@ Parameter names follow Appendix A exactly (encoder.downsamples.3.residual.2.weig
 (96 for the real model, 8 for the tiny test model of config/models/infvsr-tiny.json).
 
 Streaming (sections 5.2, 5.6, 5.7) keeps one cache per cached convolution, keyed by a slot NAME
-("enc.downsamples.3.residual.2"), not by call order, and runs in float32.
+("enc.downsamples.3.residual.2"), not by call order, and runs in the model's dtype: float32,
+or bfloat16 after `model.to(torch.bfloat16)` the way the official pipeline runs it (section
+5.10): latent constants cast to bf16 at use, bf16 blend masks, and the tiled blend
+accumulated in bf16 (section 5.8).
 Tiling (section 5.8) is `StreamingVAE(..., tile_threshold=..., tile=..., stride=...)`.
 """
 import math
@@ -269,8 +272,9 @@ class StreamingVAE:
 
     def __init__(self, model, height, width, tile_threshold=1024, tile=128, stride=110):
         self.m = model
+        self.dtype = next(model.parameters()).dtype
         self.h, self.w = height // 8, width // 8
-        self.offset, self.inv_std = latent_constants()
+        self.offset, self.inv_std = (c.to(self.dtype) for c in latent_constants())
         if height > tile_threshold:
             rows, cols = tile_spans(self.h, tile, stride), tile_spans(self.w, tile, stride)
             self.tiles = [(r0, r1, c0, c1) for (r0, r1) in rows for (c0, c1) in cols]
@@ -289,7 +293,7 @@ class StreamingVAE:
         rr = _ramp((r1 - r0) * factor, r0 == 0, r1 >= self.h, bw)
         cr = _ramp((c1 - c0) * factor, c0 == 0, c1 >= self.w, bw)
         # The reference casts the blend mask to bf16 (section 5.8); keep that rounding.
-        return torch.minimum(rr[:, None], cr[None, :]).to(torch.bfloat16).float()
+        return torch.minimum(rr[:, None], cr[None, :]).to(torch.bfloat16).to(self.dtype)
 
     @torch.no_grad()
     def encode_chunk(self, frames, first):
@@ -310,8 +314,8 @@ class StreamingVAE:
             if single:
                 return lat
             if vals is None:
-                vals = torch.zeros(Z_DIM, lat.shape[1], self.h, self.w)
-                wts = torch.zeros(1, 1, self.h, self.w)
+                vals = torch.zeros(Z_DIM, lat.shape[1], self.h, self.w, dtype=self.dtype)
+                wts = torch.zeros(1, 1, self.h, self.w, dtype=self.dtype)
             mask = self._mask(t, 1)
             vals[:, :, r0:r1, c0:c1] += lat * mask
             wts[:, :, r0:r1, c0:c1] += mask
@@ -329,8 +333,8 @@ class StreamingVAE:
             if len(self.tiles) == 1:
                 return out.clamp(-1, 1)
             if vals is None:
-                vals = torch.zeros(3, out.shape[1], 8 * self.h, 8 * self.w)
-                wts = torch.zeros(1, 1, 8 * self.h, 8 * self.w)
+                vals = torch.zeros(3, out.shape[1], 8 * self.h, 8 * self.w, dtype=self.dtype)
+                wts = torch.zeros(1, 1, 8 * self.h, 8 * self.w, dtype=self.dtype)
             mask = self._mask(t, 8)
             vals[:, :, 8 * r0:8 * r1, 8 * c0:8 * c1] += out * mask
             wts[:, :, 8 * r0:8 * r1, 8 * c0:8 * c1] += mask
