@@ -1,5 +1,6 @@
 /* Loading the visual encoder: config checks, the strict key set of MODEL-SPEC.md section 6.4,
- * the DAPE merge (lora_merge.c) and the scratch reserved for encode. */
+ * the DAPE merge (lora_merge.c), the load-time tables (visual_tables.c), the one weight import
+ * and the scratch reserved on the backend for encode. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,6 +126,11 @@ static enum infvsr_status load_block(struct loader * ld, const struct infvsr__sw
         (r = get1(ld, p, "mlp.fc2.bias", c, &b->fc2_b, err))) {
         return r;
     }
+    enum infvsr_dtype td = b->rel_table.dtype; /* gathered, then converted by the copy op */
+    if (td != INFVSR_TYPE_F32 && td != INFVSR_TYPE_BF16 && td != INFVSR_TYPE_F16) {
+        return infvsr_err_set(err, INFVSR_ERR_MODEL, "%s: '%sattn.relative_position_bias_table' is %s (f32, bf16 or "
+                              "f16 expected)", infvsr_weights_path(ld->w), p, infvsr_dtype_name(td));
+    }
     return INFVSR_OK;
 }
 
@@ -146,7 +152,7 @@ static enum infvsr_status load_stage(struct loader * ld, const struct infvsr_wei
         enum infvsr_status r = load_block(ld, st, cfg->mlp_ratio, b, err);
         if (r == INFVSR_OK && dape) r = infvsr__swin_block_merge_dape(dape, cfg->lora_rank, b, err);
         if (r != INFVSR_OK) return r;
-        infvsr__swin_block_split_qkv(b, st->c);
+        if (b->qkv_w.owns_data) v->const_bytes += infvsr_tensor_nbytes(&b->qkv_w); /* the merged bf16 copy */
     }
     st->has_downsample = s + 1 < INFVSR__SWIN_STAGES;
     if (!st->has_downsample) return INFVSR_OK;
@@ -182,34 +188,97 @@ static enum infvsr_status load_fixed(struct loader * ld, struct infvsr_visual * 
     return INFVSR_OK;
 }
 
-static enum infvsr_status alloc_f32(struct infvsr_tensor * t, const char * name, int64_t n, struct infvsr_err * err) {
-    if (infvsr_tensor_alloc(t, name, INFVSR_TYPE_F32, 1, &n) != INFVSR_OK) {
-        return infvsr_err_set(err, INFVSR_ERR_NOMEM, "visual load: cannot reserve %lld floats of scratch '%s'",
-                              (long long)n, name);
+/* The one weight import of the model (engine/core/weight_set): every checkpoint tensor the
+ * ops read, the merged qkv and the load-time constants. On a host backend nothing moves; on a
+ * device backend they are uploaded once into one allocation (f32 weights as bf16 when the
+ * backend computes in bf16, as the official pipeline's .to(bfloat16); index tables and the
+ * ImageNet std keep their dtype). The row views of qkv are made after the commit. */
+static enum infvsr_status import_weights(struct infvsr_visual * v, struct infvsr_err * err) {
+    struct infvsr_weight_set * ws = &v->weights;
+    struct infvsr_tensor * fixed[] = { &v->pe_w, &v->pe_b, &v->pe_norm_w, &v->pe_norm_b,
+                                       &v->norm_w, &v->norm_b, &v->proj_w, &v->proj_b, &v->ones };
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) INFVSR_TRY(infvsr_weight_set_add(ws, fixed[i], 0, err));
+    INFVSR_TRY(infvsr_weight_set_add(ws, &v->imagenet_std, INFVSR_WEIGHT_KEEP_DTYPE, err));
+    for (int s = 0; s < INFVSR__SWIN_STAGES; s++) {
+        struct infvsr__swin_stage *  st = &v->stages[s];
+        struct infvsr__swin_tables * t  = &st->tab;
+        for (int b = 0; b < st->depth; b++) {
+            struct infvsr__swin_block * k = &st->blocks[b];
+            struct infvsr_tensor * w[] = { &k->norm1_w, &k->norm1_b, &k->rel_table, &k->qkv_w, &k->qkv_b, &k->proj_w,
+                                           &k->proj_b, &k->norm2_w, &k->norm2_b, &k->fc1_w, &k->fc1_b, &k->fc2_w,
+                                           &k->fc2_b };
+            for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) INFVSR_TRY(infvsr_weight_set_add(ws, w[i], 0, err));
+        }
+        if (st->has_downsample) {
+            INFVSR_TRY(infvsr_weight_set_add(ws, &st->down_norm_w, 0, err));
+            INFVSR_TRY(infvsr_weight_set_add(ws, &st->down_norm_b, 0, err));
+            INFVSR_TRY(infvsr_weight_set_add(ws, &st->down_reduction_w, 0, err));
+        }
+        struct infvsr_tensor * idx[] = { &t->to_win[0], &t->to_win[1], &t->from_win[0], &t->from_win[1],
+                                         &t->rel_idx, &t->merge_idx };
+        for (size_t i = 0; i < sizeof idx / sizeof idx[0]; i++) {
+            if (idx[i]->data) INFVSR_TRY(infvsr_weight_set_add(ws, idx[i], INFVSR_WEIGHT_KEEP_DTYPE, err));
+        }
+        if (t->masks.data) INFVSR_TRY(infvsr_weight_set_add(ws, &t->masks, 0, err)); /* 0 and -100: exact in bf16 */
+    }
+    INFVSR_TRY(infvsr_weight_set_commit(ws, v->be, err));
+    for (int s = 0; s < INFVSR__SWIN_STAGES; s++) {
+        for (int b = 0; b < v->stages[s].depth; b++) infvsr__swin_block_split_qkv(&v->stages[s].blocks[b], v->stages[s].c);
     }
     return INFVSR_OK;
+}
+
+static enum infvsr_status alloc_buf(struct infvsr_visual * v, struct infvsr_tensor * t, const char * name,
+                                    enum infvsr_dtype dt, int64_t n, struct infvsr_err * err) {
+    if (n <= 0) return INFVSR_OK;
+    infvsr_tensor_setup(t, name, dt, 1, &n);
+    enum infvsr_status st = infvsr_backend_tensor_alloc(v->be, t, err);
+    if (st != INFVSR_OK) {
+        infvsr_err_prefix(err, "visual load: scratch '%s' (%lld x %s)", name, (long long)n, infvsr_dtype_name(dt));
+        return st;
+    }
+    v->scratch.bytes += infvsr_tensor_nbytes(t);
+    return INFVSR_OK;
+}
+
+/* The largest element size of the relative-position tables after the import (their dtype is
+ * the checkpoint's on a host backend, bf16 on a bf16 device). */
+static size_t table_elem_size(const struct infvsr_visual * v) {
+    size_t es = 0;
+    for (int s = 0; s < INFVSR__SWIN_STAGES; s++) {
+        for (int b = 0; b < v->stages[s].depth; b++) {
+            size_t e = infvsr_dtype_size(v->stages[s].blocks[b].rel_table.dtype);
+            es = e > es ? e : es;
+        }
+    }
+    return es;
 }
 
 static enum infvsr_status alloc_scratch(struct infvsr_visual * v, struct infvsr_err * err) {
     struct infvsr__visual_scratch * sc = &v->scratch;
     const int64_t t0 = (int64_t)v->res0 * v->res0, c0 = v->cfg.embed_dim, p = v->cfg.patch_size;
     const int64_t act = t0 * c0; /* tokens x channels halves at every merge: stage 0 is the largest */
-    int64_t hidden = act * v->cfg.mlp_ratio, bias = 0, table = 0;
+    int64_t hidden = act * v->cfg.mlp_ratio, bias = 0, relg = 0, scores = 0;
     if (hidden < t0 * 3 * p * p) hidden = t0 * 3 * p * p;
     for (int s = 0; s < INFVSR__SWIN_STAGES; s++) {
         const struct infvsr__swin_stage * st = &v->stages[s];
-        int64_t n = (int64_t)st->ws * st->ws, tn = (int64_t)(2 * st->ws - 1) * (2 * st->ws - 1);
+        int64_t n = (int64_t)st->ws * st->ws, n_win = ((int64_t)st->res / st->ws) * (st->res / st->ws);
         if (st->heads * n * n > bias) bias = st->heads * n * n;
-        if (st->heads * tn > table) table = st->heads * tn;
+        if (n_win * st->heads * n * n > scores) scores = n_win * st->heads * n * n;
     }
+    relg = bias * (int64_t)table_elem_size(v); /* bytes: viewed in each table's dtype */
+    const bool fused = !v->explicit_attn;
     enum infvsr_status r;
-    if ((r = alloc_f32(&sc->x, "x", act, err)) || (r = alloc_f32(&sc->s, "s", act, err)) ||
-        (r = alloc_f32(&sc->p, "p", act, err)) || (r = alloc_f32(&sc->q, "q", act, err)) ||
-        (r = alloc_f32(&sc->k, "k", act, err)) || (r = alloc_f32(&sc->v, "v", act, err)) ||
-        (r = alloc_f32(&sc->o, "o", act, err)) || (r = alloc_f32(&sc->h, "h", hidden, err)) ||
-        (r = alloc_f32(&sc->bias, "bias", bias, err)) || (r = alloc_f32(&sc->bias_w, "bias_w", bias, err)) ||
-        (r = alloc_f32(&sc->table, "table", table, err)) ||
-        (r = alloc_f32(&sc->tokens, "tokens", (int64_t)v->n_tokens * v->c_last, err))) {
+    if ((r = alloc_buf(v, &sc->x, "visual.x", v->act, act, err)) || (r = alloc_buf(v, &sc->s, "visual.s", v->act, act, err)) ||
+        (r = alloc_buf(v, &sc->p, "visual.p", v->act, act, err)) || (r = alloc_buf(v, &sc->q, "visual.q", v->act, act, err)) ||
+        (r = alloc_buf(v, &sc->k, "visual.k", v->act, act, err)) || (r = alloc_buf(v, &sc->v, "visual.v", v->act, act, err)) ||
+        (r = alloc_buf(v, &sc->o, "visual.o", v->act, act, err)) ||
+        (r = alloc_buf(v, &sc->h, "visual.h", v->act, hidden, err)) ||
+        (r = alloc_buf(v, &sc->relg, "visual.relg", INFVSR_TYPE_U8, relg, err)) ||
+        (r = alloc_buf(v, &sc->bias, "visual.bias", v->bias_dtype, bias, err)) ||
+        (fused && (r = alloc_buf(v, &sc->bias_w, "visual.bias_w", v->bias_dtype, bias, err))) ||
+        (!fused && (r = alloc_buf(v, &sc->scores, "visual.scores", v->act, scores, err))) ||
+        (r = alloc_buf(v, &sc->tokens, "visual.tokens", v->act, (int64_t)v->n_tokens * v->c_last, err))) {
         return r;
     }
     return INFVSR_OK;
@@ -227,12 +296,6 @@ enum infvsr_status infvsr_visual_load(const struct infvsr_weights * ram, const s
                                       struct infvsr_visual ** out, struct infvsr_err * err) {
     if (!ram || !cfg || !be || !out) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "visual load: NULL argument");
     *out = NULL;
-    struct infvsr_backend_caps caps;
-    infvsr_backend_get_caps(be, &caps);
-    if (!caps.host_visible) { /* activations and scratch are host memory */
-        return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "visual: backend '%s' is not supported (host-memory "
-                              "backends only)", caps.name);
-    }
     enum infvsr_status r = check_config(cfg, err);
     if (r != INFVSR_OK) return r;
     struct infvsr_visual * v = calloc(1, sizeof *v);
@@ -242,11 +305,18 @@ enum infvsr_status infvsr_visual_load(const struct infvsr_weights * ram, const s
     v->res0     = cfg->img_size / cfg->patch_size;
     v->n_tokens = (v->res0 / 8) * (v->res0 / 8) + 1;
     v->c_last   = cfg->embed_dim * 8;
+    infvsr_backend_get_caps(be, &v->caps);
+    v->act           = v->caps.act_dtype;
+    v->explicit_attn = v->act == INFVSR_TYPE_BF16;
+    v->bias_dtype    = v->explicit_attn ? v->act : INFVSR_TYPE_F32;
+    infvsr_weight_set_init(&v->weights);
 
     struct loader ld = { .w = ram, .prefix = detect_prefix(ram) };
     r = load_fixed(&ld, v, err);
     for (int s = 0; r == INFVSR_OK && s < INFVSR__SWIN_STAGES; s++) r = load_stage(&ld, dape, v, s, err);
     if (r == INFVSR_OK) r = check_unexpected(&ld, err);
+    if (r == INFVSR_OK) r = infvsr__swin_tables_build(v, err);
+    if (r == INFVSR_OK) r = import_weights(v, err);
     if (r == INFVSR_OK) r = alloc_scratch(v, err);
     free(ld.used.keys);
     if (r != INFVSR_OK) {
@@ -259,17 +329,26 @@ enum infvsr_status infvsr_visual_load(const struct infvsr_weights * ram, const s
 
 void infvsr_visual_free(struct infvsr_visual * v) {
     if (!v) return;
+    struct infvsr__visual_scratch * sc = &v->scratch;
+    struct infvsr_tensor * bufs[] = { &sc->x, &sc->s, &sc->p, &sc->q, &sc->k, &sc->v, &sc->o, &sc->h,
+                                      &sc->relg, &sc->bias, &sc->bias_w, &sc->scores, &sc->tokens };
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) infvsr_backend_tensor_free(v->be, bufs[i]);
+    /* Owned host tensors (merged qkv, tables) survive an import on a host backend; on a device
+     * backend they are views into the import by now, which the weight set frees. */
     for (int s = 0; s < INFVSR__SWIN_STAGES; s++) {
         for (int i = 0; v->stages[s].blocks && i < v->stages[s].depth; i++) {
-            infvsr_tensor_release(&v->stages[s].blocks[i].qkv_w); /* frees only the owned merged copy */
+            infvsr_tensor_release(&v->stages[s].blocks[i].qkv_w); /* frees only an owned merged copy */
         }
         free(v->stages[s].blocks);
     }
-    struct infvsr__visual_scratch * sc = &v->scratch;
-    struct infvsr_tensor * bufs[] = { &sc->x, &sc->s, &sc->p, &sc->q, &sc->k, &sc->v, &sc->o, &sc->h,
-                                      &sc->bias, &sc->bias_w, &sc->table, &sc->tokens };
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) infvsr_tensor_release(bufs[i]);
+    infvsr__swin_tables_release(v);
+    infvsr_weight_set_release(&v->weights, v->be);
     free(v);
+}
+
+size_t infvsr_visual_resident_bytes(const struct infvsr_visual * v) {
+    if (!v) return 0;
+    return v->scratch.bytes + (v->caps.host_visible ? v->const_bytes : v->weights.resident_bytes);
 }
 
 int infvsr_visual_n_tokens(const struct infvsr_visual * v) { return v->n_tokens; }

@@ -6,6 +6,10 @@ through the official checkpoint layouts.
 Numerics (what the C engine matches): everything in f32; the merged qkv weight is computed in f32
 (W + B.A / 8 on the q and v rows) and then rounded once to bf16 (round-to-nearest-even), exactly
 as the official loader stores it. The reference image is not rounded to bf16 (f32 vs f32 parity).
+With --bf16 the fixture also holds tokens_bf16/context_bf16: the same model run the way the
+official pipeline runs it, model.to(torch.bfloat16) on the f32 image cast to bf16, so every op
+(conv, linear, LayerNorm, q * scale, q k^T, + bias, + mask, softmax, a v, GELU, mean) rounds to
+bf16 (what the C engine's bf16 mode is compared with).
 
 Usage as a fixture generator:
     visual_ref.py OUTDIR --config config/models/infvsr-tiny.json [--name tiny] [--errors]
@@ -317,6 +321,8 @@ def main():
     ap.add_argument("--errors", action="store_true",
                     help="also write the broken checkpoints, the flat copy and the no-DAPE context")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--bf16", action="store_true",
+                    help="also run the merged model in torch.bfloat16 (tokens_bf16, context_bf16)")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -345,6 +351,10 @@ def main():
             extra["context_no_dape"] = model(image)[1].contiguous()
         merge_dape(model, dape, vc)
         tokens, context = model(image)
+        if a.bf16:   # last: converts the model in place
+            tb, cb = model.to(torch.bfloat16)(image.to(torch.bfloat16))
+            extra["tokens_bf16"] = tb.float().contiguous()
+            extra["context_bf16"] = cb.float().contiguous()
     st_io.save(os.path.join(d, "case.safetensors"), {
         "frame": frame, "image": image.contiguous(), "tokens": tokens.contiguous(),
         "context": context.contiguous(), "merged_qkv_l0b1_f32": merged_f32.contiguous(), **extra,

@@ -1,6 +1,7 @@
-/* bench_visual RAM DAPE CONFIG CASE N_THREADS REPEATS: loads the visual encoder, prepares the
- * `frame` of CASE (safetensors) and times REPEATS full encodes (prepare + Swin + image_proj);
- * prints one line "c_encode_s median=... min=... load_s=..." for tests/bench/bench_visual.sh. */
+/* bench_visual RAM DAPE CONFIG CASE N_THREADS REPEATS [DEVICE [PRECISION]]: loads the visual
+ * encoder on DEVICE (default cpu), uploads the `frame` of CASE (safetensors) once and times REPEATS
+ * full encodes (prepare + Swin + image_proj, synchronized); prints one line
+ * "c_encode_s median=... min=... load_s=... resident_mb=..." for tests/bench/bench_visual.sh. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -8,7 +9,7 @@
 #include "infvsr/model_config.h"
 #include "infvsr/visual.h"
 #include "infvsr/weights.h"
-#include "ops.h"
+#include "infvsr/backend.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -22,8 +23,8 @@ static int cmp_double(const void * a, const void * b) {
 }
 
 int main(int argc, char ** argv) {
-    if (argc != 7) {
-        fprintf(stderr, "usage: %s RAM DAPE CONFIG CASE N_THREADS REPEATS\n", argv[0]);
+    if (argc < 7 || argc > 9) {
+        fprintf(stderr, "usage: %s RAM DAPE CONFIG CASE N_THREADS REPEATS [DEVICE [PRECISION]]\n", argv[0]);
         return 2;
     }
     int n_threads = atoi(argv[5]), repeats = atoi(argv[6]);
@@ -33,39 +34,45 @@ int main(int argc, char ** argv) {
     struct infvsr_weights * ram = NULL, * dape = NULL, * cse = NULL;
     struct infvsr_backend * be = NULL;
     struct infvsr_visual * v = NULL;
-    struct infvsr_cpu_params p = infvsr_cpu_default_params();
-    p.n_threads = n_threads;
+    struct infvsr_backend_opts bo = infvsr_backend_default_opts();
+    bo.n_threads = n_threads;
+    if (argc > 8 && infvsr_precision_from_name(argv[8]) >= 0) bo.precision = infvsr_precision_from_name(argv[8]);
     double t0 = now_s();
     if (infvsr_model_config_load(argv[3], &cfg, &err) || infvsr_weights_open(argv[1], &ram, &err) ||
         infvsr_weights_open(argv[2], &dape, &err) || infvsr_weights_open(argv[4], &cse, &err) ||
-        infvsr_cpu_backend_init(&p, &be) || infvsr_visual_load(ram, dape, &cfg.visual, be, &v, &err)) {
+        infvsr_backend_init_by_name(argc > 7 ? argv[7] : "cpu", &bo, &be, &err) ||
+        infvsr_visual_load(ram, dape, &cfg.visual, be, &v, &err)) {
         fprintf(stderr, "bench_visual: %s\n", err.msg);
         return 1;
     }
     double load_s = now_s() - t0;
     const struct infvsr_tensor * frame = infvsr_weights_find(cse, "frame");
-    struct infvsr_tensor img = { 0 }, ctx = { 0 };
+    struct infvsr_tensor img = { 0 }, ctx = { 0 }, dframe = { 0 };
     int64_t is[3] = { 3, infvsr_visual_img_size(v), infvsr_visual_img_size(v) };
     int64_t cs[2] = { infvsr_visual_n_tokens(v), infvsr_visual_out_dim(v) };
-    if (!frame || infvsr_tensor_alloc(&img, "image", INFVSR_TYPE_F32, 3, is) ||
-        infvsr_tensor_alloc(&ctx, "context", INFVSR_TYPE_F32, 2, cs)) {
-        fprintf(stderr, "bench_visual: no frame in %s or out of memory\n", argv[4]);
+    infvsr_tensor_setup(&img, "image", INFVSR_TYPE_F32, 3, is);
+    infvsr_tensor_setup(&ctx, "context", INFVSR_TYPE_F32, 2, cs);
+    if (!frame || infvsr_backend_tensor_alloc(be, &img, &err) || infvsr_backend_tensor_alloc(be, &ctx, &err) ||
+        infvsr_backend_upload(be, frame, INFVSR_TYPE_COUNT, &dframe, &err)) {
+        fprintf(stderr, "bench_visual: no frame in %s or out of memory: %s\n", argv[4], err.msg);
         return 1;
     }
     double times[100];
     for (int i = 0; i < repeats; i++) {
         double t = now_s();
-        if (infvsr_visual_prepare_reference(v, frame, &img, &err) || infvsr_visual_encode(v, &img, NULL, &ctx, &err)) {
+        if (infvsr_visual_prepare_reference(v, &dframe, &img, &err) || infvsr_visual_encode(v, &img, NULL, &ctx, &err) ||
+            infvsr_backend_synchronize(be, &err)) {
             fprintf(stderr, "bench_visual: %s\n", err.msg);
             return 1;
         }
         times[i] = now_s() - t;
     }
     qsort(times, (size_t)repeats, sizeof times[0], cmp_double);
-    printf("c_encode_s median=%.4f min=%.4f load_s=%.3f threads=%d repeats=%d\n", times[repeats / 2], times[0],
-           load_s, n_threads, repeats);
-    infvsr_tensor_release(&img);
-    infvsr_tensor_release(&ctx);
+    printf("c_encode_s median=%.4f min=%.4f load_s=%.3f threads=%d repeats=%d resident_mb=%.1f\n", times[repeats / 2],
+           times[0], load_s, n_threads, repeats, (double)infvsr_visual_resident_bytes(v) / (1 << 20));
+    infvsr_backend_tensor_free(be, &img);
+    infvsr_backend_tensor_free(be, &ctx);
+    infvsr_backend_tensor_free(be, &dframe);
     infvsr_visual_free(v);
     infvsr_backend_free(be);
     infvsr_weights_close(ram);
