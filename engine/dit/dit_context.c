@@ -49,6 +49,9 @@ enum infvsr_status infvsr_dit_context_set(struct infvsr_dit_context * c, const s
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "dit context: shape %s, expected [%lld, %d]",
                               infvsr_shape_str(ctx->ndim, ctx->shape, sbuf, sizeof sbuf), (long long)c->n_ctx,
                               cfg->text_dim);
+    if (ctx->mem != be->mem)
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "dit context: tensor '%s' is not in the memory of backend %s "
+                              "(upload it with infvsr_backend_upload)", ctx->name, infvsr_backend_name(be));
     if (!infvsr_dtype_is_float(ctx->dtype) || ctx->dtype == INFVSR_TYPE_F64)
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "dit context: dtype %s, expected f32/bf16/f16",
                               infvsr_dtype_name(ctx->dtype));

@@ -10,6 +10,17 @@ static bool float_input(enum infvsr_dtype t) {
     return t == INFVSR_TYPE_F32 || t == INFVSR_TYPE_BF16 || t == INFVSR_TYPE_F16;
 }
 
+/* A caller's tensor must live where the backend computes (checked before anything is
+ * queued, so that a misuse does not cost the cache). */
+static enum infvsr_status check_mem(struct infvsr_backend * be, const char * what, const struct infvsr_tensor * t,
+                                    struct infvsr_err * err) {
+    if (t->mem == be->mem) return INFVSR_OK;
+    return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "dit %s '%s' is in %s memory; backend %s computes in %s memory "
+                          "(upload it with infvsr_backend_upload)", what, t->name[0] ? t->name : "(unnamed)",
+                          t->mem == INFVSR_MEM_HOST ? "host" : "device", infvsr_backend_name(be),
+                          be->mem == INFVSR_MEM_HOST ? "host" : "device");
+}
+
 /* patch[(f*gh + y)*gw + x, c*4 + dy*2 + dx] = lat[c, f, 2y + dy, 2x + dx]: token order
  * frame-major, patch vector channel-major (the order of the Conv3d weight). The innermost
  * dim is x (gw elements) so that each row of the copy is long. lat: [C, T, h, w]. */
@@ -60,6 +71,8 @@ enum infvsr_status infvsr_dit_step(struct infvsr_dit_session * s, const struct i
     char sbuf[64];
 
     if (!c || c->dit != dit) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "dit step: context of another model");
+    INFVSR_TRY(check_mem(be, "step: latents", latents, err));
+    INFVSR_TRY(check_mem(be, "step: pred", pred, err));
     /* latents [in_dim, T, h, w] or [1, in_dim, T, h, w] */
     const int64_t * sh = latents->shape;
     int lead = latents->ndim == 5 ? 1 : 0;
@@ -135,6 +148,9 @@ enum infvsr_status infvsr_dit_restore(struct infvsr_backend * be, const struct i
                               (long long)infvsr_tensor_numel(restored));
     if (!float_input(latents->dtype) || !float_input(pred->dtype) || !float_input(restored->dtype))
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "dit restore: latents, pred and out must be f32/bf16/f16");
+    INFVSR_TRY(check_mem(be, "restore: latents", latents, err));
+    INFVSR_TRY(check_mem(be, "restore: pred", pred, err));
+    INFVSR_TRY(check_mem(be, "restore: restored", restored, err));
     /* restored = 0 + (-sigma * pred): the product rounded once into restored's dtype; then
      * restored += latents. In f32 this is exactly latents - f32(sigma * pred); in bf16 it is
      * the reference's two roundings (MODEL-SPEC §2.4 step 7). */

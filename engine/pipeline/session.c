@@ -406,7 +406,7 @@ bool infvsr_session_done(const struct infvsr_session * s) { return s->drained; }
 
 void infvsr_session_get_stats(const struct infvsr_session * s, struct infvsr_session_stats * out) {
     *out = s->stats;
-    out->vae_cache_bytes = infvsr_vae_session_cache_bytes(s->vae) + infvsr_vae_session_scratch_bytes(s->vae);
+    out->vae_cache_bytes = infvsr_vae_session_bytes(s->vae);
     out->dit_bytes       = infvsr_dit_session_nbytes(s->dit) + infvsr_dit_context_nbytes(s->ctx);
     out->buffer_bytes    = s->device_bytes;
     out->session_bytes   = out->vae_cache_bytes + out->dit_bytes + out->buffer_bytes;

@@ -129,8 +129,8 @@ void infvsr_model_close(struct infvsr_model * m) {
 }
 
 size_t infvsr_model_resident_bytes(const struct infvsr_model * m) {
-    /* TODO(i14): + infvsr_vae_resident_bytes + infvsr_visual_resident_bytes once those land. */
-    return m->dit ? infvsr_dit_resident_bytes(m->dit) : 0;
+    return (m->dit ? infvsr_dit_resident_bytes(m->dit) : 0) + (m->vae ? infvsr_vae_resident_bytes(m->vae) : 0) +
+           (m->visual ? infvsr_visual_resident_bytes(m->visual) : 0);
 }
 
 const struct infvsr_model_config * infvsr_model_config_of(const struct infvsr_model * m) { return &m->cfg; }
