@@ -11,6 +11,11 @@ static bool is_float(enum infvsr_dtype d) {
 
 static const char * tname(const struct infvsr_tensor * t) { return t->name[0] ? t->name : "(unnamed)"; }
 
+static const char * mode_name(enum infvsr_copy_mode m) {
+    static const char * names[] = { "SET", "ACCUMULATE", "DIVIDE", "U8_TO_MODEL", "U8_TO_UNIT", "MODEL_TO_U8", "FILL" };
+    return (unsigned)m < INFVSR_COPY_MODE_COUNT ? names[m] : "?";
+}
+
 /* Reachable element range [lo, hi] of a view; false on overflow or a negative stride. */
 static bool view_range(const struct infvsr_copy_args * a, int64_t offset, const int64_t * stride, int64_t * hi) {
     int64_t top = offset;
@@ -84,8 +89,8 @@ static enum infvsr_status check_dtypes(const char * be, const struct infvsr_copy
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "%s copy: unknown mode %d", be, (int)a->mode);
     }
     if (!ok) {
-        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "%s copy: mode %d does not take x %s%s, m %s, y %s '%s'", be,
-                              (int)a->mode, a->x ? infvsr_dtype_name(a->x->dtype) : "none",
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "%s copy: mode %s does not take x %s%s, m %s, y %s '%s'", be,
+                              mode_name(a->mode), a->x ? infvsr_dtype_name(a->x->dtype) : "none",
                               a->mode == INFVSR_COPY_DIVIDE && !a->m ? " (DIVIDE needs m)" : "",
                               a->m ? infvsr_dtype_name(a->m->dtype) : "none", infvsr_dtype_name(yd), tname(a->y));
     }
@@ -167,8 +172,11 @@ enum infvsr_status infvsr_gather_validate(const char * be, const struct infvsr_t
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "%s gather_rows: idx '%s' has %lld entries, y has %lld rows",
                               be, tname(idx), (long long)infvsr_tensor_numel(idx), (long long)(ny / c));
     }
-    if (ny > 0 && x->data == y->data) {
-        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "%s gather_rows: y '%s' must not alias x", be, tname(y));
+    /* Any shared byte, not just the same start: a view of x's storage written while x's
+     * rows are read gives a result that depends on the order of the copies. */
+    if (ny > 0 && nx > 0 && bytes_overlap(x, 0, nx - 1, y, 0, ny - 1)) {
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "%s gather_rows: y '%s' must not alias x '%s'", be, tname(y),
+                              tname(x));
     }
     *rows = ny / c;
     *cols = c;

@@ -40,6 +40,20 @@ struct copy_job {
     size_t                          es_x, es_y;
 };
 
+/* Same-dtype strided elements as whole words (bytes as they are: NaN payloads kept). */
+static void copy_strided(void * y, int64_t yo, int64_t ys, const void * x, int64_t xo, int64_t xs, int64_t n, size_t es) {
+    switch (es) {
+    case 1: for (int64_t i = 0; i < n; i++) ((uint8_t *)y)[yo + i * ys] = ((const uint8_t *)x)[xo + i * xs]; break;
+    case 2: for (int64_t i = 0; i < n; i++) ((uint16_t *)y)[yo + i * ys] = ((const uint16_t *)x)[xo + i * xs]; break;
+    case 4: for (int64_t i = 0; i < n; i++) ((uint32_t *)y)[yo + i * ys] = ((const uint32_t *)x)[xo + i * xs]; break;
+    case 8: for (int64_t i = 0; i < n; i++) ((uint64_t *)y)[yo + i * ys] = ((const uint64_t *)x)[xo + i * xs]; break;
+    default:
+        for (int64_t i = 0; i < n; i++)
+            memcpy((char *)y + (yo + i * ys) * (int64_t)es, (const char *)x + (xo + i * xs) * (int64_t)es, es);
+        break;
+    }
+}
+
 /* Element offsets of row r in the three views. */
 static void row_offsets(const struct infvsr_copy_args * a, int64_t r, int64_t * xo, int64_t * mo, int64_t * yo) {
     *xo = a->x_offset, *mo = a->m_offset, *yo = a->y_offset;
@@ -66,10 +80,11 @@ static void copy_row(const struct copy_job * j, int64_t r) {
     switch (a->mode) {
     case INFVSR_COPY_SET:
         if (xd == yd && xs == 1 && ys == 1) {
-            memcpy((char *)y + yo * j->es_y, (const char *)x + xo * j->es_x, (size_t)n * j->es_y);
+            /* x and y may be the same view (an in-place SET): memcpy onto itself is UB */
+            if ((char *)y + yo * j->es_y != (const char *)x + xo * j->es_x)
+                memcpy((char *)y + yo * j->es_y, (const char *)x + xo * j->es_x, (size_t)n * j->es_y);
         } else if (xd == yd) {
-            for (int64_t i = 0; i < n; i++)
-                memcpy((char *)y + (yo + i * ys) * j->es_y, (const char *)x + (xo + i * xs) * j->es_x, j->es_y);
+            copy_strided(y, yo, ys, x, xo, xs, n, j->es_y);
         } else {
             for (int64_t i = 0; i < n; i++) st(y, yd, yo + i * ys, ld(x, xd, xo + i * xs));
         }

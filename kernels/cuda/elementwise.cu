@@ -149,6 +149,8 @@ enum infvsr_status cu_add_gated(struct infvsr_backend * be, const struct infvsr_
     INFVSR_TRY(cu_check_tensor(y, "add_gated", "y", false, err));
     INFVSR_TRY(cu_check_same(x, y, "add_gated", err));
     INFVSR_TRY(cu_check_same(d, y, "add_gated", err));
+    if (d->data == y->data && d->data != x->data) /* as the CPU backend: in place on x only */
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "add_gated: y ('%s') may alias x only, not d", y->name);
     int64_t cols = cu_last_dim(x);
     if (gate) {
         INFVSR_TRY(cu_check_tensor(gate, "add_gated", "gate", true, err));
@@ -173,6 +175,9 @@ enum infvsr_status cu_affine_clamp(struct infvsr_backend * be, const struct infv
     INFVSR_TRY(cu_check_tensor(x, "affine_clamp", "x", false, err));
     INFVSR_TRY(cu_check_tensor(y, "affine_clamp", "y", false, err));
     INFVSR_TRY(cu_check_same(x, y, "affine_clamp", err));
+    if (!(lo <= hi)) /* NaN or an empty range, refused as by the CPU backend */
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "affine_clamp: bad clamp range [%g, %g]", (double)lo,
+                              (double)hi);
     int64_t n = infvsr_tensor_numel(y);
     if (n == 0) return INFVSR_OK;
     k_affine_clamp<<<cu_grid_for(n, EW_THREADS), EW_THREADS, 0, c->stream>>>(

@@ -8,5 +8,5 @@ enum infvsr_status infvsr_cuda_backend_init(int device, enum infvsr_precision pr
     (void)precision;
     if (out) *out = NULL;
     return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED,
-                          "CUDA backend: this build has no CUDA (INFVSR_CUDA=OFF or nvcc not found at configure time)");
+                          "CUDA backend: this binary was built without CUDA (INFVSR_CUDA=OFF or nvcc not found at configure time)");
 }

@@ -4,7 +4,8 @@
 #     bash tests/cuda/run_gpu_checks.sh
 #
 # Configures and builds with the CUDA backend for sm_90 (override: CUDA_ARCH=80 ...),
-# runs the CUDA tests (op-level parity CUDA vs CPU backend, the device-fault test; they
+# runs the CUDA tests (the op-case table on cuda vs the CPU backend, the pool's steady
+# state, the device-fault test; they
 # must PASS, not skip, here) and then the benchmark table. Logs go to $OUT when set
 # (device tool). Needs: cmake >= 3.25, nvcc, cuBLAS, jansson and OpenBLAS dev packages.
 #
@@ -34,19 +35,21 @@ else
     cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DINFVSR_CUDA=ON \
           -DCMAKE_CUDA_ARCHITECTURES="$ARCH" >"$LOG/configure.log" 2>&1 \
         || { tail -40 "$LOG/configure.log"; echo "configure failed: see --prebuilt above"; exit 1; }
-    cmake --build "$BUILD" -j"$JOBS" --target test_cuda_ops test_cuda_fault bench_cuda >"$LOG/build.log" 2>&1 \
+    cmake --build "$BUILD" -j"$JOBS" --target test_backend_ops test_cuda_pool test_cuda_fault bench_cuda >"$LOG/build.log" 2>&1 \
         || { grep -E "error" "$LOG/build.log" | head -40; tail -20 "$LOG/build.log"; exit 1; }
     echo "build ok (sm_$ARCH)"
     BIN="$BUILD/tests/cuda"
+    cp "$BUILD/tests/ops/test_backend_ops" "$BIN/" # the op-case table, next to the CUDA tests
 fi
 
 # Parity and fault tests. A SKIP (77) on a GPU machine means the GPU was not usable:
 # that is a failure here.
 status=0
-for t in test_cuda_ops test_cuda_fault; do
+for t in test_backend_ops test_cuda_pool test_cuda_fault; do
     rc=0
-    "$BIN/$t" > "$LOG/$t.log" 2>&1 || rc=$?
-    if [ "$t" = test_cuda_ops ]; then cat "$LOG/$t.log"; else tail -5 "$LOG/$t.log"; fi
+    args=(); [ "$t" = test_backend_ops ] && args=(-b cuda)
+    "$BIN/$t" "${args[@]}" > "$LOG/$t.log" 2>&1 || rc=$?
+    if [ "$t" = test_backend_ops ]; then cat "$LOG/$t.log"; else tail -5 "$LOG/$t.log"; fi
     if [ "$rc" -eq 77 ]; then echo "FAIL: $t skipped on a GPU machine"; status=1;
     elif [ "$rc" -ne 0 ]; then echo "FAIL: $t exited $rc"; status=1;
     else echo "PASS: $t"; fi

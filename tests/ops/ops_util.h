@@ -1,5 +1,5 @@
-/* Helpers of the op tests: tensors with canaries, random weights in any float dtype,
- * and running one op on the fast and the float64 reference CPU backends. */
+/* Host tensors with canaries for test_resize_torch (the op-case table has its own
+ * guarded backend tensors: backend_ops.h). */
 #pragma once
 
 #include <stdlib.h>

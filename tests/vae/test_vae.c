@@ -8,17 +8,26 @@
  * other than cpu every output must also be bit-identical to the cpu backend's, run in the
  * same process. In bf16 (devsim --precision bf16) the outputs are compared with the
  * reference run in bf16 (module.to(bfloat16), bf16 inputs, bf16 tile accumulation: what the
- * official pipeline does), within BF16_TOL. */
+ * official pipeline does), within BF16_TOL_ENC/DEC, and must be no further from the f32
+ * reference than the reference's own bf16 output. */
 #include <string.h>
 
 #include "check.h"
 #include "vae_test_util.h"
 
 #define TOL 1e-4
-/* Relative L2 error vs the bf16 reference, measured on devsim bf16 (see the report in
- * tests/vae/CMakeLists.txt): the largest seen was BF16_SEEN; the bound leaves headroom for
- * a different summation order of a kernel, not for a lost rounding step. */
-#define BF16_TOL 2e-2
+/* bf16 (devsim --precision bf16), relative L2 errors vs the reference run in bf16, measured
+ * on both fixtures over all chunks: encode 0.97e-2 .. 1.73e-2, decode 2.60e-2 .. 3.52e-2.
+ * Two bf16 computations that round at different points differ by about as much as either
+ * differs from f32 (the reference's own bf16 output is 0.80e-2 .. 1.61e-2 / 2.47e-2 .. 3.15e-2
+ * from the f32 reference), so the bounds are the measured worst plus ~40%: they catch a
+ * wrong layout, a lost conversion or a stale cache (errors of order 1), not a rounding step.
+ * The sharper check is the second one: our bf16 output must be no further from the f32
+ * reference than the official bf16 arithmetic is (measured ratio 0.70 .. 0.83: we round
+ * less often, e.g. the fused RMS norm, f32 attention inside the kernel, f32 tile blend). */
+#define BF16_TOL_ENC   2.5e-2
+#define BF16_TOL_DEC   5e-2
+#define BF16_MAX_RATIO 1.0
 #define MAX_CHUNKS 8
 
 static int meta_int(const struct infvsr_weights * io, const char * key, int def) {
@@ -129,7 +138,7 @@ static int run_stream(const char * name) {
     if (!io) return 0;
     bool bf16 = vt_act_dtype(vt_backend()) == INFVSR_TYPE_BF16;
     const char * lat_key = bf16 ? "latents_bf16_%d" : "latents_%d", * dec_key = bf16 ? "decoded_bf16_%d" : "decoded_%d";
-    double tol = bf16 ? BF16_TOL : TOL, worst = 0;
+    double tol_enc = bf16 ? BF16_TOL_ENC : TOL, tol_dec = bf16 ? BF16_TOL_DEC : TOL, worst = 0;
     struct stream_result res, cpu;
     stream_on(vt_backend(), name, io, &res);
     CHECK_EQ_INT(res.n_tiles, meta_int(io, "n_tiles", -1));
@@ -148,8 +157,21 @@ static int run_stream(const char * name) {
         printf("  %s chunk %d%s on %s: encode rel err %.2e; decode rel err %.2e%s\n", name, ref,
                i == res.n_chunks ? " after a scene cut" : "", infvsr_backend_name(vt_backend()), e_enc, e_dec,
                bf16 ? " (vs the bf16 reference)" : "");
-        CHECK_MSG(e_enc <= tol, "%s chunk %d encode rel err %.3e > %.1e", name, i, e_enc, tol);
-        CHECK_MSG(e_dec <= tol, "%s chunk %d decode rel err %.3e > %.1e", name, i, e_dec, tol);
+        if (bf16) {
+            /* How far each bf16 run lands from the f32 reference (BF16_MAX_RATIO above). */
+            const struct infvsr_tensor * l32 = io_get(io, "latents_%d", ref), * d32 = io_get(io, "decoded_%d", ref);
+            size_t nl = (size_t)infvsr_tensor_numel(l32), nd = (size_t)infvsr_tensor_numel(d32);
+            double o_enc = rel_err_f32(res.lat[i].data, l32->data, nl), r_enc = rel_err_f32(lat_ref->data, l32->data, nl);
+            double o_dec = rel_err_f32(res.dec[i].data, d32->data, nd), r_dec = rel_err_f32(dec_ref->data, d32->data, nd);
+            printf("    vs the f32 reference: encode %.2e (reference bf16 %.2e), decode %.2e (reference bf16 %.2e)\n",
+                   o_enc, r_enc, o_dec, r_dec);
+            CHECK_MSG(o_enc <= BF16_MAX_RATIO * r_enc, "%s chunk %d: encode %.3e from f32, reference bf16 %.3e", name,
+                      i, o_enc, r_enc);
+            CHECK_MSG(o_dec <= BF16_MAX_RATIO * r_dec, "%s chunk %d: decode %.3e from f32, reference bf16 %.3e", name,
+                      i, o_dec, r_dec);
+        }
+        CHECK_MSG(e_enc <= tol_enc, "%s chunk %d encode rel err %.3e > %.1e", name, i, e_enc, tol_enc);
+        CHECK_MSG(e_dec <= tol_dec, "%s chunk %d decode rel err %.3e > %.1e", name, i, e_dec, tol_dec);
         worst = e_enc > worst ? e_enc : worst;
         worst = e_dec > worst ? e_dec : worst;
         if (twin) {

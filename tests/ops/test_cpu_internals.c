@@ -1,0 +1,92 @@
+/* Internals of the CPU backend that the op-case table (test_backend_ops) cannot see:
+ * the bicubic tap tables of MODEL-SPEC §3.1, and which conv3d path (Winograd F(4x4),
+ * F(2x2), im2col) the CPU picks for a shape. Every path itself is checked numerically by
+ * the table's conv3d cases, which force each one. */
+#include <math.h>
+
+#include "check.h"
+#include "conv3d_winograd.h"
+#include "resize_table.h"
+
+/* MODEL-SPEC §3.1: bicubic x4 interior phase weights and the left border. */
+static void test_resize_bicubic_tables(void) {
+    const double phase[4][4] = {
+        { -0.0439453125, 0.3896484375, 0.7275390625, -0.0732421875 },
+        { -0.0068359375, 0.0908203125, 0.9638671875, -0.0478515625 },
+        { -0.0478515625, 0.9638671875, 0.0908203125, -0.0068359375 },
+        { -0.0732421875, 0.7275390625, 0.3896484375, -0.0439453125 },
+    };
+    const int first_off[4] = { -2, -2, -1, -1 };
+    int64_t in = 40, out = 160, xmin;
+    float w[16];
+    CHECK(infvsr_cpu_resize_max_taps(INFVSR_RESIZE_BICUBIC_AA, in, out) <= 16);
+    for (int64_t k = 5; k < 30; k++) {
+        for (int p = 0; p < 4; p++) {
+            int n = infvsr_cpu_resize_taps(INFVSR_RESIZE_BICUBIC_AA, in, out, 4 * k + p, &xmin, w);
+            CHECK_EQ_INT(n, 4);
+            CHECK_EQ_INT(xmin, k + first_off[p]);
+            for (int j = 0; j < 4; j++) CHECK_MSG(fabs(w[j] - phase[p][j]) <= 1e-6, "phase %d tap %d: %.9f", p, j, w[j]);
+        }
+    }
+    const double border[4][3] = {
+        { 1.1119403, -0.1119403, 0 },
+        { 1.0522388, -0.0522388, 0 },
+        { 0.91985089, 0.08667288, -0.00652377 },
+        { 0.67788899, 0.36305732, -0.04094631 },
+    };
+    const int border_n[4] = { 2, 2, 3, 3 };
+    for (int i = 0; i < 4; i++) {
+        int n = infvsr_cpu_resize_taps(INFVSR_RESIZE_BICUBIC_AA, in, out, i, &xmin, w);
+        CHECK_EQ_INT(n, border_n[i]);
+        CHECK_EQ_INT(xmin, 0);
+        for (int j = 0; j < n; j++) CHECK_MSG(fabs(w[j] - border[i][j]) <= 1e-6, "border out %d tap %d: %.9f", i, j, w[j]);
+    }
+    /* the right edge is the mirror image */
+    for (int i = 0; i < 4; i++) {
+        int n = infvsr_cpu_resize_taps(INFVSR_RESIZE_BICUBIC_AA, in, out, out - 1 - i, &xmin, w);
+        CHECK_EQ_INT(n, border_n[i]);
+        CHECK_EQ_INT(xmin + n, in);
+        for (int j = 0; j < n; j++) CHECK(fabs(w[n - 1 - j] - border[i][j]) <= 1e-6);
+    }
+}
+
+static struct infvsr_cpu_conv conv3(int64_t cin, int64_t cout, int64_t to, int64_t ho, int64_t wo) {
+    return (struct infvsr_cpu_conv){ .cin = cin, .cout = cout, .kt = 3, .kh = 3, .kw = 3, .st = 1, .sh = 1, .sw = 1,
+                                     .to = to, .ho = ho, .wo = wo };
+}
+
+static void test_conv3d_path_choice(void) {
+    /* with the volume threshold at 0 every 3x3 stride-1 shape fits */
+    const double old_volume = infvsr__conv3d_winograd_set_min_volume(0);
+    struct infvsr_cpu_conv one = conv3(1, 1, 1, 1, 1);
+    CHECK(infvsr__conv3d_winograd_fits(&one));
+    for (int tile = 2; tile <= 4; tile += 2) {
+        const int old_tile = infvsr__conv3d_winograd_set_tile(tile);
+        CHECK_EQ_INT(infvsr__conv3d_winograd_tile(&one), tile);
+        infvsr__conv3d_winograd_set_tile(old_tile);
+    }
+    infvsr__conv3d_winograd_set_min_volume(old_volume);
+    /* the default threshold keeps tiny convs on im2col, VAE-sized ones on Winograd */
+    struct infvsr_cpu_conv tiny = conv3(8, 8, 4, 16, 16), vae = conv3(96, 96, 4, 64, 64);
+    CHECK(!infvsr__conv3d_winograd_fits(&tiny));
+    CHECK(infvsr__conv3d_winograd_fits(&vae));
+    /* many tiles: F(4x4); 384 channels at 16x16, 2 frames: F(2x2); at 8x8: im2col */
+    CHECK_EQ_INT(infvsr__conv3d_winograd_tile(&vae), 4);
+    struct infvsr_cpu_conv mid = conv3(384, 384, 2, 16, 16), small = conv3(384, 384, 1, 8, 8);
+    CHECK_EQ_INT(infvsr__conv3d_winograd_tile(&mid), 2);
+    CHECK_EQ_INT(infvsr__conv3d_winograd_tile(&small), 0);
+    /* strided or non-3x3 kernels never take Winograd */
+    struct infvsr_cpu_conv strided = vae;
+    strided.sh = 2;
+    CHECK(!infvsr__conv3d_winograd_fits(&strided));
+}
+
+static const struct test_case tests[] = {
+    TEST(test_resize_bicubic_tables),
+    TEST(test_conv3d_path_choice),
+    { 0 },
+};
+
+int main(int argc, char ** argv) {
+    return test_main(argc, argv, tests);
+}
