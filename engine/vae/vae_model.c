@@ -143,7 +143,7 @@ static enum infvsr_status load_cached_conv(struct loader * L, const char * name,
 /* gamma stored as (C, 1, 1, 1) (or (C, 1, 1) in attention), viewed as [C]. */
 static enum infvsr_status load_gamma(struct loader * L, const char * key, int c, int ndim, struct infvsr_tensor * g) {
     int64_t shape[4] = { c, 1, 1, 1 }, s1[1] = { c };
-    const struct infvsr_tensor * t;
+    const struct infvsr_tensor * t = NULL;
     INFVSR_TRY(get(L, key, ndim, shape, &t));
     return view_later(L, g, t, 0, 1, s1);
 }
