@@ -23,9 +23,17 @@
 #include "test_backend.h"
 
 #define PARITY_TOL 1e-4
-/* bf16 activations vs the bf16 reference (rel L2 over a chunk). Measured on the tiny and
- * full2 fixtures: see the comment at run_parity. */
-#define DIT_BF16_TOL 1.5e-2
+/* bf16 activations (devsim --precision bf16) vs the reference run in the official bf16
+ * numerics, rel L2 of pred over a chunk. Measured (every chunk):
+ *   tiny 6.1e-3 .. 7.3e-3, full2 6.0e-3 .. 6.3e-3, full30 1.23e-2 .. 1.31e-2.
+ * Two bf16 runs that round in different places drift apart with depth, so the absolute
+ * limit alone says little at 30 layers; the second check is relative: our bf16 output may
+ * be no further from the f32 reference than DIT_BF16_SPREAD x the distance of PyTorch's
+ * own bf16 run from it (measured ratio 0.85 .. 1.08: tiny 5.1e-3 .. 5.6e-3 vs 5.7e-3 ..
+ * 6.5e-3; full2 5.0e-3 .. 5.7e-3 vs 5.3e-3 .. 6.1e-3; full30 1.09e-2 .. 1.21e-2 vs
+ * 1.24e-2 .. 1.29e-2), i.e. our bf16 path loses no more precision than the official one. */
+#define DIT_BF16_TOL    2e-2
+#define DIT_BF16_SPREAD 1.25
 #define MAX_CHUNKS 16
 
 static char * fixture_path(const char * dir, const char * file) {
@@ -173,10 +181,9 @@ static bool same_bytes(const struct infvsr_tensor * a, const struct infvsr_tenso
 }
 
 /* Parity of the whole chunk sequence with the reference of the backend's precision.
- * Measured (tiny and full2 fixtures, every chunk, rel L2 of pred):
- *   f32 (cpu, devsim) vs the f32 reference: <= 3e-6 (limit 1e-4);
- *   devsim bf16 vs the bf16 reference: see DIT_BF16_TOL and the printed values; the f32
- *   reference is farther from the bf16 run than the bf16 reference is (printed as well). */
+ * Measured (every chunk, rel L2 of pred):
+ *   f32 (cpu, devsim) vs the f32 reference: <= 5.1e-7 (limit 1e-4);
+ *   devsim bf16 vs the bf16 reference: see DIT_BF16_TOL / DIT_BF16_SPREAD. */
 static void run_parity(const char * dir, bool use_ref, int max_chunks) {
     struct infvsr_backend * be = use_ref ? tb_open("cpu", INFVSR_PRECISION_AUTO, true) : tb_backend();
     struct fixture f;
@@ -191,7 +198,7 @@ static void run_parity(const char * dir, bool use_ref, int max_chunks) {
     const double tol = bf16 ? DIT_BF16_TOL : PARITY_TOL;
     struct seq_out o;
     run_sequence(&f, max_chunks, &o);
-    double worst = 0;
+    double worst = 0, worst_ratio = 0;
     for (int i = 0; i < o.n; i++) {
         const struct infvsr_tensor * ep = find_n(expected, "pred", i), * er = find_n(expected, "restored", i);
         const struct infvsr_tensor * op = find_n(other, "pred", i);
@@ -201,17 +208,28 @@ static void run_parity(const char * dir, bool use_ref, int max_chunks) {
         double ea = rel_err_f32(o.pred[i].data, ep->data, m);
         double eb = rel_err_f32(o.restored[i].data, er->data, m);
         double eo = rel_err_f32(o.pred[i].data, op->data, m);
+        /* How far PyTorch's own bf16 run is from its f32 run (op is the other reference). */
+        double spread = rel_err_f32(op->data, ep->data, m);
         const struct infvsr_tensor * lat = find_n(f.in, "latents", i);
         printf("  %s %s chunk %d (T=%lld, %lldx%lld, cached %s): rel err pred %.2e restored %.2e (vs the %s "
-               "reference: %.2e)\n", dir, tb_name, i, (long long)lat->shape[1], (long long)lat->shape[2],
-               (long long)lat->shape[3], i == 0 || scalar_of(find_n(f.in, "reset", i)) ? "no" : "yes", ea, eb,
-               bf16 ? "f32" : "bf16", eo);
+               "reference: %.2e; bf16 vs f32 reference: %.2e)\n", dir, tb_name, i, (long long)lat->shape[1],
+               (long long)lat->shape[2], (long long)lat->shape[3],
+               i == 0 || scalar_of(find_n(f.in, "reset", i)) ? "no" : "yes", ea, eb, bf16 ? "f32" : "bf16", eo,
+               spread);
         CHECK_REL_ERR((const float *)o.pred[i].data, (const float *)ep->data, m, tol);
         CHECK_REL_ERR((const float *)o.restored[i].data, (const float *)er->data, m, tol);
+        if (bf16) {
+            CHECK_MSG(eo <= DIT_BF16_SPREAD * spread, "%s chunk %d: bf16 output %.2e from the f32 reference, "
+                      "more than %.2f x PyTorch bf16's %.2e", dir, i, eo, DIT_BF16_SPREAD, spread);
+            if (eo / spread > worst_ratio) worst_ratio = eo / spread;
+        }
         if (ea > worst) worst = ea;
     }
     printf("  %s on %s (%s): worst pred rel err %.2e over %d chunks (limit %.1e)\n", dir, tb_name,
            bf16 ? "bf16" : "f32", worst, o.n, tol);
+    if (bf16)
+        printf("  %s: distance from the f32 reference <= %.2f x PyTorch bf16's (limit %.2f)\n", dir, worst_ratio,
+               DIT_BF16_SPREAD);
 
     /* devsim in f32 runs the cpu kernels: identical bits, or something moved data wrongly. */
     if (!use_ref && tb_expect_cpu_identical()) {
