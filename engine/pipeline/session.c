@@ -80,7 +80,6 @@ enum infvsr_status infvsr_session_open(struct infvsr_model * m, const struct inf
     s->act = caps.act_dtype;
     /* The reference upscales in f32 and rounds to bf16 afterwards (MODEL-SPEC §2.4). */
     s->rdt = caps.act_f32 ? INFVSR_TYPE_F32 : caps.act_dtype;
-    infvsr_backend_get_traffic(s->be, &s->traffic0);
     enum infvsr_status rc;
 
     struct infvsr_chunker_config cc = infvsr_chunker_config_default(o->width, o->height);
@@ -340,7 +339,14 @@ static enum infvsr_status pump(struct infvsr_session * s, struct infvsr_err * er
             s->held_valid = true;
         }
         if (s->out_pos < s->out_n) return INFVSR_OK;
+        /* The chunk's own host<->backend traffic (sessions sharing a backend are driven from
+         * one thread, so nothing else moves meanwhile). */
+        struct infvsr_backend_traffic t0, t1;
+        infvsr_backend_get_traffic(s->be, &t0);
         enum infvsr_status rc = run_chunk(s, &s->held, err);
+        infvsr_backend_get_traffic(s->be, &t1);
+        s->stats.bytes_to_device += t1.bytes_to_device - t0.bytes_to_device;
+        s->stats.bytes_from_device += t1.bytes_from_device - t0.bytes_from_device;
         recycle(s, &s->held);
         s->held_valid = false;
         if (rc != INFVSR_OK) return fail(s, rc, err);
@@ -412,8 +418,4 @@ void infvsr_session_get_stats(const struct infvsr_session * s, struct infvsr_ses
     out->session_bytes   = out->vae_cache_bytes + out->dit_bytes + out->buffer_bytes;
     out->host_bytes      = s->host_bytes + (size_t)s->pool_n * s->lr_bytes;
     out->model_bytes     = infvsr_model_resident_bytes(s->m);
-    struct infvsr_backend_traffic now;
-    infvsr_backend_get_traffic(s->be, &now);
-    out->bytes_to_device   = now.bytes_to_device - s->traffic0.bytes_to_device;
-    out->bytes_from_device = now.bytes_from_device - s->traffic0.bytes_from_device;
 }

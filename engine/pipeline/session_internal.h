@@ -80,7 +80,6 @@ struct infvsr_session {
     char               failed_msg[INFVSR_ERR_MSG_MAX];
 
     struct infvsr_session_stats   stats;
-    struct infvsr_backend_traffic traffic0;   /* backend traffic when the session opened */
     infvsr_session_chunk_hook     hook;
     void *                        hook_user;
     /* Host copy of the decoded frames for the hook (infvsr_session_capture_decoded). */

@@ -15,7 +15,7 @@
  *
  * Inside, per chunk of the scheduler (chunker.h: scene detection, 9 then 12 frames, forced
  * boundaries at cuts, reference refresh), everything runs on the model's backend: the
- * chunk's u8 LR frames are uploaded (the only upload), then the visual context when the
+ * chunk's u8 LR frames are uploaded (the only frame upload), then the visual context when the
  * chunk starts a sequence or refreshes the reference; u8 -> [-1, 1] (/255, *2, -1 in f32);
  * bicubic x scale with antialias (Keys a = -0.5, the backend's INFVSR_RESIZE_BICUBIC_AA,
  * f32, no clamp); replicate padding right/bottom to multiples of 16 and in time to
@@ -23,7 +23,9 @@
  * encode; one DiT step with the rolling KV cache (start_frame = latent position in the
  * scene, padded latents included); restore; streaming VAE decode (clamped to [-1, 1]);
  * crop and u8 = trunc(clamp((x+1)*127.5, 0, 255)); then the u8 SR frames come back (the
- * only download, one per chunk). A new scene resets the DiT cache and the VAE state.
+ * only download, one per chunk). Besides the frames only the DiT's RoPE angle rows (about
+ * 1 KiB per chunk, float64 from the host) cross (infvsr_session_stats counts it all).
+ * A new scene resets the DiT cache and the VAE state.
  * Scene detection and chunking stay on the host.
  *
  * Precision: the backend's activation dtype (infvsr_backend_get_caps). f32 end to end on
@@ -163,7 +165,13 @@ struct infvsr_session_stats {
     size_t  session_bytes;   /* the sum of the three above                      */
     size_t  model_bytes;     /* infvsr_model_resident_bytes (shared by sessions) */
     size_t  host_bytes;      /* host buffers: output frames, LR frame pool, capture */
-    /* Bytes moved between host and backend since the session opened (tensor_set/get). */
+    /* Bytes moved between host and backend by this session's chunks (tensor_set/get; the
+     * one-time uploads of open, such as VAE blend masks, are not counted). Per chunk that
+     * is its u8 LR frames in and its u8 SR frames out, plus the DiT's RoPE angle rows
+     * (float64 cos/sin computed on the host: T rows per chunk, and gh + gw rows when the
+     * latent grid changes, 2 * max(pairs) doubles each; 1 KiB per chunk at full size), plus
+     * the decoded frames when infvsr_session_capture_decoded is on and the backend's memory
+     * is not host f32. */
     uint64_t bytes_to_device;
     uint64_t bytes_from_device;
 };
