@@ -113,8 +113,14 @@ enum infvsr_status infvsr_dit_step(struct infvsr_dit_session * s, const struct i
     if ((st = infvsr_op_linear(be, &patch, &dit->patch_w, &dit->patch_b, INFVSR_UNARY_COUNT, &x, err)) != INFVSR_OK)
         goto fail;
 
-    for (int l = 0; l < cfg->num_layers; l++)
+    for (int l = 0; l < cfg->num_layers; l++) {
+        if (s->should_abort && s->should_abort(s->abort_user)) {
+            (void)infvsr_backend_synchronize(be, NULL); /* nothing in flight on the arena */
+            st = infvsr_err_set(err, INFVSR_ERR_CANCELLED, "cancelled before block %d of %d", l, cfg->num_layers);
+            goto fail;
+        }
         if ((st = dit_block_forward(s, c, l, n, err)) != INFVSR_OK) goto fail;
+    }
 
     /* out = head(LN(x) * (1 + scale) + shift), (shift, scale) = head.modulation + e */
     dit_row(&shift, &dit->head_mod, 0, dim);

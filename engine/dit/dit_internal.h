@@ -103,6 +103,8 @@ struct infvsr_dit_session {
     struct dit_scratch   s;
     struct dit_rope      rope;
     size_t               nbytes;
+    infvsr_abort_cb      should_abort;  /* polled before each block (NULL: never)   */
+    void *               abort_user;
 };
 
 /* dit_rope.c */

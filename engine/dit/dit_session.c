@@ -106,6 +106,11 @@ void infvsr_dit_session_reset(struct infvsr_dit_session * s) {
     s->position = 0;
 }
 
+void infvsr_dit_session_set_abort(struct infvsr_dit_session * s, infvsr_abort_cb should_abort, void * user) {
+    s->should_abort = should_abort;
+    s->abort_user = user;
+}
+
 int64_t infvsr_dit_session_position(const struct infvsr_dit_session * s) { return s->position; }
 int64_t infvsr_dit_session_cached_tokens(const struct infvsr_dit_session * s) { return s->n_cached; }
 size_t  infvsr_dit_session_nbytes(const struct infvsr_dit_session * s) { return s->nbytes; }

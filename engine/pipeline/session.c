@@ -185,6 +185,12 @@ enum infvsr_status infvsr_session_capture_decoded(struct infvsr_session * s, str
     return INFVSR_OK;
 }
 
+void infvsr_session_set_abort(struct infvsr_session * s, infvsr_abort_cb should_abort, void * user) {
+    s->should_abort = should_abort, s->abort_user = user;
+    infvsr_dit_session_set_abort(s->dit, should_abort, user);
+    infvsr_vae_session_set_abort(s->vae, should_abort, user);
+}
+
 /* ---- one chunk through the model ---------------------------------------------------- */
 
 /* A view of backend tensor `base` with another shape (a dense prefix of its storage). */
@@ -203,6 +209,13 @@ static enum infvsr_status stage_done(struct infvsr_session * s, enum infvsr_sess
     s->stats.seconds[stage] += t1 - *t0;
     *t0 = t1;
     return rc;
+}
+
+/* The cancel hook between the stages of a chunk (the DiT polls it between blocks, the VAE
+ * between calls and layers). */
+static enum infvsr_status check_abort(const struct infvsr_session * s, const char * where, struct infvsr_err * err) {
+    if (!s->should_abort || !s->should_abort(s->abort_user)) return INFVSR_OK;
+    return infvsr_err_set(err, INFVSR_ERR_CANCELLED, "session: cancelled before %s", where);
 }
 
 /* The visual context from the chunk's first LR frame, already uploaded to lr_u8[0]. */
@@ -247,6 +260,7 @@ static enum infvsr_status run_chunk(struct infvsr_session * s, const struct infv
     const bool first = c->new_scene || !s->scene_open;
     const int  L = c->n, Lp = infvsr__padded_len(L, first);
     INFVSR_ASSERT(L >= 1 && L <= INFVSR_CHUNK_MAX_FRAMES && Lp <= INFVSR_CHUNK_MAX_FRAMES);
+    INFVSR_TRY(check_abort(s, "the chunk started", err));
 
     /* The only upload of a chunk: its u8 LR frames. */
     for (int t = 0; t < L; t++)
@@ -264,6 +278,7 @@ static enum infvsr_status run_chunk(struct infvsr_session * s, const struct infv
     }
 
     /* u8 -> [-1, 1], bicubic x scale (f32, no clamp), replicate padding. */
+    INFVSR_TRY(check_abort(s, "the resize", err));
     INFVSR_TRY(infvsr__frames_to_model(s, L, err));
     int64_t xs[3] = { 3 * (int64_t)L, s->h, s->w }, ys[3] = { 3 * (int64_t)L, s->sh, s->sw };
     struct infvsr_tensor x = view(&s->lr, 3, xs), y = view(&s->up, 3, ys);
@@ -282,10 +297,12 @@ static enum infvsr_status run_chunk(struct infvsr_session * s, const struct infv
     int64_t ls[4] = { INFVSR_VAE_Z_DIM, T, s->ph / 8, s->pw / 8 };
     struct infvsr_tensor frames = view(&s->frames, 4, fs), lat = view(&s->latents, 4, ls);
     struct infvsr_tensor pred = view(&s->pred, 4, ls), restored = view(&s->restored, 4, ls);
+    INFVSR_TRY(check_abort(s, "the VAE encode", err));
     INFVSR_TRY(infvsr_vae_encode_chunk(s->vae, &frames, first, &lat, err));
     INFVSR_TRY(stage_done(s, INFVSR_STAGE_VAE_ENCODE, &t0, err));
 
     /* One DiT step at the scene's latent position (padded latents count), then restore. */
+    INFVSR_TRY(check_abort(s, "the DiT step", err));
     const int64_t start_frame = infvsr_dit_session_position(s->dit);
     INFVSR_TRY(infvsr_dit_step(s->dit, s->ctx, &lat, start_frame, &pred, err));
     INFVSR_TRY(infvsr_dit_restore(s->be, &lat, &pred, &restored, err));
@@ -296,6 +313,7 @@ static enum infvsr_status run_chunk(struct infvsr_session * s, const struct infv
     if (n_px != Lp)
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "session: VAE decodes %lld frames for %lld latents, "
                               "expected %d (decoder state out of step)", (long long)n_px, (long long)T, Lp);
+    INFVSR_TRY(check_abort(s, "the VAE decode", err));
     INFVSR_TRY(infvsr_vae_decode_chunk(s->vae, &restored, &frames, err));
     INFVSR_TRY(stage_done(s, INFVSR_STAGE_VAE_DECODE, &t0, err));
 

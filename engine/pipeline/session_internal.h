@@ -82,6 +82,8 @@ struct infvsr_session {
     struct infvsr_session_stats   stats;
     infvsr_session_chunk_hook     hook;
     void *                        hook_user;
+    infvsr_abort_cb               should_abort; /* polled between stages (NULL: never) */
+    void *                        abort_user;
     /* Host copy of the decoded frames for the hook (infvsr_session_capture_decoded). */
     bool                 capture;
     void *               capture_raw;   /* act-dtype bytes of frames, when act != f32 */

@@ -190,7 +190,10 @@ enum infvsr_status vae_coder_forward(struct vae_run * r, const struct vae_coder 
     struct vae_act y;
     INFVSR_TRY(vae_conv_cached(r, &c->conv1, x, &y));
     INFVSR_TRY(vae_settle(r, base, &y));
-    for (int i = 0; i < c->n_layers; i++) INFVSR_TRY(vae_layer_forward(r, &c->layers[i], &y));
+    for (int i = 0; i < c->n_layers; i++) {
+        INFVSR_TRY(vae_check_abort(r, c->layers[i].name));
+        INFVSR_TRY(vae_layer_forward(r, &c->layers[i], &y));
+    }
     INFVSR_TRY(vae_norm_silu(r, &c->head_gamma, &y, &y));
     struct vae_act z;
     INFVSR_TRY(vae_conv_cached(r, &c->head, &y, &z));

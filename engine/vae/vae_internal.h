@@ -142,11 +142,19 @@ struct vae_run {
     const int64_t *         cache_off; /* per slot: this tile's cache region (elements)      */
     uint8_t *               started;   /* per slot: the stream has passed this conv once     */
     struct infvsr_err *     err;
+    infvsr_abort_cb         should_abort;   /* the session's cancel hook (NULL: never)  */
+    void *                  abort_user;
 };
 
 /* Elements per alignment unit of dtype `dt`. */
 static inline size_t vae_align_elems(enum infvsr_dtype dt) { return VAE_ALIGN_BYTES / infvsr_dtype_size(dt); }
 static inline size_t vae_round_up(size_t n, size_t align) { return (n + align - 1) / align * align; }
+
+/* Polls the cancel hook (never in dry runs): INFVSR_ERR_CANCELLED naming `where`. */
+static inline enum infvsr_status vae_check_abort(const struct vae_run * r, const char * where) {
+    if (r->dry || !r->should_abort || !r->should_abort(r->abort_user)) return INFVSR_OK;
+    return infvsr_err_set(r->err, INFVSR_ERR_CANCELLED, "vae: cancelled before %s", where);
+}
 
 /* Arena (vae_run.c). vae_alloc reports NOMEM (planner bug) when the arena is too small. */
 enum infvsr_status vae_alloc(struct vae_run * r, struct vae_act * a, int c, int t, int h, int w);

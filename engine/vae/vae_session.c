@@ -199,6 +199,11 @@ enum infvsr_status vae_session_apply_reset(struct infvsr_vae_session * s, struct
 
 static size_t held(const struct infvsr_tensor * t) { return t->data ? infvsr_tensor_nbytes(t) : 0; }
 
+void infvsr_vae_session_set_abort(struct infvsr_vae_session * s, infvsr_abort_cb should_abort, void * user) {
+    s->should_abort = should_abort;
+    s->abort_user = user;
+}
+
 int    infvsr_vae_session_n_tiles(const struct infvsr_vae_session * s) { return s->n_tiles; }
 size_t infvsr_vae_session_cache_bytes(const struct infvsr_vae_session * s) { return held(&s->cache); }
 size_t infvsr_vae_session_scratch_bytes(const struct infvsr_vae_session * s) { return held(&s->arena); }

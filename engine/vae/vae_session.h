@@ -36,6 +36,8 @@ struct infvsr_vae_session {
     int64_t                          dec_weight;    /* [8h x 8w]                            */
     bool                             zero_caches;   /* a reset is pending (see reset)       */
     bool                             enc_started, dec_started;
+    infvsr_abort_cb                  should_abort;  /* polled between calls and layers */
+    void *                           abort_user;
 };
 
 /* Runs one encoder call on tile `tl`: frames [t0, t0+n) of `frames` (NULL in dry mode) ->

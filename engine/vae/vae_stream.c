@@ -187,7 +187,7 @@ int64_t infvsr_vae_decode_n_frames(const struct infvsr_vae_session * s, int64_t 
 static struct vae_run make_run(struct infvsr_vae_session * s, struct infvsr_err * err) {
     struct vae_run r = {
         .be = s->m->be, .arena = &s->arena, .act = s->m->act, .cap = (size_t)infvsr_tensor_numel(&s->arena),
-        .caches = &s->cache, .err = err,
+        .caches = &s->cache, .err = err, .should_abort = s->should_abort, .abort_user = s->abort_user,
     };
     return r;
 }
@@ -224,6 +224,7 @@ enum infvsr_status infvsr_vae_encode_chunk(struct infvsr_vae_session * s, const 
             int n  = first_of_scene && k == 0 ? 1 : 4;
             struct vae_act mu;
             use_tile(&r, tl);
+            INFVSR_TRY(vae_check_abort(&r, "an encoder call"));
             INFVSR_TRY(vae_encode_call(s, &r, tl, frames, t0, n, &mu));
             INFVSR_TRY(blend(s, &r, latents, (int)k, tl->r0, tl->c0, &mu, s->tiled ? tl->enc_mask : -1));
         }
@@ -252,6 +253,7 @@ enum infvsr_status infvsr_vae_decode_chunk(struct infvsr_vae_session * s, const 
         for (int64_t k = 0; k < n_lat; k++) {
             struct vae_act y;
             use_tile(&r, tl);
+            INFVSR_TRY(vae_check_abort(&r, "a decoder call"));
             INFVSR_TRY(vae_decode_call(s, &r, tl, latents, (int)k, &y));
             if (t_out + y.t > n_px) {
                 return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "vae decode: tile %d produced too many frames", ti);

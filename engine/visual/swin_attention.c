@@ -119,7 +119,8 @@ static enum infvsr_status explicit_attention(struct infvsr_visual * v, const str
     infvsr__view_act(v, &oh, &sc->q, 0, 3, hs);
     infvsr__view_act(v, &scores, &sc->scores, 0, 3, ss);
     infvsr__view(&bias, &sc->bias, v->bias_dtype, 0, 1, (int64_t[]){ h * n * n });
-    /* d^-0.5 rounded once from double, as torch does with the Python float */
+    /* d^-0.5 rounded once from double to f32, the Python float as torch's CUDA kernels use it
+     * (torch 1.13's CPU kernel rounds it to bf16 first: tests/visual/test_visual.c) */
     const float scale = (float)(1.0 / sqrt((double)d));
     INFVSR_TRY(infvsr_op_affine_clamp(v->be, &q, scale, 0.0f, -INFINITY, INFINITY, &q, err));
     INFVSR_TRY(permute_heads(v, st, &q, &qh, true, err));

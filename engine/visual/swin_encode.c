@@ -16,7 +16,9 @@
  *    GEMM accumulation (inside the kernels, as in torch), and the reference preparation
  *    (reference_prep.c: u8 -> unit range, resize, ImageNet normalisation in f32 as the
  *    reference computes it; the image is rounded to bf16 by the patch gather here). Index
- *    tables are int32, the ImageNet std f32 on every backend. */
+ *    tables are int32, the ImageNet std f32 on every backend. One rounding per op is also where
+ *    torch 1.13's CPU bf16 kernels differ: its LayerNorm rounds inside, its mean is
+ *    bf16(bf16(sum) / N) (measured in tests/visual/test_visual.c, docs/VERIFY.md). */
 #include "visual_impl.h"
 
 /* patches[t][(ch * p + kh) * p + kw] = image[ch][ty * p + kh][tx * p + kw], t = ty * res + tx:

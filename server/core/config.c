@@ -44,8 +44,11 @@ static const struct directive directives[] = {
     STR(spool_dir, "/var/spool/infvsrd", "job inputs and outputs; created if missing"),
     INT(workers, "1", 1, 16, "worker threads (GPUs; CPU build: 1)"),
     INT(threads, "0", 0, 1024, "CPU kernel threads per worker (0 = all cores)"),
+    STR(device, "cpu", "backend of the workers: cpu, cuda, cuda:N, auto (a usable GPU, else the CPU), devsim (tests)"),
+    ENUM(precision, "auto", "auto|f32|bf16", "activation dtype: auto = the device's own (f32 on cpu, bf16 on cuda)"),
     INT(max_active_jobs_per_worker, "2", 1, 64, "jobs a worker interleaves chunk by chunk"),
     INT(max_queued_jobs, "16", 0, 100000, "non-terminal jobs beyond the active ones"),
+    INT(max_awaiting_jobs_per_tenant, "16", 1, 100000, "jobs one tenant may hold before their first input byte; more -> 429"),
     INT(max_jobs_per_client, "0", 0, 100000, "non-terminal jobs one client address may hold (0 = no limit); more -> 429"),
     INT(max_requests_per_s, "0", 0, 1000000, "requests per second one client address may make, probes exempt (0 = no limit); more -> 429"),
     INT(request_burst, "20", 1, 1000000, "requests a client may make at once before max_requests_per_s applies"),
@@ -56,16 +59,20 @@ static const struct directive directives[] = {
     INT(output_queue, "24", 1, 4096, "SR frames buffered per job"),
     I64(max_frame_pixels, "2073600", 1, INT64_C(1) << 40, "LR width*height limit"),
     INT(max_connections, "512", 1, 65536, "connection limit"),
-    INT(max_connections_per_ip, "64", 0, 65536, "per-IP connection limit (0 = none)"),
+    INT(max_connections_per_ip, "256", 0, 65536, "connections one client address may hold (0 = no limit); more -> 429"),
+    STR(trusted_proxies, "", "addresses/CIDRs of proxies whose X-Forwarded-For names the client (comma-separated)"),
     I64(connection_memory, "262144", 8192, 16777216, "per-connection memory pool (caps headers)"),
     INT(idle_timeout_s, "60", 0, 86400, "inactivity timeout (0 = none)"),
+    INT(header_timeout_s, "20", 0, 86400, "a request's whole header must arrive within this (0 = no limit)"),
     I64(min_upload_rate, "1024", 0, INT64_MAX / 2, "bytes/s over 30 s below which an upload is cut off (0 = off)"),
     INT(max_suspend_s, "300", 1, 86400, "longest a connection may stay suspended"),
+    INT(input_wait_s, "60", 1, 86400, "GET output of a job without input waits this long for an upload, then 409"),
     INT(job_ttl_s, "3600", 1, 86400 * 365, "finished jobs are deleted this long after finishing"),
     INT(upload_expiry_s, "86400", 1, 86400 * 365, "unfinished uploads with no data for this long are deleted"),
+    INT(input_wait_timeout_s, "300", 1, 86400 * 365, "jobs without an input byte this long after creation are deleted"),
     INT(drain_timeout_s, "30", 0, 86400, "SIGTERM: time running jobs get before they are cancelled"),
     INT(retry_after_s, "5", 1, 3600, "Retry-After on 503"),
-    STR(tokens_file, "", "bearer tokens, one per line (empty = no auth; env INFVSR_TOKENS=a,b also works)"),
+    STR(tokens_file, "", "bearer tokens, one per line: TOKEN [TENANT [admin]] (empty = no auth; env INFVSR_TOKENS=a,b also works)"),
     ENUM(log_format, "json", "json|text", "json lines or text"),
     ENUM(log_level, "info", "error|warn|info|debug", "log level"),
 };
@@ -352,7 +359,23 @@ static void default_instance(struct srv_config * c, char ** envp) {
     if (!srv_instance_name_valid(c->instance)) snprintf(c->instance, sizeof(c->instance), "local");
 }
 
+/* cpu | auto | cuda | cuda:N | devsim | devsim:N (the names infvsr_backend_init_by_name
+ * takes). Checked here so that --check-config catches a typo; whether the device exists is
+ * only known when a worker opens it (a failed open makes the engine FAILED, readyz 503). */
+static bool device_name_valid(const char * d) {
+    if (!strcmp(d, "cpu") || !strcmp(d, "auto") || !strcmp(d, "cuda") || !strcmp(d, "devsim")) return true;
+    const char * n = !strncmp(d, "cuda:", 5) ? d + 5 : !strncmp(d, "devsim:", 7) ? d + 7 : NULL;
+    if (!n || !*n || strlen(n) > 3) return false;
+    for (const char * p = n; *p; p++)
+        if (!isdigit((unsigned char)*p)) return false;
+    return true;
+}
+
 static bool validate(struct srv_config * c, char ** envp, char * err, size_t err_len) {
+    if (!device_name_valid(c->device)) {
+        errf(err, err_len, "device: expected cpu, cuda, cuda:N, auto, devsim or devsim:N, got '%s'", c->device);
+        return false;
+    }
     if (!parse_listen(c, err, err_len)) return false;
     if (!c->instance[0]) default_instance(c, envp);
     if (!srv_instance_name_valid(c->instance)) {
@@ -361,6 +384,11 @@ static bool validate(struct srv_config * c, char ** envp, char * err, size_t err
     }
     if (c->peer_url_template[0] && !strstr(c->peer_url_template, "{instance}")) {
         errf(err, err_len, "peer_url_template: must contain {instance}, got '%s'", c->peer_url_template);
+        return false;
+    }
+    char why[160];
+    if (!srv_cidr_list_parse(c->trusted_proxies, c->trusted, SRV_MAX_TRUSTED_PROXIES, &c->n_trusted, why, sizeof(why))) {
+        errf(err, err_len, "trusted_proxies: %s", why);
         return false;
     }
     if (!c->spool_dir[0]) {

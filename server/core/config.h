@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "netaddr.h"
+
 #define SRV_MAX_PEERS 64
 
 struct srv_peer {
@@ -32,8 +34,11 @@ struct srv_config {
     char    spool_dir[512];
     int     workers;
     int     threads;
+    char    device[32];            /* backend of the workers: cpu, cuda[:N], auto, devsim[:N] */
+    char    precision[8];          /* auto, f32 or bf16                                 */
     int     max_active_jobs_per_worker;
     int     max_queued_jobs;
+    int     max_awaiting_jobs_per_tenant;
     int     max_jobs_per_client;
     int     max_requests_per_s;
     int     request_burst;
@@ -47,10 +52,14 @@ struct srv_config {
     int     max_connections_per_ip;
     int64_t connection_memory;
     int     idle_timeout_s;
+    int     header_timeout_s;
+    char    trusted_proxies[1024];
     int64_t min_upload_rate;
     int     max_suspend_s;
+    int     input_wait_s;
     int     job_ttl_s;
     int     upload_expiry_s;
+    int     input_wait_timeout_s;
     int     drain_timeout_s;
     int     retry_after_s;
     char    tokens_file[512];
@@ -61,6 +70,8 @@ struct srv_config {
     char    listen_host[96];
     int     listen_port;
     char    config_file[512];      /* "" when none                                      */
+    struct srv_cidr trusted[SRV_MAX_TRUSTED_PROXIES]; /* trusted_proxies, parsed         */
+    int     n_trusted;
 };
 
 enum srv_config_action { SRV_CONFIG_RUN, SRV_CONFIG_EXIT_OK, SRV_CONFIG_EXIT_ERROR };

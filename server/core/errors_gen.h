@@ -4,21 +4,23 @@
 
 #define SRV_ERROR_TABLE(X) \
     X(MOVED, "moved", 307, "The job or upload is owned by another instance; repeat the request (same method and body) at the Location URL.") \
-    X(BAD_REQUEST, "bad_request", 400, "Malformed request: invalid JSON, wrong types, missing required fields, ambiguous framing, HTTP/1.1 without Host.") \
+    X(BAD_REQUEST, "bad_request", 400, "Malformed request: invalid JSON, wrong types, missing required fields, a malformed number, HTTP/1.1 without Host, or a header section whose framing is ambiguous (several Content-Length, Transfer-Encoding or Host fields, a transfer coding other than chunked, both Transfer-Encoding and Content-Length, whitespace before a colon, a NUL or control character in a value, a folded line: answered with Connection: close).") \
     X(UNKNOWN_FIELD, "unknown_field", 400, "The JSON body contains a field the schema does not define.") \
     X(UNAUTHORIZED, "unauthorized", 401, "Missing or wrong bearer token.") \
     X(NOT_FOUND, "not_found", 404, "No such job, upload or route (also: a job id of an instance this server does not know).") \
     X(METHOD_NOT_ALLOWED, "method_not_allowed", 405, "The route exists but not with this method.") \
-    X(CONFLICT, "conflict", 409, "State conflict: idempotency key reused with a different spec, input already uploaded (PUT or tus), tus upload already complete, job cancelled.") \
+    X(CONFLICT, "conflict", 409, "State conflict: idempotency key reused with a different spec, input already uploaded (PUT or tus), tus upload already complete, job cancelled, or an output reader waited input_wait_s for an upload that never started.") \
     X(OFFSET_MISMATCH, "offset_mismatch", 409, "tus PATCH whose Upload-Offset differs from the stored offset.") \
     X(GONE, "gone", 410, "The job was deleted while the request was running.") \
     X(UNSUPPORTED_TUS_VERSION, "unsupported_tus_version", 412, "Tus-Resumable header names a version other than 1.0.0.") \
-    X(PAYLOAD_TOO_LARGE, "payload_too_large", 413, "Body or declared upload length exceeds the configured limit.") \
+    X(PAYLOAD_TOO_LARGE, "payload_too_large", 413, "Body or declared upload length exceeds the configured limit (also any length past 2^63 - 1).") \
     X(UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", 415, "Wrong Content-Type for this route.") \
     X(RANGE_NOT_SATISFIABLE, "range_not_satisfiable", 416, "GET output Range outside the stored file (Content-Range: bytes */size).") \
     X(UNPROCESSABLE_VIDEO, "unprocessable_video", 422, "The uploaded bytes are not a decodable video, or violate limits (frame pixels, resolution change).") \
-    X(RATE_LIMITED, "rate_limited", 429, "A client address exceeded max_requests_per_s or already holds max_jobs_per_client unfinished jobs; see Retry-After.") \
+    X(RATE_LIMITED, "rate_limited", 429, "A client address (the peer, or X-Forwarded-For from a trusted proxy) exceeded max_requests_per_s, already holds max_jobs_per_client unfinished jobs, or holds more than max_connections_per_ip connections (then with Connection: close); or a tenant already holds max_awaiting_jobs_per_tenant jobs without input; see Retry-After.") \
     X(INTERNAL, "internal", 500, "Unexpected server failure.") \
+    X(INTERRUPTED, "interrupted", 500, "The server restarted (crash or shutdown) while the job's input was incomplete and the upload cannot be resumed (a PUT); the job failed and must be created again.") \
     X(WORKER_FAILED, "worker_failed", 500, "The worker running the job hit a device fault; the job failed.") \
     X(UNAVAILABLE, "unavailable", 503, "Not ready, draining, admission limits reached, or a wait exceeded max_suspend_s; see Retry-After.") \
+    X(INSUFFICIENT_STORAGE, "insufficient_storage", 507, "The spool disk is full (or its quota or the file size limit was reached): the job's input or output could not be stored and the job failed. Retry when space is free.") \
 

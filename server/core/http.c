@@ -35,6 +35,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "hdrcheck.h"
+#include "httpnum.h"
 #include "srv.h"
 
 static const char * const route_names[SRV_R_COUNT] = {
@@ -112,6 +114,7 @@ enum MHD_Result srv_queue(struct srv_req * r, int status, struct MHD_Response * 
     if (!resp) return MHD_NO;
     MHD_add_response_header(resp, "X-Request-Id", r->request_id);
     if (r->extra_hdr_name) MHD_add_response_header(resp, r->extra_hdr_name, r->extra_hdr_value);
+    if (r->close_conn) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     if (is_tus_route(r) && strcmp(r->method, "OPTIONS") != 0) MHD_add_response_header(resp, "Tus-Resumable", "1.0.0");
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)status, resp);
     MHD_destroy_response(resp);
@@ -249,12 +252,7 @@ static bool content_type_is(const char * ct, const char * want) {
 
 static enum MHD_Result first_call(struct srv_req * r, const char * id) {
     struct srv * s = r->srv;
-    const char * te = srv_header(r, MHD_HTTP_HEADER_TRANSFER_ENCODING);
     const char * cl = srv_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (te && cl)
-        return srv_reply_error(r, SRV_E_BAD_REQUEST, "both Transfer-Encoding and Content-Length: ambiguous framing");
-    if (te && strcasecmp(te, "chunked") != 0)
-        return srv_reply_error(r, SRV_E_BAD_REQUEST, "unsupported Transfer-Encoding '%.40s' (only chunked)", te);
     if (!auth_exempt(r) && s->cfg.max_requests_per_s > 0) {
         char client[64];
         double wait;
@@ -269,7 +267,7 @@ static enum MHD_Result first_call(struct srv_req * r, const char * id) {
     if (!method_allowed(r->route, r->method))
         return srv_reply_error(r, SRV_E_METHOD_NOT_ALLOWED, "%s does not allow %s (allowed: %s)",
                                srv_route_name(r->route), r->method, route_methods[r->route]);
-    if (!auth_exempt(r) && !srv_auth_check(s, srv_header(r, MHD_HTTP_HEADER_AUTHORIZATION)))
+    if (!auth_exempt(r) && !srv_auth_request(r, srv_header(r, MHD_HTTP_HEADER_AUTHORIZATION)))
         return srv_reply_error(r, SRV_E_UNAUTHORIZED, "missing or invalid bearer token");
     if (is_tus_route(r) && strcmp(r->method, "OPTIONS") != 0) {
         const char * v = srv_header(r, "Tus-Resumable");
@@ -283,14 +281,15 @@ static enum MHD_Result first_call(struct srv_req * r, const char * id) {
             return srv_reply_error(r, SRV_E_NOT_FOUND, "no job '%.100s' (not a job id)", id);
         if (strcmp(owner, s->cfg.instance) != 0) return srv_reply_not_owner(r, owner);
         struct srv_job * j = srv_job_find(s, id);
-        if (!j) return srv_reply_error(r, SRV_E_NOT_FOUND, "no job %s", id);
+        if (!j || !srv_req_sees_job(r, j)) return srv_reply_error(r, SRV_E_NOT_FOUND, "no job %s", id); /* tenant.h */
         r->job = srv_job_hold(j);
     }
     switch (r->route) {
     case SRV_R_JOBS: {
         if (!content_type_is(srv_header(r, MHD_HTTP_HEADER_CONTENT_TYPE), "application/json"))
             return srv_reply_error(r, SRV_E_UNSUPPORTED_MEDIA_TYPE, "Content-Type: expected application/json");
-        if (cl && strtoll(cl, NULL, 10) > s->cfg.max_json_bytes)
+        int64_t n = 0;
+        if (srv_parse_count(cl, &n) != SRV_NUM_INVALID && n > s->cfg.max_json_bytes) /* saturated: too large */
             return srv_reply_error(r, SRV_E_PAYLOAD_TOO_LARGE, "JSON body of %s bytes exceeds max_json_bytes %lld", cl,
                                    (long long)s->cfg.max_json_bytes);
         r->phase = SRV_P_BODY_JSON;
@@ -408,21 +407,57 @@ static struct srv_req * req_new(struct srv * s, struct MHD_Connection * c, const
     return r;
 }
 
+static enum MHD_Result check_field(void * cls, enum MHD_ValueKind kind, const char * key, size_t key_size,
+                                   const char * value, size_t value_size) {
+    (void)kind;
+    srv_hdr_check_field(cls, key, key_size, value ? value : "", value ? value_size : 0);
+    return MHD_YES;
+}
+
+/* The header section as MHD parsed it in place: [method, method + header size). See
+ * hdrcheck.h for what is checked and why. */
+static bool headers_ok(struct MHD_Connection * c, const char * method, char * msg, size_t len) {
+    const union MHD_ConnectionInfo * hi = MHD_get_connection_info(c, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    struct srv_hdr_check chk;
+    srv_hdr_check_begin(&chk, hi ? method : NULL, hi ? hi->header_size : 0);
+    MHD_get_connection_values_n(c, MHD_HEADER_KIND, check_field, &chk);
+    if (srv_hdr_check_end(&chk)) return true;
+    snprintf(msg, len, "%s", chk.msg);
+    return false;
+}
+
+static bool is_probe(const struct srv_req * r) {
+    return r->route == SRV_R_HEALTHZ || r->route == SRV_R_READYZ || r->route == SRV_R_METRICS;
+}
+
 enum MHD_Result srv_access_cb(void * cls, struct MHD_Connection * c, const char * url, const char * method,
                               const char * version, const char * upload_data, size_t * upload_data_size,
                               void ** con_cls) {
     struct srv * s = cls;
     struct srv_req * r = *con_cls;
     if (!r) {
-        char id[SRV_JOB_ID_MAX + 32];
+        char id[SRV_JOB_ID_MAX + 32], why[200];
+        bool hdr_ok = headers_ok(c, method, why, sizeof(why)); /* before req_new: `method` is MHD's */
         r = req_new(s, c, url, method, id, sizeof(id));
         if (!r) return MHD_NO;
         *con_cls = r;
         RLOG(DEBUG, r->request_id, NULL, "%s %s", r->method, r->path);
+        bool within_limit = srv_conn_request_begin(r);
+        if (!hdr_ok) { /* where this request ends is in doubt: nothing after it is read */
+            r->close_conn = true;
+            return srv_reply_error(r, SRV_E_BAD_REQUEST, "%s", why);
+        }
         /* RFC 9112 3.2: an HTTP/1.1 request without Host is 400. MHD's strict mode would
          * check this too, but it also rejects much more (whitespace, bare LF). */
         if (version && strcmp(version, MHD_HTTP_VERSION_1_1) == 0 && !srv_header(r, MHD_HTTP_HEADER_HOST))
             return srv_reply_error(r, SRV_E_BAD_REQUEST, "HTTP/1.1 request without a Host header");
+        if (!within_limit && !is_probe(r)) {
+            r->close_conn = true;
+            r->retry_after_s = s->cfg.retry_after_s;
+            s->conn_closes[SRV_CONN_CLOSE_PER_CLIENT]++;
+            return srv_reply_error(r, SRV_E_RATE_LIMITED, "client %s holds more than max_connections_per_ip=%d connections",
+                                   r->client, s->cfg.max_connections_per_ip);
+        }
         return first_call(r, id);
     }
     if (*upload_data_size > 0) return body_call(r, upload_data, upload_data_size);
@@ -449,6 +484,7 @@ void srv_completed_cb(void * cls, struct MHD_Connection * c, void ** con_cls, en
                     : toe == MHD_REQUEST_TERMINATED_READ_ERROR ? "read_error"
                     : toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT ? "client_abort" : "other");
     srv_upload_abort(r, toe);
+    srv_conn_request_end(r);
     if (r->suspended) { /* only at MHD_stop_daemon, which we avoid; keep the count true */
         r->suspended = false;
         s->n_suspended--;
@@ -460,13 +496,4 @@ void srv_completed_cb(void * cls, struct MHD_Connection * c, void ** con_cls, en
     srv_job_drop(s, r->job);
     free(r->body);
     free(r);
-}
-
-void srv_connection_cb(void * cls, struct MHD_Connection * c, void ** socket_context,
-                       enum MHD_ConnectionNotificationCode code) {
-    (void)c;
-    (void)socket_context;
-    struct srv * s = cls;
-    if (code == MHD_CONNECTION_NOTIFY_STARTED) s->n_connections++;
-    else if (code == MHD_CONNECTION_NOTIFY_CLOSED) s->n_connections--;
 }

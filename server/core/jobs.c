@@ -28,11 +28,12 @@ struct srv_job * srv_job_find(struct srv * s, const char * id) {
     return NULL;
 }
 
-/* Linear: the table holds at most a few thousand jobs (admission + TTL). */
-struct srv_job * srv_job_find_idem(struct srv * s, const char * key) {
+/* Linear: the table holds at most a few thousand jobs (admission + TTL). Keys are per
+ * tenant: another tenant's key is not a conflict, and tells nothing about its jobs. */
+struct srv_job * srv_job_find_idem(struct srv * s, const char * tenant, const char * key) {
     for (struct srv_link * l = s->jobs_all.next; l != &s->jobs_all; l = l->next) {
         struct srv_job * j = SRV_CONTAINER(l, struct srv_job, all_link);
-        if (j->idem_key[0] && strcmp(j->idem_key, key) == 0) return j;
+        if (j->idem_key[0] && strcmp(j->idem_key, key) == 0 && strcmp(j->tenant, tenant) == 0) return j;
     }
     return NULL;
 }
@@ -92,6 +93,7 @@ void srv_job_drop(struct srv * s, struct srv_job * j) {
 void srv_job_remove(struct srv * s, struct srv_job * j, const char * why) {
     if (!j->in_table) return;
     RLOG(INFO, NULL, j->id, "job removed (%s)", why);
+    srv_persist_removed(s, j); /* the record first: a crash after it only leaves orphan files */
     j->deleted = true;
     pl_job_delete(j->pl);
     unlink_table(s, j);
@@ -112,6 +114,12 @@ enum srv_error srv_job_error(struct srv_job * j, const struct pl_job_status * st
     case PL_ERROR_CANCELLED:
         snprintf(msg, len, "the job was cancelled%s%s", st->error[0] ? ": " : "", st->error);
         return SRV_E_CONFLICT;
+    case PL_ERROR_INTERRUPTED:
+        snprintf(msg, len, "%s", st->error[0] ? st->error : "the server restarted while the input was incomplete");
+        return SRV_E_INTERRUPTED;
+    case PL_ERROR_INSUFFICIENT_STORAGE:
+        snprintf(msg, len, "%s", st->error[0] ? st->error : "the spool disk is full");
+        return SRV_E_INSUFFICIENT_STORAGE;
     case PL_ERROR_INTERNAL:
     case PL_ERROR_NONE:
     default:
@@ -189,15 +197,18 @@ void srv_job_on_event(struct srv * s, struct srv_job * j, unsigned events) {
             j->seen_state = st.state;
         }
         if (pl_job_state_terminal(st.state) && j->finished_mono == 0) j->finished_mono = srv_mono_now();
+        if (pl_job_state_terminal(st.state)) srv_persist_terminal(s, j, &st);
     }
     srv_job_wake_all(j);
     srv_sse_on_event(s, j, events);
 }
 
-/* Every second from the tick timer: finished jobs past job_ttl_s; uploads with no new
- * byte for upload_expiry_s (tus, or a job that never got input). */
+/* Every second from the tick timer: finished jobs past job_ttl_s; jobs without an input
+ * byte input_wait_timeout_s after creation; uploads with no new byte for upload_expiry_s
+ * (tus, or a job that never got input); tus offset checkpoints for the journal. */
 void srv_jobs_reap(struct srv * s) {
     double now = srv_mono_now();
+    srv_persist_tick(s);
     struct srv_link * l = s->jobs_all.next;
     while (l != &s->jobs_all) {
         struct srv_job * j = SRV_CONTAINER(l, struct srv_job, all_link);
@@ -205,13 +216,19 @@ void srv_jobs_reap(struct srv * s) {
         if (j->finished_mono == 0) {
             struct pl_job_status st;
             pl_job_get_status(j->pl, &st);
-            if (pl_job_state_terminal(st.state)) j->finished_mono = now;
+            if (pl_job_state_terminal(st.state)) {
+                j->finished_mono = now;
+                srv_persist_terminal(s, j, &st);
+            }
         }
         if (j->finished_mono > 0) {
             if (now - j->finished_mono >= s->cfg.job_ttl_s) srv_job_remove(s, j, "job_ttl_s");
             continue;
         }
-        if (!j->input_ended && !j->uploader && now - j->last_input_mono >= s->cfg.upload_expiry_s)
+        if (srv_job_input_wait_expired(s, j, now)) {
+            s->input_wait_expired++;
+            srv_job_remove(s, j, "input_wait_timeout_s");
+        } else if (!j->input_ended && !j->uploader && now - j->last_input_mono >= s->cfg.upload_expiry_s)
             srv_job_remove(s, j, "upload_expiry_s");
     }
 }

@@ -11,10 +11,11 @@
  *   (`suspended`) guarantees resume is called once per suspend.
  * - Mailbox: the pipeline's notify callback (any thread) appends {pl_job_ref, events} under
  *   a mutex and calls uv_async_send; the async callback takes the whole list at once.
- * - SIGTERM/SIGINT: draining (readyz 503, new jobs 503), MHD_quiesce_daemon, jobs get
- *   drain_timeout_s, then are cancelled; once no job runs and no request is left (or
- *   max_suspend_s after the deadline), every suspended connection is resumed, MHD is
- *   stopped, the engine stopped, the loop closed. A second signal skips the wait. */
+ * - SIGTERM/SIGINT: draining (readyz 503, new jobs 503; the daemon keeps listening, so
+ *   probes are answered rather than refused), jobs get drain_timeout_s, then are
+ *   cancelled; once no job runs and no request is left (or max_suspend_s after the
+ *   deadline), every suspended connection is resumed, MHD is stopped, the engine stopped,
+ *   the loop closed. A second signal skips the wait. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -25,6 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "journal.h"
 #include "srv.h"
 
 /* ---- suspend / wake ------------------------------------------------------------------- */
@@ -167,6 +169,8 @@ static void check_requests(struct srv * s) {
             /* SSE streams are woken for keep-alives; everything else has max_suspend_s */
             if (r->wait == SRV_WAIT_SSE) {
                 if (now - r->sse_last_write_mono >= 15.0) srv_req_wake(r);
+            } else if (r->wait == SRV_WAIT_OUTPUT && srv_output_waited_out(r, now)) {
+                srv_req_wake(r); /* answers 409: no upload within input_wait_s */
             } else if (now - r->suspended_mono >= s->cfg.max_suspend_s) {
                 RLOG(WARN, r->request_id, r->job ? r->job->id : NULL, "suspended for %d s, failing the request",
                      s->cfg.max_suspend_s);
@@ -210,6 +214,7 @@ static void drain_step(struct srv * s);
 static void on_tick(uv_timer_t * t) {
     struct srv * s = t->data;
     check_requests(s);
+    srv_conns_tick(s);
     if (!s->draining) srv_jobs_reap(s);
     else drain_step(s);
     srv_run_mhd(s);
@@ -288,9 +293,9 @@ static void on_signal(uv_signal_t * h, int signum) {
     LOG_INFO("signal %d: draining (drain_timeout_s=%d)", signum, s->cfg.drain_timeout_s);
     s->draining = true;
     s->drain_started_mono = srv_mono_now();
-    /* stop accepting: MHD gives the listen socket back; in external mode we may close it */
-    MHD_socket ls = MHD_quiesce_daemon(s->mhd);
-    if (ls != MHD_INVALID_SOCKET) close(ls);
+    /* Keep listening until the end of the drain: probes must get their 503 (readyz) or
+     * 200 "draining" (healthz), not a refused connection, and clients may still fetch
+     * outputs and status; new jobs and uploads are answered 503 (routes, upload.c). */
     drain_step(s);
     srv_run_mhd(s);
 }
@@ -303,6 +308,16 @@ static void mhd_log(void * cls, const char * fmt, va_list ap) {
     vsnprintf(msg, sizeof(msg), fmt, ap);
     size_t n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = 0;
+    /* A client that goes away mid-request (or is closed by header_timeout_s, conns.c) is
+     * not a server fault, and any client can cause it at will: debug, not warn. */
+    static const char * const client_side[] = { "Connection socket is closed when reading request",
+                                                "Socket has been disconnected when reading request",
+                                                "Connection was closed by remote side with incomplete request" };
+    for (size_t i = 0; i < sizeof(client_side) / sizeof(client_side[0]); i++)
+        if (strncmp(msg, client_side[i], strlen(client_side[i])) == 0) {
+            LOG_DEBUG("libmicrohttpd: %s", msg);
+            return;
+        }
     LOG_WARN("libmicrohttpd: %s", msg);
 }
 
@@ -341,7 +356,6 @@ static int start_mhd(struct srv * s, char * err, size_t err_len) {
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, /* first, so that every message goes through it */
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->cfg.max_connections,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)s->cfg.max_connections_per_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->cfg.idle_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)s->cfg.connection_memory,
         MHD_OPTION_NOTIFY_COMPLETED, srv_completed_cb, s,
@@ -357,6 +371,17 @@ static int start_mhd(struct srv * s, char * err, size_t err_len) {
     return 0;
 }
 
+/* Drops the table's references (the jobs stay in the spool and its journal). */
+static void drop_jobs(struct srv * s) {
+    while (!srv_list_empty(&s->jobs_all)) {
+        struct srv_job * j = SRV_CONTAINER(s->jobs_all.next, struct srv_job, all_link);
+        srv_list_del(&j->all_link);
+        j->in_table = false;
+        s->n_jobs--;
+        srv_job_drop(s, j);
+    }
+}
+
 int srv_open(struct srv * s, const struct srv_config * cfg, char * err, size_t err_len) {
     memset(s, 0, sizeof(*s));
     s->cfg = *cfg;
@@ -364,6 +389,7 @@ int srv_open(struct srv * s, const struct srv_config * cfg, char * err, size_t e
     srv_list_init(&s->reqs);
     srv_list_init(&s->wake);
     srv_list_init(&s->idle_waiters);
+    srv_list_init(&s->conns);
     pthread_mutex_init(&s->mail_mu, NULL);
     signal(SIGPIPE, SIG_IGN); /* MHD_OPTION_SIGPIPE_HANDLED_BY_APP */
 
@@ -372,6 +398,7 @@ int srv_open(struct srv * s, const struct srv_config * cfg, char * err, size_t e
         snprintf(err, err_len, "spool_dir: cannot create or write '%s': %s", cfg->spool_dir, strerror(errno));
         return -1;
     }
+    if (srv_journal_open(&s->journal, cfg->spool_dir, err, err_len) != 0) return -1;
 
     s->loop = uv_default_loop();
     uv_async_init(s->loop, &s->mailbox_async, on_mailbox);
@@ -382,6 +409,8 @@ int srv_open(struct srv * s, const struct srv_config * cfg, char * err, size_t e
     o.spool_dir = cfg->spool_dir;
     o.workers = cfg->workers;
     o.threads = cfg->threads;
+    o.device = cfg->device;
+    o.precision = cfg->precision;
     o.max_active_per_worker = cfg->max_active_jobs_per_worker;
     o.max_queued_jobs = cfg->max_queued_jobs;
     o.input_lead_bytes = cfg->input_lead_bytes;
@@ -391,18 +420,26 @@ int srv_open(struct srv * s, const struct srv_config * cfg, char * err, size_t e
     o.max_frame_pixels = cfg->max_frame_pixels;
     o.notify = srv_notify_cb;
     o.notify_user = s;
+    o.commit = srv_persist_commit_cb;
     struct infvsr_err perr = { 0 };
     if (pl_engine_start(&o, &s->engine, &perr) != INFVSR_OK) {
         snprintf(err, err_len, "engine: %s", perr.msg);
         uv_close((uv_handle_t *)&s->mailbox_async, NULL);
         uv_run(s->loop, UV_RUN_NOWAIT);
+        srv_journal_close(s->journal);
+        s->journal = NULL;
         return -1;
     }
-    if (start_mhd(s, err, err_len) != 0) {
+    /* the jobs of the previous run, before anyone can ask for them */
+    if (srv_recover(s, err, err_len) != 0 || start_mhd(s, err, err_len) != 0) {
         pl_engine_stop(s->engine);
         s->engine = NULL;
         uv_close((uv_handle_t *)&s->mailbox_async, NULL);
         uv_run(s->loop, UV_RUN_NOWAIT);
+        mailbox_free(s);
+        drop_jobs(s);
+        srv_journal_close(s->journal);
+        s->journal = NULL;
         return -1;
     }
     const union MHD_DaemonInfo * di = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
@@ -437,20 +474,16 @@ void srv_close(struct srv * s) {
     uv_run(s->loop, UV_RUN_NOWAIT); /* the close callbacks */
     if (s->engine) pl_engine_stop(s->engine); /* cancels, joins threads: no notify after this */
     s->engine = NULL;
+    srv_journal_close(s->journal); /* after the engine: encode threads commit through it */
+    s->journal = NULL;
     uv_close((uv_handle_t *)&s->mailbox_async, on_close_noop);
     uv_run(s->loop, UV_RUN_NOWAIT);
     mailbox_free(s);
-    /* Requests are gone (MHD_stop_daemon completed them); drop the table's jobs. */
-    while (!srv_list_empty(&s->jobs_all)) {
-        struct srv_job * j = SRV_CONTAINER(s->jobs_all.next, struct srv_job, all_link);
-        srv_list_del(&j->all_link);
-        j->in_table = false;
-        s->n_jobs--;
-        srv_job_drop(s, j);
-    }
+    drop_jobs(s); /* requests are gone (MHD_stop_daemon completed them) */
     uv_loop_close(s->loop);
     srv_auth_free(s);
     srv_rate_free(s);
+    srv_conns_free(s);
     free(s->http_counters);
     pthread_mutex_destroy(&s->mail_mu);
 }

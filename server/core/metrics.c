@@ -110,12 +110,19 @@ char * srv_metrics_render(struct srv * s, size_t * len) {
                        "# TYPE infvsrd_suspends_total counter\n");
     for (int i = 1; i < 5; i++)
         srv_buf_printf(&b, "infvsrd_suspends_total{reason=\"%s\"} %llu\n", why[i], (unsigned long long)s->suspends[i]);
+    static const char * const closes[SRV_CONN_CLOSE_COUNT] = { "header_timeout", "evicted", "per_client_limit" };
+    srv_buf_printf(&b, "# HELP infvsrd_connections_closed_total Connections the daemon closed itself, by reason.\n"
+                       "# TYPE infvsrd_connections_closed_total counter\n");
+    for (int i = 0; i < SRV_CONN_CLOSE_COUNT; i++)
+        srv_buf_printf(&b, "infvsrd_connections_closed_total{reason=\"%s\"} %llu\n", closes[i],
+                       (unsigned long long)s->conn_closes[i]);
     metric(&b, "infvsrd_upload_cutoffs_total", "counter", "Uploads closed for going below min_upload_rate.",
            (double)s->upload_cutoffs);
     metric(&b, "infvsrd_rate_limit_untracked_total", "counter",
            "Requests let through unlimited: the rate-limit table had no room for their client.", (double)s->rate_untracked);
     metric(&b, "infvsrd_suspend_timeouts_total", "counter", "Requests failed after max_suspend_s.", (double)s->suspend_timeouts);
     metric(&b, "infvsrd_jobs_tracked", "gauge", "Jobs in the table (all states, until job_ttl_s).", s->n_jobs);
+    srv_persist_metrics(s, &b); /* journal, recovery, per-tenant limits: never a tenant label */
     metric(&b, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", rss_bytes());
     *len = b.len;
     return b.p;

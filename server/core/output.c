@@ -21,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "httpnum.h"
 #include "srv.h"
 
 #define SSE_BUF_CAP (1u << 20)
@@ -58,43 +59,13 @@ static ssize_t output_reader(void * cls, uint64_t pos, char * buf, size_t max) {
     return MHD_CONTENT_READER_END_OF_STREAM;
 }
 
-/* Parses a single "bytes=a-b" range of a `size`-byte file. 0 = no (usable) range: serve
- * everything; 1 = [*off, *off + *len); -1 = unsatisfiable. */
-static int parse_range(const char * h, int64_t size, int64_t * off, int64_t * len) {
-    if (!h || strncmp(h, "bytes=", 6) != 0 || strchr(h, ',')) return 0;
-    const char * p = h + 6, * dash = strchr(p, '-');
-    if (!dash) return 0;
-    char * end;
-    if (dash == p) { /* suffix: the last N bytes */
-        long long n = strtoll(dash + 1, &end, 10);
-        if (*end || dash[1] == 0 || n < 0) return 0;
-        if (n == 0 || size == 0) return -1;
-        if (n > size) n = size;
-        *off = size - n;
-        *len = n;
-        return 1;
-    }
-    long long a = strtoll(p, &end, 10);
-    if (end != dash || a < 0) return 0;
-    long long b = size - 1;
-    if (dash[1]) {
-        b = strtoll(dash + 1, &end, 10);
-        if (*end || b < a) return 0;
-    }
-    if (a >= size) return -1;
-    if (b >= size) b = size - 1;
-    *off = a;
-    *len = b - a + 1;
-    return 1;
-}
-
 static enum MHD_Result serve_stored(struct srv_req * r) {
     struct srv_job * j = r->job;
     int64_t size = pl_job_output_bytes(j->pl);
     const char * mime = pl_container_mime(pl_job_spec_of(j->pl)->container);
     int64_t off = 0, len = size;
-    int rng = parse_range(srv_header(r, MHD_HTTP_HEADER_RANGE), size, &off, &len);
-    if (rng < 0) {
+    enum srv_range rng = srv_parse_range(srv_header(r, MHD_HTTP_HEADER_RANGE), size, &off, &len);
+    if (rng == SRV_RANGE_UNSATISFIABLE) {
         snprintf(r->extra_hdr_value, sizeof(r->extra_hdr_value), "bytes */%lld", (long long)size);
         r->extra_hdr_name = MHD_HTTP_HEADER_CONTENT_RANGE;
         return srv_reply_error(r, SRV_E_RANGE_NOT_SATISFIABLE, "Range '%.60s' is outside the %lld-byte output",
@@ -111,12 +82,12 @@ static enum MHD_Result serve_stored(struct srv_req * r) {
     if (!resp) return MHD_NO;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, mime);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
-    if (rng > 0) {
+    if (rng == SRV_RANGE_OK) {
         char cr[96];
         snprintf(cr, sizeof(cr), "bytes %lld-%lld/%lld", (long long)off, (long long)(off + len - 1), (long long)size);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
     }
-    return srv_queue(r, rng > 0 ? 206 : 200, resp);
+    return srv_queue(r, rng == SRV_RANGE_OK ? 206 : 200, resp);
 }
 
 enum MHD_Result srv_route_output(struct srv_req * r) {
@@ -132,6 +103,9 @@ enum MHD_Result srv_route_output(struct srv_req * r) {
     }
     if (pl_job_output_bytes(j->pl) <= 0 || (r->out_fd = pl_job_output_fd(j->pl)) < 0) {
         if (r->srv->stopping) return srv_reply_error(r, SRV_E_UNAVAILABLE, "the server is shutting down");
+        if (srv_output_waited_out(r, srv_mono_now()))
+            return srv_reply_error(r, SRV_E_CONFLICT, "job %s has no input: no upload started within input_wait_s=%d",
+                                   j->id, r->srv->cfg.input_wait_s);
         if (r->timed_out)
             return srv_reply_error(r, SRV_E_UNAVAILABLE, "no output from job %s within max_suspend_s=%d", j->id,
                                    r->srv->cfg.max_suspend_s);
@@ -146,6 +120,13 @@ enum MHD_Result srv_route_output(struct srv_req * r) {
     r->phase = SRV_P_STREAM;
     RLOG(INFO, r->request_id, j->id, "streaming output while the job runs");
     return srv_queue(r, 200, resp);
+}
+
+/* A reader of a job that nobody uploads to must not hang for max_suspend_s (README's
+ * example used to wait 300 s for a PUT that had been refused): it waits input_wait_s from
+ * its start for an upload to begin. */
+bool srv_output_waited_out(const struct srv_req * r, double now) {
+    return r->job && r->job->upload_kind == SRV_UPLOAD_NONE && now - r->started_mono >= r->srv->cfg.input_wait_s;
 }
 
 /* ---- server-sent events ---------------------------------------------------------------------- */

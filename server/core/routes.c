@@ -1,6 +1,8 @@
 /* Routes that answer at once: job creation, status, deletion, models, health, metrics. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,17 +36,9 @@ static enum MHD_Result reply_job(struct srv_req * r, struct srv_job * j, int sta
     return srv_queue(r, status, resp);
 }
 
-/* The peer's numeric address ("" when MHD cannot tell). */
-void srv_client_address(struct srv_req * r, char * out, size_t len) {
-    out[0] = '\0';
-    const union MHD_ConnectionInfo * ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (!ci || !ci->client_addr) return;
-    const struct sockaddr * sa = ci->client_addr;
-    if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)len);
-    else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)len);
-}
+/* The client's numeric address ("" when MHD cannot tell): the peer, or the address a
+ * trusted proxy names in X-Forwarded-For (resolved once per request, conns.c). */
+void srv_client_address(struct srv_req * r, char * out, size_t len) { snprintf(out, len, "%s", r->client); }
 
 /* Non-terminal jobs created from `client` (the per-client admission limit). */
 static int client_jobs(struct srv * s, const char * client) {
@@ -75,7 +69,7 @@ enum MHD_Result srv_route_jobs_post(struct srv_req * r) {
         goto out;
     }
     if (key) {
-        struct srv_job * old = srv_job_find_idem(s, key);
+        struct srv_job * old = srv_job_find_idem(s, r->tenant, key);
         if (old) {
             if (strcmp(old->spec_json, sp.canonical) == 0) ret = reply_job(r, old, 200);
             else ret = srv_reply_error(r, SRV_E_CONFLICT, "Idempotency-Key '%s' was used for job %s with a different spec",
@@ -97,6 +91,13 @@ enum MHD_Result srv_route_jobs_post(struct srv_req * r) {
     if (s->cfg.max_jobs_per_client > 0 && client_jobs(s, client) >= s->cfg.max_jobs_per_client) {
         ret = srv_reply_error(r, SRV_E_RATE_LIMITED, "client %s already holds %d unfinished jobs (max_jobs_per_client)",
                               client, s->cfg.max_jobs_per_client);
+        goto out;
+    }
+    if (srv_tenant_awaiting_jobs(s, r->tenant) >= s->cfg.max_awaiting_jobs_per_tenant) {
+        s->tenant_refusals++;
+        ret = srv_reply_error(r, SRV_E_RATE_LIMITED,
+                              "this tenant already holds %d jobs without input (max_awaiting_jobs_per_tenant): upload to "
+                              "them or delete them first", s->cfg.max_awaiting_jobs_per_tenant);
         goto out;
     }
     if (h.state != PL_ENGINE_READY) {
@@ -123,7 +124,14 @@ enum MHD_Result srv_route_jobs_post(struct srv_req * r) {
     }
     j->expected_bytes = sp.expected_bytes;
     snprintf(j->client, sizeof(j->client), "%s", client);
-    RLOG(INFO, r->request_id, j->id, "job created spec=%s", sp.canonical);
+    snprintf(j->tenant, sizeof(j->tenant), "%s", r->tenant);
+    if (srv_persist_created(s, j) != 0) { /* no 201 for a job a restart would forget */
+        int e = errno;
+        srv_job_remove(s, j, "journal write failed");
+        ret = srv_reply_error(r, SRV_E_UNAVAILABLE, "cannot record the job in the spool: %s", strerror(e));
+        goto out;
+    }
+    RLOG(INFO, r->request_id, j->id, "job created tenant='%s' spec=%s", r->tenant, sp.canonical);
     ret = reply_job(r, j, 201);
 out:
     free(sp.canonical);
@@ -136,6 +144,9 @@ enum MHD_Result srv_route_job_get(struct srv_req * r) {
 }
 
 enum MHD_Result srv_route_job_delete(struct srv_req * r) {
+    /* the record goes first and durably: after the 204 no restart brings the job back */
+    if (srv_persist_removed(r->srv, r->job) != 0)
+        return srv_reply_error(r, SRV_E_INTERNAL, "cannot remove the job's record from the spool: %s", strerror(errno));
     srv_job_remove(r->srv, r->job, "DELETE");
     return srv_queue(r, 204, MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT));
 }

@@ -29,7 +29,9 @@
 #include "config.h"
 #include "errors.h"
 #include "log.h"
+#include "netaddr.h"
 #include "pipeline.h"
+#include "tenant.h"
 #include "util.h"
 
 /* ---- intrusive doubly linked lists ------------------------------------------------- */
@@ -66,6 +68,7 @@ struct srv_job {
     bool    deleted;               /* DELETE / TTL / expiry: requests see it and finish      */
     char *  spec_json;             /* canonical spec (all defaults applied), for 200/409    */
     char    idem_key[72];
+    char    tenant[SRV_TENANT_MAX]; /* the owner (tenant.h); "" without auth                 */
     char    client[48];            /* numeric address of the creating peer (per-client limit) */
     double  created_unix;
     double  created_mono;
@@ -82,6 +85,11 @@ struct srv_job {
     struct srv_link sse;           /* SSE requests of this job (suspended or not)           */
     struct srv_link all_link;      /* srv->jobs_all                                          */
     struct srv_job * hnext;        /* hash chain                                             */
+    /* the spool journal (persist.c) */
+    bool    persisted_terminal;    /* the terminal record is written, the input dropped      */
+    bool    journal_removed;       /* the record is gone (DELETE, TTL, expiry)              */
+    int64_t journaled_offset;      /* tus: input bytes of the last checkpoint record        */
+    double  journaled_mono;
 };
 
 /* ---- requests ------------------------------------------------------------------------- */
@@ -110,6 +118,11 @@ struct srv_req {
     struct srv * srv;
     struct MHD_Connection * conn;
     char    request_id[72];
+    char    client[SRV_ADDR_STR];  /* who limits count it for: the peer, or X-Forwarded-For
+                                    * from a trusted proxy (conns.c)                        */
+    bool    close_conn;            /* answer with Connection: close (framing errors, limits) */
+    char    tenant[SRV_TENANT_MAX]; /* who is asking (srv_auth_request)                       */
+    bool    admin;                 /* an admin token: sees every tenant's jobs              */
     char    method[12];
     char    path[256];             /* URL path as received (for logs and redirects)        */
     enum srv_route route;
@@ -172,6 +185,9 @@ struct srv_mail {                   /* a pipeline notification waiting for the l
 
 #define SRV_JOB_BUCKETS 1024
 
+/* Why the daemon closed a connection itself (infvsrd_connections_closed_total{reason}). */
+enum srv_conn_close { SRV_CONN_CLOSE_HEADER_TIMEOUT, SRV_CONN_CLOSE_EVICTED, SRV_CONN_CLOSE_PER_CLIENT, SRV_CONN_CLOSE_COUNT };
+
 struct srv {
     struct srv_config cfg;
     uv_loop_t * loop;
@@ -198,10 +214,22 @@ struct srv {
     struct srv_link idle_waiters;   /* suspended requests without a job                      */
     int     n_suspended;
     int     n_connections;
+    struct srv_link conns;          /* every open connection, oldest first (conns.c)        */
+    struct srv_ipcount ** ipc;      /* connections per client address (conns.c)             */
+    uint64_t conn_closes[SRV_CONN_CLOSE_COUNT];
+    uint64_t conn_reported[SRV_CONN_CLOSE_COUNT]; /* conn_closes at the last log summary  */
+    double  conn_report_mono;
 
-    /* auth */
-    char ** tokens;
+    /* auth (auth.c, tenant.h) */
+    struct srv_token * tokens;
     int     n_tokens;
+
+    /* restart safety (journal.h, persist.c, recover.c) */
+    struct srv_journal * journal;
+    int     recovered[5];           /* by enum srv_recover_action, at start                 */
+    int     orphans_removed;        /* spool files no record vouched for, at start           */
+    uint64_t input_wait_expired;    /* jobs removed after input_wait_timeout_s              */
+    uint64_t tenant_refusals;       /* 429: max_awaiting_jobs_per_tenant                    */
 
     /* draining */
     bool    draining;
@@ -234,6 +262,15 @@ void srv_req_wake(struct srv_req * r);
 void srv_job_wake_all(struct srv_job * j);
 void srv_notify_cb(void * user, struct pl_job * job, unsigned events); /* pipeline threads */
 
+/* ---- conns.c --------------------------------------------------------------------------------- */
+/* On a request's first call: resolves r->client (X-Forwarded-For from trusted_proxies)
+ * and counts the connection under it; false when the connection is over
+ * max_connections_per_ip (answer 429 and close). */
+bool srv_conn_request_begin(struct srv_req * r);
+void srv_conn_request_end(struct srv_req * r);
+void srv_conns_tick(struct srv * s);  /* header_timeout_s, from the 1 s tick               */
+void srv_conns_free(struct srv * s);
+
 /* ---- ratelimit.c ------------------------------------------------------------------------- */
 /* Takes one token from `addr`'s bucket; false (and the seconds until a token) when empty. */
 bool srv_rate_take(struct srv * s, const char * addr, double now, double * wait_s);
@@ -241,7 +278,7 @@ void srv_rate_free(struct srv * s);
 
 /* ---- jobs.c ------------------------------------------------------------------------------ */
 struct srv_job * srv_job_find(struct srv * s, const char * id);
-struct srv_job * srv_job_find_idem(struct srv * s, const char * key);
+struct srv_job * srv_job_find_idem(struct srv * s, const char * tenant, const char * key);
 struct srv_job * srv_job_new(struct srv * s, const char * id, struct pl_job * pl, const char * spec_json,
                              const char * idem_key);
 struct srv_job * srv_job_hold(struct srv_job * j);
@@ -302,6 +339,8 @@ enum MHD_Result srv_route_output(struct srv_req * r);
 enum MHD_Result srv_route_events(struct srv_req * r);
 void srv_sse_on_event(struct srv * s, struct srv_job * j, unsigned events);
 void srv_req_close_stream(struct srv_req * r);
+/* GET output of a job without an upload has waited input_wait_s (answer 409). */
+bool srv_output_waited_out(const struct srv_req * r, double now);
 
 /* ---- metrics.c ---------------------------------------------------------------------------- */
 void srv_metrics_count_http(struct srv * s, const char * method, enum srv_route route, int status);
@@ -309,8 +348,21 @@ char * srv_metrics_render(struct srv * s, size_t * len);
 
 /* ---- auth.c -------------------------------------------------------------------------------- */
 int  srv_auth_load(struct srv * s, char * err, size_t err_len);
-bool srv_auth_check(struct srv * s, const char * authorization);
+/* Checks the bearer token and sets r->tenant / r->admin; false = 401. */
+bool srv_auth_request(struct srv_req * r, const char * authorization);
 void srv_auth_free(struct srv * s);
+
+/* ---- persist.c: the job table <-> the spool journal (journal.h) -------------------------------- */
+/* Each returns 0 or -1 (errno); callers that answer a client refuse on -1. */
+struct srv_buf;
+int  srv_persist_created(struct srv * s, struct srv_job * j);        /* before the 201           */
+int  srv_persist_upload_created(struct srv * s, struct srv_job * j); /* tus, before the 201      */
+void srv_persist_input_complete(struct srv * s, struct srv_job * j);
+void srv_persist_terminal(struct srv * s, struct srv_job * j, const struct pl_job_status * st);
+int  srv_persist_removed(struct srv * s, struct srv_job * j);
+void srv_persist_tick(struct srv * s);                               /* tus offset checkpoints   */
+int  srv_persist_commit_cb(void * user, struct pl_job * pl, int64_t output_bytes); /* encode thread */
+void srv_persist_metrics(struct srv * s, struct srv_buf * b);
 
 /* ---- spec.c (jansson stays inside spec.c and json helpers) --------------------------------- */
 struct srv_spec_result {

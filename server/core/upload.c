@@ -20,20 +20,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include "httpnum.h"
 #include "srv.h"
 
 #define TUS_EXTENSIONS "creation,creation-with-upload,termination,expiration"
-
-static bool parse_u64_header(const char * v, int64_t * out) {
-    if (!v || !*v || strlen(v) > 19) return false;
-    int64_t x = 0;
-    for (const char * p = v; *p; p++) {
-        if (*p < '0' || *p > '9') return false;
-        x = x * 10 + (*p - '0');
-    }
-    *out = x;
-    return true;
-}
 
 static bool content_type_is(const char * ct, const char * want, bool prefix_only) {
     if (!ct) return false;
@@ -43,16 +33,17 @@ static bool content_type_is(const char * ct, const char * want, bool prefix_only
     return ct[n] == 0 || ct[n] == ';' || ct[n] == ' ';
 }
 
-static bool has_body(struct srv_req * r) {
-    const char * cl = srv_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (cl) return strcmp(cl, "0") != 0;
-    return srv_header(r, MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
+/* Content-Length as a count: -1 when absent (chunked), INT64_MAX when it does not fit
+ * (httpnum.h; MHD itself rejects a malformed one with 400 before we see the request). */
+static int64_t content_length(struct srv_req * r) {
+    int64_t n = 0;
+    if (srv_parse_count(srv_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH), &n) == SRV_NUM_INVALID) return -1;
+    return n;
 }
 
-static int64_t content_length(struct srv_req * r) {
-    int64_t n = -1;
-    if (!parse_u64_header(srv_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH), &n)) return -1;
-    return n;
+static bool has_body(struct srv_req * r) {
+    if (srv_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH)) return content_length(r) != 0;
+    return srv_header(r, MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
 }
 
 /* tus Upload-Metadata: "key b64,key b64,key" -> the decoded job_id. */
@@ -111,15 +102,24 @@ static enum MHD_Result claim_checks(struct srv_req * r) {
     return MHD_YES;
 }
 
+/* The PUT body's declared type. None (`curl -T -` sends none) or the generic
+ * application/octet-stream leave it to the media reader, which sniffs the container from
+ * the bytes (not a video: 422 unprocessable_video); a declared type must be a video one. */
+static bool put_type_ok(const char * ct) {
+    return !ct || !*ct || content_type_is(ct, "application/octet-stream", false) || content_type_is(ct, "video/", true) ||
+           content_type_is(ct, "application/mp4", false);
+}
+
 static enum MHD_Result begin_put(struct srv_req * r) {
     const char * ct = srv_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
-    if (!content_type_is(ct, "application/octet-stream", false) && !content_type_is(ct, "video/", true))
+    if (!put_type_ok(ct))
         return srv_reply_error(r, SRV_E_UNSUPPORTED_MEDIA_TYPE,
-                               "Content-Type: expected application/octet-stream or video/*, got '%.60s'", ct ? ct : "(none)");
+                               "Content-Type: expected video/*, application/mp4, application/octet-stream or none, got '%.60s'",
+                               ct);
     int64_t cl = content_length(r);
     if (cl > r->srv->cfg.max_upload_bytes)
-        return srv_reply_error(r, SRV_E_PAYLOAD_TOO_LARGE, "Content-Length %lld exceeds max_upload_bytes %lld",
-                               (long long)cl, (long long)r->srv->cfg.max_upload_bytes);
+        return srv_reply_error(r, SRV_E_PAYLOAD_TOO_LARGE, "Content-Length %.40s exceeds max_upload_bytes %lld",
+                               srv_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH), (long long)r->srv->cfg.max_upload_bytes);
     enum MHD_Result rc = claim_checks(r);
     if (rc != MHD_YES || r->phase == SRV_P_DONE) return rc;
     r->job->upload_kind = SRV_UPLOAD_PUT;
@@ -133,11 +133,12 @@ static enum MHD_Result begin_tus_create(struct srv_req * r) {
     if (srv_header(r, "Upload-Defer-Length"))
         return srv_reply_error(r, SRV_E_BAD_REQUEST, "Upload-Defer-Length is not supported: send Upload-Length");
     int64_t len = 0;
-    if (!parse_u64_header(srv_header(r, "Upload-Length"), &len) || len < 1)
+    const char * ul = srv_header(r, "Upload-Length");
+    if (srv_parse_count(ul, &len) == SRV_NUM_INVALID || len < 1)
         return srv_reply_error(r, SRV_E_BAD_REQUEST, "Upload-Length: expected an integer >= 1");
-    if (len > s->cfg.max_upload_bytes)
-        return srv_reply_error(r, SRV_E_PAYLOAD_TOO_LARGE, "Upload-Length %lld exceeds Tus-Max-Size %lld",
-                               (long long)len, (long long)s->cfg.max_upload_bytes);
+    if (len > s->cfg.max_upload_bytes) /* also one past INT64_MAX: saturated */
+        return srv_reply_error(r, SRV_E_PAYLOAD_TOO_LARGE, "Upload-Length %.40s exceeds Tus-Max-Size %lld", ul,
+                               (long long)s->cfg.max_upload_bytes);
     char id[SRV_JOB_ID_MAX], owner[64];
     if (!metadata_job_id(srv_header(r, "Upload-Metadata"), id, sizeof(id)))
         return srv_reply_error(r, SRV_E_BAD_REQUEST, "Upload-Metadata: expected 'job_id <base64 job id>'");
@@ -145,7 +146,7 @@ static enum MHD_Result begin_tus_create(struct srv_req * r) {
         return srv_reply_error(r, SRV_E_NOT_FOUND, "no job '%.100s' (not a job id)", id);
     if (strcmp(owner, s->cfg.instance) != 0) return srv_reply_not_owner(r, owner);
     struct srv_job * j = srv_job_find(s, id);
-    if (!j) return srv_reply_error(r, SRV_E_NOT_FOUND, "no job %s", id);
+    if (!j || !srv_req_sees_job(r, j)) return srv_reply_error(r, SRV_E_NOT_FOUND, "no job %s", id);
     r->job = srv_job_hold(j);
     bool body = has_body(r);
     if (body && !content_type_is(srv_header(r, MHD_HTTP_HEADER_CONTENT_TYPE), "application/offset+octet-stream", false))
@@ -156,6 +157,11 @@ static enum MHD_Result begin_tus_create(struct srv_req * r) {
     if (rc != MHD_YES || r->phase == SRV_P_DONE) return rc;
     j->upload_kind = SRV_UPLOAD_TUS;
     j->tus_length = len;
+    if (srv_persist_upload_created(s, j) != 0) { /* no 201 for an upload a restart would forget */
+        j->upload_kind = SRV_UPLOAD_NONE;
+        j->tus_length = -1;
+        return srv_reply_error(r, SRV_E_UNAVAILABLE, "cannot record the upload in the spool");
+    }
     j->last_input_mono = srv_mono_now();
     r->is_tus = true;
     if (body) {
@@ -191,17 +197,17 @@ static enum MHD_Result begin_tus_patch(struct srv_req * r) {
         return srv_reply_error(r, SRV_E_NOT_FOUND, "no tus upload for job %s", j->id);
     if (!content_type_is(srv_header(r, MHD_HTTP_HEADER_CONTENT_TYPE), "application/offset+octet-stream", false))
         return srv_reply_error(r, SRV_E_UNSUPPORTED_MEDIA_TYPE, "PATCH: Content-Type must be application/offset+octet-stream");
-    int64_t off = 0;
-    if (!parse_u64_header(srv_header(r, "Upload-Offset"), &off))
+    int64_t off = 0; /* one past INT64_MAX saturates and then cannot match: 409 below */
+    if (srv_parse_count(srv_header(r, "Upload-Offset"), &off) == SRV_NUM_INVALID)
         return srv_reply_error(r, SRV_E_BAD_REQUEST, "Upload-Offset: expected an integer >= 0");
     take_over(r, j);
     int64_t cur = pl_job_input_offset(j->pl);
     if (off != cur)
-        return srv_reply_error(r, SRV_E_OFFSET_MISMATCH, "Upload-Offset %lld does not match the stored offset %lld",
-                               (long long)off, (long long)cur);
+        return srv_reply_error(r, SRV_E_OFFSET_MISMATCH, "Upload-Offset %.40s does not match the stored offset %lld",
+                               srv_header(r, "Upload-Offset"), (long long)cur);
     if (j->input_ended) return srv_reply_error(r, SRV_E_CONFLICT, "the upload is already complete");
     int64_t cl = content_length(r);
-    if (cl >= 0 && off + cl > j->tus_length)
+    if (cl >= 0 && cl > j->tus_length - off) /* off == cur <= tus_length: no overflow */
         return srv_reply_error(r, SRV_E_PAYLOAD_TOO_LARGE, "Upload-Offset + Content-Length exceeds Upload-Length %lld",
                                (long long)j->tus_length);
     struct pl_job_status st;
@@ -351,6 +357,7 @@ enum MHD_Result srv_upload_end(struct srv_req * r) {
             return srv_reply_error(r, SRV_E_INTERNAL, "ending the input failed: %s", err.msg);
         }
         j->input_ended = true;
+        srv_persist_input_complete(r->srv, j);
         RLOG(INFO, r->request_id, j->id, "input complete bytes=%lld", (long long)pl_job_input_offset(j->pl));
     }
     if (r->phase == SRV_P_UPLOAD) r->phase = SRV_P_WAIT_PROBE;
@@ -378,7 +385,10 @@ void srv_upload_abort(struct srv_req * r, enum MHD_RequestTerminationCode toe) {
              (long long)r->upload_written, (long long)pl_job_input_offset(j->pl));
         if (!j->input_ended && !j->deleted && pl_job_input_offset(j->pl) >= j->tus_length) {
             struct infvsr_err err = { 0 };
-            if (pl_job_input_end(j->pl, &err) == INFVSR_OK) j->input_ended = true;
+            if (pl_job_input_end(j->pl, &err) == INFVSR_OK) {
+                j->input_ended = true;
+                srv_persist_input_complete(r->srv, j);
+            }
         }
         return;
     }

@@ -160,7 +160,9 @@ enum infvsr_status infvsr_media_writer_open(const char * path, const struct infv
  * The header is written during the open. */
 struct infvsr_media_output_io {
     void * opaque;
-    /* Stores all `size` bytes; returns size, or a negative value on error (disk full). */
+    /* Stores all `size` bytes; returns size, or on error a negative errno (-ENOSPC for a
+     * full disk), which the writer's error message then names; other negative values
+     * read as EIO. */
     int  (*write)(void * opaque, const uint8_t * buf, int size);
 };
 enum infvsr_status infvsr_media_writer_open_io(const struct infvsr_media_output_io * io,

@@ -17,6 +17,12 @@ struct infvsr_media_packet {
 const AVCodecParameters * infvsr_media_reader_copy_stream(const struct infvsr_media_reader * r, int i,
                                                           AVRational * time_base);
 
+/* An FFmpeg error while demuxing or decoding an input, as "<what>: <what the code means for
+ * an input> (FFmpeg: <its text>)" (media_errors.c). INFVSR_ERR_FORMAT for faults of the
+ * input; INFVSR_ERR_IO only when `read_failed` (the input's own bytes could not be read);
+ * INFVSR_ERR_CANCELLED for AVERROR_EXIT (an interrupt). */
+enum infvsr_status infvsr_media_input_err(struct infvsr_err * err, int averr, bool read_failed, const char * what);
+
 /* Records an FFmpeg error code as "<what>: <av_strerror text>". */
 enum infvsr_status infvsr_media_av_err(struct infvsr_err * err, enum infvsr_status st, int averr,
                                        const char * what);

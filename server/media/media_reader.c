@@ -48,6 +48,8 @@ struct infvsr_media_reader {
     infvsr_media_packet_sink   sink;
     void *            sink_user;
     int               nested_opens; /* refused nested opens, for the error message */
+    bool              read_failed;  /* the read callback failed: errors are ours, not the input's */
+    const AVInputFormat * opened_as; /* the probed or forced demuxer, for open errors */
 };
 
 struct infvsr_media_limits infvsr_media_limits_default(void) {
@@ -84,6 +86,7 @@ static int io_read(void * opaque, uint8_t * buf, int size) {
     if (interrupted(r)) return AVERROR_EXIT; /* FFmpeg polls the callback only for its own protocols */
     int n = r->io.read(r->io.opaque, buf, size);
     if (n == 0) return AVERROR_EOF;
+    if (n < 0) r->read_failed = true;
     return n < 0 ? AVERROR(EIO) : n;
 }
 
@@ -143,6 +146,93 @@ static void fill_rate(struct infvsr_media_reader * r, const AVStream * st) {
     r->info.fps = fps;
 }
 
+/* Errors of the input's bytes are named by what FFmpeg's code means for an input
+ * (media_errors.c); two causes FFmpeg reports misleadingly are recognised first: a refused
+ * nested open (a playlist), and more streams than the limit (reported as ENOMEM). */
+static enum infvsr_status read_error(const struct infvsr_media_reader * r, int averr, const char * what,
+                                     struct infvsr_err * err) {
+    if (r->nested_opens)
+        return infvsr_err_set(err, INFVSR_ERR_FORMAT, "%s: the input refers to other files or URLs (a playlist or a "
+                              "list of files), which is not allowed", what);
+    if (averr == AVERROR(ENOMEM) && r->fmt && r->fmt->nb_streams >= (unsigned)r->limits.max_streams)
+        return infvsr_err_set(err, INFVSR_ERR_FORMAT, "%s: the input has more than %d streams (limit)", what,
+                              r->limits.max_streams);
+    return infvsr_media_input_err(err, averr, r->read_failed, what);
+}
+
+/* The container format, probed as avformat_open_input would (same buffer, same probe size;
+ * the bytes stay in the I/O buffer for the open), so that a format outside the allow-list
+ * is named: FFmpeg itself only answers EINVAL for it. */
+static enum infvsr_status probe_format(struct infvsr_media_reader * r, const AVInputFormat ** out, const char * what,
+                                       struct infvsr_err * err) {
+    int ret = av_probe_input_buffer2(r->pb, out, NULL, r->fmt, 0, r->fmt->format_probesize);
+    if (ret < 0 && ret != AVERROR_INVALIDDATA && ret != AVERROR_EOF) {
+        char m[300];
+        snprintf(m, sizeof(m), "%s: cannot read the start of the input", what);
+        return read_error(r, ret, m, err);
+    }
+    if (ret < 0 || !*out)
+        return infvsr_err_set(err, INFVSR_ERR_FORMAT, "%s: not a recognised media format%s", what,
+                              ret == AVERROR_EOF ? " (the input is empty or too short)" : "");
+    const char * list = r->limits.format_whitelist;
+    if (list && av_match_list((*out)->name, list, ',') <= 0)
+        return infvsr_err_set(err, INFVSR_ERR_FORMAT, "%s: the input is %s (%s), not one of the accepted video "
+                              "containers (%s)", what, (*out)->long_name ? (*out)->long_name : (*out)->name,
+                              (*out)->name, list);
+    return INFVSR_OK;
+}
+
+/* avformat_open_input failed (the context is gone, so its stream count is unknown). */
+static enum infvsr_status open_error(const struct infvsr_media_reader * r, int averr, const char * what,
+                                     struct infvsr_err * err) {
+    char m[300];
+    snprintf(m, sizeof(m), "%s: cannot open the container", what);
+    if (r->nested_opens || r->read_failed || averr == AVERROR_EXIT) return read_error(r, averr, m, err);
+    /* Playlists and file lists fail in many ways once their first inner open is refused
+     * (ENOMEM for hls, EINVAL for concat): the demuxer names the cause. */
+    if (r->opened_as && av_match_list(r->opened_as->name, "hls,dash,concat", ',') > 0)
+        return infvsr_err_set(err, INFVSR_ERR_FORMAT, "%s: the input is a playlist or a list of other files (%s), "
+                              "which is not allowed", m, r->opened_as->name);
+    if (averr == AVERROR_INVALIDDATA && r->opened_as && strncmp(r->opened_as->name, "mov,", 4) == 0)
+        return infvsr_err_set(err, INFVSR_ERR_FORMAT, "%s: the MP4/MOV index (moov) is missing or corrupt: the file is "
+                              "truncated, unfinished or damaged", m);
+    if (averr == AVERROR(ENOMEM)) /* also FFmpeg's answer to a stream beyond max_streams */
+        return infvsr_err_set(err, INFVSR_ERR_FORMAT, "%s: the input declares more than %d streams or a size too "
+                              "large to accept (corrupt file?)", m, r->limits.max_streams);
+    return infvsr_media_input_err(err, averr, false, m);
+}
+
+/* A streamed MP4/MOV whose index (moov) follows the media data: to find the index the
+ * demuxer has read past the first sample, which is no longer in the I/O buffer, and a
+ * stream cannot seek back. Checked right after the header, before any packet is read. */
+static bool sample_data_behind(const struct infvsr_media_reader * r) {
+    if ((r->pb->seekable & AVIO_SEEKABLE_NORMAL) || !r->fmt->iformat || strncmp(r->fmt->iformat->name, "mov,", 4) != 0)
+        return false;
+    int64_t lowest = avio_tell(r->pb) - (int64_t)(r->pb->buf_ptr - r->pb->buffer); /* first byte still buffered */
+    for (unsigned i = 0; i < r->fmt->nb_streams; i++) {
+        const AVIndexEntry * ie = avformat_index_get_entry(r->fmt->streams[i], 0);
+        if (ie && ie->pos < lowest) return true;
+    }
+    return false;
+}
+
+/* No decoder for the best video stream: name its codec, or say it was not recognised. */
+static enum infvsr_status no_decoder(const struct infvsr_media_reader * r, const char * what, struct infvsr_err * err) {
+    int vi = av_find_best_stream(r->fmt, AVMEDIA_TYPE_VIDEO, -1, -1, NULL, 0);
+    const AVCodecParameters * par = vi >= 0 ? r->fmt->streams[vi]->codecpar : NULL;
+    if (!par || par->codec_id == AV_CODEC_ID_NONE) {
+        char tag[AV_FOURCC_MAX_STRING_SIZE + 16] = "";
+        if (par && par->codec_tag) {
+            char fourcc[AV_FOURCC_MAX_STRING_SIZE];
+            snprintf(tag, sizeof(tag), " (codec tag %s)", av_fourcc_make_string(fourcc, par->codec_tag));
+        }
+        return infvsr_err_set(err, INFVSR_ERR_FORMAT, "%s: the video codec is not recognised%s: a corrupt header or a "
+                              "codec FFmpeg does not know", what, tag);
+    }
+    return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "%s: no decoder for the video codec %s in this build", what,
+                          avcodec_get_name(par->codec_id));
+}
+
 static enum infvsr_status open_common(struct infvsr_media_reader * r, const char * what,
                                       struct infvsr_err * err) {
     const struct infvsr_media_limits * L = &r->limits;
@@ -173,33 +263,39 @@ static enum infvsr_status open_common(struct infvsr_media_reader * r, const char
                                   L->input_format);
         }
     }
+    if (!forced) {
+        enum infvsr_status st = probe_format(r, &forced, what, err);
+        if (st != INFVSR_OK) {
+            av_dict_free(&opts);
+            return st;
+        }
+    }
+    r->opened_as = forced;
     int ret = avformat_open_input(&r->fmt, NULL, forced, &opts);
     av_dict_free(&opts);
-    if (ret == AVERROR_EXIT) return infvsr_err_set(err, INFVSR_ERR_CANCELLED, "%s: reading was interrupted", what);
-    if (ret < 0) { /* avformat_open_input freed the context */
-        char m[300];
-        /* FFmpeg's code is often unhelpful here (a refused playlist reports ENOMEM), so
-         * the message names the possible causes. */
-        snprintf(m, sizeof(m), "%s: not a readable media file (unknown or disallowed format, a playlist or "
-                 "list of other files, more than %d streams, or truncated/corrupt data)", what, L->max_streams);
-        return infvsr_media_av_err(err, INFVSR_ERR_FORMAT, ret, m);
-    }
+    if (ret < 0) return open_error(r, ret, what, err); /* avformat_open_input freed the context */
+    if (sample_data_behind(r))
+        return infvsr_err_set(err, INFVSR_ERR_FORMAT, "%s: the MP4/MOV index (moov) comes after the media data, and an "
+                              "upload is read as a stream that cannot seek back to it: remux it with ffmpeg "
+                              "-movflags +faststart, or upload a fragmented MP4 or Matroska", what);
     ret = avformat_find_stream_info(r->fmt, NULL);
     if (ret < 0) {
         char m[300];
-        snprintf(m, sizeof(m), "%s: cannot read the stream parameters (truncated or corrupt file?)", what);
-        return infvsr_media_av_err(err, INFVSR_ERR_FORMAT, ret, m);
+        snprintf(m, sizeof(m), "%s: cannot read the stream parameters", what);
+        return read_error(r, ret, m, err);
     }
     const AVCodec * codec = NULL;
     r->video_index = av_find_best_stream(r->fmt, AVMEDIA_TYPE_VIDEO, -1, -1, &codec, 0);
     if (r->video_index == AVERROR_STREAM_NOT_FOUND)
         return infvsr_err_set(err, INFVSR_ERR_FORMAT, "%s: not a video: no video stream among %u stream(s)", what,
                               r->fmt->nb_streams);
-    if (r->video_index < 0 || !codec)
-        return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "%s: no decoder for the video stream", what);
+    if (r->video_index < 0 || !codec) return no_decoder(r, what, err);
     AVStream * vs = r->fmt->streams[r->video_index];
     int w = vs->codecpar->width, h = vs->codecpar->height;
-    if (w <= 0 || h <= 0 || w > L->max_dimension || h > L->max_dimension || (int64_t)w * h > L->max_pixels)
+    if (w <= 0 || h <= 0)
+        return infvsr_err_set(err, INFVSR_ERR_FORMAT, "%s: the video's picture size is unknown: the input is too short "
+                              "or corrupt before its first picture", what);
+    if (w > L->max_dimension || h > L->max_dimension || (int64_t)w * h > L->max_pixels)
         return infvsr_err_set(err, INFVSR_ERR_FORMAT,
                               "%s: video size %dx%d is outside the limits (1..%d per side, %lld pixels)", what, w,
                               h, L->max_dimension, (long long)L->max_pixels);
@@ -222,7 +318,7 @@ static enum infvsr_status open_common(struct infvsr_media_reader * r, const char
     r->dec = avcodec_alloc_context3(codec);
     if (!r->dec) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "%s: out of memory", what);
     ret = avcodec_parameters_to_context(r->dec, vs->codecpar);
-    if (ret < 0) return infvsr_media_av_err(err, INFVSR_ERR_FORMAT, ret, what);
+    if (ret < 0) return infvsr_media_input_err(err, ret, false, what);
     r->dec->thread_count = L->threads > 0 ? L->threads : 1;
     r->dec->max_pixels = L->max_pixels; /* also bounds in-band size changes the decoder sees */
     r->dec->pkt_timebase = vs->time_base;
@@ -430,28 +526,27 @@ int infvsr_media_reader_next(struct infvsr_media_reader * r, uint8_t * rgb, int6
             r->eof = true;
             return INFVSR_MEDIA_EOF;
         }
-        if (ret != AVERROR(EAGAIN))
-            return infvsr_media_av_err(err, INFVSR_ERR_FORMAT, ret, "video decoding failed");
+        if (ret != AVERROR(EAGAIN)) {
+            char m[120];
+            snprintf(m, sizeof(m), "video decoding failed after frame %lld", (long long)r->frames_read);
+            return read_error(r, ret, m, err);
+        }
         if (r->flushing) /* cannot happen: a draining decoder returns frames or EOF */
             return infvsr_err_set(err, INFVSR_ERR_FORMAT, "video decoder stalled while draining");
         ret = av_read_frame(r->fmt, r->pkt);
         if (ret == AVERROR_EOF || (ret < 0 && avio_feof(r->fmt->pb) && r->fmt->pb->error == 0)) {
             r->flushing = true;
             ret = avcodec_send_packet(r->dec, NULL);
-            if (ret < 0) return infvsr_media_av_err(err, INFVSR_ERR_FORMAT, ret, "video decoder flush failed");
+            if (ret < 0) return read_error(r, ret, "video decoder flush failed", err);
             continue;
         }
         if (ret == AVERROR_EXIT)
             return infvsr_err_set(err, INFVSR_ERR_CANCELLED, "reading was interrupted after %lld frames",
                                   (long long)r->frames_read);
         if (ret < 0) {
-            char m[200];
-            const char * hint = r->nested_opens ? " (it refers to other files, which is not allowed)"
-                              : !(r->pb->seekable & AVIO_SEEKABLE_NORMAL) && r->frames_read == 0
-                                  ? " (a streamed input needs its index first, e.g. MP4 with -movflags +faststart)"
-                                  : "";
-            snprintf(m, sizeof(m), "reading the input failed after %lld frames%s", (long long)r->frames_read, hint);
-            return infvsr_media_av_err(err, ret == AVERROR(EIO) ? INFVSR_ERR_IO : INFVSR_ERR_FORMAT, ret, m);
+            char m[120];
+            snprintf(m, sizeof(m), "reading the input failed after %lld frames", (long long)r->frames_read);
+            return read_error(r, ret, m, err);
         }
         int si = r->pkt->stream_index;
         enum infvsr_status st = INFVSR_OK;
@@ -460,7 +555,7 @@ int infvsr_media_reader_next(struct infvsr_media_reader * r, uint8_t * rgb, int6
             if (ret < 0 && ret != AVERROR(EAGAIN)) {
                 char m[160];
                 snprintf(m, sizeof(m), "corrupt video packet after frame %lld", (long long)r->frames_read);
-                st = infvsr_media_av_err(err, INFVSR_ERR_FORMAT, ret, m);
+                st = read_error(r, ret, m, err);
             }
         } else if (si >= 0 && si < r->n_copy_map && r->copy_map[si] >= 0 && r->sink) {
             /* A corrupt stream (MPEG-TS) can add streams while it is demuxed, after the output's

@@ -300,6 +300,22 @@ static struct infvsr_media_writer * writer_alloc(const struct infvsr_media_write
     return w;
 }
 
+/* The header was refused. Our own video stream is always valid, so when the write itself did
+ * not fail, a copied stream of the input is the cause (a corrupt input's audio without a
+ * sample rate, say): an error of the input, not of the server. */
+static enum infvsr_status header_error(const struct infvsr_media_writer * w, int averr, struct infvsr_err * err) {
+    if (w->oc->pb && w->oc->pb->error < 0)
+        return infvsr_media_av_err(err, INFVSR_ERR_IO, w->oc->pb->error, "cannot write the container header");
+    if (w->n_copied > 0) {
+        char ff[AV_ERROR_MAX_STRING_SIZE] = { 0 };
+        av_strerror(averr, ff, sizeof(ff));
+        return infvsr_err_set(err, INFVSR_ERR_FORMAT, "the output container refuses an audio/subtitle stream copied "
+                              "from the input (invalid or unsupported parameters; set output.copy_audio to false to "
+                              "drop them) (FFmpeg: %s)", ff);
+    }
+    return infvsr_media_av_err(err, INFVSR_ERR_UNSUPPORTED, averr, "cannot write the container header");
+}
+
 enum infvsr_status infvsr_media_writer_open(const char * path, const struct infvsr_media_writer_opts * opts,
                                             struct infvsr_media_writer ** out, struct infvsr_err * err) {
     *out = NULL;
@@ -339,7 +355,7 @@ enum infvsr_status infvsr_media_writer_open(const char * path, const struct infv
     }
     if (st == INFVSR_OK) {
         ret = avformat_write_header(w->oc, NULL);
-        if (ret < 0) st = infvsr_media_av_err(err, INFVSR_ERR_FORMAT, ret, "cannot write the container header");
+        if (ret < 0) st = header_error(w, ret, err);
         w->header_written = ret >= 0;
     }
     if (st != INFVSR_OK) {
@@ -353,7 +369,7 @@ enum infvsr_status infvsr_media_writer_open(const char * path, const struct infv
 static int io_write(void * opaque, uint8_t * buf, int size) {
     struct infvsr_media_writer * w = opaque;
     int n = w->io.write(w->io.opaque, buf, size);
-    return n == size ? size : AVERROR(EIO);
+    return n == size ? size : n < 0 ? n : AVERROR(EIO); /* a negative errno names the cause */
 }
 
 #define OUT_IO_BUFFER_SIZE (64 * 1024)
@@ -395,7 +411,7 @@ enum infvsr_status infvsr_media_writer_open_io(const struct infvsr_media_output_
         }
         ret = avformat_write_header(w->oc, &mo);
         av_dict_free(&mo);
-        if (ret < 0) st = infvsr_media_av_err(err, INFVSR_ERR_FORMAT, ret, "cannot write the container header");
+        if (ret < 0) st = header_error(w, ret, err);
         w->header_written = ret >= 0;
     }
     if (st == INFVSR_OK) st = infvsr_media_writer_flush(w, err);

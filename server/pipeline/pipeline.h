@@ -57,12 +57,21 @@ enum {
 
 typedef void (*pl_notify_cb)(void * user, struct pl_job * job, unsigned events);
 
+/* Called on a job's encode thread, with no pipeline lock held, once its output is complete
+ * and durable under its final name (<id>.out fsynced, renamed, spool directory fsynced) and
+ * BEFORE the job becomes SUCCEEDED: the daemon records the completion durably here, so that
+ * no client can see a success that a crash would take back. Non-zero fails the job
+ * (internal error) and removes the output. */
+typedef int (*pl_commit_cb)(void * user, struct pl_job * job, int64_t output_bytes);
+
 struct pl_engine_opts {
     const char * model;            /* "null" (identity: nearest-neighbour x scale, no network)
                                       or a model directory (infvsr_model_open_dir)            */
     const char * spool_dir;        /* must exist and be writable                             */
     int     workers;               /* worker threads (engine slots); CPU build: 1             */
     int     threads;               /* CPU kernel threads per worker; 0 = all cores            */
+    const char * device;           /* backend name (infvsr_backend_init_by_name); NULL: cpu   */
+    const char * precision;        /* "auto", "f32" or "bf16"; NULL: auto                     */
     int     max_active_per_worker; /* jobs a worker interleaves; default 2                    */
     int     max_queued_jobs;       /* non-terminal jobs beyond the active ones; default 16    */
     int64_t input_lead_bytes;      /* upload may be this far ahead of the decoder; 32 MiB     */
@@ -74,7 +83,8 @@ struct pl_engine_opts {
     double  decode_deadline_s;     /* stall limit for the decoder waiting on input bytes;
                                       0 = none (the loop enforces upload timeouts)            */
     pl_notify_cb notify;
-    void *  notify_user;
+    void *  notify_user;           /* also passed to `commit`                                */
+    pl_commit_cb commit;           /* NULL: a job succeeds as soon as its output is renamed  */
 };
 
 struct pl_engine_opts pl_engine_opts_default(void);
@@ -94,7 +104,7 @@ struct pl_worker_health {
     int  id;
     bool healthy;          /* false after a device fault (sticky) or a failed model load */
     int  active_jobs;
-    char backend[16];      /* "cpu", "cuda", "null" */
+    char backend[32];      /* the backend's name ("cpu", "cuda:0", "devsim") or "null" */
     char error[256];
 };
 
@@ -157,9 +167,11 @@ enum infvsr_status pl_job_spec_check(const struct pl_job_spec * s, struct infvsr
 const char * pl_container_mime(enum pl_container c);
 
 /* Admission: INFVSR_ERR_BUSY when the engine already has workers*max_active_per_worker +
- * max_queued_jobs non-terminal jobs, or is not READY (the loop answers 503 + Retry-After).
- * Creates <spool>/<id>.in. Processing starts once input bytes arrive and a slot is free
- * (FIFO over jobs with input). */
+ * max_queued_jobs non-terminal jobs WITH input (jobs still waiting for their first byte
+ * are bounded per tenant by the loop, not here), or is not READY (the loop answers 503 +
+ * Retry-After). Creates <spool>/<id>.in (mode 0600). Processing starts once input bytes
+ * arrive and a slot is free (FIFO over jobs with input); a job that gets its first byte
+ * joins the queue even when the limit has been reached since it was created. */
 enum infvsr_status pl_job_create(struct pl_engine * e, const struct pl_job_spec * spec, struct pl_job ** out,
                                  struct infvsr_err * err);
 struct pl_job * pl_job_ref(struct pl_job * j);
@@ -171,8 +183,10 @@ const struct pl_job_spec * pl_job_spec_of(const struct pl_job * j);
  * PL_EV_INPUT_SPACE), or a negative infvsr_status: INFVSR_ERR_INVALID_ARG after
  * pl_job_input_end; INFVSR_ERR_BUSY when the total would exceed max_input_bytes (the loop
  * answers 413; nothing of this piece is stored); INFVSR_ERR_CANCELLED when the job is
- * terminal (failed or cancelled: the status says which); INFVSR_ERR_IO when the spool
- * write failed (disk full). */
+ * terminal (failed or cancelled: the status says which); a full spool (ENOSPC, EDQUOT,
+ * EFBIG) fails the job with PL_ERROR_INSUFFICIENT_STORAGE and answers that way too;
+ * INFVSR_ERR_IO when another spool write error happened (the bytes stored before a write
+ * error count in the offset). */
 int64_t pl_job_input_write(struct pl_job * j, const void * data, size_t len, struct infvsr_err * err);
 /* Bytes stored so far (the tus Upload-Offset). */
 int64_t pl_job_input_offset(const struct pl_job * j);
@@ -201,9 +215,13 @@ enum pl_error_code {
     PL_ERROR_NONE = 0,
     PL_ERROR_UNPROCESSABLE_VIDEO, /* not a decodable video, limits, resolution change   */
     PL_ERROR_WORKER_FAILED,       /* device fault / model failure                       */
-    PL_ERROR_INTERNAL,            /* disk full, encoder failure, out of memory          */
+    PL_ERROR_INTERNAL,            /* encoder failure, out of memory                      */
     PL_ERROR_CANCELLED,
+    PL_ERROR_INTERRUPTED,         /* the server restarted while the input was incomplete  */
+    PL_ERROR_INSUFFICIENT_STORAGE, /* the spool is full (ENOSPC, EDQUOT, file size limit) */
 };
+/* The last code: loops over every code (the journal reads codes back by name) end here. */
+#define PL_ERROR_LAST PL_ERROR_INSUFFICIENT_STORAGE
 const char * pl_error_code_name(enum pl_error_code c); /* "unprocessable_video", ... */
 
 struct pl_job_status {
@@ -225,6 +243,29 @@ void pl_job_get_status(struct pl_job * j, struct pl_job_status * out);
 void pl_job_cancel(struct pl_job * j);
 /* Cancel + remove the spool files once the last reference is gone. */
 void pl_job_delete(struct pl_job * j);
+/* Removes <id>.in now: a terminal job never reads its input again, so a failed job frees
+ * its spool space at once instead of at job_ttl_s. Idempotent; threads that still hold
+ * the file open finish with it unaffected. */
+void pl_job_drop_input(struct pl_job * j);
+
+/* ---- restart (pl_restore.c) ---------------------------------------------------------------
+ * The daemon's journal knows which jobs existed before a restart; it re-creates them here
+ * from their spool files. Restored jobs are ordinary jobs afterwards. */
+struct pl_job_restore {
+    enum pl_job_state state;      /* CREATED: <id>.in holds input_bytes stored bytes (0 = none);
+                                     with bytes the job is queued at once and re-run from the
+                                     start. SUCCEEDED: <id>.out holds output_bytes complete
+                                     bytes. FAILED / CANCELLED: no files.                     */
+    int64_t input_bytes;          /* CREATED: the file is truncated to this length            */
+    bool    input_ended;          /* CREATED: the upload is complete                           */
+    int64_t output_bytes;         /* SUCCEEDED                                                 */
+    struct pl_job_status status;  /* terminal: timestamps, counters, sizes, error; CREATED:
+                                     created_at                                                */
+};
+/* Terminal jobs do not count against admission; CREATED ones do, like new jobs, but are
+ * never refused (they were admitted before the restart). */
+enum infvsr_status pl_job_restore(struct pl_engine * e, const struct pl_job_spec * spec, const struct pl_job_restore * r,
+                                  struct pl_job ** out, struct infvsr_err * err);
 
 #ifdef __cplusplus
 }

@@ -72,7 +72,10 @@ static int out_write(void * opaque, const uint8_t * buf, int size) {
     while (done < size) {
         ssize_t n = write(j->out_fd, buf + done, (size_t)(size - done));
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return -1;
+        if (n <= 0) { /* the cause goes into the writer's message and picks the error code */
+            j->out_errno = n < 0 ? errno : ENOSPC;
+            return -j->out_errno;
+        }
         done += (int)n;
     }
     /* Bytes in the file are final: the container is written front to back, never patched. */
@@ -114,22 +117,14 @@ static enum infvsr_status packet_sink(void * user, const struct infvsr_media_pac
 }
 
 /* Fails the job from a reader/writer error, naming the class. */
-static void fail_media(struct pl_job * j, enum infvsr_status st, const struct infvsr_err * err, const char * fmt_name,
-                       int64_t frames) {
+static void fail_media(struct pl_job * j, enum infvsr_status st, const struct infvsr_err * err) {
     struct pl_engine * e = j->e;
     char m[256];
+    /* The reader names the input's faults (FORMAT, UNSUPPORTED); out of memory and a failed
+     * read of the stored input are the server's. */
     enum pl_error_code code = PL_ERROR_UNPROCESSABLE_VIDEO;
-    if (st == INFVSR_ERR_NOMEM) code = PL_ERROR_INTERNAL;
-    const char * msg = err->msg[0] ? err->msg : infvsr_status_str(st);
-    if (fmt_name && strstr(fmt_name, "mp4") && frames == 0) {
-        /* The usual cause: the index (moov) after the media data, which needs a seek back. */
-        const char * why = strrchr(msg, ':');
-        snprintf(m, sizeof(m), "cannot read the MP4/MOV upload as a stream (%.60s): its index (moov) must come "
-                 "before the media data (ffmpeg -movflags +faststart) or the MP4 must be fragmented",
-                 why ? why + 2 : msg);
-    } else {
-        snprintf(m, sizeof(m), "%.250s", msg);
-    }
+    if (st == INFVSR_ERR_NOMEM || st == INFVSR_ERR_IO) code = PL_ERROR_INTERNAL;
+    snprintf(m, sizeof(m), "%.250s", err->msg[0] ? err->msg : infvsr_status_str(st));
     pthread_mutex_lock(&e->mu);
     if (st == INFVSR_ERR_CANCELLED || atomic_load(&j->stop))
         pl_job_finish_locked(j, PL_JOB_CANCELLED, PL_ERROR_CANCELLED, "cancelled");
@@ -164,9 +159,11 @@ static enum infvsr_media_codec codec_of(enum pl_codec c) {
 static enum infvsr_status open_output(struct pl_job * j, struct infvsr_media_reader * r, int out_w, int out_h,
                                       struct infvsr_media_writer ** out, struct infvsr_err * err) {
     struct pl_engine * e = j->e;
-    j->out_fd = open(j->part_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (j->out_fd < 0)
+    j->out_fd = open(j->part_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600); /* spool files: 0600 */
+    if (j->out_fd < 0) {
+        j->out_errno = errno;
         return infvsr_err_set(err, INFVSR_ERR_IO, "cannot create %.300s: %s", j->part_path, strerror(errno));
+    }
     pthread_mutex_lock(&e->mu);
     j->out_created = true;
     pthread_mutex_unlock(&e->mu);
@@ -185,6 +182,17 @@ static enum infvsr_status open_output(struct pl_job * j, struct infvsr_media_rea
     wo.threads = cpus < 1 ? 1 : cpus > 16 ? 16 : (int)cpus;
     struct infvsr_media_output_io io = { .opaque = j, .write = out_write };
     return infvsr_media_writer_open_io(&io, &wo, out, err);
+}
+
+/* An output write or create failed: a full spool gets its own error code. */
+static void fail_output(struct pl_job * j, const char * what, const struct infvsr_err * err) {
+    if (!pl_errno_no_space(j->out_errno)) {
+        fail_internal(j, what, err);
+        return;
+    }
+    pthread_mutex_lock(&j->e->mu);
+    pl_job_fail_no_space_locked(j, what, j->out_errno);
+    pthread_mutex_unlock(&j->e->mu);
 }
 
 static void close_output_fd(struct pl_job * j) {
@@ -216,7 +224,7 @@ static void run_decode(struct pl_job * j) {
     struct infvsr_media_reader * r = NULL;
     enum infvsr_status st = infvsr_media_reader_open_io(&io, &L, &r, &err);
     if (st != INFVSR_OK) {
-        fail_media(j, st, &err, NULL, 0);
+        fail_media(j, st, &err);
         return;
     }
     const struct infvsr_media_info * in = infvsr_media_reader_info(r);
@@ -225,14 +233,15 @@ static void run_decode(struct pl_job * j) {
     if (out_w > 16384 || out_h > 16384) {
         infvsr_err_set(&err, INFVSR_ERR_FORMAT, "the output %dx%d (x%d) is larger than 16384 per side", out_w, out_h,
                        scale);
-        fail_media(j, INFVSR_ERR_FORMAT, &err, NULL, 0);
+        fail_media(j, INFVSR_ERR_FORMAT, &err);
         infvsr_media_reader_close(r);
         return;
     }
     struct infvsr_media_writer * w = NULL;
     st = open_output(j, r, out_w, out_h, &w, &err);
     if (st != INFVSR_OK) {
-        fail_internal(j, "cannot start the output", &err);
+        if (st == INFVSR_ERR_FORMAT) fail_media(j, st, &err); /* a copied stream of the input was refused */
+        else fail_output(j, "cannot start the output", &err);
         close_output_fd(j);
         infvsr_media_reader_close(r);
         return;
@@ -277,8 +286,6 @@ static void run_decode(struct pl_job * j) {
     pthread_mutex_unlock(&e->mu);
     if (copy) infvsr_media_reader_set_packet_sink(r, packet_sink, j);
 
-    char fmt_name[64];
-    snprintf(fmt_name, sizeof(fmt_name), "%s", in->format_name ? in->format_name : "");
     int64_t frames = 0;
     for (;;) {
         pthread_mutex_lock(&e->mu);
@@ -297,7 +304,7 @@ static void run_decode(struct pl_job * j) {
             int rc = infvsr_media_reader_next(r, buf, &pts, &err);
             if (rc == INFVSR_MEDIA_EOF) eof = true;
             else if (rc != INFVSR_OK) {
-                fail_media(j, (enum infvsr_status)rc, &err, fmt_name, frames);
+                fail_media(j, (enum infvsr_status)rc, &err);
                 break;
             }
         }

@@ -1,6 +1,8 @@
 /* The encode thread of a slot: SR frames from the ring and audio/subtitle packets from the
  * packet queue into the streaming writer, in time order, flushing to <id>.out.part after
  * every frame so the loop can serve the bytes at once; renames to <id>.out on success. */
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +43,52 @@ static enum infvsr_status write_packets(struct pl_job * j, struct infvsr_media_w
         if (st != INFVSR_OK) return st;
     }
     return INFVSR_OK;
+}
+
+static int fsync_dir(const char * dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
+
+/* The output is complete (and fsynced unless sync_errno says otherwise). Order matters for
+ * crash safety (DESIGN: "a crash or restart never leaves a truncated file presented as
+ * complete"): rename <id>.out.part -> <id>.out, fsync the spool directory so the rename is
+ * on disk, let the daemon record the completion (commit hook), and only then publish
+ * SUCCEEDED. A crash anywhere before the commit leaves an .out the journal does not vouch
+ * for, which the next start removes and re-runs. */
+static void commit_output(struct pl_job * j, int sync_errno) {
+    struct pl_engine * e = j->e;
+    char fail[256] = "";
+    pthread_mutex_lock(&e->mu);
+    if (pl_job_state_terminal(j->state)) {
+        pthread_mutex_unlock(&e->mu);
+        return;
+    }
+    if (sync_errno) snprintf(fail, sizeof(fail), "writing the output to disk failed: %s", strerror(sync_errno));
+    else if (rename(j->part_path, j->out_path) != 0)
+        snprintf(fail, sizeof(fail), "cannot rename the finished output: %s", strerror(errno));
+    else j->renamed = true;
+    pthread_mutex_unlock(&e->mu);
+    if (!fail[0] && fsync_dir(e->spool_dir) != 0)
+        snprintf(fail, sizeof(fail), "cannot make the finished output durable: %s", strerror(errno));
+    if (!fail[0] && e->o.commit && e->o.commit(e->o.notify_user, j, atomic_load(&j->output_bytes)) != 0)
+        snprintf(fail, sizeof(fail), "cannot record the finished job in the spool journal");
+    pthread_mutex_lock(&e->mu);
+    if (fail[0]) {
+        if (j->renamed) { /* nobody may serve an output the journal does not vouch for */
+            unlink(j->out_path);
+            j->renamed = false;
+        }
+        pl_job_finish_locked(j, PL_JOB_FAILED, PL_ERROR_INTERNAL, fail);
+    } else {
+        pl_job_finish_locked(j, PL_JOB_SUCCEEDED, PL_ERROR_NONE, "");
+    }
+    pthread_mutex_unlock(&e->mu);
 }
 
 static void run_encode(struct pl_job * j) {
@@ -125,24 +173,16 @@ static void run_encode(struct pl_job * j) {
         char m[256];
         snprintf(m, sizeof(m), "encoding the output failed: %.220s", err.msg);
         pthread_mutex_lock(&e->mu);
-        pl_job_finish_locked(j, PL_JOB_FAILED, PL_ERROR_INTERNAL, m);
+        if (pl_errno_no_space(j->out_errno)) pl_job_fail_no_space_locked(j, "writing the output", j->out_errno);
+        else pl_job_finish_locked(j, PL_JOB_FAILED, PL_ERROR_INTERNAL, m);
         pthread_mutex_unlock(&e->mu);
     }
     if (w) infvsr_media_writer_abort(w);
+    int sync_errno = 0;
+    if (st == INFVSR_OK && done && j->out_fd >= 0 && fsync(j->out_fd) != 0) sync_errno = errno;
     if (j->out_fd >= 0) close(j->out_fd);
     j->out_fd = -1;
-    if (st == INFVSR_OK && done) {
-        pthread_mutex_lock(&e->mu);
-        if (!pl_job_state_terminal(j->state)) {
-            if (rename(j->part_path, j->out_path) == 0) {
-                j->renamed = true;
-                pl_job_finish_locked(j, PL_JOB_SUCCEEDED, PL_ERROR_NONE, "");
-            } else {
-                pl_job_finish_locked(j, PL_JOB_FAILED, PL_ERROR_INTERNAL, "cannot rename the finished output");
-            }
-        }
-        pthread_mutex_unlock(&e->mu);
-    }
+    if (st == INFVSR_OK && done) commit_output(j, sync_errno);
 }
 
 void * pl_encode_main(void * arg) {

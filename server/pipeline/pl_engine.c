@@ -138,6 +138,7 @@ void pl_job_unref_locked(struct pl_job * j) {
 void pl_job_finish_locked(struct pl_job * j, enum pl_job_state st, enum pl_error_code code, const char * msg) {
     struct pl_engine * e = j->e;
     if (pl_job_state_terminal(j->state)) return;
+    if (j->state == PL_JOB_CREATED) e->awaiting--;
     j->state = st;
     j->error_code = code;
     snprintf(j->error, sizeof(j->error), "%s", msg ? msg : "");
@@ -160,6 +161,17 @@ void pl_job_finish_locked(struct pl_job * j, enum pl_job_state st, enum pl_error
         ev |= PL_EV_INPUT_SPACE;
     }
     pl_post_locked(e, j, ev);
+}
+
+bool pl_errno_no_space(int err_no) { return err_no == ENOSPC || err_no == EDQUOT || err_no == EFBIG; }
+
+void pl_job_fail_no_space_locked(struct pl_job * j, const char * what, int err_no) {
+    const char * why = err_no == EDQUOT ? "the spool disk quota is exhausted"
+                     : err_no == EFBIG  ? "the spool file reached the file size limit"
+                                        : "the spool disk is full";
+    char m[256];
+    snprintf(m, sizeof(m), "%.80s: %s (%s)", what, why, strerror(err_no));
+    pl_job_finish_locked(j, PL_JOB_FAILED, PL_ERROR_INSUFFICIENT_STORAGE, m);
 }
 
 static struct pl_slot * free_slot_locked(struct pl_engine * e) {

@@ -64,6 +64,7 @@ struct pl_job {
     int64_t         in_consumed;  /* [mu] bytes handed to the demuxer                    */
     bool            in_ended;     /* [mu] pl_job_input_end was called                    */
     bool            want_space;   /* [mu] a write was cut short: fire PL_EV_INPUT_SPACE  */
+    bool            in_dropped;   /* [in_mu] <id>.in was unlinked (pl_job_drop_input)     */
 
     pthread_cond_t  cv;           /* media threads of the job wait here (with mu)       */
     atomic_bool     stop;         /* terminal or engine stopping: threads wind down      */
@@ -86,6 +87,8 @@ struct pl_job {
     bool               out_created;
     struct infvsr_media_writer * writer; /* opened by the decode thread, then the encoder's */
     int                out_fd;        /* <id>.out.part, used by whoever owns the writer    */
+    int                out_errno;     /* errno of the failed output write or create (set and
+                                         read by whoever owns the writer), 0 = none         */
     struct pl_ring     lr, sr;
     struct pl_packet_node * pk_head, * pk_tail;
     int                pk_count;
@@ -132,7 +135,7 @@ struct pl_worker {
     int                rr;             /* next slot to look at (round robin) */
     /* [mu] health */
     bool               loaded, healthy;
-    char               backend[16];
+    char               backend[32];
     char               error[256];
     int                active;
     /* worker thread only */
@@ -158,6 +161,8 @@ struct pl_engine {
     struct pl_job *    fifo_head, * fifo_tail; /* QUEUED jobs with input, in arrival order */
     int                non_terminal;           /* admitted jobs not yet terminal           */
     int                active;                 /* jobs holding a slot (not yet released)    */
+    int                awaiting;               /* non-terminal jobs without an input byte
+                                                  (CREATED): not counted by admission      */
     struct pl_metrics  m;
 
     /* notifier thread: delivers the events of pl_post (never under mu) */
@@ -179,6 +184,11 @@ void   pl_post_locked(struct pl_engine * e, struct pl_job * j, unsigned events);
 /* Makes a job terminal (no-op if it already is): state, error, finished_at, metrics,
  * stop flag, wake-ups, PL_EV_FINISHED. [mu held] */
 void   pl_job_finish_locked(struct pl_job * j, enum pl_job_state st, enum pl_error_code code, const char * msg);
+/* True for the errno values of a full spool: ENOSPC, EDQUOT, EFBIG (file size limit). */
+bool   pl_errno_no_space(int err_no);
+/* Fails the job with PL_ERROR_INSUFFICIENT_STORAGE: "<what>: the spool disk is full (...)".
+ * [mu held] */
+void   pl_job_fail_no_space_locked(struct pl_job * j, const char * what, int err_no);
 /* Promotes FIFO jobs into free slots. [mu held] */
 void   pl_promote_locked(struct pl_engine * e);
 /* A slot party is done; releases the slot when all three are. Call WITHOUT mu; takes it. */
@@ -188,6 +198,17 @@ void   pl_engine_unref(struct pl_engine * e);
  * thread, which frees it outside the lock. */
 void   pl_job_unref_locked(struct pl_job * j);
 void   pl_job_free(struct pl_job * j);  /* pl_job.c */
+/* How pl_job_alloc treats <id>.in: create it (an existing file is an error: the id belongs
+ * to another job), open it (created if missing), or leave it alone (a terminal job). */
+enum pl_input_open { PL_INPUT_NEW, PL_INPUT_REOPEN, PL_INPUT_NONE };
+/* A new job struct in state CREATED with its paths (and <id>.in, mode 0600, as `in` says).
+ * Takes an engine reference; counts nothing. (pl_job.c) */
+enum infvsr_status pl_job_alloc(struct pl_engine * e, const struct pl_job_spec * spec, enum pl_input_open in,
+                                struct pl_job ** out, struct infvsr_err * err);
+/* Links a non-terminal job into e->live (a racing engine stop cancels it). [mu held] */
+void   pl_job_link_live_locked(struct pl_job * j);
+/* First input bytes: CREATED -> QUEUED, into the FIFO, promotion. [mu held] */
+void   pl_job_enqueue_locked(struct pl_job * j);
 
 /* ---- rings (pl_ring.c) ---- */
 int        pl_ring_init(struct pl_ring * r, int cap, size_t frame_bytes);

@@ -43,27 +43,10 @@ void pl_job_free(struct pl_job * j) {
     pl_engine_unref(e);
 }
 
-enum infvsr_status pl_job_create(struct pl_engine * e, const struct pl_job_spec * spec, struct pl_job ** out,
-                                 struct infvsr_err * err) {
+enum infvsr_status pl_job_alloc(struct pl_engine * e, const struct pl_job_spec * spec, enum pl_input_open in,
+                                struct pl_job ** out, struct infvsr_err * err) {
     *out = NULL;
-    enum infvsr_status st = pl_job_spec_check(spec, err);
-    if (st != INFVSR_OK) return st;
-    pthread_mutex_lock(&e->mu);
-    int limit = e->n_workers * e->o.max_active_per_worker + e->o.max_queued_jobs;
-    if (e->stopping || e->state != PL_ENGINE_READY) {
-        const char * why = e->stopping ? "the server is shutting down"
-                         : e->state == PL_ENGINE_LOADING ? "the model is still loading"
-                                                         : "the model failed to load";
-        pthread_mutex_unlock(&e->mu);
-        return infvsr_err_set(err, INFVSR_ERR_BUSY, "not accepting jobs: %s", why);
-    }
-    if (e->non_terminal >= limit) {
-        pthread_mutex_unlock(&e->mu);
-        return infvsr_err_set(err, INFVSR_ERR_BUSY, "too many jobs: %d unfinished jobs (limit %d)", limit, limit);
-    }
-    e->non_terminal++; /* reserved; given back below on failure */
-    pthread_mutex_unlock(&e->mu);
-
+    enum infvsr_status st = INFVSR_OK;
     struct pl_job * j = calloc(1, sizeof(*j));
     if (j) {
         j->spec = *spec;
@@ -75,9 +58,12 @@ enum infvsr_status pl_job_create(struct pl_engine * e, const struct pl_job_spec 
     }
     if (!j || !j->in_path || !j->out_path || !j->part_path) {
         st = infvsr_err_set(err, INFVSR_ERR_NOMEM, "job: out of memory");
+    } else if (in == PL_INPUT_NONE) {
+        j->in_dropped = true;
     } else {
-        /* O_EXCL: an id whose input already exists belongs to another job. */
-        j->in_fd = open(j->in_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        /* O_EXCL: an id whose input already exists belongs to another job. Every spool
+         * file is 0600: inputs and outputs are the clients' data, only the daemon reads them. */
+        j->in_fd = open(j->in_path, O_RDWR | O_CREAT | O_CLOEXEC | (in == PL_INPUT_NEW ? O_EXCL : 0), 0600);
         if (j->in_fd < 0)
             st = infvsr_err_set(err, errno == EEXIST ? INFVSR_ERR_INVALID_ARG : INFVSR_ERR_IO,
                                 "cannot create the input spool file %.300s: %s", j->in_path, strerror(errno));
@@ -89,9 +75,6 @@ enum infvsr_status pl_job_create(struct pl_engine * e, const struct pl_job_spec 
             free(j->part_path);
             free(j);
         }
-        pthread_mutex_lock(&e->mu);
-        e->non_terminal--;
-        pthread_mutex_unlock(&e->mu);
         return st;
     }
     j->e = e;
@@ -103,12 +86,53 @@ enum infvsr_status pl_job_create(struct pl_engine * e, const struct pl_job_spec 
     pthread_cond_init(&j->cv, NULL);
     j->state = PL_JOB_CREATED;
     j->created_at = pl_now();
-    pthread_mutex_lock(&e->mu);
+    *out = j;
+    return INFVSR_OK;
+}
+
+void pl_job_link_live_locked(struct pl_job * j) {
+    struct pl_engine * e = j->e;
     j->live_next = e->live; /* a stop that raced with us is caught here: the job ends cancelled */
     if (e->live) e->live->live_prev = j;
     e->live = j;
     if (e->stopping) pl_job_finish_locked(j, PL_JOB_CANCELLED, PL_ERROR_CANCELLED, "cancelled: the server is shutting down");
+}
+
+enum infvsr_status pl_job_create(struct pl_engine * e, const struct pl_job_spec * spec, struct pl_job ** out,
+                                 struct infvsr_err * err) {
+    *out = NULL;
+    enum infvsr_status st = pl_job_spec_check(spec, err);
+    if (st != INFVSR_OK) return st;
+    pthread_mutex_lock(&e->mu);
+    int limit = e->n_workers * e->o.max_active_per_worker + e->o.max_queued_jobs;
+    int held = e->non_terminal - e->awaiting; /* jobs with input: queued or running */
+    if (e->stopping || e->state != PL_ENGINE_READY) {
+        const char * why = e->stopping ? "the server is shutting down"
+                         : e->state == PL_ENGINE_LOADING ? "the model is still loading"
+                                                         : "the model failed to load";
+        pthread_mutex_unlock(&e->mu);
+        return infvsr_err_set(err, INFVSR_ERR_BUSY, "not accepting jobs: %s", why);
+    }
+    if (held >= limit) {
+        pthread_mutex_unlock(&e->mu);
+        return infvsr_err_set(err, INFVSR_ERR_BUSY, "too many jobs: %d jobs with input are queued or running (limit %d)",
+                              held, limit);
+    }
+    e->non_terminal++; /* reserved; given back below on failure */
+    e->awaiting++;
     pthread_mutex_unlock(&e->mu);
+
+    struct pl_job * j = NULL;
+    st = pl_job_alloc(e, spec, PL_INPUT_NEW, &j, err);
+    pthread_mutex_lock(&e->mu);
+    if (st != INFVSR_OK) {
+        e->non_terminal--;
+        e->awaiting--;
+    } else {
+        pl_job_link_live_locked(j);
+    }
+    pthread_mutex_unlock(&e->mu);
+    if (st != INFVSR_OK) return st;
     *out = j;
     return INFVSR_OK;
 }
@@ -184,25 +208,38 @@ int64_t pl_job_input_write(struct pl_job * j, const void * data, size_t len, str
     if (done > 0) {
         j->in_written += done;
         e->m.input_bytes += (uint64_t)done;
-        if (j->state == PL_JOB_CREATED) {
-            j->state = PL_JOB_QUEUED;
-            j->first_input_at = pl_now();
-            pl_job_ref(j); /* the FIFO's reference */
-            j->in_fifo = true;
-            j->fifo_next = NULL;
-            if (e->fifo_tail) e->fifo_tail->fifo_next = j;
-            else e->fifo_head = j;
-            e->fifo_tail = j;
-            pl_post_locked(e, j, PL_EV_PROGRESS);
-            pl_promote_locked(e);
-        }
+        if (j->state == PL_JOB_CREATED) pl_job_enqueue_locked(j);
         pthread_cond_broadcast(&j->cv); /* the decoder may wait for bytes */
+    }
+    /* A write error ends this upload even after a partial write (the bytes that made it
+     * count in the offset): a short count would read as backpressure and wait forever. A
+     * full spool fails the job at once, with the reason. */
+    int64_t rc_err = 0;
+    if (werr != 0 && pl_errno_no_space(werr)) {
+        pl_job_fail_no_space_locked(j, "storing the upload", werr);
+        rc_err = terminal_error(j, err);
     }
     pthread_mutex_unlock(&e->mu);
     pthread_mutex_unlock(&j->in_mu);
-    if (done == 0)
+    if (rc_err != 0) return rc_err;
+    if (werr != 0)
         return infvsr_err_set(err, INFVSR_ERR_IO, "writing the input spool file failed: %s", strerror(werr));
     return done;
+}
+
+void pl_job_enqueue_locked(struct pl_job * j) {
+    struct pl_engine * e = j->e;
+    j->state = PL_JOB_QUEUED;
+    e->awaiting--;
+    j->first_input_at = pl_now();
+    pl_job_ref(j); /* the FIFO's reference */
+    j->in_fifo = true;
+    j->fifo_next = NULL;
+    if (e->fifo_tail) e->fifo_tail->fifo_next = j;
+    else e->fifo_head = j;
+    e->fifo_tail = j;
+    pl_post_locked(e, j, PL_EV_PROGRESS);
+    pl_promote_locked(e);
 }
 
 int64_t pl_job_input_offset(const struct pl_job * j) {
@@ -275,6 +312,15 @@ void pl_job_cancel(struct pl_job * j) {
     pthread_mutex_lock(&j->e->mu);
     pl_job_finish_locked(j, PL_JOB_CANCELLED, PL_ERROR_CANCELLED, "cancelled");
     pthread_mutex_unlock(&j->e->mu);
+}
+
+void pl_job_drop_input(struct pl_job * j) {
+    pthread_mutex_lock(&j->in_mu);
+    if (!j->in_dropped) {
+        j->in_dropped = true;
+        (void)unlink(j->in_path); /* a failure leaves it to pl_job_free or the next start */
+    }
+    pthread_mutex_unlock(&j->in_mu);
 }
 
 void pl_job_delete(struct pl_job * j) {

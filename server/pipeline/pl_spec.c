@@ -107,6 +107,8 @@ const char * pl_error_code_name(enum pl_error_code c) {
         case PL_ERROR_WORKER_FAILED:       return "worker_failed";
         case PL_ERROR_INTERNAL:            return "internal";
         case PL_ERROR_CANCELLED:           return "cancelled";
+        case PL_ERROR_INTERRUPTED:         return "interrupted";
+        case PL_ERROR_INSUFFICIENT_STORAGE: return "insufficient_storage";
     }
     return "internal";
 }

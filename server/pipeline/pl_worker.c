@@ -41,7 +41,12 @@ static void load_model(struct pl_worker * w) {
     if (!e->is_null) {
         struct infvsr_backend_opts bo = infvsr_backend_default_opts();
         bo.n_threads = e->o.threads;
-        if (infvsr_backend_init_by_name("cpu", &bo, &w->be, &err) != INFVSR_OK) {
+        int prec = infvsr_precision_from_name(e->o.precision ? e->o.precision : "auto");
+        bo.precision = prec < 0 ? INFVSR_PRECISION_AUTO : (enum infvsr_precision)prec;
+        if (prec < 0) {
+            ok = false;
+            infvsr_err_set(&err, INFVSR_ERR_INVALID_ARG, "unknown precision '%s'", e->o.precision);
+        } else if (infvsr_backend_init_by_name(e->o.device ? e->o.device : "cpu", &bo, &w->be, &err) != INFVSR_OK) {
             ok = false;
         } else if (infvsr_model_open_dir(e->model, w->be, &w->model, &err) != INFVSR_OK) {
             ok = false;
@@ -52,7 +57,15 @@ static void load_model(struct pl_worker * w) {
     pthread_mutex_lock(&e->mu);
     w->loaded = true;
     w->healthy = ok;
-    snprintf(w->backend, sizeof(w->backend), "%s", e->is_null ? "null" : "cpu");
+    if (e->is_null) {
+        snprintf(w->backend, sizeof(w->backend), "null");
+    } else if (w->be) {
+        struct infvsr_backend_caps caps;
+        infvsr_backend_get_caps(w->be, &caps);
+        snprintf(w->backend, sizeof(w->backend), "%.31s", caps.name);
+    } else {
+        snprintf(w->backend, sizeof(w->backend), "%.31s", e->o.device ? e->o.device : "cpu");
+    }
     if (!ok) snprintf(w->error, sizeof(w->error), "%.250s", err.msg);
     bool all = true, all_ok = true;
     for (int i = 0; i < e->n_workers; i++) {
@@ -70,7 +83,22 @@ static void load_model(struct pl_worker * w) {
     pthread_mutex_unlock(&e->mu);
 }
 
+/* The session's cancel hook: a cancel (or any other end of the job) sets stop, and the
+ * chunk being computed stops within one DiT block or VAE layer. */
+static bool job_stopped(void * user) {
+    const struct pl_job * j = user;
+    return atomic_load(&j->stop);
+}
+
 static void fail_job(struct pl_job * j, enum infvsr_status st, const char * what, const struct infvsr_err * err) {
+    if (st == INFVSR_ERR_CANCELLED) {
+        /* The session stopped because the job already ended (cancel, delete, a failure
+         * elsewhere, shutdown): its state says why; nothing to add. */
+        pthread_mutex_lock(&j->e->mu);
+        pl_job_finish_locked(j, PL_JOB_CANCELLED, PL_ERROR_CANCELLED, "cancelled");
+        pthread_mutex_unlock(&j->e->mu);
+        return;
+    }
     char m[256];
     snprintf(m, sizeof(m), "%.40s: %.200s", what, err->msg[0] ? err->msg : infvsr_status_str(st));
     enum pl_error_code code = st == INFVSR_ERR_NOMEM ? PL_ERROR_INTERNAL
@@ -166,6 +194,7 @@ static bool open_session(struct pl_slot * s, struct pl_job * j) {
         return false;
     }
     infvsr_session_set_chunk_hook(s->session, chunk_hook, s);
+    infvsr_session_set_abort(s->session, job_stopped, j);
     s->session_job = j;
     return true;
 }

@@ -2,7 +2,12 @@
 PyTorch f32 reference (tests/reference/dit_ref.py) with the same thread count.
 
     /usr/bin/python3 tests/bench/bench_dit.py --infvsr build/infvsr [--model InfVSR-like.ckpt]
-        [--dir DIR] [--grid 16x16] [--frames 3] [--threads N] [--repeat 3]
+        [--dir DIR] [--grid 16x16] [--frames 3] [--threads N] [--repeat 3] [--base OLD/infvsr]
+        [--no-torch]
+
+--base: every repetition also runs that (older) binary right after the new one, on the same
+inputs, and the summary adds its medians and the ratio new/base (before/after comparisons of
+a change; < 1 means the new build is faster). --no-torch skips the PyTorch side.
 
 Without --model, full-size random bf16 weights are generated once into DIR
 (default $INFVSR_BENCH_DIR or ./bench-dit; 2.8 GB, reused while up to date).
@@ -47,6 +52,8 @@ def main():
     ap.add_argument("--frames", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--base", help="an older infvsr binary to compare with (before/after)")
+    ap.add_argument("--no-torch", action="store_true", help="time only the C binaries")
     args = ap.parse_args()
 
     os.makedirs(args.dir, exist_ok=True)
@@ -71,17 +78,20 @@ def main():
     # during the run affects both sides alike (medians over the repetitions).
     torch.set_num_threads(args.threads)
     t0 = time.time()
-    model = dit_ref.from_config(cfg)
-    sd = torch.load(model_path)
-    model.load_state_dict(sd)
-    del sd
-    model.upcast_weights()
-    ckv = model.context(ctx)
+    model, ckv = None, None
+    if not args.no_torch:
+        model = dit_ref.from_config(cfg)
+        sd = torch.load(model_path)
+        model.load_state_dict(sd)
+        del sd
+        model.upcast_weights()
+        ckv = model.context(ctx)
     t_load = time.time() - t0
 
     cmd = [args.infvsr, "run", "dit", "--model", model_path, "--config", args.config, "--in", inp, "--out", out,
            "--threads", str(args.threads), "--repeat", "1", "--timing"]
     c_runs, py_ms, rss, load_ms = [[], []], [[], []], 0.0, 0.0
+    b_runs, b_rss = [[], []], 0.0
     for r in range(args.repeat):
         p = subprocess.run(cmd, capture_output=True, text=True)
         if p.returncode != 0:
@@ -92,6 +102,25 @@ def main():
         rss = max(rss, float(re.search(r"peak_rss_mib ([0-9.]+)", p.stdout).group(1)))
         load_ms = float(re.search(r"load_ms ([0-9.]+)", p.stdout).group(1))
         c_out = st_io.load(out)
+        if args.base:
+            pb = subprocess.run([args.base] + cmd[1:], capture_output=True, text=True)
+            if pb.returncode != 0:
+                print(pb.stdout, pb.stderr)
+                sys.exit("base infvsr run dit failed")
+            for i, v in enumerate(re.findall(r"median_ms ([0-9.]+)", pb.stdout)):
+                b_runs[i].append(float(v))
+            b_rss = max(b_rss, float(re.search(r"peak_rss_mib ([0-9.]+)", pb.stdout).group(1)))
+            if r == 0:
+                b_out = st_io.load(out)
+                for i in range(2):
+                    e = float(torch.linalg.norm(c_out["pred_%d" % i] - b_out["pred_%d" % i]) /
+                              torch.linalg.norm(b_out["pred_%d" % i]))
+                    print("chunk %d: new vs base pred rel err %.2e" % (i, e))
+        if args.no_torch:
+            print("repetition %d: C %s ms%s" % (r, ["%.0f" % c_runs[i][-1] for i in range(2)],
+                                               ", base %s ms" % ["%.0f" % b_runs[i][-1] for i in range(2)]
+                                               if args.base else ""))
+            continue
         cache = None
         for i in range(2):
             t0 = time.perf_counter()
@@ -109,10 +138,17 @@ def main():
     print("C model load %.0f ms (mmap + validate + constants); PyTorch load+upcast %.0f ms" % (load_ms, t_load * 1e3))
     for i, label in enumerate(["first chunk (no cache)", "steady chunk (cache of %d tokens)" % n]):
         f = flops(cfg, n, 0 if i == 0 else n, 145)
+        if args.base:
+            bm = statistics.median(b_runs[i])
+            print("%-36s new %9.1f ms   base %9.1f ms   new/base %.3f" % (label, c_ms[i], bm, c_ms[i] / bm))
+        if args.no_torch:
+            continue
         pm = statistics.median(py_ms[i])
         print("%-36s C %9.1f ms (%6.1f GFLOP/s)   PyTorch %9.1f ms (%6.1f GFLOP/s)   C speedup %.2fx"
               % (label, c_ms[i], f / c_ms[i] / 1e6, pm, f / pm / 1e6, pm / c_ms[i]))
     print("C peak RSS %.0f MiB (weights: bf16, read in place from the mmapped checkpoint)" % rss)
+    if args.base:
+        print("base peak RSS %.0f MiB, new/base %.3f" % (b_rss, rss / b_rss))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,10 @@
 # Random weights: the pictures are meaningless, the work per frame is the real model's.
 #
 #   bash tests/bench/bench_pipeline.sh [BUILD_DIR] [THREADS] [tiny|full|both]
+#
+# Before/after: with BENCH_PIPELINE_BASE=/path/to/old/infvsr, each case runs
+# BENCH_PIPELINE_ROUNDS (default 3) alternating rounds of the new and the old binary on the
+# same input and model, and prints both medians (frames/s, peak RSS) and new/base ratios.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-$root/build-pipeline}
@@ -19,6 +23,8 @@ cache=${INFVSR_BENCH_CACHE:-/tmp/infvsr-bench-full}
 work=$(mktemp -d /tmp/bench_pipeline.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 infvsr="$build/infvsr"
+base=${BENCH_PIPELINE_BASE:-}
+rounds=${BENCH_PIPELINE_ROUNDS:-3}
 
 report() { # $1 label, $2 json line
     /usr/bin/python3 - "$1" "$2" <<'EOF'
@@ -34,6 +40,36 @@ for k in order:
 EOF
 }
 
+# $1 label, $2 input, $3 model dir: the new binary's report, then (with a base) the A/B rounds.
+run_case() {
+    local line
+    line=$("$infvsr" upscale "$2" "$work/out.mp4" --model-dir "$3" --threads "$threads" --force --json | grep '"done"')
+    report "$1" "$line"
+    [ -n "$base" ] || return 0
+    : > "$work/ab.txt"
+    for r in $(seq "$rounds"); do
+        for who in new base; do
+            local bin=$infvsr
+            [ "$who" = base ] && bin=$base
+            echo "$who $("$bin" upscale "$2" "$work/out.mp4" --model-dir "$3" --threads "$threads" --force --json |
+                grep '"done"')" >> "$work/ab.txt"
+        done
+    done
+    /usr/bin/python3 - "$1" "$work/ab.txt" <<'EOF'
+import json, statistics, sys
+runs = {"new": [], "base": []}
+for line in open(sys.argv[2]):
+    who, js = line.split(" ", 1)
+    runs[who].append(json.loads(js))
+m = {w: (statistics.median(d["fps"] for d in r), statistics.median(d["peak_rss_kb"] for d in r) / 1024)
+     for w, r in runs.items()}
+print("  A/B %s, %d alternating rounds: new %.3f frames/s, base %.3f frames/s, new/base %.3f; "
+      "peak RSS new %.0f MB, base %.0f MB, new/base %.3f"
+      % (sys.argv[1], len(runs["new"]), m["new"][0], m["base"][0], m["new"][0] / m["base"][0],
+         m["new"][1], m["base"][1], m["new"][1] / m["base"][1]))
+EOF
+}
+
 echo "pipeline benchmark: $(nproc) cores, --threads $threads, $(date -u +%FT%TZ)"
 if [ "$which" = tiny ] || [ "$which" = both ]; then
     "$infvsr" make-tiny-model "$work/tiny" > /dev/null
@@ -41,9 +77,7 @@ if [ "$which" = tiny ] || [ "$which" = both ]; then
     ffmpeg -v error -f lavfi -i "mandelbrot=size=64x36:rate=25" -frames:v 30 -pix_fmt yuv420p "$work/b.y4m"
     ffmpeg -v error -i "$work/a.y4m" -i "$work/b.y4m" -filter_complex "[0:v][1:v]concat=n=2:v=1[v]" -map "[v]" \
         -pix_fmt yuv420p "$work/tiny_in.y4m"
-    line=$("$infvsr" upscale "$work/tiny_in.y4m" "$work/tiny_out.mp4" --model-dir "$work/tiny" --threads "$threads" \
-        --json | grep '"done"')
-    report "tiny model, 64x36 -> 256x144" "$line"
+    run_case "tiny model, 64x36 -> 256x144" "$work/tiny_in.y4m" "$work/tiny"
 fi
 if [ "$which" = full ] || [ "$which" = both ]; then
     if [ ! -f "$cache/model.json" ]; then
@@ -53,7 +87,5 @@ if [ "$which" = full ] || [ "$which" = both ]; then
         echo "  $(( $(date +%s) - t0 )) s, $(du -sh "$cache" | cut -f1)"
     fi
     ffmpeg -v error -f lavfi -i testsrc2=size=32x32:rate=25 -frames:v 21 -pix_fmt yuv420p "$work/full_in.y4m"
-    line=$("$infvsr" upscale "$work/full_in.y4m" "$work/full_out.mp4" --model-dir "$cache" --threads "$threads" \
-        --json | grep '"done"')
-    report "full-size modules, 32x32 -> 128x128" "$line"
+    run_case "full-size modules, 32x32 -> 128x128" "$work/full_in.y4m" "$cache"
 fi

@@ -174,8 +174,8 @@ def test_bad_inputs():
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=24x16:rate=25", "-t", "0.4", "-c:v", "libx264", "-f", "mpegts", "s2.ts")
     write_bytes("change.ts", open(os.path.join(WORK, "s1.ts"), "rb").read() + open(os.path.join(WORK, "s2.ts"), "rb").read())
     ffmpeg("-f", "lavfi", "-i", "sine", "-t", "0.5", "-c:a", "aac", "audio.m4a")
-    cases = [("random.bin", "not a readable media file"), ("trunc.mp4", "truncated"),
-             ("zero.y4m", "no decodable frame"), ("huge.y4m", "not a readable media file"),
+    cases = [("random.bin", "not a recognised media format"), ("trunc.mp4", "truncated"),
+             ("zero.y4m", "no decodable frame"), ("huge.y4m", "cannot open the container"),
              ("change.ts", "resolution changes at frame 10"), ("audio.m4a", "no video stream"),
              ("missing.mp4", "cannot open")]
     for src, msg in cases:

@@ -303,7 +303,8 @@ def main():
         harness.INFVSRD = os.path.abspath(args.infvsrd)
         work = tempfile.mkdtemp(prefix="loadtest-")
         model = "null" if args.model == "null" else (args.model_dir or args.model)
-        extra = ["--max-active-jobs-per-worker", str(max(args.n, 2)), "--max-queued-jobs", str(max(args.n, 16))]
+        extra = ["--max-active-jobs-per-worker", str(max(args.n, 2)), "--max-queued-jobs", str(max(args.n, 16)),
+                 "--max-awaiting-jobs-per-tenant", str(max(args.n, 16))]  # N creations may precede their uploads
         daemon = harness.Daemon(work, "load", model=model, args=extra + args.daemon_arg).start()
         url, pid = daemon.url, daemon.pid()
         print(f"daemon: {' '.join(daemon.command())} (pid {pid})")

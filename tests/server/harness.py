@@ -38,6 +38,9 @@ SOURCE_DIR = ENV.get("SOURCE_DIR", os.path.abspath(os.path.join(SERVER_SRC, ".."
 SPEC = os.path.join(SOURCE_DIR, "proto", "openapi.yaml")
 # >1 in sanitizer builds (set by CMake): paced sources slow down by this factor
 SLOWDOWN = float(ENV.get("SERVER_TEST_SLOWDOWN", "1") or 1)
+# Deadlines of waits for a state (wait_state, read_output_when_ready) are this many times the
+# time the wait needs on an idle machine: generous, since a state wait returns at once.
+WAIT_SCALE = 5 * SLOWDOWN
 ERRORS = os.path.join(SOURCE_DIR, "proto", "errors.json")
 
 _live_daemons = []
@@ -76,10 +79,10 @@ def fixture(name):
 class Daemon:
     """One infvsrd process. model: 'tiny' (the fixture's tiny model), 'null', or a directory."""
 
-    def __init__(self, work, name="d", model="tiny", args=(), env=None, port=0):
+    def __init__(self, work, name="d", model="tiny", args=(), env=None, port=0, spool=None):
         self.work = work
         self.name = name
-        self.spool = os.path.join(work, f"spool-{name}")
+        self.spool = spool or os.path.join(work, f"spool-{name}")  # share one to restart on it
         self.logpath = os.path.join(work, f"infvsrd-{name}.log")
         self.model = model
         self.args = list(args)
@@ -101,10 +104,12 @@ class Daemon:
             cmd += ["--model-dir", fixture("tiny") if self.model == "tiny" else self.model]
         return cmd + self.args
 
-    def start(self, wait_ready=True, timeout=60):
+    def start(self, wait_ready=True, timeout=60, keep_spool=False):
+        """keep_spool: restart on what a previous daemon left in the spool (restart tests)."""
         if not INFVSRD or not os.access(INFVSRD, os.X_OK):
             raise SystemExit(f"infvsrd binary not found: INFVSRD={INFVSRD!r}")
-        shutil.rmtree(self.spool, ignore_errors=True)
+        if not keep_spool:
+            shutil.rmtree(self.spool, ignore_errors=True)
         os.makedirs(self.spool, exist_ok=True)
         env = dict(os.environ)
         for k in list(env):
@@ -218,6 +223,19 @@ class Daemon:
         except Exception:
             pass
         return self.proc.returncode
+
+    def kill9(self):
+        """SIGKILL, on purpose (crash tests): check_daemons then only looks for sanitizer reports."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.killed_on_purpose = True
+        if self in _live_daemons:
+            _live_daemons.remove(self)
+        try:
+            self.logf.close()
+        except Exception:
+            pass
 
     def spool_files(self):
         out = []
@@ -459,7 +477,7 @@ class Client:
     def read_output_when_ready(self, job_id, timeout=60):
         """GET /output, repeated every 50 ms while the job has no output yet (a non-200
         answer before the job runs, e.g. 409); returns (Response, t_first_byte)."""
-        deadline = time.time() + timeout
+        deadline = time.time() + timeout * WAIT_SCALE
         while True:
             r, tfb = self.read_output(job_id)
             if r.status == 200 or time.time() > deadline or r.status in (404, 401, 307):
@@ -513,6 +531,11 @@ class Client:
         return r.status, evs
 
     def wait_state(self, job_id, states, timeout=120, poll=0.1):
+        """The job's status once its state is one of `states`. `timeout` is what the wait takes
+        on an idle machine, with room; the deadline is WAIT_SCALE times that, because a wait
+        for a state ends as soon as the state is reached and a loaded CI machine (or a
+        sanitizer build) must not fail a test whose job is merely slow."""
+        timeout *= WAIT_SCALE
         deadline = time.time() + timeout
         j = None
         while time.time() < deadline:
@@ -532,10 +555,12 @@ class Client:
         return parse_metrics(r.body.decode())
 
 
-def gauges_settled(client, timeout=5.0):
-    """(active, queued, awaiting input) once all are 0, or their last values after `timeout` s:
-    slots are released asynchronously (at the worker's next chunk boundary) after a job ends."""
-    deadline = time.time() + timeout
+def gauges_settled(client, timeout=None):
+    """(active, queued, awaiting input) once all are 0, or their last values after `timeout` s
+    (default 60 s x SERVER_TEST_SLOWDOWN: returns as soon as they settle, so a generous
+    deadline costs nothing when they do): slots are released asynchronously (at the worker's
+    next DiT block or VAE layer) after a job ends, later on a loaded machine."""
+    deadline = time.time() + (timeout if timeout is not None else 60 * SLOWDOWN)
     while True:
         m = client.metrics()
         v = (m.get("infvsrd_jobs_active"), m.get("infvsrd_jobs_queued"), m.get("infvsrd_jobs_awaiting_input"))
@@ -580,6 +605,19 @@ def raw_request(port, data, timeout=20, read_limit=1 << 20):
         return r.status, _headers_dict(r.msg), body
     finally:
         s.close()
+
+
+def partial_put(port, job_id, data, token=None, content_type="video/mp2t"):
+    """Starts a chunked PUT of `data` (one chunk, no end) and leaves it open: the job has input
+    and holds its admission place until the returned socket is closed (the daemon then cancels
+    the job: its PUT ended early)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=20)
+    hdr = (f"PUT /v1/jobs/{job_id}/input HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+           "Transfer-Encoding: chunked\r\n")
+    if token:
+        hdr += f"Authorization: Bearer {token}\r\n"
+    s.sendall(hdr.encode() + b"\r\n" + b"%x\r\n%s\r\n" % (len(data), data))
+    return s
 
 
 def ffprobe_video(path_or_bytes, work=None):
@@ -683,6 +721,8 @@ class Suite:
             marks = [m for m in SANITIZER_MARKS if m in text]
             self.check(not marks, f"daemon {d.name}: no sanitizer report in its log",
                        f"{marks} in {d.logpath}")
+            if getattr(d, "killed_on_purpose", False):
+                continue
             self.check(d.proc.returncode == 0 and not getattr(d, "killed", False),
                        f"daemon {d.name} exited 0 after SIGTERM",
                        f"exit status {d.proc.returncode}{' (SIGKILLed: still running drain_timeout_s + 10 s after SIGTERM)' if getattr(d, 'killed', False) else ''}"

@@ -7,7 +7,9 @@ server, not the network; frame limits and decoding are the same code).
 
 Daemon D: defaults, except max_upload_bytes 400000.
 Daemon L: bearer tokens (tokens_file), max_frame_pixels 2000 (the 64x48 clips are too big),
-          max_active_jobs_per_worker 1 + max_queued_jobs 1 (admission limit -> 503).
+          max_active_jobs_per_worker 1 + max_queued_jobs 1 (admission limit on jobs with
+          input -> 503), max_awaiting_jobs_per_tenant 2 (jobs without input -> 429 for that
+          tenant only).
 The printed table (case | expected | got) is the catalogue."""
 import os
 import time
@@ -248,7 +250,7 @@ def body(t):
         t.eq(r.status, 204, f"DELETE {jid_}")
     # 0 within 5 s (slots are released asynchronously)
     t.eq(H.gauges_settled(c), (0.0, 0.0, 0.0), "D: jobs gauges 0 after the catalogue")
-    deadline = time.time() + 5
+    deadline = time.time() + 60 * H.SLOWDOWN  # a state wait: generous, returns at once
     while d.spool_files() and time.time() < deadline:
         time.sleep(0.1)
     t.eq(d.spool_files(), [], "D: spool empty (nothing left by rejected or deleted jobs)")
@@ -260,7 +262,8 @@ def body(t):
     with open(tokens, "w") as f:
         f.write(f"other-token-abcdef\n{TOKEN}\n")
     lim = H.Daemon(t.work, "L", model="null", args=["--tokens-file", tokens, "--max-frame-pixels", "2000",
-                                                    "--max-active-jobs-per-worker", "1", "--max-queued-jobs", "1"]).start()
+                                                    "--max-active-jobs-per-worker", "1", "--max-queued-jobs", "1",
+                                                    "--max-awaiting-jobs-per-tenant", "2"]).start()
     cn = t.client(lim)
     cl = t.client(lim, token=TOKEN)
     cat.expect("no Authorization header (tokens configured)", cn.create_job({}, expect=None), 401, "unauthorized")
@@ -278,8 +281,22 @@ def body(t):
     a1 = cl.create_job({}).json()["id"]
     a2 = cl.create_job({}).json()["id"]
     mine += [a1, a2]
-    cat.expect("admission: 3rd non-terminal job > 1 active + 1 queued", cl.create_job({}, expect=None), 503,
+    # jobs without input count against their tenant (issue 15 item 7), not the server
+    cat.expect("3rd job without input of one tenant > max_awaiting_jobs_per_tenant 2", cl.create_job({}, expect=None),
+               429, "rate_limited", lambda r: None if r.headers.get("retry-after") else "429 without Retry-After")
+    other = t.client(lim, token="other-token-abcdef")
+    r = other.create_job({}, expect=None)
+    t.eq(r.status, 201, "another tenant still creates jobs while one tenant is at its limit")
+    if r.status == 201:
+        t.eq(other.delete(f"/v1/jobs/{r.json()['id']}").status, 204, "the other tenant deletes its job")
+    # jobs with input hold the admission limit: two uploads that have started and not ended
+    socks = [H.partial_put(lim.port, jid_, b"garbage!" * 512, token=TOKEN) for jid_ in (a1, a2)]
+    for jid_ in (a1, a2):
+        cl.wait_state(jid_, ("queued", "running"), timeout=30)
+    cat.expect("admission: 3rd job with input > 1 active + 1 queued", cl.create_job({}, expect=None), 503,
                "unavailable", lambda r: None if r.headers.get("retry-after") else "503 without Retry-After")
+    for sk in socks:
+        sk.close()
     for jid_ in mine:
         cl.delete(f"/v1/jobs/{jid_}")
     r = cl.create_job({}, expect=None)
@@ -288,7 +305,7 @@ def body(t):
         cl.delete(f"/v1/jobs/{r.json()['id']}")
     # 0 within 5 s (slots are released asynchronously)
     t.eq(H.gauges_settled(cl), (0.0, 0.0, 0.0), "L: jobs gauges 0")
-    deadline = time.time() + 5
+    deadline = time.time() + 60 * H.SLOWDOWN  # a state wait: generous, returns at once
     while lim.spool_files() and time.time() < deadline:
         time.sleep(0.1)
     t.eq(lim.spool_files(), [], "L: spool empty")

@@ -1,18 +1,26 @@
-"""Cancel mid-stream frees the worker slot (issue 7 acceptance). Tiny model, ONE active slot
+"""Cancel mid-stream frees the worker slot (issue 7 acceptance; issue 15: within one DiT
+block / VAE layer, not at the next chunk boundary). Tiny model, ONE active slot
 (max_active_jobs_per_worker 1):
   1. job A (8 s clip, 192 frames) runs and its output is being read; job B is fully
      uploaded and waits (queued gauge 1, active gauge 1);
-     DELETE A -> 204; A's output stream ends early; GET A -> 404; B starts at once
+     DELETE A -> 204; A's output stream ends early; GET A -> 404; B starts
      (queued gauge 0, B produces frames);
-  2. DELETE B while it streams -> infvsrd_jobs_active drops to 0 within 5 s (one chunk);
+  2. DELETE B just after one of its chunks completed (so the next one is being computed):
+     infvsrd_jobs_active drops to 0, and infvsrd_chunks_total does not grow after the
+     DELETE: the chunk in progress was abandoned, the slot was released before that chunk
+     would have completed (the bound, asserted on the job's own progress, not on a clock);
   3. job C is cancelled while its (slow, chunked) upload is still going: the PUT ends with
      an error instead of hanging, the job is gone;
-then jobs_total{state="cancelled"} grew by 3 and the spool holds nothing of A, B, C."""
+then jobs_total{state="cancelled"} grew by 3 and the spool holds nothing of A, B, C.
+Every wait is for a state with a generous deadline (DEADLINE): on a loaded 2-core machine
+under ASan a chunk takes seconds; the measured times are printed, not asserted."""
 import http.client
 import threading
 import time
 
 import harness as H
+
+DEADLINE = 60 * H.SLOWDOWN
 
 
 def wait_metric(c, name, pred, timeout):
@@ -26,7 +34,7 @@ def wait_metric(c, name, pred, timeout):
     return v, False
 
 
-def wait_frames(c, jid, n, timeout=60):
+def wait_frames(c, jid, n, timeout=DEADLINE):
     deadline = time.time() + timeout
     j = None
     while time.time() < deadline:
@@ -84,27 +92,35 @@ def body(t):
     t_del = time.time()
     r = c.delete(f"/v1/jobs/{a}")
     t.eq(r.status, 204, "DELETE A mid-stream 204")
-    ra.join(10)
-    t.check(not ra.is_alive() and a_out.get("end", 1e18) - t_del < 5, "A's output stream ended within 5 s of DELETE",
-            a_out)
+    ra.join(DEADLINE)
+    H.log(f"A's output stream ended {a_out.get('end', 1e18) - t_del:.2f} s after DELETE")
+    t.check(not ra.is_alive() and "end" in a_out, "A's output stream ended after DELETE", a_out)
     t.check(a_out["bytes"] < 10_000_000, "A's output was cut short", a_out)
     t.eq(c.get(f"/v1/jobs/{a}").status, 404, "GET A after DELETE 404")
-    # The slot is released at the worker's next chunk boundary: one chunk, several times
-    # longer in sanitizer builds (SLOWDOWN).
-    v, ok = wait_metric(c, "infvsrd_jobs_queued", lambda x: x == 0.0, 5 * H.SLOWDOWN)
+    v, ok = wait_metric(c, "infvsrd_jobs_queued", lambda x: x == 0.0, DEADLINE)
+    H.log(f"queued gauge 0 {time.time() - t_del:.2f} s after DELETE A")
     t.check(ok, "queued gauge dropped to 0 (B took the freed slot)", v)
-    jb = wait_frames(c, b, 1, timeout=30)
+    jb = wait_frames(c, b, 1)
     t.check(jb["state"] == "running" and jb["frames_out"] >= 1, "B started after A was cancelled", jb)
 
     m = c.metrics()
     t.eq(m.get("infvsrd_jobs_active"), 1.0, "B active")
+    # B is the only job: infvsrd_chunks_total counts its chunks. Right after it grows, B's
+    # next chunk is being computed (its input is all there and its output is drained), so
+    # the DELETE lands at that chunk's start.
+    c0 = m.get("infvsrd_chunks_total")
+    v, ok = wait_metric(c, "infvsrd_chunks_total", lambda x: x is not None and x > c0, DEADLINE)
+    t.check(ok, "B completed another chunk", (c0, v))
+    c_del = v
     t_del = time.time()
     t.eq(c.delete(f"/v1/jobs/{b}").status, 204, "DELETE B mid-stream 204")
-    # The worker notices a cancel at its next chunk boundary: allow one chunk (tiny model,
-    # 64x48, loaded 2-core machine: about 1-3 s).
-    v, ok = wait_metric(c, "infvsrd_jobs_active", lambda x: x == 0.0, 5 * H.SLOWDOWN)
-    H.log(f"jobs_active after DELETE B: {v} after {time.time() - t_del:.2f} s")
-    t.check(ok, f"infvsrd_jobs_active dropped to 0 within {5 * H.SLOWDOWN:.0f} s of DELETE", v)
+    v, ok = wait_metric(c, "infvsrd_jobs_active", lambda x: x == 0.0, DEADLINE)
+    H.log(f"jobs_active 0 {time.time() - t_del:.2f} s after DELETE B (a chunk takes "
+          f"{c.metrics().get('infvsrd_chunk_seconds_sum', 0) / max(1.0, c_del):.2f} s here)")
+    t.check(ok, "infvsrd_jobs_active dropped to 0 after DELETE B", v)
+    t.eq(c.metrics().get("infvsrd_chunks_total"), c_del,
+         "no chunk completed after DELETE B: the chunk in progress was abandoned and the slot freed before it "
+         "would have completed")
 
     # C: cancelled while the upload is still running.
     cj = c.create_job({}).json()["id"]
@@ -122,20 +138,19 @@ def body(t):
     time.sleep(1.5)
     t_del = time.time()
     t.eq(c.delete(f"/v1/jobs/{cj}").status, 204, "DELETE C during its upload 204")
-    tp.join(15)
-    t.check(not tp.is_alive() and put.get("end", 1e18) - t_del < 5, "C's PUT ended within 5 s of DELETE",
-            f"it ended {put.get('end', 1e18) - t_del:.1f} s after the DELETE with "
-            f"{getattr(put.get('r'), 'status', put.get('error'))} (the client stops sending as soon as an "
-            f"answer arrives)")
+    tp.join(DEADLINE)
+    H.log(f"C's PUT ended {put.get('end', 1e18) - t_del:.2f} s after DELETE")
+    t.check(not tp.is_alive() and "end" in put, "C's PUT ended after DELETE",
+            f"still running or no end: {put} (the client stops sending as soon as an answer arrives)")
     if "r" in put:
         t.check(put["r"].status != 204, "C's PUT did not report success", put["r"])
     t.eq(c.get(f"/v1/jobs/{cj}").status, 404, "GET C after DELETE 404")
 
-    v, ok = wait_metric(c, 'infvsrd_jobs_total{state="cancelled"}', lambda x: x is not None and x >= cancelled0 + 3, 5)
+    v, ok = wait_metric(c, 'infvsrd_jobs_total{state="cancelled"}', lambda x: x is not None and x >= cancelled0 + 3,
+                        DEADLINE)
     t.check(ok, "jobs_total{state=cancelled} grew by 3", (cancelled0, v))
-    m = c.metrics()
-    t.eq(H.gauges_settled(c), (0.0, 0.0, 0.0), "gauges 0 at the end")
-    deadline = time.time() + 5
+    t.eq(H.gauges_settled(c, DEADLINE), (0.0, 0.0, 0.0), "gauges 0 at the end")
+    deadline = time.time() + DEADLINE
     while d.spool_files() and time.time() < deadline:
         time.sleep(0.1)
     t.eq(d.spool_files(), [], "spool holds nothing of the cancelled jobs")

@@ -1,14 +1,18 @@
 """SIGTERM drain (issue 7 "Behaviour"). Tiny model.
-  1. drain_timeout_s 30: a job whose upload is still streaming gets SIGTERM'd; /readyz turns
+  1. drain_timeout_s 600: a job whose upload is still streaming gets SIGTERM'd; /readyz turns
      503 (status draining), new jobs get 503 unavailable + Retry-After; the running job's
      upload completes, the job succeeds with every frame delivered to the client that was
-     reading its output; the process then exits 0 without waiting for the timeout.
+     reading its output; the process then exits 0 as soon as the job is done, without
+     waiting for the timeout (a timeout far beyond the job's time even on a loaded machine).
   2. drain_timeout_s 3: a job that cannot finish in time (8 s clip, about 20 s of work) is
-     cancelled when the timeout expires; its output stream ends; the process exits 0 within
-     drain_timeout_s + 5 s.
-Probes during the drain are sent on a connection opened before the signal (a draining
-server may stop accepting new connections); if that connection was closed, a new one is
-tried."""
+     cancelled when the timeout expires; its output stream ends, it did not deliver every
+     frame; the process exits 0 no earlier than the timeout and promptly after it (the
+     cancel stops the chunk within a DiT block; the bound is generous so that a loaded
+     machine does not fail the test, the frame count is the real check).
+The daemon keeps listening while it drains (issue 15 item 9: /readyz used to refuse new
+connections, which a load balancer reads as a dead pod rather than a draining one): probes
+on a connection opened before the signal and on NEW connections are answered, readyz 503
+"draining", healthz 200 "draining"; POST /v1/jobs on a new connection gets 503 + Retry-After."""
 import http.client
 import json
 import signal
@@ -60,7 +64,7 @@ def reader(c, jid, out):
 
 def body(t):
     # ---- 1: the running job finishes --------------------------------------------------
-    d = H.Daemon(t.work, "drain1", model="tiny", args=["--threads", "2", "--drain-timeout-s", "30"]).start()
+    d = H.Daemon(t.work, "drain1", model="tiny", args=["--threads", "2", "--drain-timeout-s", "600"]).start()
     c = t.client(d)
     keep = http.client.HTTPConnection(c.host, c.port, timeout=10)
     keep.request("GET", "/readyz")
@@ -82,25 +86,28 @@ def body(t):
     t.check(r is not None and r.status == 503, "readyz 503 while draining", r)
     if r is not None and r.status == 503:
         t.eq(r.json().get("status"), "draining", "readyz status draining")
-    r = probe(c, keep, "POST", "/v1/jobs", body=b"{}", headers={"Content-Type": "application/json"})
-    # A draining server may refuse new connections (None here): then no job was created
-    # either. If it answers, it must be 503 unavailable with Retry-After.
-    H.log(f"POST /v1/jobs while draining: {r!r} (None = connection refused/closed)")
-    t.check(r is None or (r.status == 503 and r.code() == "unavailable" and r.headers.get("retry-after")),
-            "POST /v1/jobs while draining: refused, or 503 unavailable with Retry-After", r)
-    tp.join(60)
+    r = probe(c, None, "GET", "/readyz")
+    t.check(r is not None and r.status == 503 and r.json().get("status") == "draining",
+            "readyz on a NEW connection while draining: 503 draining (answered, not refused)", r)
+    r = probe(c, None, "GET", "/healthz")
+    t.check(r is not None and r.status == 200 and r.json().get("status") == "draining",
+            "healthz on a NEW connection while draining: 200 draining (the process is alive)", r)
+    r = probe(c, None, "POST", "/v1/jobs", body=b"{}", headers={"Content-Type": "application/json"})
+    t.check(r is not None and r.status == 503 and r.code() == "unavailable" and r.headers.get("retry-after"),
+            "POST /v1/jobs on a new connection while draining: 503 unavailable with Retry-After", r)
+    tp.join(600 * H.SLOWDOWN)
     t.eq(getattr(put.get("r"), "status", None), 204, "the upload that was running at SIGTERM completed (204)")
-    tr.join(90)
+    tr.join(600 * H.SLOWDOWN)
     p = H.ffprobe_video(out.get("bytes", b""), t.work)
     t.eq((p.get("width"), p.get("height"), p.get("frames")), (128, 96, 48),
          "the running job finished during the drain: its reader got all 48 frames")
     try:
-        rc = d.wait(timeout=40)
+        rc = d.wait(timeout=120 * H.SLOWDOWN)
     except Exception:
         rc = None
     t_exit = time.time() - t_sig
     t.eq(rc, 0, "process exited 0 after the drain")
-    t.check(rc is not None and t_exit < 30, f"exited once the job was done, before drain_timeout_s ({t_exit:.1f} s)")
+    t.check(rc is not None and t_exit < 600, f"exited once the job was done, before drain_timeout_s ({t_exit:.1f} s)")
     d.stop()
 
     # ---- 2: the drain timeout cancels a job that cannot finish -----------------------------
@@ -112,23 +119,23 @@ def body(t):
     tr = threading.Thread(target=reader, args=(c, jid, out))
     tr.start()
     evs = {}
-    te = threading.Thread(target=lambda: evs.update(e=c.events(jid, timeout=30)))
+    te = threading.Thread(target=lambda: evs.update(e=c.events(jid, timeout=120 * H.SLOWDOWN)))
     te.start()
-    c.wait_state(jid, ("running",), timeout=30)
+    c.wait_state(jid, ("running",), timeout=120 * H.SLOWDOWN)
     time.sleep(0.5)
     t_sig = time.time()
     d.signal(signal.SIGTERM)
     try:
-        rc = d.wait(timeout=20)
+        rc = d.wait(timeout=60 * H.SLOWDOWN)
     except Exception:
         rc = None
     t_exit = time.time() - t_sig
     t.eq(rc, 0, "process exited 0 after cancelling at the drain timeout")
-    # drain_timeout_s, then the cancel takes effect at the worker's next chunk boundary
-    t.check(rc is not None and 2.5 <= t_exit <= 3 + 5 * H.SLOWDOWN,
-            f"exit {t_exit:.1f} s after SIGTERM (drain_timeout_s 3, bound {3 + 5 * H.SLOWDOWN:.0f} s)")
-    tr.join(10)
-    te.join(10)
+    # drain_timeout_s, then the cancel stops the chunk within a DiT block or VAE layer
+    t.check(rc is not None and 2.5 <= t_exit <= 3 + 20 * H.SLOWDOWN,
+            f"exit {t_exit:.1f} s after SIGTERM (drain_timeout_s 3, bound {3 + 20 * H.SLOWDOWN:.0f} s)")
+    tr.join(60 * H.SLOWDOWN)
+    te.join(60 * H.SLOWDOWN)
     t.check(not tr.is_alive(), "the output stream of the cancelled job ended")
     p = H.ffprobe_video(out.get("bytes", b""), t.work) if out.get("bytes") else {"frames": 0}
     t.check(p.get("frames", 0) < 192, "the cancelled job did not deliver all 192 frames", p)

@@ -12,8 +12,9 @@
  * runs every test on that backend: inputs are uploaded, outputs downloaded (the module API takes
  * backend tensors). On a backend other than cpu in f32, the parity tests also run the same encode
  * on the cpu backend in this process and require bit-identical image, tokens and context. With
- * --precision bf16 the outputs are compared with the bf16 reference (BF16_TOL). `FILTER`: "tiny"
- * runs the tiny-config tests, "full" the full-size parity. */
+ * --precision bf16 the outputs are compared with the bf16 reference (BF16_TOL) and must lie
+ * about as far from the f32 reference as the bf16 reference does (BF16_MIN/MAX_RATIO).
+ * `FILTER`: "tiny" runs the tiny-config tests, "full" the full-size parity. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,11 +26,34 @@
 #include "infvsr/weights.h"
 
 #define PARITY_TOL 1e-4
-/* bf16 mode vs the PyTorch model run in torch.bfloat16 (relative L2 of tokens and context).
- * Measured (devsim bf16): tiny tokens 0.0 / context 0.0, full tokens 0.0 / context 0.0 (see
- * the report); f32 and bf16 references differ by ~1.1e-2, so this tolerance is tight enough to
- * tell the bf16 path from an f32 one. */
-#define BF16_TOL 5e-3
+/* bf16 mode (devsim --precision bf16), relative L2 errors of tokens / context, measured:
+ *
+ *                                    tiny (image, frame)          full (frame)
+ *   ours vs the torch bf16 run       9.6e-3 / 9.8e-3              1.11e-2 / 1.21e-2
+ *   ours vs the f32 reference        1.02e-2..1.04e-2 / 0.97e-2   1.19e-2 / 1.34e-2
+ *   torch bf16 run vs f32 reference  1.13e-2 / 1.06e-2            1.32e-2 / 1.46e-2
+ *
+ * Two bf16 evaluations differ by about as much as either differs from f32, because a single
+ * rounding flip early on spreads through the blocks: the PyTorch model run with exactly the
+ * engine's rounding points (f32 math on bf16 values, one rounding per op) differs from itself
+ * by 7.0e-3 / 7.3e-3 (tiny) and 8.7e-3 / 9.6e-3 (full) when its f32 math is done in f64, and
+ * ours differs from it by the same (7.1e-3 / 7.4e-3, 8.7e-3 / 9.6e-3); block by block (each
+ * block fed the engine's own input, a one-off check with a temporary dump, tiny) ours and it
+ * differ by 1e-4..1e-3, within that same f32-vs-f64 spread. The rest of the distance to the
+ * torch bf16 run comes from torch 1.13's CPU bf16 kernels rounding more often than once per
+ * op: LayerNorm (about half of its outputs one ulp off a once-rounded result), q * d^-0.5 with
+ * the scalar rounded to bf16 first, and the mean as bf16(bf16(sum) / N).
+ * tests/reference/visual_bf16_probe.py reproduces the end-to-end figures (docs/VERIFY.md).
+ *
+ * So the criteria are: within BF16_TOL of the torch bf16 run (the measured worst plus ~40%, as
+ * the VAE test: it catches a wrong layout, a lost conversion or a stale buffer, errors of order
+ * 1), and no further from the f32 reference than BF16_MAX_RATIO times the torch bf16 run's own
+ * distance (measured 0.90 .. 0.92: one rounding per op is slightly more accurate; the margin is
+ * for the flip-to-flip spread above), but at least BF16_MIN_RATIO times it, so a path that
+ * silently computes in f32 (ratio ~1e-3) fails. */
+#define BF16_TOL       1.7e-2
+#define BF16_MAX_RATIO 1.25
+#define BF16_MIN_RATIO 0.5
 
 static const char *          g_backend   = "cpu";
 static enum infvsr_precision g_precision = INFVSR_PRECISION_AUTO;
@@ -184,6 +208,50 @@ static bool same_bits(const struct infvsr_tensor * a, const struct infvsr_tensor
     return infvsr_tensor_numel(a) == infvsr_tensor_numel(b) && memcmp(a->data, b->data, infvsr_tensor_nbytes(a)) == 0;
 }
 
+/* bf16 mode: how far `got` and the torch bf16 run `ref_bf16` each lie from the f32 reference
+ * `key`; got's distance must be within [BF16_MIN_RATIO, BF16_MAX_RATIO] times the reference's. */
+static void check_bf16_distance(const struct fixture * f, const char * key, const struct infvsr_tensor * got,
+                                const struct infvsr_tensor * ref_bf16) {
+    const struct infvsr_tensor * r32 = ref(f, key);
+    const size_t n = (size_t)infvsr_tensor_numel(got);
+    CHECK(r32 && infvsr_tensor_numel(r32) == (int64_t)n);
+    if (!r32 || infvsr_tensor_numel(r32) != (int64_t)n) return;
+    const double ours = rel_err_f32(got->data, r32->data, n), theirs = rel_err_f32(ref_bf16->data, r32->data, n);
+    printf("  %-8s vs f32 ref: ours %.3e, torch bf16 %.3e (ratio %.2f)\n", key, ours, theirs, ours / theirs);
+    CHECK_MSG(ours <= BF16_MAX_RATIO * theirs, "%s: %.3e from the f32 reference, more than %.2f x the torch bf16 "
+              "run's %.3e", key, ours, BF16_MAX_RATIO, theirs);
+    CHECK_MSG(ours >= BF16_MIN_RATIO * theirs, "%s: %.3e from the f32 reference, less than %.2f x the torch bf16 "
+              "run's %.3e: not computed in bf16?", key, ours, BF16_MIN_RATIO, theirs);
+}
+
+/* Half a bf16 ulp at x: 2^(e - 9) for |x| in [2^(e-1), 2^e). Between 2^-9 and 2^-8 of |x|. */
+static double bf16_half_ulp(double x) {
+    if (x == 0) return 0;
+    int e = 0;
+    frexp(x, &e);
+    return ldexp(1.0, e - 9);
+}
+
+/* Token 0 of tok [n, c] (host f32) is the mean of tokens 1..n-1, independent of PyTorch. The
+ * engine sums in f32 (slack 1e-5) and stores in the activation dtype: in bf16 each element is
+ * the mean rounded to nearest, within half an ulp of the stored value. (Half an ulp is up to
+ * 2^-8 of the value, not 2^-9: measured on devsim bf16, every element is within it.) */
+static void check_token0_is_mean(const float * t, int64_t n, int64_t c) {
+    double worst = 0, bound = 0;
+    for (int64_t j = 0; j < c; j++) {
+        double m = 0;
+        for (int64_t i = 1; i < n; i++) m += t[i * c + j];
+        m /= (double)(n - 1);
+        double d = fabs(m - t[j]) - (g_bf16 ? bf16_half_ulp(t[j]) : 0);
+        if (d > worst) worst = d;
+        if (fabs(m - t[j]) > bound) bound = fabs(m - t[j]);
+    }
+    printf("  token 0 vs the mean of tokens 1..%lld: max |diff| %.3g, beyond the rounding bound %.3g\n",
+           (long long)(n - 1), bound, worst);
+    CHECK_MSG(worst < 1e-5, "token 0 differs from the mean by %g beyond %s", worst,
+              g_bf16 ? "half a bf16 ulp" : "f32 summation");
+}
+
 /* Encodes (from the prepared image when from_frame is false) and checks tokens and context
  * against the reference of this precision; off the cpu backend in f32 also bit-identity with
  * the cpu backend. */
@@ -214,23 +282,11 @@ static void check_parity(const char * name, bool from_frame) {
                    (size_t)infvsr_tensor_numel(&o.ctx));
             CHECK_REL_ERR((const float *)o.tok.data, (const float *)r_tok->data, (size_t)infvsr_tensor_numel(&o.tok), tol);
             CHECK_REL_ERR((const float *)o.ctx.data, (const float *)r_ctx->data, (size_t)infvsr_tensor_numel(&o.ctx), tol);
-            if (g_bf16) { /* and clearly not the f32 result */
-                const struct infvsr_tensor * f32_ctx = ref(&f, "context");
-                if (f32_ctx) report("context vs f32 ref", o.ctx.data, f32_ctx->data, (size_t)infvsr_tensor_numel(&o.ctx));
+            if (g_bf16) {
+                check_bf16_distance(&f, "tokens", &o.tok, r_tok);
+                check_bf16_distance(&f, "context", &o.ctx, r_ctx);
             }
-            /* token 0 is the mean of tokens 1..N: also checked directly, independent of PyTorch
-             * (in bf16 the mean is rounded to bf16: half an ulp, 2^-9 relative) */
-            const float * t = o.tok.data;
-            int64_t c = infvsr_visual_token_dim(f.vis);
-            double worst = 0;
-            for (int64_t j = 0; j < c; j++) {
-                double m = 0;
-                for (int i = 1; i < n; i++) m += t[i * c + j];
-                m /= (n - 1);
-                double d = fabs(m - t[j]) - (g_bf16 ? fabs(m) / 512 : 0);
-                if (d > worst) worst = d;
-            }
-            CHECK_MSG(worst < 1e-5, "token 0 differs from the mean by %g", worst);
+            check_token0_is_mean(o.tok.data, n, infvsr_visual_token_dim(f.vis));
         }
         if (strcmp(g_backend, "cpu") != 0 && !g_bf16) {
             struct fixture c;

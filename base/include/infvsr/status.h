@@ -10,6 +10,7 @@
 #pragma once
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #ifdef __cplusplus
@@ -30,6 +31,12 @@ enum infvsr_status {
 };
 
 #define INFVSR_ERR_MSG_MAX 512
+
+/* Cancellation hook of long computations (a session's chunk, a DiT step, a VAE call): polled
+ * between stages, DiT blocks and VAE layers; when it returns true the computation stops and
+ * returns INFVSR_ERR_CANCELLED. Called on the computing thread, so it must be cheap and
+ * thread-safe towards whoever requests the cancel (typically an atomic load). */
+typedef bool (*infvsr_abort_cb)(void * user);
 
 struct infvsr_err {
     enum infvsr_status status;

@@ -92,6 +92,10 @@ enum infvsr_status infvsr_dit_session_open(struct infvsr_dit * dit, int64_t max_
                                            struct infvsr_dit_session ** out, struct infvsr_err * err);
 void               infvsr_dit_session_close(struct infvsr_dit_session * s);
 
+/* Cancellation: infvsr_dit_step polls `should_abort` before each block and stops with
+ * INFVSR_ERR_CANCELLED, the cache reset as after any failed step. NULL: never. */
+void    infvsr_dit_session_set_abort(struct infvsr_dit_session * s, infvsr_abort_cb should_abort, void * user);
+
 /* Scene cut: the next chunk attends only to itself and starts at latent frame 0. */
 void    infvsr_dit_session_reset(struct infvsr_dit_session * s);
 /* Scene-relative latent index of the next chunk's first frame (sum of T since the reset). */

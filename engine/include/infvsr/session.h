@@ -198,6 +198,14 @@ void infvsr_session_set_chunk_hook(struct infvsr_session * s, infvsr_session_chu
 /* Makes the hook receive the decoded frames (allocates the host copy once). */
 enum infvsr_status infvsr_session_capture_decoded(struct infvsr_session * s, struct infvsr_err * err);
 
+/* Cancellation: every later chunk computation polls `should_abort` (on the thread driving
+ * the session) between the stages of a chunk, between DiT blocks and between VAE
+ * encoder/decoder calls and layers, so a cancel takes effect within one block or layer.
+ * When it returns true the push/pull that runs the chunk returns INFVSR_ERR_CANCELLED and
+ * the session is failed (every later call returns the same; the aborted chunk is never
+ * resumed): close it, which frees everything. NULL clears the hook. */
+void infvsr_session_set_abort(struct infvsr_session * s, infvsr_abort_cb should_abort, void * user);
+
 #ifdef __cplusplus
 }
 #endif

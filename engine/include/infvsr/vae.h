@@ -89,6 +89,11 @@ enum infvsr_status infvsr_vae_session_open(struct infvsr_vae * vae, const struct
                                            struct infvsr_vae_session ** out, struct infvsr_err * err);
 void               infvsr_vae_session_close(struct infvsr_vae_session * s);
 
+/* Cancellation: encode/decode poll `should_abort` before every encoder/decoder call and
+ * layer and stop with INFVSR_ERR_CANCELLED. The caches are then left mid-chunk: start the
+ * next chunk as a new scene (or reset) or close the session. NULL: never. */
+void infvsr_vae_session_set_abort(struct infvsr_vae_session * s, infvsr_abort_cb should_abort, void * user);
+
 /* Scene cut: every cache back to the stream-start state (zeroed on the backend by the next
  * encode or decode call). encode_chunk(first_of_scene = true) does this too (the previous
  * scene's decode must be finished by then). */

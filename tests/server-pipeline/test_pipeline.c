@@ -613,7 +613,8 @@ done:
     pl_engine_stop(e);
 }
 
-/* workers*max_active + max_queued unfinished jobs, then BUSY; a terminal job frees room. */
+/* workers*max_active + max_queued jobs WITH input, then BUSY; jobs still waiting for their
+ * first byte do not count (the daemon bounds them per tenant); a terminal job frees room. */
 static void test_admission_busy(void) {
     char spool[512];
     fresh_spool("admission", spool, sizeof(spool));
@@ -621,29 +622,40 @@ static void test_admission_busy(void) {
     struct pl_engine * e = start_engine(spool, &(struct eng_cfg){ .max_active = 1, .max_queued = 2 }, &c);
     if (!e) return;
     wait_engine(e, 10);
-    struct pl_job * j[3];
-    for (int i = 0; i < 3; i++) {
+    struct pl_job * j[4];
+    for (int i = 0; i < 4; i++) { /* four empty jobs: one more than the limit, all admitted */
         char id[16];
         snprintf(id, sizeof(id), "j%d", i);
         j[i] = create_job(e, id, NULL);
     }
-    struct pl_job_spec s = pl_job_spec_default();
-    snprintf(s.id, sizeof(s.id), "j3");
-    struct pl_job * x = NULL;
+    struct pl_engine_health h;
+    pl_engine_health(e, &h);
+    CHECK_EQ_INT(h.jobs_awaiting_input, 4);
+    CHECK_EQ_INT(h.jobs_queued, 0);
     struct infvsr_err err = { 0 };
+    for (int i = 0; i < 3; i++) /* input without an end: the decoder waits for more */
+        if (j[i]) CHECK_EQ_INT(pl_job_input_write(j[i], "0123456789abcdef", 16, &err), 16);
+    struct pl_job_spec s = pl_job_spec_default();
+    snprintf(s.id, sizeof(s.id), "j4");
+    struct pl_job * x = NULL;
     CHECK_EQ_INT(pl_job_create(e, &s, &x, &err), INFVSR_ERR_BUSY);
     CHECK(x == NULL);
     CHECK_STR_CONTAINS(err.msg, "limit 3");
-    struct pl_engine_health h;
     pl_engine_health(e, &h);
-    CHECK_EQ_INT(h.jobs_queued, 0); /* no input yet: not in the queue, but they count against the limit */
-    CHECK_EQ_INT(h.jobs_awaiting_input, 3);
-    CHECK_EQ_INT(h.jobs_active, 0);
+    CHECK_EQ_INT(h.jobs_active + h.jobs_queued, 3);
+    CHECK_EQ_INT(h.jobs_awaiting_input, 1);
+    /* the empty job still gets in when its input starts: it was admitted at creation */
+    if (j[3]) CHECK_EQ_INT(pl_job_input_write(j[3], "0123456789abcdef", 16, &err), 16);
+    pl_engine_health(e, &h);
+    CHECK_EQ_INT(h.jobs_active + h.jobs_queued, 4);
+    CHECK_EQ_INT(h.jobs_awaiting_input, 0);
+    pl_job_cancel(j[3]);
+    pl_job_cancel(j[2]);
     /* the same id twice: the spool file exists */
     snprintf(s.id, sizeof(s.id), "j0");
     pl_job_cancel(j[2]);
     CHECK_EQ_INT(pl_job_create(e, &s, &x, &err), INFVSR_ERR_INVALID_ARG);
-    snprintf(s.id, sizeof(s.id), "j3");
+    snprintf(s.id, sizeof(s.id), "j4");
     CHECK_EQ_INT(pl_job_create(e, &s, &x, &err), INFVSR_OK);
     /* bad specs */
     struct pl_job_spec bad = pl_job_spec_default();
@@ -656,7 +668,7 @@ static void test_admission_busy(void) {
     snprintf(bad.id, sizeof(bad.id), "../etc");
     CHECK_EQ_INT(pl_job_spec_check(&bad, &err), INFVSR_ERR_INVALID_ARG);
     CHECK_STR_CONTAINS(err.msg, "id");
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         if (j[i]) pl_job_delete(j[i]), pl_job_unref(j[i]);
     if (x) pl_job_delete(x), pl_job_unref(x);
     CHECK_EQ_INT(count_files(spool), 0);
@@ -688,7 +700,7 @@ static void test_bad_inputs(void) {
     struct pl_job_status st = run_bad(e, "garbage", CLIP("garbage.bin"), NULL);
     CHECK_EQ_INT(st.state, PL_JOB_FAILED);
     CHECK_EQ_INT(st.error_code, PL_ERROR_UNPROCESSABLE_VIDEO);
-    CHECK_STR_CONTAINS(st.error, "not a readable media file");
+    CHECK_STR_CONTAINS(st.error, "not a recognised media format");
     st = run_bad(e, "big", CLIP("big.mkv"), NULL);
     CHECK_EQ_INT(st.state, PL_JOB_FAILED);
     CHECK_EQ_INT(st.error_code, PL_ERROR_UNPROCESSABLE_VIDEO);

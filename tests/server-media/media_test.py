@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Media I/O tests (server/media) driven through tests/pipeline/media_tool.c.
+"""Media I/O tests (server/media) driven through tests/server-media/media_tool.c.
 
 Generates inputs with the ffmpeg CLI (testsrc2 + sine audio, mp4/mkv/y4m, odd sizes, a
 subtitle track), decodes and re-encodes them without a model, and checks the result with
@@ -199,8 +199,8 @@ def test_bad_inputs():
     ffmpeg("-f", "lavfi", "-i", "sine", "-t", "1", "-c:a", "aac", "audio.m4a")
     ffmpeg("-i", "a.mp4", "-c", "copy", "-f", "hls", "-hls_time", "1", "-hls_list_size", "0", "list.m3u8")
     write_bytes("list.ffconcat", b"ffconcat version 1.0\nfile a.mp4\n")
-    cases = [("random.bin", "not a readable media file"), ("list.m3u8", "not a readable media file"),
-             ("list.ffconcat", "not a readable media file"), ("trunc.mp4", "truncated"),
+    cases = [("random.bin", "not a recognised media format"), ("list.m3u8", "a playlist or a list of other files (hls)"),
+             ("list.ffconcat", "a playlist or a list of other files (concat)"), ("trunc.mp4", "truncated"),
              ("trunc_fast.mp4", "after frame"), ("trunc.mkv", "truncated video: frames end at"), ("zero.y4m", "no decodable frame"),
              ("huge.y4m", "outside the limits"), ("change.ts", "resolution changes at frame 10"),
              ("audio.m4a", "no video stream"), ("missing.mp4", "cannot open")]
@@ -219,9 +219,11 @@ def test_bad_inputs():
     for args in [["a.mp4"], ["b.mkv", "--io"]]:
         p = run(TOOL, "rgbmd5", *args, "--interrupt", ok=False)
         check(p.returncode == 1 and "error: cancelled" in p.stderr, "interrupt %s: %s" % (args, p.stderr.strip()))
-    for args in [["list.ffconcat", "--io"], ["a.mp4", "--formats", "matroska,webm"]]:
+    for args, msg in [(["list.ffconcat", "--io"], "a playlist or a list of other files (concat)"),
+                      (["a.mp4", "--formats", "matroska,webm"],
+                       "(mov,mp4,m4a,3gp,3g2,mj2), not one of the accepted video containers (matroska,webm)")]:
         p = run(TOOL, "rgbmd5", *args, ok=False)
-        check(p.returncode == 1 and "not a readable media file" in p.stderr, "%s: %s" % (args, p.stderr.strip()))
+        check(p.returncode == 1 and msg in p.stderr, "%s: %s" % (args, p.stderr.strip()))
     p = run(TOOL, "rgbmd5", "b.mkv", "--formats", "matroska,webm", ok=False)
     check(p.returncode == 0, "whitelisted format is read: " + p.stderr.strip())
     p = run(TOOL, "abort", "aborted.mp4", ok=False)
