@@ -5,11 +5,6 @@
 
 #include "dit_internal.h"
 
-static void rows(struct infvsr_tensor * t, const struct infvsr_tensor * base, int64_t n, int64_t cols) {
-    int64_t s[2] = { n, cols };
-    dit_view(t, base, 0, base->name, base->dtype, 2, s);
-}
-
 static void swap_storage(struct infvsr_tensor * a, struct infvsr_tensor * b) {
     void * t = a->data;
     a->data = b->data;
@@ -24,15 +19,15 @@ static enum infvsr_status self_attention(struct infvsr_dit_session * s, int l, i
     int64_t dim = dit->cfg.dim;
     float eps = dit->cfg.eps;
     struct infvsr_tensor x, a, q, o, d, kn, vn, fr;
-    rows(&x, &s->s.x, n, dim);
-    rows(&a, &s->s.a, n, dim);
-    rows(&q, &s->s.q, n, dim);
-    rows(&o, &s->s.o, n, dim);
-    rows(&d, &s->s.d, n, dim);
-    rows(&kn, &s->spare_k, n, dim);
-    rows(&vn, &s->spare_v, n, dim);
+    dit_rows(&x, &s->s.x, n, dim);
+    dit_rows(&a, &s->s.a, n, dim);
+    dit_rows(&q, &s->s.q, n, dim);
+    dit_rows(&o, &s->s.o, n, dim);
+    dit_rows(&d, &s->s.d, n, dim);
+    dit_rows(&kn, &s->spare_k, n, dim);
+    dit_rows(&vn, &s->spare_v, n, dim);
     int64_t sf[3] = { n, dit->head_dim / 2, 2 };
-    dit_view(&fr, &s->s.freqs, 0, "dit.rope", INFVSR_TYPE_F64, 3, sf);
+    dit_view(&fr, &s->rope.freqs, 0, "dit.rope", INFVSR_TYPE_F64, 3, sf);
 
     /* a = LN(x) * (1 + e1) + e0 */
     INFVSR_TRY(infvsr_op_layer_norm(be, &x, NULL, NULL, eps, &a, err));
@@ -52,8 +47,8 @@ static enum infvsr_status self_attention(struct infvsr_dit_session * s, int l, i
         .q = &q, .n_heads = dit->cfg.num_heads, .scale = (float)(1.0 / sqrt((double)dit->head_dim)), .out = &o,
     };
     if (s->n_cached > 0) {
-        rows(&k0, &s->cache_k[l], s->n_cached, dim);
-        rows(&v0, &s->cache_v[l], s->n_cached, dim);
+        dit_rows(&k0, &s->cache_k[l], s->n_cached, dim);
+        dit_rows(&v0, &s->cache_v[l], s->n_cached, dim);
         args.k0 = &k0;
         args.v0 = &v0;
         args.k1 = &kn;
@@ -81,15 +76,15 @@ static enum infvsr_status cross_attention(struct infvsr_dit_session * s, const s
     const struct dit_block_weights * b = &dit->blocks[l];
     int64_t dim = dit->cfg.dim;
     struct infvsr_tensor x, a, q, o, d, ck, cv;
-    rows(&x, &s->s.x, n, dim);
-    rows(&a, &s->s.a, n, dim);
-    rows(&q, &s->s.q, n, dim);
-    rows(&o, &s->s.o, n, dim);
-    rows(&d, &s->s.d, n, dim);
+    dit_rows(&x, &s->s.x, n, dim);
+    dit_rows(&a, &s->s.a, n, dim);
+    dit_rows(&q, &s->s.q, n, dim);
+    dit_rows(&o, &s->s.o, n, dim);
+    dit_rows(&d, &s->s.d, n, dim);
     int64_t sc[2] = { c->n_ctx, dim };
-    size_t off = (size_t)((int64_t)l * c->n_ctx * dim) * sizeof(float);
-    dit_view(&ck, &c->ck, off, "dit.cross_k.l", INFVSR_TYPE_F32, 2, sc);
-    dit_view(&cv, &c->cv, off, "dit.cross_v.l", INFVSR_TYPE_F32, 2, sc);
+    size_t off = (size_t)((int64_t)l * c->n_ctx * dim) * infvsr_dtype_size(dit->act);
+    dit_view(&ck, &c->ck, off, "dit.cross_k.l", dit->act, 2, sc);
+    dit_view(&cv, &c->cv, off, "dit.cross_v.l", dit->act, 2, sc);
 
     /* No gate, no modulation: x = x + W'_o attn(RMSNorm(W'_q LN3(x)), ck, cv) */
     INFVSR_TRY(infvsr_op_layer_norm(be, &x, &b->norm3_w, &b->norm3_b, dit->cfg.eps, &a, err));
@@ -116,13 +111,13 @@ static enum infvsr_status feed_forward(struct infvsr_dit_session * s, int l, int
      * run it DIT_FFN_ROWS tokens at a time to bound the hidden buffer. */
     for (int64_t r0 = 0; r0 < n; r0 += DIT_FFN_ROWS) {
         int64_t m = n - r0 < DIT_FFN_ROWS ? n - r0 : DIT_FFN_ROWS;
-        size_t off = (size_t)(r0 * dim) * sizeof(float);
+        size_t off = (size_t)(r0 * dim) * infvsr_dtype_size(dit->act);
         int64_t sr[2] = { m, dim };
         struct infvsr_tensor x, a, h, d;
-        dit_view(&x, &s->s.x, off, "dit.x", INFVSR_TYPE_F32, 2, sr);
-        dit_view(&a, &s->s.a, off, "dit.a", INFVSR_TYPE_F32, 2, sr);
-        dit_view(&d, &s->s.d, off, "dit.d", INFVSR_TYPE_F32, 2, sr);
-        rows(&h, &s->s.h, m, dit->cfg.ffn_dim);
+        dit_view(&x, &s->s.x, off, "dit.x", dit->act, 2, sr);
+        dit_view(&a, &s->s.a, off, "dit.a", dit->act, 2, sr);
+        dit_view(&d, &s->s.d, off, "dit.d", dit->act, 2, sr);
+        dit_rows(&h, &s->s.h, m, dit->cfg.ffn_dim);
         INFVSR_TRY(infvsr_op_layer_norm(be, &x, NULL, NULL, dit->cfg.eps, &a, err));
         INFVSR_TRY(infvsr_op_modulate(be, &a, &e[4], &e[3], &a, err));
         INFVSR_TRY(infvsr_op_linear(be, &a, &b->ffn0_w, &b->ffn0_b, INFVSR_UNARY_GELU_TANH, &h, err));

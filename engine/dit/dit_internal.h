@@ -5,10 +5,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/weight_set.h"
 #include "infvsr/dit.h"
 #include "ops.h"
 
-/* One block's weights: views into the checkpoint mapping (MODEL-SPEC §4.9 names). */
+/* One block's weights (MODEL-SPEC §4.9 names), imported into the backend. */
 struct dit_attn_weights {
     struct infvsr_tensor q_w, q_b, k_w, k_b, v_w, v_b, o_w, o_b, norm_q, norm_k;
 };
@@ -24,9 +25,11 @@ struct infvsr_dit {
     struct infvsr_dit_config  cfg;
     int                       head_dim;
     struct infvsr_backend *   be;
+    enum infvsr_dtype         act;         /* activation dtype (backend caps)          */
     const struct infvsr_weights * weights;
+    struct infvsr_weight_set  ws;          /* every weight below, imported at load     */
 
-    struct infvsr_tensor      patch_w;     /* view reshaped to [dim, in_dim*4] */
+    struct infvsr_tensor      patch_w;     /* reshaped to [dim, in_dim*4] after import */
     struct infvsr_tensor      patch_b;
     struct infvsr_tensor      text0_w, text0_b, text2_w, text2_b;
     struct infvsr_tensor      time0_w, time0_b, time2_w, time2_b;
@@ -34,8 +37,8 @@ struct infvsr_dit {
     struct infvsr_tensor      head_modulation, head_w, head_b;
     struct dit_block_weights * blocks;
 
-    /* Hoisted constants (backend memory, f32): mod[i] = blocks.i.modulation + t_mod,
-     * head_mod = head.modulation + e (MODEL-SPEC §4.7). */
+    /* Hoisted constants (backend memory, activation dtype): mod[i] = blocks.i.modulation
+     * + t_mod, head_mod = head.modulation + e (MODEL-SPEC §4.7). */
     struct infvsr_tensor      mod;         /* [num_layers, 6, dim] */
     struct infvsr_tensor      head_mod;    /* [2, dim]: shift, scale */
 };
@@ -43,7 +46,9 @@ struct infvsr_dit {
 struct infvsr_dit_context {
     struct infvsr_dit *       dit;
     int64_t                   n_ctx;
-    struct infvsr_tensor      ck, cv;      /* [num_layers, n_ctx, dim] each */
+    struct infvsr_tensor      in;          /* [n_ctx, text_dim] the tokens, act dtype  */
+    struct infvsr_tensor      h, emb;      /* [n_ctx, dim] embedding scratch, c        */
+    struct infvsr_tensor      ck, cv;      /* [num_layers, n_ctx, dim] each            */
 };
 
 /* The FFN runs over blocks of at most this many tokens, so its hidden activation (the
@@ -60,7 +65,23 @@ struct dit_scratch {
     struct infvsr_tensor d;      /* [N, dim] branch output             */
     struct infvsr_tensor h;      /* [min(N, DIT_FFN_ROWS), ffn_dim]    */
     struct infvsr_tensor patch;  /* [N, in_dim*4] patches / head out   */
-    struct infvsr_tensor freqs;  /* [N, head_dim/2, 2] f64 RoPE table  */
+};
+
+/* 3-D RoPE state (dit_rope.c). The table `freqs` [N, head_dim/2, 2] f64 holds per token
+ * the (cos, sin) of its time pairs, then height pairs, then width pairs. It is expanded on
+ * the backend from small per-axis tables `axes` (one row of (cos, sin) pairs per time,
+ * height or width position) with broadcasting copies: the height/width columns whenever
+ * the patch grid changes, the time columns every chunk (the only per-chunk upload: T rows
+ * of 2 * pairs_t doubles). */
+#define DIT_ROPE_BATCH 256
+
+struct dit_rope {
+    int                  pairs_t, pairs_h, pairs_w;
+    int64_t              row;          /* doubles per row of `axes`                   */
+    struct infvsr_tensor freqs;        /* [max_tokens, head_dim/2, 2] f64             */
+    struct infvsr_tensor axes;         /* [max_tokens + 2, row] f64                   */
+    int64_t              gh, gw;       /* grid whose h/w columns are in freqs (0: none) */
+    double *             host;         /* staging for DIT_ROPE_BATCH axis rows        */
 };
 
 struct infvsr_dit_session {
@@ -80,17 +101,19 @@ struct infvsr_dit_session {
 
     struct infvsr_tensor arena;        /* one backend allocation for all activations */
     struct dit_scratch   s;
-    float *              host_patch;   /* host staging [max_tokens, in_dim*4]        */
-    double *             host_freqs;   /* host staging [max_tokens, head_dim/2, 2]   */
+    struct dit_rope      rope;
     size_t               nbytes;
     infvsr_abort_cb      should_abort;  /* polled before each block (NULL: never)   */
     void *               abort_user;
 };
 
 /* dit_rope.c */
-void dit_rope_split(int head_dim, int * pairs_t, int * pairs_h, int * pairs_w);
-void dit_rope_fill(double * freqs, int head_dim, int64_t start_frame, int64_t n_frames, int64_t gh,
-                   int64_t gw);
+void               dit_rope_split(int head_dim, int * pairs_t, int * pairs_h, int * pairs_w);
+enum infvsr_status dit_rope_open(struct infvsr_dit_session * s, struct infvsr_err * err);
+void               dit_rope_close(struct infvsr_dit_session * s);
+/* Fills freqs[0 .. T*gh*gw) for a chunk of T frames starting at start_frame. */
+enum infvsr_status dit_rope_prepare(struct infvsr_dit_session * s, int64_t start_frame, int64_t T, int64_t gh,
+                                    int64_t gw, struct infvsr_err * err);
 
 /* dit_block.c: one transformer block on s->s.x (N tokens), in place. */
 enum infvsr_status dit_block_forward(struct infvsr_dit_session * s, const struct infvsr_dit_context * c,
@@ -99,5 +122,10 @@ enum infvsr_status dit_block_forward(struct infvsr_dit_session * s, const struct
 /* Helpers shared by the DiT files. */
 void dit_view(struct infvsr_tensor * t, const struct infvsr_tensor * base, size_t byte_offset,
               const char * name, enum infvsr_dtype dtype, int ndim, const int64_t * shape);
-/* Row r (of length dim) of a [rows, dim]-shaped f32 tensor as a [dim] view. */
+/* Row r (of length dim) of a [rows, dim]-shaped tensor as a [dim] view. */
 void dit_row(struct infvsr_tensor * t, const struct infvsr_tensor * base, int64_t r, int64_t dim);
+/* First n rows of a tensor as an [n, cols] view (same dtype). */
+void dit_rows(struct infvsr_tensor * t, const struct infvsr_tensor * base, int64_t n, int64_t cols);
+/* A backend tensor allocation with its metadata. */
+enum infvsr_status dit_alloc(struct infvsr_backend * be, struct infvsr_tensor * t, const char * name,
+                             enum infvsr_dtype dt, int ndim, const int64_t * shape, struct infvsr_err * err);

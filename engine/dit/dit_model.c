@@ -1,5 +1,6 @@
-/* DiT model: strict checkpoint validation (MODEL-SPEC §4.9) and the constants hoisted once
- * per model (§4.7): e = time embedding of t = 400, t_mod, mod_i = modulation_i + t_mod and
+/* DiT model: strict checkpoint validation (MODEL-SPEC §4.9), the one weight import
+ * (engine/core/weight_set) and the constants hoisted once per model (§4.7), computed on
+ * the backend: e = time embedding of t = 400, t_mod, mod_i = modulation_i + t_mod and
  * head_mod = head.modulation + e. */
 #include <math.h>
 #include <stdio.h>
@@ -153,59 +154,103 @@ static enum infvsr_status check_config(const struct infvsr_dit_config * c, struc
     return INFVSR_OK;
 }
 
-/* ---- hoisted constants ---- */
+/* ---- weight import ---- */
 
-static enum infvsr_status be_alloc(struct infvsr_backend * be, struct infvsr_tensor * t, const char * name,
-                                   enum infvsr_dtype dt, int ndim, const int64_t * shape, struct infvsr_err * err) {
+/* Every weight tensor of the model, in one list (the import registers exactly these). */
+static size_t weight_list(struct infvsr_dit * d, struct infvsr_tensor ** out) {
+    size_t n = 0;
+    struct infvsr_tensor * top[] = {
+        &d->patch_w, &d->patch_b, &d->text0_w, &d->text0_b, &d->text2_w, &d->text2_b, &d->time0_w, &d->time0_b,
+        &d->time2_w, &d->time2_b, &d->tproj_w, &d->tproj_b, &d->head_modulation, &d->head_w, &d->head_b,
+    };
+    for (size_t i = 0; i < sizeof top / sizeof top[0]; i++) out[n++] = top[i];
+    for (int l = 0; l < d->cfg.num_layers; l++) {
+        struct dit_block_weights * b = &d->blocks[l];
+        const struct dit_attn_weights * at[2] = { &b->self_attn, &b->cross_attn };
+        out[n++] = &b->modulation;
+        for (int k = 0; k < 2; k++) {
+            struct dit_attn_weights * a = (struct dit_attn_weights *)at[k];
+            struct infvsr_tensor * t[] = { &a->q_w, &a->q_b, &a->k_w, &a->k_b, &a->v_w,
+                                           &a->v_b, &a->o_w, &a->o_b, &a->norm_q, &a->norm_k };
+            for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) out[n++] = t[i];
+        }
+        struct infvsr_tensor * o[] = { &b->norm3_w, &b->norm3_b, &b->ffn0_w, &b->ffn0_b, &b->ffn2_w, &b->ffn2_b };
+        for (size_t i = 0; i < sizeof o / sizeof o[0]; i++) out[n++] = o[i];
+    }
+    return n;
+}
+
+#define DIT_TOP_WEIGHTS   15
+#define DIT_BLOCK_WEIGHTS (1 + 2 * N_ATTN + 6)
+
+/* The one import of the DiT's weights: register every tensor, commit once (views stay
+ * views on a host-visible backend), then the derived view: the Conv3d(in_dim -> dim,
+ * kernel = stride = (1,2,2)) as a linear on the channel-major flattened 2x2 patch (index
+ * c*4 + dy*2 + dx), which is the weight's own memory order. */
+static enum infvsr_status import_weights(struct infvsr_dit * d, struct infvsr_err * err) {
+    size_t cap = DIT_TOP_WEIGHTS + (size_t)d->cfg.num_layers * DIT_BLOCK_WEIGHTS;
+    struct infvsr_tensor ** list = malloc(cap * sizeof *list);
+    if (!list) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "dit: no memory");
+    size_t n = weight_list(d, list);
+    INFVSR_ASSERT(n == cap);
+    enum infvsr_status st = INFVSR_OK;
+    for (size_t i = 0; i < n && st == INFVSR_OK; i++) st = infvsr_weight_set_add(&d->ws, list[i], 0, err);
+    free(list);
+    if (st == INFVSR_OK) st = infvsr_weight_set_commit(&d->ws, d->be, err);
+    if (st != INFVSR_OK) {
+        infvsr_err_prefix(err, "dit: weight import");
+        return st;
+    }
+    d->patch_w.ndim = 2;
+    d->patch_w.shape[0] = d->cfg.dim;
+    d->patch_w.shape[1] = (int64_t)d->cfg.in_dim * 4;
+    d->patch_w.shape[2] = d->patch_w.shape[3] = d->patch_w.shape[4] = 1;
+    return INFVSR_OK;
+}
+
+/* ---- hoisted constants (computed on the backend) ---- */
+
+enum infvsr_status dit_alloc(struct infvsr_backend * be, struct infvsr_tensor * t, const char * name,
+                             enum infvsr_dtype dt, int ndim, const int64_t * shape, struct infvsr_err * err) {
     infvsr_tensor_setup(t, name, dt, ndim, shape);
     return infvsr_backend_tensor_alloc(be, t, err);
 }
 
-static void be_free(struct infvsr_backend * be, struct infvsr_tensor * t) {
-    infvsr_backend_tensor_free(be, t);
-}
-
-/* Uploads a host weight of any float dtype as f32 into backend tensor `dst` at byte offset. */
-static enum infvsr_status upload_f32(struct infvsr_backend * be, struct infvsr_tensor * dst, size_t offset,
-                                     const struct infvsr_tensor * src, struct infvsr_err * err) {
-    size_t n = (size_t)infvsr_tensor_numel(src);
-    float * tmp = malloc(n * sizeof(float));
-    if (!tmp) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "dit: no memory for %zu floats", n);
-    infvsr_convert_to_f32(tmp, src->data, src->dtype, n);
-    enum infvsr_status st = infvsr_backend_tensor_set(be, dst, tmp, offset, n * sizeof(float), err);
-    free(tmp);
-    if (st != INFVSR_OK) return infvsr_err_set(err, st, "dit: upload of %s failed", src->name);
-    return INFVSR_OK;
-}
-
-static enum infvsr_status hoist_constants(struct infvsr_dit * d, struct infvsr_err * err) {
-    struct infvsr_backend * be = d->be;
-    int64_t dim = d->cfg.dim, L = d->cfg.num_layers, fd = d->cfg.freq_dim;
-    struct infvsr_tensor sinus = { 0 }, h1 = { 0 }, e = { 0 }, se = { 0 }, tmod = { 0 };
-    enum infvsr_status st;
-    int64_t s2[2];
-
-    /* sinusoid(t) = [cos(t w_k)] ++ [sin(t w_k)], w_k = 10000^(-k/half), float64 -> f32. */
-    int64_t half = fd / 2;
-    float * sv = malloc((size_t)fd * sizeof(float));
-    if (!sv) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "dit: no memory");
+/* sinusoid(t) = [cos(t w_k)] ++ [sin(t w_k)], w_k = 10000^(-k/half), float64 on the host,
+ * rounded to f32 and uploaded in the activation dtype (256 values, once per model). */
+static enum infvsr_status upload_sinusoid(struct infvsr_dit * d, struct infvsr_tensor * out,
+                                          struct infvsr_err * err) {
+    int64_t fd = d->cfg.freq_dim, half = fd / 2;
+    struct infvsr_tensor host = { 0 };
+    int64_t s2[2] = { 1, fd };
+    if (infvsr_tensor_alloc(&host, "dit.sinusoid", INFVSR_TYPE_F32, 2, s2) != INFVSR_OK)
+        return infvsr_err_set(err, INFVSR_ERR_NOMEM, "dit: no memory");
+    float * sv = host.data;
     for (int64_t k = 0; k < half; k++) {
         double a = INFVSR_DIT_TIMESTEP * pow(10000.0, -(double)k / (double)half);
         sv[k] = (float)cos(a);
         sv[half + k] = (float)sin(a);
     }
-    infvsr_shape2(s2, 1, fd);
-    st = be_alloc(be, &sinus, "dit.sinusoid", INFVSR_TYPE_F32, 2, s2, err);
-    if (st == INFVSR_OK) st = infvsr_backend_tensor_set(be, &sinus, sv, 0, (size_t)fd * sizeof(float), err);
-    free(sv);
-    if (st != INFVSR_OK) goto done;
+    enum infvsr_status st = infvsr_backend_upload(d->be, &host, d->act, out, err);
+    infvsr_tensor_release(&host);
+    return st;
+}
 
+static enum infvsr_status hoist_constants(struct infvsr_dit * d, struct infvsr_err * err) {
+    struct infvsr_backend * be = d->be;
+    const enum infvsr_dtype act = d->act;
+    int64_t dim = d->cfg.dim, L = d->cfg.num_layers;
+    struct infvsr_tensor sinus = { 0 }, h1 = { 0 }, e = { 0 }, se = { 0 }, tmod = { 0 };
+    enum infvsr_status st;
+    int64_t s2[2];
+
+    if ((st = upload_sinusoid(d, &sinus, err)) != INFVSR_OK) goto done;
     infvsr_shape2(s2, 1, dim);
-    if ((st = be_alloc(be, &h1, "dit.time_h", INFVSR_TYPE_F32, 2, s2, err)) != INFVSR_OK) goto done;
-    if ((st = be_alloc(be, &e, "dit.e", INFVSR_TYPE_F32, 2, s2, err)) != INFVSR_OK) goto done;
-    if ((st = be_alloc(be, &se, "dit.silu_e", INFVSR_TYPE_F32, 2, s2, err)) != INFVSR_OK) goto done;
+    if ((st = dit_alloc(be, &h1, "dit.time_h", act, 2, s2, err)) != INFVSR_OK) goto done;
+    if ((st = dit_alloc(be, &e, "dit.e", act, 2, s2, err)) != INFVSR_OK) goto done;
+    if ((st = dit_alloc(be, &se, "dit.silu_e", act, 2, s2, err)) != INFVSR_OK) goto done;
     infvsr_shape2(s2, 1, 6 * dim);
-    if ((st = be_alloc(be, &tmod, "dit.t_mod", INFVSR_TYPE_F32, 2, s2, err)) != INFVSR_OK) goto done;
+    if ((st = dit_alloc(be, &tmod, "dit.t_mod", act, 2, s2, err)) != INFVSR_OK) goto done;
 
     /* e = time_embedding.2(SiLU(time_embedding.0(sinusoid))); t_mod = time_projection.1(SiLU(e)) */
     if ((st = infvsr_op_linear(be, &sinus, &d->time0_w, &d->time0_b, INFVSR_UNARY_SILU, &h1, err)) != INFVSR_OK) goto done;
@@ -213,36 +258,37 @@ static enum infvsr_status hoist_constants(struct infvsr_dit * d, struct infvsr_e
     if ((st = infvsr_op_unary(be, INFVSR_UNARY_SILU, &e, &se, err)) != INFVSR_OK) goto done;
     if ((st = infvsr_op_linear(be, &se, &d->tproj_w, &d->tproj_b, INFVSR_UNARY_COUNT, &tmod, err)) != INFVSR_OK) goto done;
 
-    /* mod[i] = blocks.i.modulation + t_mod */
+    /* mod[i] = blocks.i.modulation + t_mod: the weight converted into row block i by a
+     * copy on the backend, then the add. */
     int64_t sm[3] = { L, 6, dim };
-    if ((st = be_alloc(be, &d->mod, "dit.mod", INFVSR_TYPE_F32, 3, sm, err)) != INFVSR_OK) goto done;
+    if ((st = dit_alloc(be, &d->mod, "dit.mod", act, 3, sm, err)) != INFVSR_OK) goto done;
     for (int64_t i = 0; i < L; i++) {
-        size_t off = (size_t)(i * 6 * dim) * sizeof(float);
+        size_t off = (size_t)(i * 6 * dim) * infvsr_dtype_size(act);
         struct infvsr_tensor mi;
         int64_t s1[2] = { 1, 6 * dim };
-        dit_view(&mi, &d->mod, off, "dit.mod_i", INFVSR_TYPE_F32, 2, s1);
-        if ((st = upload_f32(be, &d->mod, off, &d->blocks[i].modulation, err)) != INFVSR_OK) goto done;
+        dit_view(&mi, &d->mod, off, "dit.mod_i", act, 2, s1);
+        if ((st = infvsr_op_convert(be, &d->blocks[i].modulation, &mi, err)) != INFVSR_OK) goto done;
         if ((st = infvsr_op_add(be, &mi, &tmod, &mi, err)) != INFVSR_OK) goto done;
     }
 
     /* head_mod = head.modulation + e (no SiLU, no projection: MODEL-SPEC §4.6) */
     infvsr_shape2(s2, 2, dim);
-    if ((st = be_alloc(be, &d->head_mod, "dit.head_mod", INFVSR_TYPE_F32, 2, s2, err)) != INFVSR_OK) goto done;
-    if ((st = upload_f32(be, &d->head_mod, 0, &d->head_modulation, err)) != INFVSR_OK) goto done;
+    if ((st = dit_alloc(be, &d->head_mod, "dit.head_mod", act, 2, s2, err)) != INFVSR_OK) goto done;
+    if ((st = infvsr_op_convert(be, &d->head_modulation, &d->head_mod, err)) != INFVSR_OK) goto done;
     for (int r = 0; r < 2; r++) {
-        struct infvsr_tensor row;
+        struct infvsr_tensor row, e1;
         dit_row(&row, &d->head_mod, r, dim);
-        struct infvsr_tensor e1;
         dit_row(&e1, &e, 0, dim);
         if ((st = infvsr_op_add(be, &row, &e1, &row, err)) != INFVSR_OK) goto done;
     }
+    /* The temporaries are freed below: wait until the queued ops have read them. */
     st = infvsr_backend_synchronize(be, err);
 done:
-    be_free(be, &sinus);
-    be_free(be, &h1);
-    be_free(be, &e);
-    be_free(be, &se);
-    be_free(be, &tmod);
+    infvsr_backend_tensor_free(be, &sinus);
+    infvsr_backend_tensor_free(be, &h1);
+    infvsr_backend_tensor_free(be, &e);
+    infvsr_backend_tensor_free(be, &se);
+    infvsr_backend_tensor_free(be, &tmod);
     if (st != INFVSR_OK) infvsr_err_prefix(err, "dit: time constants");
     return st;
 }
@@ -260,6 +306,11 @@ void dit_row(struct infvsr_tensor * t, const struct infvsr_tensor * base, int64_
     dit_view(t, base, (size_t)(r * dim) * infvsr_dtype_size(base->dtype), base->name, base->dtype, 1, s);
 }
 
+void dit_rows(struct infvsr_tensor * t, const struct infvsr_tensor * base, int64_t n, int64_t cols) {
+    int64_t s[2] = { n, cols };
+    dit_view(t, base, 0, base->name, base->dtype, 2, s);
+}
+
 enum infvsr_status infvsr_dit_load(const struct infvsr_dit_config * cfg, const struct infvsr_weights * w,
                                    struct infvsr_backend * be, struct infvsr_dit ** out, struct infvsr_err * err) {
     *out = NULL;
@@ -271,6 +322,10 @@ enum infvsr_status infvsr_dit_load(const struct infvsr_dit_config * cfg, const s
     d->head_dim = cfg->dim / cfg->num_heads;
     d->be = be;
     d->weights = w;
+    struct infvsr_backend_caps caps;
+    infvsr_backend_get_caps(be, &caps);
+    d->act = caps.act_dtype;
+    infvsr_weight_set_init(&d->ws);
     d->blocks = calloc((size_t)cfg->num_layers, sizeof *d->blocks);
     if (!d->blocks) {
         free(d);
@@ -311,14 +366,10 @@ enum infvsr_status infvsr_dit_load(const struct infvsr_dit_config * cfg, const s
         return INFVSR_ERR_MODEL;
     }
 
-    /* The Conv3d(in_dim -> dim, kernel = stride = (1,2,2)) is a linear on the channel-major
-     * flattened 2x2 patch (index c*4 + dy*2 + dx), which is the weight's own memory order. */
-    int64_t spw[2] = { dim, (int64_t)cfg->in_dim * 4 };
-    d->patch_w.ndim = 2;
-    d->patch_w.shape[0] = spw[0];
-    d->patch_w.shape[1] = spw[1];
-    d->patch_w.shape[2] = d->patch_w.shape[3] = d->patch_w.shape[4] = 1;
-
+    if ((st = import_weights(d, err)) != INFVSR_OK) {
+        infvsr_dit_free(d);
+        return st;
+    }
     st = hoist_constants(d, err);
     if (st != INFVSR_OK) {
         infvsr_dit_free(d);
@@ -330,13 +381,19 @@ enum infvsr_status infvsr_dit_load(const struct infvsr_dit_config * cfg, const s
 
 void infvsr_dit_free(struct infvsr_dit * d) {
     if (!d) return;
-    be_free(d->be, &d->mod);
-    be_free(d->be, &d->head_mod);
+    infvsr_backend_tensor_free(d->be, &d->mod);
+    infvsr_backend_tensor_free(d->be, &d->head_mod);
+    infvsr_weight_set_release(&d->ws, d->be);
     free(d->blocks);
     free(d);
 }
 
 const struct infvsr_dit_config * infvsr_dit_config_of(const struct infvsr_dit * d) { return &d->cfg; }
+enum infvsr_dtype                infvsr_dit_act_dtype(const struct infvsr_dit * d) { return d->act; }
+
+size_t infvsr_dit_resident_bytes(const struct infvsr_dit * d) {
+    return d->ws.resident_bytes + infvsr_tensor_nbytes(&d->mod) + infvsr_tensor_nbytes(&d->head_mod);
+}
 
 double infvsr_dit_chunk_flops(const struct infvsr_dit_config * c, int64_t n, int64_t n_cached, int64_t n_ctx) {
     double dim = c->dim, ffn = c->ffn_dim, L = c->num_layers, N = (double)n;

@@ -1,6 +1,6 @@
-/* DiT session: the rolling KV cache and the activation arena, both sized at open from the
- * largest chunk (max_tokens) so that a step never allocates (STYLE D, "memory after N
- * chunks equals memory after 2N"). */
+/* DiT session: the rolling KV cache, the activation arena and the RoPE tables, all on the
+ * backend and sized at open from the largest chunk (max_tokens), so that a step never
+ * allocates (STYLE D, "memory after N chunks equals memory after 2N"). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,17 +8,6 @@
 #include "dit_internal.h"
 
 static size_t align_up(size_t v) { return (v + INFVSR_TENSOR_ALIGN - 1) / INFVSR_TENSOR_ALIGN * INFVSR_TENSOR_ALIGN; }
-
-static enum infvsr_status alloc_rows(struct infvsr_backend * be, struct infvsr_tensor * t, const char * name,
-                                     int64_t n, int64_t cols, struct infvsr_err * err) {
-    int64_t s[2] = { n, cols };
-    infvsr_tensor_setup(t, name, INFVSR_TYPE_F32, 2, s);
-    return infvsr_backend_tensor_alloc(be, t, err);
-}
-
-static void free_tensor(struct infvsr_backend * be, struct infvsr_tensor * t) {
-    infvsr_backend_tensor_free(be, t);
-}
 
 enum infvsr_status infvsr_dit_session_open(struct infvsr_dit * dit, int64_t max_tokens,
                                            struct infvsr_dit_session ** out, struct infvsr_err * err) {
@@ -36,9 +25,12 @@ enum infvsr_status infvsr_dit_session_open(struct infvsr_dit * dit, int64_t max_
     s->dit = dit;
     s->max_tokens = max_tokens;
     enum infvsr_status st = INFVSR_OK;
+    const enum infvsr_dtype act = dit->act;
+    const size_t es = infvsr_dtype_size(act);
     int L = cfg->num_layers;
     int64_t dim = cfg->dim, N = max_tokens;
     int64_t pcols = (cfg->in_dim > cfg->out_dim ? cfg->in_dim : cfg->out_dim) * 4;
+    int64_t s2[2] = { N, dim };
 
     s->cache_k = calloc((size_t)L, sizeof *s->cache_k);
     s->cache_v = calloc((size_t)L, sizeof *s->cache_v);
@@ -50,49 +42,39 @@ enum infvsr_status infvsr_dit_session_open(struct infvsr_dit * dit, int64_t max_
     for (int l = 0; l < L; l++) {
         char name[64];
         snprintf(name, sizeof name, "dit.blocks.%d.self_attn.k", l);
-        if ((st = alloc_rows(be, &s->cache_k[l], name, N, dim, err)) != INFVSR_OK) goto fail;
+        if ((st = dit_alloc(be, &s->cache_k[l], name, act, 2, s2, err)) != INFVSR_OK) goto fail;
         snprintf(name, sizeof name, "dit.blocks.%d.self_attn.v", l);
-        if ((st = alloc_rows(be, &s->cache_v[l], name, N, dim, err)) != INFVSR_OK) goto fail;
+        if ((st = dit_alloc(be, &s->cache_v[l], name, act, 2, s2, err)) != INFVSR_OK) goto fail;
     }
-    if ((st = alloc_rows(be, &s->spare_k, "dit.self_attn.k_new", N, dim, err)) != INFVSR_OK) goto fail;
-    if ((st = alloc_rows(be, &s->spare_v, "dit.self_attn.v_new", N, dim, err)) != INFVSR_OK) goto fail;
+    if ((st = dit_alloc(be, &s->spare_k, "dit.self_attn.k_new", act, 2, s2, err)) != INFVSR_OK) goto fail;
+    if ((st = dit_alloc(be, &s->spare_v, "dit.self_attn.v_new", act, 2, s2, err)) != INFVSR_OK) goto fail;
 
-    /* Arena layout: x, a, q, o, d [N, dim]; h [min(N, DIT_FFN_ROWS), ffn_dim]; patch [N, 4*max(in,out)] f32;
-     * freqs [N, head_dim/2, 2] f64. */
+    /* Arena layout: x, a, q, o, d [N, dim]; h [min(N, DIT_FFN_ROWS), ffn_dim];
+     * patch [N, 4*max(in,out)], all in the activation dtype. */
     size_t o_x = 0;
-    size_t o_a = o_x + align_up((size_t)(N * dim) * 4);
-    size_t o_q = o_a + align_up((size_t)(N * dim) * 4);
-    size_t o_o = o_q + align_up((size_t)(N * dim) * 4);
-    size_t o_d = o_o + align_up((size_t)(N * dim) * 4);
-    size_t o_h = o_d + align_up((size_t)(N * dim) * 4);
+    size_t o_a = o_x + align_up((size_t)(N * dim) * es);
+    size_t o_q = o_a + align_up((size_t)(N * dim) * es);
+    size_t o_o = o_q + align_up((size_t)(N * dim) * es);
+    size_t o_d = o_o + align_up((size_t)(N * dim) * es);
+    size_t o_h = o_d + align_up((size_t)(N * dim) * es);
     int64_t ffn_rows = N < DIT_FFN_ROWS ? N : DIT_FFN_ROWS;
-    size_t o_p = o_h + align_up((size_t)(ffn_rows * cfg->ffn_dim) * 4);
-    size_t o_f = o_p + align_up((size_t)(N * pcols) * 4);
-    size_t total = o_f + align_up((size_t)(N * dit->head_dim) * 8);
-    int64_t sa[1] = { (int64_t)(total / 4) };
-    infvsr_tensor_setup(&s->arena, "dit.arena", INFVSR_TYPE_F32, 1, sa);
-    if ((st = infvsr_backend_tensor_alloc(be, &s->arena, err)) != INFVSR_OK) goto fail;
-    int64_t s2[2] = { N, dim };
-    dit_view(&s->s.x, &s->arena, o_x, "dit.x", INFVSR_TYPE_F32, 2, s2);
-    dit_view(&s->s.a, &s->arena, o_a, "dit.a", INFVSR_TYPE_F32, 2, s2);
-    dit_view(&s->s.q, &s->arena, o_q, "dit.q", INFVSR_TYPE_F32, 2, s2);
-    dit_view(&s->s.o, &s->arena, o_o, "dit.o", INFVSR_TYPE_F32, 2, s2);
-    dit_view(&s->s.d, &s->arena, o_d, "dit.d", INFVSR_TYPE_F32, 2, s2);
+    size_t o_p = o_h + align_up((size_t)(ffn_rows * cfg->ffn_dim) * es);
+    size_t total = o_p + align_up((size_t)(N * pcols) * es);
+    int64_t sa[1] = { (int64_t)(total / es) };
+    if ((st = dit_alloc(be, &s->arena, "dit.arena", act, 1, sa, err)) != INFVSR_OK) goto fail;
+    dit_view(&s->s.x, &s->arena, o_x, "dit.x", act, 2, s2);
+    dit_view(&s->s.a, &s->arena, o_a, "dit.a", act, 2, s2);
+    dit_view(&s->s.q, &s->arena, o_q, "dit.q", act, 2, s2);
+    dit_view(&s->s.o, &s->arena, o_o, "dit.o", act, 2, s2);
+    dit_view(&s->s.d, &s->arena, o_d, "dit.d", act, 2, s2);
     int64_t sh[2] = { ffn_rows, cfg->ffn_dim };
-    dit_view(&s->s.h, &s->arena, o_h, "dit.h", INFVSR_TYPE_F32, 2, sh);
+    dit_view(&s->s.h, &s->arena, o_h, "dit.h", act, 2, sh);
     int64_t sp[2] = { N, pcols };
-    dit_view(&s->s.patch, &s->arena, o_p, "dit.patch", INFVSR_TYPE_F32, 2, sp);
-    int64_t sf[3] = { N, dit->head_dim / 2, 2 };
-    dit_view(&s->s.freqs, &s->arena, o_f, "dit.rope", INFVSR_TYPE_F64, 3, sf);
+    dit_view(&s->s.patch, &s->arena, o_p, "dit.patch", act, 2, sp);
 
-    s->host_patch = malloc((size_t)(N * pcols) * 2 * sizeof(float)); /* gather + converted input */
-    s->host_freqs = malloc((size_t)(N * dit->head_dim) * sizeof(double));
-    if (!s->host_patch || !s->host_freqs) {
-        st = infvsr_err_set(err, INFVSR_ERR_NOMEM, "dit session: no memory for host staging");
-        goto fail;
-    }
-    s->nbytes = (size_t)(2 * L + 2) * (size_t)(N * dim) * 4 + total + (size_t)(N * pcols) * 2 * sizeof(float) +
-                (size_t)(N * dit->head_dim) * sizeof(double);
+    if ((st = dit_rope_open(s, err)) != INFVSR_OK) goto fail;
+    s->nbytes = (size_t)(2 * L + 2) * (size_t)(N * dim) * es + total + infvsr_tensor_nbytes(&s->rope.freqs) +
+                infvsr_tensor_nbytes(&s->rope.axes);
     infvsr_dit_session_reset(s);
     *out = s;
     return INFVSR_OK;
@@ -106,16 +88,15 @@ void infvsr_dit_session_close(struct infvsr_dit_session * s) {
     if (!s) return;
     struct infvsr_backend * be = s->dit->be;
     for (int l = 0; l < s->dit->cfg.num_layers; l++) {
-        if (s->cache_k) free_tensor(be, &s->cache_k[l]);
-        if (s->cache_v) free_tensor(be, &s->cache_v[l]);
+        if (s->cache_k) infvsr_backend_tensor_free(be, &s->cache_k[l]);
+        if (s->cache_v) infvsr_backend_tensor_free(be, &s->cache_v[l]);
     }
     free(s->cache_k);
     free(s->cache_v);
-    free_tensor(be, &s->spare_k);
-    free_tensor(be, &s->spare_v);
-    free_tensor(be, &s->arena);
-    free(s->host_patch);
-    free(s->host_freqs);
+    infvsr_backend_tensor_free(be, &s->spare_k);
+    infvsr_backend_tensor_free(be, &s->spare_v);
+    infvsr_backend_tensor_free(be, &s->arena);
+    dit_rope_close(s);
     free(s);
 }
 

@@ -1,49 +1,79 @@
-/* Pixel-level steps of a chunk around the model: u8 -> model range, padding, and the
- * writer's quantisation. The bicubic upscale itself is the backend's resize op. */
+/* Pixel-level steps of a chunk around the model, as strided copies on the backend (the
+ * engine never touches frame data on the host): u8 -> model range, replicate padding, and
+ * the writer's crop + quantisation. The bicubic upscale itself is the backend's resize op. */
 #include <string.h>
 
+#include "ops.h"
 #include "session_internal.h"
 
-void infvsr__lr_to_model(const uint8_t * rgb, int h, int w, int t, int L, float * dst) {
-    size_t plane = (size_t)h * w;
-    for (int c = 0; c < 3; c++) {
-        float * d = dst + ((size_t)c * L + t) * plane;
-        const uint8_t * s = rgb + c;
-        for (size_t i = 0; i < plane; i++) {
-            /* Three separate f32 roundings, as torch does x / 255 * 2 - 1 on an f32 tensor. */
-            float v = (float)s[3 * i] / 255.0f;
-            v = v * 2.0f;
-            d[i] = v - 1.0f;
-        }
-    }
+enum infvsr_status infvsr__frames_to_model(struct infvsr_session * s, int L, struct infvsr_err * err) {
+    const int64_t h = s->h, w = s->w;
+    /* dims: c, t, y, x; three separate f32 roundings, as torch does x / 255 * 2 - 1. */
+    struct infvsr_copy_args a = infvsr_copy_args_init(INFVSR_COPY_U8_TO_MODEL, 4);
+    const int64_t ext[4] = { 3, L, h, w };
+    const int64_t xs[4]  = { 1, h * w * 3, w * 3, 3 };
+    const int64_t ys[4]  = { L * h * w, h * w, w, 1 };
+    memcpy(a.extent, ext, sizeof ext);
+    memcpy(a.x_stride, xs, sizeof xs);
+    memcpy(a.y_stride, ys, sizeof ys);
+    a.x = &s->lr_u8;
+    a.y = &s->lr;
+    return infvsr_op_copy(s->be, &a, err);
 }
 
-void infvsr__pad_replicate(const float * src, int L, int sh, int sw, float * dst, int Lp, int ph, int pw) {
-    for (int c = 0; c < 3; c++) {
-        for (int t = 0; t < Lp; t++) {
-            const float * sf = src + ((size_t)c * L + (t < L ? t : L - 1)) * sh * sw;
-            float *       df = dst + ((size_t)c * Lp + t) * ph * pw;
-            for (int y = 0; y < ph; y++) {
-                const float * sr = sf + (size_t)(y < sh ? y : sh - 1) * sw;
-                float *       dr = df + (size_t)y * pw;
-                memcpy(dr, sr, (size_t)sw * sizeof *dr);
-                for (int x = sw; x < pw; x++) dr[x] = sr[sw - 1];
-            }
-        }
-    }
+/* frames[c, t0 + t, y0 + y, x0 + x] = src[c, st0 + t*stt, sy0 + y*sty, sx0 + x*stx] for
+ * t < nt, y < ny, x < nx (a stride of 0 repeats the source's last frame, row or column). */
+struct pad_region {
+    int64_t t0, nt, y0, ny, x0, nx;   /* destination block                 */
+    int64_t st0, stt, sy0, sty, sx0, stx;
+};
+
+static enum infvsr_status pad_copy(struct infvsr_session * s, const struct infvsr_tensor * src, int L, int Lp,
+                                   const struct pad_region * r, struct infvsr_err * err) {
+    if (r->nt == 0 || r->ny == 0 || r->nx == 0) return INFVSR_OK;
+    const int64_t sh = s->sh, sw = s->sw, ph = s->ph, pw = s->pw;
+    struct infvsr_copy_args a = infvsr_copy_args_init(INFVSR_COPY_SET, 4);
+    a.extent[0] = 3, a.extent[1] = r->nt, a.extent[2] = r->ny, a.extent[3] = r->nx;
+    a.x = src;
+    a.x_offset = (r->st0 * sh + r->sy0) * sw + r->sx0;
+    a.x_stride[0] = (int64_t)L * sh * sw, a.x_stride[1] = r->stt * sh * sw, a.x_stride[2] = r->sty * sw;
+    a.x_stride[3] = r->stx;
+    a.y = &s->frames;
+    a.y_offset = (r->t0 * ph + r->y0) * pw + r->x0;
+    a.y_stride[0] = (int64_t)Lp * ph * pw, a.y_stride[1] = ph * pw, a.y_stride[2] = pw, a.y_stride[3] = 1;
+    return infvsr_op_copy(s->be, &a, err);
 }
 
-void infvsr__quantise_frame(const float * dec, int Lp, int ph, int pw, int t, int sh, int sw, uint8_t * rgb) {
-    for (int c = 0; c < 3; c++) {
-        const float * df = dec + ((size_t)c * Lp + t) * ph * pw;
-        for (int y = 0; y < sh; y++) {
-            const float * dr = df + (size_t)y * pw;
-            uint8_t *     o  = rgb + (size_t)y * sw * 3 + c;
-            for (int x = 0; x < sw; x++) {
-                float v = (dr[x] + 1.0f) * 127.5f;
-                v = v >= 0.0f ? (v <= 255.0f ? v : 255.0f) : 0.0f; /* NaN -> 0 */
-                o[3 * x] = (uint8_t)v; /* truncation, as numpy's astype(uint8) after clip */
-            }
-        }
+enum infvsr_status infvsr__pad_replicate(struct infvsr_session * s, const struct infvsr_tensor * src, int L, int Lp,
+                                         struct infvsr_err * err) {
+    const int64_t sh = s->sh, sw = s->sw, ph = s->ph, pw = s->pw;
+    /* Every copy reads `src` (never frames itself, so no view overlaps the one written):
+     * the picture, the right columns, the bottom rows, the bottom-right corner; the same
+     * four again for the padded frames at the end, from the last frame (time stride 0). */
+    for (int k = 0; k < 2; k++) {
+        int64_t t0 = k == 0 ? 0 : L, nt = k == 0 ? L : Lp - L, st0 = k == 0 ? 0 : L - 1, stt = k == 0 ? 1 : 0;
+        const struct pad_region rs[4] = {
+            { t0, nt, 0, sh, 0, sw, st0, stt, 0, 1, 0, 1 },
+            { t0, nt, 0, sh, sw, pw - sw, st0, stt, 0, 1, sw - 1, 0 },
+            { t0, nt, sh, ph - sh, 0, sw, st0, stt, sh - 1, 0, 0, 1 },
+            { t0, nt, sh, ph - sh, sw, pw - sw, st0, stt, sh - 1, 0, sw - 1, 0 },
+        };
+        for (int i = 0; i < 4; i++) INFVSR_TRY(pad_copy(s, src, L, Lp, &rs[i], err));
     }
+    return INFVSR_OK;
+}
+
+enum infvsr_status infvsr__quantise(struct infvsr_session * s, int L, int Lp, struct infvsr_err * err) {
+    const int64_t sh = s->sh, sw = s->sw, ph = s->ph, pw = s->pw;
+    /* dims: t, y, c, x (x innermost: long rows); truncation as numpy's astype(uint8). */
+    struct infvsr_copy_args a = infvsr_copy_args_init(INFVSR_COPY_MODEL_TO_U8, 4);
+    const int64_t ext[4] = { L, sh, 3, sw };
+    const int64_t xs[4]  = { ph * pw, pw, (int64_t)Lp * ph * pw, 1 };
+    const int64_t ys[4]  = { sh * sw * 3, sw * 3, 1, 3 };
+    memcpy(a.extent, ext, sizeof ext);
+    memcpy(a.x_stride, xs, sizeof xs);
+    memcpy(a.y_stride, ys, sizeof ys);
+    a.x = &s->frames;
+    a.y = &s->out_u8;
+    return infvsr_op_copy(s->be, &a, err);
 }

@@ -36,11 +36,6 @@ static double now_s(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static void * alloc_buf(struct infvsr_session * s, size_t bytes) {
-    s->buffer_bytes += bytes;
-    return aligned_alloc(INFVSR_TENSOR_ALIGN, (bytes + INFVSR_TENSOR_ALIGN - 1) / INFVSR_TENSOR_ALIGN * INFVSR_TENSOR_ALIGN);
-}
-
 /* Records a failure; every later call reports it again. */
 static enum infvsr_status fail(struct infvsr_session * s, enum infvsr_status rc, struct infvsr_err * err) {
     s->failed = rc;
@@ -73,12 +68,18 @@ enum infvsr_status infvsr_session_open(struct infvsr_model * m, const struct inf
     struct infvsr_session * s = calloc(1, sizeof *s);
     if (!s) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "session: out of memory");
     s->m = m;
+    s->be = m->be;
     s->o = *o;
     s->h = o->height, s->w = o->width;
     s->sh = o->height * o->scale, s->sw = o->width * o->scale;
     s->ph = s->sh + infvsr__pad16(s->sh), s->pw = s->sw + infvsr__pad16(s->sw);
     s->lr_bytes = (size_t)s->h * s->w * 3;
     s->sr_bytes = (size_t)s->sh * s->sw * 3;
+    struct infvsr_backend_caps caps;
+    infvsr_backend_get_caps(s->be, &caps);
+    s->act = caps.act_dtype;
+    /* The reference upscales in f32 and rounds to bf16 afterwards (MODEL-SPEC §2.4). */
+    s->rdt = caps.act_f32 ? INFVSR_TYPE_F32 : caps.act_dtype;
     enum infvsr_status rc;
 
     struct infvsr_chunker_config cc = infvsr_chunker_config_default(o->width, o->height);
@@ -97,23 +98,41 @@ enum infvsr_status infvsr_session_open(struct infvsr_model * m, const struct inf
     const int64_t lh = s->ph / 8, lw = s->pw / 8;
     if ((rc = infvsr_dit_session_open(m->dit, max_latents * (lh / 2) * (lw / 2), &s->dit, err)) != INFVSR_OK)
         goto fail;
+    const int64_t n_tokens = infvsr_visual_n_tokens(m->visual), ctx_dim = infvsr_visual_out_dim(m->visual);
+    if ((rc = infvsr_dit_context_alloc(m->dit, n_tokens, &s->ctx, err)) != INFVSR_OK) goto fail;
 
-    const size_t F = INFVSR_CHUNK_MAX_FRAMES;
-    const int    img = infvsr_visual_img_size(m->visual);
-    s->lr       = alloc_buf(s, 3 * F * (size_t)s->h * s->w * sizeof(float));
-    s->up       = alloc_buf(s, 3 * F * (size_t)s->sh * s->sw * sizeof(float));
-    s->frames   = alloc_buf(s, 3 * F * (size_t)s->ph * s->pw * sizeof(float));
-    s->latents  = alloc_buf(s, INFVSR_VAE_Z_DIM * max_latents * lh * lw * sizeof(float));
-    s->pred     = alloc_buf(s, INFVSR_VAE_Z_DIM * max_latents * lh * lw * sizeof(float));
-    s->restored = alloc_buf(s, INFVSR_VAE_Z_DIM * max_latents * lh * lw * sizeof(float));
-    s->image    = alloc_buf(s, 3 * (size_t)img * img * sizeof(float));
-    s->context  = alloc_buf(s, (size_t)infvsr_visual_n_tokens(m->visual) * infvsr_visual_out_dim(m->visual) *
-                                   sizeof(float));
-    s->out      = alloc_buf(s, F * s->sr_bytes);
-    if (!s->lr || !s->up || !s->frames || !s->latents || !s->pred || !s->restored || !s->image || !s->context ||
-        !s->out) {
-        rc = infvsr_err_set(err, INFVSR_ERR_NOMEM, "session: out of memory for %dx%d -> %dx%d buffers (%zu bytes)",
-                            s->w, s->h, s->sw, s->sh, s->buffer_bytes);
+    const int64_t F = INFVSR_CHUNK_MAX_FRAMES, img = infvsr_visual_img_size(m->visual);
+    const struct {
+        struct infvsr_tensor * t;
+        const char *           name;
+        enum infvsr_dtype      dt;
+        int                    ndim;
+        int64_t                shape[4];
+    } bufs[] = {
+        { &s->lr_u8, "session.lr_u8", INFVSR_TYPE_U8, 4, { F, s->h, s->w, 3 } },
+        { &s->lr, "session.lr", s->rdt, 4, { 3, F, s->h, s->w } },
+        { &s->up, "session.upscaled", s->rdt, 4, { 3, F, s->sh, s->sw } },
+        { &s->frames, "session.frames", s->act, 4, { 3, F, s->ph, s->pw } },
+        { &s->latents, "session.latents", s->act, 4, { INFVSR_VAE_Z_DIM, max_latents, lh, lw } },
+        { &s->pred, "session.pred", s->act, 4, { INFVSR_VAE_Z_DIM, max_latents, lh, lw } },
+        { &s->restored, "session.restored", s->act, 4, { INFVSR_VAE_Z_DIM, max_latents, lh, lw } },
+        { &s->image, "session.reference_image", s->act, 3, { 3, img, img } },
+        { &s->context, "session.visual_context", s->act, 2, { n_tokens, ctx_dim } },
+        { &s->out_u8, "session.out_u8", INFVSR_TYPE_U8, 4, { F, s->sh, s->sw, 3 } },
+    };
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        if (bufs[i].t == &s->up && o->scale == 1) continue; /* no resize: padding reads lr */
+        infvsr_tensor_setup(bufs[i].t, bufs[i].name, bufs[i].dt, bufs[i].ndim, bufs[i].shape);
+        if ((rc = infvsr_backend_tensor_alloc(s->be, bufs[i].t, err)) != INFVSR_OK) {
+            infvsr_err_prefix(err, "session: %dx%d -> %dx%d buffers on %s", s->w, s->h, s->sw, s->sh, caps.name);
+            goto fail;
+        }
+        s->device_bytes += infvsr_tensor_nbytes(bufs[i].t);
+    }
+    s->out = malloc((size_t)F * s->sr_bytes);
+    s->host_bytes = (size_t)F * s->sr_bytes;
+    if (!s->out) {
+        rc = infvsr_err_set(err, INFVSR_ERR_NOMEM, "session: out of memory for %dx%d output frames", s->sw, s->sh);
         goto fail;
     }
     *out = s;
@@ -125,13 +144,19 @@ fail:
 
 void infvsr_session_close(struct infvsr_session * s) {
     if (!s) return;
+    /* Queued work may still read the buffers freed below (errors were reported already). */
+    infvsr_backend_synchronize(s->be, NULL);
     if (s->held_valid) infvsr_chunk_release(&s->held);
     infvsr_chunker_destroy(s->chunker);
     infvsr_vae_session_close(s->vae);
     infvsr_dit_session_close(s->dit);
     infvsr_dit_context_free(s->ctx);
-    free(s->lr), free(s->up), free(s->frames), free(s->latents), free(s->pred), free(s->restored);
-    free(s->image), free(s->context), free(s->out);
+    struct infvsr_tensor * bufs[] = { &s->lr_u8, &s->lr, &s->up, &s->frames, &s->latents, &s->pred,
+                                      &s->restored, &s->image, &s->context, &s->out_u8 };
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) infvsr_backend_tensor_free(s->be, bufs[i]);
+    free(s->out);
+    free(s->capture_raw);
+    infvsr_tensor_release(&s->capture_f32);
     for (int i = 0; i < s->pool_n; i++) free(s->pool[i]);
     free(s);
 }
@@ -143,6 +168,23 @@ void infvsr_session_set_chunk_hook(struct infvsr_session * s, infvsr_session_chu
     s->hook = hook, s->hook_user = user;
 }
 
+enum infvsr_status infvsr_session_capture_decoded(struct infvsr_session * s, struct infvsr_err * err) {
+    if (s->capture) return INFVSR_OK;
+    int64_t shape[4] = { 3, INFVSR_CHUNK_MAX_FRAMES, s->ph, s->pw };
+    if (infvsr_tensor_alloc(&s->capture_f32, "decoded", INFVSR_TYPE_F32, 4, shape) != INFVSR_OK)
+        return infvsr_err_set(err, INFVSR_ERR_NOMEM, "session: out of memory for the decoded-frame capture");
+    if (s->act != INFVSR_TYPE_F32) {
+        s->capture_raw = malloc(infvsr_tensor_nbytes(&s->frames));
+        if (!s->capture_raw) {
+            infvsr_tensor_release(&s->capture_f32);
+            return infvsr_err_set(err, INFVSR_ERR_NOMEM, "session: out of memory for the decoded-frame capture");
+        }
+    }
+    s->host_bytes += infvsr_tensor_nbytes(&s->capture_f32) + (s->capture_raw ? infvsr_tensor_nbytes(&s->frames) : 0);
+    s->capture = true;
+    return INFVSR_OK;
+}
+
 void infvsr_session_set_abort(struct infvsr_session * s, infvsr_abort_cb should_abort, void * user) {
     s->should_abort = should_abort, s->abort_user = user;
     infvsr_dit_session_set_abort(s->dit, should_abort, user);
@@ -151,6 +193,24 @@ void infvsr_session_set_abort(struct infvsr_session * s, infvsr_abort_cb should_
 
 /* ---- one chunk through the model ---------------------------------------------------- */
 
+/* A view of backend tensor `base` with another shape (a dense prefix of its storage). */
+static struct infvsr_tensor view(const struct infvsr_tensor * base, int ndim, const int64_t * shape) {
+    struct infvsr_tensor t;
+    infvsr_tensor_view(&t, base->name, base->dtype, ndim, shape, base->data);
+    t.mem = base->mem;
+    return t;
+}
+
+/* Waits for the stage's queued work so that its time is its own (no-op on the CPU). */
+static enum infvsr_status stage_done(struct infvsr_session * s, enum infvsr_session_stage stage, double * t0,
+                                     struct infvsr_err * err) {
+    enum infvsr_status rc = infvsr_backend_synchronize(s->be, err);
+    double t1 = now_s();
+    s->stats.seconds[stage] += t1 - *t0;
+    *t0 = t1;
+    return rc;
+}
+
 /* The cancel hook between the stages of a chunk (the DiT polls it between blocks, the VAE
  * between calls and layers). */
 static enum infvsr_status check_abort(const struct infvsr_session * s, const char * where, struct infvsr_err * err) {
@@ -158,110 +218,124 @@ static enum infvsr_status check_abort(const struct infvsr_session * s, const cha
     return infvsr_err_set(err, INFVSR_ERR_CANCELLED, "session: cancelled before %s", where);
 }
 
-static enum infvsr_status compute_context(struct infvsr_session * s, const uint8_t * frame, struct infvsr_err * err) {
+/* The visual context from the chunk's first LR frame, already uploaded to lr_u8[0]. */
+static enum infvsr_status compute_context(struct infvsr_session * s, struct infvsr_err * err) {
     struct infvsr_model * m = s->m;
-    const int img = infvsr_visual_img_size(m->visual);
-    struct infvsr_tensor f, image, ctx;
     int64_t fs[3] = { s->h, s->w, 3 };
-    int64_t is[3] = { 3, img, img };
-    int64_t cs[2] = { infvsr_visual_n_tokens(m->visual), infvsr_visual_out_dim(m->visual) };
-    infvsr_tensor_view(&f, "reference_frame", INFVSR_TYPE_U8, 3, fs, (void *)frame);
-    infvsr_tensor_view(&image, "reference_image", INFVSR_TYPE_F32, 3, is, s->image);
-    infvsr_tensor_view(&ctx, "visual_context", INFVSR_TYPE_F32, 2, cs, s->context);
-    enum infvsr_status rc;
-    if ((rc = infvsr_visual_prepare_reference(m->visual, &f, &image, err)) != INFVSR_OK) return rc;
-    if ((rc = infvsr_visual_encode(m->visual, &image, NULL, &ctx, err)) != INFVSR_OK) return rc;
-    struct infvsr_dit_context * c = NULL;
-    if ((rc = infvsr_dit_context_init(m->dit, &ctx, &c, err)) != INFVSR_OK) return rc;
-    infvsr_dit_context_free(s->ctx);
-    s->ctx = c;
+    struct infvsr_tensor f = view(&s->lr_u8, 3, fs);
+    INFVSR_TRY(infvsr_visual_prepare_reference(m->visual, &f, &s->image, err));
+    INFVSR_TRY(infvsr_visual_encode(m->visual, &s->image, NULL, &s->context, err));
+    INFVSR_TRY(infvsr_dit_context_set(s->ctx, &s->context, err));
+    s->ctx_valid = true;
     s->stats.references++;
+    return INFVSR_OK;
+}
+
+/* The decoded frames [3, Lp, ph, pw] as a host f32 tensor for the hook, or NULL. */
+static enum infvsr_status decoded_for_hook(struct infvsr_session * s, const struct infvsr_tensor * dec,
+                                           struct infvsr_tensor * host, const struct infvsr_tensor ** out,
+                                           struct infvsr_err * err) {
+    *out = NULL;
+    if (!s->capture) return INFVSR_OK;
+    struct infvsr_backend_caps caps;
+    infvsr_backend_get_caps(s->be, &caps);
+    if (caps.host_visible && dec->dtype == INFVSR_TYPE_F32) { /* already a host f32 tensor */
+        *out = dec;
+        return INFVSR_OK;
+    }
+    *host = view(&s->capture_f32, dec->ndim, dec->shape);
+    host->mem = INFVSR_MEM_HOST;
+    size_t n = (size_t)infvsr_tensor_numel(dec);
+    void * dst = dec->dtype == INFVSR_TYPE_F32 ? host->data : s->capture_raw;
+    INFVSR_TRY(infvsr_backend_tensor_get(s->be, dec, dst, 0, infvsr_tensor_nbytes(dec), err));
+    INFVSR_TRY(infvsr_backend_synchronize(s->be, err));
+    if (dec->dtype != INFVSR_TYPE_F32) infvsr_convert_to_f32(host->data, s->capture_raw, dec->dtype, n);
+    *out = host;
     return INFVSR_OK;
 }
 
 static enum infvsr_status run_chunk(struct infvsr_session * s, const struct infvsr_chunk * c,
                                     struct infvsr_err * err) {
-    struct infvsr_model * m = s->m;
-    double * sec = s->stats.seconds;
-    double t0 = now_s(), t1;
-    enum infvsr_status rc;
+    double t0 = now_s();
     const bool first = c->new_scene || !s->scene_open;
     const int  L = c->n, Lp = infvsr__padded_len(L, first);
     INFVSR_ASSERT(L >= 1 && L <= INFVSR_CHUNK_MAX_FRAMES && Lp <= INFVSR_CHUNK_MAX_FRAMES);
-    if ((rc = check_abort(s, "the chunk started", err)) != INFVSR_OK) return rc;
+    INFVSR_TRY(check_abort(s, "the chunk started", err));
 
+    /* The only upload of a chunk: its u8 LR frames. */
+    for (int t = 0; t < L; t++)
+        INFVSR_TRY(infvsr_backend_tensor_set(s->be, &s->lr_u8, c->frames[t], (size_t)t * s->lr_bytes, s->lr_bytes,
+                                             err));
     if (first) {
         infvsr_dit_session_reset(s->dit);
         infvsr_vae_session_reset(s->vae);
         s->scene_open = true;
         s->stats.scenes++;
     }
-    if (c->update || !s->ctx) {
-        if ((rc = compute_context(s, c->frames[0], err)) != INFVSR_OK) return rc;
-        t1 = now_s(), sec[INFVSR_STAGE_VISUAL] += t1 - t0, t0 = t1;
+    if (c->update || !s->ctx_valid) {
+        INFVSR_TRY(compute_context(s, err));
+        INFVSR_TRY(stage_done(s, INFVSR_STAGE_VISUAL, &t0, err));
     }
 
     /* u8 -> [-1, 1], bicubic x scale (f32, no clamp), replicate padding. */
-    if ((rc = check_abort(s, "the resize", err)) != INFVSR_OK) return rc;
-    for (int t = 0; t < L; t++) infvsr__lr_to_model(c->frames[t], s->h, s->w, t, L, s->lr);
-    struct infvsr_tensor x, y;
+    INFVSR_TRY(check_abort(s, "the resize", err));
+    INFVSR_TRY(infvsr__frames_to_model(s, L, err));
     int64_t xs[3] = { 3 * (int64_t)L, s->h, s->w }, ys[3] = { 3 * (int64_t)L, s->sh, s->sw };
-    infvsr_tensor_view(&x, "lr", INFVSR_TYPE_F32, 3, xs, s->lr);
-    infvsr_tensor_view(&y, "upscaled", INFVSR_TYPE_F32, 3, ys, s->up);
-    if (s->o.scale == 1) {
-        memcpy(s->up, s->lr, infvsr_tensor_nbytes(&x));
-    } else if ((rc = infvsr_op_resize(m->be, INFVSR_RESIZE_BICUBIC_AA, &x, &y, err)) != INFVSR_OK) {
-        return rc;
+    struct infvsr_tensor x = view(&s->lr, 3, xs), y = view(&s->up, 3, ys);
+    const struct infvsr_tensor * upscaled = &s->lr;
+    if (s->o.scale != 1) {
+        INFVSR_TRY(infvsr_op_resize(s->be, INFVSR_RESIZE_BICUBIC_AA, &x, &y, err));
+        upscaled = &s->up;
     }
-    infvsr__pad_replicate(s->up, L, s->sh, s->sw, s->frames, Lp, s->ph, s->pw);
-    t1 = now_s(), sec[INFVSR_STAGE_RESIZE] += t1 - t0, t0 = t1;
+    INFVSR_TRY(infvsr__pad_replicate(s, upscaled, L, Lp, err));
+    INFVSR_TRY(stage_done(s, INFVSR_STAGE_RESIZE, &t0, err));
 
     /* VAE encode. */
     const int64_t T = infvsr_vae_encode_n_latents(Lp, first);
     INFVSR_ASSERT(T >= 1 && T <= 3);
-    struct infvsr_tensor frames, lat, pred, restored;
     int64_t fs[4] = { 3, Lp, s->ph, s->pw };
     int64_t ls[4] = { INFVSR_VAE_Z_DIM, T, s->ph / 8, s->pw / 8 };
-    infvsr_tensor_view(&frames, "frames", INFVSR_TYPE_F32, 4, fs, s->frames);
-    infvsr_tensor_view(&lat, "latents", INFVSR_TYPE_F32, 4, ls, s->latents);
-    infvsr_tensor_view(&pred, "pred", INFVSR_TYPE_F32, 4, ls, s->pred);
-    infvsr_tensor_view(&restored, "restored", INFVSR_TYPE_F32, 4, ls, s->restored);
-    if ((rc = check_abort(s, "the VAE encode", err)) != INFVSR_OK) return rc;
-    if ((rc = infvsr_vae_encode_chunk(s->vae, &frames, first, &lat, err)) != INFVSR_OK) return rc;
-    t1 = now_s(), sec[INFVSR_STAGE_VAE_ENCODE] += t1 - t0, t0 = t1;
+    struct infvsr_tensor frames = view(&s->frames, 4, fs), lat = view(&s->latents, 4, ls);
+    struct infvsr_tensor pred = view(&s->pred, 4, ls), restored = view(&s->restored, 4, ls);
+    INFVSR_TRY(check_abort(s, "the VAE encode", err));
+    INFVSR_TRY(infvsr_vae_encode_chunk(s->vae, &frames, first, &lat, err));
+    INFVSR_TRY(stage_done(s, INFVSR_STAGE_VAE_ENCODE, &t0, err));
 
     /* One DiT step at the scene's latent position (padded latents count), then restore. */
-    if ((rc = check_abort(s, "the DiT step", err)) != INFVSR_OK) return rc;
+    INFVSR_TRY(check_abort(s, "the DiT step", err));
     const int64_t start_frame = infvsr_dit_session_position(s->dit);
-    if ((rc = infvsr_dit_step(s->dit, s->ctx, &lat, start_frame, &pred, err)) != INFVSR_OK) return rc;
-    if ((rc = infvsr_dit_restore(&lat, &pred, &restored, err)) != INFVSR_OK) return rc;
-    t1 = now_s(), sec[INFVSR_STAGE_DIT] += t1 - t0, t0 = t1;
+    INFVSR_TRY(infvsr_dit_step(s->dit, s->ctx, &lat, start_frame, &pred, err));
+    INFVSR_TRY(infvsr_dit_restore(s->be, &lat, &pred, &restored, err));
+    INFVSR_TRY(stage_done(s, INFVSR_STAGE_DIT, &t0, err));
 
     /* VAE decode into the frames buffer (the encoder input is no longer needed). */
     const int64_t n_px = infvsr_vae_decode_n_frames(s->vae, T);
     if (n_px != Lp)
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "session: VAE decodes %lld frames for %lld latents, "
                               "expected %d (decoder state out of step)", (long long)n_px, (long long)T, Lp);
-    if ((rc = check_abort(s, "the VAE decode", err)) != INFVSR_OK) return rc;
-    if ((rc = infvsr_vae_decode_chunk(s->vae, &restored, &frames, err)) != INFVSR_OK) return rc;
-    t1 = now_s(), sec[INFVSR_STAGE_VAE_DECODE] += t1 - t0, t0 = t1;
+    INFVSR_TRY(check_abort(s, "the VAE decode", err));
+    INFVSR_TRY(infvsr_vae_decode_chunk(s->vae, &restored, &frames, err));
+    INFVSR_TRY(stage_done(s, INFVSR_STAGE_VAE_DECODE, &t0, err));
 
     if (s->hook) {
         struct infvsr_session_chunk_info info = {
             .first = c->first, .n = L, .n_padded = Lp, .n_latents = (int)T, .start_frame = start_frame,
             .new_scene = c->new_scene, .update = c->update,
         };
-        s->hook(s->hook_user, &info, &frames);
+        struct infvsr_tensor host;
+        const struct infvsr_tensor * dec = NULL;
+        INFVSR_TRY(decoded_for_hook(s, &frames, &host, &dec, err));
+        s->hook(s->hook_user, &info, dec);
+        t0 = now_s(); /* the hook's time is not the session's */
     }
 
-    /* Crop + quantise into the output buffer. */
-    for (int t = 0; t < L; t++) {
-        infvsr__quantise_frame(s->frames, Lp, s->ph, s->pw, t, s->sh, s->sw, s->out + (size_t)t * s->sr_bytes);
-        s->out_pts[t] = c->pts[t];
-    }
+    /* Crop + quantise on the backend; the only download of a chunk: its u8 SR frames. */
+    INFVSR_TRY(infvsr__quantise(s, L, Lp, err));
+    INFVSR_TRY(infvsr_backend_tensor_get(s->be, &s->out_u8, s->out, 0, (size_t)L * s->sr_bytes, err));
+    INFVSR_TRY(stage_done(s, INFVSR_STAGE_OUTPUT, &t0, err));
+    for (int t = 0; t < L; t++) s->out_pts[t] = c->pts[t];
     s->out_n = L, s->out_pos = 0;
     s->stats.chunks++;
-    t1 = now_s(), sec[INFVSR_STAGE_OUTPUT] += t1 - t0;
     return INFVSR_OK;
 }
 
@@ -283,7 +357,14 @@ static enum infvsr_status pump(struct infvsr_session * s, struct infvsr_err * er
             s->held_valid = true;
         }
         if (s->out_pos < s->out_n) return INFVSR_OK;
+        /* The chunk's own host<->backend traffic (sessions sharing a backend are driven from
+         * one thread, so nothing else moves meanwhile). */
+        struct infvsr_backend_traffic t0, t1;
+        infvsr_backend_get_traffic(s->be, &t0);
         enum infvsr_status rc = run_chunk(s, &s->held, err);
+        infvsr_backend_get_traffic(s->be, &t1);
+        s->stats.bytes_to_device += t1.bytes_to_device - t0.bytes_to_device;
+        s->stats.bytes_from_device += t1.bytes_from_device - t0.bytes_from_device;
         recycle(s, &s->held);
         s->held_valid = false;
         if (rc != INFVSR_OK) return fail(s, rc, err);
@@ -349,7 +430,10 @@ bool infvsr_session_done(const struct infvsr_session * s) { return s->drained; }
 
 void infvsr_session_get_stats(const struct infvsr_session * s, struct infvsr_session_stats * out) {
     *out = s->stats;
-    out->vae_cache_bytes = infvsr_vae_session_cache_bytes(s->vae) + infvsr_vae_session_scratch_bytes(s->vae);
-    out->dit_bytes       = infvsr_dit_session_nbytes(s->dit);
-    out->buffer_bytes    = s->buffer_bytes + (size_t)s->pool_n * s->lr_bytes;
+    out->vae_cache_bytes = infvsr_vae_session_bytes(s->vae);
+    out->dit_bytes       = infvsr_dit_session_nbytes(s->dit) + infvsr_dit_context_nbytes(s->ctx);
+    out->buffer_bytes    = s->device_bytes;
+    out->session_bytes   = out->vae_cache_bytes + out->dit_bytes + out->buffer_bytes;
+    out->host_bytes      = s->host_bytes + (size_t)s->pool_n * s->lr_bytes;
+    out->model_bytes     = infvsr_model_resident_bytes(s->m);
 }

@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "infvsr/backend.h"
 #include "infvsr/chunker.h"
 #include "infvsr/model_config.h"
 #include "infvsr/session.h"
@@ -32,31 +33,40 @@ struct infvsr_model {
 
 struct infvsr_session {
     struct infvsr_model *       m;
+    struct infvsr_backend *     be;
     struct infvsr_session_opts  o;
     int                         h, w;         /* LR size                                */
     int                         sh, sw;       /* SR size (scale * LR)                   */
     int                         ph, pw;       /* padded SR size (multiples of 16)       */
     size_t                      lr_bytes;     /* h * w * 3                              */
     size_t                      sr_bytes;     /* sh * sw * 3                            */
+    enum infvsr_dtype           act;          /* activation dtype of the backend        */
+    enum infvsr_dtype           rdt;          /* dtype of the resize (f32 when accepted) */
 
     struct infvsr_chunker *     chunker;
     struct infvsr_vae_session * vae;
     struct infvsr_dit_session * dit;
-    struct infvsr_dit_context * ctx;          /* current visual reference (NULL before) */
+    struct infvsr_dit_context * ctx;          /* visual reference (allocated at open)   */
+    bool                        ctx_valid;    /* set by the first reference             */
 
-    /* Buffers sized at open. */
-    float *   lr;        /* [3, 12, h, w]   model-range LR chunk                        */
-    float *   up;        /* [3, 12, sh, sw] upscaled                                    */
-    float *   frames;    /* [3, 12, ph, pw] padded chunk; reused for the decoded frames */
-    float *   latents;   /* [16, 3, ph/8, pw/8]                                         */
-    float *   pred;      /* same                                                        */
-    float *   restored;  /* same                                                        */
-    float *   image;     /* [3, img, img] visual reference image                        */
-    float *   context;   /* [n_tokens, out_dim] visual context                          */
-    uint8_t * out;       /* [12][sh][sw][3] quantised frames of the last chunk          */
+    /* Backend buffers, allocated at open (F = 12 frames, the largest chunk). */
+    struct infvsr_tensor lr_u8;     /* U8 [F, h, w, 3]      the chunk's LR frames (the upload) */
+    struct infvsr_tensor lr;        /* rdt [3, F, h, w]     model range                        */
+    struct infvsr_tensor up;        /* rdt [3, F, sh, sw]   upscaled (absent when scale == 1)  */
+    struct infvsr_tensor frames;    /* act [3, F, ph, pw]   padded chunk; then decoded frames  */
+    struct infvsr_tensor latents;   /* act [16, 3, ph/8, pw/8]                                 */
+    struct infvsr_tensor pred;      /* same                                                    */
+    struct infvsr_tensor restored;  /* same                                                    */
+    struct infvsr_tensor image;     /* act [3, img, img]    visual reference image             */
+    struct infvsr_tensor context;   /* act [n_tokens, out_dim] visual context                  */
+    struct infvsr_tensor out_u8;    /* U8 [F, sh, sw, 3]    quantised frames (the download)    */
+    size_t               device_bytes;
+
+    /* Host buffers. */
+    uint8_t * out;       /* [F][sh][sw][3] quantised frames of the last chunk            */
     int64_t   out_pts[INFVSR_CHUNK_MAX_FRAMES];
     int       out_n, out_pos;
-    size_t    buffer_bytes;
+    size_t    host_bytes;
 
     uint8_t * pool[INFVSR_SESSION_POOL_MAX];
     int       pool_n;
@@ -69,26 +79,31 @@ struct infvsr_session {
     enum infvsr_status failed;    /* sticky error */
     char               failed_msg[INFVSR_ERR_MSG_MAX];
 
-    struct infvsr_session_stats stats;
-    infvsr_session_chunk_hook   hook;
-    void *                      hook_user;
-    infvsr_abort_cb             should_abort; /* polled between stages (NULL: never) */
-    void *                      abort_user;
+    struct infvsr_session_stats   stats;
+    infvsr_session_chunk_hook     hook;
+    void *                        hook_user;
+    infvsr_abort_cb               should_abort; /* polled between stages (NULL: never) */
+    void *                        abort_user;
+    /* Host copy of the decoded frames for the hook (infvsr_session_capture_decoded). */
+    bool                 capture;
+    void *               capture_raw;   /* act-dtype bytes of frames, when act != f32 */
+    struct infvsr_tensor capture_f32;   /* host F32 [3, F, ph, pw]                    */
 };
 
-/* ---- resize_pad.c: the pixel-level steps of a chunk (MODEL-SPEC §2.1, §2.4, §2.6) ---- */
+/* ---- resize_pad.c: the pixel-level steps of a chunk (MODEL-SPEC §2.1, §2.4, §2.6), each
+ * a strided copy on the backend ---- */
 
-/* Frame t of a chunk of L frames: RGB u8 [h, w, 3] -> planar model range into dst
- * [3, L, h, w] f32, as (u / 255) * 2 - 1 with three f32 operations in this order. */
-void infvsr__lr_to_model(const uint8_t * rgb, int h, int w, int t, int L, float * dst);
+/* lr_u8 [L, h, w, 3] (HWC) -> lr [3, L, h, w] as (u / 255) * 2 - 1 in f32 (U8_TO_MODEL). */
+enum infvsr_status infvsr__frames_to_model(struct infvsr_session * s, int L, struct infvsr_err * err);
 
-/* src [3, L, sh, sw] -> dst [3, Lp, ph, pw] with edge replication on the right, at the
- * bottom and at the end in time (Lp >= L, ph >= sh, pw >= sw). */
-void infvsr__pad_replicate(const float * src, int L, int sh, int sw, float * dst, int Lp, int ph, int pw);
+/* src [3, L, sh, sw] -> frames [3, Lp, ph, pw] with edge replication on the right, at the
+ * bottom and at the end in time (Lp >= L, ph >= sh, pw >= sw), converted to frames' dtype. */
+enum infvsr_status infvsr__pad_replicate(struct infvsr_session * s, const struct infvsr_tensor * src, int L, int Lp,
+                                         struct infvsr_err * err);
 
-/* Frame t of decoded [3, Lp, ph, pw] (cropped to sh x sw) -> RGB u8 [sh, sw, 3] as
- * trunc(clamp((x + 1) * 127.5, 0, 255)) in f32. */
-void infvsr__quantise_frame(const float * dec, int Lp, int ph, int pw, int t, int sh, int sw, uint8_t * rgb);
+/* frames [3, Lp, ph, pw] cropped to [:, :L, :sh, :sw] -> out_u8 [L, sh, sw, 3] as
+ * trunc(clamp((x + 1) * 127.5, 0, 255)) (MODEL_TO_U8). */
+enum infvsr_status infvsr__quantise(struct infvsr_session * s, int L, int Lp, struct infvsr_err * err);
 
 /* Padding amounts of MODEL-SPEC §2.4: (-n) mod 16 spatially; (first - L) mod 4 in time. */
 static inline int infvsr__pad16(int n) { return (16 - n % 16) % 16; }

@@ -128,6 +128,11 @@ void infvsr_model_close(struct infvsr_model * m) {
     free(m);
 }
 
+size_t infvsr_model_resident_bytes(const struct infvsr_model * m) {
+    return (m->dit ? infvsr_dit_resident_bytes(m->dit) : 0) + (m->vae ? infvsr_vae_resident_bytes(m->vae) : 0) +
+           (m->visual ? infvsr_visual_resident_bytes(m->visual) : 0);
+}
+
 const struct infvsr_model_config * infvsr_model_config_of(const struct infvsr_model * m) { return &m->cfg; }
 
 const char * infvsr_model_metadata(const struct infvsr_model * m, const char * key) {

@@ -218,8 +218,8 @@ extern "C" enum infvsr_status infvsr_cuda_backend_init(int device, enum infvsr_p
                       cudaGetErrorName(e), cudaGetErrorString(e));
     }
     if (n == 0) return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "CUDA backend: no CUDA device present");
-    if (device < 0 || device >= n)
-        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "CUDA backend: device %d out of range (%d present)",
+    if (device < 0 || device >= n) /* a GPU this machine does not have: unavailable, not a usage error */
+        return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "CUDA backend: device %d not present (%d present)",
                       device, n);
     cudaDeviceProp prop;
     e = cudaGetDeviceProperties(&prop, device);

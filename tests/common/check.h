@@ -5,8 +5,9 @@
  *   static const struct test_case tests[] = { TEST(test_foo), { 0 } };
  *   int main(int argc, char ** argv) { return test_main(argc, argv, tests); }
  *
- * `prog [substring]` runs only the tests whose name contains the substring. The last
- * line printed is "N passed, N failed". Exit code 0 only when nothing failed. */
+ * `prog [substring]` runs only the tests whose name contains the substring (a substring
+ * that matches no test is an error). The last line printed is "N passed, N failed". Exit
+ * code 0 only when nothing failed. */
 #pragma once
 
 #include <inttypes.h>
@@ -117,6 +118,10 @@ static inline int test_main(int argc, char ** argv, const struct test_case * tes
             printf("ok   %s\n", t->name);
         }
         fflush(stdout);
+    }
+    if (filter && passed + failed == 0) { /* a renamed test must not turn its ctest entry into a no-op */
+        printf("no test name contains '%s'\n", filter);
+        return 1;
     }
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

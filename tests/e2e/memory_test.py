@@ -4,7 +4,9 @@ on a 3000-frame y4m peaks (VmHWM, getrusage maxrss of the process) within 2% of 
 run on 300 frames. The clip has a scene cut every 37..113 frames and moving content, so
 every path (scene resets, reference refreshes, short chunks before cuts) runs many times.
 
-usage: memory_test.py INFVSR_BINARY WORK_DIR [SHORT LONG]"""
+On a device backend (--device devsim) the session's backend bytes must also be equal.
+
+usage: memory_test.py INFVSR_BINARY WORK_DIR [SHORT LONG] [--device D]"""
 import json
 import os
 import subprocess
@@ -12,8 +14,14 @@ import sys
 
 import numpy as np
 
-TOOL, WORK = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
-SHORT, LONG = (int(sys.argv[3]), int(sys.argv[4])) if len(sys.argv) > 4 else (300, 3000)
+ARGS = sys.argv[1:]
+DEVICE = "cpu"
+if "--device" in ARGS[:-1]:
+    i = ARGS.index("--device")
+    DEVICE = ARGS[i + 1]
+    del ARGS[i:i + 2]
+TOOL, WORK = os.path.abspath(ARGS[0]), os.path.abspath(ARGS[1])
+SHORT, LONG = (int(ARGS[2]), int(ARGS[3])) if len(ARGS) > 3 else (300, 3000)
 W = H = 8
 
 
@@ -39,11 +47,11 @@ def write_y4m(path, n, seed=11):
 
 
 def run(n):
-    src = os.path.join(WORK, "mem_%d.y4m" % n)
-    out = os.path.join(WORK, "mem_%d_out.y4m" % n)
+    src = os.path.join(WORK, "mem_%s_%d.y4m" % (DEVICE, n))
+    out = os.path.join(WORK, "mem_%s_%d_out.y4m" % (DEVICE, n))
     write_y4m(src, n)
     p = subprocess.run([TOOL, "upscale", src, out, "--model-dir", os.path.join(WORK, "tiny"), "--json", "--force",
-                        "--threads", "2"], capture_output=True, text=True)
+                        "--threads", "2", "--device", DEVICE], capture_output=True, text=True)
     if p.returncode != 0:
         raise RuntimeError("upscale %d frames failed: %s" % (n, p.stderr))
     done = [json.loads(l) for l in p.stdout.splitlines() if '"done"' in l][-1]
@@ -58,13 +66,16 @@ def main():
     a, b = run(SHORT), run(LONG)
     ok = a["frames"] == SHORT and b["frames"] == LONG
     growth = (b["peak_rss_kb"] - a["peak_rss_kb"]) / a["peak_rss_kb"]
-    print("%d frames: peak RSS %d kB, %d chunks, %d scenes, %d references, %.1f fps" % (
-        SHORT, a["peak_rss_kb"], a["chunks"], a["scenes"], a["references"], a["fps"]))
-    print("%d frames: peak RSS %d kB, %d chunks, %d scenes, %d references, %.1f fps" % (
-        LONG, b["peak_rss_kb"], b["chunks"], b["scenes"], b["references"], b["fps"]))
+    for n, d in ((SHORT, a), (LONG, b)):
+        print("%d frames on %s: peak RSS %d kB, session %d B on the backend, model %d B, %d chunks, %d scenes, "
+              "%d references, %.1f fps" % (n, d["backend"]["name"], d["peak_rss_kb"], d["session_bytes"],
+                                            d["model_bytes"], d["chunks"], d["scenes"], d["references"], d["fps"]))
     print("growth %.2f%% (limit 2%%)" % (100 * growth))
     if not ok:
         print("FAIL frame counts", a["frames"], b["frames"])
+    if a["session_bytes"] != b["session_bytes"] or a["backend"]["name"] != DEVICE:
+        print("FAIL session bytes differ or wrong backend")
+        ok = False
     if not growth <= 0.02:
         print("FAIL peak RSS grows with length")
         ok = False

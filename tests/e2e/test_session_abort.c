@@ -13,6 +13,7 @@
 
 #include "infvsr/session.h"
 #include "infvsr/backend.h"
+#include "test_backend.h"
 
 #ifndef E2E_TINY_DIR
 #error "E2E_TINY_DIR must point at a model written by infvsr make-tiny-model"
@@ -70,7 +71,8 @@ static bool load_model(void) {
     struct infvsr_err err = { 0 };
     struct infvsr_backend_opts bo = infvsr_backend_default_opts();
     bo.n_threads = 2;
-    CHECK_EQ_INT(infvsr_backend_init_by_name("cpu", &bo, &g_be, &err), INFVSR_OK);
+    bo.precision = tb_precision;
+    CHECK_EQ_INT(infvsr_backend_init_by_name(tb_name, &bo, &g_be, &err), INFVSR_OK); /* --backend, default cpu */
     if (!g_be) return false;
     enum infvsr_status rc = infvsr_model_open_dir(E2E_TINY_DIR, g_be, &g_model, &err);
     CHECK_MSG(rc == INFVSR_OK, "model %s: %s", E2E_TINY_DIR, err.msg);
@@ -282,4 +284,7 @@ static const struct test_case tests[] = {
     { 0 },
 };
 
-int main(int argc, char ** argv) { return test_main(argc, argv, tests); }
+int main(int argc, char ** argv) {
+    tb_parse_args(&argc, argv);
+    return test_main(argc, argv, tests);
+}

@@ -11,6 +11,12 @@ usage: upscale_test.py INFVSR_BINARY WORK_DIR REPO_DIR
 - bad inputs (random bytes, truncated MP4, zero-frame y4m, absurd dimensions, a resolution
   change mid-stream, no video stream, a missing model directory, an existing OUT): exit 1,
   a clear message, nothing under the output name (nor a temporary file next to it).
+- devices: --device devsim gives the same bytes as --device cpu (f32); devsim in bf16 runs
+  and stays close; --json reports the backend, model and session bytes and the traffic: per
+  chunk exactly the u8 LR frames in and the u8 SR frames out, plus the DiT's RoPE angle rows
+  (under 2 KiB a chunk; test_session.c checks their exact count); --device cuda on a build
+  without CUDA or a machine without a usable GPU (and bf16 with --device auto there): exit 3,
+  a message naming the reason, no output file; an unknown device or precision: exit 2.
 Prints "N passed, N failed"; exit status 0 only when nothing failed."""
 import glob
 import hashlib
@@ -189,12 +195,80 @@ def test_bad_inputs():
     check(p.returncode == 2, "usage error exit 2")
 
 
+def done_line(p):
+    lines = [json.loads(l) for l in p.stdout.splitlines() if l.startswith("{")]
+    return lines[-1] if lines and lines[-1]["event"] == "done" else None
+
+
+def y4m_frames(path):
+    """The frame payloads of a y4m file."""
+    data = open(os.path.join(WORK, path), "rb").read()
+    return data.split(b"FRAME\n")[1:]
+
+
+def test_devices():
+    # 11 frames of 16x16 (one 9-frame chunk, one 2-frame chunk) on each device.
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=16x16:rate=24", "-frames:v", "11", "-pix_fmt", "yuv420p", "dev.y4m")
+    runs = {}
+    for dev, prec in (("cpu", "auto"), ("devsim", "auto"), ("devsim", "bf16")):
+        out = "dev_%s_%s.y4m" % (dev, prec)
+        p = upscale("dev.y4m", out, "--device", dev, "--precision", prec, "--json")
+        runs[(dev, prec)] = (out, done_line(p))
+    cpu, sim, bf = runs[("cpu", "auto")], runs[("devsim", "auto")], runs[("devsim", "bf16")]
+    check(sha(os.path.join(WORK, cpu[0])) == sha(os.path.join(WORK, sim[0])), "--device devsim: same bytes as cpu")
+    a, b = y4m_frames(cpu[0]), y4m_frames(bf[0])
+    diff = [abs(x - y) for fa, fb in zip(a, b) for x, y in zip(fa, fb)]
+    mean = sum(diff) / max(1, len(diff))
+    check(len(a) == len(b) == 11 and mean < 1.0, "devsim bf16: 11 frames, mean |diff| vs f32 %.3f (< 1)" % mean)
+    lr_bytes, sr_bytes = 16 * 16 * 3, 64 * 64 * 3
+    for (dev, prec), (out, d) in runs.items():
+        what = "--json on %s/%s" % (dev, prec)
+        if not check(d is not None, what + ": a done line"):
+            continue
+        be = d["backend"]
+        check(be["name"] == dev and be["precision"] == ("bf16" if prec == "bf16" else "f32"),
+              what + ": backend %s" % be)
+        check(d["session_bytes"] > 0 and d["session_bytes"] == d["vae_cache_bytes"] + d["dit_bytes"] +
+              d["buffer_bytes"], what + ": session bytes %s" % d["session_bytes"])
+        check(d["model_bytes"] > 0, what + ": model bytes %s" % d["model_bytes"])
+        rope = d["bytes_to_device"] - d["frames"] * lr_bytes
+        check(0 < rope <= 2048 * d["chunks"], what + ": %d B in = %d LR frames x %d B + %d B of RoPE rows"
+              % (d["bytes_to_device"], d["frames"], lr_bytes, rope))
+        check(d["bytes_from_device"] == d["frames"] * sr_bytes, what + ": %d B out = %d SR frames x %d B"
+              % (d["bytes_from_device"], d["frames"], sr_bytes))
+        check(d["bytes_per_chunk"]["to_device"] == d["bytes_to_device"] / d["chunks"] and d["chunks"] == 2,
+              what + ": per chunk %s" % d["bytes_per_chunk"])
+    # devsim holds the weights in its own memory; the cpu reads most of them from the mapping.
+    check(sim[1] and cpu[1] and sim[1]["model_bytes"] > cpu[1]["model_bytes"],
+          "model bytes: devsim %s > cpu %s" % (sim[1] and sim[1]["model_bytes"], cpu[1] and cpu[1]["model_bytes"]))
+    # Devices that are not there: exit 3, a clear reason, nothing written.
+    # The reason names CUDA: a build without it, no usable device, device 1 not present.
+    for args, reason in ((("--device", "cuda"), ("CUDA",)), (("--device", "cuda:1"), ("CUDA",)),
+                         (("--device", "auto", "--precision", "bf16"), ("needs a GPU",))):
+        out = os.path.join(WORK, "nodev.mp4")
+        p = upscale("dev.y4m", out, *args, ok=False)
+        if p.returncode == 0:
+            print("skip %s: this build has CUDA and a usable GPU" % " ".join(args))
+            os.remove(out)
+            continue
+        check(p.returncode == 3 and any(r in p.stderr for r in reason) and "--device" in p.stderr,
+              "%s: want exit 3 naming the reason, got %d: %s" % (" ".join(args), p.returncode, p.stderr.strip()))
+        check(not leftovers(out), "%s: nothing left under %s" % (" ".join(args), out))
+    for args, msg in ((("--device", "tpu"), "unknown"), (("--precision", "fp8"), "--precision"),
+                      (("--device", "cpu", "--precision", "bf16"), "f32 only")):
+        out = os.path.join(WORK, "nodev.mp4")
+        p = upscale("dev.y4m", out, *args, ok=False)
+        check(p.returncode == 2 and msg in p.stderr and not leftovers(out),
+              "%s: want exit 2 and '%s', got %d: %s" % (" ".join(args), msg, p.returncode, p.stderr.strip()))
+
+
 def main():
     os.makedirs(WORK, exist_ok=True)
     for f in glob.glob(os.path.join(WORK, "*.mp4")) + glob.glob(os.path.join(WORK, "*.mkv")) + \
             glob.glob(os.path.join(WORK, "*.y4m")):
         os.remove(f)
-    for t in (test_make_tiny_model, test_upscale_mp4_audio, test_upscale_mkv_subtitles_ffv1_y4m, test_bad_inputs):
+    for t in (test_make_tiny_model, test_upscale_mp4_audio, test_upscale_mkv_subtitles_ffv1_y4m, test_bad_inputs,
+              test_devices):
         before = failed
         try:
             t()

@@ -1,8 +1,9 @@
 """Checks `infvsr run dit` on a fixture directory (dit_make_fixtures.py): outputs match the
-reference (rel err <= 1e-4 per tensor), and bad inputs exit 1 (usage errors 2) with a clear
-message.
+reference (rel err <= 1e-4 per tensor), bad inputs exit 1 (usage errors 2) with a clear
+message, and a device this build or machine does not have (`--device cuda` without CUDA or
+without a usable GPU) exits 3 with a message naming the reason and writes no output file.
 
-    dit_check_cli.py INFVSR_BINARY FIXTURE_DIR"""
+    dit_check_cli.py INFVSR_BINARY FIXTURE_DIR [--device D]    (default cpu; f32 devices only)"""
 import os
 import subprocess
 import sys
@@ -16,9 +17,12 @@ import st_io  # noqa: E402
 TOL = 1e-4
 
 
-def run(binary, fx, inp, out, model=None):
+DEVICE = "cpu"
+
+
+def run(binary, fx, inp, out, model=None, device=None):
     cmd = [binary, "run", "dit", "--model", model or os.path.join(fx, "model.ckpt"),
-           "--config", os.path.join(fx, "config.json"), "--in", inp, "--out", out]
+           "--config", os.path.join(fx, "config.json"), "--in", inp, "--out", out, "--device", device or DEVICE]
     return subprocess.run(cmd, capture_output=True, text=True)
 
 
@@ -28,11 +32,32 @@ def expect_fail(name, proc, code, text):
     return ok
 
 
+def check_unavailable_device(binary, fx, tmp):
+    """`--device cuda`: exit 3 and no output where CUDA is missing (the binary or a GPU)."""
+    out = os.path.join(tmp, "cuda.safetensors")
+    p = run(binary, fx, os.path.join(fx, "inputs.safetensors"), out, device="cuda")
+    if p.returncode == 0:
+        print("skip --device cuda: this build has CUDA and a usable GPU")
+        return True
+    ok = p.returncode == 3 and "--device cuda: CUDA" in p.stderr  # the reason: built without it, no usable device
+    ok &= not os.path.exists(out)
+    print("%s --device cuda: exit %d, %s, output %s" % ("ok  " if ok else "FAIL", p.returncode, p.stderr.strip(),
+                                                      "written" if os.path.exists(out) else "absent"))
+    p = run(binary, fx, os.path.join(fx, "inputs.safetensors"), out, device="tpu")
+    ok2 = p.returncode == 2 and "unknown" in p.stderr and not os.path.exists(out)
+    print("%s --device tpu: exit %d, %s" % ("ok  " if ok2 else "FAIL", p.returncode, p.stderr.strip()))
+    return ok and ok2
+
+
 def main():
+    global DEVICE
     binary, fx = sys.argv[1], sys.argv[2]
+    if len(sys.argv) > 4 and sys.argv[3] == "--device":
+        DEVICE = sys.argv[4]
     failures = 0
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "out.safetensors")
+        failures += not check_unavailable_device(binary, fx, tmp)
         p = run(binary, fx, os.path.join(fx, "inputs.safetensors"), out)
         if p.returncode != 0:
             print("FAIL run:", p.stderr)
@@ -47,7 +72,7 @@ def main():
             e = float(torch.linalg.norm(got[k].float() - exp[k]) / torch.linalg.norm(exp[k]))
             ok = got[k].shape == exp[k].shape and e <= TOL
             failures += not ok
-            print("%s %s %s rel err %.2e" % ("ok  " if ok else "FAIL", k, tuple(got[k].shape), e))
+            print("%s %s %s on %s: rel err %.2e" % ("ok  " if ok else "FAIL", k, tuple(got[k].shape), DEVICE, e))
 
         # No context tensor.
         failures += not expect_fail("missing context", run(binary, fx, os.path.join(fx, "expected.safetensors"), out),

@@ -10,6 +10,8 @@ Writes into DIR:
     inputs.safetensors    the `infvsr run dit` input (docs/VERIFY.md): context, latents_i,
                           start_frame_i, reset_i, context_i (new reference at a scene cut)
     expected.safetensors  pred_i, restored_i (f32) from the PyTorch reference
+    expected_bf16.safetensors  the same from the reference in the official bf16 numerics
+                          (dit_ref.py bf16=True), for the engine's bf16 activation mode
     bad_*.ckpt            (--bad) broken checkpoints for the loader's error tests
     stamp.txt             hash of the scripts and arguments; a rerun with the same stamp
                           reuses everything (the 30-layer fixture is 2.8 GB)
@@ -140,26 +142,30 @@ def main():
         return
 
     d = cfg["dit"]
-    inputs, expected = {}, {}
+    inputs, expected, expected_bf16 = {}, {}, {}
     i = 0
     t0 = time.time()
     for s, (h, w, chunks) in enumerate(parse_scenes(args.scenes)):
         ctx = bf16_values(torch.randn(args.n_ctx, d["text_dim"], generator=gen))
         inputs["context" if s == 0 else "context_%d" % i] = ctx
-        ckv = model.context(ctx)
-        cache, start = None, 0
+        ckv, ckv16 = model.context(ctx), model.context(ctx, bf16=True)
+        cache, cache16, start = None, None, 0
         for nf in chunks:
             lat = bf16_values(torch.randn(d["in_dim"], nf, h, w, generator=gen))
             pred, cache = model(lat, start, cache, ckv=ckv)
+            pred16, cache16 = model(lat, start, cache16, ckv=ckv16, bf16=True)
             inputs["latents_%d" % i] = lat
             inputs["start_frame_%d" % i] = torch.tensor([start], dtype=torch.int64)
             inputs["reset_%d" % i] = torch.tensor([1 if (s > 0 and start == 0) else 0], dtype=torch.int64)
             expected["pred_%d" % i] = pred
             expected["restored_%d" % i] = dit_ref.restore(lat, pred)
+            expected_bf16["pred_%d" % i] = pred16
+            expected_bf16["restored_%d" % i] = dit_ref.restore(lat, pred16, bf16=True)
             start += nf
             i += 1
     st_io.save(os.path.join(args.out, "inputs.safetensors"), inputs)
     st_io.save(os.path.join(args.out, "expected.safetensors"), expected)
+    st_io.save(os.path.join(args.out, "expected_bf16.safetensors"), expected_bf16)
     print("reference: %d chunks, %.1f s" % (i, time.time() - t0))
     with open(stamp_path, "w") as fh:
         fh.write(stamp + "\n")

@@ -2,12 +2,24 @@
 from the spec (not copied from any repository).
 
 Parameters are held in bf16 (as InfVSR.ckpt stores them) with the exact state-dict key names
-of MODEL-SPEC §4.9; every op computes in float32 with the weights upcast, which is the CPU
-backend's precision contract (the official GPU path rounds to bf16 after every op instead).
+of MODEL-SPEC §4.9. Two precisions:
+  f32  (default) every op computes in float32 with the weights upcast: the CPU backend's
+       contract (the engine's f32 activation dtype).
+  bf16 (bf16=True) the official pipeline's: the whole model runs in torch.bfloat16 on the GPU,
+       so every op's output is rounded to bf16 (MODEL-SPEC §4.3, §4.8): Linear with f32
+       accumulation and bias then one rounding, LayerNorm/RMSNorm statistics in f32 (RMSNorm
+       rounded before and after the weight), RoPE and the sinusoid in float64 then rounded,
+       attention with f32 softmax/accumulation and a bf16 output, and each elementwise torch
+       op (1 + e, the product, the sum, GELU, SiLU) rounded on its own. Emulated here on f32
+       tensors holding bf16 values (r() after each op), which is exact for those rules and
+       does not depend on the CPU's bf16 kernels.
 
     model = WanDiT(dim=1536, ffn_dim=8960, num_heads=12, num_layers=30)
     pred, cache = model(latents[16,T,h,w] f32, start_frame, cache_or_None, ctx[Nctx,text_dim])
     restored = restore(latents, pred)
+    # the official bf16 numerics:
+    pred, cache = model(latents, start_frame, cache, ckv=model.context(ctx, bf16=True), bf16=True)
+    restored = restore(latents, pred, bf16=True)
 """
 import math
 
@@ -21,6 +33,13 @@ TIMESTEP = 400.0
 SIGMA_EFF = 0.400390625
 
 
+def rounder(bf16):
+    """The rounding applied after every op: to bf16 (values kept in f32 tensors) or none."""
+    if bf16:
+        return lambda t: t.to(torch.bfloat16).to(torch.float32)
+    return lambda t: t
+
+
 class Lin(nn.Module):
     """Linear layer with bf16 storage, f32 compute (keys: weight, bias)."""
 
@@ -30,10 +49,10 @@ class Lin(nn.Module):
         self.bias = nn.Parameter(torch.empty(n_out, dtype=torch.bfloat16), requires_grad=False)
         self.f32 = None  # optional pre-upcast copy (benchmarks), not part of the state dict
 
-    def forward(self, x):
+    def forward(self, x, r=rounder(False)):
         if self.f32 is not None:
-            return F.linear(x, self.f32[0], self.f32[1])
-        return F.linear(x, self.weight.float(), self.bias.float())
+            return r(F.linear(x, self.f32[0], self.f32[1]))
+        return r(F.linear(x, self.weight.float(), self.bias.float()))
 
 
 class RMSNorm(nn.Module):
@@ -42,8 +61,8 @@ class RMSNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.empty(dim, dtype=torch.bfloat16), requires_grad=False)
 
-    def forward(self, x):
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight.float()
+    def forward(self, x, r=rounder(False)):
+        return r(r(x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)) * self.weight.float())
 
 
 class Attn(nn.Module):
@@ -120,27 +139,28 @@ class Block(nn.Module):
         self.norm3.bias.requires_grad_(False)
         self.ffn = nn.Sequential(Lin(dim, ffn_dim), nn.GELU(approximate="tanh"), Lin(ffn_dim, dim))
 
-    def cross_kv(self, c):
+    def cross_kv(self, c, r=rounder(False)):
         """Per-reference cross-attention keys and values of the embedded context c."""
-        return self.cross_attn.norm_k(self.cross_attn.k(c)), self.cross_attn.v(c)
+        return self.cross_attn.norm_k(self.cross_attn.k(c, r), r), self.cross_attn.v(c, r)
 
-    def forward(self, x, t_mod, freqs, cache, ckv):
+    def forward(self, x, t_mod, freqs, cache, ckv, r=rounder(False)):
         dim = x.shape[1]
-        mod = self.modulation.float()[0] + t_mod  # [6, dim]
+        mod = r(self.modulation.float()[0] + t_mod)  # [6, dim]
         e0, e1, e2, e3, e4, e5 = mod.unbind(0)
         sa = self.self_attn
-        a = F.layer_norm(x, (dim,), eps=self.eps) * (1 + e1) + e0
-        q = rope_apply(sa.norm_q(sa.q(a)), freqs, self.num_heads)
-        k = rope_apply(sa.norm_k(sa.k(a)), freqs, self.num_heads)
-        v = sa.v(a)
+        a = r(r(r(F.layer_norm(x, (dim,), eps=self.eps)) * r(1 + e1)) + e0)
+        q = r(rope_apply(sa.norm_q(sa.q(a, r), r), freqs, self.num_heads))
+        k = r(rope_apply(sa.norm_k(sa.k(a, r), r), freqs, self.num_heads))
+        v = sa.v(a, r)
         kk = k if cache is None else torch.cat([cache[0], k], 0)
         vv = v if cache is None else torch.cat([cache[1], v], 0)
-        x = x + e2 * sa.o(sdpa(q, kk, vv, self.num_heads))
+        x = r(x + r(e2 * sa.o(r(sdpa(q, kk, vv, self.num_heads)), r)))
         ca = self.cross_attn
-        z = F.layer_norm(x, (dim,), self.norm3.weight.float(), self.norm3.bias.float(), self.eps)
-        x = x + ca.o(sdpa(ca.norm_q(ca.q(z)), ckv[0], ckv[1], self.num_heads))
-        f = F.layer_norm(x, (dim,), eps=self.eps) * (1 + e4) + e3
-        x = x + e5 * self.ffn(f)
+        z = r(F.layer_norm(x, (dim,), self.norm3.weight.float(), self.norm3.bias.float(), self.eps))
+        x = r(x + ca.o(r(sdpa(ca.norm_q(ca.q(z, r), r), ckv[0], ckv[1], self.num_heads)), r))
+        f = r(r(r(F.layer_norm(x, (dim,), eps=self.eps)) * r(1 + e4)) + e3)
+        h = r(self.ffn[1](self.ffn[0](f, r)))
+        x = r(x + r(e5 * self.ffn[2](h, r)))
         return x, (k, v)
 
 
@@ -160,13 +180,13 @@ class PatchEmbed(nn.Module):
         self.bias = nn.Parameter(torch.empty(dim, dtype=torch.bfloat16), requires_grad=False)
 
 
-def sinusoid(freq_dim, t):
-    """[cos(t w_k)] ++ [sin(t w_k)], w_k = 10000^(-k/half), float64 then f32."""
+def sinusoid(freq_dim, t, r=rounder(False)):
+    """[cos(t w_k)] ++ [sin(t w_k)], w_k = 10000^(-k/half), float64 then f32 (then r)."""
     half = freq_dim // 2
     w = torch.pow(torch.tensor(10000.0, dtype=torch.float64),
                   -torch.arange(half, dtype=torch.float64) / half)
     a = t * w
-    return torch.cat([torch.cos(a), torch.sin(a)]).float()[None]
+    return r(torch.cat([torch.cos(a), torch.sin(a)]).float()[None])
 
 
 class WanDiT(nn.Module):
@@ -188,43 +208,51 @@ class WanDiT(nn.Module):
             if isinstance(m, Lin):
                 m.f32 = (m.weight.float(), m.bias.float())
 
-    def time_constants(self):
-        e = self.time_embedding(sinusoid(self.freq_dim, TIMESTEP))  # [1, dim]
-        t_mod = self.time_projection(e).view(6, self.dim)
+    def time_constants(self, r=rounder(False)):
+        te, tp = self.time_embedding, self.time_projection
+        e = te[2](r(te[1](te[0](sinusoid(self.freq_dim, TIMESTEP, r), r))), r)  # [1, dim]
+        t_mod = tp[1](r(tp[0](e)), r).view(6, self.dim)
         return e, t_mod
 
-    def context(self, ctx):
+    def context(self, ctx, bf16=False):
         """Embedded context c and per-block cross K/V (recomputed when the reference changes)."""
-        c = self.text_embedding(ctx.float())
-        return [b.cross_kv(c) for b in self.blocks]
+        r = rounder(bf16)
+        tx = self.text_embedding
+        c = tx[2](r(tx[1](tx[0](r(ctx.float()), r))), r)
+        return [b.cross_kv(c, r) for b in self.blocks]
 
     @torch.no_grad()
-    def forward(self, latents, start_frame, cache, ctx=None, ckv=None):
+    def forward(self, latents, start_frame, cache, ctx=None, ckv=None, bf16=False):
         """latents [in_dim, T, h, w] f32 -> (pred [out_dim, T, h, w] f32, new cache: per block
-        (k post-RoPE, v) of this chunk only)."""
+        (k post-RoPE, v) of this chunk only). bf16: the official rounding (module docstring)."""
+        r = rounder(bf16)
         if ckv is None:
-            ckv = self.context(ctx)
+            ckv = self.context(ctx, bf16)
         cin, nf, h, w = latents.shape
         gh, gw = h // 2, w // 2
         # patchify: token (f, y, x) frame-major; input vector index c*4 + dy*2 + dx
-        p = latents.float().view(cin, nf, gh, 2, gw, 2).permute(1, 2, 4, 0, 3, 5).reshape(-1, cin * 4)
+        p = r(latents.float()).view(cin, nf, gh, 2, gw, 2).permute(1, 2, 4, 0, 3, 5).reshape(-1, cin * 4)
         pe = self.patch_embedding
-        x = F.linear(p, pe.weight.float().reshape(self.dim, -1), pe.bias.float())
-        e, t_mod = self.time_constants()
+        x = r(F.linear(p, pe.weight.float().reshape(self.dim, -1), pe.bias.float()))
+        e, t_mod = self.time_constants(r)
         freqs = rope_freqs(self.dim // self.num_heads, start_frame, nf, gh, gw)
         new_cache = []
         for i, blk in enumerate(self.blocks):
-            x, kv = blk(x, t_mod, freqs, None if cache is None else cache[i], ckv[i])
+            x, kv = blk(x, t_mod, freqs, None if cache is None else cache[i], ckv[i], r)
             new_cache.append(kv)
-        hm = self.head.modulation.float()[0] + e  # rows: shift, scale
-        out = self.head.head(F.layer_norm(x, (self.dim,), eps=self.eps) * (1 + hm[1]) + hm[0])
+        hm = r(self.head.modulation.float()[0] + e)  # rows: shift, scale
+        out = self.head.head(r(r(r(F.layer_norm(x, (self.dim,), eps=self.eps)) * r(1 + hm[1])) + hm[0]), r)
         # unpatchify: channel j = (dy*2 + dx)*out_dim + c -> pred[c, f, 2y+dy, 2x+dx]
         pred = out.view(nf, gh, gw, 2, 2, self.out_dim).permute(5, 0, 1, 3, 2, 4).reshape(self.out_dim, nf, h, w)
         return pred.contiguous(), new_cache
 
 
-def restore(latents, pred):
-    """One-step flow-matching x0 estimate in f32: latents - sigma * pred."""
+def restore(latents, pred, bf16=False):
+    """One-step flow-matching x0 estimate: latents - sigma * pred in f32; in bf16 the product
+    rounded to bf16, then the sum (MODEL-SPEC §2.4 step 7)."""
+    if bf16:
+        r = rounder(True)
+        return r(r(latents.float()) + r(pred * -SIGMA_EFF))
     return latents.float() - SIGMA_EFF * pred
 
 

@@ -11,6 +11,10 @@ Per chunk (start, n, new_scene, update) of scene_ref.schedule():
   VAE encode -> DiT step (start_frame = position; position += T) -> restore -> VAE decode
   crop [:L, :H, :W]; u8 = trunc(clamp((x + 1) * 127.5, 0, 255))
 Everything computes in f32 with the weights exactly as stored (the C engine's contract).
+With bf16=True the same pipeline runs in the official bf16 numerics (MODEL-SPEC §2.4): the
+reference image cast to bf16 into Swin-L (model.to(bfloat16)), the upscale in f32 cast to bf16,
+the VAE as model.to(bfloat16), the DiT and the restore in dit_ref's bf16 mode, the decoded bf16
+frames quantised through f32 (§2.6).
 
 As a fixture generator:
     pipeline_ref.py OUT_DIR [--height 26 --width 38 --frames 60 --seed 7]
@@ -21,8 +25,10 @@ weights) and OUT_DIR/case.safetensors:
     sr_u8     [N, H, W, 3] u8    quantised output frames
     chunks    [C, 6] i64         first, n, new_scene, update, n_padded, start_frame
     cuts      [K] i64            cut frames reported by the ContentDetector reference
-and the same for the run without scene detection as *_noscene."""
+and the same for the run without scene detection as *_noscene; with --bf16 also the run with
+scene detection in bf16 as sr_f32_bf16, sr_u8_bf16, chunks_bf16 (the schedule is the same)."""
 import argparse
+import copy
 import json
 import os
 import sys
@@ -97,11 +103,14 @@ def quantise(y):
 
 
 @torch.no_grad()
-def run(frames, dit, vae, vis, cfg, scale=4, scene_detection=True, max_frames=None):
+def run(frames, dit, vae, vis, cfg, scale=4, scene_detection=True, max_frames=None, bf16=False):
     n_all, h, w, _ = frames.shape
     _, cuts, chunks = scene_ref.schedule(list(frames), scene_detection=scene_detection, max_frames=max_frames)
     H, W = scale * h, scale * w
     img = cfg["visual"]["img_size"]
+    act = torch.bfloat16 if bf16 else torch.float32
+    if bf16:   # the official pipeline's model.to(torch.bfloat16), on copies
+        vae, vis = copy.deepcopy(vae).to(act), copy.deepcopy(vis).to(act)
     stream = vae_ref.StreamingVAE(vae, H + (-H) % 16, W + (-W) % 16)
     sr, rows = [], []
     ckv = cache = None
@@ -113,15 +122,15 @@ def run(frames, dit, vae, vis, cfg, scale=4, scene_detection=True, max_frames=No
         chunk = frames[start:start + n]
         if update or ckv is None:
             image = visual_ref.prepare_reference(torch.from_numpy(np.ascontiguousarray(chunk[0])), img)
-            _, ctx = vis(image)
-            ckv = dit.context(ctx)
-        x = pad(upscale(chunk, scale), first)
-        lat = stream.encode_chunk(x, first)
-        pred, cache = dit(lat, position, cache, ckv=ckv)
-        restored = dit_ref.restore(lat, pred)
+            _, ctx = vis(image.to(act))
+            ckv = dit.context(ctx.float(), bf16=bf16)
+        x = pad(upscale(chunk, scale), first).to(act)   # replication commutes with the rounding
+        lat = stream.encode_chunk(x, first).float()
+        pred, cache = dit(lat, position, cache, ckv=ckv, bf16=bf16)
+        restored = dit_ref.restore(lat, pred, bf16=bf16)
         rows.append([start, n, int(new_scene), int(update), x.shape[1], position])
         position += lat.shape[1]
-        y = stream.decode_chunk(restored)
+        y = stream.decode_chunk(restored.to(act)).float()
         assert y.shape[1] == x.shape[1], (y.shape, x.shape)
         sr.append(y[:, :n, :H, :W])
     sr = torch.cat(sr, dim=1)                                   # [3, N, H, W]
@@ -164,6 +173,7 @@ def main():
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--bf16", action="store_true", help="also the run with scene detection in bf16")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -175,15 +185,25 @@ def main():
     frames = make_clip(a.height, a.width, a.frames, a.seed)
     out = {"lr": torch.from_numpy(frames)}
     summary = []
-    for key, kw in (("", {}), ("_noscene", dict(scene_detection=False))):
+    runs = [("", {}), ("_noscene", dict(scene_detection=False))]
+    if a.bf16:
+        runs.append(("_bf16", dict(bf16=True)))
+    for key, kw in runs:
+        t1 = time.time()
         sr_f32, sr_u8, rows, cuts = run(frames, dit, vae, vis, cfg, **kw)
         out["sr_f32" + key] = sr_f32
         out["sr_u8" + key] = sr_u8
         out["chunks" + key] = torch.tensor(rows, dtype=torch.int64)
         out["cuts" + key] = torch.tensor(cuts if cuts else [-1], dtype=torch.int64)
         clamped = (sr_f32.abs() >= 1).float().mean().item()
-        summary.append("run%s: chunks %s cuts %s, clamped %.3f, rms %.3f" % (
-            key or "(default)", [r[:4] for r in rows], cuts, clamped, sr_f32.pow(2).mean().sqrt().item()))
+        summary.append("run%s: chunks %s cuts %s, clamped %.3f, rms %.3f, %.1f s" % (
+            key or "(default)", [r[:4] for r in rows], cuts, clamped, sr_f32.pow(2).mean().sqrt().item(),
+            time.time() - t1))
+    if a.bf16:
+        d = (out["sr_f32_bf16"] - out["sr_f32"]).norm() / out["sr_f32"].norm()
+        du8 = (out["sr_u8_bf16"].int() - out["sr_u8"].int()).abs()
+        summary.append("bf16 vs f32: decoded rel err %.3e, u8 max |diff| %d, mean |diff| %.3f" % (
+            d.item(), du8.max().item(), du8.float().mean().item()))
     rows = out["chunks"].tolist()
     assert any(r[2] for r in rows[1:]), "the clip must contain a scene cut"
     assert any(r[3] and not r[2] for r in rows), "the clip must contain a reference refresh without a cut"

@@ -1,5 +1,7 @@
 #include "cli_util.h"
 
+#include "infvsr/backend.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -97,4 +99,27 @@ double cli_peak_rss_kib(void) {
         kib = (double)ru.ru_maxrss;
     }
     return kib;
+}
+
+int cli_open_backend(const char * prog, const char * device, const char * precision, int threads, bool cpu_reference,
+                     struct infvsr_backend ** be) {
+    *be = NULL;
+    int p = infvsr_precision_from_name(precision ? precision : "auto");
+    if (p < 0) {
+        fprintf(stderr, "%s: --precision must be auto, f32 or bf16, got '%s'\n", prog, precision);
+        return 2;
+    }
+    struct infvsr_backend_opts bo = infvsr_backend_default_opts();
+    bo.n_threads     = threads;
+    bo.precision     = (enum infvsr_precision)p;
+    bo.cpu_reference = cpu_reference;
+    struct infvsr_err err;
+    infvsr_err_clear(&err);
+    enum infvsr_status st = infvsr_backend_init_by_name(device ? device : "auto", &bo, be, &err);
+    if (st == INFVSR_OK) return 0;
+    fprintf(stderr, "%s: --device %s%s%s: %s\n", prog, device ? device : "auto", precision ? " --precision " : "",
+            precision ? precision : "", err.msg[0] ? err.msg : infvsr_status_str(st));
+    if (st == INFVSR_ERR_UNSUPPORTED) return CLI_EXIT_NO_DEVICE;
+    if (st == INFVSR_ERR_INVALID_ARG) return 2;
+    return 1;
 }

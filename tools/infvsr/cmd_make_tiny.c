@@ -9,14 +9,18 @@
  * §6.4): the DiT in bf16 as InfVSR.ckpt ships it, the VAE, Swin (with the "model." prefix of
  * ram_swin_large_14m.pth) and DAPE in f32. Scales keep activations O(1): weights
  * N(0, 1/fan_in), biases N(0, 0.05^2), norm gains 1 + N(0, 0.1^2), modulations N(0, 0.1^2),
- * the VAE decoder head x0.3 so that decoded frames stay mostly inside [-1, 1]. */
+ * the VAE decoder head x0.3 so that decoded frames stay mostly inside [-1, 1]. With --config
+ * config/models/infvsr-full.json it writes full-size random weights (about 4 GB; the numbers
+ * are generated on every core, the same bytes as one sequential pass). */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "commands.h"
 #include "infvsr/model_config.h"
@@ -34,9 +38,11 @@ struct tlist {
     bool                   oom;
 };
 
+#define SPLITMIX_STEP 0x9e3779b97f4a7c15ull
+
 /* splitmix64 + Box-Muller: the same numbers on every machine. */
 static double uniform01(uint64_t * s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    uint64_t z = (*s += SPLITMIX_STEP);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     z ^= z >> 31;
@@ -58,6 +64,61 @@ static double normal(uint64_t * s) {
     return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
 }
 
+/* Elements [i0, i1) of a tensor. Element i takes the two uniforms after stream state
+ * rng0 + 2 i steps (splitmix64 is a counter: the k-th state is rng0 + k * SPLITMIX_STEP), so
+ * any split of the range gives exactly the bytes of one sequential pass. */
+struct fill_job {
+    struct infvsr_tensor * t;
+    enum init_kind         kind;
+    float                  scale;
+    int64_t                fan_in, i0, i1;
+    uint64_t               rng0;
+};
+
+static void * fill_range(void * arg) {
+    const struct fill_job * j = arg;
+    const size_t es = infvsr_dtype_size(j->t->dtype);
+    uint64_t rng = j->rng0 + 2 * (uint64_t)j->i0 * SPLITMIX_STEP;
+    for (int64_t i = j->i0; i < j->i1; i++) {
+        double z = normal(&rng), v;
+        switch (j->kind) {
+        case INIT_FAN_IN: v = z / sqrt((double)j->fan_in); break;
+        case INIT_BIAS:   v = 0.05 * z; break;
+        case INIT_GAIN:   v = 1.0 + 0.1 * z; break;
+        case INIT_MOD:    v = 0.1 * z; break;
+        case INIT_TABLE:  v = 0.5 * z; break;
+        default:          v = z; break;
+        }
+        float f = (float)v * j->scale;
+        infvsr_convert_from_f32((char *)j->t->data + (size_t)i * es, j->t->dtype, &f, 1);
+    }
+    return NULL;
+}
+
+/* Fills t on up to all cores: the full-size model is ~1.6 G numbers (a minute on one core). */
+static void fill(struct tlist * l, struct infvsr_tensor * t, enum init_kind kind, float scale, int64_t fan_in) {
+    enum { MAX_THREADS = 64, MIN_PER_THREAD = 1 << 20 };
+    const int64_t n = infvsr_tensor_numel(t);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int64_t nt = n / MIN_PER_THREAD;
+    if (nt > cores) nt = cores;
+    if (nt > MAX_THREADS) nt = MAX_THREADS;
+    if (nt < 1) nt = 1;
+    struct fill_job jobs[MAX_THREADS];
+    pthread_t       tid[MAX_THREADS];
+    bool            started[MAX_THREADS] = { false };
+    for (int64_t k = 0; k < nt; k++) {
+        jobs[k] = (struct fill_job){ .t = t, .kind = kind, .scale = scale, .fan_in = fan_in,
+                                     .i0 = n * k / nt, .i1 = n * (k + 1) / nt, .rng0 = l->rng };
+        /* The last range runs here; a thread that cannot start runs its range here too. */
+        if (k + 1 < nt) started[k] = pthread_create(&tid[k], NULL, fill_range, &jobs[k]) == 0;
+        if (!started[k]) fill_range(&jobs[k]);
+    }
+    for (int64_t k = 0; k < nt; k++)
+        if (started[k]) pthread_join(tid[k], NULL);
+    l->rng += 2 * (uint64_t)n * SPLITMIX_STEP;
+}
+
 static void add(struct tlist * l, const char * name, enum init_kind kind, float scale, int ndim, ...) {
     if (l->oom) return;
     if (l->n == l->cap) {
@@ -74,20 +135,8 @@ static void add(struct tlist * l, const char * name, enum init_kind kind, float 
     struct infvsr_tensor * t = &l->t[l->n];
     if (infvsr_tensor_alloc(t, name, l->dtype, ndim, shape) != INFVSR_OK) { l->oom = true; return; }
     l->n++;
-    int64_t n = infvsr_tensor_numel(t), fan_in = n / (shape[0] > 0 ? shape[0] : 1);
-    for (int64_t i = 0; i < n; i++) {
-        double z = normal(&l->rng), v;
-        switch (kind) {
-        case INIT_FAN_IN: v = z / sqrt((double)fan_in); break;
-        case INIT_BIAS:   v = 0.05 * z; break;
-        case INIT_GAIN:   v = 1.0 + 0.1 * z; break;
-        case INIT_MOD:    v = 0.1 * z; break;
-        case INIT_TABLE:  v = 0.5 * z; break;
-        default:          v = z; break;
-        }
-        float f = (float)v * scale;
-        infvsr_convert_from_f32((char *)t->data + (size_t)i * infvsr_dtype_size(l->dtype), l->dtype, &f, 1);
-    }
+    int64_t n = infvsr_tensor_numel(t);
+    fill(l, t, kind, scale, n / (shape[0] > 0 ? shape[0] : 1));
 }
 
 #define I(x) ((int64_t)(x))

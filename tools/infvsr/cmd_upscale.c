@@ -15,15 +15,16 @@
 
 #include <libavutil/log.h>
 
+#include "cli_util.h"
 #include "commands.h"
+#include "infvsr/backend.h"
 #include "infvsr/session.h"
 #include "media.h"
-#include "infvsr/backend.h"
 
 enum progress_mode { PROGRESS_AUTO, PROGRESS_BAR, PROGRESS_JSON, PROGRESS_NONE };
 
 struct upscale_opts {
-    const char * in, * out, * model_dir;
+    const char * in, * out, * model_dir, * device, * precision;
     int          scale, threads, crf, vae_tile_threshold;
     bool         no_scene, yuv444p, force;
     double       scene_threshold, reference_threshold, fps;
@@ -50,12 +51,15 @@ static void usage(FILE * f) {
             "  --codec h264|ffv1|y4m    (default: from OUT's extension)\n"
             "  --yuv444p                lossless H.264 4:4:4 (CRF 0)\n"
             "  --crf N                  H.264 quality (default 15, as the reference)\n"
+            CLI_DEVICE_HELP
+            "                           (default: auto)\n"
             "  --threads N              CPU threads for the model (default: all cores)\n"
             "  --vae-tile-threshold N   VAE tiled when the padded output height exceeds N (default 1024)\n"
             "  --json                   progress and result as JSON lines on stdout\n"
             "  --quiet                  no progress, only errors\n"
             "  --force                  overwrite OUT if it exists\n"
-            "exit codes: 0 ok, 1 bad input/model/runtime failure, 2 usage error\n");
+            "exit codes: 0 ok, 1 bad input/model/runtime failure, 2 usage error, 3 device not available\n"
+            "(on every failure nothing is left under OUT)\n");
 }
 
 static bool parse_double(const char * s, double * v) {
@@ -76,6 +80,7 @@ static bool parse_int64(const char * s, int64_t * v) {
 static int parse_args(int argc, char ** argv, struct upscale_opts * o) {
     memset(o, 0, sizeof *o);
     o->model_dir = "models";
+    o->device = "auto";
     o->scale = 4, o->crf = 15, o->vae_tile_threshold = 1024;
     o->scene_threshold = o->reference_threshold = 27.0;
     o->progress = PROGRESS_AUTO;
@@ -99,6 +104,10 @@ static int parse_args(int argc, char ** argv, struct upscale_opts * o) {
             o->progress = PROGRESS_NONE;
         } else if (v && strcmp(a, "--model-dir") == 0) {
             o->model_dir = v, i++;
+        } else if (v && strcmp(a, "--device") == 0) {
+            o->device = v, i++;
+        } else if (v && strcmp(a, "--precision") == 0) {
+            o->precision = v, i++;
         } else if (v && strcmp(a, "--codec") == 0) {
             o->codec_set = true, i++;
             if (strcmp(v, "h264") == 0) o->codec = INFVSR_CODEC_H264;
@@ -251,10 +260,23 @@ static enum infvsr_status run_all(struct run * R, uint8_t * lr, struct infvsr_er
     return drain(R, err);
 }
 
-static void print_summary(struct run * R, double elapsed) {
+static void print_backend(struct infvsr_backend * be) {
+    struct infvsr_backend_caps c;
+    infvsr_backend_get_caps(be, &c);
+    printf("{\"event\":\"backend\",\"name\":\"%s\",\"device\":\"%s\",\"precision\":\"%s\","
+           "\"host_visible\":%s,\"mem_total\":%zu}\n",
+           c.name, c.device, infvsr_dtype_name(c.act_dtype), c.host_visible ? "true" : "false", c.mem_total);
+    fflush(stdout);
+}
+
+static void print_summary(struct run * R, struct infvsr_backend * be, double elapsed) {
     struct infvsr_session_stats st;
     infvsr_session_get_stats(R->s, &st);
+    struct infvsr_backend_caps caps;
+    infvsr_backend_get_caps(be, &caps);
     double fps = elapsed > 0 ? st.frames_out / elapsed : 0;
+    double per_in = st.chunks > 0 ? (double)st.bytes_to_device / (double)st.chunks : 0;
+    double per_out = st.chunks > 0 ? (double)st.bytes_from_device / (double)st.chunks : 0;
     if (R->o->progress == PROGRESS_JSON) {
         printf("{\"event\":\"done\",\"output\":\"%s\",\"frames\":%lld,\"chunks\":%lld,\"scenes\":%lld,"
                "\"references\":%lld,\"elapsed_s\":%.3f,\"fps\":%.3f,\"seconds\":{\"decode\":%.3f",
@@ -264,17 +286,26 @@ static void print_summary(struct run * R, double elapsed) {
             printf(",\"%s\":%.3f", infvsr_session_stage_name(i), st.seconds[i]);
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
-        printf(",\"encode\":%.3f},\"vae_cache_bytes\":%zu,\"dit_bytes\":%zu,\"buffer_bytes\":%zu,"
+        printf(",\"encode\":%.3f},\"backend\":{\"name\":\"%s\",\"device\":\"%s\",\"precision\":\"%s\"},"
+               "\"model_bytes\":%zu,\"session_bytes\":%zu,\"host_bytes\":%zu,"
+               "\"vae_cache_bytes\":%zu,\"dit_bytes\":%zu,\"buffer_bytes\":%zu,"
+               "\"bytes_to_device\":%llu,\"bytes_from_device\":%llu,"
+               "\"bytes_per_chunk\":{\"to_device\":%.0f,\"from_device\":%.0f},"
                "\"peak_rss_kb\":%ld}\n",
-               R->t_encode, st.vae_cache_bytes, st.dit_bytes, st.buffer_bytes, ru.ru_maxrss);
+               R->t_encode, caps.name, caps.device, infvsr_dtype_name(caps.act_dtype), st.model_bytes,
+               st.session_bytes, st.host_bytes, st.vae_cache_bytes, st.dit_bytes, st.buffer_bytes,
+               (unsigned long long)st.bytes_to_device, (unsigned long long)st.bytes_from_device, per_in, per_out,
+               ru.ru_maxrss);
         fflush(stdout);
     } else if (R->o->progress == PROGRESS_BAR) {
-        fprintf(stderr, "%s: %lld frames, %lld chunks, %lld scenes, %.1f s (%.2f fps)\n  seconds: decode %.2f",
+        fprintf(stderr, "%s: %lld frames, %lld chunks, %lld scenes, %.1f s (%.2f fps) on %s (%s)\n  seconds: decode %.2f",
                 R->o->out, (long long)st.frames_out, (long long)st.chunks, (long long)st.scenes, elapsed, fps,
-                R->t_decode);
+                caps.name, infvsr_dtype_name(caps.act_dtype), R->t_decode);
         for (int i = 0; i < INFVSR_STAGE_COUNT; i++)
             fprintf(stderr, ", %s %.2f", infvsr_session_stage_name(i), st.seconds[i]);
-        fprintf(stderr, ", encode %.2f\n", R->t_encode);
+        fprintf(stderr, ", encode %.2f\n  memory: model %.1f MiB, session %.1f MiB on %s; moved per chunk %.1f KiB in, "
+                "%.1f KiB out\n", R->t_encode, st.model_bytes / 1048576.0, st.session_bytes / 1048576.0, caps.name,
+                per_in / 1024.0, per_out / 1024.0);
     }
 }
 
@@ -298,13 +329,11 @@ int infvsr_cmd_upscale(int argc, char ** argv) {
 
     /* FFmpeg's own chatter (x264 statistics...) only when something goes wrong. */
     av_log_set_level(AV_LOG_ERROR);
-    /* Model first: a missing model directory should not cost a decode. */
-    struct infvsr_backend_opts bo = infvsr_backend_default_opts();
-    bo.n_threads = o.threads;
-    if (infvsr_backend_init_by_name("cpu", &bo, &be, &err) != INFVSR_OK) {
-        fprintf(stderr, "infvsr upscale: %s\n", err.msg);
-        return 1;
-    }
+    /* Device, then model: an unavailable device or a missing model directory should not
+     * cost a decode, and nothing is written before both are there. */
+    int brc = cli_open_backend("infvsr upscale", o.device, o.precision, o.threads, false, &be);
+    if (brc != 0) return brc;
+    if (o.progress == PROGRESS_JSON) print_backend(be);
     if ((rc = infvsr_model_open_dir(o.model_dir, be, &m, &err)) != INFVSR_OK) goto fail;
     const struct infvsr_model_config * mc = infvsr_model_config_of(m);
     if (strstr(mc->name, "random") && o.progress != PROGRESS_NONE)
@@ -368,7 +397,7 @@ int infvsr_cmd_upscale(int argc, char ** argv) {
     R.t_encode += now_s() - t0;
     if (rc != INFVSR_OK) goto fail;
     progress(&R, true);
-    print_summary(&R, now_s() - R.t_start);
+    print_summary(&R, be, now_s() - R.t_start);
     exit_code = 0;
     goto done;
 fail:

@@ -2,10 +2,12 @@
  * writes every chunk's prediction and restored latents (tensor names in docs/VERIFY.md).
  *
  *   infvsr run dit --model InfVSR.ckpt [--config cfg.json] --in IN.safetensors --out OUT.safetensors
- *                  [--threads N] [--repeat R] [--timing] [--ref]
+ *                  [--device D] [--precision P] [--threads N] [--repeat R] [--timing] [--ref]
  *
- * --repeat R runs the whole sequence R times (from a reset each time) and --timing prints
- * the median time per chunk, its GFLOP/s and the peak RSS: the benchmark's C side. */
+ * The inputs are uploaded to the device once, every chunk runs there, and the outputs come
+ * back (as f32) after the last repeat. --repeat R runs the whole sequence R times (from a
+ * reset each time) and --timing prints the median time per chunk (device synchronised),
+ * its GFLOP/s and the peak RSS: the benchmark's C side. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +23,7 @@
 #define MAX_CHUNKS 4096
 
 struct dit_opts {
-    const char * model, * config, * in, * out;
+    const char * model, * config, * in, * out, * device, * precision;
     int          threads, repeat;
     bool         timing, use_ref;
 };
@@ -29,21 +31,26 @@ struct dit_opts {
 static void usage(FILE * f) {
     fprintf(f,
             "usage: infvsr run dit --model FILE [--config CFG.json] --in IN.safetensors --out OUT.safetensors\n"
-            "                      [--threads N] [--repeat R] [--timing] [--ref]\n"
+            "                      [--device D] [--precision P] [--threads N] [--repeat R] [--timing] [--ref]\n"
             "  Runs the DiT on the chunk sequence of IN (context, latents_i, optional start_frame_i,\n"
             "  reset_i, context_i) and writes pred_i and restored_i (f32) to OUT. See docs/VERIFY.md.\n"
             "  --config   model config JSON (default: the built-in full InfVSR config)\n"
+            CLI_DEVICE_HELP
+            "             (default: cpu)\n"
             "  --threads  CPU threads (default: all cores)\n"
             "  --repeat   run the sequence R times (timing); outputs are from the last run\n"
             "  --timing   print per-chunk median time, GFLOP/s and peak RSS\n"
             "  --ref      use the float64 reference CPU kernels (slow)\n"
-            "exit codes: 0 ok, 1 bad input or model, 2 usage error\n");
+            "exit codes: 0 ok, 1 bad input or model, 2 usage error, 3 device not available\n");
 }
 
 static int parse_args(int argc, char ** argv, struct dit_opts * o) {
     memset(o, 0, sizeof *o);
     o->repeat = 1;
+    o->device = "cpu";
     const struct cli_opt opts[] = {
+        { "--device",    CLI_STR,  &o->device,    0, 0 },
+        { "--precision", CLI_STR,  &o->precision, 0, 0 },
         { "--model",   CLI_STR,  &o->model,   0, 0 },
         { "--config",  CLI_STR,  &o->config,  0, 0 },
         { "--in",      CLI_STR,  &o->in,      0, 0 },
@@ -82,12 +89,14 @@ static int read_scalar(const struct infvsr_weights * w, const char * name, int64
 }
 
 struct chunk {
-    const struct infvsr_tensor * latents;
-    const struct infvsr_tensor * context; /* non-NULL: new reference from this chunk on */
+    const struct infvsr_tensor * latents;     /* host (the input file)                   */
+    const struct infvsr_tensor * context;     /* non-NULL: new reference from this chunk on */
+    struct infvsr_tensor         dlat, dctx;  /* their copies on the device                */
+    struct infvsr_tensor         dpred, drestored;
     int64_t                      start_frame; /* -1: session position */
     bool                         reset;
     int64_t                      n_tokens;
-    struct infvsr_tensor         pred, restored;
+    struct infvsr_tensor         pred, restored; /* host f32 outputs                    */
     double *                     ms;          /* [repeat] */
 };
 
@@ -126,12 +135,7 @@ static int collect_chunks(const struct infvsr_weights * in, const struct infvsr_
             fprintf(stderr, "infvsr run dit: '%s' is negative\n", name);
             return 1;
         }
-        int64_t shp[4] = { cfg->out_dim, t->shape[lead + 1], t->shape[lead + 2], t->shape[lead + 3] };
-        snprintf(name, sizeof name, "pred_%d", n);
-        if (infvsr_tensor_alloc(&c->pred, name, INFVSR_TYPE_F32, 4, shp) != INFVSR_OK) return 1;
-        snprintf(name, sizeof name, "restored_%d", n);
-        if (infvsr_tensor_alloc(&c->restored, name, INFVSR_TYPE_F32, 4, shp) != INFVSR_OK) return 1;
-        *n_out = n + 1; /* owned outputs so far, freed by the caller */
+        *n_out = n + 1;
     }
     if (n == 0) {
         fprintf(stderr, "infvsr run dit: no 'latents_0' in the input file\n");
@@ -144,40 +148,88 @@ static int collect_chunks(const struct infvsr_weights * in, const struct infvsr_
     return 0;
 }
 
-/* Runs the sequence once; ms[rep] of each chunk filled. */
-static int run_sequence(struct infvsr_dit * dit, struct infvsr_dit_session * sess, const struct infvsr_tensor * ctx0,
-                        struct chunk * ch, int n, int rep) {
+/* Device copies of every chunk's inputs and outputs (inputs as stored, outputs in the
+ * activation dtype), made once before the timed runs. */
+static int upload_chunks(struct infvsr_backend * be, enum infvsr_dtype act, const struct infvsr_dit_config * cfg,
+                         struct chunk * ch, int n) {
     struct infvsr_err err;
     infvsr_err_clear(&err);
-    struct infvsr_dit_context * ctx = NULL;
+    for (int i = 0; i < n; i++) {
+        struct chunk * c = &ch[i];
+        const struct infvsr_tensor * t = c->latents;
+        int lead = t->ndim == 5 ? 1 : 0;
+        int64_t shp[4] = { cfg->out_dim, t->shape[lead + 1], t->shape[lead + 2], t->shape[lead + 3] };
+        char name[64];
+        enum infvsr_status st = infvsr_backend_upload(be, t, INFVSR_TYPE_COUNT, &c->dlat, &err);
+        if (st == INFVSR_OK && c->context) st = infvsr_backend_upload(be, c->context, INFVSR_TYPE_COUNT, &c->dctx, &err);
+        snprintf(name, sizeof name, "pred_%d", i);
+        infvsr_tensor_setup(&c->dpred, name, act, 4, shp);
+        if (st == INFVSR_OK) st = infvsr_backend_tensor_alloc(be, &c->dpred, &err);
+        snprintf(name, sizeof name, "restored_%d", i);
+        infvsr_tensor_setup(&c->drestored, name, act, 4, shp);
+        if (st == INFVSR_OK) st = infvsr_backend_tensor_alloc(be, &c->drestored, &err);
+        if (st != INFVSR_OK) {
+            fprintf(stderr, "infvsr run dit: chunk %d: %s\n", i, err.msg);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int download_chunks(struct infvsr_backend * be, struct chunk * ch, int n) {
+    struct infvsr_err err;
+    infvsr_err_clear(&err);
+    for (int i = 0; i < n; i++) {
+        if (infvsr_backend_download_f32(be, &ch[i].dpred, &ch[i].pred, &err) != INFVSR_OK ||
+            infvsr_backend_download_f32(be, &ch[i].drestored, &ch[i].restored, &err) != INFVSR_OK) {
+            fprintf(stderr, "infvsr run dit: chunk %d: %s\n", i, err.msg);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void free_chunks(struct infvsr_backend * be, struct chunk * ch, int n) {
+    for (int i = 0; i < n; i++) {
+        if (be) {
+            infvsr_backend_tensor_free(be, &ch[i].dlat);
+            infvsr_backend_tensor_free(be, &ch[i].dctx);
+            infvsr_backend_tensor_free(be, &ch[i].dpred);
+            infvsr_backend_tensor_free(be, &ch[i].drestored);
+        }
+        infvsr_tensor_release(&ch[i].pred);
+        infvsr_tensor_release(&ch[i].restored);
+    }
+}
+
+/* Runs the sequence once; ms[rep] of each chunk filled (each chunk waited for). */
+static int run_sequence(struct infvsr_backend * be, struct infvsr_dit_session * sess,
+                        struct infvsr_dit_context * ctx, const struct infvsr_tensor * ctx0, struct chunk * ch, int n,
+                        int rep) {
+    struct infvsr_err err;
+    infvsr_err_clear(&err);
     infvsr_dit_session_reset(sess);
-    if (infvsr_dit_context_init(dit, ctx0, &ctx, &err) != INFVSR_OK) {
+    if (infvsr_dit_context_set(ctx, ctx0, &err) != INFVSR_OK) {
         fprintf(stderr, "infvsr run dit: context: %s\n", err.msg);
         return 1;
     }
-    int rc = 0;
-    for (int i = 0; i < n && rc == 0; i++) {
+    for (int i = 0; i < n; i++) {
         struct chunk * c = &ch[i];
         if (c->reset) infvsr_dit_session_reset(sess);
-        if (c->context) {
-            infvsr_dit_context_free(ctx);
-            ctx = NULL;
-            if (infvsr_dit_context_init(dit, c->context, &ctx, &err) != INFVSR_OK) {
-                fprintf(stderr, "infvsr run dit: context_%d: %s\n", i, err.msg);
-                rc = 1;
-                break;
-            }
+        if (c->context && infvsr_dit_context_set(ctx, &c->dctx, &err) != INFVSR_OK) {
+            fprintf(stderr, "infvsr run dit: context_%d: %s\n", i, err.msg);
+            return 1;
         }
         double t0 = (cli_now_s() * 1e3);
-        if (infvsr_dit_step(sess, ctx, c->latents, c->start_frame, &c->pred, &err) != INFVSR_OK ||
-            infvsr_dit_restore(c->latents, &c->pred, &c->restored, &err) != INFVSR_OK) {
+        if (infvsr_dit_step(sess, ctx, &c->dlat, c->start_frame, &c->dpred, &err) != INFVSR_OK ||
+            infvsr_dit_restore(be, &c->dlat, &c->dpred, &c->drestored, &err) != INFVSR_OK ||
+            infvsr_backend_synchronize(be, &err) != INFVSR_OK) {
             fprintf(stderr, "infvsr run dit: chunk %d: %s\n", i, err.msg);
-            rc = 1;
+            return 1;
         }
         c->ms[rep] = (cli_now_s() * 1e3) - t0;
     }
-    infvsr_dit_context_free(ctx);
-    return rc;
+    return 0;
 }
 
 static void print_timing(const struct infvsr_dit_config * cfg, struct chunk * ch, int n, int repeat,
@@ -211,12 +263,17 @@ int infvsr_run_dit(int argc, char ** argv) {
     struct infvsr_backend * be = NULL;
     struct infvsr_dit * dit = NULL;
     struct infvsr_dit_session * sess = NULL;
+    struct infvsr_dit_context * ctx = NULL;
+    struct infvsr_tensor dctx0 = { 0 };
     struct chunk * ch = calloc(MAX_CHUNKS, sizeof *ch);
     double * ms = NULL;
     int n = 0;
     rc = 1;
     if (!ch) goto done;
 
+    /* The device first: an unavailable one is answered before any file is read. */
+    if ((rc = cli_open_backend("infvsr run dit", o.device, o.precision, o.threads, o.use_ref, &be)) != 0) goto done;
+    rc = 1;
     double t0 = (cli_now_s() * 1e3);
     if (infvsr_weights_open(o.in, &in, &err) != INFVSR_OK) {
         fprintf(stderr, "infvsr run dit: %s\n", err.msg);
@@ -233,23 +290,20 @@ int infvsr_run_dit(int argc, char ** argv) {
     if (!ms) goto done;
     for (int i = 0; i < n; i++) ch[i].ms = ms + (size_t)i * (size_t)o.repeat;
 
-    struct infvsr_backend_opts bo = infvsr_backend_default_opts();
-    bo.n_threads     = o.threads;
-    bo.cpu_reference = o.use_ref;
-    if (infvsr_backend_init_by_name("cpu", &bo, &be, &err) != INFVSR_OK) {
-        fprintf(stderr, "infvsr run dit: %s\n", err.msg);
-        goto done;
-    }
     if (infvsr_weights_open(o.model, &model, &err) != INFVSR_OK ||
         infvsr_dit_load(&mc.dit, model, be, &dit, &err) != INFVSR_OK ||
-        infvsr_dit_session_open(dit, max_tokens, &sess, &err) != INFVSR_OK) {
+        infvsr_dit_session_open(dit, max_tokens, &sess, &err) != INFVSR_OK ||
+        infvsr_backend_upload(be, ctx0, INFVSR_TYPE_COUNT, &dctx0, &err) != INFVSR_OK ||
+        infvsr_dit_context_alloc(dit, ctx0->shape[ctx0->ndim - 2], &ctx, &err) != INFVSR_OK) {
         fprintf(stderr, "infvsr run dit: %s\n", err.msg);
         goto done;
     }
+    if (upload_chunks(be, infvsr_dit_act_dtype(dit), &mc.dit, ch, n)) goto done;
     double load_ms = (cli_now_s() * 1e3) - t0;
 
     for (int r = 0; r < o.repeat; r++)
-        if (run_sequence(dit, sess, ctx0, ch, n, r)) goto done;
+        if (run_sequence(be, sess, ctx, &dctx0, ch, n, r)) goto done;
+    if (download_chunks(be, ch, n)) goto done;
     if (o.timing) print_timing(&mc.dit, ch, n, o.repeat, ctx0->shape[ctx0->ndim - 2], load_ms);
 
     struct infvsr_tensor * outs = calloc((size_t)n * 2, sizeof *outs);
@@ -267,12 +321,11 @@ int infvsr_run_dit(int argc, char ** argv) {
     }
     rc = 0;
 done:
-    for (int i = 0; ch && i < n; i++) {
-        infvsr_tensor_release(&ch[i].pred);
-        infvsr_tensor_release(&ch[i].restored);
-    }
+    if (ch) free_chunks(be, ch, n);
     free(ch);
     free(ms);
+    if (be) infvsr_backend_tensor_free(be, &dctx0);
+    infvsr_dit_context_free(ctx);
     infvsr_dit_session_close(sess);
     infvsr_dit_free(dit);
     if (be) infvsr_backend_free(be);

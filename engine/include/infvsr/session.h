@@ -14,21 +14,29 @@
  *   drain until pull answers 0;  infvsr_session_close(s);
  *
  * Inside, per chunk of the scheduler (chunker.h: scene detection, 9 then 12 frames, forced
- * boundaries at cuts, reference refresh): visual context when the chunk starts a sequence or
- * refreshes the reference; u8 -> [-1, 1] (/255, *2, -1 in f32); bicubic x scale with
- * antialias (Keys a = -0.5, the backend's INFVSR_RESIZE_BICUBIC_AA, f32, no clamp);
- * replicate padding right/bottom to multiples of 16 and in time to L' = 1 (mod 4) for the
- * first chunk of a scene, 0 (mod 4) otherwise; streaming VAE encode; one DiT step with the
- * rolling KV cache (start_frame = latent position in the scene, padded latents included);
- * restore; streaming VAE decode (clamped to [-1, 1]); crop; u8 = trunc(clamp((x+1)*127.5,
- * 0, 255)). A new scene resets the DiT cache and the VAE state.
+ * boundaries at cuts, reference refresh), everything runs on the model's backend: the
+ * chunk's u8 LR frames are uploaded (the only frame upload), then the visual context when the
+ * chunk starts a sequence or refreshes the reference; u8 -> [-1, 1] (/255, *2, -1 in f32);
+ * bicubic x scale with antialias (Keys a = -0.5, the backend's INFVSR_RESIZE_BICUBIC_AA,
+ * f32, no clamp); replicate padding right/bottom to multiples of 16 and in time to
+ * L' = 1 (mod 4) for the first chunk of a scene, 0 (mod 4) otherwise; streaming VAE
+ * encode; one DiT step with the rolling KV cache (start_frame = latent position in the
+ * scene, padded latents included); restore; streaming VAE decode (clamped to [-1, 1]);
+ * crop and u8 = trunc(clamp((x+1)*127.5, 0, 255)); then the u8 SR frames come back (the
+ * only download, one per chunk). Besides the frames only the DiT's RoPE angle rows (about
+ * 1 KiB per chunk, float64 from the host) cross (infvsr_session_stats counts it all).
+ * A new scene resets the DiT cache and the VAE state.
+ * Scene detection and chunking stay on the host.
  *
- * Precision: f32 end to end on the CPU backend (the modules' contract). The official GPU
- * pipeline rounds the upscaled frames and every module op to bf16; this one does not.
+ * Precision: the backend's activation dtype (infvsr_backend_get_caps). f32 end to end on
+ * the CPU backend; in bf16 (CUDA, devsim bf16) the padded frames, latents, prediction and
+ * decoded frames are bf16 like the official pipeline's, and the u8 -> model range and the
+ * bicubic upscale stay f32 (the reference upscales in f32 and rounds afterwards).
  *
- * Memory: every buffer is sized at open from the LR size (one chunk of at most 12 frames);
- * a steady-state chunk allocates nothing (LR frame buffers are recycled through a pool).
- * The visual context is rebuilt (allocated) only when the reference changes.
+ * Memory: every buffer and cache is allocated at open on the backend (sized from the LR
+ * size, one chunk of at most 12 frames), plus one host buffer of output frames; a chunk
+ * allocates nothing, a reference refresh neither (LR frame buffers of the chunker are
+ * recycled through a pool). Memory after N chunks equals memory after 2N.
  *
  * Compute happens inside push_frame and pull_frame (synchronously, on the caller's thread).
  * Not thread-safe: one thread drives a session. Several sessions may share a model only
@@ -75,6 +83,10 @@ enum infvsr_status infvsr_model_open_files(const struct infvsr_model_config * cf
                                            const char * dape_path, struct infvsr_backend * be,
                                            struct infvsr_model ** out, struct infvsr_err * err);
 void infvsr_model_close(struct infvsr_model * m);
+
+/* Backend bytes the model's three modules hold (weights imported into device memory and
+ * constants; 0 for weights that stay views into the mapped files on the CPU). */
+size_t infvsr_model_resident_bytes(const struct infvsr_model * m);
 
 const struct infvsr_model_config * infvsr_model_config_of(const struct infvsr_model * m);
 /* The safetensors "__metadata__" value of `key` in the DiT file (e.g. "infvsr.random_weights"),
@@ -144,17 +156,34 @@ struct infvsr_session_stats {
     int64_t chunks;          /* chunks run through the model                  */
     int64_t scenes;          /* chunks with new_scene                         */
     int64_t references;      /* visual contexts computed                      */
-    double  seconds[INFVSR_STAGE_COUNT];
-    size_t  vae_cache_bytes; /* VAE temporal caches                            */
-    size_t  dit_bytes;       /* DiT KV cache + arena                           */
-    size_t  buffer_bytes;    /* the session's own buffers (frames, latents...) */
+    double  seconds[INFVSR_STAGE_COUNT];  /* wall time per stage (the backend synchronised
+                                             at each stage's end)                          */
+    /* Backend memory held by the session (all allocated at open): */
+    size_t  vae_cache_bytes; /* VAE temporal caches + scratch                  */
+    size_t  dit_bytes;       /* DiT KV cache + arena + RoPE tables + context   */
+    size_t  buffer_bytes;    /* the session's own chunk buffers (frames, latents...) */
+    size_t  session_bytes;   /* the sum of the three above                      */
+    size_t  model_bytes;     /* infvsr_model_resident_bytes (shared by sessions) */
+    size_t  host_bytes;      /* host buffers: output frames, LR frame pool, capture */
+    /* Bytes moved between host and backend by this session's chunks (tensor_set/get; the
+     * one-time uploads of open, such as VAE blend masks, are not counted). Per chunk that
+     * is its u8 LR frames in and its u8 SR frames out, plus the DiT's RoPE angle rows
+     * (float64 cos/sin computed on the host: T rows per chunk, and gh + gw rows when the
+     * latent grid changes, 2 * max(pairs) doubles each; 1 KiB per chunk at full size), plus
+     * the decoded frames when infvsr_session_capture_decoded is on and the backend's memory
+     * is not host f32. */
+    uint64_t bytes_to_device;
+    uint64_t bytes_from_device;
 };
 
 void infvsr_session_get_stats(const struct infvsr_session * s, struct infvsr_session_stats * out);
 
 /* Debug/test hook, called once per chunk right after the VAE decode, before crop and
- * quantisation: decoded is [3, L', H', W'] f32 (padded, clamped to [-1, 1]); the kept frames
- * are [:, :n, :out_height, :out_width]. `first` is the chunk's first input frame index. */
+ * quantisation. `decoded` is NULL unless infvsr_session_capture_decoded was called; then it
+ * is a host f32 tensor [3, L', H', W'] (padded, clamped to [-1, 1]; downloaded from the
+ * backend and converted when the backend's memory is not host f32, so capture costs one
+ * download per chunk there); the kept frames are [:, :n, :out_height, :out_width].
+ * `first` is the chunk's first input frame index. */
 struct infvsr_session_chunk_info {
     int64_t first;
     int     n;            /* frames kept                                    */
@@ -166,6 +195,8 @@ struct infvsr_session_chunk_info {
 typedef void (*infvsr_session_chunk_hook)(void * user, const struct infvsr_session_chunk_info * info,
                                           const struct infvsr_tensor * decoded);
 void infvsr_session_set_chunk_hook(struct infvsr_session * s, infvsr_session_chunk_hook hook, void * user);
+/* Makes the hook receive the decoded frames (allocates the host copy once). */
+enum infvsr_status infvsr_session_capture_decoded(struct infvsr_session * s, struct infvsr_err * err);
 
 /* Cancellation: every later chunk computation polls `should_abort` (on the thread driving
  * the session) between the stages of a chunk, between DiT blocks and between VAE
