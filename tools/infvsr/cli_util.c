@@ -115,9 +115,9 @@ int cli_open_backend(const char * prog, const char * device, const char * precis
     bo.cpu_reference = cpu_reference;
     struct infvsr_err err;
     infvsr_err_clear(&err);
-    enum infvsr_status st = infvsr_backend_init_by_name(device ? device : "auto", &bo, be, &err);
+    enum infvsr_status st = infvsr_backend_init_by_name(device ? device : "cpu", &bo, be, &err);
     if (st == INFVSR_OK) return 0;
-    fprintf(stderr, "%s: --device %s%s%s: %s\n", prog, device ? device : "auto", precision ? " --precision " : "",
+    fprintf(stderr, "%s: --device %s%s%s: %s\n", prog, device ? device : "cpu", precision ? " --precision " : "",
             precision ? precision : "", err.msg[0] ? err.msg : infvsr_status_str(st));
     if (st == INFVSR_ERR_UNSUPPORTED) return CLI_EXIT_NO_DEVICE;
     if (st == INFVSR_ERR_INVALID_ARG) return 2;

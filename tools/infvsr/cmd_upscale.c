@@ -52,7 +52,7 @@ static void usage(FILE * f) {
             "  --yuv444p                lossless H.264 4:4:4 (CRF 0)\n"
             "  --crf N                  H.264 quality (default 15, as the reference)\n"
             CLI_DEVICE_HELP
-            "                           (default: auto)\n"
+            "                           (default: cpu, until the CUDA backend has run on a GPU)\n"
             "  --threads N              CPU threads for the model (default: all cores)\n"
             "  --vae-tile-threshold N   VAE tiled when the padded output height exceeds N (default 1024)\n"
             "  --json                   progress and result as JSON lines on stdout\n"
@@ -80,7 +80,9 @@ static bool parse_int64(const char * s, int64_t * v) {
 static int parse_args(int argc, char ** argv, struct upscale_opts * o) {
     memset(o, 0, sizeof *o);
     o->model_dir = "models";
-    o->device = "auto";
+    /* cpu until tests/cuda/run_gpu_checks.sh has passed on a GPU: `auto` would otherwise put
+     * every GPU user on a backend that has never executed (README, docs/CUDA.md). */
+    o->device = "cpu";
     o->scale = 4, o->crf = 15, o->vae_tile_threshold = 1024;
     o->scene_threshold = o->reference_threshold = 27.0;
     o->progress = PROGRESS_AUTO;
