@@ -42,10 +42,12 @@ static const struct directive directives[] = {
     ENUM(model, "infvsr", "infvsr|null", "infvsr (model_dir) or null (identity x scale)"),
     STR(model_dir, "/models", "directory with the model files"),
     STR(spool_dir, "/var/spool/infvsrd", "job inputs and outputs; created if missing"),
-    INT(workers, "1", 1, 16, "worker threads (GPUs; CPU build: 1)"),
+    STR(workers, "1", "auto (one per usable GPU, else one cpu), N workers on `device`, or a device list: cuda:0,cuda:1"),
     INT(threads, "0", 0, 1024, "CPU kernel threads per worker (0 = all cores)"),
-    STR(device, "cpu", "backend of the workers: cpu, cuda, cuda:N, auto (a usable GPU, else the CPU), devsim (tests)"),
+    STR(device, "cpu", "backend of a numeric `workers`: cpu, cuda, cuda:N, auto (a usable GPU, else the CPU), devsim (tests)"),
     ENUM(precision, "auto", "auto|f32|bf16", "activation dtype: auto = the device's own (f32 on cpu, bf16 on cuda)"),
+    INT(device_reserve_mb, "512", 0, 1 << 20, "device memory per worker that job placement leaves free (MiB)"),
+    STR(devsim_faults, "", "tests only: DEVICE@OP,... the devsim worker fails with a device fault at its OPth op"),
     INT(max_active_jobs_per_worker, "2", 1, 64, "jobs a worker interleaves chunk by chunk"),
     INT(max_queued_jobs, "16", 0, 100000, "non-terminal jobs beyond the active ones"),
     INT(max_awaiting_jobs_per_tenant, "16", 1, 100000, "jobs one tenant may hold before their first input byte; more -> 429"),
@@ -359,23 +361,15 @@ static void default_instance(struct srv_config * c, char ** envp) {
     if (!srv_instance_name_valid(c->instance)) snprintf(c->instance, sizeof(c->instance), "local");
 }
 
-/* cpu | auto | cuda | cuda:N | devsim | devsim:N (the names infvsr_backend_init_by_name
- * takes). Checked here so that --check-config catches a typo; whether the device exists is
- * only known when a worker opens it (a failed open makes the engine FAILED, readyz 503). */
-static bool device_name_valid(const char * d) {
-    if (!strcmp(d, "cpu") || !strcmp(d, "auto") || !strcmp(d, "cuda") || !strcmp(d, "devsim")) return true;
-    const char * n = !strncmp(d, "cuda:", 5) ? d + 5 : !strncmp(d, "devsim:", 7) ? d + 7 : NULL;
-    if (!n || !*n || strlen(n) > 3) return false;
-    for (const char * p = n; *p; p++)
-        if (!isdigit((unsigned char)*p)) return false;
-    return true;
-}
-
 static bool validate(struct srv_config * c, char ** envp, char * err, size_t err_len) {
-    if (!device_name_valid(c->device)) {
+    /* whether a device exists is only known when a worker opens it (a failed open makes
+     * that worker unhealthy; none healthy: readyz 503) */
+    if (!srv_device_name_valid(c->device)) {
         errf(err, err_len, "device: expected cpu, cuda, cuda:N, auto, devsim or devsim:N, got '%s'", c->device);
         return false;
     }
+    if (!srv_workers_parse(c->workers, c->device, &c->plan, err, err_len)) return false;
+    if (!srv_devsim_faults_parse(c->devsim_faults, &c->plan, err, err_len)) return false;
     if (!parse_listen(c, err, err_len)) return false;
     if (!c->instance[0]) default_instance(c, envp);
     if (!srv_instance_name_valid(c->instance)) {

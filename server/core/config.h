@@ -15,6 +15,7 @@
 #include <stdio.h>
 
 #include "netaddr.h"
+#include "workerspec.h"
 
 #define SRV_MAX_PEERS 64
 
@@ -32,10 +33,12 @@ struct srv_config {
     char    model[16];             /* "infvsr" or "null"                                */
     char    model_dir[512];
     char    spool_dir[512];
-    int     workers;
+    char    workers[256];          /* auto | N | device list (workerspec.h)            */
     int     threads;
     char    device[32];            /* backend of the workers: cpu, cuda[:N], auto, devsim[:N] */
     char    precision[8];          /* auto, f32 or bf16                                 */
+    int     device_reserve_mb;     /* device memory kept free of sessions per worker     */
+    char    devsim_faults[256];    /* tests: DEVICE@OP,... (workerspec.h)               */
     int     max_active_jobs_per_worker;
     int     max_queued_jobs;
     int     max_awaiting_jobs_per_tenant;
@@ -72,6 +75,7 @@ struct srv_config {
     char    config_file[512];      /* "" when none                                      */
     struct srv_cidr trusted[SRV_MAX_TRUSTED_PROXIES]; /* trusted_proxies, parsed         */
     int     n_trusted;
+    struct srv_worker_plan plan;   /* workers + device + devsim_faults, parsed          */
 };
 
 enum srv_config_action { SRV_CONFIG_RUN, SRV_CONFIG_EXIT_OK, SRV_CONFIG_EXIT_ERROR };

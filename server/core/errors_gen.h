@@ -16,11 +16,12 @@
     X(PAYLOAD_TOO_LARGE, "payload_too_large", 413, "Body or declared upload length exceeds the configured limit (also any length past 2^63 - 1).") \
     X(UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", 415, "Wrong Content-Type for this route.") \
     X(RANGE_NOT_SATISFIABLE, "range_not_satisfiable", 416, "GET output Range outside the stored file (Content-Range: bytes */size).") \
-    X(UNPROCESSABLE_VIDEO, "unprocessable_video", 422, "The uploaded bytes are not a decodable video, or violate limits (frame pixels, resolution change).") \
+    X(UNPROCESSABLE_VIDEO, "unprocessable_video", 422, "The uploaded bytes are not a decodable video, or violate limits (frame pixels, resolution change), or need more device memory for their session than any worker has free when idle (the message names the limit).") \
     X(RATE_LIMITED, "rate_limited", 429, "A client address (the peer, or X-Forwarded-For from a trusted proxy) exceeded max_requests_per_s, already holds max_jobs_per_client unfinished jobs, or holds more than max_connections_per_ip connections (then with Connection: close); or a tenant already holds max_awaiting_jobs_per_tenant jobs without input; see Retry-After.") \
     X(INTERNAL, "internal", 500, "Unexpected server failure.") \
     X(INTERRUPTED, "interrupted", 500, "The server restarted (crash or shutdown) while the job's input was incomplete and the upload cannot be resumed (a PUT); the job failed and must be created again.") \
-    X(WORKER_FAILED, "worker_failed", 500, "The worker running the job hit a device fault; the job failed.") \
+    X(WORKER_FAILED, "worker_failed", 500, "The worker running the job failed (its model could not run the job); the job failed.") \
+    X(DEVICE_FAULT, "device_fault", 500, "The device (GPU) of the worker running the job had a fault: that worker takes no more jobs, the job failed and its partial output was removed. Other workers go on; create the job again.") \
     X(UNAVAILABLE, "unavailable", 503, "Not ready, draining, admission limits reached, or a wait exceeded max_suspend_s; see Retry-After.") \
     X(INSUFFICIENT_STORAGE, "insufficient_storage", 507, "The spool disk is full (or its quota or the file size limit was reached): the job's input or output could not be stored and the job failed. Retry when space is free.") \
 

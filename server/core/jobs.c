@@ -117,6 +117,9 @@ enum srv_error srv_job_error(struct srv_job * j, const struct pl_job_status * st
     case PL_ERROR_INTERRUPTED:
         snprintf(msg, len, "%s", st->error[0] ? st->error : "the server restarted while the input was incomplete");
         return SRV_E_INTERRUPTED;
+    case PL_ERROR_DEVICE_FAULT:
+        snprintf(msg, len, "%s", st->error[0] ? st->error : "the worker's device had a fault");
+        return SRV_E_DEVICE_FAULT;
     case PL_ERROR_INSUFFICIENT_STORAGE:
         snprintf(msg, len, "%s", st->error[0] ? st->error : "the spool disk is full");
         return SRV_E_INSUFFICIENT_STORAGE;

@@ -139,8 +139,7 @@ static void on_mailbox(uv_async_t * a) {
         } else if (m->events & PL_EV_ENGINE) {
             struct pl_engine_health h;
             pl_engine_health(s->engine, &h);
-            if (h.state == PL_ENGINE_READY) LOG_INFO("engine ready model=%s workers=%d", h.model_name, h.n_workers);
-            else if (h.state == PL_ENGINE_FAILED) LOG_ERROR("engine failed: %s", h.error);
+            srv_log_workers(s, &h);
         }
         free(m);
         m = next;
@@ -407,7 +406,15 @@ int srv_open(struct srv * s, const struct srv_config * cfg, char * err, size_t e
     struct pl_engine_opts o = pl_engine_opts_default();
     o.model = strcmp(cfg->model, "null") == 0 ? "null" : cfg->model_dir;
     o.spool_dir = cfg->spool_dir;
-    o.workers = cfg->workers;
+    _Static_assert(SRV_MAX_WORKERS == PL_MAX_WORKERS, "the worker limits agree");
+    srv_workers_resolve_auto(&s->cfg.plan);
+    o.workers = s->cfg.plan.n;
+    for (int i = 0; i < s->cfg.plan.n; i++) {
+        o.worker_device[i] = s->cfg.plan.device[i];
+        o.worker_name[i] = s->cfg.plan.name[i];
+        o.devsim_fault_at_op[i] = s->cfg.plan.fault_at_op[i];
+    }
+    o.device_reserve_bytes = (int64_t)cfg->device_reserve_mb << 20;
     o.threads = cfg->threads;
     o.device = cfg->device;
     o.precision = cfg->precision;

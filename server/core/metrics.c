@@ -63,9 +63,7 @@ char * srv_metrics_render(struct srv * s, size_t * len) {
     struct pl_metrics m;
     pl_engine_health(s->engine, &h);
     pl_engine_metrics(s->engine, &m);
-    bool workers_ok = h.n_workers > 0;
-    for (int i = 0; i < h.n_workers; i++) workers_ok = workers_ok && h.workers[i].healthy;
-    bool ready = h.state == PL_ENGINE_READY && workers_ok && !s->draining;
+    bool ready = h.state == PL_ENGINE_READY && !s->draining; /* any worker ready (as /readyz) */
 
     struct srv_buf b = { 0 };
     metric(&b, "infvsrd_jobs_queued", "gauge", "Jobs with input waiting for a worker slot (queue depth).", h.jobs_queued);
@@ -98,10 +96,7 @@ char * srv_metrics_render(struct srv * s, size_t * len) {
         srv_buf_printf(&b, "infvsrd_errors_total{code=\"%s\"} %llu\n", srv_errors[e].code,
                        (unsigned long long)s->errors_by_code[e]);
     metric(&b, "infvsrd_ready", "gauge", "1 when /readyz answers 200.", ready ? 1 : 0);
-    srv_buf_printf(&b, "# HELP infvsrd_worker_healthy 1 while the worker has no sticky fault.\n"
-                       "# TYPE infvsrd_worker_healthy gauge\n");
-    for (int i = 0; i < h.n_workers && i < PL_MAX_WORKERS; i++)
-        srv_buf_printf(&b, "infvsrd_worker_healthy{worker=\"%d\"} %d\n", h.workers[i].id, h.workers[i].healthy ? 1 : 0);
+    srv_workers_metrics(&b, &h);
     metric(&b, "infvsrd_active_connections", "gauge", "Open HTTP connections.", s->n_connections);
     metric(&b, "infvsrd_suspended_connections", "gauge", "Connections suspended (backpressure, waiting for output).",
            s->n_suspended);

@@ -162,6 +162,8 @@ enum MHD_Result srv_route_models(struct srv_req * r) {
     srv_buf_add(&b, ",\"description\":", 15);
     srv_buf_json_str(&b, strcmp(r->srv->cfg.model, "null") == 0 ? "identity (nearest-neighbour x scale), no network"
                                                                  : "InfVSR streaming video super-resolution");
+    srv_buf_add(&b, ",\"workers\":", 11);
+    srv_workers_json(&b, &h);
     srv_buf_add(&b, "}]}", 3);
     enum MHD_Result ret = b.p ? srv_reply_json(r, 200, b.p) : MHD_NO;
     free(b.p);
@@ -173,15 +175,16 @@ static enum MHD_Result reply_health(struct srv_req * r, bool readiness) {
     struct srv * s = r->srv;
     struct pl_engine_health h;
     pl_engine_health(s->engine, &h);
-    bool workers_ok = h.n_workers > 0;
-    for (int i = 0; i < h.n_workers; i++)
-        if (!h.workers[i].healthy) workers_ok = false;
-    if (h.state == PL_ENGINE_LOADING) workers_ok = true; /* not loaded is not unhealthy */
-    const char * status = !workers_ok || h.state == PL_ENGINE_FAILED ? "unhealthy"
-                          : s->draining                            ? "draining"
-                          : h.state == PL_ENGINE_LOADING           ? "loading"
-                                                                   : "ok";
-    bool good = readiness ? strcmp(status, "ok") == 0 : strcmp(status, "unhealthy") != 0;
+    /* ready while any worker is (the engine is READY); "degraded" when some have failed */
+    bool some_failed = false;
+    for (int i = 0; i < h.n_workers && i < PL_MAX_WORKERS; i++)
+        if (h.workers[i].loaded && !h.workers[i].healthy) some_failed = true;
+    const char * status = h.state == PL_ENGINE_FAILED ? "unhealthy"
+                          : s->draining               ? "draining"
+                          : h.state == PL_ENGINE_LOADING ? "loading"
+                          : some_failed               ? "degraded"
+                                                      : "ok";
+    bool good = readiness ? h.state == PL_ENGINE_READY && !s->draining : h.state != PL_ENGINE_FAILED;
     struct srv_buf b = { 0 };
     srv_buf_printf(&b, "{\"status\":\"%s\",\"model\":", status);
     srv_buf_json_str(&b, h.model_name);
@@ -191,19 +194,9 @@ static enum MHD_Result reply_health(struct srv_req * r, bool readiness) {
         srv_buf_add(&b, ",\"error\":", 9);
         srv_buf_json_str(&b, h.error);
     }
-    srv_buf_add(&b, ",\"workers\":[", 12);
-    for (int i = 0; i < h.n_workers && i < PL_MAX_WORKERS; i++) {
-        srv_buf_printf(&b, "%s{\"id\":%d,\"backend\":", i ? "," : "", h.workers[i].id);
-        srv_buf_json_str(&b, h.workers[i].backend);
-        srv_buf_printf(&b, ",\"healthy\":%s,\"active_jobs\":%d", h.workers[i].healthy ? "true" : "false",
-                       h.workers[i].active_jobs);
-        if (h.workers[i].error[0]) {
-            srv_buf_add(&b, ",\"error\":", 9);
-            srv_buf_json_str(&b, h.workers[i].error);
-        }
-        srv_buf_add(&b, "}", 1);
-    }
-    srv_buf_add(&b, "]}", 2);
+    srv_buf_add(&b, ",\"workers\":", 11);
+    srv_workers_json(&b, &h);
+    srv_buf_add(&b, "}", 1);
     struct MHD_Response * resp = b.p ? MHD_create_response_from_buffer(b.len, b.p, MHD_RESPMEM_MUST_FREE) : NULL;
     if (!resp) {
         free(b.p);

@@ -346,6 +346,13 @@ bool srv_output_waited_out(const struct srv_req * r, double now);
 void srv_metrics_count_http(struct srv * s, const char * method, enum srv_route route, int status);
 char * srv_metrics_render(struct srv * s, size_t * len);
 
+/* ---- workers_http.c: the workers in /healthz, /v1/models, /metrics and the log ---- */
+struct srv_buf;
+const char * srv_worker_state(const struct pl_worker_health * w); /* loading | ready | failed */
+void srv_workers_json(struct srv_buf * b, const struct pl_engine_health * h);    /* a JSON array */
+void srv_workers_metrics(struct srv_buf * b, const struct pl_engine_health * h);
+void srv_log_workers(struct srv * s, const struct pl_engine_health * h);         /* on PL_EV_ENGINE */
+
 /* ---- auth.c -------------------------------------------------------------------------------- */
 int  srv_auth_load(struct srv * s, char * err, size_t err_len);
 /* Checks the bearer token and sets r->tenant / r->admin; false = 401. */

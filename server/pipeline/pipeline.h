@@ -64,13 +64,19 @@ typedef void (*pl_notify_cb)(void * user, struct pl_job * job, unsigned events);
  * (internal error) and removes the output. */
 typedef int (*pl_commit_cb)(void * user, struct pl_job * job, int64_t output_bytes);
 
+#define PL_MAX_WORKERS 16
 struct pl_engine_opts {
     const char * model;            /* "null" (identity: nearest-neighbour x scale, no network)
                                       or a model directory (infvsr_model_open_dir)            */
     const char * spool_dir;        /* must exist and be writable                             */
-    int     workers;               /* worker threads (engine slots); CPU build: 1             */
+    int     workers;               /* worker threads, one backend each (1..PL_MAX_WORKERS)    */
     int     threads;               /* CPU kernel threads per worker; 0 = all cores            */
-    const char * device;           /* backend name (infvsr_backend_init_by_name); NULL: cpu   */
+    const char * device;           /* backend name (infvsr_backend_init_by_name) of workers
+                                      without their own worker_device; NULL: cpu              */
+    const char * worker_device[PL_MAX_WORKERS]; /* per worker (index < workers); NULL: device              */
+    const char * worker_name[PL_MAX_WORKERS]; /* label in metrics and health; NULL: its device name      */
+    int64_t devsim_fault_at_op[PL_MAX_WORKERS]; /* tests: the worker's devsim faults at this op; 0 = none  */
+    int64_t device_reserve_bytes;  /* device memory a worker's sessions leave free; 512 MiB   */
     const char * precision;        /* "auto", "f32" or "bf16"; NULL: auto                     */
     int     max_active_per_worker; /* jobs a worker interleaves; default 2                    */
     int     max_queued_jobs;       /* non-terminal jobs beyond the active ones; default 16    */
@@ -103,12 +109,20 @@ enum pl_engine_state { PL_ENGINE_LOADING, PL_ENGINE_READY, PL_ENGINE_FAILED };
 struct pl_worker_health {
     int  id;
     bool healthy;          /* false after a device fault (sticky) or a failed model load */
+    bool loaded;           /* the model load has finished (well or not)                  */
     int  active_jobs;
+    int  waiting_jobs;     /* placed here, waiting for device memory or their probe      */
+    char name[40];         /* label: its device name ("devsim:1"), "cpu/0" when several
+                              workers share one device                                   */
+    char device[32];       /* the backend name it opened                                 */
     char backend[32];      /* the backend's name ("cpu", "cuda:0", "devsim") or "null" */
     char error[256];
+    /* bytes; mem_total 0: host memory (no device budget) */
+    uint64_t mem_total, mem_free, model_bytes, session_bytes;
+    uint64_t chunks, frames, faults;
+    double   busy_seconds;
 };
 
-#define PL_MAX_WORKERS 16
 struct pl_engine_health {
     enum pl_engine_state state;
     char model_name[64];   /* "infvsr" (full), "infvsr-tiny", "null" ... */
@@ -219,9 +233,10 @@ enum pl_error_code {
     PL_ERROR_CANCELLED,
     PL_ERROR_INTERRUPTED,         /* the server restarted while the input was incomplete  */
     PL_ERROR_INSUFFICIENT_STORAGE, /* the spool is full (ENOSPC, EDQUOT, file size limit) */
+    PL_ERROR_DEVICE_FAULT,        /* the job's worker had a device fault (sticky)         */
 };
 /* The last code: loops over every code (the journal reads codes back by name) end here. */
-#define PL_ERROR_LAST PL_ERROR_INSUFFICIENT_STORAGE
+#define PL_ERROR_LAST PL_ERROR_DEVICE_FAULT
 const char * pl_error_code_name(enum pl_error_code c); /* "unprocessable_video", ... */
 
 struct pl_job_status {

@@ -46,6 +46,7 @@ struct pl_engine_opts pl_engine_opts_default(void) {
     o.max_frame_pixels = 1920LL * 1080LL;
     o.max_dimension = 4096;
     o.decode_deadline_s = 0;
+    o.device_reserve_bytes = 512LL << 20;
     return o;
 }
 
@@ -176,15 +177,45 @@ void pl_job_fail_no_space_locked(struct pl_job * j, const char * what, int err_n
 
 static struct pl_slot * free_slot_locked(struct pl_engine * e) {
     struct pl_worker * best = NULL;
-    for (int i = 0; i < e->n_workers; i++) {
-        struct pl_worker * w = &e->workers[i];
+    /* scanned from the worker after the last one chosen: equals take turns, so jobs that
+     * arrive one after another spread over idle workers too */
+    for (int k = 0; k < e->n_workers; k++) {
+        struct pl_worker * w = &e->workers[(e->place_rr + k) % e->n_workers];
         if (!w->loaded || !w->healthy || w->active >= e->o.max_active_per_worker) continue;
-        if (!best || w->active < best->active) best = w;
+        /* least loaded first; among equals the one with the most free device memory */
+        if (!best || w->active < best->active || (w->active == best->active && w->mem_free > best->mem_free))
+            best = w;
     }
     if (!best) return NULL;
+    e->place_rr = (best->id + 1) % e->n_workers;
     for (int s = 0; s < e->o.max_active_per_worker; s++)
         if (!best->slots[s].job) return &best->slots[s];
     return NULL;
+}
+
+void pl_engine_update_state_locked(struct pl_engine * e, enum pl_error_code code) {
+    bool all_loaded = true, any_ok = false;
+    const struct pl_worker * last_bad = NULL;
+    for (int i = 0; i < e->n_workers; i++) {
+        const struct pl_worker * w = &e->workers[i];
+        all_loaded = all_loaded && w->loaded;
+        if (w->loaded && w->healthy) any_ok = true;
+        if (w->loaded && !w->healthy) last_bad = w;
+    }
+    enum pl_engine_state before = e->state;
+    if (any_ok) e->state = PL_ENGINE_READY;
+    else if (all_loaded) e->state = PL_ENGINE_FAILED;
+    else e->state = PL_ENGINE_LOADING;
+    if (e->state == PL_ENGINE_FAILED && last_bad) {
+        if (e->n_workers == 1) snprintf(e->error, sizeof(e->error), "worker %s: %.200s", last_bad->name, last_bad->error);
+        else snprintf(e->error, sizeof(e->error), "every worker failed; worker %s: %.180s", last_bad->name,
+                      last_bad->error);
+        /* nothing will ever run the queued jobs */
+        while (e->fifo_head) pl_job_finish_locked(e->fifo_head, PL_JOB_FAILED, code, e->error);
+    } else if (e->state == PL_ENGINE_READY) {
+        e->error[0] = 0;
+    }
+    if (before != e->state) pl_post_locked(e, NULL, PL_EV_ENGINE);
 }
 
 void pl_promote_locked(struct pl_engine * e) {
@@ -295,6 +326,8 @@ static enum infvsr_status check_opts(const struct pl_engine_opts * o, struct inf
     if (o->workers < 1 || o->workers > PL_MAX_WORKERS)
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "workers: must be 1..%d (got %d)", PL_MAX_WORKERS,
                               o->workers);
+    if (o->device_reserve_bytes < 0)
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "device_reserve_mb: must be >= 0");
     if (o->threads < 0) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "threads: must be >= 0");
     if (o->max_active_per_worker < 1 || o->max_active_per_worker > 64)
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "max_active_jobs_per_worker: must be 1..64 (got %d)",
@@ -329,6 +362,9 @@ enum infvsr_status pl_engine_start(const struct pl_engine_opts * o, struct pl_en
     struct pl_engine * e = calloc(1, sizeof(*e));
     if (!e) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "engine: out of memory");
     e->o = *o;
+    e->o.device = NULL; /* copied into each worker; the caller's strings need not outlive this */
+    memset(e->o.worker_device, 0, sizeof(e->o.worker_device));
+    memset(e->o.worker_name, 0, sizeof(e->o.worker_name));
     e->model = strdup(o->model);
     e->spool_dir = strdup(o->spool_dir);
     e->o.model = e->model;
@@ -349,6 +385,10 @@ enum infvsr_status pl_engine_start(const struct pl_engine_opts * o, struct pl_en
         struct pl_worker * w = &e->workers[i];
         w->e = e;
         w->id = i;
+        const char * dev = o->worker_device[i] ? o->worker_device[i] : o->device ? o->device : "cpu";
+        snprintf(w->device, sizeof(w->device), "%s", dev);
+        snprintf(w->name, sizeof(w->name), "%s", o->worker_name[i] ? o->worker_name[i] : dev);
+        w->fault_at_op = o->devsim_fault_at_op[i];
         pthread_cond_init(&w->cv, NULL);
         w->slots = calloc((size_t)o->max_active_per_worker, sizeof(*w->slots));
         if (!w->slots) {
@@ -434,11 +474,27 @@ void pl_engine_health(struct pl_engine * e, struct pl_engine_health * out) {
         struct pl_worker_health * h = &out->workers[i];
         h->id = w->id;
         h->healthy = w->loaded && w->healthy;
+        h->loaded = w->loaded;
         h->active_jobs = w->active;
+        snprintf(h->name, sizeof(h->name), "%s", w->name);
+        snprintf(h->device, sizeof(h->device), "%s", w->device);
         snprintf(h->backend, sizeof(h->backend), "%s", w->backend);
         snprintf(h->error, sizeof(h->error), "%s", w->error);
-        for (int s = 0; s < e->o.max_active_per_worker; s++)
-            if (w->slots[s].job && !pl_job_state_terminal(w->slots[s].job->state)) active_live++;
+        h->mem_total = w->mem_total;
+        h->mem_free = w->mem_free;
+        h->model_bytes = w->model_bytes;
+        h->session_bytes = w->session_bytes;
+        h->chunks = w->chunks;
+        h->frames = w->frames;
+        h->faults = w->faults;
+        h->busy_seconds = w->busy_s;
+        for (int s = 0; s < e->o.max_active_per_worker; s++) {
+            const struct pl_slot * sl = &w->slots[s];
+            if (sl->job && !pl_job_state_terminal(sl->job->state)) {
+                active_live++;
+                if (!sl->job->wrk_done && (sl->waiting_mem || !sl->job->probed)) h->waiting_jobs++;
+            }
+        }
     }
     int fifo = 0;
     for (struct pl_job * j = e->fifo_head; j; j = j->fifo_next) fifo++;

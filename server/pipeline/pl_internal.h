@@ -123,6 +123,10 @@ struct pl_slot {
     int64_t            ready_frames;   /* frames of computed chunks not yet pulled */
     int                hook_chunks;    /* chunks computed (chunk hook calls) */
     struct pl_job *    session_job;
+    /* [mu] placement */
+    bool               waiting_mem;    /* the session did not fit next to the worker's other
+                                          sessions: retried when one of them closes        */
+    size_t             session_bytes;  /* backend bytes of the open session               */
 };
 
 struct pl_worker {
@@ -133,11 +137,19 @@ struct pl_worker {
     pthread_cond_t     cv;             /* the worker waits for work here */
     struct pl_slot *   slots;          /* max_active_per_worker */
     int                rr;             /* next slot to look at (round robin) */
+    char               device[32];     /* backend name it opens ("devsim:1")            */
+    char               name[40];       /* label in metrics and /healthz                  */
+    int64_t            fault_at_op;    /* devsim fault injection (tests); 0 = none       */
     /* [mu] health */
     bool               loaded, healthy;
     char               backend[32];
     char               error[256];
     int                active;
+    /* [mu] memory (bytes; mem_total 0 = host memory, no budget) and counters */
+    size_t             mem_total, mem_free, idle_free; /* idle_free: free after the model load */
+    size_t             model_bytes, session_bytes;     /* resident weights; open sessions     */
+    uint64_t           chunks, frames, faults;
+    double             busy_s;                         /* time spent computing             */
     /* worker thread only */
     struct infvsr_backend * be;
     struct infvsr_model *   model;
@@ -174,6 +186,10 @@ struct pl_engine {
     bool               notifier_quit;          /* [mu] */
     struct pl_job *    zombies;                /* [mu] jobs to free outside the lock */
     struct pl_job *    live;                   /* [mu] every non-terminal job (no reference) */
+    /* [mu] session bytes by LR size, as measured by the workers' opens (pl_worker.c) */
+    struct { int w, h, scale; size_t bytes; } sizing[16];
+    int                n_sizing;
+    int                place_rr;               /* [mu] where the next placement scan starts */
 };
 
 /* ---- shared helpers (pl_engine.c) ---- */
@@ -189,6 +205,10 @@ bool   pl_errno_no_space(int err_no);
 /* Fails the job with PL_ERROR_INSUFFICIENT_STORAGE: "<what>: the spool disk is full (...)".
  * [mu held] */
 void   pl_job_fail_no_space_locked(struct pl_job * j, const char * what, int err_no);
+/* Recomputes the engine state from its workers: READY while any worker is ready, FAILED
+ * once every worker has loaded and none is healthy (then queued jobs fail with `code`),
+ * else LOADING. [mu held] */
+void   pl_engine_update_state_locked(struct pl_engine * e, enum pl_error_code code);
 /* Promotes FIFO jobs into free slots. [mu held] */
 void   pl_promote_locked(struct pl_engine * e);
 /* A slot party is done; releases the slot when all three are. Call WITHOUT mu; takes it. */

@@ -109,6 +109,7 @@ const char * pl_error_code_name(enum pl_error_code c) {
         case PL_ERROR_CANCELLED:           return "cancelled";
         case PL_ERROR_INTERRUPTED:         return "interrupted";
         case PL_ERROR_INSUFFICIENT_STORAGE: return "insufficient_storage";
+        case PL_ERROR_DEVICE_FAULT:        return "device_fault";
     }
     return "internal";
 }
