@@ -295,10 +295,12 @@ static bool open_session(struct pl_slot * s, struct pl_job * j) {
         size_t idle = budget(w->idle_free, e->o.device_reserve_bytes);
         pthread_mutex_unlock(&e->mu);
         if (others) return false;
+        char cause[96];
+        snprintf(cause, sizeof(cause), "%.95s", err.msg); /* err is rewritten below */
         infvsr_err_set(&err, INFVSR_ERR_INVALID_ARG,
                        "the job's session (%dx%d, scale %d) does not fit in the device memory of worker %s: %zu MiB "
-                       "for sessions when idle (free memory after the model, less device_reserve_mb); %.80s",
-                       so.width, so.height, so.scale, w->name, idle >> 20, err.msg);
+                       "for sessions when idle (free memory after the model, less device_reserve_mb); %s",
+                       so.width, so.height, so.scale, w->name, idle >> 20, cause);
         fail_job(j, INFVSR_ERR_INVALID_ARG, "too large for the device", &err);
         teardown(s, j);
         return false;

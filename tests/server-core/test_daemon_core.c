@@ -65,14 +65,14 @@ static void test_config_precedence(void) {
     const char * env0[] = { NULL };
     CHECK_EQ_INT(load(&c, a1, env0), SRV_CONFIG_RUN);
     CHECK_EQ_INT(c.max_queued_jobs, 3); /* file > default */
-    CHECK_EQ_INT(c.workers, 2);
+    CHECK_EQ_INT(c.plan.n, 2);
     CHECK_EQ_INT(c.retry_after_s, 9);
     CHECK(strcmp(c.instance, "local") == 0 || c.instance[0]); /* no HOSTNAME: gethostname or local */
 
     const char * env1[] = { "INFVSR_MAX_QUEUED_JOBS=5", "INFVSR_LISTEN=127.0.0.1:9000", NULL };
     CHECK_EQ_INT(load(&c, a1, env1), SRV_CONFIG_RUN);
     CHECK_EQ_INT(c.max_queued_jobs, 5); /* env > file */
-    CHECK_EQ_INT(c.workers, 2);
+    CHECK_EQ_INT(c.plan.n, 2);
     CHECK_EQ_INT(c.listen_port, 9000);
 
     const char * a2[] = { "--config", file, "--max-queued-jobs", "7", "--listen=127.0.0.1:0", NULL };
@@ -145,7 +145,13 @@ static void test_config_errors(void) {
     const char * a6[] = { "--workers", NULL };
     expect_error(a6, env0, "--workers: missing value");
     const char * a7[] = { "--workers", "0", NULL };
-    expect_error(a7, env0, "--workers: workers: expected an integer in [1, 16], got '0'");
+    expect_error(a7, env0, "workers: expected 1..16, auto or a device list, got '0'");
+    const char * a7b[] = { "--workers", "devsim:0,devsim:0", NULL };
+    expect_error(a7b, env0, "workers: device 'devsim:0' listed twice");
+    const char * a7c[] = { "--workers", "cuda:0,", NULL };
+    expect_error(a7c, env0, "workers: trailing comma");
+    const char * a7d[] = { "--workers", "devsim:0", "--devsim-faults", "devsim:1@5", NULL };
+    expect_error(a7d, env0, "devsim_faults: 'devsim:1' is not a devsim worker");
     const char * a8[] = { "--log-format", "xml", NULL };
     expect_error(a8, env0, "log_format: expected one of json|text, got 'xml'");
     const char * a9[] = { "--listen", "8080", NULL };
@@ -161,7 +167,7 @@ static void test_config_errors(void) {
     const char * a14[] = { "stray", NULL };
     expect_error(a14, env0, "unexpected argument 'stray'");
     const char * env1[] = { "INFVSR_WORKERS=many", NULL };
-    expect_error(NULL, env1, "INFVSR_WORKERS: workers: expected an integer");
+    expect_error(NULL, env1, "workers: 'many' is not a device");
     const char * a15[] = { "--max-upload-bytes", " 5", NULL };
     expect_error(a15, env0, "max_upload_bytes: expected an integer");
 }
@@ -178,7 +184,7 @@ static void test_config_check_and_help(void) {
     const char * f = write_file("roundtrip.conf", cfg_out);
     const char * a2[] = { "--config", f, NULL };
     CHECK_EQ_INT(load(&c2, a2, env0), SRV_CONFIG_RUN);
-    CHECK_EQ_INT(c2.workers, 3);
+    CHECK_EQ_INT(c2.plan.n, 3);
     CHECK_EQ_INT(c2.n_peers, 1);
     CHECK(strcmp(c2.instance, "node-7") == 0);
     CHECK(strcmp(c2.tokens_file, "") == 0);
@@ -193,6 +199,27 @@ static void test_config_check_and_help(void) {
     /* an invalid config under --check-config is still an error (exit 2) */
     const char * a5[] = { "--check-config", "--workers", "99", NULL };
     CHECK_EQ_INT(load(&c, a5, env0), SRV_CONFIG_EXIT_ERROR);
+}
+
+/* workers = auto | N | list (workerspec.h); `device` is the device of a numeric count. */
+static void test_workers_plan(void) {
+    struct srv_config c;
+    const char * env0[] = { NULL };
+    const char * a1[] = { "--workers", "devsim:0,devsim:1,cpu", "--device", "cuda:3", "--devsim-faults", "devsim:1@2000", NULL };
+    CHECK_EQ_INT(load(&c, a1, env0), SRV_CONFIG_RUN);
+    CHECK_EQ_INT(c.plan.n, 3);
+    CHECK(strcmp(c.plan.device[0], "devsim:0") == 0 && strcmp(c.plan.device[2], "cpu") == 0);
+    CHECK(strcmp(c.plan.name[1], "devsim:1") == 0);
+    CHECK(c.plan.fault_at_op[1] == 2000 && c.plan.fault_at_op[0] == 0);
+    const char * a2[] = { "--workers", "2", "--device", "devsim", NULL };
+    CHECK_EQ_INT(load(&c, a2, env0), SRV_CONFIG_RUN);
+    CHECK_EQ_INT(c.plan.n, 2);
+    CHECK(strcmp(c.plan.device[1], "devsim") == 0 && strcmp(c.plan.name[1], "devsim/1") == 0);
+    const char * a3[] = { "--workers", "auto", NULL };
+    CHECK_EQ_INT(load(&c, a3, env0), SRV_CONFIG_RUN);
+    CHECK(c.plan.is_auto);
+    srv_workers_resolve_auto(&c.plan); /* no CUDA here (or GPUs): cuda:N each, else one cpu */
+    CHECK(c.plan.n >= 1 && (strcmp(c.plan.device[0], "cpu") == 0 || strncmp(c.plan.device[0], "cuda:", 5) == 0));
 }
 
 static void test_instance_from_hostname(void) {
@@ -475,6 +502,7 @@ static const struct test_case tests[] = {
     TEST(test_config_peers),
     TEST(test_config_errors),
     TEST(test_config_check_and_help),
+    TEST(test_workers_plan),
     TEST(test_instance_from_hostname),
     TEST(test_conf_file_documents_every_directive),
     TEST(test_error_table_matches_errors_json),
