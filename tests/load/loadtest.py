@@ -4,7 +4,8 @@ GET output read while it is produced  (stdlib only: http.client + threads).
 
 Reports job-creation latency p50/p95/p99, time to first output byte (from the first input
 byte sent, and from job submission), per-stream and aggregate output frames/s, error rate
-(by kind), and the server's peak RSS (VmHWM from /proc/PID/status when the daemon runs here,
+(by kind), per worker the frames and chunks it computed, its busy seconds and utilisation over
+the output window (from the infvsrd_worker_* counters), and the server's peak RSS (VmHWM from /proc/PID/status when the daemon runs here,
 and the peak of process_resident_memory_bytes sampled from /metrics every 0.2 s).
 
   # against a running daemon
@@ -195,6 +196,25 @@ def sample_rss(tg, pid, stop, peak):
         stop.wait(0.2)
 
 
+WORKER_SERIES = ("infvsrd_worker_busy_seconds_total", "infvsrd_worker_frames_total", "infvsrd_worker_chunks_total")
+
+
+def worker_counters(tg):
+    """{worker: {metric: value}} of the per-worker counters in /metrics ({} when unreachable)."""
+    out = {}
+    try:
+        st, _, body = tg.request("GET", "/metrics")
+    except OSError:
+        return out
+    if st != 200:
+        return out
+    for m in re.finditer(rb'^(infvsrd_worker_[a-z_]+)\{worker="([^"]+)"\}\s+(\S+)', body, re.M):
+        name, worker = m.group(1).decode(), m.group(2).decode()
+        if name in WORKER_SERIES:
+            out.setdefault(worker, {})[name] = float(m.group(3))
+    return out
+
+
 def run(args, url, pid):
     tg = Target(url, args.token)
     data = open(args.clip, "rb").read()
@@ -205,6 +225,7 @@ def run(args, url, pid):
     peak = {}
     sm = threading.Thread(target=sample_rss, args=(tg, pid, stop, peak), daemon=True)
     sm.start()
+    w_before = worker_counters(tg)
     t0 = time.time()
     threads = []
     for i in range(args.n):
@@ -216,6 +237,7 @@ def run(args, url, pid):
     for th in threads:
         th.join()
     wall = time.time() - t0
+    w_after = worker_counters(tg)
     stop.set()
     sm.join(2)
     if verify_dir:
@@ -247,6 +269,18 @@ def run(args, url, pid):
         "server_peak_rss_mib": {"vmhwm": peak["vmhwm_kb"] / 1024 if "vmhwm_kb" in peak else None,
                                 "metrics_sampled": peak["metrics_rss"] / 2**20 if "metrics_rss" in peak else None},
     }
+    # per worker: what it computed during the run and how busy it was over the output window
+    workers = {}
+    total_w_frames = sum(a.get("infvsrd_worker_frames_total", 0) - w_before.get(w, {}).get("infvsrd_worker_frames_total", 0)
+                         for w, a in w_after.items())
+    for w, a in sorted(w_after.items()):
+        b = w_before.get(w, {})
+        d = {k: a.get(k, 0) - b.get(k, 0) for k in WORKER_SERIES}
+        workers[w] = {"frames": d["infvsrd_worker_frames_total"], "chunks": d["infvsrd_worker_chunks_total"],
+                      "busy_s": d["infvsrd_worker_busy_seconds_total"],
+                      "utilisation": d["infvsrd_worker_busy_seconds_total"] / span if span > 0 else 0,
+                      "share": d["infvsrd_worker_frames_total"] / total_w_frames if total_w_frames else 0}
+    rep["workers"] = workers
     if args.verify:
         rep["frames_probed_equal_status"] = all(r.get("frames_probed") == r.get("frames_out") for r in ok)
     print(f"streams {args.n}: ok {len(ok)}, error rate {rep['error_rate']:.3f} {errs or ''}, wall {wall:.2f} s")
@@ -260,6 +294,9 @@ def run(args, url, pid):
           f"p99 {f['p99']:.3f}")
     print(f"output frames: {frames} total in {span:.2f} s, aggregate {rep['aggregate_fps']:.1f} frames/s, per stream p50 "
           f"{rep['per_stream_fps']['p50']:.2f} min {rep['per_stream_fps']['min']:.2f} frames/s")
+    for w, v in workers.items():
+        print(f"worker {w}: {v['frames']:.0f} frames ({100 * v['share']:.0f}% of all), {v['chunks']:.0f} chunks, "
+              f"busy {v['busy_s']:.2f} s = {100 * v['utilisation']:.0f}% of the output window")
     pr = rep["server_peak_rss_mib"]
     print("server peak RSS MiB: VmHWM " + (f"{pr['vmhwm']:.1f}" if pr["vmhwm"] is not None else "n/a") +
           ", process_resident_memory_bytes sampled max " +
