@@ -136,14 +136,14 @@ static int run_stream(const char * name) {
     snprintf(path, sizeof path, "%s/%s.safetensors", VAE_FIXTURE_DIR, name);
     CHECK_EQ_INT(infvsr_weights_open(path, &io, &err), INFVSR_OK);
     if (!io) return 0;
-    bool bf16 = vt_act_dtype(vt_backend()) == INFVSR_TYPE_BF16;
+    bool bf16 = tb_act_dtype(tb_backend()) == INFVSR_TYPE_BF16;
     const char * lat_key = bf16 ? "latents_bf16_%d" : "latents_%d", * dec_key = bf16 ? "decoded_bf16_%d" : "decoded_%d";
     double tol_enc = bf16 ? BF16_TOL_ENC : TOL, tol_dec = bf16 ? BF16_TOL_DEC : TOL, worst = 0;
     struct stream_result res, cpu;
-    stream_on(vt_backend(), name, io, &res);
+    stream_on(tb_backend(), name, io, &res);
     CHECK_EQ_INT(res.n_tiles, meta_int(io, "n_tiles", -1));
-    bool twin = !bf16 && !vt_is_cpu();
-    if (twin) stream_on(vt_cpu(), name, io, &cpu);
+    bool twin = !bf16 && !tb_is_cpu();
+    if (twin) stream_on(tb_cpu(), name, io, &cpu);
     for (int i = 0; i <= res.n_chunks && i <= MAX_CHUNKS; i++) {
         int ref = i == res.n_chunks ? 0 : i;   /* the last entry is chunk 0 after a scene cut */
         const struct infvsr_tensor * lat_ref = io_get(io, lat_key, ref), * dec_ref = io_get(io, dec_key, ref);
@@ -155,7 +155,7 @@ static int run_stream(const char * name) {
         double e_dec = rel_err_f32(res.dec[i].data, dec_ref->data, (size_t)infvsr_tensor_numel(dec_ref));
         CHECK(infvsr_tensor_same_shape(&res.lat[i], lat_ref) && infvsr_tensor_same_shape(&res.dec[i], dec_ref));
         printf("  %s chunk %d%s on %s: encode rel err %.2e; decode rel err %.2e%s\n", name, ref,
-               i == res.n_chunks ? " after a scene cut" : "", infvsr_backend_name(vt_backend()), e_enc, e_dec,
+               i == res.n_chunks ? " after a scene cut" : "", infvsr_backend_name(tb_backend()), e_enc, e_dec,
                bf16 ? " (vs the bf16 reference)" : "");
         if (bf16) {
             /* How far each bf16 run lands from the f32 reference (BF16_MAX_RATIO above). */
@@ -180,7 +180,7 @@ static int run_stream(const char * name) {
         }
     }
     printf("  %s on %s: %d tile(s), worst rel err %.2e, cache %zu bytes, scratch %zu bytes, session %zu bytes, "
-           "weights resident %zu bytes%s\n", name, infvsr_backend_name(vt_backend()), res.n_tiles, worst,
+           "weights resident %zu bytes%s\n", name, infvsr_backend_name(tb_backend()), res.n_tiles, worst,
            res.cache_bytes, res.scratch_bytes, res.session_bytes, res.resident_bytes,
            twin ? "; every output bit-identical to cpu" : "");
     if (twin) result_release(&cpu);
@@ -237,7 +237,7 @@ static void test_slots_and_cache_bytes(void) {
     struct infvsr_vae_session * s = NULL;
     CHECK_EQ_INT(infvsr_vae_session_open(vae, &p, &s, &err), INFVSR_OK);
     if (s) {
-        size_t want = appendix_c_floats(8, 48, 80) * infvsr_dtype_size(vt_act_dtype(vt_backend()));
+        size_t want = appendix_c_floats(8, 48, 80) * infvsr_dtype_size(tb_act_dtype(tb_backend()));
         size_t got  = infvsr_vae_session_cache_bytes(s);
         CHECK_MSG(got >= want && got <= want + 56 * 64, "cache bytes %zu, Appendix C gives %zu", got, want);
         CHECK_EQ_INT(infvsr_vae_session_n_tiles(s), 1);
@@ -280,7 +280,7 @@ static void expect_bad_model(const char * what, const char * drop, const char * 
     struct infvsr_vae_config cfg = vt_tiny_config();
     CHECK_EQ_INT(infvsr_weights_open(out, &bad, &err), INFVSR_OK);
     if (!bad) return;
-    CHECK_EQ_INT(infvsr_vae_load(bad, &cfg, vt_backend(), &vae, &err), INFVSR_ERR_MODEL);
+    CHECK_EQ_INT(infvsr_vae_load(bad, &cfg, tb_backend(), &vae, &err), INFVSR_ERR_MODEL);
     CHECK(vae == NULL);
     CHECK_STR_CONTAINS(err.msg, key);
     printf("  %s: %s\n", what, err.msg);
@@ -294,7 +294,7 @@ static void test_strict_keys(void) {
 }
 
 static void test_bad_inputs(void) {
-    struct infvsr_backend * be = vt_backend();
+    struct infvsr_backend * be = tb_backend();
     struct infvsr_weights * w = NULL;
     struct infvsr_vae * vae = vt_load("vae_plain", &w);
     struct infvsr_err err = { 0 };
@@ -325,7 +325,7 @@ static void test_bad_inputs(void) {
     struct infvsr_tensor frames5 = vt_alloc(be, "frames5", INFVSR_TYPE_F32, f9);
     CHECK_EQ_INT(infvsr_vae_encode_chunk(s, &frames5, true, &lat16, &err), INFVSR_ERR_INVALID_ARG);
     CHECK_STR_CONTAINS(err.msg, "dtype f16");
-    if (!vt_is_cpu()) {
+    if (!tb_is_cpu()) {
         /* A host tensor handed to a device backend is refused by name, never read. */
         struct infvsr_tensor host = { 0 };
         infvsr_tensor_alloc(&host, "host_frames", INFVSR_TYPE_F32, 4, f9);
@@ -346,7 +346,7 @@ static void test_bad_inputs(void) {
 /* bf16 frames are widened exactly: encoding bf16 frames equals encoding the same values
  * stored as f32, bit for bit. */
 static void test_bf16_frames(void) {
-    struct infvsr_backend * be = vt_backend();
+    struct infvsr_backend * be = tb_backend();
     struct infvsr_weights * w = NULL;
     struct infvsr_vae * vae = vt_load("vae_plain", &w);
     struct infvsr_err err = { 0 };
@@ -400,8 +400,8 @@ static const struct test_case tests[] = {
 };
 
 int main(int argc, char ** argv) {
-    vt_parse_args(&argc, argv);
+    tb_parse_args(&argc, argv);
     int rc = test_main(argc, argv, tests);
-    vt_free_backends();
+    tb_free_backends();
     return rc;
 }

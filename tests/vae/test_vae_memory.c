@@ -31,7 +31,7 @@ static size_t backend_free(struct infvsr_backend * be) {
 }
 
 static void test_rss_flat_over_200_chunks(void) {
-    struct infvsr_backend * be = vt_backend();
+    struct infvsr_backend * be = tb_backend();
     struct infvsr_backend_caps caps;
     infvsr_backend_get_caps(be, &caps);
     struct infvsr_weights * w = NULL;
@@ -98,8 +98,8 @@ static const struct test_case tests[] = {
 };
 
 int main(int argc, char ** argv) {
-    vt_parse_args(&argc, argv);
+    tb_parse_args(&argc, argv);
     int rc = test_main(argc, argv, tests);
-    vt_free_backends();
+    tb_free_backends();
     return rc;
 }
