@@ -267,6 +267,7 @@ struct infvsr_copy_plan {
     int64_t n;        /* elements to process (0: nothing to do)                         */
     bool    use_m;    /* m takes part                                                   */
     bool    memmove;  /* SET over overlapping dense views: one memmove of n elements    */
+    bool    dense_set; /* SET, one dtype, both views dense: one memcpy/memmove of n elements */
 };
 enum infvsr_status infvsr_copy_validate(const char * be, const struct infvsr_copy_args * a,
                                         struct infvsr_copy_plan * plan, struct infvsr_err * err);

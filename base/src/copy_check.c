@@ -128,13 +128,14 @@ enum infvsr_status infvsr_copy_validate(const char * be, const struct infvsr_cop
     if (a->mode != INFVSR_COPY_FILL) INFVSR_TRY(check_view(be, a, "x", a->x, a->x_offset, a->x_stride, &xhi, err));
     if (use_m) INFVSR_TRY(check_view(be, a, "m", a->m, a->m_offset, a->m_stride, &mhi, err));
     plan->use_m = use_m;
+    plan->dense_set = a->mode == INFVSR_COPY_SET && a->x->dtype == a->y->dtype && dense(a, a->x_stride) &&
+                      dense(a, a->y_stride);
 
     /* Writes to y must not change an element of x or m that is still to be read, except in
      * the two patterns every backend can honour: element-wise in place, and memmove. */
     if (a->mode != INFVSR_COPY_FILL && bytes_overlap(a->x, a->x_offset, xhi, a->y, a->y_offset, yhi) &&
         !same_view(a, a->x, a->x_offset, a->x_stride)) {
-        if (a->mode == INFVSR_COPY_SET && a->x->dtype == a->y->dtype && dense(a, a->x_stride) &&
-            dense(a, a->y_stride)) {
+        if (plan->dense_set) {
             plan->memmove = true;
         } else {
             return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG,

@@ -115,16 +115,6 @@ static enum infvsr_status device_memmove(struct cuda_ctx * c, char * dst, const 
     return INFVSR_OK;
 }
 
-static bool dense_view(const struct infvsr_copy_args * a, const int64_t * stride) {
-    int64_t want = 1;
-    for (int d = a->ndim - 1; d >= 0; d--) {
-        if (a->extent[d] == 1) continue;
-        if (stride[d] != want) return false;
-        want *= a->extent[d];
-    }
-    return true;
-}
-
 enum infvsr_status cu_copy(struct infvsr_backend * be, const struct infvsr_copy_args * a,
                            struct infvsr_err * err) {
     struct cuda_ctx * c = cu_ctx(be);
@@ -136,8 +126,7 @@ enum infvsr_status cu_copy(struct infvsr_backend * be, const struct infvsr_copy_
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "copy: every tensor must be device memory of this backend");
     if (plan.n == 0) return INFVSR_OK;
     size_t es = infvsr_dtype_size(a->y->dtype);
-    if (a->mode == INFVSR_COPY_SET && a->x->dtype == a->y->dtype && dense_view(a, a->x_stride) &&
-        dense_view(a, a->y_stride)) {
+    if (plan.dense_set) {
         return device_memmove(c, (char *)a->y->data + a->y_offset * es,
                               (const char *)a->x->data + a->x_offset * es, (size_t)plan.n * es, err);
     }

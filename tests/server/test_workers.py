@@ -44,6 +44,16 @@ def wait_for(what, fn, timeout):
     raise AssertionError(f"{what}: not reached after {timeout * H.WAIT_SCALE:.0f}s (last {v!r})")
 
 
+def all_workers_ready(c, n):
+    """/healthz once all n workers have loaded the model: readyz turns 200 as soon as ONE
+    worker is ready, the others may still be loading (slowly, on a loaded machine)."""
+    def ready():
+        h = c.get("/healthz").json()
+        ws = h.get("workers", [])
+        return h if len(ws) == n and all(w.get("state") == "ready" for w in ws) else None
+    return wait_for(f"all {n} workers ready", ready, 60)
+
+
 def run_job(c, data, results, key):
     jid = c.create_job(SPEC).json()["id"]
     p = c.put_input(jid, data, content_type="application/octet-stream")
@@ -59,7 +69,7 @@ def spread(t):
     d = H.Daemon(t.work, "spread", model="tiny",
                  args=["--threads", "1", "--workers", ",".join(names), "--max-active-jobs-per-worker", "2"]).start()
     c = t.client(d)
-    h = c.get("/healthz").json()
+    h = all_workers_ready(c, 3)
     t.eq([(w["name"], w["device"], w["state"]) for w in h["workers"]], [(n, n, "ready") for n in names],
          "/healthz lists the three devsim workers, ready")
     t.check(all(w["memory"]["model_bytes"] > 0 and w["memory"]["total_bytes"] > 0 for w in h["workers"]),
@@ -95,6 +105,7 @@ def faults(t):
                  args=["--threads", "1", "--workers", "devsim:0,devsim:1", "--max-active-jobs-per-worker", "1",
                        "--devsim-faults", "devsim:1@2000,devsim:0@8500"]).start()
     c = t.client(d)
+    all_workers_ready(c, 2)
     data = read("small.y4m")
     # two jobs at once: one per worker (least loaded first)
     results = {}
