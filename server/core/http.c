@@ -59,7 +59,7 @@ static const char * const route_methods[SRV_R_COUNT] = {
     [SRV_R_UPLOAD] = "HEAD, PATCH, DELETE", [SRV_R_MODELS] = "GET",
     [SRV_R_HEALTHZ] = "GET, HEAD",      [SRV_R_READYZ] = "GET, HEAD",
     [SRV_R_METRICS] = "GET",            [SRV_R_JOB_PREVIEW] = "GET",
-    [SRV_R_WEB] = "GET, HEAD",
+    [SRV_R_WEB] = "GET",
 };
 
 static bool method_allowed(enum srv_route r, const char * m) {
