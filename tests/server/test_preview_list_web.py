@@ -8,6 +8,7 @@ Previews (GET /v1/jobs/{id}/preview):
     from the PNG header), Cache-Control private;
   - a frame asked for before the decoder reaches it is pinned (409 now) and served after;
     a frame nobody asked for is 404 "not kept"; past the end is 404 "out of range";
+  - a restart keeps the job, drops its previews (404, files swept, not counted as orphans);
   - bad numbers: frame=-1, frame=1e3, frame= (empty) -> 400; frame past 2^63 -> 404 (no
     overflow, no wrap); side=xx -> 400; an unknown parameter -> 400;
   - another tenant's job -> 404 like an unknown job; the job deleted -> 404.
@@ -114,6 +115,22 @@ def body(t):
     t.eq(a.get(f"/v1/jobs/{jid}/preview").status, 404, "preview of a deleted job: 404")
     t.check(not [f for f in d.spool_files() if jid in f], "the deleted job's preview files are gone",
             [f for f in d.spool_files() if jid in f])
+
+    # ---- a restart: the job and its output come back, its previews do not ----
+    k = a.create_job({}).json()["id"]
+    a.put_input(k, clip)
+    t.eq(a.wait_state(k, ("succeeded", "failed", "cancelled"), timeout=120 * H.WAIT_SCALE)["state"], "succeeded",
+         "job K succeeded")
+    t.eq(a.get(f"/v1/jobs/{k}/preview").status, 200, "K: preview before the restart")
+    t.check(any(".pv0.sr.png" in f for f in d.spool_files()), "K's preview is a spool file", d.spool_files())
+    d.stop()
+    d = H.Daemon(t.work, "P2", args=["--tokens-file", tokens], spool=d.spool).start(keep_spool=True)
+    a, anon = t.client(d, token="tokA"), t.client(d)
+    t.eq(a.get(f"/v1/jobs/{k}").json()["state"], "succeeded", "K survives the restart")
+    r = a.get(f"/v1/jobs/{k}/preview")
+    t.check(r.status == 404 and "restart" in r.body.decode(), "K's preview after the restart: 404 naming the restart", r)
+    t.check(not any(".pv" in f for f in d.spool_files()), "the restart swept the preview files", d.spool_files())
+    t.eq(a.metrics().get("infvsrd_spool_orphans_removed"), 0.0, "previews are not counted as orphans")
 
     # ---- web page ----
     total = 0
