@@ -8,7 +8,9 @@ basic   no auth. A generated clip (ffmpeg testsrc2, 32x24, 24 frames, MPEG-TS) i
         keyboard, the job is listed, the output downloaded through the page's link has 24
         frames at 128x96 (ffprobe) and plays (video metadata loads). Page weight and load
         time on loopback are measured in the browser (Navigation/Resource Timing) and must
-        be under 200 KB and 1 s; a screenshot goes to the test's folder.
+        be under 200 KB and 1 s (cold loads in fresh browser contexts: up to 3 tries, so a
+        machine busy with other tests does not fail it; each try is printed); a screenshot
+        goes to the test's folder.
 resume  auth on (the token typed into the page's field). The page is loaded through a proxy
         that cuts the tus PATCH connection after 40 % of the clip: the page's tus-js-client
         resumes from the server's offset and the job still completes with every frame.
@@ -87,7 +89,8 @@ def body(t):
     t.eq(r.get("first_tab_focus"), "token", "keyboard: the first Tab reaches the labelled token field")
     nav = r.get("nav") or {}
     H.log(f"  page: {nav.get('files')} files, {nav.get('transfer_bytes')} bytes transferred, "
-          f"load event at {nav.get('load_ms', 0):.0f} ms (wall {r.get('load_ms_wall')} ms)")
+          f"load event at {nav.get('load_ms', 0):.0f} ms; cold loads tried: "
+          f"{[round(x.get('load_ms', 0)) for x in r.get('loads') or []]} ms")
     t.check(0 < nav.get("transfer_bytes", 0) < 200 * 1024, "the page weighs under 200 KB transferred",
             nav.get("transfer_bytes"))
     t.check(0 < nav.get("load_ms", 1e9) < 1000, "the page loads in under 1 s on loopback", nav.get("load_ms"))
