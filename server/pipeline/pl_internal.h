@@ -99,7 +99,8 @@ struct pl_job {
 
     /* frame previews (pl_preview.c): PNGs of frame 0 and of at most one more frame (the
      * "pin", asked for through pl_job_preview before the decoder reached it) */
-    int64_t            preview_pin;   /* [mu] frame index of slot 1, -1 = none           */
+    atomic_llong       preview_pin;   /* frame index of slot 1, -1 = none; written under mu,
+                                         read without it by the media threads (per frame) */
     bool               preview_pin_fixed; /* [mu] slot 1's LR frame is taken: pin final */
     unsigned           preview_have;  /* [mu] PL_PV_BIT(slot, sr): that PNG is on disk   */
     unsigned           preview_failed;/* [mu] same bits: writing it failed               */

@@ -58,7 +58,7 @@ enum infvsr_status pl_job_alloc(struct pl_engine * e, const struct pl_job_spec *
         j->spec = *spec;
         j->in_fd = -1;
         j->out_fd = -1;
-        j->preview_pin = -1;
+        atomic_init(&j->preview_pin, -1);
         j->in_path = join_path(e->spool_dir, spec->id, ".in");
         j->out_path = join_path(e->spool_dir, spec->id, ".out");
         j->part_path = join_path(e->spool_dir, spec->id, ".out.part");

@@ -15,17 +15,17 @@ char * pl_preview_path(const struct pl_job * j, int slot, bool sr) {
 
 void pl_preview_capture(struct pl_job * j, int64_t index, bool sr, const uint8_t * rgb, int w, int h) {
     struct pl_engine * e = j->e;
-    int slot = -1;
-    pthread_mutex_lock(&e->mu);
-    if (index == 0) slot = 0;
-    else if (index == j->preview_pin) {
-        slot = 1;
-        if (!sr) j->preview_pin_fixed = true; /* LR comes first: from now on the pin is final */
-    } else if (!sr && index > j->preview_pin && j->preview_pin >= 0) {
-        j->preview_pin_fixed = true; /* passed without seeing it (cannot happen: frames go in order) */
-    }
-    pthread_mutex_unlock(&e->mu);
+    /* every frame comes here: no lock unless this one is kept. The pin is set under mu
+     * only while frames_in <= its index, and the decoder reads it after publishing the
+     * frame under mu, so it sees any pin set in time. */
+    int64_t pin = atomic_load(&j->preview_pin);
+    int slot = index == 0 ? 0 : index == pin ? 1 : -1;
     if (slot < 0) return;
+    if (slot == 1 && !sr) {
+        pthread_mutex_lock(&e->mu);
+        j->preview_pin_fixed = true; /* LR comes first: from now on the pin is final */
+        pthread_mutex_unlock(&e->mu);
+    }
     char * path = pl_preview_path(j, slot, sr);
     struct infvsr_err err = { 0 };
     enum infvsr_status st = path ? infvsr_media_png_write(path, rgb, w, h, &err) : INFVSR_ERR_NOMEM;
@@ -42,14 +42,15 @@ enum pl_preview_state pl_job_preview(struct pl_job * j, int64_t frame, bool sr, 
     *path = NULL;
     if (frame < 0) return PL_PREVIEW_NOT_KEPT;
     pthread_mutex_lock(&e->mu);
-    int slot = frame == 0 ? 0 : frame == j->preview_pin ? 1 : -1;
+    int64_t pin = atomic_load(&j->preview_pin);
+    int slot = frame == 0 ? 0 : frame == pin ? 1 : -1;
     enum pl_preview_state st;
     if (slot >= 0 && (j->preview_have & PL_PV_BIT(slot, sr))) st = PL_PREVIEW_READY;
     else if (slot >= 0 && (j->preview_failed & PL_PV_BIT(slot, sr))) st = PL_PREVIEW_NOT_KEPT;
     else if (pl_job_state_terminal(j->state) || j->deleted) st = PL_PREVIEW_NOT_KEPT;
     else if (slot >= 0) st = PL_PREVIEW_PENDING;
-    else if (!j->preview_pin_fixed && j->preview_pin < 0 && frame >= j->frames_in) {
-        j->preview_pin = frame; /* the decoder has not published it yet: it will be kept */
+    else if (!j->preview_pin_fixed && pin < 0 && frame >= j->frames_in) {
+        atomic_store(&j->preview_pin, frame); /* the decoder has not published it yet: it will be kept */
         st = PL_PREVIEW_PENDING;
     } else st = PL_PREVIEW_NOT_KEPT;
     pthread_mutex_unlock(&e->mu);
