@@ -258,7 +258,7 @@ static bool content_type_is(const char * ct, const char * want) {
 static enum MHD_Result first_call(struct srv_req * r, const char * id) {
     struct srv * s = r->srv;
     const char * cl = srv_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (!auth_exempt(r) && s->cfg.max_requests_per_s > 0) {
+    if ((!auth_exempt(r) || r->route == SRV_R_WEB) && s->cfg.max_requests_per_s > 0) { /* the page's files count */
         char client[64];
         double wait;
         srv_client_address(r, client, sizeof(client));

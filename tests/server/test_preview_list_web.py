@@ -17,8 +17,8 @@ through with `next` until null and meets every job once; an admin sees all; bad 
 before -> 400; no token -> 401.
 Web: / is text/html with a CSP that forbids inline script, /ui/app.js, /ui/app.css,
 /ui/tus.min.js (the npm bundle, not the stub) with their types, ETag -> 304, no token needed
-even with auth on, unknown file 404, the whole page under 200 KB; web_ui = off -> 404 (flag and
-env var)."""
+even with auth on, unknown file 404, the whole page under 200 KB, rate limited like the API;
+web_ui = off -> 404 (flag and env var)."""
 import os
 import struct
 
@@ -158,6 +158,11 @@ def body(t):
 
     off = H.Daemon(t.work, "off", model="null", args=["--web-ui", "off"]).start()
     t.eq(t.client(off).get("/").status, 404, "--web-ui off: / -> 404")
+    # the page's files count against max_requests_per_s (1/s, burst 1): 10 requests in a row
+    # cannot all pass unless they take 10 s
+    rl = H.Daemon(t.work, "rl", model="null", args=["--max-requests-per-s", "1", "--request-burst", "1"]).start()
+    sts = [t.client(rl).get("/ui/app.css").status for _ in range(10)]
+    t.check(sts[0] == 200 and 429 in sts, "the page's files are rate limited like API requests", sts)
     off_env = H.Daemon(t.work, "offenv", model="null", env={"INFVSR_WEB_UI": "off"}).start()
     t.eq(t.client(off_env).get("/ui/app.js").status, 404, "INFVSR_WEB_UI=off: /ui/app.js -> 404")
 
