@@ -101,7 +101,7 @@
         metadata: { job_id: job.id, filename: f.name },
         headers: headers(),
         retryDelays: [0, 500, 1000, 2000, 4000, 8000],
-        removeFingerprintOnSuccess: true,
+        storeFingerprintForResuming: false, // resumes within this page (network cuts), not across reloads
         onProgress: (sent, total) => {
           const pct = total ? (100 * sent) / total : 0;
           el.upBar.value = pct;
