@@ -37,6 +37,7 @@
 #ifdef INFVSR_HAVE_CUDNN
 
 #include <cudnn.h>
+#include <dlfcn.h>
 
 #include <new>
 #include <vector>
@@ -54,6 +55,56 @@ struct cu_cudnn {
 
 namespace {
 
+/* cuDNN is loaded with dlopen, not linked: a CUDA build then starts (and runs conv3d on
+ * im2col) on a machine without cuDNN or with a broken install, instead of failing in the
+ * dynamic loader, and processes that never create a CUDA backend do not map it. */
+struct dn_api_t {
+    decltype(&cudnnGetVersion)                GetVersion;
+    decltype(&cudnnCreate)                    Create;
+    decltype(&cudnnDestroy)                   Destroy;
+    decltype(&cudnnSetStream)                 SetStream;
+    decltype(&cudnnGetErrorString)            GetErrorString;
+    decltype(&cudnnBackendCreateDescriptor)   BackendCreateDescriptor;
+    decltype(&cudnnBackendDestroyDescriptor)  BackendDestroyDescriptor;
+    decltype(&cudnnBackendSetAttribute)       BackendSetAttribute;
+    decltype(&cudnnBackendGetAttribute)       BackendGetAttribute;
+    decltype(&cudnnBackendFinalize)           BackendFinalize;
+    decltype(&cudnnBackendExecute)            BackendExecute;
+};
+dn_api_t dn;
+
+/* Loads libcudnn.so.9 once per process (never unloaded); false with *why set when it is
+ * missing, lacks a symbol or is older than 9.0 (the graph attributes used here). */
+bool dn_load(const char ** why) {
+    /* a function-local static: initialised once, thread-safe (no std::call_once, whose
+     * thread-local state would add ld-linux.so to the binaries' DT_NEEDED) */
+    static char       msg[320];
+    static const bool loaded = [] {
+        void * lib = dlopen("libcudnn.so.9", RTLD_NOW | RTLD_LOCAL);
+        if (!lib) {
+            snprintf(msg, sizeof msg, "dlopen: %s", dlerror());
+            return false;
+        }
+#define DN_SYM(f)                                                                \
+        if (!(dn.f = (decltype(dn.f))dlsym(lib, "cudnn" #f))) {                 \
+            snprintf(msg, sizeof msg, "libcudnn.so.9 has no cudnn%s", #f);       \
+            return false;                                                        \
+        }
+        DN_SYM(GetVersion) DN_SYM(Create) DN_SYM(Destroy) DN_SYM(SetStream) DN_SYM(GetErrorString)
+        DN_SYM(BackendCreateDescriptor) DN_SYM(BackendDestroyDescriptor) DN_SYM(BackendSetAttribute)
+        DN_SYM(BackendGetAttribute) DN_SYM(BackendFinalize) DN_SYM(BackendExecute)
+#undef DN_SYM
+        const size_t v = dn.GetVersion(); /* major * 10000 + minor * 100 + patch since 9.0 */
+        if (v < 90000) {
+            snprintf(msg, sizeof msg, "libcudnn.so.9 reports version %zu, 9.0 or newer is needed", v);
+            return false;
+        }
+        return true;
+    }();
+    *why = msg;
+    return loaded;
+}
+
 struct cudnn_plan {
     cudnnBackendDescriptor_t plan = nullptr;
     int64_t                  workspace = 0;
@@ -68,7 +119,7 @@ struct bdesc {
     bdesc(const bdesc &) = delete;
     bdesc & operator=(const bdesc &) = delete;
     ~bdesc() {
-        if (d) cudnnBackendDestroyDescriptor(d);
+        if (d) dn.BackendDestroyDescriptor(d);
     }
     cudnnBackendDescriptor_t release() {
         cudnnBackendDescriptor_t r = d;
@@ -102,15 +153,15 @@ cudnnStatus_t dn_tensor(bdesc & t, int64_t uid, int dtype, const int64_t dims[5]
     dn_strides(dims, channels_last, strides);
     cudnnDataType_t dt    = dtype < 0 ? CUDNN_DATA_FLOAT : dn_type(dtype);
     int64_t         align = INFVSR_CONV3D_CUDNN_ALIGN;
-    DN_TRY(cudnnBackendCreateDescriptor(CUDNN_BACKEND_TENSOR_DESCRIPTOR, &t.d));
-    DN_TRY(cudnnBackendSetAttribute(t.d, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &dt));
-    DN_TRY(cudnnBackendSetAttribute(t.d, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 5, dims));
-    DN_TRY(cudnnBackendSetAttribute(t.d, CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 5, strides));
-    DN_TRY(cudnnBackendSetAttribute(t.d, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid));
-    DN_TRY(cudnnBackendSetAttribute(t.d, CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1, &align));
+    DN_TRY(dn.BackendCreateDescriptor(CUDNN_BACKEND_TENSOR_DESCRIPTOR, &t.d));
+    DN_TRY(dn.BackendSetAttribute(t.d, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &dt));
+    DN_TRY(dn.BackendSetAttribute(t.d, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 5, dims));
+    DN_TRY(dn.BackendSetAttribute(t.d, CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 5, strides));
+    DN_TRY(dn.BackendSetAttribute(t.d, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid));
+    DN_TRY(dn.BackendSetAttribute(t.d, CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1, &align));
     bool v = virt;
-    DN_TRY(cudnnBackendSetAttribute(t.d, CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1, &v));
-    return cudnnBackendFinalize(t.d);
+    DN_TRY(dn.BackendSetAttribute(t.d, CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1, &v));
+    return dn.BackendFinalize(t.d);
 }
 
 /* The operation graph: conv -> y, or conv -> fp32 virtual -> (add bias | identity) -> y
@@ -135,58 +186,58 @@ cudnnStatus_t dn_graph(cudnnHandle_t h, const struct infvsr_conv3d_geom * g, boo
     const int64_t           pre[3] = { 0, g->pt, g->pl }, post[3] = { 0, g->pb, g->pr };
     cudnnDataType_t         comp = CUDNN_DATA_FLOAT;
     cudnnConvolutionMode_t  mode = CUDNN_CROSS_CORRELATION; /* PyTorch's conv: no kernel flip */
-    DN_TRY(cudnnBackendCreateDescriptor(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR, &conv.d));
-    DN_TRY(cudnnBackendSetAttribute(conv.d, CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &comp));
-    DN_TRY(cudnnBackendSetAttribute(conv.d, CUDNN_ATTR_CONVOLUTION_CONV_MODE, CUDNN_TYPE_CONVOLUTION_MODE, 1, &mode));
-    DN_TRY(cudnnBackendSetAttribute(conv.d, CUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS, CUDNN_TYPE_INT64, 1, &nsp));
-    DN_TRY(cudnnBackendSetAttribute(conv.d, CUDNN_ATTR_CONVOLUTION_DILATIONS, CUDNN_TYPE_INT64, 3, dil));
-    DN_TRY(cudnnBackendSetAttribute(conv.d, CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, CUDNN_TYPE_INT64, 3, stride));
-    DN_TRY(cudnnBackendSetAttribute(conv.d, CUDNN_ATTR_CONVOLUTION_PRE_PADDINGS, CUDNN_TYPE_INT64, 3, pre));
-    DN_TRY(cudnnBackendSetAttribute(conv.d, CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, CUDNN_TYPE_INT64, 3, post));
-    DN_TRY(cudnnBackendFinalize(conv.d));
+    DN_TRY(dn.BackendCreateDescriptor(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR, &conv.d));
+    DN_TRY(dn.BackendSetAttribute(conv.d, CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &comp));
+    DN_TRY(dn.BackendSetAttribute(conv.d, CUDNN_ATTR_CONVOLUTION_CONV_MODE, CUDNN_TYPE_CONVOLUTION_MODE, 1, &mode));
+    DN_TRY(dn.BackendSetAttribute(conv.d, CUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS, CUDNN_TYPE_INT64, 1, &nsp));
+    DN_TRY(dn.BackendSetAttribute(conv.d, CUDNN_ATTR_CONVOLUTION_DILATIONS, CUDNN_TYPE_INT64, 3, dil));
+    DN_TRY(dn.BackendSetAttribute(conv.d, CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, CUDNN_TYPE_INT64, 3, stride));
+    DN_TRY(dn.BackendSetAttribute(conv.d, CUDNN_ATTR_CONVOLUTION_PRE_PADDINGS, CUDNN_TYPE_INT64, 3, pre));
+    DN_TRY(dn.BackendSetAttribute(conv.d, CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, CUDNN_TYPE_INT64, 3, post));
+    DN_TRY(dn.BackendFinalize(conv.d));
 
     float alpha = 1.0f, beta = 0.0f;
-    DN_TRY(cudnnBackendCreateDescriptor(CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR, &op_conv.d));
-    DN_TRY(cudnnBackendSetAttribute(op_conv.d, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X,
+    DN_TRY(dn.BackendCreateDescriptor(CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR, &op_conv.d));
+    DN_TRY(dn.BackendSetAttribute(op_conv.d, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X,
                                     CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &tx.d));
-    DN_TRY(cudnnBackendSetAttribute(op_conv.d, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W,
+    DN_TRY(dn.BackendSetAttribute(op_conv.d, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W,
                                     CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &tw.d));
-    DN_TRY(cudnnBackendSetAttribute(op_conv.d, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y,
+    DN_TRY(dn.BackendSetAttribute(op_conv.d, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y,
                                     CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, pw ? &tacc.d : &ty.d));
-    DN_TRY(cudnnBackendSetAttribute(op_conv.d, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC,
+    DN_TRY(dn.BackendSetAttribute(op_conv.d, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC,
                                     CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &conv.d));
-    DN_TRY(cudnnBackendSetAttribute(op_conv.d, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA, CUDNN_TYPE_FLOAT, 1,
+    DN_TRY(dn.BackendSetAttribute(op_conv.d, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA, CUDNN_TYPE_FLOAT, 1,
                                     &alpha));
-    DN_TRY(cudnnBackendSetAttribute(op_conv.d, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA, CUDNN_TYPE_FLOAT, 1,
+    DN_TRY(dn.BackendSetAttribute(op_conv.d, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA, CUDNN_TYPE_FLOAT, 1,
                                     &beta));
-    DN_TRY(cudnnBackendFinalize(op_conv.d));
+    DN_TRY(dn.BackendFinalize(op_conv.d));
 
     cudnnBackendDescriptor_t ops[2] = { op_conv.d, nullptr };
     int64_t                  nops = 1;
     if (pw) {
         cudnnPointwiseMode_t pm = g->has_bias ? CUDNN_POINTWISE_ADD : CUDNN_POINTWISE_IDENTITY;
-        DN_TRY(cudnnBackendCreateDescriptor(CUDNN_BACKEND_POINTWISE_DESCRIPTOR, &pwd.d));
-        DN_TRY(cudnnBackendSetAttribute(pwd.d, CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &pm));
-        DN_TRY(cudnnBackendSetAttribute(pwd.d, CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &comp));
-        DN_TRY(cudnnBackendFinalize(pwd.d));
-        DN_TRY(cudnnBackendCreateDescriptor(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR, &op_pw.d));
-        DN_TRY(cudnnBackendSetAttribute(op_pw.d, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR,
+        DN_TRY(dn.BackendCreateDescriptor(CUDNN_BACKEND_POINTWISE_DESCRIPTOR, &pwd.d));
+        DN_TRY(dn.BackendSetAttribute(pwd.d, CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &pm));
+        DN_TRY(dn.BackendSetAttribute(pwd.d, CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &comp));
+        DN_TRY(dn.BackendFinalize(pwd.d));
+        DN_TRY(dn.BackendCreateDescriptor(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR, &op_pw.d));
+        DN_TRY(dn.BackendSetAttribute(op_pw.d, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR,
                                         CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &pwd.d));
-        DN_TRY(cudnnBackendSetAttribute(op_pw.d, CUDNN_ATTR_OPERATION_POINTWISE_XDESC,
+        DN_TRY(dn.BackendSetAttribute(op_pw.d, CUDNN_ATTR_OPERATION_POINTWISE_XDESC,
                                         CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &tacc.d));
         if (g->has_bias)
-            DN_TRY(cudnnBackendSetAttribute(op_pw.d, CUDNN_ATTR_OPERATION_POINTWISE_BDESC,
+            DN_TRY(dn.BackendSetAttribute(op_pw.d, CUDNN_ATTR_OPERATION_POINTWISE_BDESC,
                                             CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &tb.d));
-        DN_TRY(cudnnBackendSetAttribute(op_pw.d, CUDNN_ATTR_OPERATION_POINTWISE_YDESC,
+        DN_TRY(dn.BackendSetAttribute(op_pw.d, CUDNN_ATTR_OPERATION_POINTWISE_YDESC,
                                         CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &ty.d));
-        DN_TRY(cudnnBackendFinalize(op_pw.d));
+        DN_TRY(dn.BackendFinalize(op_pw.d));
         ops[1] = op_pw.d;
         nops   = 2;
     }
-    DN_TRY(cudnnBackendCreateDescriptor(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR, &graph.d));
-    DN_TRY(cudnnBackendSetAttribute(graph.d, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, nops, ops));
-    DN_TRY(cudnnBackendSetAttribute(graph.d, CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &h));
-    return cudnnBackendFinalize(graph.d);
+    DN_TRY(dn.BackendCreateDescriptor(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR, &graph.d));
+    DN_TRY(dn.BackendSetAttribute(graph.d, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, nops, ops));
+    DN_TRY(dn.BackendSetAttribute(graph.d, CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &h));
+    return dn.BackendFinalize(graph.d);
 }
 
 /* The first engine config (heuristics A, then the fallback list) whose execution plan
@@ -196,39 +247,39 @@ cudnnStatus_t dn_plan(cudnnHandle_t h, bdesc & graph, bdesc & plan, int64_t * wo
     const cudnnBackendHeurMode_t modes[2] = { CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_FALLBACK };
     for (cudnnBackendHeurMode_t m : modes) {
         bdesc heur;
-        DN_TRY(cudnnBackendCreateDescriptor(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR, &heur.d));
-        DN_TRY(cudnnBackendSetAttribute(heur.d, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR,
+        DN_TRY(dn.BackendCreateDescriptor(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR, &heur.d));
+        DN_TRY(dn.BackendSetAttribute(heur.d, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR,
                                         1, &graph.d));
-        DN_TRY(cudnnBackendSetAttribute(heur.d, CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &m));
-        if ((last = cudnnBackendFinalize(heur.d)) != CUDNN_STATUS_SUCCESS) continue;
+        DN_TRY(dn.BackendSetAttribute(heur.d, CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &m));
+        if ((last = dn.BackendFinalize(heur.d)) != CUDNN_STATUS_SUCCESS) continue;
         int64_t n = 0;
-        if ((last = cudnnBackendGetAttribute(heur.d, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 0,
+        if ((last = dn.BackendGetAttribute(heur.d, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 0,
                                              &n, nullptr)) != CUDNN_STATUS_SUCCESS || n <= 0)
             continue;
         std::vector<bdesc>                    cfg((size_t)n);
         std::vector<cudnnBackendDescriptor_t> raw((size_t)n);
         for (int64_t i = 0; i < n; i++) {
-            DN_TRY(cudnnBackendCreateDescriptor(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR, &cfg[(size_t)i].d));
+            DN_TRY(dn.BackendCreateDescriptor(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR, &cfg[(size_t)i].d));
             raw[(size_t)i] = cfg[(size_t)i].d;
         }
         int64_t got = 0;
-        if ((last = cudnnBackendGetAttribute(heur.d, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, n,
+        if ((last = dn.BackendGetAttribute(heur.d, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, n,
                                              &got, raw.data())) != CUDNN_STATUS_SUCCESS)
             continue;
         for (int64_t i = 0; i < got && i < n; i++) {
             bdesc p;
-            if ((last = cudnnBackendCreateDescriptor(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR, &p.d)) !=
+            if ((last = dn.BackendCreateDescriptor(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR, &p.d)) !=
                 CUDNN_STATUS_SUCCESS)
                 return last;
-            if ((last = cudnnBackendSetAttribute(p.d, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &h)) !=
+            if ((last = dn.BackendSetAttribute(p.d, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &h)) !=
                     CUDNN_STATUS_SUCCESS ||
-                (last = cudnnBackendSetAttribute(p.d, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG,
+                (last = dn.BackendSetAttribute(p.d, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG,
                                                  CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &raw[(size_t)i])) !=
                     CUDNN_STATUS_SUCCESS ||
-                (last = cudnnBackendFinalize(p.d)) != CUDNN_STATUS_SUCCESS)
+                (last = dn.BackendFinalize(p.d)) != CUDNN_STATUS_SUCCESS)
                 continue; /* this engine does not take the graph */
             int64_t ws = 0, cnt = 0;
-            if ((last = cudnnBackendGetAttribute(p.d, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1,
+            if ((last = dn.BackendGetAttribute(p.d, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1,
                                                  &cnt, &ws)) != CUDNN_STATUS_SUCCESS)
                 continue;
             if (ws < 0 || ws > CU_CUDNN_WS_MAX) {
@@ -246,7 +297,7 @@ cudnnStatus_t dn_plan(cudnnHandle_t h, bdesc & graph, bdesc & plan, int64_t * wo
 void dn_plan_destroy(void * payload, void * ud) {
     (void)ud;
     cudnn_plan * p = (cudnn_plan *)payload;
-    if (p->plan) cudnnBackendDestroyDescriptor(p->plan);
+    if (p->plan) dn.BackendDestroyDescriptor(p->plan);
     delete p;
 }
 
@@ -287,7 +338,7 @@ enum infvsr_status dn_refuse(cuda_ctx * c, const struct infvsr_conv3d_geom * g, 
         fprintf(stderr, "infvsr: %s: cuDNN has no engine for conv3d x[%lld,%lld,%lld,%lld] k[%lld,%lld,%lld] "
                         "(%s); such shapes use im2col\n", c->name, (long long)g->cin, (long long)g->t,
                 (long long)g->h, (long long)g->w, (long long)g->kt, (long long)g->kh, (long long)g->kw,
-                cudnnGetErrorString(s));
+                dn.GetErrorString(s));
     }
     return INFVSR_ERR_UNSUPPORTED;
 }
@@ -295,15 +346,20 @@ enum infvsr_status dn_refuse(cuda_ctx * c, const struct infvsr_conv3d_geom * g, 
 }  // namespace
 
 bool cu_cudnn_init(struct cuda_ctx * c) {
+    const char * why = "";
+    if (!dn_load(&why)) {
+        fprintf(stderr, "infvsr: %s: cuDNN unavailable (%s); conv3d uses im2col + cuBLASLt\n", c->name, why);
+        return false;
+    }
     cu_cudnn * d = new (std::nothrow) cu_cudnn();
     if (!d) return false;
-    cudnnStatus_t s = cudnnCreate(&d->h);
-    if (s == CUDNN_STATUS_SUCCESS) s = cudnnSetStream(d->h, c->stream);
+    cudnnStatus_t s = dn.Create(&d->h);
+    if (s == CUDNN_STATUS_SUCCESS) s = dn.SetStream(d->h, c->stream);
     if (s != CUDNN_STATUS_SUCCESS || !infvsr_conv3d_plan_cache_init(&d->cache, CU_CUDNN_CACHE, dn_plan_destroy, d)) {
         /* a missing or mismatched libcudnn sub-library, or no memory: conv3d falls back */
         fprintf(stderr, "infvsr: %s: cuDNN unavailable (%s); conv3d uses im2col + cuBLASLt\n", c->name,
-                s != CUDNN_STATUS_SUCCESS ? cudnnGetErrorString(s) : "out of host memory");
-        if (d->h) cudnnDestroy(d->h);
+                s != CUDNN_STATUS_SUCCESS ? dn.GetErrorString(s) : "out of host memory");
+        if (d->h) dn.Destroy(d->h);
         delete d;
         return false;
     }
@@ -314,7 +370,7 @@ bool cu_cudnn_init(struct cuda_ctx * c) {
 void cu_cudnn_destroy(struct cuda_ctx * c) {
     if (!c->cudnn) return;
     infvsr_conv3d_plan_cache_free(&c->cudnn->cache);
-    cudnnDestroy(c->cudnn->h);
+    dn.Destroy(c->cudnn->h);
     delete c->cudnn;
     c->cudnn = nullptr;
 }
@@ -406,21 +462,21 @@ enum infvsr_status cu_conv3d_cudnn(struct cuda_ctx * c, const struct infvsr_conv
     const int64_t n = p->with_bias ? 4 : 3;
     void *  wsp     = s.p[4];
     bdesc   vp;
-    cudnnStatus_t st = cudnnBackendCreateDescriptor(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR, &vp.d);
+    cudnnStatus_t st = dn.BackendCreateDescriptor(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR, &vp.d);
     if (st == CUDNN_STATUS_SUCCESS)
-        st = cudnnBackendSetAttribute(vp.d, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, n, uids);
+        st = dn.BackendSetAttribute(vp.d, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, n, uids);
     if (st == CUDNN_STATUS_SUCCESS)
-        st = cudnnBackendSetAttribute(vp.d, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, n, ptrs);
+        st = dn.BackendSetAttribute(vp.d, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, n, ptrs);
     if (st == CUDNN_STATUS_SUCCESS)
-        st = cudnnBackendSetAttribute(vp.d, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &wsp);
-    if (st == CUDNN_STATUS_SUCCESS) st = cudnnBackendFinalize(vp.d);
-    if (st == CUDNN_STATUS_SUCCESS) st = cudnnBackendExecute(d->h, p->plan, vp.d);
+        st = dn.BackendSetAttribute(vp.d, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &wsp);
+    if (st == CUDNN_STATUS_SUCCESS) st = dn.BackendFinalize(vp.d);
+    if (st == CUDNN_STATUS_SUCCESS) st = dn.BackendExecute(d->h, p->plan, vp.d);
     if (st != CUDNN_STATUS_SUCCESS) {
         const cudnnStatus_t cat = (cudnnStatus_t)CUDNN_STATUS_CATEGORY(st);
         /* an engine that finalised but refuses at run time: remember, and fall back. The
          * staging writes above touched only temporaries, so y is untouched. */
         if (cat == CUDNN_STATUS_NOT_SUPPORTED || cat == CUDNN_STATUS_BAD_PARAM) return dn_refuse(c, g, &k, st);
-        return cu_fail(c, err, "cudnnBackendExecute (conv3d)", __FILE__, __LINE__, cudnnGetErrorString(st));
+        return cu_fail(c, err, "cudnnBackendExecute (conv3d)", __FILE__, __LINE__, dn.GetErrorString(st));
     }
     if (p->channels_last) /* y [To*Ho*Wo, Cout] -> [Cout, To*Ho*Wo], same dtype: exact */
         INFVSR_TRY(dn_transpose(c, yp, g->y_dtype, y, g->y_dtype, 1, g->positions, g->cout, err));
