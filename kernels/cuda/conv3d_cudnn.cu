@@ -25,8 +25,9 @@
  * two is faster, and whether NCDHW is taken at all, has not been measured: no GPU yet.
  *
  * Plans: chosen once per full shape/dtype/stride tuple (heuristics mode A, then the
- * fallback list; the first engine config that finalises with a workspace within
- * CU_CUDNN_WS_MAX) and kept in the backend's LRU plan cache (conv3d_plan.h), which also
+ * fallback list; the first engine config whose numerical notes keep the op's numerics
+ * (infvsr_conv3d_cudnn_engine_ok: no TF32 for f32 data, fp32 accumulation, deterministic)
+ * and that finalises with a workspace within CU_CUDNN_WS_MAX) and kept in the backend's LRU plan cache (conv3d_plan.h), which also
  * remembers shapes cuDNN refused so that they go to im2col without asking again.
  * Workspace and staging buffers come from the backend's pool (no cudaMalloc in steady
  * state). One cudnnHandle_t per backend, bound to its stream. */
@@ -43,7 +44,7 @@
 #include <vector>
 
 #define CU_CUDNN_WS_MAX   ((int64_t)256 << 20)
-#define CU_CUDNN_CACHE    64 /* distinct conv shapes of the VAE at one resolution: ~30 */
+#define CU_CUDNN_CACHE    256 /* tiled VAE runs see a few shapes per distinct tile edge */
 
 enum { UID_X = 1, UID_W = 2, UID_B = 3, UID_Y = 4, UID_ACC = 5 };
 
@@ -105,14 +106,7 @@ bool dn_load(const char ** why) {
     return loaded;
 }
 
-struct cudnn_plan {
-    cudnnBackendDescriptor_t plan = nullptr;
-    int64_t                  workspace = 0;
-    bool                     channels_last = false;
-    bool                     with_bias = false;
-};
-
-/* Owns one backend descriptor. */
+/* Owns one backend descriptor (temporaries: engine queries, rejected plans). */
 struct bdesc {
     cudnnBackendDescriptor_t d = nullptr;
     bdesc() = default;
@@ -126,6 +120,51 @@ struct bdesc {
         d = nullptr;
         return r;
     }
+};
+
+/* Owns every descriptor a plan was built from (tensors, conv, ops, graph, heuristics,
+ * engine config, plan), destroyed in reverse order with the plan: a finalised descriptor
+ * refers to the ones it was given, so none is destroyed while the plan may run. */
+struct dn_owned {
+    std::vector<cudnnBackendDescriptor_t> d;
+    dn_owned() = default;
+    dn_owned(const dn_owned &) = delete;
+    dn_owned & operator=(const dn_owned &) = delete;
+    ~dn_owned() {
+        for (size_t i = d.size(); i-- > 0;) dn.BackendDestroyDescriptor(d[i]);
+    }
+    cudnnStatus_t make(cudnnBackendDescriptorType_t type, cudnnBackendDescriptor_t * out) {
+        *out = nullptr;
+        if (d.size() == d.capacity()) {
+            try {
+                d.reserve(d.size() * 2 + 8);
+            } catch (...) {
+                return CUDNN_STATUS_ALLOC_FAILED;
+            }
+        }
+        cudnnStatus_t s = dn.BackendCreateDescriptor(type, out);
+        if (s == CUDNN_STATUS_SUCCESS) d.push_back(*out);
+        return s;
+    }
+    cudnnStatus_t adopt(bdesc & b) {
+        if (d.size() == d.capacity()) {
+            try {
+                d.reserve(d.size() * 2 + 8);
+            } catch (...) {
+                return CUDNN_STATUS_ALLOC_FAILED;
+            }
+        }
+        d.push_back(b.release());
+        return CUDNN_STATUS_SUCCESS;
+    }
+};
+
+struct cudnn_plan {
+    dn_owned                 owned;
+    cudnnBackendDescriptor_t plan = nullptr; /* in owned */
+    int64_t                  workspace = 0;
+    bool                     channels_last = false;
+    bool                     with_bias = false;
 };
 
 #define DN_TRY(call)                                \
@@ -148,113 +187,153 @@ void dn_strides(const int64_t dims[5], bool channels_last, int64_t s[5]) {
     }
 }
 
-cudnnStatus_t dn_tensor(bdesc & t, int64_t uid, int dtype, const int64_t dims[5], bool channels_last, bool virt) {
+cudnnStatus_t dn_tensor(dn_owned & o, cudnnBackendDescriptor_t * t, int64_t uid, int dtype, const int64_t dims[5],
+                        bool channels_last, bool virt) {
     int64_t strides[5];
     dn_strides(dims, channels_last, strides);
     cudnnDataType_t dt    = dtype < 0 ? CUDNN_DATA_FLOAT : dn_type(dtype);
     int64_t         align = INFVSR_CONV3D_CUDNN_ALIGN;
-    DN_TRY(dn.BackendCreateDescriptor(CUDNN_BACKEND_TENSOR_DESCRIPTOR, &t.d));
-    DN_TRY(dn.BackendSetAttribute(t.d, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &dt));
-    DN_TRY(dn.BackendSetAttribute(t.d, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 5, dims));
-    DN_TRY(dn.BackendSetAttribute(t.d, CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 5, strides));
-    DN_TRY(dn.BackendSetAttribute(t.d, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid));
-    DN_TRY(dn.BackendSetAttribute(t.d, CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1, &align));
-    bool v = virt;
-    DN_TRY(dn.BackendSetAttribute(t.d, CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1, &v));
-    return dn.BackendFinalize(t.d);
+    bool            v     = virt;
+    DN_TRY(o.make(CUDNN_BACKEND_TENSOR_DESCRIPTOR, t));
+    DN_TRY(dn.BackendSetAttribute(*t, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &dt));
+    DN_TRY(dn.BackendSetAttribute(*t, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 5, dims));
+    DN_TRY(dn.BackendSetAttribute(*t, CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 5, strides));
+    DN_TRY(dn.BackendSetAttribute(*t, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid));
+    DN_TRY(dn.BackendSetAttribute(*t, CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1, &align));
+    DN_TRY(dn.BackendSetAttribute(*t, CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1, &v));
+    return dn.BackendFinalize(*t);
 }
 
-/* The operation graph: conv -> y, or conv -> fp32 virtual -> (add bias | identity) -> y
- * when there is a bias or y's dtype differs from x's (one rounding into y either way). */
-cudnnStatus_t dn_graph(cudnnHandle_t h, const struct infvsr_conv3d_geom * g, bool channels_last, bdesc & graph,
-                       bool * with_bias) {
+/* The operations: conv -> y, or conv -> fp32 virtual -> (add bias | identity) -> y when
+ * there is a bias or y's dtype differs from x's (one rounding into y either way).
+ * Host-only (no handle): cuDNN's shape inference runs at each finalize, so
+ * cu_cudnn_check_ops can run this without a GPU. */
+cudnnStatus_t dn_ops(dn_owned & o, const struct infvsr_conv3d_geom * g, bool channels_last,
+                     cudnnBackendDescriptor_t ops[2], int64_t * nops) {
     const int64_t xd[5] = { 1, g->cin, g->t, g->h, g->w };
     const int64_t wd[5] = { g->cout, g->cin, g->kt, g->kh, g->kw };
     const int64_t yd[5] = { 1, g->cout, g->to, g->ho, g->wo };
     const int64_t bd[5] = { 1, g->cout, 1, 1, 1 };
     const bool    pw    = g->has_bias || g->y_dtype != g->x_dtype;
-    *with_bias = g->has_bias;
-    bdesc tx, tw, ty, tacc, tb, conv, op_conv, pwd, op_pw;
-    DN_TRY(dn_tensor(tx, UID_X, g->x_dtype, xd, channels_last, false));
-    DN_TRY(dn_tensor(tw, UID_W, g->x_dtype, wd, channels_last, false)); /* w converted to x's dtype */
-    DN_TRY(dn_tensor(ty, UID_Y, g->y_dtype, yd, channels_last, false));
-    if (pw) DN_TRY(dn_tensor(tacc, UID_ACC, -1, yd, channels_last, true));
-    if (g->has_bias) DN_TRY(dn_tensor(tb, UID_B, -1, bd, channels_last, false)); /* bias converted to f32 */
+    cudnnBackendDescriptor_t tx, tw, ty, tacc = nullptr, tb = nullptr, conv, op_conv;
+    DN_TRY(dn_tensor(o, &tx, UID_X, g->x_dtype, xd, channels_last, false));
+    DN_TRY(dn_tensor(o, &tw, UID_W, g->x_dtype, wd, channels_last, false)); /* w converted to x's dtype */
+    DN_TRY(dn_tensor(o, &ty, UID_Y, g->y_dtype, yd, channels_last, false));
+    if (pw) DN_TRY(dn_tensor(o, &tacc, UID_ACC, -1, yd, channels_last, true));
+    if (g->has_bias) DN_TRY(dn_tensor(o, &tb, UID_B, -1, bd, channels_last, false)); /* bias converted to f32 */
 
-    const int64_t           nsp = 3, dil[3] = { 1, 1, 1 };
-    const int64_t           stride[3] = { g->st, g->sh, g->sw };
-    const int64_t           pre[3] = { 0, g->pt, g->pl }, post[3] = { 0, g->pb, g->pr };
-    cudnnDataType_t         comp = CUDNN_DATA_FLOAT;
-    cudnnConvolutionMode_t  mode = CUDNN_CROSS_CORRELATION; /* PyTorch's conv: no kernel flip */
-    DN_TRY(dn.BackendCreateDescriptor(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR, &conv.d));
-    DN_TRY(dn.BackendSetAttribute(conv.d, CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &comp));
-    DN_TRY(dn.BackendSetAttribute(conv.d, CUDNN_ATTR_CONVOLUTION_CONV_MODE, CUDNN_TYPE_CONVOLUTION_MODE, 1, &mode));
-    DN_TRY(dn.BackendSetAttribute(conv.d, CUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS, CUDNN_TYPE_INT64, 1, &nsp));
-    DN_TRY(dn.BackendSetAttribute(conv.d, CUDNN_ATTR_CONVOLUTION_DILATIONS, CUDNN_TYPE_INT64, 3, dil));
-    DN_TRY(dn.BackendSetAttribute(conv.d, CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, CUDNN_TYPE_INT64, 3, stride));
-    DN_TRY(dn.BackendSetAttribute(conv.d, CUDNN_ATTR_CONVOLUTION_PRE_PADDINGS, CUDNN_TYPE_INT64, 3, pre));
-    DN_TRY(dn.BackendSetAttribute(conv.d, CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, CUDNN_TYPE_INT64, 3, post));
-    DN_TRY(dn.BackendFinalize(conv.d));
+    const int64_t          nsp = 3, dil[3] = { 1, 1, 1 };
+    const int64_t          stride[3] = { g->st, g->sh, g->sw };
+    const int64_t          pre[3] = { 0, g->pt, g->pl }, post[3] = { 0, g->pb, g->pr };
+    cudnnDataType_t        comp = CUDNN_DATA_FLOAT;
+    cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION; /* PyTorch's conv: no kernel flip */
+    DN_TRY(o.make(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR, &conv));
+    DN_TRY(dn.BackendSetAttribute(conv, CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &comp));
+    DN_TRY(dn.BackendSetAttribute(conv, CUDNN_ATTR_CONVOLUTION_CONV_MODE, CUDNN_TYPE_CONVOLUTION_MODE, 1, &mode));
+    DN_TRY(dn.BackendSetAttribute(conv, CUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS, CUDNN_TYPE_INT64, 1, &nsp));
+    DN_TRY(dn.BackendSetAttribute(conv, CUDNN_ATTR_CONVOLUTION_DILATIONS, CUDNN_TYPE_INT64, 3, dil));
+    DN_TRY(dn.BackendSetAttribute(conv, CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, CUDNN_TYPE_INT64, 3, stride));
+    DN_TRY(dn.BackendSetAttribute(conv, CUDNN_ATTR_CONVOLUTION_PRE_PADDINGS, CUDNN_TYPE_INT64, 3, pre));
+    DN_TRY(dn.BackendSetAttribute(conv, CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, CUDNN_TYPE_INT64, 3, post));
+    DN_TRY(dn.BackendFinalize(conv));
 
     float alpha = 1.0f, beta = 0.0f;
-    DN_TRY(dn.BackendCreateDescriptor(CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR, &op_conv.d));
-    DN_TRY(dn.BackendSetAttribute(op_conv.d, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X,
-                                    CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &tx.d));
-    DN_TRY(dn.BackendSetAttribute(op_conv.d, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W,
-                                    CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &tw.d));
-    DN_TRY(dn.BackendSetAttribute(op_conv.d, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y,
-                                    CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, pw ? &tacc.d : &ty.d));
-    DN_TRY(dn.BackendSetAttribute(op_conv.d, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC,
-                                    CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &conv.d));
-    DN_TRY(dn.BackendSetAttribute(op_conv.d, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA, CUDNN_TYPE_FLOAT, 1,
-                                    &alpha));
-    DN_TRY(dn.BackendSetAttribute(op_conv.d, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA, CUDNN_TYPE_FLOAT, 1,
-                                    &beta));
-    DN_TRY(dn.BackendFinalize(op_conv.d));
+    DN_TRY(o.make(CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR, &op_conv));
+    DN_TRY(dn.BackendSetAttribute(op_conv, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+                                  &tx));
+    DN_TRY(dn.BackendSetAttribute(op_conv, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+                                  &tw));
+    DN_TRY(dn.BackendSetAttribute(op_conv, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+                                  pw ? &tacc : &ty));
+    DN_TRY(dn.BackendSetAttribute(op_conv, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC,
+                                  CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &conv));
+    DN_TRY(dn.BackendSetAttribute(op_conv, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA, CUDNN_TYPE_FLOAT, 1,
+                                  &alpha));
+    DN_TRY(dn.BackendSetAttribute(op_conv, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA, CUDNN_TYPE_FLOAT, 1, &beta));
+    DN_TRY(dn.BackendFinalize(op_conv));
+    ops[0] = op_conv;
+    *nops  = 1;
+    if (!pw) return CUDNN_STATUS_SUCCESS;
 
-    cudnnBackendDescriptor_t ops[2] = { op_conv.d, nullptr };
-    int64_t                  nops = 1;
-    if (pw) {
-        cudnnPointwiseMode_t pm = g->has_bias ? CUDNN_POINTWISE_ADD : CUDNN_POINTWISE_IDENTITY;
-        DN_TRY(dn.BackendCreateDescriptor(CUDNN_BACKEND_POINTWISE_DESCRIPTOR, &pwd.d));
-        DN_TRY(dn.BackendSetAttribute(pwd.d, CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &pm));
-        DN_TRY(dn.BackendSetAttribute(pwd.d, CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &comp));
-        DN_TRY(dn.BackendFinalize(pwd.d));
-        DN_TRY(dn.BackendCreateDescriptor(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR, &op_pw.d));
-        DN_TRY(dn.BackendSetAttribute(op_pw.d, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR,
-                                        CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &pwd.d));
-        DN_TRY(dn.BackendSetAttribute(op_pw.d, CUDNN_ATTR_OPERATION_POINTWISE_XDESC,
-                                        CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &tacc.d));
-        if (g->has_bias)
-            DN_TRY(dn.BackendSetAttribute(op_pw.d, CUDNN_ATTR_OPERATION_POINTWISE_BDESC,
-                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &tb.d));
-        DN_TRY(dn.BackendSetAttribute(op_pw.d, CUDNN_ATTR_OPERATION_POINTWISE_YDESC,
-                                        CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &ty.d));
-        DN_TRY(dn.BackendFinalize(op_pw.d));
-        ops[1] = op_pw.d;
-        nops   = 2;
-    }
-    DN_TRY(dn.BackendCreateDescriptor(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR, &graph.d));
-    DN_TRY(dn.BackendSetAttribute(graph.d, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, nops, ops));
-    DN_TRY(dn.BackendSetAttribute(graph.d, CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &h));
-    return dn.BackendFinalize(graph.d);
+    cudnnBackendDescriptor_t pwd, op_pw;
+    cudnnPointwiseMode_t     pm = g->has_bias ? CUDNN_POINTWISE_ADD : CUDNN_POINTWISE_IDENTITY;
+    DN_TRY(o.make(CUDNN_BACKEND_POINTWISE_DESCRIPTOR, &pwd));
+    DN_TRY(dn.BackendSetAttribute(pwd, CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &pm));
+    DN_TRY(dn.BackendSetAttribute(pwd, CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &comp));
+    DN_TRY(dn.BackendFinalize(pwd));
+    DN_TRY(o.make(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR, &op_pw));
+    DN_TRY(dn.BackendSetAttribute(op_pw, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+                                  &pwd));
+    DN_TRY(dn.BackendSetAttribute(op_pw, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &tacc));
+    if (g->has_bias)
+        DN_TRY(dn.BackendSetAttribute(op_pw, CUDNN_ATTR_OPERATION_POINTWISE_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+                                      &tb));
+    DN_TRY(dn.BackendSetAttribute(op_pw, CUDNN_ATTR_OPERATION_POINTWISE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &ty));
+    DN_TRY(dn.BackendFinalize(op_pw));
+    ops[1] = op_pw;
+    *nops  = 2;
+    return CUDNN_STATUS_SUCCESS;
 }
 
-/* The first engine config (heuristics A, then the fallback list) whose execution plan
- * finalises with a workspace of at most CU_CUDNN_WS_MAX. */
-cudnnStatus_t dn_plan(cudnnHandle_t h, bdesc & graph, bdesc & plan, int64_t * workspace) {
+/* The operation graph of dn_ops on the handle. */
+cudnnStatus_t dn_graph(dn_owned & o, cudnnHandle_t h, const struct infvsr_conv3d_geom * g, bool channels_last,
+                       cudnnBackendDescriptor_t * graph) {
+    cudnnBackendDescriptor_t ops[2] = { nullptr, nullptr };
+    int64_t                  nops = 0;
+    DN_TRY(dn_ops(o, g, channels_last, ops, &nops));
+    DN_TRY(o.make(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR, graph));
+    DN_TRY(dn.BackendSetAttribute(*graph, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, nops, ops));
+    DN_TRY(dn.BackendSetAttribute(*graph, CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &h));
+    return dn.BackendFinalize(*graph);
+}
+
+/* Reads an engine config's numerical notes (TF32, down-conversion, reduced-precision
+ * reduction, non-determinism); false when they cannot be read. */
+bool dn_notes(cudnnBackendDescriptor_t cfg, struct infvsr_conv3d_engine_notes * out) {
+    bdesc eng;
+    int64_t cnt = 0;
+    if (dn.BackendCreateDescriptor(CUDNN_BACKEND_ENGINE_DESCRIPTOR, &eng.d) != CUDNN_STATUS_SUCCESS ||
+        dn.BackendGetAttribute(cfg, CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &cnt, &eng.d) !=
+            CUDNN_STATUS_SUCCESS)
+        return false;
+    cudnnBackendNumericalNote_t notes[CUDNN_NUMERICAL_NOTE_TYPE_COUNT];
+    cnt = 0;
+    if (dn.BackendGetAttribute(eng.d, CUDNN_ATTR_ENGINE_NUMERICAL_NOTE, CUDNN_TYPE_NUMERICAL_NOTE,
+                               CUDNN_NUMERICAL_NOTE_TYPE_COUNT, &cnt, notes) != CUDNN_STATUS_SUCCESS)
+        return false;
+    *out = {};
+    for (int64_t i = 0; i < cnt && i < CUDNN_NUMERICAL_NOTE_TYPE_COUNT; i++) {
+        switch (notes[i]) {
+        case CUDNN_NUMERICAL_NOTE_TENSOR_CORE:                 out->tensor_core = true; break;
+        case CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS:         out->down_convert = true; break;
+        case CUDNN_NUMERICAL_NOTE_REDUCED_PRECISION_REDUCTION: out->reduced_reduction = true; break;
+        case CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC:            out->nondeterministic = true; break;
+        default:                                               break;
+        }
+    }
+    return true;
+}
+
+/* The first engine config (heuristics A, then the fallback list) that keeps the op's
+ * numerics (infvsr_conv3d_cudnn_engine_ok: no TF32 for f32, fp32 accumulation,
+ * deterministic) and whose execution plan finalises with a workspace of at most
+ * CU_CUDNN_WS_MAX. Notes that cannot be read count as unacceptable for f32 only. The
+ * chosen heuristics, config and plan descriptors join o (with the graph). */
+cudnnStatus_t dn_plan(dn_owned & o, cudnnHandle_t h, const struct infvsr_conv3d_geom * g,
+                      cudnnBackendDescriptor_t graph, cudnnBackendDescriptor_t * plan, int64_t * workspace) {
     cudnnStatus_t last = CUDNN_STATUS_NOT_SUPPORTED;
     const cudnnBackendHeurMode_t modes[2] = { CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_FALLBACK };
     for (cudnnBackendHeurMode_t m : modes) {
         bdesc heur;
         DN_TRY(dn.BackendCreateDescriptor(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR, &heur.d));
-        DN_TRY(dn.BackendSetAttribute(heur.d, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR,
-                                        1, &graph.d));
+        DN_TRY(dn.BackendSetAttribute(heur.d, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+                                      &graph));
         DN_TRY(dn.BackendSetAttribute(heur.d, CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &m));
         if ((last = dn.BackendFinalize(heur.d)) != CUDNN_STATUS_SUCCESS) continue;
         int64_t n = 0;
-        if ((last = dn.BackendGetAttribute(heur.d, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 0,
-                                             &n, nullptr)) != CUDNN_STATUS_SUCCESS || n <= 0)
+        if ((last = dn.BackendGetAttribute(heur.d, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &n,
+                                           nullptr)) != CUDNN_STATUS_SUCCESS ||
+            n <= 0)
             continue;
         std::vector<bdesc>                    cfg((size_t)n);
         std::vector<cudnnBackendDescriptor_t> raw((size_t)n);
@@ -263,10 +342,16 @@ cudnnStatus_t dn_plan(cudnnHandle_t h, bdesc & graph, bdesc & plan, int64_t * wo
             raw[(size_t)i] = cfg[(size_t)i].d;
         }
         int64_t got = 0;
-        if ((last = dn.BackendGetAttribute(heur.d, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, n,
-                                             &got, raw.data())) != CUDNN_STATUS_SUCCESS)
+        if ((last = dn.BackendGetAttribute(heur.d, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, n, &got,
+                                           raw.data())) != CUDNN_STATUS_SUCCESS)
             continue;
         for (int64_t i = 0; i < got && i < n; i++) {
+            struct infvsr_conv3d_engine_notes notes = {};
+            const bool known = dn_notes(raw[(size_t)i], &notes);
+            if ((!known && g->x_dtype == INFVSR_TYPE_F32) || !infvsr_conv3d_cudnn_engine_ok(g->x_dtype, &notes)) {
+                last = CUDNN_STATUS_NOT_SUPPORTED;
+                continue;
+            }
             bdesc p;
             if ((last = dn.BackendCreateDescriptor(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR, &p.d)) !=
                 CUDNN_STATUS_SUCCESS)
@@ -274,21 +359,23 @@ cudnnStatus_t dn_plan(cudnnHandle_t h, bdesc & graph, bdesc & plan, int64_t * wo
             if ((last = dn.BackendSetAttribute(p.d, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &h)) !=
                     CUDNN_STATUS_SUCCESS ||
                 (last = dn.BackendSetAttribute(p.d, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG,
-                                                 CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &raw[(size_t)i])) !=
+                                               CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &raw[(size_t)i])) !=
                     CUDNN_STATUS_SUCCESS ||
                 (last = dn.BackendFinalize(p.d)) != CUDNN_STATUS_SUCCESS)
                 continue; /* this engine does not take the graph */
             int64_t ws = 0, cnt = 0;
-            if ((last = dn.BackendGetAttribute(p.d, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1,
-                                                 &cnt, &ws)) != CUDNN_STATUS_SUCCESS)
+            if ((last = dn.BackendGetAttribute(p.d, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &cnt,
+                                               &ws)) != CUDNN_STATUS_SUCCESS)
                 continue;
             if (ws < 0 || ws > CU_CUDNN_WS_MAX) {
                 last = CUDNN_STATUS_NOT_SUPPORTED;
                 continue;
             }
-            plan.d     = p.release();
+            *plan      = p.d;
             *workspace = ws;
-            return CUDNN_STATUS_SUCCESS;
+            DN_TRY(o.adopt(heur));
+            DN_TRY(o.adopt(cfg[(size_t)i]));
+            return o.adopt(p);
         }
     }
     return last == CUDNN_STATUS_SUCCESS ? CUDNN_STATUS_NOT_SUPPORTED : last;
@@ -296,9 +383,7 @@ cudnnStatus_t dn_plan(cudnnHandle_t h, bdesc & graph, bdesc & plan, int64_t * wo
 
 void dn_plan_destroy(void * payload, void * ud) {
     (void)ud;
-    cudnn_plan * p = (cudnn_plan *)payload;
-    if (p->plan) dn.BackendDestroyDescriptor(p->plan);
-    delete p;
+    delete (cudnn_plan *)payload; /* its dn_owned destroys every descriptor */
 }
 
 /* dst[b][c][r] = src[b][r][c] with a dtype conversion (rounded once, into dst's dtype):
@@ -344,6 +429,21 @@ enum infvsr_status dn_refuse(cuda_ctx * c, const struct infvsr_conv3d_geom * g, 
 }
 
 }  // namespace
+
+extern "C" int infvsr_cuda_cudnn_check_conv_ops(const struct infvsr_conv3d_geom * g, bool channels_last,
+                                               const char ** status) {
+    const char * why = "";
+    if (!dn_load(&why)) {
+        *status = why;
+        return -1;
+    }
+    dn_owned                 o;
+    cudnnBackendDescriptor_t ops[2] = { nullptr, nullptr };
+    int64_t                  nops = 0;
+    const cudnnStatus_t      s = dn_ops(o, g, channels_last, ops, &nops);
+    *status = dn.GetErrorString(s);
+    return s == CUDNN_STATUS_SUCCESS ? 0 : 1;
+}
 
 bool cu_cudnn_init(struct cuda_ctx * c) {
     const char * why = "";
@@ -414,17 +514,17 @@ enum infvsr_status cu_conv3d_cudnn(struct cuda_ctx * c, const struct infvsr_conv
     if (!found) {
         cudnnStatus_t s = CUDNN_STATUS_NOT_SUPPORTED;
         for (int cl = 0; cl < 2 && !p; cl++) {
-            bdesc graph, plan;
-            bool  with_bias = false;
-            int64_t ws = 0;
-            if ((s = dn_graph(d->h, g, cl == 1, graph, &with_bias)) != CUDNN_STATUS_SUCCESS) continue;
-            if ((s = dn_plan(d->h, graph, plan, &ws)) != CUDNN_STATUS_SUCCESS) continue;
-            p = new (std::nothrow) cudnn_plan();
-            if (!p) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "conv3d (cuDNN): out of host memory");
-            p->plan          = plan.release();
-            p->workspace     = ws;
-            p->channels_last = cl == 1;
-            p->with_bias     = with_bias;
+            cudnn_plan * q = new (std::nothrow) cudnn_plan();
+            if (!q) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "conv3d (cuDNN): out of host memory");
+            cudnnBackendDescriptor_t graph = nullptr;
+            if ((s = dn_graph(q->owned, d->h, g, cl == 1, &graph)) == CUDNN_STATUS_SUCCESS &&
+                (s = dn_plan(q->owned, d->h, g, graph, &q->plan, &q->workspace)) == CUDNN_STATUS_SUCCESS) {
+                q->channels_last = cl == 1;
+                q->with_bias     = g->has_bias;
+                p                = q;
+            } else {
+                delete q;
+            }
         }
         if (!p) return dn_refuse(c, g, &k, s);
         infvsr_conv3d_plan_cache_put(&d->cache, &k, p);
@@ -484,6 +584,13 @@ enum infvsr_status cu_conv3d_cudnn(struct cuda_ctx * c, const struct infvsr_conv
 }
 
 #else /* built without cuDNN: the path is compiled out and never selected */
+
+extern "C" int infvsr_cuda_cudnn_check_conv_ops(const struct infvsr_conv3d_geom * g, bool channels_last,
+                                               const char ** status) {
+    (void)g, (void)channels_last;
+    *status = "this build has no cuDNN (INFVSR_CUDNN=OFF or not found at configure time)";
+    return -1;
+}
 
 bool cu_cudnn_init(struct cuda_ctx * c) {
     (void)c;

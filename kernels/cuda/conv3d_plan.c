@@ -116,6 +116,12 @@ bool infvsr_conv3d_cudnn_accepts(const struct infvsr_conv3d_geom * g, uintptr_t 
     return r == NULL;
 }
 
+bool infvsr_conv3d_cudnn_engine_ok(enum infvsr_dtype x_dtype, const struct infvsr_conv3d_engine_notes * n) {
+    if (n->reduced_reduction || n->nondeterministic) return false;
+    if (x_dtype == INFVSR_TYPE_F32 && (n->tensor_core || n->down_convert)) return false;
+    return true;
+}
+
 enum infvsr_conv3d_path infvsr_conv3d_select(enum infvsr_cuda_conv_kernel requested, const struct infvsr_conv3d_geom * g,
                                              bool cudnn_ready, bool cudnn_accepts, bool cudnn_refused) {
     switch (requested) {

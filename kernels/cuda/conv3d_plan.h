@@ -63,6 +63,19 @@ const char * infvsr_conv3d_path_name(enum infvsr_conv3d_path p);
 bool infvsr_conv3d_cudnn_accepts(const struct infvsr_conv3d_geom * g, uintptr_t x, uintptr_t w, uintptr_t b,
                                  uintptr_t y, const char ** why);
 
+/* The numerical notes cuDNN attaches to an engine, as flags (conv3d_cudnn.cu reads them;
+ * this header stays free of cudnn.h). */
+struct infvsr_conv3d_engine_notes {
+    bool tensor_core;        /* uses tensor cores: TF32 for f32 data            */
+    bool down_convert;       /* converts inputs to a narrower type first        */
+    bool reduced_reduction;  /* accumulates in less than fp32                   */
+    bool nondeterministic;   /* results may vary run to run                     */
+};
+/* Whether an engine keeps the op's numerics: fp32 accumulation and deterministic
+ * always; for f32 activations also no TF32 and no down-conversion (the f32 path is the
+ * exact one, matching the CPU to ~1e-6, as the GEMMs with CUBLAS_COMPUTE_32F). */
+bool infvsr_conv3d_cudnn_engine_ok(enum infvsr_dtype x_dtype, const struct infvsr_conv3d_engine_notes * n);
+
 /* The path a call takes:
  *   IM2COL                -> IM2COL
  *   IMPLICIT              -> IMPLICIT for bf16 x, else IM2COL

@@ -80,6 +80,16 @@ struct infvsr_cuda_conv_plan_stats {
 void         infvsr_cuda_backend_conv_plan_stats(struct infvsr_backend * be,
                                                  struct infvsr_cuda_conv_plan_stats * out);
 
+/* Test hook, host only (no GPU, no backend): builds and finalises the cuDNN operation
+ * descriptors (tensors, convolution, conv and pointwise ops) that the cuDNN path would
+ * build for a call of this geometry (conv3d_plan.h), NCDHW or channels-last; cuDNN's own
+ * shape inference runs at each finalise. 0: accepted; 1: rejected (*status = cuDNN's
+ * status string); -1: no cuDNN in this build or libcudnn.so.9 not loadable (*status =
+ * why). The graph and engine steps need a device and are not covered. */
+struct infvsr_conv3d_geom;
+int          infvsr_cuda_cudnn_check_conv_ops(const struct infvsr_conv3d_geom * g, bool channels_last,
+                                              const char ** status);
+
 /* The backend's stream (cudaStream_t as void*), for benchmarks timing with events. */
 void *       infvsr_cuda_backend_stream(struct infvsr_backend * be);
 

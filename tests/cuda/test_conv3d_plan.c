@@ -165,6 +165,22 @@ static void test_cudnn_accepts(void) {
     CHECK(!infvsr_conv3d_cudnn_accepts(&g, 0x10000, 0x20000, 0x30000, 0x40000, &why));
 }
 
+static void test_engine_notes(void) {
+    struct infvsr_conv3d_engine_notes n = { 0 };
+    CHECK(infvsr_conv3d_cudnn_engine_ok(INFVSR_TYPE_BF16, &n));
+    CHECK(infvsr_conv3d_cudnn_engine_ok(INFVSR_TYPE_F32, &n));
+    n.tensor_core = true; /* bf16 on tensor cores: the point; f32 on tensor cores: TF32 */
+    CHECK(infvsr_conv3d_cudnn_engine_ok(INFVSR_TYPE_BF16, &n));
+    CHECK(!infvsr_conv3d_cudnn_engine_ok(INFVSR_TYPE_F32, &n));
+    n = (struct infvsr_conv3d_engine_notes){ .down_convert = true };
+    CHECK(infvsr_conv3d_cudnn_engine_ok(INFVSR_TYPE_BF16, &n));
+    CHECK(!infvsr_conv3d_cudnn_engine_ok(INFVSR_TYPE_F32, &n));
+    n = (struct infvsr_conv3d_engine_notes){ .reduced_reduction = true };
+    CHECK(!infvsr_conv3d_cudnn_engine_ok(INFVSR_TYPE_BF16, &n));
+    n = (struct infvsr_conv3d_engine_notes){ .nondeterministic = true };
+    CHECK(!infvsr_conv3d_cudnn_engine_ok(INFVSR_TYPE_BF16, &n));
+}
+
 static void test_select(void) {
     struct call c;
     struct infvsr_conv3d_geom bf, f32;
@@ -293,6 +309,7 @@ static const struct test_case tests[] = {
     TEST(test_geom_valid),
     TEST(test_geom_refusals),
     TEST(test_cudnn_accepts),
+    TEST(test_engine_notes),
     TEST(test_select),
     TEST(test_key_covers_the_tuple),
     TEST(test_cache),
