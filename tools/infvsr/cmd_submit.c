@@ -390,6 +390,7 @@ static int run(struct sb * s) {
     } else {
         s->st = old;
         sb_note(s, "resuming job %s from %s", s->st.job_id[0] ? s->st.job_id : "(creation)", s->state_path);
+        if (s->st.job_id[0]) sb_event(s, "{\"event\":\"job\",\"id\":\"%s\",\"created\":false,\"resumed\":true}", s->st.job_id);
     }
     free(spec);
     s->st.in = in; /* identical to a resumed state's, which was checked above */
@@ -482,7 +483,9 @@ int infvsr_cmd_submit(int argc, char ** argv) {
     if (rc != SB_EXIT_OK) {
         if (o.progress == SB_PROGRESS_TTY) fputc('\n', stderr);
         sb_event(&s, "{\"event\":\"error\",\"exit_code\":%d,\"job\":\"%s\"}", rc, s.st.job_id);
-        if (s.job_failed) { /* a failed job is not resumed: the next run starts a new one */
+        if (!s.st.job_id[0] && rc != SB_EXIT_USAGE && rc != SB_EXIT_NETWORK) {
+            unlink(s.state_path); /* no job was created: nothing to resume */
+        } else if (s.job_failed) { /* a failed job is not resumed: the next run starts a new one */
             unlink(s.state_path);
             unlink(s.part_path);
         } else if (s.st.job_id[0] && rc != SB_EXIT_USAGE)

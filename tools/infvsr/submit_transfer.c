@@ -48,7 +48,7 @@ struct tx {
     /* upload */
     int     in_fd;
     int64_t patch_start, patch_len, patch_pos;
-    bool    need_head, announced_resume;
+    bool    need_head;
     /* events */
     char *  sse_line;
     size_t  sse_len, sse_cap;
@@ -179,13 +179,10 @@ static bool upload_head(struct tx * t) {
         s->upload_done = s->upload_sent = r.upload_offset;
         t->need_head = false;
         t->x[X_UPLOAD].b.net_since = 0;
-        if (!t->announced_resume || r.upload_offset > 0) {
-            sb_event(s, "{\"event\":\"upload_offset\",\"offset\":%" PRId64 ",\"length\":%" PRId64 "}", r.upload_offset,
-                     s->st.in.size);
-            if (r.upload_offset > 0 && r.upload_offset < s->st.in.size)
-                sb_note(s, "upload resumes at byte %" PRId64 " of %" PRId64, r.upload_offset, s->st.in.size);
-            t->announced_resume = true;
-        }
+        sb_event(s, "{\"event\":\"upload_offset\",\"offset\":%" PRId64 ",\"length\":%" PRId64 "}", r.upload_offset,
+                 s->st.in.size);
+        if (r.upload_offset > 0 && r.upload_offset < s->st.in.size)
+            sb_note(s, "upload resumes at byte %" PRId64 " of %" PRId64, r.upload_offset, s->st.in.size);
         ok = true;
     } else if (r.status == 200) {
         fprintf(stderr, "infvsr submit: HEAD %s: Upload-Offset missing or outside [0, %" PRId64 "]\n",
@@ -233,7 +230,11 @@ static bool upload_start(struct tx * t) {
     curl_easy_setopt(x->h, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(x->h, CURLOPT_XFERINFOFUNCTION, up_progress);
     curl_easy_setopt(x->h, CURLOPT_XFERINFODATA, t);
-    if (s->o->limit_rate > 0) curl_easy_setopt(x->h, CURLOPT_MAX_SEND_SPEED_LARGE, (curl_off_t)s->o->limit_rate);
+    if (s->o->limit_rate > 0) {
+        curl_easy_setopt(x->h, CURLOPT_MAX_SEND_SPEED_LARGE, (curl_off_t)s->o->limit_rate);
+        /* curl paces per buffer: the smallest one (16 KiB) keeps bursts short */
+        curl_easy_setopt(x->h, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
+    }
     sb_event(s, "{\"event\":\"patch\",\"offset\":%" PRId64 ",\"bytes\":%" PRId64 "}", t->patch_start, t->patch_len);
     return true;
 }
