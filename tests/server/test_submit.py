@@ -18,11 +18,14 @@ marker (`PATCH `, `/output`) went through it. Cases, tiny model unless said:
   busy:      null model, one job slot held by an open PUT, max_queued_jobs 0, retry_after_s 1:
              --max-wait 0 exits 5 naming the 503 and Retry-After; with the default it waits
              (a `retry` event with wait_s 1), the slot is freed, and the run completes.
+  redirect:  two instances behind a proxy that sends creations to a and the rest to b: b's
+             307s are followed (PATCH body included), then a is used directly.
   readme:    README's submit block, run as written (build dir and port substituted).
 No fixed sleeps: every wait is for a state or an event, with generous deadlines."""
 import hashlib
 import json
 import os
+import sys
 import re
 import select
 import signal
@@ -43,8 +46,9 @@ class CutProxy:
     sends `marker` is cut after `after` more bytes in `direction` (with stall=True the
     proxy stops forwarding there until release() and then cuts). One cut per arm()."""
 
-    def __init__(self, upstream_port):
+    def __init__(self, upstream_port, route=None):
         self.up_port = upstream_port
+        self.route = route  # route(first bytes of the connection) -> upstream port (a load balancer)
         self.ls = socket.socket()
         self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.ls.bind(("127.0.0.1", 0))
@@ -91,11 +95,22 @@ class CutProxy:
                 c, _ = self.ls.accept()
             except OSError:
                 return
+            threading.Thread(target=self._connect, args=(c,), daemon=True).start()
+
+    def _connect(self, c):
+        if True:
+            port = self.up_port
+            if self.route:
+                try:
+                    port = self.route(c.recv(64, socket.MSG_PEEK))
+                except OSError:
+                    c.close()
+                    return
             try:
-                u = socket.create_connection(("127.0.0.1", self.up_port))
+                u = socket.create_connection(("127.0.0.1", port))
             except OSError:
                 c.close()
-                continue
+                return
             conn = {"gen": self.gen, "c": c, "u": u, "armed": None, "count": 0, "tail": b"", "dead": False}
             threading.Thread(target=self._pump, args=(conn, c, u, "up"), daemon=True).start()
             threading.Thread(target=self._pump, args=(conn, u, c, "down"), daemon=True).start()
@@ -419,6 +434,31 @@ def case_busy(t):
     d.stop()
 
 
+def case_redirect(t):
+    """Two instances behind a 'load balancer' that sends job creations to a and every other
+    connection to b: b answers the job's requests with 307 to a, the client follows them
+    (PATCH with its body) and then talks to a directly."""
+    pa = H.free_port()
+    b = H.Daemon(t.work, "b", model="null", args=["--instance", "b", "--peer", f"a=http://127.0.0.1:{pa}"]).start()
+    a = H.Daemon(t.work, "a", model="null", port=pa, args=["--instance", "a", "--peer", f"b={b.url}"]).start()
+    lb = CutProxy(b.port, route=lambda first: a.port if first.startswith(b"POST /v1/jobs ") else b.port)
+    out = os.path.join(t.work, "redirect.mkv")
+    s = Submit(t, [H.fixture("small.ts"), "-o", out, "--server", lb.url], "redirect")
+    rc = s.wait()
+    lb.close()
+    finished_ok(t, s, rc, out, "redirect")
+    jid = s.job_id() or ""
+    t.check(jid.startswith("a."), "redirect: the job belongs to instance a", jid)
+    red = s.of("redirected")
+    t.check(red and red[0]["base"] == a.url, "redirect: the client followed b's 307 to a and stayed there", red)
+    n307 = len(re.findall(r" 307 ", b.log_text()))
+    t.check(n307 >= 1, f"redirect: b answered {n307} requests with 307")
+    p = H.ffprobe_video(out)
+    t.eq((p["width"], p["height"], p["frames"]), (128, 96, 48), "redirect: output 128x96, 48 frames")
+    a.stop()
+    b.stop()
+
+
 def case_readme(t):
     text = open(os.path.join(H.SOURCE_DIR, "README.md"), encoding="utf-8").read()
     sec = text.split("\n### The client: `infvsr submit`\n", 1)
@@ -449,9 +489,23 @@ def case_readme(t):
     t.check(not [m for m in H.SANITIZER_MARKS if m in text], "README block: no sanitizer report")
 
 
+# test_submit.py [CASE,...]: a subset while developing (plain, upload_cut, kill, download,
+# auth, busy, redirect, readme); ctest runs all of them.
+CASES = set(sys.argv[1].split(",")) if len(sys.argv) > 1 else None
+
+
+def want(name):
+    return CASES is None or name in CASES
+
+
 def body(t):
     if not INFVSR or not os.access(INFVSR, os.X_OK):
         t.check(False, "infvsr CLI built", INFVSR)
+        return
+    if not want("plain"):  # the tiny-model cases compare with the plain run's output
+        for name, fn in (("busy", case_busy), ("redirect", case_redirect), ("readme", case_readme)):
+            if want(name):
+                fn(t)
         return
     clip = H.fixture("small.ts")
     d = H.Daemon(t.work, "tiny", model="tiny", args=["--threads", "2"], env={"INFVSR_TOKENS": TOKEN}).start()
@@ -461,16 +515,21 @@ def body(t):
     try:
         case_plain(t, d, proxy, c, clip, ref)
         if "out" in ref:
-            case_upload_cut(t, d, proxy, c, clip, ref)
-            case_kill(t, d, proxy, c, clip, ref)
-            case_download_cut(t, d, proxy, c, clip, ref, stall=False)
-            case_download_cut(t, d, proxy, c, clip, ref, stall=True)
-        case_auth(t, d, proxy, clip)
+            if want("upload_cut"):
+                case_upload_cut(t, d, proxy, c, clip, ref)
+            if want("kill"):
+                case_kill(t, d, proxy, c, clip, ref)
+            if want("download"):
+                case_download_cut(t, d, proxy, c, clip, ref, stall=False)
+                case_download_cut(t, d, proxy, c, clip, ref, stall=True)
+        if want("auth"):
+            case_auth(t, d, proxy, clip)
     finally:
         proxy.close()
     d.stop()
-    case_busy(t)
-    case_readme(t)
+    for name, fn in (("busy", case_busy), ("redirect", case_redirect), ("readme", case_readme)):
+        if want(name):
+            fn(t)
 
 
 if __name__ == "__main__":

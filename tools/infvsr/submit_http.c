@@ -164,6 +164,7 @@ void sb_resp_finish(struct sb * s, CURL * h, CURLcode rc, struct sb_resp * r) {
         char origin[sizeof s->st.base];
         if (sb_origin(r->effective_url, origin, sizeof origin) && strcmp(origin, s->st.base) != 0) {
             sb_note(s, "job %s is served by %s (redirected)", s->st.job_id, origin);
+            sb_event(s, "{\"event\":\"redirected\",\"base\":\"%s\"}", origin);
             snprintf(s->st.base, sizeof s->st.base, "%s", origin);
         }
     }
