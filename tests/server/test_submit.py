@@ -15,6 +15,8 @@ marker (`PATCH `, `/output`) went through it. Cases, tiny model unless said:
   download_range: the output stream stalls 20 KB in until the job has succeeded, then it is
              cut: the client resumes with `Range: bytes=N-` (206) and OUT is byte-identical.
   auth:      a wrong token and no token: exit code 4, the server's 401 message.
+  bad_input: not a video (422 unprocessable_video) and options the server refuses (400):
+             exit code 1 with the server's message, no state left.
   busy:      null model, one job slot held by an open PUT, max_queued_jobs 0, retry_after_s 1:
              --max-wait 0 exits 5 naming the 503 and Retry-After; with the default it waits
              (a `retry` event with wait_s 1), the slot is freed, and the run completes.
@@ -398,6 +400,27 @@ def case_auth(t, d, proxy, clip):
         no_sanitizer(t, s)
 
 
+def case_bad_input(t, d, clip):
+    """The server's refusals reach the user: a file that is not a video (422 at the end of
+    the upload, `unprocessable_video`) and options the server rejects (400 `bad_request`:
+    ffv1 needs Matroska); exit code 1, the server's message, nothing left to resume."""
+    junk = os.path.join(t.work, "not-a-video.bin")
+    with open(junk, "wb") as f:
+        f.write(bytes((i * 7919) % 251 for i in range(50000)))
+    cases = (("not_video", [junk, "-o", os.path.join(t.work, "junk.mkv")], "unprocessable_video"),
+             ("bad_option", [clip, "-o", os.path.join(t.work, "ffv1.ts"), "--codec", "ffv1"], "bad_request"))
+    for name, args, code in cases:
+        s = Submit(t, [*args, "--server", d.url, "--token", TOKEN], name)
+        rc = s.wait(120)
+        err = s.stderr()
+        t.eq(rc, 1, f"{name}: exit code 1")
+        t.check(code in err, f"{name}: the message carries the server's error ({code})", err[-500:])
+        out = args[2]
+        t.check(not os.path.exists(out + ".infvsr-submit.json") and not os.path.exists(out + ".part")
+                and not os.path.exists(out), f"{name}: nothing left next to OUT (a failed job is not resumed)")
+        no_sanitizer(t, s)
+
+
 def case_busy(t):
     d = H.Daemon(t.work, "busy", model="null",
                  args=["--max-active-jobs-per-worker", "1", "--max-queued-jobs", "0", "--retry-after-s", "1"]).start()
@@ -490,7 +513,7 @@ def case_readme(t):
 
 
 # test_submit.py [CASE,...]: a subset while developing (plain, upload_cut, kill, download,
-# auth, busy, redirect, readme); ctest runs all of them.
+# auth, bad_input, busy, redirect, readme); ctest runs all of them.
 CASES = set(sys.argv[1].split(",")) if len(sys.argv) > 1 else None
 
 
@@ -524,6 +547,8 @@ def body(t):
                 case_download_cut(t, d, proxy, c, clip, ref, stall=True)
         if want("auth"):
             case_auth(t, d, proxy, clip)
+        if want("bad_input"):
+            case_bad_input(t, d, clip)
     finally:
         proxy.close()
     d.stop()

@@ -44,7 +44,8 @@ struct tx {
     struct sb * s;
     CURLM *     m;
     struct xfer x[X_N];
-    int         result; /* exit code once fatal (0 while going on) */
+    int         result;   /* exit code once fatal (0 while going on) */
+    bool        reported; /* the reason has been printed (events, status and answers all tell a failure) */
     /* upload */
     int     in_fd;
     int64_t patch_start, patch_len, patch_pos;
@@ -88,7 +89,12 @@ static int fatal_resp(struct tx * t, const char * what, const struct sb_resp * r
         return t->result;
     }
     int code = sb_exit_for(r);
-    fprintf(stderr, "infvsr submit: %s: %s%s\n", what, why, code == SB_EXIT_AUTH ? " (check --token / INFVSR_TOKEN)" : "");
+    /* the job itself ended (input not a video, spool full, cancelled or deleted): a rerun
+     * must not resume it */
+    if (r->status == 422 || r->status == 507 || r->status == 410) t->s->job_failed = true;
+    if (!t->reported)
+        fprintf(stderr, "infvsr submit: %s: %s%s\n", what, why, code == SB_EXIT_AUTH ? " (check --token / INFVSR_TOKEN)" : "");
+    t->reported = true;
     set_fatal(t, code);
     return t->result;
 }
@@ -115,9 +121,11 @@ static void apply_job(struct tx * t, json_t * j) {
         s->out_bytes_server = json_integer_value(v);
     if (st && (strcmp(st, "failed") == 0 || strcmp(st, "cancelled") == 0)) {
         json_t * e = json_object_get(j, "error");
-        fprintf(stderr, "infvsr submit: job %s %s: %s: %s\n", s->st.job_id, st,
-                json_string_value(json_object_get(e, "code")) ?: "-",
-                json_string_value(json_object_get(e, "message")) ?: "-");
+        if (!t->reported)
+            fprintf(stderr, "infvsr submit: job %s %s: %s: %s\n", s->st.job_id, st,
+                    json_string_value(json_object_get(e, "code")) ?: "-",
+                    json_string_value(json_object_get(e, "message")) ?: "-");
+        t->reported = true;
         t->job_final = s->job_failed = true;
         set_fatal(t, SB_EXIT_FAILED);
     } else if (st && strcmp(st, "succeeded") == 0) {
@@ -286,9 +294,11 @@ static void sse_dispatch(struct tx * t) {
         sb_progress(t->s, false);
     } else if (strcmp(t->sse_event, "error") == 0) {
         json_t * e = json_object_get(j, "error");
-        fprintf(stderr, "infvsr submit: job %s: %s: %s\n", t->s->st.job_id,
-                json_string_value(json_object_get(e, "code")) ?: "-",
-                json_string_value(json_object_get(e, "message")) ?: "-");
+        if (!t->reported)
+            fprintf(stderr, "infvsr submit: job %s failed: %s: %s\n", t->s->st.job_id,
+                    json_string_value(json_object_get(e, "code")) ?: "-",
+                    json_string_value(json_object_get(e, "message")) ?: "-");
+        t->reported = true;
         t->job_final = t->s->job_failed = true;
         set_fatal(t, SB_EXIT_FAILED);
     }
