@@ -268,7 +268,11 @@ void sb_note(struct sb * s, const char * fmt, ...) {
     fputc('\n', stderr);
 }
 
-static void fmt_mib(char * b, size_t n, int64_t bytes) { snprintf(b, n, "%.1f MiB", (double)bytes / 1048576.0); }
+static void fmt_mib(char * b, size_t n, int64_t bytes) {
+    if (bytes < 1048576) snprintf(b, n, "%.1f KiB", (double)bytes / 1024.0);
+    else if (bytes < (INT64_C(1) << 30)) snprintf(b, n, "%.1f MiB", (double)bytes / 1048576.0);
+    else snprintf(b, n, "%.2f GiB", (double)bytes / 1073741824.0);
+}
 
 void sb_progress(struct sb * s, bool force) {
     if (s->o->progress == SB_PROGRESS_NONE || s->o->progress == SB_PROGRESS_PLAIN) return;
