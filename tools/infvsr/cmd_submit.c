@@ -297,6 +297,15 @@ static int create_upload(struct sb * s) {
     const char * hdrs[] = { "Tus-Resumable: 1.0.0", len_hdr, meta_hdr, NULL };
     struct sb_resp r = { 0 };
     int rc = sb_call(s, "create upload", "POST", url, hdrs, NULL, 0, &r);
+    if (rc == 0 && r.status == 409 && r.body && strstr(r.body, "(tus upload)")) {
+        /* created by a run killed before it saved the URL: the URL is /v1/uploads/{job id}
+         * (openapi.yaml), on the instance that answered */
+        char origin[1024];
+        if (!sb_origin(r.effective_url, origin, sizeof origin)) snprintf(origin, sizeof origin, "%s", s->st.base);
+        snprintf(s->st.upload_url, sizeof s->st.upload_url, "%s/v1/uploads/%s", origin, s->st.job_id);
+        sb_resp_free(&r);
+        return 0;
+    }
     if (rc == 0 && r.status != 201) rc = fail("create upload", &r);
     if (rc == 0) {
         if (!r.location[0]) {

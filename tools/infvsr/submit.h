@@ -89,6 +89,7 @@ struct sb {
     double  t_last_progress;
     int64_t last_json[5]; /* what the last --json progress line said */
     bool    job_failed; /* the job ended failed/cancelled: nothing to resume */
+    double  busy_waited; /* seconds this run waited on 429/503, all requests together (--max-wait) */
 };
 
 /* submit_http.c */
@@ -116,9 +117,8 @@ int sb_exit_for(const struct sb_resp * r);
  * --retry-timeout; 429/503 wait Retry-After (default 5 s) while the total wait stays within
  * --max-wait. */
 struct sb_backoff {
-    double net_since;   /* start of the current run of network failures, 0 when none */
+    double net_since; /* start of the current run of network failures, 0 when none */
     int    net_tries;
-    double busy_waited; /* seconds spent waiting on 429/503 */
 };
 #define SB_RETRY (-1)
 /* SB_RETRY with *wait_s set, 0 when r is a final answer (any other status), or the exit code

@@ -340,13 +340,13 @@ int sb_retry_decision(struct sb * s, const char * what, const struct sb_resp * r
     if (r->status == 429 || r->status == 503) {
         int ra = r->retry_after_s > 0 ? r->retry_after_s : 5;
         sb_describe(r, why, sizeof why);
-        if (b->busy_waited + ra > s->o->max_wait_s) {
+        if (s->busy_waited + ra > s->o->max_wait_s) {
             fprintf(stderr,
                     "infvsr submit: %s: server busy: %s (Retry-After: %d s; waited %.0f s of --max-wait %.0f s)\n",
-                    what, why, ra, b->busy_waited, s->o->max_wait_s);
+                    what, why, ra, s->busy_waited, s->o->max_wait_s);
             return SB_EXIT_BUSY;
         }
-        b->busy_waited += ra;
+        s->busy_waited += ra;
         sb_note(s, "%s: server busy (%s); retrying after %d s (Retry-After)", what, why, ra);
         sb_event(s, "{\"event\":\"retry\",\"what\":\"%s\",\"status\":%ld,\"wait_s\":%d}", what, r->status, ra);
         *wait_s = ra;
