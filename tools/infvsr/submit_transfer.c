@@ -289,7 +289,11 @@ static void sse_dispatch(struct tx * t) {
         if (json_object_size(j) > 0) apply_job(t, j);
         if (strcmp(t->sse_event, "done") == 0) {
             t->job_final = true;
-            if (json_object_size(j) == 0) set_fatal(t, SB_GONE); /* `{}`: the job was deleted */
+            if (json_object_size(j) == 0) { /* `{}`: someone deleted the job; not started again */
+                if (!t->reported) fprintf(stderr, "infvsr submit: job %s was deleted on the server\n", t->s->st.job_id);
+                t->reported = t->s->job_failed = true;
+                set_fatal(t, SB_EXIT_FAILED);
+            }
         }
         sb_progress(t->s, false);
     } else if (strcmp(t->sse_event, "error") == 0) {
@@ -413,17 +417,24 @@ static void events_done(struct tx * t, CURLcode rc) {
 
 /* ---- output ------------------------------------------------------------------------------- */
 
-/* Content-Range "bytes a-b/size": a. -1 when malformed. */
-static int64_t range_start(const char * cr) {
-    if (strncmp(cr, "bytes ", 6) != 0) return -1;
+/* Leading digits of p as a number, -1 when none or past 2^63 - 1; *end after them. */
+static int64_t digits(const char * p, const char ** end) {
     int64_t v = 0;
-    const char * p = cr + 6;
     if (*p < '0' || *p > '9') return -1;
     for (; *p >= '0' && *p <= '9'; p++) {
         if (v > (INT64_MAX - (*p - '0')) / 10) return -1;
         v = v * 10 + (*p - '0');
     }
-    return *p == '-' ? v : -1;
+    *end = p;
+    return v;
+}
+
+/* Content-Range "bytes a-b/size": a. -1 when malformed. */
+static int64_t range_start(const char * cr) {
+    if (strncmp(cr, "bytes ", 6) != 0) return -1;
+    const char * end = NULL;
+    int64_t v = digits(cr + 6, &end);
+    return v >= 0 && *end == '-' ? v : -1;
 }
 
 static size_t out_write(char * buf, size_t size, size_t n, void * ud) {
@@ -551,6 +562,12 @@ static void output_done(struct tx * t, CURLcode rc) {
         return;
     }
     if (st == 416) {
+        /* a 416 whose Content-Range total equals what OUT.part holds: a run killed before the rename */
+        const char * slash = strchr(x->r.content_range, '/'), * end = NULL;
+        if (slash && s->out_bytes > 0 && digits(slash + 1, &end) == s->out_bytes && *end == 0) {
+            x->done = true;
+            return;
+        }
         output_restart_from_zero(t, "the server has fewer bytes than OUT.part (416)");
         return;
     }
