@@ -288,6 +288,8 @@ def case_plain(t, d, proxy, c, clip, ref):
     t.check(any(e["frames_out"] == 48 for e in prog) and any(e["upload_pct"] == 100.0 for e in prog),
             "plain: progress events report 48 frames out and the upload at 100%", prog[-1:] if prog else None)
     t.check(any(e["fps"] > 0 for e in prog), "plain: progress reports frames/s from the events stream")
+    t.check(any(e["output_bytes"] > 0 and e["state"] == "running" for e in prog),
+            "plain: output bytes arrived while the job was still running (streamed download)")
     done = s.of("done")
     t.check(done and done[0]["frames"] == 48 and done[0]["bytes"] == len(body), "plain: done event (48 frames, size)",
             done)
