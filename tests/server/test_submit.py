@@ -199,7 +199,8 @@ class Submit:
         cmd = [INFVSR, "submit", *args, "--json"]
         H.log(f"[{name}] $ {' '.join(cmd)}")
         self.p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.err, cwd=t.work)
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
     def _read(self):
         for line in self.p.stdout:
@@ -233,7 +234,7 @@ class Submit:
         except subprocess.TimeoutExpired:
             self.p.kill()
             rc = self.p.wait()
-        time.sleep(0)  # let the reader thread see EOF
+        self.reader.join(30)  # every line of stdout parsed before the caller looks at the events
         self.err.close()
         return rc
 
