@@ -193,6 +193,7 @@ class Submit:
     def __init__(self, t, args, name):
         self.name = name
         self.events = []
+        self.eof = False
         self.cond = threading.Condition()
         self.errpath = os.path.join(t.work, f"submit-{name}.stderr")
         self.err = open(self.errpath, "wb")
@@ -212,6 +213,7 @@ class Submit:
                 self.events.append(ev)
                 self.cond.notify_all()
         with self.cond:
+            self.eof = True
             self.cond.notify_all()
 
     def wait_event(self, pred, timeout):
@@ -221,7 +223,7 @@ class Submit:
                 for e in self.events:
                     if pred(e):
                         return e
-                if self.p.poll() is not None and self.p.stdout.closed:
+                if self.eof:  # the process ended without that event
                     return None
                 left = deadline - time.time()
                 if left <= 0:
