@@ -20,6 +20,8 @@ marker (`PATCH `, `/output`) went through it. Cases, tiny model unless said:
   busy:      null model, one job slot held by an open PUT, max_queued_jobs 0, retry_after_s 1:
              --max-wait 0 exits 5 naming the 503 and Retry-After; with the default it waits
              (a `retry` event with wait_s 1), the slot is freed, and the run completes.
+  lost_url:  (null model) a run killed before it saved the tus URL: the next run's tus
+             creation gets 409 and continues at /v1/uploads/{job id} from the server's offset.
   redirect:  two instances behind a proxy that sends creations to a and the rest to b: b's
              307s are followed (PATCH body included), then a is used directly.
   readme:    README's submit block, run as written (build dir and port substituted).
@@ -459,7 +461,50 @@ def case_busy(t):
     p = H.ffprobe_video(out)
     t.eq((p["width"], p["height"], p["frames"]), (128, 96, 48), "busy: output 128x96, 48 frames")
     H.log(f"  busy: {n_retries}+ retries before the slot freed ({time.time() - t0:.1f} s)")
+    if want("lost_url"):
+        case_lost_url(t, d, c)
     d.stop()
+
+
+def case_lost_url(t, d, c):
+    """A run killed after its tus creation but before it saved the upload URL (simulated:
+    the URL is blanked in the state file after a SIGKILL mid-upload): the next run's tus
+    creation gets 409 (the job has a tus upload) and continues at /v1/uploads/{job id} from
+    the server's offset."""
+    clip = H.fixture("small.ts")
+    size = os.path.getsize(clip)
+    proxy = CutProxy(d.port)
+    proxy.throttle = 2500
+    out = os.path.join(t.work, "lost_url.mkv")
+    args = [clip, "-o", out, "--server", proxy.url]
+    s1 = Submit(t, args, "lost_url_run1")
+    jid = s1.job_id()
+    deadline = time.time() + 60 * H.WAIT_SCALE
+    off = 0
+    while jid and time.time() < deadline and off <= 8000:
+        r = c.get(f"/v1/jobs/{jid}", record=False)
+        off = r.json()["input"]["bytes_received"] if r.status == 200 else 0
+        time.sleep(0.05)
+    s1.p.send_signal(signal.SIGKILL)
+    s1.wait()
+    proxy.throttle = 0
+    t.check(8000 < off < size, f"lost_url: killed with {off} of {size} bytes on the server")
+    sp = out + ".infvsr-submit.json"
+    st = json.load(open(sp))
+    st["upload_url"] = ""
+    json.dump(st, open(sp, "w"))
+    r = c.request("HEAD", f"/v1/uploads/{jid}", headers={"Tus-Resumable": "1.0.0"})
+    head_off = int(r.headers.get("upload-offset", "-1"))
+    s2 = Submit(t, args, "lost_url_run2")  # the same command (a state is tied to its --server)
+    rc = s2.wait()
+    proxy.close()
+    finished_ok(t, s2, rc, out, "lost_url: run 2")
+    up = s2.of("upload")
+    t.check(up and up[0]["url"] == f"{proxy.url}/v1/uploads/{jid}", "lost_url: run 2 found the upload of the same job", up)
+    offs = [e["offset"] for e in s2.of("upload_offset")]
+    t.check(offs and offs[0] == head_off > 0, f"lost_url: run 2 continued at the server's offset {head_off}", offs)
+    p = H.ffprobe_video(out)
+    t.eq((p["width"], p["height"], p["frames"]), (128, 96, 48), "lost_url: output 128x96, 48 frames")
 
 
 def case_redirect(t):
@@ -518,7 +563,7 @@ def case_readme(t):
 
 
 # test_submit.py [CASE,...]: a subset while developing (plain, upload_cut, kill, download,
-# auth, bad_input, busy, redirect, readme); ctest runs all of them.
+# auth, bad_input, busy, lost_url (with busy), redirect, readme); ctest runs all of them.
 CASES = set(sys.argv[1].split(",")) if len(sys.argv) > 1 else None
 
 
