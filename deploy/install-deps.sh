@@ -18,6 +18,8 @@ PKGS=(
     python3 python3-numpy python3-torch python3-opencv curl
     # tests: YAML (OpenAPI and Kubernetes manifests), systemd-analyze for the unit file
     python3-yaml systemd
+    # tests: the web page in headless Chromium (tests/browser, with playwright-core from npm)
+    chromium
 )
 # Node.js + npm run the npm-based test tools (tus-js-client, OpenAPI lint, schema
 # validators). Debian's packages are used only where no node is installed already (the

@@ -75,6 +75,7 @@ static const struct directive directives[] = {
     INT(drain_timeout_s, "30", 0, 86400, "SIGTERM: time running jobs get before they are cancelled"),
     INT(retry_after_s, "5", 1, 3600, "Retry-After on 503"),
     STR(tokens_file, "", "bearer tokens, one per line: TOKEN [TENANT [admin]] (empty = no auth; env INFVSR_TOKENS=a,b also works)"),
+    ENUM(web_ui, "on", "on|off", "serve the web page at / (off: / and /ui/* answer 404)"),
     ENUM(log_format, "json", "json|text", "json lines or text"),
     ENUM(log_level, "info", "error|warn|info|debug", "log level"),
 };

@@ -66,6 +66,7 @@ struct srv_config {
     int     drain_timeout_s;
     int     retry_after_s;
     char    tokens_file[512];
+    char    web_ui[4];             /* "on" or "off": the page at / (web.c)              */
     char    log_format[8];         /* "json" or "text"                                  */
     char    log_level[8];          /* "error" "warn" "info" "debug"                     */
 

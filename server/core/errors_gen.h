@@ -7,9 +7,9 @@
     X(BAD_REQUEST, "bad_request", 400, "Malformed request: invalid JSON, wrong types, missing required fields, a malformed number, HTTP/1.1 without Host, or a header section whose framing is ambiguous (several Content-Length, Transfer-Encoding or Host fields, a transfer coding other than chunked, both Transfer-Encoding and Content-Length, whitespace before a colon, a NUL or control character in a value, a folded line: answered with Connection: close).") \
     X(UNKNOWN_FIELD, "unknown_field", 400, "The JSON body contains a field the schema does not define.") \
     X(UNAUTHORIZED, "unauthorized", 401, "Missing or wrong bearer token.") \
-    X(NOT_FOUND, "not_found", 404, "No such job, upload or route (also: a job id of an instance this server does not know).") \
+    X(NOT_FOUND, "not_found", 404, "No such job, upload or route (also: a job id of an instance this server does not know; a preview frame out of range or not kept; the web page when web_ui is off).") \
     X(METHOD_NOT_ALLOWED, "method_not_allowed", 405, "The route exists but not with this method.") \
-    X(CONFLICT, "conflict", 409, "State conflict: idempotency key reused with a different spec, input already uploaded (PUT or tus), tus upload already complete, job cancelled, or an output reader waited input_wait_s for an upload that never started.") \
+    X(CONFLICT, "conflict", 409, "State conflict: idempotency key reused with a different spec, input already uploaded (PUT or tus), tus upload already complete, job cancelled, an output reader waited input_wait_s for an upload that never started, or a preview frame that is not processed yet (with Retry-After).") \
     X(OFFSET_MISMATCH, "offset_mismatch", 409, "tus PATCH whose Upload-Offset differs from the stored offset.") \
     X(GONE, "gone", 410, "The job was deleted while the request was running.") \
     X(UNSUPPORTED_TUS_VERSION, "unsupported_tus_version", 412, "Tus-Resumable header names a version other than 1.0.0.") \

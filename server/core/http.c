@@ -46,18 +46,20 @@ static const char * const route_names[SRV_R_COUNT] = {
     [SRV_R_UPLOADS] = "/v1/uploads",      [SRV_R_UPLOAD] = "/v1/uploads/{id}",
     [SRV_R_MODELS] = "/v1/models",        [SRV_R_HEALTHZ] = "/healthz",
     [SRV_R_READYZ] = "/readyz",           [SRV_R_METRICS] = "/metrics",
+    [SRV_R_JOB_PREVIEW] = "/v1/jobs/{id}/preview", [SRV_R_WEB] = "/ui",
 };
 
 const char * srv_route_name(enum srv_route r) { return r < SRV_R_COUNT ? route_names[r] : "unknown"; }
 
 /* Methods each route answers; the order is the Allow header. */
 static const char * const route_methods[SRV_R_COUNT] = {
-    [SRV_R_JOBS] = "POST",              [SRV_R_JOB] = "GET, DELETE",
+    [SRV_R_JOBS] = "GET, POST",         [SRV_R_JOB] = "GET, DELETE",
     [SRV_R_JOB_INPUT] = "PUT",          [SRV_R_JOB_OUTPUT] = "GET",
     [SRV_R_JOB_EVENTS] = "GET",         [SRV_R_UPLOADS] = "OPTIONS, POST",
     [SRV_R_UPLOAD] = "HEAD, PATCH, DELETE", [SRV_R_MODELS] = "GET",
     [SRV_R_HEALTHZ] = "GET, HEAD",      [SRV_R_READYZ] = "GET, HEAD",
-    [SRV_R_METRICS] = "GET",
+    [SRV_R_METRICS] = "GET",            [SRV_R_JOB_PREVIEW] = "GET",
+    [SRV_R_WEB] = "GET",
 };
 
 static bool method_allowed(enum srv_route r, const char * m) {
@@ -83,6 +85,7 @@ static enum srv_route match_route(const char * url, char * id, size_t id_len) {
     if (strcmp(url, "/healthz") == 0) return SRV_R_HEALTHZ;
     if (strcmp(url, "/readyz") == 0) return SRV_R_READYZ;
     if (strcmp(url, "/metrics") == 0) return SRV_R_METRICS;
+    if (strcmp(url, "/") == 0 || strncmp(url, "/ui/", 4) == 0) return SRV_R_WEB; /* web.c: 404s unknown files */
     const char * rest = NULL;
     bool uploads = false;
     if (strncmp(url, "/v1/jobs/", 9) == 0) rest = url + 9;
@@ -101,6 +104,7 @@ static enum srv_route match_route(const char * url, char * id, size_t id_len) {
     if (strcmp(slash, "/input") == 0) return SRV_R_JOB_INPUT;
     if (strcmp(slash, "/output") == 0) return SRV_R_JOB_OUTPUT;
     if (strcmp(slash, "/events") == 0) return SRV_R_JOB_EVENTS;
+    if (strcmp(slash, "/preview") == 0) return SRV_R_JOB_PREVIEW;
     return SRV_R_UNKNOWN;
 }
 
@@ -239,7 +243,8 @@ enum MHD_Result srv_reply_not_owner(struct srv_req * r, const char * owner) {
 /* ---- the first call ---------------------------------------------------------------------------- */
 
 static bool auth_exempt(const struct srv_req * r) {
-    return r->route == SRV_R_HEALTHZ || r->route == SRV_R_READYZ || r->route == SRV_R_METRICS ||
+    /* the page's static files hold no data: the page asks for a token itself */
+    return r->route == SRV_R_HEALTHZ || r->route == SRV_R_READYZ || r->route == SRV_R_METRICS || r->route == SRV_R_WEB ||
            (r->route == SRV_R_UPLOADS && strcmp(r->method, "OPTIONS") == 0);
 }
 
@@ -253,7 +258,7 @@ static bool content_type_is(const char * ct, const char * want) {
 static enum MHD_Result first_call(struct srv_req * r, const char * id) {
     struct srv * s = r->srv;
     const char * cl = srv_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (!auth_exempt(r) && s->cfg.max_requests_per_s > 0) {
+    if ((!auth_exempt(r) || r->route == SRV_R_WEB) && s->cfg.max_requests_per_s > 0) { /* the page's files count */
         char client[64];
         double wait;
         srv_client_address(r, client, sizeof(client));
@@ -286,6 +291,7 @@ static enum MHD_Result first_call(struct srv_req * r, const char * id) {
     }
     switch (r->route) {
     case SRV_R_JOBS: {
+        if (strcmp(r->method, "GET") == 0) return MHD_YES;
         if (!content_type_is(srv_header(r, MHD_HTTP_HEADER_CONTENT_TYPE), "application/json"))
             return srv_reply_error(r, SRV_E_UNSUPPORTED_MEDIA_TYPE, "Content-Type: expected application/json");
         int64_t n = 0;
@@ -355,7 +361,7 @@ static enum MHD_Result final_call(struct srv_req * r) {
     if (r->phase == SRV_P_DISCARD) return srv_reply_error(r, r->pending_err, "%s", r->pending_msg);
     const char * m = r->method;
     switch (r->route) {
-    case SRV_R_JOBS: return srv_route_jobs_post(r);
+    case SRV_R_JOBS: return strcmp(m, "GET") == 0 ? srv_route_jobs_list(r) : srv_route_jobs_post(r);
     case SRV_R_JOB: return strcmp(m, "DELETE") == 0 ? srv_route_job_delete(r) : srv_route_job_get(r);
     case SRV_R_JOB_INPUT: return srv_upload_end(r);
     case SRV_R_JOB_OUTPUT: return srv_route_output(r);
@@ -369,6 +375,8 @@ static enum MHD_Result final_call(struct srv_req * r) {
     case SRV_R_HEALTHZ: return srv_route_healthz(r);
     case SRV_R_READYZ: return srv_route_readyz(r);
     case SRV_R_METRICS: return srv_route_metrics(r);
+    case SRV_R_JOB_PREVIEW: return srv_route_preview(r);
+    case SRV_R_WEB: return srv_route_web(r);
     default: return srv_reply_error(r, SRV_E_NOT_FOUND, "no route %s %s", r->method, r->path);
     }
 }

@@ -50,6 +50,7 @@ struct srv_job * srv_job_new(struct srv * s, const char * id, struct pl_job * pl
     snprintf(j->id, sizeof(j->id), "%s", id);
     snprintf(j->idem_key, sizeof(j->idem_key), "%s", idem_key ? idem_key : "");
     j->pl = pl;
+    j->seq = ++s->job_seq;
     j->refs = 1;
     j->in_table = true;
     j->created_unix = srv_unix_now();

@@ -96,7 +96,12 @@ struct srv_recover_plan srv_recover_plan(const struct srv_jrec * r, const struct
 
 /* ---- the spool ------------------------------------------------------------------------------ */
 
-static const char * const SUFFIXES[] = { ".job.tmp", ".out.part", ".job", ".out", ".in", NULL };
+static const char * const SUFFIXES[] = { ".job.tmp", ".out.part", ".job", ".out", ".in",
+                                         /* frame previews (pipeline.h): never kept across a restart */
+                                         ".pv0.lr.png", ".pv0.sr.png", ".pv1.lr.png", ".pv1.sr.png",
+                                         ".pv0.lr.png.tmp", ".pv0.sr.png.tmp", ".pv1.lr.png.tmp", ".pv1.sr.png.tmp", NULL };
+
+static bool is_preview(const char * suffix) { return strncmp(suffix, ".pv", 3) == 0; }
 
 /* Splits "<id><suffix>" for a known suffix; false for any other name. */
 static bool split_name(const char * name, char * id, size_t id_len, const char ** suffix) {
@@ -339,7 +344,7 @@ int srv_recover(struct srv * s, char * err, size_t err_len) {
         if (!split_name(de->d_name, id, sizeof(id), &suffix)) continue;
         if (!srv_job_id_parse(id, owner, sizeof(owner)) || strcmp(owner, s->cfg.instance) != 0) continue;
         if (needed(list, id, suffix)) continue;
-        if (unlinkat(dfd, de->d_name, 0) == 0) s->orphans_removed++;
+        if (unlinkat(dfd, de->d_name, 0) == 0) s->orphans_removed += !is_preview(suffix); /* previews are expected */
         else LOG_WARN("recovery: cannot remove %s: %s", de->d_name, strerror(errno));
     }
     if (s->orphans_removed) fsync(dfd);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "httpnum.h"
 #include "srv.h"
 
 static bool idem_key_ok(const char * k) {
@@ -141,6 +142,53 @@ out:
 enum MHD_Result srv_route_job_get(struct srv_req * r) {
     if (r->job->deleted) return srv_reply_error(r, SRV_E_NOT_FOUND, "no job %s", r->job->id);
     return reply_job(r, r->job, 200);
+}
+
+/* GET /v1/jobs?limit=N&before=CURSOR: the jobs this request may see (its tenant's, or all
+ * for an admin), newest first, at most `limit` (default 20, at most 100) per page;
+ * `next` is the cursor of the following page (null on the last). The cursor is a job's
+ * creation sequence number in this process: pages stay consistent while jobs come and go. */
+enum MHD_Result srv_route_jobs_list(struct srv_req * r) {
+    struct srv * s = r->srv;
+    const char * ls = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "limit");
+    const char * bs = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "before");
+    int64_t limit = 20, before = INT64_MAX;
+    if (ls && (srv_parse_count(ls, &limit) != SRV_NUM_OK || limit < 1 || limit > 100))
+        return srv_reply_error(r, SRV_E_BAD_REQUEST, "limit: expected an integer in [1, 100], got '%.40s'", ls);
+    if (bs && srv_parse_count(bs, &before) == SRV_NUM_INVALID) /* saturated = past every job: fine */
+        return srv_reply_error(r, SRV_E_BAD_REQUEST, "before: expected a cursor (digits) from 'next', got '%.40s'", bs);
+    struct srv_buf b = { 0 };
+    srv_buf_add(&b, "{\"jobs\":[", 9);
+    int64_t n = 0;
+    uint64_t last = 0;
+    bool more = false;
+    for (struct srv_link * l = s->jobs_all.prev; l != &s->jobs_all; l = l->prev) { /* newest first */
+        struct srv_job * j = SRV_CONTAINER(l, struct srv_job, all_link);
+        if (j->deleted || j->seq >= (uint64_t)before || !srv_req_sees_job(r, j)) continue;
+        if (n == limit) {
+            more = true;
+            break;
+        }
+        char * json = srv_job_json(s, j);
+        if (!json) {
+            free(b.p);
+            return srv_reply_error(r, SRV_E_INTERNAL, "out of memory");
+        }
+        if (n++) srv_buf_add(&b, ",", 1);
+        srv_buf_add(&b, json, strlen(json));
+        free(json);
+        last = j->seq;
+    }
+    if (more) srv_buf_printf(&b, "],\"next\":\"%llu\"}", (unsigned long long)last);
+    else srv_buf_add(&b, "],\"next\":null}", 14);
+    struct MHD_Response * resp = b.p ? MHD_create_response_from_buffer(b.len, b.p, MHD_RESPMEM_MUST_FREE) : NULL;
+    if (!resp) {
+        free(b.p);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    return srv_queue(r, 200, resp);
 }
 
 enum MHD_Result srv_route_job_delete(struct srv_req * r) {

@@ -62,6 +62,7 @@ struct srv_req;
 
 struct srv_job {
     char    id[SRV_JOB_ID_MAX];
+    uint64_t seq;                  /* creation order in this process (GET /v1/jobs cursor)   */
     struct pl_job * pl;            /* one pipeline reference, dropped when the job is freed  */
     int     refs;                  /* the table's + one per request that points here         */
     bool    in_table;
@@ -95,7 +96,8 @@ struct srv_job {
 /* ---- requests ------------------------------------------------------------------------- */
 enum srv_route {
     SRV_R_UNKNOWN, SRV_R_JOBS, SRV_R_JOB, SRV_R_JOB_INPUT, SRV_R_JOB_OUTPUT, SRV_R_JOB_EVENTS,
-    SRV_R_UPLOADS, SRV_R_UPLOAD, SRV_R_MODELS, SRV_R_HEALTHZ, SRV_R_READYZ, SRV_R_METRICS, SRV_R_COUNT
+    SRV_R_UPLOADS, SRV_R_UPLOAD, SRV_R_MODELS, SRV_R_HEALTHZ, SRV_R_READYZ, SRV_R_METRICS,
+    SRV_R_JOB_PREVIEW, SRV_R_WEB, SRV_R_COUNT
 };
 const char * srv_route_name(enum srv_route r);
 
@@ -206,8 +208,9 @@ struct srv {
     struct srv_mail * mail_head, * mail_tail;
 
     struct srv_job * buckets[SRV_JOB_BUCKETS];
-    struct srv_link jobs_all;
+    struct srv_link jobs_all;      /* oldest first                                           */
     int     n_jobs;
+    uint64_t job_seq;              /* last srv_job.seq handed out                            */
 
     struct srv_link reqs;           /* every live request                                    */
     struct srv_link wake;           /* requests to resume before the next MHD_run            */
@@ -320,6 +323,9 @@ void srv_req_fail_later(struct srv_req * r, enum srv_error e, const char * fmt, 
 enum MHD_Result srv_route_jobs_post(struct srv_req * r);
 void srv_client_address(struct srv_req * r, char * out, size_t len); /* "" when unknown */
 enum MHD_Result srv_route_job_get(struct srv_req * r);
+enum MHD_Result srv_route_jobs_list(struct srv_req * r);   /* GET /v1/jobs (routes.c)     */
+enum MHD_Result srv_route_preview(struct srv_req * r);     /* preview.c                   */
+enum MHD_Result srv_route_web(struct srv_req * r);         /* web.c: / and /ui/<file>     */
 enum MHD_Result srv_route_job_delete(struct srv_req * r);
 enum MHD_Result srv_route_models(struct srv_req * r);
 enum MHD_Result srv_route_healthz(struct srv_req * r);

@@ -198,6 +198,10 @@ int     infvsr_media_writer_copied_streams(const struct infvsr_media_writer * w)
  * may be NULL) because they were missing or not increasing, as on a corrupt input. */
 int64_t infvsr_media_writer_copied_packets_fixed(const struct infvsr_media_writer * w, int64_t * dropped);
 
+/* Writes one RGB24 frame (w x h, rows packed) as a PNG file: "<path>.tmp", then renamed
+ * to `path` (readers never see a partial file). For previews: fast compression. */
+enum infvsr_status infvsr_media_png_write(const char * path, const uint8_t * rgb, int w, int h, struct infvsr_err * err);
+
 #ifdef __cplusplus
 }
 #endif

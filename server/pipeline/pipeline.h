@@ -263,6 +263,21 @@ void pl_job_delete(struct pl_job * j);
  * the file open finish with it unaffected. */
 void pl_job_drop_input(struct pl_job * j);
 
+/* ---- frame previews (pl_preview.c) ------------------------------------------------------
+ * The decode and encode threads write PNGs of the LR and SR versions of frame 0 and of at
+ * most one other frame per job into the spool (<id>.pv<slot>.<lr|sr>.png), so that a
+ * preview costs the loop one open(2) and the worker nothing; the encode thread spends one
+ * PNG encode on it per kept frame. At most 4 PNGs per job; they go with the job's other
+ * files (and do not survive a restart). A frame other than 0 is kept only when asked for
+ * before the decoder reaches it ("pins" it): the first such request wins. */
+enum pl_preview_state {
+    PL_PREVIEW_READY,     /* *path names the PNG (caller frees)                            */
+    PL_PREVIEW_PENDING,   /* not processed yet; it will be kept (pinned, or frame 0)      */
+    PL_PREVIEW_NOT_KEPT,  /* already passed without being kept, another frame holds the
+                             pin, the job ended before it, or writing the PNG failed     */
+};
+enum pl_preview_state pl_job_preview(struct pl_job * j, int64_t frame, bool sr, char ** path);
+
 /* ---- restart (pl_restore.c) ---------------------------------------------------------------
  * The daemon's journal knows which jobs existed before a restart; it re-creates them here
  * from their spool files. Restored jobs are ordinary jobs afterwards. */

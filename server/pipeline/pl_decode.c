@@ -295,8 +295,9 @@ static void run_decode(struct pl_job * j) {
         if (atomic_load(&j->stop)) break;
         bool eof = j->spec.max_frames > 0 && frames >= j->spec.max_frames;
         int64_t pts = INFVSR_MEDIA_NOPTS;
+        uint8_t * buf = NULL;
         if (!eof) {
-            uint8_t * buf = pl_ring_buf(&j->lr, idx);
+            buf = pl_ring_buf(&j->lr, idx);
             if (!buf) {
                 fail_internal(j, "out of memory for an LR frame", NULL);
                 break;
@@ -322,6 +323,9 @@ static void run_decode(struct pl_job * j) {
         pthread_cond_broadcast(&j->slot->w->cv);
         pthread_mutex_unlock(&e->mu);
         if (eof) break;
+        /* after publishing (a pin set before frames_in grew is seen here): the worker only
+         * reads the slot, and only this thread writes it again */
+        pl_preview_capture(j, frames - 1, false, buf, j->info.width, j->info.height);
     }
     infvsr_media_reader_close(r);
 }

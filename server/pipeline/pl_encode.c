@@ -141,6 +141,7 @@ static void run_encode(struct pl_job * j) {
             double t = pts != INFVSR_MEDIA_NOPTS && tb > 0 ? (double)pts * tb : (double)n_frames / fps;
             st = write_packets(j, w, false, t, 0, &err);
             if (st == INFVSR_OK) st = infvsr_media_writer_write(w, frame, pts, &err);
+            if (st == INFVSR_OK) pl_preview_capture(j, n_frames, true, frame, j->out_w, j->out_h);
             pthread_mutex_lock(&e->mu);
             pl_ring_pop_locked(&j->sr);
             j->frames_out++;

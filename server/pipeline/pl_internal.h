@@ -97,6 +97,14 @@ struct pl_job {
     atomic_llong       output_bytes;  /* bytes in the output file (read without mu)        */
     double             created_at, first_input_at, started_at, first_output_at, finished_at;
 
+    /* frame previews (pl_preview.c): PNGs of frame 0 and of at most one more frame (the
+     * "pin", asked for through pl_job_preview before the decoder reached it) */
+    atomic_llong       preview_pin;   /* frame index of slot 1, -1 = none; written under mu,
+                                         read without it by the media threads (per frame) */
+    bool               preview_pin_fixed; /* [mu] slot 1's LR frame is taken: pin final */
+    unsigned           preview_have;  /* [mu] PL_PV_BIT(slot, sr): that PNG is on disk   */
+    unsigned           preview_failed;/* [mu] same bits: writing it failed               */
+
     /* notify list [mu] */
     unsigned           ev_pending;
     struct pl_job *    ev_next;
@@ -229,6 +237,15 @@ enum infvsr_status pl_job_alloc(struct pl_engine * e, const struct pl_job_spec *
 void   pl_job_link_live_locked(struct pl_job * j);
 /* First input bytes: CREATED -> QUEUED, into the FIFO, promotion. [mu held] */
 void   pl_job_enqueue_locked(struct pl_job * j);
+
+/* ---- previews (pl_preview.c) ---- */
+#define PL_PV_BIT(slot, sr) (1u << ((slot) * 2 + ((sr) ? 1 : 0)))
+/* Called by the decode thread (LR, sr=false) for each frame it publishes and by the encode
+ * thread (SR) for each frame it writes, WITHOUT mu: writes the PNG when `index` is frame 0
+ * or the pinned frame. The pixels stay the caller's. */
+void pl_preview_capture(struct pl_job * j, int64_t index, bool sr, const uint8_t * rgb, int w, int h);
+/* Path of a preview file (malloc'd). */
+char * pl_preview_path(const struct pl_job * j, int slot, bool sr);
 
 /* ---- rings (pl_ring.c) ---- */
 int        pl_ring_init(struct pl_ring * r, int cap, size_t frame_bytes);

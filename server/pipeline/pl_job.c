@@ -21,6 +21,12 @@ void pl_job_free(struct pl_job * j) {
         unlink(j->in_path);
         unlink(j->part_path);
         unlink(j->out_path);
+        for (int slot = 0; slot < 2; slot++)
+            for (int sr = 0; sr < 2; sr++) {
+                char * pv = pl_preview_path(j, slot, sr);
+                if (pv) unlink(pv);
+                free(pv);
+            }
     }
     if (j->in_fd >= 0) close(j->in_fd);
     if (j->writer) infvsr_media_writer_abort(j->writer); /* never the case: the threads hand it over */
@@ -52,6 +58,7 @@ enum infvsr_status pl_job_alloc(struct pl_engine * e, const struct pl_job_spec *
         j->spec = *spec;
         j->in_fd = -1;
         j->out_fd = -1;
+        atomic_init(&j->preview_pin, -1);
         j->in_path = join_path(e->spool_dir, spec->id, ".in");
         j->out_path = join_path(e->spool_dir, spec->id, ".out");
         j->part_path = join_path(e->spool_dir, spec->id, ".out.part");

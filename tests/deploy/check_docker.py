@@ -10,7 +10,7 @@ the compose-spec JSON schema); this file checks what they parsed:
     excluded by the Dockerfile's own .dockerignore, which does exclude build directories;
     every COPY --from names an earlier stage;
   - the build stage installs the build packages of deploy/install-deps.sh and runs cmake
-    with -DINFVSR_BUILD_TESTS=OFF and the right -DINFVSR_CUDA;
+    with -DINFVSR_BUILD_TESTS=OFF and the right -DINFVSR_CUDA, and npm (the web page);
   - the runtime stage runs as a non-root USER, installs no -dev package, installs the
     runtime package of every shared library infvsrd links (read from the built binary with
     readelf/ldd/dpkg when it exists), has HEALTHCHECK/EXPOSE/VOLUME on the daemon's
@@ -218,6 +218,8 @@ def check_dockerfile(repo, rel, parsed, defaults, cuda, linked):
             if p.endswith("-dev") or p in ("build-essential", "cmake", "pkg-config", "ninja-build")]
     have = set(apt_packages(build))
     missing = [p for p in want if p not in have and p != "valgrind"]
+    # without npm the build embeds a stub instead of tus-js-client and the web page cannot upload
+    ok("npm" in have, f"{name}: build stage installs npm (the web page's tus-js-client, server/web/fetch_tus.sh)", str(sorted(have)))
     ok(not missing, f"{name}: build stage installs the build packages of install-deps.sh ({len(want)})",
        f"missing {missing}")
 

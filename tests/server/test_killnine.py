@@ -21,7 +21,7 @@ Invariants after every restart:
     `interrupted` (a PUT cut by the kill);
   - once the jobs settle, the spool holds no orphan: every file names a job the daemon
     knows, `.in` only for unfinished jobs, `.out` only for succeeded ones, no `.out.part`,
-    no temporary record;
+    no temporary record or preview; frame previews (`.pvN.lr|sr.png`) only of known jobs;
   - another tenant gets 404 for the jobs (tenants survive).
 Counts are printed at the end. Rounds: KILL_ROUNDS (default 60; CMake passes 50 under
 sanitizers), seed KILL_SEED. Null model, small.ts (32x24, 48 frames)."""
@@ -189,13 +189,16 @@ def body(t):
         out = []
         for name in sorted(os.listdir(spool)):
             base = name
-            for sfx in (".job.tmp", ".out.part", ".job", ".out", ".in"):
+            for sfx in (".job.tmp", ".out.part", ".job", ".out", ".in", ".png.tmp",
+                        ".pv0.lr.png", ".pv0.sr.png", ".pv1.lr.png", ".pv1.sr.png"):
                 if name.endswith(sfx):
                     base, suffix = name[: -len(sfx)], sfx
                     break
             else:
                 out.append(f"unexpected file {name}")
                 continue
+            if suffix == ".png.tmp":  # <id>.pvN.xx.png.tmp: a frame preview being written
+                base = base[: base.rfind(".pv")] if ".pv" in base else base
             j = jobs.get(base)
             if j is None:
                 r = c.get(f"/v1/jobs/{base}", record=False)
@@ -205,7 +208,7 @@ def body(t):
                     continue
                 out.append(f"{name}: no such job ({r.status})")
                 continue
-            if suffix in (".job.tmp", ".out.part"):
+            if suffix in (".job.tmp", ".out.part", ".png.tmp"):
                 out.append(f"{name}: left over")
             elif suffix == ".in" and j.final in TERMINAL:
                 out.append(f"{name}: input of a {j.final} job")
