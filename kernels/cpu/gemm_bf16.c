@@ -87,32 +87,38 @@ AVX512BF16_FN static void pack_task(void * ctx, int64_t s, int tid) {
 
 /* ---- micro-kernel: C[mr][64] (+)= A[mr][pairs] . B[pairs][64] ---- */
 
-static inline __attribute__((always_inline)) AVX512BF16_FN void kern(int mr, const uint16_t * a, int64_t lda,
+/* The small loops are unrolled by pragma (GCC's -O2 does not peel them), so that with a
+ * constant mr the 24 accumulators live in zmm registers. */
+#define UNROLL _Pragma("GCC unroll 8")
+
+static inline __attribute__((always_inline)) AVX512BF16_FN void kern(const int mr, const uint16_t * a, int64_t lda,
                                                                       const uint16_t * b, int64_t bstride, int64_t np,
                                                                       bool odd_tail, float * ct, bool init) {
     __m512 acc[MR][NRV];
-    for (int r = 0; r < mr; r++)
-        for (int v = 0; v < NRV; v++) acc[r][v] = init ? _mm512_setzero_ps() : _mm512_load_ps(ct + r * NT + v * 16);
+    UNROLL for (int r = 0; r < mr; r++) {
+        UNROLL for (int v = 0; v < NRV; v++) acc[r][v] = init ? _mm512_setzero_ps() : _mm512_load_ps(ct + r * NT + v * 16);
+    }
     for (int64_t p = 0; p < np; p++) {
         __m512i bv[NRV];
-        for (int v = 0; v < NRV; v++) bv[v] = _mm512_load_si512((const void *)(b + v * bstride + p * 32));
-        for (int r = 0; r < mr; r++) {
+        UNROLL for (int v = 0; v < NRV; v++) bv[v] = _mm512_load_si512((const void *)(b + v * bstride + p * 32));
+        UNROLL for (int r = 0; r < mr; r++) {
             int32_t pair;
             memcpy(&pair, a + r * lda + 2 * p, sizeof pair); /* rows of odd K are not 4-byte aligned */
             __m512bh av = (__m512bh)_mm512_set1_epi32(pair);
-            for (int v = 0; v < NRV; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], av, (__m512bh)bv[v]);
+            UNROLL for (int v = 0; v < NRV; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], av, (__m512bh)bv[v]);
         }
     }
     if (odd_tail) { /* the last k of an odd K, paired with the zero the packing put there */
         __m512i bv[NRV];
-        for (int v = 0; v < NRV; v++) bv[v] = _mm512_load_si512((const void *)(b + v * bstride + np * 32));
-        for (int r = 0; r < mr; r++) {
+        UNROLL for (int v = 0; v < NRV; v++) bv[v] = _mm512_load_si512((const void *)(b + v * bstride + np * 32));
+        UNROLL for (int r = 0; r < mr; r++) {
             __m512bh av = (__m512bh)_mm512_set1_epi32((int32_t)a[r * lda + 2 * np]);
-            for (int v = 0; v < NRV; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], av, (__m512bh)bv[v]);
+            UNROLL for (int v = 0; v < NRV; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], av, (__m512bh)bv[v]);
         }
     }
-    for (int r = 0; r < mr; r++)
-        for (int v = 0; v < NRV; v++) _mm512_store_ps(ct + r * NT + v * 16, acc[r][v]);
+    UNROLL for (int r = 0; r < mr; r++) {
+        UNROLL for (int v = 0; v < NRV; v++) _mm512_store_ps(ct + r * NT + v * 16, acc[r][v]);
+    }
 }
 
 struct gemm_job {
