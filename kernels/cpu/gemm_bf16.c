@@ -1,11 +1,15 @@
 /* linear with bf16 activations on AVX512-BF16 (VDPBF16PS): y = act(x . w^T + b).
  *
  * Why our own kernel and not oneDNN or OpenBLAS: OpenBLAS 0.3.21 (Debian 12) has no bf16
- * GEMM that takes our row-major operands without conversions, and oneDNN (libdnnl 2.6,
- * the library PyTorch 1.13 runs its bf16 matmuls on: `brg:avx512_core_bf16` here) would
- * add a build dependency for one op; this kernel is measured against it in
- * tests/bench (bench_cpu linear rows, PyTorch bf16 column). The AVX2 level never gets
- * here: bf16 activations are widened and run on the f32 OpenBLAS path (backend.c).
+ * GEMM for our row-major bf16 operands with an f32 epilogue, and oneDNN (libdnnl 2.6, what
+ * PyTorch 1.13 runs its bf16 matmuls on: `brg:avx512_core_bf16` on this Zen 4) would be a
+ * new build dependency for the same speed. Measured on the DiT's GEMMs at 192 tokens
+ * (1536x1536, 1536->8960, 8960->1536), 2 threads, CPU-time normalised on a shared machine
+ * (BENCH_CPU_TIME=1 tests/bench/bench_cpu 2 5 dit; tests/bench/torch_linear_bf16.py): this
+ * kernel 316-346 GFLOP/s, 69-75% of the measured VDPBF16PS ceiling (458), about 2x our f32
+ * path; PyTorch bf16 (oneDNN) 160-360 GFLOP/s on the same shapes. The AMX level uses this
+ * kernel too until an AMX (TDPBF16PS) kernel is written; the AVX2 level never gets here:
+ * bf16 activations are widened and run on the f32 OpenBLAS path (backend.c).
  *
  * Layout. VDPBF16PS multiplies pairs: acc[i] += a[2i] b[2i] + a[2i+1] b[2i+1], i < 16.
  *  - x (A) is used in place: a pair x[m][2p], x[m][2p+1] is one 32-bit word, broadcast.
