@@ -262,6 +262,20 @@ def test_devices():
         p = upscale("dev.y4m", out, *args, ok=False)
         check(p.returncode == 2 and msg in p.stderr and not leftovers(out),
               "%s: want exit 2 and '%s', got %d: %s" % (" ".join(args), msg, p.returncode, p.stderr.strip()))
+    # The cpu's instruction set forced by INFVSR_CPU_ISA: an unknown name is a usage error; a
+    # level the CPU lacks (amx here unless the machine has it) exits 3 like a missing device;
+    # the portable avx2 level always runs.
+    env = dict(os.environ)
+    for isa, want, msg in (("avx1024", 2, "INFVSR_CPU_ISA"), ("amx", 3, "not available"), ("avx2", 0, "")):
+        env["INFVSR_CPU_ISA"] = isa
+        out = os.path.join(WORK, "isa.y4m")
+        p = subprocess.run([TOOL, "upscale", "dev.y4m", out, "--model-dir", MODEL, "--threads", "2", "--device", "cpu",
+                            "--precision", "bf16"], cwd=WORK, capture_output=True, text=True, env=env)
+        if isa == "amx" and p.returncode == 0:
+            print("skip INFVSR_CPU_ISA=amx: this CPU has AMX")
+            continue
+        check(p.returncode == want and msg in p.stderr and (want == 0 or not leftovers(out)),
+              "INFVSR_CPU_ISA=%s: want exit %d and '%s', got %d: %s" % (isa, want, msg, p.returncode, p.stderr.strip()))
 
 
 def main():
