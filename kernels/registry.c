@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "backend_impl.h"
+#include "isa.h"
 
 /* "prefix" or "prefix:N" (N a decimal 0..max). Returns true on a match, *index = N or 0. */
 static bool parse_indexed(const char * name, const char * prefix, int max, int * index, bool * bad) {
@@ -32,13 +33,13 @@ static bool parse_indexed(const char * name, const char * prefix, int max, int *
 
 static enum infvsr_status init_cpu(const struct infvsr_backend_opts * o, struct infvsr_backend ** out,
                                    struct infvsr_err * err) {
-    if (o->precision == INFVSR_PRECISION_BF16) {
-        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG,
-                              "backend cpu: computes in f32 only (precision bf16 is available on cuda and devsim)");
-    }
     struct infvsr_cpu_params p = infvsr_cpu_default_params();
+    enum infvsr_cpu_isa isa;
+    INFVSR_TRY(infvsr_cpu_isa_select(o->cpu_isa, &isa, err));
     p.n_threads = o->n_threads;
     p.use_ref   = o->cpu_reference;
+    p.bf16      = o->precision == INFVSR_PRECISION_BF16;
+    p.isa       = (int)isa;
     enum infvsr_status st = infvsr_cpu_backend_init(&p, out);
     if (st != INFVSR_OK) return infvsr_err_set(err, st, "backend cpu: cannot start (%s)", infvsr_status_str(st));
     return INFVSR_OK;
@@ -72,10 +73,6 @@ enum infvsr_status infvsr_backend_init_by_name(const char * name, const struct i
         if (st != INFVSR_ERR_UNSUPPORTED) { /* a GPU is there but failed to start: say so */
             if (err) *err = cuda_err;
             return st;
-        }
-        if (o.precision == INFVSR_PRECISION_BF16) {
-            return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "backend auto: precision bf16 needs a GPU and none is "
-                                  "usable (%s); the cpu backend computes in f32", cuda_err.msg);
         }
         return init_cpu(&o, out, err);
     }

@@ -281,6 +281,9 @@ enum infvsr_status infvsr_gather_validate(const char * be, const struct infvsr_t
 struct infvsr_cpu_params {
     int  n_threads;   /* 0 = all online cores                                      */
     bool use_ref;     /* route every op to kernels/cpu/ref (float64 naive oracle)   */
+    bool bf16;        /* caps.act_dtype BF16 (every op accepts f32 and bf16 anyway)  */
+    int  isa;         /* enum infvsr_cpu_isa (kernels/cpu/isa.h) of the bf16 kernels;
+                         -1: the best this CPU runs (registry.c applies the overrides) */
 };
 
 struct infvsr_cpu_params infvsr_cpu_default_params(void);

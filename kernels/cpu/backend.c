@@ -91,6 +91,82 @@ static enum infvsr_status check_f32(const struct infvsr_tensor * t, const char *
     return INFVSR_OK;
 }
 
+/* An activation tensor: f32, or bf16 (act_in/act_out below widen it for the f32 kernels). */
+static enum infvsr_status check_act(const struct infvsr_tensor * t, const char * role, struct infvsr_err * err) {
+    enum infvsr_status st = check_host(t, role, err);
+    if (st) return st;
+    if (t->dtype != INFVSR_TYPE_F32 && t->dtype != INFVSR_TYPE_BF16) {
+        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu: %s tensor '%s' must be f32 or bf16, got %s", role,
+                              tname(t), infvsr_dtype_name(t->dtype));
+    }
+    return INFVSR_OK;
+}
+
+/* bf16 activations on the f32 kernels (the generic path of every op without a native bf16
+ * kernel, and of every op on the avx2 level): each bf16 input is widened into an f32
+ * temporary, the f32 kernel runs, each bf16 output is rounded once (to nearest even) into
+ * its storage. The numerics of a bf16 GPU kernel (load bf16, compute f32, round on
+ * store); the cost is the conversions and the temporaries (per call, freed after it).
+ * In-place calls stay correct: input and output get separate temporaries. */
+struct act_call {
+    struct infvsr_cpu_ctx * c;
+    int                     n;
+    bool                    oom;
+    struct {
+        float *                      tmp;
+        const struct infvsr_tensor * out; /* NULL: an input */
+    } o[8];
+};
+
+static float * act_tmp(struct act_call * a, const struct infvsr_tensor * t, const struct infvsr_tensor * out) {
+    INFVSR_ASSERT(a->n < 8);
+    size_t n = (size_t)infvsr_tensor_numel(t);
+    float * f = malloc((n ? n : 1) * sizeof *f);
+    if (!f) {
+        a->oom = true;
+        return NULL;
+    }
+    a->o[a->n].tmp = f;
+    a->o[a->n].out = out;
+    a->n++;
+    return f;
+}
+
+static const float * act_in(struct act_call * a, const struct infvsr_tensor * t) {
+    if (!t || t->dtype == INFVSR_TYPE_F32) return t ? t->data : NULL;
+    float * f = act_tmp(a, t, NULL);
+    if (f) {
+        pthread_mutex_lock(&a->c->lock); /* the pool runs one op at a time */
+        infvsr_cpu_bf16_widen(a->c, f, t->data, infvsr_tensor_numel(t));
+        pthread_mutex_unlock(&a->c->lock);
+    }
+    return f;
+}
+
+static float * act_out(struct act_call * a, struct infvsr_tensor * t) {
+    if (t->dtype == INFVSR_TYPE_F32) return t->data;
+    return act_tmp(a, t, t);
+}
+
+/* Rounds the outputs into their bf16 storage when st is OK; frees the temporaries. */
+static enum infvsr_status act_finish(struct act_call * a, enum infvsr_status st) {
+    for (int i = 0; i < a->n; i++) {
+        if (a->o[i].out && st == INFVSR_OK) {
+            pthread_mutex_lock(&a->c->lock);
+            infvsr_cpu_bf16_round(a->c, a->o[i].out->data, a->o[i].tmp, infvsr_tensor_numel(a->o[i].out));
+            pthread_mutex_unlock(&a->c->lock);
+        }
+        free(a->o[i].tmp);
+    }
+    a->n = 0;
+    return st;
+}
+
+static enum infvsr_status act_oom(struct act_call * a, const char * op, struct infvsr_err * err) {
+    act_finish(a, INFVSR_ERR_NOMEM);
+    return infvsr_err_set(err, INFVSR_ERR_NOMEM, "cpu %s: out of memory widening bf16 activations", op);
+}
+
 /* A weight read in place (F32/BF16/F16) of exactly `numel` elements; NULL allowed when
  * optional. Fills *w (data NULL when absent). */
 static enum infvsr_status check_weight(const struct infvsr_tensor * t, const char * role, int64_t numel,
@@ -143,7 +219,7 @@ static enum infvsr_status no_alias(const struct infvsr_tensor * out, const struc
 static enum infvsr_status check_rows(const char * op, const struct infvsr_tensor * x, const struct infvsr_tensor * y,
                                      int64_t * R, int64_t * C, struct infvsr_err * err) {
     enum infvsr_status st;
-    if ((st = check_f32(x, "x", err)) || (st = check_f32(y, "y", err))) return st;
+    if ((st = check_act(x, "x", err)) || (st = check_act(y, "y", err))) return st;
     if (infvsr_tensor_numel(x) != infvsr_tensor_numel(y) || last_dim(x) != last_dim(y)) {
         return shape_mismatch(err, op, x, y, "x and y differ in size or last dim");
     }
@@ -161,6 +237,9 @@ static enum infvsr_status check_blas_dims(const char * op, int64_t a, int64_t b,
     }
     return INFVSR_OK;
 }
+
+/* Starts an act_call for op `name` (variables ac, st). */
+#define ACT_BEGIN(c) struct act_call ac = { .c = (c) }; enum infvsr_status st = INFVSR_OK
 
 #define LOCKED(c, body)                             \
     do {                                            \
@@ -226,8 +305,8 @@ static enum infvsr_status cpu_linear(struct infvsr_backend * be, const struct in
                                      const struct infvsr_tensor * w, const struct infvsr_tensor * b,
                                      enum infvsr_unary_op act, struct infvsr_tensor * y, struct infvsr_err * err) {
     struct infvsr_cpu_ctx * c = CTX(be);
-    INFVSR_TRY(check_f32(x, "x", err));
-    INFVSR_TRY(check_f32(y, "y", err));
+    INFVSR_TRY(check_act(x, "x", err));
+    INFVSR_TRY(check_act(y, "y", err));
     INFVSR_TRY(check_host(w, "w", err));
     if (w->ndim != 2) {
         char s[96];
@@ -249,13 +328,18 @@ static enum infvsr_status cpu_linear(struct infvsr_backend * be, const struct in
     INFVSR_TRY(no_alias(y, x, "linear", err));
     INFVSR_TRY(check_blas_dims("linear", M, N, K, err));
     if (M == 0 || N == 0) return INFVSR_OK;
-    enum infvsr_status st = INFVSR_OK;
-    if (c->use_ref) {
-        infvsr_cpu_ref_linear(x->data, M, K, wv, N, bv, act, y->data);
+    ACT_BEGIN(c);
+    if (!c->use_ref && x->dtype == INFVSR_TYPE_BF16 && infvsr_cpu_linear_bf16_applies(c, M, N, K)) {
+        /* the native bf16 GEMM: bf16 operands, f32 accumulation, y stored in its dtype */
+        LOCKED(c, st = infvsr_cpu_op_linear_bf16(c, x->data, M, K, wv, N, bv, act, y->data, y->dtype));
     } else {
-        LOCKED(c, st = infvsr_cpu_op_linear(c, x->data, M, K, wv, N, bv, act, y->data));
+        const float * xf = act_in(&ac, x);
+        float * yf = act_out(&ac, y);
+        if (ac.oom) return act_oom(&ac, "linear", err);
+        if (c->use_ref) infvsr_cpu_ref_linear(xf, M, K, wv, N, bv, act, yf);
+        else LOCKED(c, st = infvsr_cpu_op_linear(c, xf, M, K, wv, N, bv, act, yf));
     }
-    if (st) return infvsr_err_set(err, st, "cpu linear: out of memory (panel of %lld x %lld)", (long long)N, (long long)K);
+    if (act_finish(&ac, st)) return infvsr_err_set(err, st, "cpu linear: out of memory (panel of %lld x %lld)", (long long)N, (long long)K);
     return INFVSR_OK;
 }
 
@@ -263,9 +347,9 @@ static enum infvsr_status cpu_matmul(struct infvsr_backend * be, const struct in
                                      const struct infvsr_tensor * b, bool trans_b, float alpha,
                                      struct infvsr_tensor * cm, struct infvsr_err * err) {
     struct infvsr_cpu_ctx * c = CTX(be);
-    INFVSR_TRY(check_f32(a, "a", err));
-    INFVSR_TRY(check_f32(b, "b", err));
-    INFVSR_TRY(check_f32(cm, "c", err));
+    INFVSR_TRY(check_act(a, "a", err));
+    INFVSR_TRY(check_act(b, "b", err));
+    INFVSR_TRY(check_act(cm, "c", err));
     if (a->ndim < 2 || b->ndim < 2 || cm->ndim < 2) {
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu matmul: a, b and c must have >= 2 dims (got %d, %d, %d)",
                               a->ndim, b->ndim, cm->ndim);
@@ -288,13 +372,16 @@ static enum infvsr_status cpu_matmul(struct infvsr_backend * be, const struct in
     INFVSR_TRY(no_alias(cm, a, "matmul", err));
     INFVSR_TRY(check_blas_dims("matmul", M, N, K, err));
     INFVSR_TRY(no_alias(cm, b, "matmul", err));
-    enum infvsr_status st = INFVSR_OK;
+    ACT_BEGIN(c);
+    const float * af = act_in(&ac, a), * bf = act_in(&ac, b);
+    float * cf = act_out(&ac, cm);
+    if (ac.oom) return act_oom(&ac, "matmul", err);
     if (c->use_ref) {
-        infvsr_cpu_ref_matmul(a->data, b->data, B, M, K, N, trans_b, alpha, cm->data);
+        infvsr_cpu_ref_matmul(af, bf, B, M, K, N, trans_b, alpha, cf);
     } else {
-        LOCKED(c, st = infvsr_cpu_op_matmul(c, a->data, b->data, B, M, K, N, trans_b, alpha, cm->data));
+        LOCKED(c, st = infvsr_cpu_op_matmul(c, af, bf, B, M, K, N, trans_b, alpha, cf));
     }
-    if (st) return infvsr_err_set(err, st, "cpu matmul: failed");
+    if (act_finish(&ac, st)) return infvsr_err_set(err, st, "cpu matmul: failed");
     return INFVSR_OK;
 }
 
@@ -309,9 +396,13 @@ static enum infvsr_status cpu_layer_norm(struct infvsr_backend * be, const struc
     INFVSR_TRY(check_rows("layer_norm", x, y, &R, &C, err));
     INFVSR_TRY(check_weight(w, "w", C, true, &wv, err));
     INFVSR_TRY(check_weight(b, "b", C, true, &bv, err));
-    if (c->use_ref) infvsr_cpu_ref_layer_norm(x->data, R, C, wv, bv, eps, y->data);
-    else LOCKED(c, infvsr_cpu_op_layer_norm(c, x->data, R, C, wv, bv, eps, y->data));
-    return INFVSR_OK;
+    ACT_BEGIN(c);
+    const float * xf = act_in(&ac, x);
+    float * yf = act_out(&ac, y);
+    if (ac.oom) return act_oom(&ac, "layer_norm", err);
+    if (c->use_ref) infvsr_cpu_ref_layer_norm(xf, R, C, wv, bv, eps, yf);
+    else LOCKED(c, infvsr_cpu_op_layer_norm(c, xf, R, C, wv, bv, eps, yf));
+    return act_finish(&ac, st);
 }
 
 static enum infvsr_status cpu_rms_norm(struct infvsr_backend * be, const struct infvsr_tensor * x,
@@ -322,26 +413,34 @@ static enum infvsr_status cpu_rms_norm(struct infvsr_backend * be, const struct 
     struct infvsr_cpu_w wv;
     INFVSR_TRY(check_rows("rms_norm", x, y, &R, &C, err));
     INFVSR_TRY(check_weight(w, "w", C, true, &wv, err));
-    if (c->use_ref) infvsr_cpu_ref_rms_norm(x->data, R, C, wv, eps, y->data);
-    else LOCKED(c, infvsr_cpu_op_rms_norm(c, x->data, R, C, wv, eps, y->data));
-    return INFVSR_OK;
+    ACT_BEGIN(c);
+    const float * xf = act_in(&ac, x);
+    float * yf = act_out(&ac, y);
+    if (ac.oom) return act_oom(&ac, "rms_norm", err);
+    if (c->use_ref) infvsr_cpu_ref_rms_norm(xf, R, C, wv, eps, yf);
+    else LOCKED(c, infvsr_cpu_op_rms_norm(c, xf, R, C, wv, eps, yf));
+    return act_finish(&ac, st);
 }
 
 static enum infvsr_status cpu_channel_rms_norm(struct infvsr_backend * be, const struct infvsr_tensor * x,
                                                const struct infvsr_tensor * gamma, struct infvsr_tensor * y,
                                                struct infvsr_err * err) {
     struct infvsr_cpu_ctx * c = CTX(be);
-    INFVSR_TRY(check_f32(x, "x", err));
-    INFVSR_TRY(check_f32(y, "y", err));
+    INFVSR_TRY(check_act(x, "x", err));
+    INFVSR_TRY(check_act(y, "y", err));
     if (x->ndim < 1 || !infvsr_tensor_same_shape(x, y)) return shape_mismatch(err, "channel_rms_norm", x, y, "x and y must have the same shape [C, ...]");
     int64_t C = x->shape[0];
     if (C <= 0) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu channel_rms_norm: '%s' has no channels", tname(x));
     int64_t S = infvsr_tensor_numel(x) / C;
     struct infvsr_cpu_w g;
     INFVSR_TRY(check_weight(gamma, "gamma", C, true, &g, err));
-    if (c->use_ref) infvsr_cpu_ref_channel_rms_norm(x->data, C, S, g, y->data);
-    else LOCKED(c, infvsr_cpu_op_channel_rms_norm(c, x->data, C, S, g, y->data));
-    return INFVSR_OK;
+    ACT_BEGIN(c);
+    const float * xf = act_in(&ac, x);
+    float * yf = act_out(&ac, y);
+    if (ac.oom) return act_oom(&ac, "channel_rms_norm", err);
+    if (c->use_ref) infvsr_cpu_ref_channel_rms_norm(xf, C, S, g, yf);
+    else LOCKED(c, infvsr_cpu_op_channel_rms_norm(c, xf, C, S, g, yf));
+    return act_finish(&ac, st);
 }
 
 static enum infvsr_status cpu_modulate(struct infvsr_backend * be, const struct infvsr_tensor * x,
@@ -353,9 +452,13 @@ static enum infvsr_status cpu_modulate(struct infvsr_backend * be, const struct 
     INFVSR_TRY(check_rows("modulate", x, y, &R, &C, err));
     INFVSR_TRY(check_weight(scale, "scale", C, false, &sc, err));
     INFVSR_TRY(check_weight(shift, "shift", C, false, &sh, err));
-    if (c->use_ref) infvsr_cpu_ref_modulate(x->data, R, C, sc, sh, y->data);
-    else LOCKED(c, infvsr_cpu_op_modulate(c, x->data, R, C, sc, sh, y->data));
-    return INFVSR_OK;
+    ACT_BEGIN(c);
+    const float * xf = act_in(&ac, x);
+    float * yf = act_out(&ac, y);
+    if (ac.oom) return act_oom(&ac, "modulate", err);
+    if (c->use_ref) infvsr_cpu_ref_modulate(xf, R, C, sc, sh, yf);
+    else LOCKED(c, infvsr_cpu_op_modulate(c, xf, R, C, sc, sh, yf));
+    return act_finish(&ac, st);
 }
 
 /* ---- elementwise ---- */
@@ -369,28 +472,36 @@ static enum infvsr_status same_numel(const char * op, const struct infvsr_tensor
 static enum infvsr_status cpu_unary(struct infvsr_backend * be, enum infvsr_unary_op op, const struct infvsr_tensor * x,
                                     struct infvsr_tensor * y, struct infvsr_err * err) {
     struct infvsr_cpu_ctx * c = CTX(be);
-    INFVSR_TRY(check_f32(x, "x", err));
-    INFVSR_TRY(check_f32(y, "y", err));
+    INFVSR_TRY(check_act(x, "x", err));
+    INFVSR_TRY(check_act(y, "y", err));
     INFVSR_TRY(same_numel("unary", x, y, err));
     if ((unsigned)op >= INFVSR_UNARY_COUNT) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu unary: unknown op %d", (int)op);
     int64_t n = infvsr_tensor_numel(x);
-    if (c->use_ref) infvsr_cpu_ref_unary(op, x->data, n, y->data);
-    else LOCKED(c, infvsr_cpu_op_unary(c, op, x->data, n, y->data));
-    return INFVSR_OK;
+    ACT_BEGIN(c);
+    const float * xf = act_in(&ac, x);
+    float * yf = act_out(&ac, y);
+    if (ac.oom) return act_oom(&ac, "unary", err);
+    if (c->use_ref) infvsr_cpu_ref_unary(op, xf, n, yf);
+    else LOCKED(c, infvsr_cpu_op_unary(c, op, xf, n, yf));
+    return act_finish(&ac, st);
 }
 
 static enum infvsr_status cpu_add(struct infvsr_backend * be, const struct infvsr_tensor * a,
                                   const struct infvsr_tensor * b, struct infvsr_tensor * y, struct infvsr_err * err) {
     struct infvsr_cpu_ctx * c = CTX(be);
-    INFVSR_TRY(check_f32(a, "a", err));
-    INFVSR_TRY(check_f32(b, "b", err));
-    INFVSR_TRY(check_f32(y, "y", err));
+    INFVSR_TRY(check_act(a, "a", err));
+    INFVSR_TRY(check_act(b, "b", err));
+    INFVSR_TRY(check_act(y, "y", err));
     INFVSR_TRY(same_numel("add", a, b, err));
     INFVSR_TRY(same_numel("add", a, y, err));
     int64_t n = infvsr_tensor_numel(a);
-    if (c->use_ref) infvsr_cpu_ref_add(a->data, b->data, n, y->data);
-    else LOCKED(c, infvsr_cpu_op_add(c, a->data, b->data, n, y->data));
-    return INFVSR_OK;
+    ACT_BEGIN(c);
+    const float * af = act_in(&ac, a), * bf = act_in(&ac, b);
+    float * yf = act_out(&ac, y);
+    if (ac.oom) return act_oom(&ac, "add", err);
+    if (c->use_ref) infvsr_cpu_ref_add(af, bf, n, yf);
+    else LOCKED(c, infvsr_cpu_op_add(c, af, bf, n, yf));
+    return act_finish(&ac, st);
 }
 
 static enum infvsr_status cpu_add_gated(struct infvsr_backend * be, const struct infvsr_tensor * x,
@@ -400,31 +511,39 @@ static enum infvsr_status cpu_add_gated(struct infvsr_backend * be, const struct
     int64_t R, C;
     struct infvsr_cpu_w g;
     INFVSR_TRY(check_rows("add_gated", x, y, &R, &C, err));
-    INFVSR_TRY(check_f32(d, "d", err));
+    INFVSR_TRY(check_act(d, "d", err));
     INFVSR_TRY(same_numel("add_gated", x, d, err));
     INFVSR_TRY(check_weight(gate, "gate", C, true, &g, err));
     if (d->data == y->data && d->data != x->data) {
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu add_gated: output '%s' may alias x only, not d", tname(y));
     }
-    if (c->use_ref) infvsr_cpu_ref_add_gated(x->data, g, d->data, R, C, y->data);
-    else LOCKED(c, infvsr_cpu_op_add_gated(c, x->data, g, d->data, R, C, y->data));
-    return INFVSR_OK;
+    ACT_BEGIN(c);
+    const float * xf = act_in(&ac, x), * df = act_in(&ac, d);
+    float * yf = act_out(&ac, y);
+    if (ac.oom) return act_oom(&ac, "add_gated", err);
+    if (c->use_ref) infvsr_cpu_ref_add_gated(xf, g, df, R, C, yf);
+    else LOCKED(c, infvsr_cpu_op_add_gated(c, xf, g, df, R, C, yf));
+    return act_finish(&ac, st);
 }
 
 static enum infvsr_status cpu_affine_clamp(struct infvsr_backend * be, const struct infvsr_tensor * x, float alpha,
                                            float beta, float lo, float hi, struct infvsr_tensor * y,
                                            struct infvsr_err * err) {
     struct infvsr_cpu_ctx * c = CTX(be);
-    INFVSR_TRY(check_f32(x, "x", err));
-    INFVSR_TRY(check_f32(y, "y", err));
+    INFVSR_TRY(check_act(x, "x", err));
+    INFVSR_TRY(check_act(y, "y", err));
     INFVSR_TRY(same_numel("affine_clamp", x, y, err));
     if (isnan(lo) || isnan(hi) || lo > hi) {
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu affine_clamp: bad clamp range [%g, %g]", (double)lo, (double)hi);
     }
     int64_t n = infvsr_tensor_numel(x);
-    if (c->use_ref) infvsr_cpu_ref_affine_clamp(x->data, n, alpha, beta, lo, hi, y->data);
-    else LOCKED(c, infvsr_cpu_op_affine_clamp(c, x->data, n, alpha, beta, lo, hi, y->data));
-    return INFVSR_OK;
+    ACT_BEGIN(c);
+    const float * xf = act_in(&ac, x);
+    float * yf = act_out(&ac, y);
+    if (ac.oom) return act_oom(&ac, "affine_clamp", err);
+    if (c->use_ref) infvsr_cpu_ref_affine_clamp(xf, n, alpha, beta, lo, hi, yf);
+    else LOCKED(c, infvsr_cpu_op_affine_clamp(c, xf, n, alpha, beta, lo, hi, yf));
+    return act_finish(&ac, st);
 }
 
 static enum infvsr_status cpu_softmax(struct infvsr_backend * be, const struct infvsr_tensor * x,
@@ -432,9 +551,13 @@ static enum infvsr_status cpu_softmax(struct infvsr_backend * be, const struct i
     struct infvsr_cpu_ctx * c = CTX(be);
     int64_t R, C;
     INFVSR_TRY(check_rows("softmax", x, y, &R, &C, err));
-    if (c->use_ref) infvsr_cpu_ref_softmax(x->data, R, C, y->data);
-    else LOCKED(c, infvsr_cpu_op_softmax(c, x->data, R, C, y->data));
-    return INFVSR_OK;
+    ACT_BEGIN(c);
+    const float * xf = act_in(&ac, x);
+    float * yf = act_out(&ac, y);
+    if (ac.oom) return act_oom(&ac, "softmax", err);
+    if (c->use_ref) infvsr_cpu_ref_softmax(xf, R, C, yf);
+    else LOCKED(c, infvsr_cpu_op_softmax(c, xf, R, C, yf));
+    return act_finish(&ac, st);
 }
 
 /* ---- attention and positions ---- */
@@ -442,7 +565,7 @@ static enum infvsr_status cpu_softmax(struct infvsr_backend * be, const struct i
 /* t must be f32 [rows, hd] in the sense numel == rows * hd and last dim == hd */
 static enum infvsr_status check_tokens(const struct infvsr_tensor * t, const char * role, int64_t hd, int64_t * rows,
                                        struct infvsr_err * err) {
-    INFVSR_TRY(check_f32(t, role, err));
+    INFVSR_TRY(check_act(t, role, err));
     if (last_dim(t) != hd) {
         char s[96];
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu attention: %s '%s' %s must have last dim H*D = %lld", role,
@@ -456,8 +579,8 @@ static enum infvsr_status cpu_attention(struct infvsr_backend * be, const struct
                                         struct infvsr_err * err) {
     struct infvsr_cpu_ctx * c = CTX(be);
     if (!a) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu attention: NULL args");
-    INFVSR_TRY(check_f32(a->q, "q", err));
-    INFVSR_TRY(check_f32(a->out, "out", err));
+    INFVSR_TRY(check_act(a->q, "q", err));
+    INFVSR_TRY(check_act(a->out, "out", err));
     int64_t hd = last_dim(a->q);
     if (a->n_heads <= 0 || hd <= 0 || hd % a->n_heads != 0) {
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu attention: q '%s' last dim %lld is not a multiple of n_heads %d",
@@ -495,20 +618,21 @@ static enum infvsr_status cpu_attention(struct infvsr_backend * be, const struct
     }
     const struct infvsr_tensor * ins[] = { a->q, a->k0, a->v0, a->k1, a->v1, a->bias };
     for (size_t i = 0; i < sizeof ins / sizeof ins[0]; i++) INFVSR_TRY(no_alias(a->out, ins[i], "attention", err));
-    p.q = a->q->data;
-    p.k0 = a->k0->data;
-    p.v0 = a->v0->data;
-    p.k1 = a->k1 ? a->k1->data : NULL;
-    p.v1 = a->v1 ? a->v1->data : NULL;
     p.n_heads = a->n_heads;
     p.head_dim = hd / a->n_heads;
     p.scale = a->scale;
-    p.out = a->out->data;
     if (p.nq == 0) return INFVSR_OK;
-    enum infvsr_status st = INFVSR_OK;
+    ACT_BEGIN(c);
+    p.q = act_in(&ac, a->q);
+    p.k0 = act_in(&ac, a->k0);
+    p.v0 = act_in(&ac, a->v0);
+    p.k1 = act_in(&ac, a->k1);
+    p.v1 = act_in(&ac, a->v1);
+    p.out = act_out(&ac, a->out);
+    if (ac.oom) return act_oom(&ac, "attention", err);
     if (c->use_ref) st = infvsr_cpu_ref_attention(&p) ? INFVSR_OK : INFVSR_ERR_NOMEM;
     else LOCKED(c, st = infvsr_cpu_op_attention(c, &p));
-    if (st) return infvsr_err_set(err, st, "cpu attention: out of memory for tiles");
+    if (act_finish(&ac, st)) return infvsr_err_set(err, st, "cpu attention: out of memory for tiles");
     return INFVSR_OK;
 }
 
@@ -530,9 +654,13 @@ static enum infvsr_status cpu_rope(struct infvsr_backend * be, const struct infv
                               tname(freqs), infvsr_dtype_name(freqs->dtype),
                               infvsr_shape_str(freqs->ndim, freqs->shape, s, sizeof s), (long long)N, (long long)(D / 2));
     }
-    if (c->use_ref) infvsr_cpu_ref_rope(x->data, N, n_heads, D, freqs->data, y->data);
-    else LOCKED(c, infvsr_cpu_op_rope(c, x->data, N, n_heads, D, freqs->data, y->data));
-    return INFVSR_OK;
+    ACT_BEGIN(c);
+    const float * xf = act_in(&ac, x);
+    float * yf = act_out(&ac, y);
+    if (ac.oom) return act_oom(&ac, "rope", err);
+    if (c->use_ref) infvsr_cpu_ref_rope(xf, N, n_heads, D, freqs->data, yf);
+    else LOCKED(c, infvsr_cpu_op_rope(c, xf, N, n_heads, D, freqs->data, yf));
+    return act_finish(&ac, st);
 }
 
 /* ---- convolution and resampling ---- */
@@ -541,8 +669,8 @@ static enum infvsr_status cpu_conv3d(struct infvsr_backend * be, const struct in
                                      struct infvsr_err * err) {
     struct infvsr_cpu_ctx * c = CTX(be);
     if (!a) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu conv3d: NULL args");
-    INFVSR_TRY(check_f32(a->x, "x", err));
-    INFVSR_TRY(check_f32(a->y, "y", err));
+    INFVSR_TRY(check_act(a->x, "x", err));
+    INFVSR_TRY(check_act(a->y, "y", err));
     INFVSR_TRY(check_host(a->w, "w", err));
     if (a->x->ndim != 4 || a->w->ndim != 5 || a->y->ndim != 4) {
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG,
@@ -578,21 +706,22 @@ static enum infvsr_status cpu_conv3d(struct infvsr_backend * be, const struct in
     INFVSR_TRY(check_weight(a->b, "b", p.cout, true, &p.b, err));
     INFVSR_TRY(no_alias(a->y, a->x, "conv3d", err));
     INFVSR_TRY(check_blas_dims("conv3d", p.cout, p.to * p.ho * p.wo, p.cin * p.kt * p.kh * p.kw, err));
-    p.x = a->x->data;
-    p.y = a->y->data;
     if (infvsr_tensor_numel(a->y) == 0) return INFVSR_OK;
-    enum infvsr_status st = INFVSR_OK;
+    ACT_BEGIN(c);
+    p.x = act_in(&ac, a->x);
+    p.y = act_out(&ac, a->y);
+    if (ac.oom) return act_oom(&ac, "conv3d", err);
     if (c->use_ref) infvsr_cpu_ref_conv3d(&p);
     else LOCKED(c, st = infvsr_cpu_op_conv3d(c, &p));
-    if (st) return infvsr_err_set(err, st, "cpu conv3d: out of memory for the column buffer");
+    if (act_finish(&ac, st)) return infvsr_err_set(err, st, "cpu conv3d: out of memory for the column buffer");
     return INFVSR_OK;
 }
 
 static enum infvsr_status cpu_resize(struct infvsr_backend * be, enum infvsr_resize_mode mode,
                                      const struct infvsr_tensor * x, struct infvsr_tensor * y, struct infvsr_err * err) {
     struct infvsr_cpu_ctx * c = CTX(be);
-    INFVSR_TRY(check_f32(x, "x", err));
-    INFVSR_TRY(check_f32(y, "y", err));
+    INFVSR_TRY(check_act(x, "x", err));
+    INFVSR_TRY(check_act(y, "y", err));
     if ((unsigned)mode >= INFVSR_RESIZE_COUNT) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu resize: unknown mode %d", (int)mode);
     if (x->ndim < 2 || y->ndim != x->ndim) return shape_mismatch(err, "resize", x, y, "need [..., H, W] with the same rank");
     int64_t Hi = x->shape[x->ndim - 2], Wi = x->shape[x->ndim - 1];
@@ -602,10 +731,13 @@ static enum infvsr_status cpu_resize(struct infvsr_backend * be, enum infvsr_res
     if (infvsr_tensor_numel(y) != P * Ho * Wo) return shape_mismatch(err, "resize", x, y, "leading dims differ");
     INFVSR_TRY(no_alias(y, x, "resize", err));
     if (P == 0) return INFVSR_OK;
-    enum infvsr_status st = INFVSR_OK;
-    if (c->use_ref) st = infvsr_cpu_ref_resize(mode, x->data, P, Hi, Wi, y->data, Ho, Wo) ? INFVSR_OK : INFVSR_ERR_NOMEM;
-    else LOCKED(c, st = infvsr_cpu_op_resize(c, mode, x->data, P, Hi, Wi, y->data, Ho, Wo));
-    if (st) return infvsr_err_set(err, st, "cpu resize: out of memory");
+    ACT_BEGIN(c);
+    const float * xf = act_in(&ac, x);
+    float * yf = act_out(&ac, y);
+    if (ac.oom) return act_oom(&ac, "resize", err);
+    if (c->use_ref) st = infvsr_cpu_ref_resize(mode, xf, P, Hi, Wi, yf, Ho, Wo) ? INFVSR_OK : INFVSR_ERR_NOMEM;
+    else LOCKED(c, st = infvsr_cpu_op_resize(c, mode, xf, P, Hi, Wi, yf, Ho, Wo));
+    if (act_finish(&ac, st)) return infvsr_err_set(err, st, "cpu resize: out of memory");
     return INFVSR_OK;
 }
 
@@ -651,12 +783,12 @@ static enum infvsr_status cpu_gather_rows(struct infvsr_backend * be, const stru
 static void cpu_get_caps(struct infvsr_backend * be, struct infvsr_backend_caps * caps) {
     struct infvsr_cpu_ctx * c = CTX(be);
     snprintf(caps->name, sizeof caps->name, "%s", cpu_name(be));
-    snprintf(caps->device, sizeof caps->device, "CPU (AVX2/FMA), %d threads%s", c->n_threads,
-             c->use_ref ? ", float64 reference ops" : "");
+    snprintf(caps->device, sizeof caps->device, "CPU (f32 AVX2/FMA, bf16 %s), %d threads%s", infvsr_cpu_isa_name(c->isa),
+             c->n_threads, c->use_ref ? ", float64 reference ops" : "");
     caps->host_visible = true;
-    caps->act_dtype    = INFVSR_TYPE_F32;
+    caps->act_dtype    = c->bf16 ? INFVSR_TYPE_BF16 : INFVSR_TYPE_F32;
     caps->act_f32      = true;
-    caps->act_bf16     = false;
+    caps->act_bf16     = true;
 }
 
 static void cpu_free(struct infvsr_backend * be);
@@ -691,7 +823,7 @@ static const struct infvsr_backend_i cpu_iface = {
 };
 
 struct infvsr_cpu_params infvsr_cpu_default_params(void) {
-    return (struct infvsr_cpu_params){ .n_threads = 0, .use_ref = false };
+    return (struct infvsr_cpu_params){ .n_threads = 0, .use_ref = false, .bf16 = false, .isa = -1 };
 }
 
 enum infvsr_status infvsr_cpu_backend_init(const struct infvsr_cpu_params * p, struct infvsr_backend ** out) {
@@ -707,6 +839,9 @@ enum infvsr_status infvsr_cpu_backend_init(const struct infvsr_cpu_params * p, s
     }
     c->n_threads = infvsr_threadpool_n_threads(c->pool);
     c->use_ref   = params.use_ref;
+    c->bf16      = params.bf16;
+    c->isa       = params.isa < 0 ? infvsr_cpu_isa_detect() : (enum infvsr_cpu_isa)params.isa;
+    if (c->isa > infvsr_cpu_isa_detect()) c->isa = infvsr_cpu_isa_detect(); /* never an instruction the CPU lacks */
     pthread_mutex_init(&c->lock, NULL);
     /* BLAS runs from the calling thread only, while our workers sleep: give it the same
      * number of threads so the two never oversubscribe the cores. */

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "backend_impl.h"
+#include "isa.h"
 #include "threadpool.h"
 
 /* A weight read in place: data == NULL means "absent" (optional bias, gamma, ...). */
@@ -45,6 +46,8 @@ struct infvsr_cpu_ctx {
     struct infvsr_threadpool * pool;
     int                        n_threads;
     bool                       use_ref;
+    bool                       bf16;    /* caps.act_dtype BF16                            */
+    enum infvsr_cpu_isa        isa;     /* picks the bf16 kernels (isa.h)                 */
     pthread_mutex_t            lock;    /* one op at a time: the buffers below are shared */
     struct infvsr_cpu_buf      panel;   /* widened weight panel (linear) / conv weights */
     struct infvsr_cpu_buf      col;     /* conv3d column buffer, resize temp */
@@ -58,6 +61,21 @@ static inline void infvsr__par(struct infvsr_cpu_ctx * c, int64_t n_tasks, infvs
 
 /* Splits n items into tasks of about `grain` items, at most 8 per thread, >= 1. */
 int64_t infvsr__n_chunks(const struct infvsr_cpu_ctx * c, int64_t n, int64_t grain);
+
+/* ---- bf16 (kernels/cpu/bf16.c, gemm_bf16.c) ---- */
+
+/* dst[i] = f32 of bf16 src[i] / dst[i] = bf16 of src[i] rounded to nearest even (NaN
+ * stays NaN), threaded over the pool; the same bits on every ISA level. */
+void infvsr_cpu_bf16_widen(struct infvsr_cpu_ctx * c, float * dst, const uint16_t * src, int64_t n);
+void infvsr_cpu_bf16_round(struct infvsr_cpu_ctx * c, uint16_t * dst, const float * src, int64_t n);
+
+/* Whether linear with bf16 x of these sizes runs on the native bf16 GEMM here. */
+bool infvsr_cpu_linear_bf16_applies(const struct infvsr_cpu_ctx * c, int64_t M, int64_t N, int64_t K);
+/* y[M, N] = act(x[M, K] . w[N, K]^T + b[N]) with bf16 x, w rounded to bf16 (read in place
+ * when it is bf16), f32 accumulation and epilogue, y stored as y_dtype (F32 or BF16). */
+enum infvsr_status infvsr_cpu_op_linear_bf16(struct infvsr_cpu_ctx * c, const uint16_t * x, int64_t M, int64_t K,
+                                             struct infvsr_cpu_w w, int64_t N, struct infvsr_cpu_w b,
+                                             enum infvsr_unary_op act, void * y, enum infvsr_dtype y_dtype);
 
 /* ---- fast ops (kernels/cpu/<family>.c). All shapes were validated by backend.c. ---- */
 

@@ -1,26 +1,46 @@
 /* CPU backend throughput: linear (f32 and bf16 weights) against calling cblas_sgemm
  * directly on the same shapes, flash attention on DiT- and VAE-like shapes, and a
  * the VAE's 3x3x3 conv3d shapes, each as the median of >= 5 timed repeats after one warm-up, plus
- * the machine's f32 peak estimate (cores x GHz x 32 FLOP/cycle: AVX2, 2 FMA ports).
+ * the machine's measured ceilings (FMA-throughput loops for AVX2 and AVX-512 f32, a
+ * VDPBF16PS loop for AVX512-BF16, a TDPBF16PS loop where AMX is present) and each row's
+ * share of the ceiling of the instruction it runs on. linear also runs with bf16
+ * activations (bf16 x, w, y: the native bf16 GEMM on avx512bf16/amx).
  *
  *   bench_cpu [n_threads] [repeats] [only]   (tests/bench/bench_cpu.sh runs it)
- * `only` = linear, attention, unary, resize or conv3d runs just that family. */
+ * `only` = linear, dit (the DiT's GEMMs at 192 tokens), attention, unary, resize or conv3d
+ * runs just that family. */
 #include <cblas.h>
+#include <immintrin.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "check.h"
+#include "isa.h"
 #include "ops.h"
 
 static int    g_repeats = 5;
 static double g_peak;
 
+/* BENCH_CPU_TIME=1: the benchmarks' times are this process's CPU seconds divided by the
+ * thread count instead of wall seconds: on a machine shared with other work, the time the
+ * cores would have taken had they been ours (the ceiling loops then use each thread's own
+ * CPU seconds, so the shares compare like with like). */
+static int g_threads_for_cpu_time;
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double bench_now_s(void) {
+    if (!g_threads_for_cpu_time) return now_s();
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ((double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec) / g_threads_for_cpu_time;
 }
 
 static int cmp_double(const void * a, const void * b) {
@@ -34,45 +54,142 @@ static double time_median(void (*fn)(void *), void * ctx) {
     int n = g_repeats < 64 ? g_repeats : 64;
     fn(ctx);
     for (int i = 0; i < n; i++) {
-        double t0 = now_s();
+        double t0 = bench_now_s();
         fn(ctx);
-        t[i] = now_s() - t0;
+        t[i] = bench_now_s() - t0;
     }
     qsort(t, (size_t)n, sizeof t[0], cmp_double);
     return t[n / 2];
 }
 
-/* ---- peak estimate ---- */
+/* ---- measured ceilings ----
+ * Each loop keeps enough independent accumulators busy that only the issue rate of its
+ * instruction limits it (12 chains against a 4-cycle latency and 2 ports), on every
+ * thread at once; FLOP / wall time is the machine's ceiling for that instruction right
+ * now (a loaded machine gives less, and the benchmarks' shares are of that). A loop for
+ * an instruction the CPU lacks is not run (isa.h decides, so never SIGILL). */
 
-static double cpuinfo_mhz(void) {
-    FILE * f = fopen("/proc/cpuinfo", "r");
-    if (!f) return 0;
-    char line[512];
-    double mhz = 0;
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "cpu MHz", 7) == 0) {
-            const char * c = strchr(line, ':');
-            if (c) mhz = atof(c + 1);
-            break;
-        }
-    }
-    fclose(f);
-    return mhz;
+#define T_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+#define T_AMX    __attribute__((target("avx512f,avx512bf16,amx-tile,amx-bf16")))
+#define CEIL_ITERS 4000000L
+
+static double loop_fma_avx2(long iters) {
+    __m256 a[12], m = _mm256_set1_ps(0.999f), b = _mm256_set1_ps(1e-3f);
+    for (int i = 0; i < 12; i++) a[i] = _mm256_set1_ps((float)i);
+    for (long it = 0; it < iters; it++)
+        _Pragma("GCC unroll 12") for (int i = 0; i < 12; i++) a[i] = _mm256_fmadd_ps(a[i], m, b);
+    __m256 s = a[0];
+    for (int i = 1; i < 12; i++) s = _mm256_add_ps(s, a[i]);
+    volatile float sink = _mm256_cvtss_f32(s);
+    (void)sink;
+    return (double)iters * 12 * 8 * 2;
 }
 
-/* A chain of dependent integer adds retires one per cycle: cycles / time = clock. */
-static double timed_ghz(void) {
-    const long iters = 20000000;
-    uint64_t x = 0;
-    double t0 = now_s();
-    for (long i = 0; i < iters; i++) {
-        __asm__ volatile("add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t"
-                         "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t"
-                         : "+r"(x));
-    }
-    double dt = now_s() - t0;
-    return x / dt * 1e-9; /* 10 adds (10 cycles) per iteration; loop overhead runs alongside */
+T_AVX512 static double loop_fma_avx512(long iters) {
+    __m512 a[12], m = _mm512_set1_ps(0.999f), b = _mm512_set1_ps(1e-3f);
+    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_ps((float)i);
+    for (long it = 0; it < iters; it++)
+        _Pragma("GCC unroll 12") for (int i = 0; i < 12; i++) a[i] = _mm512_fmadd_ps(a[i], m, b);
+    __m512 s = a[0];
+    for (int i = 1; i < 12; i++) s = _mm512_add_ps(s, a[i]);
+    volatile float sink = _mm512_reduce_add_ps(s);
+    (void)sink;
+    return (double)iters * 12 * 16 * 2;
 }
+
+T_AVX512 static double loop_dpbf16(long iters) {
+    __m512 a[12];
+    __m512bh x = (__m512bh)_mm512_set1_epi32(0x3f803f80), y = (__m512bh)_mm512_set1_epi32(0x3a003a00);
+    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_ps((float)i);
+    for (long it = 0; it < iters; it++)
+        _Pragma("GCC unroll 12") for (int i = 0; i < 12; i++) a[i] = _mm512_dpbf16_ps(a[i], x, y);
+    __m512 s = a[0];
+    for (int i = 1; i < 12; i++) s = _mm512_add_ps(s, a[i]);
+    volatile float sink = _mm512_reduce_add_ps(s);
+    (void)sink;
+    return (double)iters * 12 * 16 * 4; /* 16 lanes x 2 products x (mul + add) */
+}
+
+/* TDPBF16PS on four 16x16 f32 accumulator tiles from two 16x32 bf16 tiles: 16 x 16 x 32
+ * products each. Only called on the amx level (isa.c got the tile permission). */
+T_AMX static double loop_amx(long iters) {
+    _Alignas(64) unsigned char cfg[64] = { 0 };
+    cfg[0] = 1; /* palette 1: 8 tiles of up to 16 rows x 64 bytes */
+    for (int t = 0; t < 6; t++) {
+        cfg[16 + 2 * t] = 64; /* colsb */
+        cfg[48 + t]     = 16; /* rows  */
+    }
+    _tile_loadconfig(cfg);
+    _Alignas(64) uint16_t src[16 * 32];
+    for (int i = 0; i < 16 * 32; i++) src[i] = 0x3c00;
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    _tile_loadd(4, src, 64);
+    _tile_loadd(5, src, 64);
+    iters /= 8;
+    for (long it = 0; it < iters; it++) {
+        _tile_dpbf16ps(0, 4, 5);
+        _tile_dpbf16ps(1, 4, 5);
+        _tile_dpbf16ps(2, 4, 5);
+        _tile_dpbf16ps(3, 4, 5);
+    }
+    _Alignas(64) float out[16 * 16];
+    _tile_stored(0, out, 64);
+    _tile_release();
+    volatile float sink = out[0];
+    (void)sink;
+    return (double)iters * 4 * 16 * 16 * 32 * 2;
+}
+
+struct ceil_job {
+    double (*fn)(long);
+    long               iters;
+    double             flop, cpu_s;
+    pthread_barrier_t *go;
+};
+
+static void * ceil_thread(void * p) {
+    struct ceil_job * j = p;
+    pthread_barrier_wait(j->go);
+    struct timespec a, b;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
+    j->flop = j->fn(j->iters);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
+    j->cpu_s = (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec);
+    return NULL;
+}
+
+/* GFLOP/s of fn on n threads at once. */
+static double ceiling(double (*fn)(long), int n, long iters) {
+    pthread_t th[64];
+    struct ceil_job jobs[64];
+    pthread_barrier_t go;
+    n = n < 1 ? 1 : n > 64 ? 64 : n;
+    pthread_barrier_init(&go, NULL, (unsigned)n + 1);
+    for (int i = 0; i < n; i++) {
+        jobs[i] = (struct ceil_job){ .fn = fn, .iters = iters, .go = &go };
+        pthread_create(&th[i], NULL, ceil_thread, &jobs[i]);
+    }
+    pthread_barrier_wait(&go);
+    double t0 = now_s(), flop = 0, cpu = 0;
+    for (int i = 0; i < n; i++) pthread_join(th[i], NULL), flop += jobs[i].flop, cpu += jobs[i].cpu_s;
+    double dt = g_threads_for_cpu_time ? cpu / n : now_s() - t0;
+    pthread_barrier_destroy(&go);
+    return flop / dt * 1e-9;
+}
+
+static double best_of(double (*fn)(long), int n, long iters) {
+    double b = 0;
+    for (int r = 0; r < 3; r++) {
+        double g = ceiling(fn, n, iters);
+        if (g > b) b = g;
+    }
+    return b;
+}
+
+static double g_peak_bf16; /* vdpbf16ps (or AMX) ceiling; 0 where the CPU has neither */
 
 /* ---- linear ---- */
 
@@ -112,11 +229,22 @@ static void bench_linear(struct infvsr_backend * be, int M, int K, int N) {
     struct infvsr_tensor wf32 = c.w;
     c.w = wb;
     double t_bf16 = time_median(run_linear, &c);
-    c.w = wf32;
-    printf("linear M=%-5d K=%-5d N=%-5d  sgemm %7.1f GF/s | linear f32 %7.1f GF/s (x%.2f) | linear bf16 %7.1f GF/s (x%.2f) | peak %.0f%%\n",
-           M, K, N, flop / t_blas * 1e-9, flop / t_f32 * 1e-9, t_blas / t_f32, flop / t_bf16 * 1e-9, t_blas / t_bf16,
-           100.0 * flop / t_f32 * 1e-9 / g_peak);
+    /* bf16 activations: x and y bf16, w bf16 */
+    struct infvsr_tensor xf = c.x, yf = c.y, xb, yb;
+    INFVSR_ASSERT(infvsr_tensor_alloc(&xb, "xb", INFVSR_TYPE_BF16, 2, sx) == INFVSR_OK);
+    INFVSR_ASSERT(infvsr_tensor_alloc(&yb, "yb", INFVSR_TYPE_BF16, 2, sy) == INFVSR_OK);
+    infvsr_convert_from_f32(xb.data, INFVSR_TYPE_BF16, xf.data, (size_t)M * K);
+    c.x = xb, c.y = yb;
+    double t_act = time_median(run_linear, &c);
+    c.x = xf, c.y = yf, c.w = wf32;
+    printf("linear M=%-5d K=%-5d N=%-5d  sgemm %7.1f GF/s | linear f32 %7.1f GF/s (x%.2f, %.0f%% of AVX2 FMA) | "
+           "bf16 w %7.1f GF/s (x%.2f) | bf16 act %7.1f GF/s (x%.2f vs f32",
+           M, K, N, flop / t_blas * 1e-9, flop / t_f32 * 1e-9, t_blas / t_f32, 100.0 * flop / t_f32 * 1e-9 / g_peak,
+           flop / t_bf16 * 1e-9, t_blas / t_bf16, flop / t_act * 1e-9, t_f32 / t_act);
+    if (g_peak_bf16 > 0) printf(", %.0f%% of the bf16 ceiling", 100.0 * flop / t_act * 1e-9 / g_peak_bf16);
+    printf(")\n");
     infvsr_tensor_release(&c.x), infvsr_tensor_release(&c.w), infvsr_tensor_release(&wb), infvsr_tensor_release(&c.y);
+    infvsr_tensor_release(&xb), infvsr_tensor_release(&yb);
 }
 
 /* ---- attention ---- */
@@ -266,18 +394,30 @@ int main(int argc, char ** argv) {
         return 1;
     }
     int n_threads = openblas_get_num_threads();
-    double ghz_loop = timed_ghz(), ghz_info = cpuinfo_mhz() * 1e-3;
-    /* /proc/cpuinfo gives the nominal clock; the timed loop shows what this process really
-     * gets: higher under turbo (a virtual machine's cpuinfo often shows the base clock), lower
-     * on a loaded machine. The peak uses the larger, so "% of peak" never exceeds 100 because
-     * the clock was underestimated. */
-    double ghz = ghz_info > ghz_loop ? ghz_info : ghz_loop;
-    g_peak = n_threads * ghz * 32.0;
-    printf("machine: %d threads x %.2f GHz x 32 f32 FLOP/cycle = peak %.1f GFLOP/s "
-           "(/proc/cpuinfo %.2f GHz, timed dependent-add loop %.2f GHz on one thread now); median of %d repeats\n",
-           n_threads, ghz, g_peak, ghz_info, ghz_loop, g_repeats);
+    if (getenv("BENCH_CPU_TIME") && atoi(getenv("BENCH_CPU_TIME")) > 0) g_threads_for_cpu_time = n_threads;
+    const enum infvsr_cpu_isa isa = infvsr_cpu_isa_detect();
+    double avx2 = best_of(loop_fma_avx2, n_threads, CEIL_ITERS);
+    double avx512 = isa >= INFVSR_CPU_ISA_AVX512BF16 ? best_of(loop_fma_avx512, n_threads, CEIL_ITERS) : 0;
+    double dp = isa >= INFVSR_CPU_ISA_AVX512BF16 ? best_of(loop_dpbf16, n_threads, CEIL_ITERS) : 0;
+    double amx = isa >= INFVSR_CPU_ISA_AMX ? best_of(loop_amx, n_threads, CEIL_ITERS) : 0;
+    /* f32 shares are of the f32 kernels' own instruction (AVX2 FMA: they are AVX2 code) */
+    g_peak      = avx2;
+    g_peak_bf16 = amx > 0 ? amx : dp;
+    printf("ceilings on %d threads (measured now, best of 3): f32 FMA AVX2 %.1f GFLOP/s | f32 FMA AVX-512 ", n_threads, avx2);
+    if (avx512 > 0) printf("%.1f", avx512); else printf("n/a");
+    printf(" | bf16 VDPBF16PS ");
+    if (dp > 0) printf("%.1f", dp); else printf("n/a (no AVX512-BF16)");
+    printf(" | bf16 AMX TDPBF16PS ");
+    if (amx > 0) printf("%.1f", amx); else printf("skipped (no AMX here)");
+    printf(" GFLOP/s; median of %d repeats\n", g_repeats);
 
     const char * only = argc > 3 ? argv[3] : "";
+    if (!*only || strcmp(only, "linear") == 0 || strcmp(only, "dit") == 0) {
+        /* the DiT's GEMMs on a chunk of 192 tokens (3 latent frames of 16x16) */
+        bench_linear(be, 192, 1536, 1536);
+        bench_linear(be, 192, 1536, 8960);
+        bench_linear(be, 192, 8960, 1536);
+    }
     if (!*only || strcmp(only, "linear") == 0) {
         bench_linear(be, 1024, 1536, 1536);
         bench_linear(be, 4096, 1536, 1536);

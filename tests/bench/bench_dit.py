@@ -1,9 +1,13 @@
 """DiT benchmark: the full 30-layer DiT forward on one chunk, C (`infvsr run dit --timing`) vs the
-PyTorch f32 reference (tests/reference/dit_ref.py) with the same thread count.
+PyTorch f32 reference (tests/reference/dit_ref.py) and PyTorch in bf16 (torch_dit_bf16.py: the
+DiT's shapes in torch.bfloat16) with the same thread count.
 
     /usr/bin/python3 tests/bench/bench_dit.py --infvsr build/infvsr [--model InfVSR-like.ckpt]
         [--dir DIR] [--grid 16x16] [--frames 3] [--threads N] [--repeat 3] [--base OLD/infvsr]
-        [--no-torch]
+        [--no-torch] [--precision f32|bf16] [--layers L]
+
+--precision: the C side's (default f32); the PyTorch f32 and bf16 columns are always both run.
+--layers L: only the first L blocks on every side (a quicker run; GFLOP/s stay comparable).
 
 --base: every repetition also runs that (older) binary right after the new one, on the same
 inputs, and the summary adds its medians and the ratio new/base (before/after comparisons of
@@ -54,6 +58,8 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--base", help="an older infvsr binary to compare with (before/after)")
     ap.add_argument("--no-torch", action="store_true", help="time only the C binaries")
+    ap.add_argument("--precision", default="f32", choices=["f32", "bf16"])
+    ap.add_argument("--layers", type=int, default=0)
     args = ap.parse_args()
 
     os.makedirs(args.dir, exist_ok=True)
@@ -64,6 +70,13 @@ def main():
         model_path = os.path.join(args.dir, "model.ckpt")
     with open(args.config) as fh:
         cfg = json.load(fh)["dit"]
+    if args.layers:
+        # the C side reads its layer count from a config copy; the checkpoint's later blocks are unused
+        full = json.load(open(args.config))
+        full["dit"]["num_layers"] = cfg["num_layers"] = args.layers
+        args.config = os.path.join(args.dir, "bench_config_%d_layers.json" % args.layers)
+        with open(args.config, "w") as fh:
+            json.dump(full, fh)
 
     h, w = (int(v) for v in args.grid.lower().split("x"))
     gen = torch.Generator().manual_seed(7)
@@ -84,13 +97,18 @@ def main():
         sd = torch.load(model_path)
         model.load_state_dict(sd)
         del sd
+        if args.layers:
+            model.blocks = model.blocks[:args.layers]
         model.upcast_weights()
         ckv = model.context(ctx)
+        import torch_dit_bf16
+        bmodel, bckv, bxs = torch_dit_bf16.make(cfg, torch.bfloat16, n)
     t_load = time.time() - t0
 
     cmd = [args.infvsr, "run", "dit", "--model", model_path, "--config", args.config, "--in", inp, "--out", out,
-           "--threads", str(args.threads), "--repeat", "1", "--timing"]
+           "--threads", str(args.threads), "--repeat", "1", "--timing", "--precision", args.precision]
     c_runs, py_ms, rss, load_ms = [[], []], [[], []], 0.0, 0.0
+    bf_ms = [[], []]
     b_runs, b_rss = [[], []], 0.0
     for r in range(args.repeat):
         p = subprocess.run(cmd, capture_output=True, text=True)
@@ -129,12 +147,15 @@ def main():
             if r == 0:
                 e = float(torch.linalg.norm(c_out["pred_%d" % i] - pred) / torch.linalg.norm(pred))
                 print("chunk %d: C vs PyTorch pred rel err %.2e" % (i, e))
-        print("repetition %d: C %s ms, PyTorch %s ms" % (r, ["%.0f" % c_runs[i][-1] for i in range(2)],
-                                                       ["%.0f" % py_ms[i][-1] for i in range(2)]))
+        for i, v in enumerate(torch_dit_bf16.chunk_ms(bmodel, bckv, bxs)):
+            bf_ms[i].append(v)
+        print("repetition %d: C %s ms, PyTorch f32 %s ms, PyTorch bf16 %s ms"
+              % (r, ["%.0f" % c_runs[i][-1] for i in range(2)], ["%.0f" % py_ms[i][-1] for i in range(2)],
+                 ["%.0f" % bf_ms[i][-1] for i in range(2)]))
     c_ms = [statistics.median(c_runs[i]) for i in range(2)]
 
-    print("DiT %d layers, dim %d, chunk %d frames x %dx%d latents = %d tokens, %d threads, median of %d"
-          % (cfg["num_layers"], cfg["dim"], args.frames, h, w, n, args.threads, args.repeat))
+    print("DiT %d layers, dim %d, chunk %d frames x %dx%d latents = %d tokens, %d threads, median of %d, C in %s"
+          % (cfg["num_layers"], cfg["dim"], args.frames, h, w, n, args.threads, args.repeat, args.precision))
     print("C model load %.0f ms (mmap + validate + constants); PyTorch load+upcast %.0f ms" % (load_ms, t_load * 1e3))
     for i, label in enumerate(["first chunk (no cache)", "steady chunk (cache of %d tokens)" % n]):
         f = flops(cfg, n, 0 if i == 0 else n, 145)
@@ -143,10 +164,12 @@ def main():
             print("%-36s new %9.1f ms   base %9.1f ms   new/base %.3f" % (label, c_ms[i], bm, c_ms[i] / bm))
         if args.no_torch:
             continue
-        pm = statistics.median(py_ms[i])
-        print("%-36s C %9.1f ms (%6.1f GFLOP/s)   PyTorch %9.1f ms (%6.1f GFLOP/s)   C speedup %.2fx"
-              % (label, c_ms[i], f / c_ms[i] / 1e6, pm, f / pm / 1e6, pm / c_ms[i]))
-    print("C peak RSS %.0f MiB (weights: bf16, read in place from the mmapped checkpoint)" % rss)
+        pm, bm = statistics.median(py_ms[i]), statistics.median(bf_ms[i])
+        print("%-36s C %9.1f ms (%6.1f GFLOP/s)   PyTorch f32 %9.1f ms (%6.1f GFLOP/s)   PyTorch bf16 %9.1f ms "
+              "(%6.1f GFLOP/s)   C speedup vs f32 %.2fx, vs bf16 %.2fx"
+              % (label, c_ms[i], f / c_ms[i] / 1e6, pm, f / pm / 1e6, bm, f / bm / 1e6, pm / c_ms[i], bm / c_ms[i]))
+    print("C peak RSS %.0f MiB (weights: bf16, read in place from the mmapped checkpoint; %s activations)"
+          % (rss, args.precision))
     if args.base:
         print("base peak RSS %.0f MiB, new/base %.3f" % (b_rss, rss / b_rss))
 

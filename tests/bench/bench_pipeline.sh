@@ -14,6 +14,9 @@
 # Before/after: with BENCH_PIPELINE_BASE=/path/to/old/infvsr, each case runs
 # BENCH_PIPELINE_ROUNDS (default 3) alternating rounds of the new and the old binary on the
 # same input and model, and prints both medians (frames/s, peak RSS) and new/base ratios.
+# Precision: with BENCH_PIPELINE_PRECISIONS="f32 bf16" each case runs BENCH_PIPELINE_ROUNDS
+# alternating rounds of the new binary with each `--precision` and prints the medians
+# (frames/s, peak RSS, session bytes) side by side (default: one run, --precision auto).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-$root/build-pipeline}
@@ -25,6 +28,7 @@ trap 'rm -rf "$work"' EXIT
 infvsr="$build/infvsr"
 base=${BENCH_PIPELINE_BASE:-}
 rounds=${BENCH_PIPELINE_ROUNDS:-3}
+precisions=${BENCH_PIPELINE_PRECISIONS:-}
 
 report() { # $1 label, $2 json line
     /usr/bin/python3 - "$1" "$2" <<'EOF'
@@ -43,6 +47,31 @@ EOF
 # $1 label, $2 input, $3 model dir: the new binary's report, then (with a base) the A/B rounds.
 run_case() {
     local line
+    if [ -n "$precisions" ]; then
+        : > "$work/prec.txt"
+        for r in $(seq "$rounds"); do
+            for p in $precisions; do
+                echo "$p $("$infvsr" upscale "$2" "$work/out.mp4" --model-dir "$3" --threads "$threads" --force --json \
+                    --precision "$p" | grep '"done"')" >> "$work/prec.txt"
+            done
+        done
+        /usr/bin/python3 - "$1" "$work/prec.txt" <<'EOF'
+import json, statistics, sys
+runs = {}
+for line in open(sys.argv[2]):
+    p, js = line.split(" ", 1)
+    runs.setdefault(p, []).append(json.loads(js))
+for p, r in runs.items():
+    s = {k: statistics.median(d["seconds"][k] for d in r) for k in r[0]["seconds"]}
+    print("%s --precision %s, median of %d alternating rounds: %.3f frames/s, peak RSS %.0f MB, session %.1f MB "
+          "(vae caches %.1f MB, dit %.1f MB); dit %.2f s, vae_encode %.2f s, vae_decode %.2f s, visual %.2f s"
+          % (sys.argv[1], p, len(r), statistics.median(d["fps"] for d in r),
+             statistics.median(d["peak_rss_kb"] for d in r) / 1024, r[0]["session_bytes"] / 2**20,
+             r[0]["vae_cache_bytes"] / 2**20, r[0]["dit_bytes"] / 2**20, s["dit"], s["vae_encode"], s["vae_decode"],
+             s["visual"]))
+EOF
+        return 0
+    fi
     line=$("$infvsr" upscale "$2" "$work/out.mp4" --model-dir "$3" --threads "$threads" --force --json | grep '"done"')
     report "$1" "$line"
     [ -n "$base" ] || return 0

@@ -7,7 +7,9 @@ CPU streaming encode and decode of each chunk (median of --repeat runs, each fro
 session) with --threads threads and prints lines `torch encode chunk I: S s` for the shell
 script. When WORK already holds vae96.pth, the same model and frames are reused (the shell
 script alternates PyTorch and C rounds so that load from other processes hits both alike).
-`--check OUT_ENC OUT_DEC` instead compares the C outputs with the reference."""
+`--check OUT_ENC OUT_DEC` instead compares the C outputs with the reference. `--bf16` times the
+same model and frames in torch.bfloat16 instead (vae_ref runs natively in the tensors' dtype;
+lines `torch-bf16 encode chunk I: S s`); it needs WORK/vae96.pth from an f32 run."""
 import argparse
 import os
 import statistics
@@ -33,6 +35,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--check", nargs=2, metavar=("ENC", "DEC"))
+    ap.add_argument("--bf16", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     w = a.work
@@ -57,25 +60,32 @@ def main():
         frames = [torch.rand(3, n, a.height, a.width) * 2 - 1 for n in (9, 12)]
         st_io.save(os.path.join(w, "frames.safetensors"), {f"frames_{i}": f for i, f in enumerate(frames)})
 
+    if a.bf16:
+        model = model.to(torch.bfloat16)
+        frames = [f.to(torch.bfloat16) for f in frames]
     enc_t, dec_t = [[], []], [[], []]
     for _ in range(a.repeat):
         s = vae_ref.StreamingVAE(model, a.height, a.width)
         lats = []
         for i, f in enumerate(frames):
             t0 = time.perf_counter()
-            lats.append(s.encode_chunk(f, i == 0))
+            with torch.no_grad():
+                lats.append(s.encode_chunk(f, i == 0))
             enc_t[i].append(time.perf_counter() - t0)
         s = vae_ref.StreamingVAE(model, a.height, a.width)
         decs = []
         for i, z in enumerate(lats):
             t0 = time.perf_counter()
-            decs.append(s.decode_chunk(z))
+            with torch.no_grad():
+                decs.append(s.decode_chunk(z))
             dec_t[i].append(time.perf_counter() - t0)
-    st_io.save(os.path.join(w, "latents.safetensors"), {f"latents_{i}": z for i, z in enumerate(lats)})
-    st_io.save(os.path.join(w, "decoded.safetensors"), {f"decoded_{i}": d for i, d in enumerate(decs)})
+    tag = "torch-bf16" if a.bf16 else "torch"
+    if not a.bf16:  # the f32 outputs are the parity reference and the C decoder's input
+        st_io.save(os.path.join(w, "latents.safetensors"), {f"latents_{i}": z for i, z in enumerate(lats)})
+        st_io.save(os.path.join(w, "decoded.safetensors"), {f"decoded_{i}": d for i, d in enumerate(decs)})
     for i in range(2):
-        print(f"torch encode chunk {i}: {statistics.median(enc_t[i]):.4f} s")
-        print(f"torch decode chunk {i}: {statistics.median(dec_t[i]):.4f} s")
+        print(f"{tag} encode chunk {i}: {statistics.median(enc_t[i]):.4f} s")
+        print(f"{tag} decode chunk {i}: {statistics.median(dec_t[i]):.4f} s")
 
 if __name__ == "__main__":
     main()

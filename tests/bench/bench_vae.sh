@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# VAE benchmark: C engine (infvsr run vae-encode/vae-decode) vs PyTorch f32 CPU, same run,
-# same thread count, full widths (base dim 96, random weights), one scene of a 9-frame then a
-# 12-frame chunk at a small resolution. PyTorch and C rounds alternate (REPEAT rounds each, so
-# that load from other processes hits both alike); prints per-chunk medians, the speedup
-# torch/C (> 1 means C is faster) and the C-vs-torch parity of the outputs.
+# VAE benchmark: C engine (infvsr run vae-encode/vae-decode) vs PyTorch f32 and PyTorch bf16 on
+# the CPU, same run, same thread count, full widths (base dim 96, random weights), one scene of
+# a 9-frame then a 12-frame chunk at a small resolution. PyTorch and C rounds alternate (REPEAT
+# rounds each, so that load from other processes hits both alike); prints per-chunk medians,
+# the speedups torch/C (> 1 means C is faster) and the C-vs-torch parity of the outputs.
+# BENCH_VAE_PRECISION=bf16 runs the C side with --precision bf16 (default: the device's own).
 #
 #   bash tests/bench/bench_vae.sh [BUILD_DIR] [HEIGHT] [WIDTH] [THREADS] [REPEAT]
 #   (defaults: build-vae 64 64 $(nproc) 3)
@@ -24,6 +25,7 @@ py=/usr/bin/python3
 base=${BENCH_VAE_BASE:-}
 dev=()
 if [ -n "${BENCH_VAE_DEVICE:-}" ]; then dev=(--device "$BENCH_VAE_DEVICE"); fi
+if [ -n "${BENCH_VAE_PRECISION:-}" ]; then dev+=(--precision "$BENCH_VAE_PRECISION"); fi
 work=$(mktemp -d /tmp/bench_vae.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
@@ -31,6 +33,8 @@ echo "VAE benchmark: ${h}x${w}, dim 96, threads $threads, $repeat alternating ro
 for r in $(seq "$repeat"); do
     $py "$root/tests/bench/bench_vae.py" --work "$work" --height "$h" --width "$w" --threads "$threads" \
         --repeat 1 >> "$work/torch.txt"
+    $py "$root/tests/bench/bench_vae.py" --work "$work" --height "$h" --width "$w" --threads "$threads" \
+        --repeat 1 --bf16 >> "$work/torch.txt"
     "$build/infvsr" run vae-encode --model "$work/vae96.pth" --in "$work/frames.safetensors" \
         --out "$work/enc_c.safetensors" --threads "$threads" --timing "${dev[@]}" >> "$work/c_enc.txt"
     "$build/infvsr" run vae-decode --model "$work/vae96.pth" --in "$work/latents.safetensors" \
@@ -49,10 +53,11 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
 for what in encode decode; do
     for i in 0 1; do
         t=$(sed -n "s/^torch $what chunk $i: \([0-9.]*\) s$/\1/p" "$work/torch.txt" | median)
+        tb=$(sed -n "s/^torch-bf16 $what chunk $i: \([0-9.]*\) s$/\1/p" "$work/torch.txt" | median)
         c=$(sed -n "s/^chunk $i: .*median \([0-9.]*\) s$/\1/p" "$work/c_${what:0:3}.txt" | median)
-        awk -v w="$what" -v i="$i" -v t="$t" -v c="$c" \
-            'BEGIN { printf "%s chunk %d (%s): torch %.3f s, C %.3f s, speedup %.2fx\n", w, i,
-                     (i ? "12 frames, steady" : "9 frames, scene start"), t, c, t / c }'
+        awk -v w="$what" -v i="$i" -v t="$t" -v tb="$tb" -v c="$c" \
+            'BEGIN { printf "%s chunk %d (%s): torch f32 %.3f s, torch bf16 %.3f s, C %.3f s, speedup vs f32 %.2fx, vs bf16 %.2fx\n",
+                     w, i, (i ? "12 frames, steady" : "9 frames, scene start"), t, tb, c, t / c, tb / c }'
     done
 done
 if [ -n "$base" ]; then

@@ -210,7 +210,7 @@ def test_devices():
     # 11 frames of 16x16 (one 9-frame chunk, one 2-frame chunk) on each device.
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=16x16:rate=24", "-frames:v", "11", "-pix_fmt", "yuv420p", "dev.y4m")
     runs = {}
-    for dev, prec in (("cpu", "auto"), ("devsim", "auto"), ("devsim", "bf16")):
+    for dev, prec in (("cpu", "auto"), ("devsim", "auto"), ("devsim", "bf16"), ("cpu", "bf16")):
         out = "dev_%s_%s.y4m" % (dev, prec)
         p = upscale("dev.y4m", out, "--device", dev, "--precision", prec, "--json")
         runs[(dev, prec)] = (out, done_line(p))
@@ -220,6 +220,10 @@ def test_devices():
     diff = [abs(x - y) for fa, fb in zip(a, b) for x, y in zip(fa, fb)]
     mean = sum(diff) / max(1, len(diff))
     check(len(a) == len(b) == 11 and mean < 1.0, "devsim bf16: 11 frames, mean |diff| vs f32 %.3f (< 1)" % mean)
+    c = y4m_frames(runs[("cpu", "bf16")][0])
+    diff = [abs(x - y) for fa, fc in zip(a, c) for x, y in zip(fa, fc)]
+    mean = sum(diff) / max(1, len(diff))
+    check(len(c) == 11 and mean < 1.0, "cpu bf16: 11 frames, mean |diff| vs f32 %.3f (< 1)" % mean)
     lr_bytes, sr_bytes = 16 * 16 * 3, 64 * 64 * 3
     for (dev, prec), (out, d) in runs.items():
         what = "--json on %s/%s" % (dev, prec)
@@ -243,8 +247,7 @@ def test_devices():
           "model bytes: devsim %s > cpu %s" % (sim[1] and sim[1]["model_bytes"], cpu[1] and cpu[1]["model_bytes"]))
     # Devices that are not there: exit 3, a clear reason, nothing written.
     # The reason names CUDA: a build without it, no usable device, device 1 not present.
-    for args, reason in ((("--device", "cuda"), ("CUDA",)), (("--device", "cuda:1"), ("CUDA",)),
-                         (("--device", "auto", "--precision", "bf16"), ("needs a GPU",))):
+    for args, reason in ((("--device", "cuda"), ("CUDA",)), (("--device", "cuda:1"), ("CUDA",))):
         out = os.path.join(WORK, "nodev.mp4")
         p = upscale("dev.y4m", out, *args, ok=False)
         if p.returncode == 0:
@@ -254,12 +257,25 @@ def test_devices():
         check(p.returncode == 3 and any(r in p.stderr for r in reason) and "--device" in p.stderr,
               "%s: want exit 3 naming the reason, got %d: %s" % (" ".join(args), p.returncode, p.stderr.strip()))
         check(not leftovers(out), "%s: nothing left under %s" % (" ".join(args), out))
-    for args, msg in ((("--device", "tpu"), "unknown"), (("--precision", "fp8"), "--precision"),
-                      (("--device", "cpu", "--precision", "bf16"), "f32 only")):
+    for args, msg in ((("--device", "tpu"), "unknown"), (("--precision", "fp8"), "--precision")):
         out = os.path.join(WORK, "nodev.mp4")
         p = upscale("dev.y4m", out, *args, ok=False)
         check(p.returncode == 2 and msg in p.stderr and not leftovers(out),
               "%s: want exit 2 and '%s', got %d: %s" % (" ".join(args), msg, p.returncode, p.stderr.strip()))
+    # The cpu's instruction set forced by INFVSR_CPU_ISA: an unknown name is a usage error; a
+    # level the CPU lacks (amx here unless the machine has it) exits 3 like a missing device;
+    # the portable avx2 level always runs.
+    env = dict(os.environ)
+    for isa, want, msg in (("avx1024", 2, "INFVSR_CPU_ISA"), ("amx", 3, "not available"), ("avx2", 0, "")):
+        env["INFVSR_CPU_ISA"] = isa
+        out = os.path.join(WORK, "isa.y4m")
+        p = subprocess.run([TOOL, "upscale", "dev.y4m", out, "--model-dir", MODEL, "--threads", "2", "--device", "cpu",
+                            "--precision", "bf16"], cwd=WORK, capture_output=True, text=True, env=env)
+        if isa == "amx" and p.returncode == 0:
+            print("skip INFVSR_CPU_ISA=amx: this CPU has AMX")
+            continue
+        check(p.returncode == want and msg in p.stderr and (want == 0 or not leftovers(out)),
+              "INFVSR_CPU_ISA=%s: want exit %d and '%s', got %d: %s" % (isa, want, msg, p.returncode, p.stderr.strip()))
 
 
 def main():

@@ -1,11 +1,15 @@
 /* Internals of the CPU backend that the op-case table (test_backend_ops) cannot see:
  * the bicubic tap tables of MODEL-SPEC §3.1, and which conv3d path (Winograd F(4x4),
- * F(2x2), im2col) the CPU picks for a shape. Every path itself is checked numerically by
- * the table's conv3d cases, which force each one. */
+ * F(2x2), im2col) the CPU picks for a shape, and the choice of the bf16 kernels' instruction
+ * set (isa.h). Every path itself is checked numerically by the table's cases, which force
+ * each one. */
 #include <math.h>
+#include <stdlib.h>
 
 #include "check.h"
 #include "conv3d_winograd.h"
+#include "infvsr/backend.h"
+#include "isa.h"
 #include "resize_table.h"
 
 /* MODEL-SPEC §3.1: bicubic x4 interior phase weights and the left border. */
@@ -81,7 +85,55 @@ static void test_conv3d_path_choice(void) {
     CHECK(!infvsr__conv3d_winograd_fits(&strided));
 }
 
+/* Forcing an instruction set: every level up to the detected one is accepted, one above it
+ * is UNSUPPORTED (the test's Skipped), a bad name INVALID_ARG; the env var is the fallback
+ * of an unset option, and the backend reports its level in caps.device. */
+static void test_cpu_isa_select(void) {
+    const enum infvsr_cpu_isa best = infvsr_cpu_isa_detect();
+    const char * names[] = { "avx2", "avx512bf16", "amx" };
+    struct infvsr_err err;
+    enum infvsr_cpu_isa got;
+    unsetenv("INFVSR_CPU_ISA");
+    CHECK_EQ_INT(infvsr_cpu_isa_select(NULL, &got, &err), INFVSR_OK);
+    CHECK_EQ_INT(got, best);
+    CHECK_EQ_INT(infvsr_cpu_isa_select("auto", &got, &err), INFVSR_OK);
+    CHECK_EQ_INT(got, best);
+    for (int i = 0; i < 3; i++) {
+        enum infvsr_status st = infvsr_cpu_isa_select(names[i], &got, &err);
+        if (i <= (int)best) {
+            CHECK_EQ_INT(st, INFVSR_OK);
+            CHECK_EQ_INT(got, i);
+            CHECK(strcmp(infvsr_cpu_isa_name(got), names[i]) == 0);
+        } else {
+            CHECK_EQ_INT(st, INFVSR_ERR_UNSUPPORTED);
+            CHECK_STR_CONTAINS(err.msg, "not available");
+        }
+    }
+    CHECK_EQ_INT(infvsr_cpu_isa_select("avx1024", &got, &err), INFVSR_ERR_INVALID_ARG);
+    CHECK_STR_CONTAINS(err.msg, "avx1024");
+    setenv("INFVSR_CPU_ISA", "avx2", 1);
+    CHECK_EQ_INT(infvsr_cpu_isa_select(NULL, &got, &err), INFVSR_OK);
+    CHECK_EQ_INT(got, INFVSR_CPU_ISA_AVX2);
+    setenv("INFVSR_CPU_ISA", "bogus", 1);
+    CHECK_EQ_INT(infvsr_cpu_isa_select(NULL, &got, &err), INFVSR_ERR_INVALID_ARG);
+    CHECK_STR_CONTAINS(err.msg, "INFVSR_CPU_ISA");
+    /* through the public API: the option wins over the env var; precision bf16 is accepted */
+    struct infvsr_backend_opts o = infvsr_backend_default_opts();
+    struct infvsr_backend * be = NULL;
+    o.cpu_isa   = "avx2";
+    o.precision = INFVSR_PRECISION_BF16;
+    CHECK_EQ_INT(infvsr_backend_init_by_name("cpu", &o, &be, &err), INFVSR_OK);
+    struct infvsr_backend_caps caps;
+    infvsr_backend_get_caps(be, &caps);
+    CHECK_STR_CONTAINS(caps.device, "bf16 avx2");
+    CHECK_EQ_INT(caps.act_dtype, INFVSR_TYPE_BF16);
+    CHECK(caps.act_bf16 && caps.act_f32);
+    infvsr_backend_free(be);
+    unsetenv("INFVSR_CPU_ISA");
+}
+
 static const struct test_case tests[] = {
+    TEST(test_cpu_isa_select),
     TEST(test_resize_bicubic_tables),
     TEST(test_conv3d_path_choice),
     { 0 },

@@ -55,6 +55,10 @@ struct infvsr_backend_opts {
     int                   n_threads;          /* CPU kernels (cpu, devsim): 0 = all cores  */
     enum infvsr_precision precision;          /* activation dtype request                  */
     bool                  cpu_reference;      /* cpu: every op on the float64 naive oracle */
+    /* cpu: instruction set of the bf16 kernels: NULL/"auto" (the environment variable
+     * INFVSR_CPU_ISA, else the best the CPU has), "amx", "avx512bf16" or "avx2" (bf16
+     * widened to f32 on the f32 kernels). One the CPU lacks: INFVSR_ERR_UNSUPPORTED. */
+    const char *          cpu_isa;
     /* devsim only (tests): */
     size_t                devsim_capacity;    /* simulated device memory; 0 = 16 GiB        */
     int64_t               devsim_fault_at_op; /* > 0: the Nth op fails as a device fault    */
