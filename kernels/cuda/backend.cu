@@ -200,6 +200,9 @@ struct cuda_backend_box {
 static void destroy_ctx(struct cuda_ctx * c) {
     cudaSetDevice(c->device);
     if (c->stream) cudaStreamSynchronize(c->stream);
+    cu_plan_cache_free(c->gemm_plans);   /* cuBLASLt descriptors: before the handle goes */
+    cu_plan_cache_free(c->resize_plans); /* pool blocks: before the pool goes            */
+    c->gemm_plans = c->resize_plans = nullptr;
     if (c->lt) cublasLtDestroy(c->lt);
     if (c->stream) cudaStreamDestroy(c->stream);
     cuda_pool_destroy(c->pool); /* frees the workspace and any tensor still alive */
