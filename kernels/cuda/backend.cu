@@ -299,6 +299,16 @@ extern "C" void infvsr_cuda_backend_pool_stats(struct infvsr_backend * be,
     cuda_pool_stats(be ? cu_ctx(be)->pool : nullptr, out);
 }
 
+extern "C" void infvsr_cuda_backend_plan_stats(struct infvsr_backend * be, struct infvsr_cuda_plan_stats * out) {
+    memset(out, 0, sizeof *out);
+    if (!be) return;
+    cu_plan_cache_stats g, r;
+    cu_plan_cache_get_stats(cu_ctx(be)->gemm_plans, &g); /* zeros while a cache is not created yet */
+    cu_plan_cache_get_stats(cu_ctx(be)->resize_plans, &r);
+    out->gemm_hits = g.hits, out->gemm_misses = g.misses, out->gemm_plans = g.size;
+    out->resize_hits = r.hits, out->resize_misses = r.misses, out->resize_tables = r.size;
+}
+
 extern "C" void infvsr_cuda_backend_trim(struct infvsr_backend * be) {
     if (!be) return;
     struct cuda_ctx * c = cu_ctx(be);
