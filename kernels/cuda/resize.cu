@@ -5,7 +5,8 @@
  * backend's own table function (kernels/cpu/resize_table.h, torch's f32 formulas of
  * MODEL-SPEC 3), so both backends use the same weights bit for bit. They are built and
  * uploaded once per (mode, in, out) per backend and cached (axis_table_for below): the
- * steady state of a stream does no host table work and no host-to-device copy. The device then does what the CPU path does: a horizontal pass
+ * steady state of a stream does no host table work and no host-to-device copy. The
+ * device then does what the CPU path does: a horizontal pass
  * into an f32 temporary [planes, H, Wo], then a vertical pass, each output a sequential
  * f32 sum over its taps from tap 0, with explicit _rn intrinsics so nvcc does not fuse
  * multiply-adds the CPU code does not fuse (outputs then match to the last bit, up to

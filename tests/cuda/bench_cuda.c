@@ -8,14 +8,13 @@
  *     over a 90x160 latent frame, bf16); and the fp32 SIMT kernel for scale;
  *   - conv3d 96 -> 96, 3x3x3, pad 1 on [96, 6, 180, 320] bf16 (a quarter-size VAE
  *     stage), im2col + cuBLASLt and the implicit-GEMM kernel.
- *   - attention on the fp32-accumulating SIMT kernel at the same K/V (Nk = 21600, H = 12,
- *     D = 128) for a 1024-query slice, next to the mma kernel on the same slice: the
- *     whole Nq would take minutes per call on SIMT.
+ *   - attention on the fp32 SIMT kernel at the 720p K/V (Nk = 21600, H = 12, D = 128) for
+ *     a 1024-query slice, next to the mma kernel on the same slice (all 10800 queries
+ *     would take minutes per call on SIMT).
  * Timing: CUDA events on the backend's stream around each call, 3 warm-up calls, then
  * the median of N timed calls. Inputs are random (never zeros). Prints a table.
- * Exits 77 ("SKIP") without a GPU. Usage: bench_cuda [iterations]
- * INFVSR_BENCH_ONLY=gemm,attention,conv runs only those families (run_gpu_checks.sh runs
- * each in its own process and time limit). */
+ * Exits 77 ("SKIP") without a GPU.
+ * Usage: bench_cuda [iterations [all|gemm|attention|conv]] */
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
 #include <math.h>
@@ -248,22 +247,14 @@ static void bench_conv(int64_t C, int64_t T, int64_t H, int64_t W, const char * 
     infvsr_backend_tensor_free(g_be, &c.y);
 }
 
-/* INFVSR_BENCH_ONLY: a comma list of families; unset or empty = all. */
-static bool bench_family(const char * family) {
-    const char * only = getenv("INFVSR_BENCH_ONLY");
-    if (!only || !*only) return true;
-    const size_t n = strlen(family);
-    for (const char * p = only; *p;) {
-        const char * e = strchr(p, ',');
-        const size_t len = e ? (size_t)(e - p) : strlen(p);
-        if (len == n && strncmp(p, family, n) == 0) return true;
-        p += len + (e ? 1 : 0);
-    }
-    return false;
-}
-
 int main(int argc, char ** argv) {
     if (argc > 1) g_iters = atoi(argv[1]) > 0 ? atoi(argv[1]) : 20;
+    /* one family per process if asked (tests/cuda/run_gpu_checks.sh: a fault in one does
+     * not hide the others' numbers) */
+    const char * family = argc > 2 ? argv[2] : "all";
+    const bool   all = strcmp(family, "all") == 0;
+    DIE_IF(!all && strcmp(family, "gemm") != 0 && strcmp(family, "attention") != 0 && strcmp(family, "conv") != 0,
+           "family %s: expected all, gemm, attention or conv", family);
     struct infvsr_err err = { 0 };
     enum infvsr_status st = infvsr_cuda_backend_init(0, INFVSR_PRECISION_AUTO, &g_be, &err);
     if (st == INFVSR_ERR_UNSUPPORTED) {
@@ -274,30 +265,32 @@ int main(int argc, char ** argv) {
     g_stream = (cudaStream_t)infvsr_cuda_backend_stream(g_be);
     printf("device: %s, median of %d calls\n", infvsr_backend_name(g_be), g_iters);
     printf("| %-26s | %-30s | %9s | %8s | %8s | %5s |\n", "op", "shape", "ms", "TFLOP/s", "cuBLASLt", "ratio");
-    if (bench_family("gemm")) {
+    if (all || strcmp(family, "gemm") == 0) {
         bench_gemm(10800, 1536, 1536, "linear bf16 (qkvo)");
         bench_gemm(10800, 1536, 8960, "linear bf16 (ffn up)");
         bench_gemm(10800, 8960, 1536, "linear bf16 (ffn down)");
     }
-    if (bench_family("attention")) {
+    if (all || strcmp(family, "attention") == 0) {
         infvsr_cuda_backend_set_attention_kernel(g_be, INFVSR_CUDA_ATTN_MMA);
         bench_attention(10800, 10800, 10800, 12, 128, INFVSR_TYPE_BF16, "attn bf16 mma");
+        infvsr_cuda_backend_set_attention_kernel(g_be, INFVSR_CUDA_ATTN_WMMA);
+        bench_attention(10800, 10800, 10800, 12, 128, INFVSR_TYPE_BF16, "attn bf16 wmma");
+        /* mma vs SIMT on the same 1k-query slice of the 720p shape */
+        infvsr_cuda_backend_set_attention_kernel(g_be, INFVSR_CUDA_ATTN_MMA);
         bench_attention(1024, 10800, 10800, 12, 128, INFVSR_TYPE_BF16, "attn bf16 mma (1k q)");
         infvsr_cuda_backend_set_attention_kernel(g_be, INFVSR_CUDA_ATTN_SIMT);
         bench_attention(1024, 10800, 10800, 12, 128, INFVSR_TYPE_BF16, "attn bf16 simt (1k q)");
-        infvsr_cuda_backend_set_attention_kernel(g_be, INFVSR_CUDA_ATTN_WMMA);
-        bench_attention(10800, 10800, 10800, 12, 128, INFVSR_TYPE_BF16, "attn bf16 wmma");
         infvsr_cuda_backend_set_attention_kernel(g_be, INFVSR_CUDA_ATTN_AUTO);
         bench_attention(14400, 14400, 0, 1, 384, INFVSR_TYPE_BF16, "attn bf16 D384");
         bench_attention(2048, 2048, 0, 1, 384, INFVSR_TYPE_F32, "attn f32 D384");
     }
-    if (!bench_family("conv")) goto done; /* skip the conv rows */
-    infvsr_cuda_backend_set_conv_kernel(g_be, INFVSR_CUDA_CONV_IM2COL);
-    bench_conv(96, 6, 180, 320, "conv3d bf16 im2col");
-    infvsr_cuda_backend_set_conv_kernel(g_be, INFVSR_CUDA_CONV_IMPLICIT);
-    bench_conv(96, 6, 180, 320, "conv3d bf16 implicit");
-    infvsr_cuda_backend_set_conv_kernel(g_be, INFVSR_CUDA_CONV_AUTO);
-done:; /* end of the conv rows */
+    if (all || strcmp(family, "conv") == 0) {
+        infvsr_cuda_backend_set_conv_kernel(g_be, INFVSR_CUDA_CONV_IM2COL);
+        bench_conv(96, 6, 180, 320, "conv3d bf16 im2col");
+        infvsr_cuda_backend_set_conv_kernel(g_be, INFVSR_CUDA_CONV_IMPLICIT);
+        bench_conv(96, 6, 180, 320, "conv3d bf16 implicit");
+        infvsr_cuda_backend_set_conv_kernel(g_be, INFVSR_CUDA_CONV_AUTO);
+    }
     struct infvsr_cuda_pool_stats ps;
     infvsr_cuda_backend_pool_stats(g_be, &ps);
     printf("pool: peak %.1f MiB, reserved %.1f MiB, %llu cudaMalloc calls\n", ps.bytes_peak / 1048576.0,

@@ -16,7 +16,7 @@
 #              steady state;  [fault]  test_cuda_fault: a device fault -> unhealthy backend;
 #   [ops]      the op-case table, CUDA vs CPU, one process per op family
 #              (test_backend_ops -b cuda -o FAMILY, f32 and bf16), GPU_CHECK_JOBS at once;
-#   [bench]    full-size probes (bench_cuda): GEMMs at the DiT's 720p shapes; attention at
+#   [bench]    full-size probes (bench_cuda ITERS FAMILY): GEMMs at the DiT's 720p shapes; attention at
 #              the 720p shape on the mma / WMMA kernels and mma vs SIMT on a 1k-query slice;
 #              conv3d at a VAE stage once per INFVSR_CUDA_CONV=cudnn|implicit|im2col (a value
 #              the build does not know is a SKIP row);
@@ -98,6 +98,7 @@ for g in ${ONLY//,/ }; do
 done
 want() { [ -z "$ONLY" ] || case ",$ONLY," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
+T0=$SECONDS # the budget counts from here (unpacking the pack included; a build here is not)
 BUDGET_S="${BUDGET_S:-300}"
 RESERVE_S=8   # kept back for the summary and the log archive
 MIN_STEP_S=5  # a step with less than this left is skipped, not started
@@ -151,12 +152,12 @@ else
         # shellcheck disable=SC2086 # the target list is words
         cmake --build "$BUILD" -j"$(nproc 2>/dev/null || echo 4)" --target $PROGRAMS >"$LOGS/build.log" 2>&1 \
             || { grep -E "error" "$LOGS/build.log" | head -40; echo "FAIL: build failed"; exit 1; }
+        T0=$SECONDS
     fi
     for p in $PROGRAMS; do [ -x "$BUILD/$(prog_rel "$p")" ] && ln -sf "$BUILD/$(prog_rel "$p")" "$BIN/$p"; done
 fi
 
 # ---- the step machinery -----------------------------------------------------------------------
-T0=$SECONDS
 SEQ=0
 GATE=""          # set to a reason once no GPU step can run
 left() { echo $((BUDGET_S - RESERVE_S - (SECONDS - T0))); }
@@ -316,11 +317,11 @@ if gpu_group ops && need ops test_backend_ops; then
     wait_steps
 fi
 if gpu_group bench && need bench bench_cuda; then
-    step bench.attention 120 '^device:|^pool:' env INFVSR_BENCH_ONLY=attention "$BIN/bench_cuda" "$ITERS"
-    step bench.gemm 60 '^device:|^pool:' env INFVSR_BENCH_ONLY=gemm "$BIN/bench_cuda" "$ITERS"
+    step bench.attention 120 '^device:|^pool:' "$BIN/bench_cuda" "$ITERS" attention
+    step bench.gemm 60 '^device:|^pool:' "$BIN/bench_cuda" "$ITERS" gemm
     for v in cudnn implicit im2col; do
         SKIP_RE="unknown|not (supported|available|built)" \
-            step "bench.conv.$v" 60 '^device:|^pool:' env INFVSR_BENCH_ONLY=conv INFVSR_CUDA_CONV="$v" "$BIN/bench_cuda" "$ITERS"
+            step "bench.conv.$v" 60 '^device:|^pool:' env INFVSR_CUDA_CONV="$v" "$BIN/bench_cuda" "$ITERS" conv
     done
 fi
 if gpu_group torch; then
@@ -336,7 +337,7 @@ if gpu_group memcheck && need memcheck test_backend_ops; then
     else
         for f in $FAMILIES; do
             pstep "memcheck.$f" 150 "$san_re" "${SAN:-compute-sanitizer}" --tool memcheck --error-exitcode 99 \
-                --print-limit 20 "$BIN/test_backend_ops" -b cuda -o "$f"
+                "$BIN/test_backend_ops" -b cuda -o "$f"
         done
         wait_steps
     fi
@@ -347,7 +348,7 @@ if gpu_group racecheck && need racecheck test_backend_ops; then
     else
         for f in attention conv3d; do
             pstep "racecheck.$f" 200 "$san_re" "${SAN:-compute-sanitizer}" --tool racecheck --error-exitcode 99 \
-                --print-limit 20 "$BIN/test_backend_ops" -b cuda -o "$f" --precision bf16
+                "$BIN/test_backend_ops" -b cuda -o "$f" --precision bf16
         done
         wait_steps
     fi

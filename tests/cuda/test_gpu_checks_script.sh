@@ -101,7 +101,7 @@ cat >"$FAKE/bench_cuda" <<'FAKE_EOF'
 #!/usr/bin/env bash
 [ "${INFVSR_CUDA_CONV:-}" = cudnn ] && { echo "bench_cuda: unknown INFVSR_CUDA_CONV value 'cudnn'"; exit 2; }
 echo "| op | shape | ms | TFLOP/s | cuBLASLt | ratio |"
-echo "| fake $INFVSR_BENCH_ONLY ${INFVSR_CUDA_CONV:-} | s | 1.000 | 2.0 | - | - |"
+echo "| fake $2 ${INFVSR_CUDA_CONV:-} | s | 1.000 | 2.0 | - | - |"
 FAKE_EOF
 printf '#!/usr/bin/env bash\necho "1 passed, 0 failed"\n' >"$FAKE/test_cuda_pool"
 cp "$FAKE/test_cuda_pool" "$FAKE/test_cuda_fault"
