@@ -14,7 +14,7 @@
  *    WMMA m16n16k16), spills S to its shared slice, runs the online softmax in fp32
  *    (2 lanes per row, 32 columns each; running max m and sum l in registers), writes
  *    P as bf16, rescales its fp32 O accumulator (kept in shared memory, since WMMA
- *    fragments have no defined element order) by exp(m_old - m_new) and adds P V.
+ *    fragments have no defined element order) by exp2(m_old - m_new) and adds P V.
  *    Shared memory per block: Q, K, V tiles (64 x (D+8) bf16 each; +8 pads rows by 16
  *    bytes against bank conflicts and keeps WMMA's 32-byte alignment), S (W x 16 x 68 f32),
  *    P (W x 16 x 72 bf16), O (W x 16 x (D+4) f32): 50 KB (D=32) .. 110 KB (D=128),
@@ -67,10 +67,10 @@ __global__ void __launch_bounds__(SIMT_WARPS * 32) k_attn_simt(attn_p p) {
             if (d < p.d) dot += q[t] * cu_load(kp, p.kd, off + d);
         }
         for (int o = 16; o; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-        float s = dot * p.scale + (brow ? brow[j] : 0.0f);
+        float s = dot * p.scale_log2 + (brow ? brow[j] * ATTN_LOG2E : 0.0f); /* base-2 score */
         const float m_new = fmaxf(m, s);
         if (m_new == -INFINITY) continue; /* every score so far is -inf: nothing to add */
-        const float corr = expf(m - m_new), pj = expf(s - m_new);
+        const float corr = exp2f(m - m_new), pj = exp2f(s - m_new);
         l = l * corr + pj;
         m = m_new;
 #pragma unroll
@@ -172,18 +172,18 @@ __global__ void __launch_bounds__(WARPS * 32) k_attn_wmma(attn_p p) {
             const int     col = half * 32 + t;
             const int64_t j   = j0 + col;
             float v = -INFINITY;
-            if (j < p.nk) v = sS[r * WM_LDS + col] * p.scale + (brow ? brow[j] : 0.0f);
+            if (j < p.nk) v = sS[r * WM_LDS + col] * p.scale_log2 + (brow ? brow[j] * ATTN_LOG2E : 0.0f);
             s[t] = v;
             tmax = fmaxf(tmax, v);
         }
         tmax = fmaxf(tmax, __shfl_xor_sync(0xffffffffu, tmax, 1));
         const float m_new = fmaxf(m_i, tmax);
         const bool  empty = (m_new == -INFINITY); /* every score so far masked */
-        const float alpha = empty ? 1.0f : expf(m_i - m_new);
+        const float alpha = empty ? 1.0f : exp2f(m_i - m_new);
         float psum = 0.0f;
 #pragma unroll
         for (int t = 0; t < 32; t++) {
-            const float pv = empty ? 0.0f : expf(s[t] - m_new);
+            const float pv = empty ? 0.0f : exp2f(s[t] - m_new);
             psum += pv;
             sP[r * WM_LDP + half * 32 + t] = __float2bfloat16_rn(pv);
         }
@@ -290,8 +290,17 @@ enum infvsr_status cu_attention(struct infvsr_backend * be, const struct infvsr_
             return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "attention: bias must be an f32 device tensor "
                           "[%d, %lld, %lld]", a->n_heads, (long long)nq, (long long)nk);
     }
-    if (a->out->data == a->q->data || a->out->data == a->k0->data || a->out->data == a->v0->data)
-        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "attention: out must not alias q, k or v");
+    /* The kernels read q, every key/value row and the bias while writing out: no input
+     * may share its memory (the second segment k1/v1 included, the DiT's new chunk). */
+    const struct {
+        const char *                 role;
+        const struct infvsr_tensor * t;
+    } ins[] = { { "q", a->q }, { "k0", a->k0 }, { "v0", a->v0 }, { "k1", a->k1 }, { "v1", a->v1 },
+                { "bias", a->bias } };
+    for (const auto & in : ins)
+        if (in.t && in.t->data == a->out->data)
+            return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "attention: out ('%s') must not alias %s ('%s')",
+                                  a->out->name, in.role, in.t->name);
     if (nq == 0) return INFVSR_OK;
     if (nk == 0) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "attention: no keys");
     if (a->n_heads > 65535)
@@ -306,7 +315,7 @@ enum infvsr_status cu_attention(struct infvsr_backend * be, const struct infvsr_
     p.out = a->out->data; p.od = a->out->dtype;
     p.nq = nq; p.n0 = n0; p.nk = nk;
     p.h = a->n_heads; p.d = D; p.hd = hd;
-    p.scale = a->scale;
+    p.scale_log2 = a->scale * ATTN_LOG2E;
 
     const bool bf16 = p.qd == INFVSR_TYPE_BF16 && p.kd == INFVSR_TYPE_BF16 && p.vd == INFVSR_TYPE_BF16;
     const bool aligned = hd % 8 == 0 && aligned16(p.q) && aligned16(p.k0) && aligned16(p.v0) &&

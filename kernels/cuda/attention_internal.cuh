@@ -13,8 +13,13 @@ struct attn_p {
     int64_t       nq, n0, nk;   /* nk = n0 + n1 */
     int           h, d;
     int64_t       hd;           /* row stride of q/k/v/out = H*D */
-    float         scale;
+    /* Softmax in base 2: scores are kept as log2(e) * (scale * q.k + bias), so every
+     * exponential is one exp2f (the SFU's ex2) instead of expf's extra multiply, and
+     * log2(e) is folded into the scale here, once per call, instead of per score. */
+    float         scale_log2;   /* scale * ATTN_LOG2E */
 };
+
+#define ATTN_LOG2E 1.4426950408889634f /* log2(e): exp(x) = exp2(x * log2(e)) */
 
 /* Row j of the key (or value) sequence for head h, from the segment holding it. */
 __device__ __forceinline__ int64_t seg_offset(const attn_p & p, int64_t j, int head) {

@@ -16,8 +16,9 @@
  * n-tiles x 2); row max/sum reduce over the 4 lanes of a group (xor 1, 2). The S
  * accumulator of n-tiles 2kb and 2kb+1 is exactly the A fragment of P for key step kb,
  * so P never leaves registers (converted to bf16 pairs). Q fragments are loaded once
- * into registers; O accumulates in registers in fp32 and is rescaled by exp(m_old -
- * m_new) per row; l is kept per lane and reduced at the end.
+ * into registers; O accumulates in registers in fp32 and is rescaled by exp2(m_old -
+ * m_new) per row (in base 2: exp2f on log2(e)-scaled scores, attention_internal.cuh);
+ * l is kept per lane and reduced at the end.
  * Shared memory: Q 64 x (D+8), K 64 x (D+8), V^T D x 72 bf16 = 27 KB (D=32) .. 53 KB
  * (D=128). Row pads make the 32-bit fragment loads conflict-free (row stride = 4 banks
  * mod 32, so the 8 groups x 4 lanes hit 32 distinct banks).
@@ -119,7 +120,7 @@ __global__ void __launch_bounds__(128) k_attn_mma(attn_p p) {
                 const int64_t j = j0 + nt * 8 + 2 * t + (e & 1);
                 const float * br = e < 2 ? b0row : b1row;
                 float v = -INFINITY;
-                if (j < p.nk) v = s[nt][e] * p.scale + (br ? br[j] : 0.0f);
+                if (j < p.nk) v = s[nt][e] * p.scale_log2 + (br ? br[j] * ATTN_LOG2E : 0.0f);
                 s[nt][e] = v;
                 if (e < 2) mx0 = fmaxf(mx0, v); else mx1 = fmaxf(mx1, v);
             }
@@ -130,14 +131,14 @@ __global__ void __launch_bounds__(128) k_attn_mma(attn_p p) {
         mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
         const float n0 = fmaxf(m0, mx0), n1 = fmaxf(m1, mx1);
         const bool  e0 = n0 == -INFINITY, e1 = n1 == -INFINITY; /* all scores masked so far */
-        const float a0 = e0 ? 1.0f : expf(m0 - n0), a1 = e1 ? 1.0f : expf(m1 - n1);
+        const float a0 = e0 ? 1.0f : exp2f(m0 - n0), a1 = e1 ? 1.0f : exp2f(m1 - n1);
         float ps0 = 0.0f, ps1 = 0.0f;
 #pragma unroll
         for (int nt = 0; nt < NT; nt++) {
-            s[nt][0] = e0 ? 0.0f : expf(s[nt][0] - n0);
-            s[nt][1] = e0 ? 0.0f : expf(s[nt][1] - n0);
-            s[nt][2] = e1 ? 0.0f : expf(s[nt][2] - n1);
-            s[nt][3] = e1 ? 0.0f : expf(s[nt][3] - n1);
+            s[nt][0] = e0 ? 0.0f : exp2f(s[nt][0] - n0);
+            s[nt][1] = e0 ? 0.0f : exp2f(s[nt][1] - n0);
+            s[nt][2] = e1 ? 0.0f : exp2f(s[nt][2] - n1);
+            s[nt][3] = e1 ? 0.0f : exp2f(s[nt][3] - n1);
             ps0 += s[nt][0] + s[nt][1];
             ps1 += s[nt][2] + s[nt][3];
         }

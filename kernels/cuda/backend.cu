@@ -201,6 +201,9 @@ static void destroy_ctx(struct cuda_ctx * c) {
     cudaSetDevice(c->device);
     if (c->stream) cudaStreamSynchronize(c->stream);
     cu_cudnn_destroy(c);
+    cu_plan_cache_free(c->gemm_plans);   /* cuBLASLt descriptors: before the handle goes */
+    cu_plan_cache_free(c->resize_plans); /* pool blocks: before the pool goes            */
+    c->gemm_plans = c->resize_plans = nullptr;
     if (c->lt) cublasLtDestroy(c->lt);
     if (c->stream) cudaStreamDestroy(c->stream);
     cuda_pool_destroy(c->pool); /* frees the workspace and any tensor still alive */
@@ -299,6 +302,16 @@ extern "C" const char * infvsr_cuda_backend_last_error(struct infvsr_backend * b
 extern "C" void infvsr_cuda_backend_pool_stats(struct infvsr_backend * be,
                                                struct infvsr_cuda_pool_stats * out) {
     cuda_pool_stats(be ? cu_ctx(be)->pool : nullptr, out);
+}
+
+extern "C" void infvsr_cuda_backend_plan_stats(struct infvsr_backend * be, struct infvsr_cuda_plan_stats * out) {
+    memset(out, 0, sizeof *out);
+    if (!be) return;
+    cu_plan_cache_stats g, r;
+    cu_plan_cache_get_stats(cu_ctx(be)->gemm_plans, &g); /* zeros while a cache is not created yet */
+    cu_plan_cache_get_stats(cu_ctx(be)->resize_plans, &r);
+    out->gemm_hits = g.hits, out->gemm_misses = g.misses, out->gemm_plans = g.size;
+    out->resize_hits = r.hits, out->resize_misses = r.misses, out->resize_tables = r.size;
 }
 
 extern "C" void infvsr_cuda_backend_trim(struct infvsr_backend * be) {

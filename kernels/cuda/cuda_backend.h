@@ -35,6 +35,14 @@ bool         infvsr_cuda_backend_healthy(struct infvsr_backend * be);
 const char * infvsr_cuda_backend_last_error(struct infvsr_backend * be);
 void         infvsr_cuda_backend_pool_stats(struct infvsr_backend * be,
                                             struct infvsr_cuda_pool_stats * out);
+/* The per-shape plan caches (kernels/cuda/plan_cache.h): in a steady state the misses
+ * stop growing (tests/cuda/test_cuda_pool.c checks it). */
+struct infvsr_cuda_plan_stats {
+    uint64_t gemm_hits, gemm_misses;     /* cuBLASLt descriptors + heuristic result */
+    uint64_t resize_hits, resize_misses; /* resize tap tables (one entry per axis)  */
+    size_t   gemm_plans, resize_tables;  /* held now                                */
+};
+void         infvsr_cuda_backend_plan_stats(struct infvsr_backend * be, struct infvsr_cuda_plan_stats * out);
 /* Returns cached (free) blocks to the driver. */
 void         infvsr_cuda_backend_trim(struct infvsr_backend * be);
 /* Attention kernel choice (tests and benchmarks compare them; AUTO is the default).

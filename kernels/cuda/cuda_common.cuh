@@ -19,6 +19,7 @@
 #include "conv3d_plan.h"
 #include "cuda_backend.h"
 #include "mem_pool.h"
+#include "plan_cache.h"
 #include "backend_impl.h"
 
 struct cuda_ctx {
@@ -29,6 +30,10 @@ struct cuda_ctx {
     void *                lt_workspace;      /* pool block, CU_LT_WORKSPACE bytes */
     size_t                lt_workspace_size;
     struct cuda_pool *    pool;
+    /* Per-shape plans (plan_cache.h), created on first use, freed with the backend:
+     * cuBLASLt descriptors + heuristic result (gemm.cu), resize tap tables (resize.cu). */
+    struct cu_plan_cache * gemm_plans;
+    struct cu_plan_cache * resize_plans;
     int                   attn_kernel;       /* enum infvsr_cuda_attn_kernel */
     int                   conv_kernel;       /* enum infvsr_cuda_conv_kernel */
     const char *          last_attn_kernel;  /* "mma", "wmma", "simt" or ""  */

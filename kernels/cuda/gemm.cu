@@ -8,19 +8,24 @@
  * Linear's bias. GELU (tanh form, what cuBLASLt implements) is fused the same way;
  * erf-GELU and SiLU run as one extra elementwise pass fused with the bias.
  *
- * No per-shape descriptor cache yet: each call creates descriptors and asks the
- * heuristic (a few microseconds; negligible next to the DiT's 10k-token GEMMs). */
+ * Plans are cached per backend (plan_cache.h, keyed by shape, dtypes, transposes,
+ * epilogue, bias presence and operand alignment): descriptors are built and the
+ * heuristic asked once per distinct GEMM, not on each of the ~540 GEMMs of a DiT chunk. */
 #include "cuda_common.cuh"
+
+#include <new>
 
 namespace {
 
-/* Destroys cuBLASLt descriptors on every return path. */
-struct lt_descs {
-    cublasLtMatmulDesc_t       op   = nullptr;
-    cublasLtMatrixLayout_t     a    = nullptr, b = nullptr, d = nullptr;
-    cublasLtMatmulPreference_t pref = nullptr;
-    ~lt_descs() {
-        if (pref) cublasLtMatmulPreferenceDestroy(pref);
+/* A cached matmul plan: descriptors, layouts and the heuristic's algorithm for one
+ * cu_gemm_shape. `supported` false records that the heuristic had no algorithm, so a
+ * caller's retry without the epilogue does not ask it again on every call. */
+struct lt_plan {
+    cublasLtMatmulDesc_t   op = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+    bool                   supported = false;
+    cublasLtMatmulAlgo_t   algo;
+    ~lt_plan() {
         if (d) cublasLtMatrixLayoutDestroy(d);
         if (b) cublasLtMatrixLayoutDestroy(b);
         if (a) cublasLtMatrixLayoutDestroy(a);
@@ -28,73 +33,132 @@ struct lt_descs {
     }
 };
 
+/* Distinct GEMM shapes kept per backend. The DiT's ~540 GEMMs per chunk have a few
+ * dozen shapes (per block kind and token count; the VAE's im2col chunks add a few per
+ * layer): 256 holds a whole model's working set with room for two resolutions, at
+ * ~1 KB of host memory and a few cuBLASLt objects each. */
+constexpr size_t GEMM_PLAN_CAP = 256;
+
+void destroy_lt_plan(void * value, void * user) {
+    (void)user;
+    delete (lt_plan *)value;
+}
+
+/* Preference of one planning: destroyed on every return path. */
+struct lt_pref {
+    cublasLtMatmulPreference_t p = nullptr;
+    ~lt_pref() { if (p) cublasLtMatmulPreferenceDestroy(p); }
+};
+
 cudaDataType_t lt_type(int dtype) {
     return dtype == INFVSR_TYPE_BF16 ? CUDA_R_16BF : CUDA_R_32F;
 }
 
-/* Largest power of two <= 256 dividing the address (cuBLASLt's alignment preference). */
-uint32_t ptr_align(const void * p) {
-    uintptr_t v = (uintptr_t)p;
-    uint32_t a = 256;
-    while (a > 1 && (v % a) != 0) a >>= 1;
-    return a;
+cu_gemm_shape shape_of(const cu_gemm * g) {
+    cu_gemm_shape s = {};
+    s.trans_a = g->trans_a; s.trans_b = g->trans_b;
+    s.m = g->m; s.n = g->n; s.k = g->k;
+    s.lda = g->lda; s.ldb = g->ldb; s.ldd = g->ldd;
+    s.stride_a = g->stride_a; s.stride_b = g->stride_b; s.stride_d = g->stride_d;
+    s.batch = g->batch;
+    s.ab_dtype = g->ab_dtype; s.d_dtype = g->d_dtype;
+    s.epilogue = (int32_t)g->epilogue;
+    s.has_bias = g->bias != nullptr;
+    /* Offsets into a tensor (conv3d's column chunks) can break the 256-byte alignment the
+     * heuristic otherwise assumes; it is told the real alignment, so the plan depends on it. */
+    s.align_a = cu_ptr_align(g->a);
+    s.align_b = cu_ptr_align(g->b);
+    s.align_d = cu_ptr_align(g->d);
+    return s;
+}
+
+/* Creates the descriptors of shape s and asks the heuristic once. */
+enum infvsr_status plan_gemm(cuda_ctx * c, const cu_gemm * g, const cu_gemm_shape & s, lt_plan * pl,
+                             infvsr_err * err) {
+    CUBLAS_CHECK(c, err, cublasLtMatmulDescCreate(&pl->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    cublasOperation_t ta = s.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasOperation_t tb = s.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    CUBLAS_CHECK(c, err, cublasLtMatmulDescSetAttribute(pl->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    CUBLAS_CHECK(c, err, cublasLtMatmulDescSetAttribute(pl->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    cublasLtEpilogue_t epi = g->epilogue;
+    CUBLAS_CHECK(c, err, cublasLtMatmulDescSetAttribute(pl->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    if (s.has_bias) {
+        const void * bp = g->bias; /* replaced per call (cu_gemm_run) */
+        cudaDataType_t bt = lt_type(s.d_dtype);
+        CUBLAS_CHECK(c, err, cublasLtMatmulDescSetAttribute(pl->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bp, sizeof bp));
+        CUBLAS_CHECK(c, err, cublasLtMatmulDescSetAttribute(pl->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
+    }
+    const cudaDataType_t abt = lt_type(s.ab_dtype), dt = lt_type(s.d_dtype);
+    /* Stored shapes (before op): A is [m, k] or [k, m] when transposed; B likewise. */
+    CUBLAS_CHECK(c, err, cublasLtMatrixLayoutCreate(&pl->a, abt, s.trans_a ? s.k : s.m,
+                                                    s.trans_a ? s.m : s.k, s.lda));
+    CUBLAS_CHECK(c, err, cublasLtMatrixLayoutCreate(&pl->b, abt, s.trans_b ? s.n : s.k,
+                                                    s.trans_b ? s.k : s.n, s.ldb));
+    CUBLAS_CHECK(c, err, cublasLtMatrixLayoutCreate(&pl->d, dt, s.m, s.n, s.ldd));
+    if (s.batch > 1) {
+        int32_t bc = s.batch;
+        int64_t sa = s.stride_a, sb = s.stride_b, sd = s.stride_d;
+        CUBLAS_CHECK(c, err, cublasLtMatrixLayoutSetAttribute(pl->a, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof bc));
+        CUBLAS_CHECK(c, err, cublasLtMatrixLayoutSetAttribute(pl->b, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof bc));
+        CUBLAS_CHECK(c, err, cublasLtMatrixLayoutSetAttribute(pl->d, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof bc));
+        CUBLAS_CHECK(c, err, cublasLtMatrixLayoutSetAttribute(pl->a, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sa, sizeof sa));
+        CUBLAS_CHECK(c, err, cublasLtMatrixLayoutSetAttribute(pl->b, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sb, sizeof sb));
+        CUBLAS_CHECK(c, err, cublasLtMatrixLayoutSetAttribute(pl->d, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sd, sizeof sd));
+    }
+    lt_pref pref;
+    CUBLAS_CHECK(c, err, cublasLtMatmulPreferenceCreate(&pref.p));
+    uint64_t ws = c->lt_workspace_size;
+    CUBLAS_CHECK(c, err, cublasLtMatmulPreferenceSetAttribute(pref.p, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    uint32_t al_a = s.align_a, al_b = s.align_b, al_d = s.align_d;
+    CUBLAS_CHECK(c, err, cublasLtMatmulPreferenceSetAttribute(pref.p, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof al_a));
+    CUBLAS_CHECK(c, err, cublasLtMatmulPreferenceSetAttribute(pref.p, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof al_b));
+    CUBLAS_CHECK(c, err, cublasLtMatmulPreferenceSetAttribute(pref.p, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_d, sizeof al_d));
+    CUBLAS_CHECK(c, err, cublasLtMatmulPreferenceSetAttribute(pref.p, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_d, sizeof al_d));
+
+    cublasLtMatmulHeuristicResult_t res;
+    int nres = 0;
+    cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(c->lt, pl->op, pl->a, pl->b, pl->d, pl->d, pref.p,
+                                                       1, &res, &nres);
+    if (hs == CUBLAS_STATUS_NOT_SUPPORTED || (hs == CUBLAS_STATUS_SUCCESS && nres == 0)) {
+        pl->supported = false;
+        return INFVSR_OK;
+    }
+    CUBLAS_CHECK(c, err, hs);
+    pl->supported = true;
+    pl->algo = res.algo;
+    return INFVSR_OK;
 }
 
 }  // namespace
 
 enum infvsr_status cu_gemm_run(struct cuda_ctx * c, const struct cu_gemm * g, struct infvsr_err * err) {
-    lt_descs ds;
-    CUBLAS_CHECK(c, err, cublasLtMatmulDescCreate(&ds.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    cublasOperation_t ta = g->trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-    cublasOperation_t tb = g->trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-    CUBLAS_CHECK(c, err, cublasLtMatmulDescSetAttribute(ds.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
-    CUBLAS_CHECK(c, err, cublasLtMatmulDescSetAttribute(ds.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
-    cublasLtEpilogue_t epi = g->epilogue;
-    CUBLAS_CHECK(c, err, cublasLtMatmulDescSetAttribute(ds.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
-    if (g->bias) {
+    if (!c->gemm_plans) {
+        c->gemm_plans = cu_plan_cache_create(GEMM_PLAN_CAP, destroy_lt_plan, nullptr);
+        if (!c->gemm_plans)
+            return infvsr_err_set(err, INFVSR_ERR_NOMEM, "CUDA backend: out of host memory for the GEMM plan cache");
+    }
+    const cu_gemm_shape s = shape_of(g);
+    cu_plan_key key;
+    cu_gemm_plan_key(&s, &key);
+    lt_plan * pl = (lt_plan *)cu_plan_cache_get(c->gemm_plans, &key);
+    if (!pl) {
+        pl = new (std::nothrow) lt_plan();
+        if (!pl) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "CUDA backend: out of host memory for a GEMM plan");
+        enum infvsr_status st = plan_gemm(c, g, s, pl, err);
+        if (st != INFVSR_OK) {
+            delete pl;
+            return st;
+        }
+        cu_plan_cache_put(c->gemm_plans, &key, pl);
+    }
+    if (!pl->supported) return INFVSR_ERR_UNSUPPORTED;
+    if (s.has_bias) { /* the only per-call attribute: the plan is shared by every bias of this shape */
         const void * bp = g->bias;
-        cudaDataType_t bt = lt_type(g->d_dtype);
-        CUBLAS_CHECK(c, err, cublasLtMatmulDescSetAttribute(ds.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bp, sizeof bp));
-        CUBLAS_CHECK(c, err, cublasLtMatmulDescSetAttribute(ds.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
+        CUBLAS_CHECK(c, err, cublasLtMatmulDescSetAttribute(pl->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bp, sizeof bp));
     }
-    const cudaDataType_t abt = lt_type(g->ab_dtype), dt = lt_type(g->d_dtype);
-    /* Stored shapes (before op): A is [m, k] or [k, m] when transposed; B likewise. */
-    CUBLAS_CHECK(c, err, cublasLtMatrixLayoutCreate(&ds.a, abt, g->trans_a ? g->k : g->m,
-                                                    g->trans_a ? g->m : g->k, g->lda));
-    CUBLAS_CHECK(c, err, cublasLtMatrixLayoutCreate(&ds.b, abt, g->trans_b ? g->n : g->k,
-                                                    g->trans_b ? g->k : g->n, g->ldb));
-    CUBLAS_CHECK(c, err, cublasLtMatrixLayoutCreate(&ds.d, dt, g->m, g->n, g->ldd));
-    if (g->batch > 1) {
-        int32_t bc = g->batch;
-        int64_t sa = g->stride_a, sb = g->stride_b, sd = g->stride_d;
-        CUBLAS_CHECK(c, err, cublasLtMatrixLayoutSetAttribute(ds.a, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof bc));
-        CUBLAS_CHECK(c, err, cublasLtMatrixLayoutSetAttribute(ds.b, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof bc));
-        CUBLAS_CHECK(c, err, cublasLtMatrixLayoutSetAttribute(ds.d, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof bc));
-        CUBLAS_CHECK(c, err, cublasLtMatrixLayoutSetAttribute(ds.a, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sa, sizeof sa));
-        CUBLAS_CHECK(c, err, cublasLtMatrixLayoutSetAttribute(ds.b, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sb, sizeof sb));
-        CUBLAS_CHECK(c, err, cublasLtMatrixLayoutSetAttribute(ds.d, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sd, sizeof sd));
-    }
-    CUBLAS_CHECK(c, err, cublasLtMatmulPreferenceCreate(&ds.pref));
-    uint64_t ws = c->lt_workspace_size;
-    CUBLAS_CHECK(c, err, cublasLtMatmulPreferenceSetAttribute(ds.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
-    /* Offsets into a tensor (conv3d's column chunks) can break the 256-byte alignment the
-     * heuristic otherwise assumes; tell it the real alignment. */
-    uint32_t al_a = ptr_align(g->a), al_b = ptr_align(g->b), al_d = ptr_align(g->d);
-    CUBLAS_CHECK(c, err, cublasLtMatmulPreferenceSetAttribute(ds.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof al_a));
-    CUBLAS_CHECK(c, err, cublasLtMatmulPreferenceSetAttribute(ds.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof al_b));
-    CUBLAS_CHECK(c, err, cublasLtMatmulPreferenceSetAttribute(ds.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_d, sizeof al_d));
-    CUBLAS_CHECK(c, err, cublasLtMatmulPreferenceSetAttribute(ds.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_d, sizeof al_d));
-
-    cublasLtMatmulHeuristicResult_t res;
-    int nres = 0;
-    cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(c->lt, ds.op, ds.a, ds.b, ds.d, ds.d, ds.pref,
-                                                       1, &res, &nres);
-    if (hs == CUBLAS_STATUS_NOT_SUPPORTED || (hs == CUBLAS_STATUS_SUCCESS && nres == 0))
-        return INFVSR_ERR_UNSUPPORTED;
-    CUBLAS_CHECK(c, err, hs);
     const float alpha = g->alpha, beta = 0.0f;
-    CUBLAS_CHECK(c, err, cublasLtMatmul(c->lt, ds.op, &alpha, g->a, ds.a, g->b, ds.b, &beta, g->d,
-                                        ds.d, g->d, ds.d, &res.algo, c->lt_workspace,
+    CUBLAS_CHECK(c, err, cublasLtMatmul(c->lt, pl->op, &alpha, g->a, pl->a, g->b, pl->b, &beta, g->d,
+                                        pl->d, g->d, pl->d, &pl->algo, c->lt_workspace,
                                         c->lt_workspace_size, c->stream));
     return INFVSR_OK;
 }

@@ -3,8 +3,10 @@
  *
  * The per-axis tap tables (first tap, tap count, normalised weights) come from the CPU
  * backend's own table function (kernels/cpu/resize_table.h, torch's f32 formulas of
- * MODEL-SPEC 3) and are uploaded into a pooled temporary, so both backends use the same
- * weights bit for bit. The device then does what the CPU path does: a horizontal pass
+ * MODEL-SPEC 3), so both backends use the same weights bit for bit. They are built and
+ * uploaded once per (mode, in, out) per backend and cached (axis_table_for below): the
+ * steady state of a stream does no host table work and no host-to-device copy. The
+ * device then does what the CPU path does: a horizontal pass
  * into an f32 temporary [planes, H, Wo], then a vertical pass, each output a sequential
  * f32 sum over its taps from tap 0, with explicit _rn intrinsics so nvcc does not fuse
  * multiply-adds the CPU code does not fuse (outputs then match to the last bit, up to
@@ -15,6 +17,7 @@
  * outputs overlap in L1. */
 #include "cuda_common.cuh"
 
+#include <new>
 #include <string.h>
 #include <vector>
 
@@ -89,43 +92,84 @@ __global__ void k_resize_nearest(const void * x, int xd, void * y, int yd, int64
 
 namespace {
 
-/* Packs first/ntaps/w of both axes into one pooled device block. */
-struct dev_tables {
-    cuda_ctx * c;
-    void *     blk = nullptr;
-    const int32_t * first[2] = { nullptr, nullptr };
-    const int32_t * ntaps[2] = { nullptr, nullptr };
-    const float *   w[2]     = { nullptr, nullptr };
-    explicit dev_tables(cuda_ctx * ctx) : c(ctx) {}
-    ~dev_tables() { if (blk) cu_scratch_free(c, blk); }
-
-    enum infvsr_status upload(const axis_table * t, infvsr_err * err) {
-        std::vector<unsigned char> host;
-        size_t off[2][3];
-        for (int a = 0; a < 2; a++) {
-            off[a][0] = host.size();
-            host.resize(host.size() + t[a].first.size() * 4);
-            memcpy(host.data() + off[a][0], t[a].first.data(), t[a].first.size() * 4);
-            off[a][1] = host.size();
-            host.resize(host.size() + t[a].ntaps.size() * 4);
-            memcpy(host.data() + off[a][1], t[a].ntaps.data(), t[a].ntaps.size() * 4);
-            off[a][2] = host.size();
-            host.resize(host.size() + t[a].w.size() * 4);
-            if (!t[a].w.empty()) memcpy(host.data() + off[a][2], t[a].w.data(), t[a].w.size() * 4);
-        }
-        INFVSR_TRY(cu_scratch(c, host.size(), &blk, err));
-        /* Pageable source: the copy is staged before cudaMemcpyAsync returns, so `host`
-         * may go out of scope right after. */
-        CU_CHECK(c, err, cudaMemcpyAsync(blk, host.data(), host.size(), cudaMemcpyHostToDevice, c->stream));
-        CU_CHECK(c, err, cudaStreamSynchronize(c->stream));
-        for (int a = 0; a < 2; a++) {
-            first[a] = (const int32_t *)((char *)blk + off[a][0]);
-            ntaps[a] = (const int32_t *)((char *)blk + off[a][1]);
-            w[a]     = (const float *)((char *)blk + off[a][2]);
-        }
-        return INFVSR_OK;
-    }
+/* One axis's tap table on the device, cached per backend under (mode, in, out): a stream
+ * resizes every frame with the same sizes, so after the first call a resize costs a
+ * lookup and two launches, no host table build and no host-to-device copy. */
+struct axis_plan {
+    void *          blk = nullptr; /* pool block: first | ntaps | w */
+    const int32_t * first = nullptr;
+    const int32_t * ntaps = nullptr;
+    const float *   w = nullptr;
+    int             max_taps = 0;
 };
+
+/* At most this many axis tables per backend (a few streams' worth of sizes; a 1080p
+ * bicubic table is ~40 KB). At least 2: one call holds both of its axes' entries while
+ * looking them up, and inserting the second must not evict the first. */
+constexpr size_t RESIZE_PLAN_CAP = 32;
+static_assert(RESIZE_PLAN_CAP >= 2, "a resize call needs two live entries");
+
+void destroy_axis_plan(void * value, void * user) {
+    axis_plan * pl = (axis_plan *)value;
+    /* Stream-ordered pool: kernels already queued that read the table run before any
+     * later reuse of the block. */
+    if (pl->blk) cu_scratch_free((cuda_ctx *)user, pl->blk);
+    delete pl;
+}
+
+/* Builds the table on the host and queues its upload. The source is pageable, so
+ * cudaMemcpyAsync returns once it is staged and `host` may go out of scope at once; no
+ * stream synchronisation here (on a GPU the runtime orders a pageable upload behind
+ * the stream's earlier work by itself). Runs once per (mode, in, out) per backend. */
+enum infvsr_status upload_axis(cuda_ctx * c, enum infvsr_resize_mode mode, int64_t in, int64_t out,
+                               axis_plan * pl, infvsr_err * err) {
+    axis_table t;
+    std::vector<unsigned char> host;
+    size_t off_n = 0, off_w = 0;
+    try {
+        build_table(t, mode, in, out);
+        off_n = t.first.size() * 4;
+        off_w = off_n + t.ntaps.size() * 4;
+        host.resize(off_w + t.w.size() * 4);
+    } catch (...) { /* std::vector's bad_alloc must not cross into C */
+        return infvsr_err_set(err, INFVSR_ERR_NOMEM, "resize: out of host memory for the tap tables");
+    }
+    memcpy(host.data(), t.first.data(), t.first.size() * 4);
+    memcpy(host.data() + off_n, t.ntaps.data(), t.ntaps.size() * 4);
+    if (!t.w.empty()) memcpy(host.data() + off_w, t.w.data(), t.w.size() * 4);
+    INFVSR_TRY(cu_scratch(c, host.size(), &pl->blk, err));
+    CU_CHECK(c, err, cudaMemcpyAsync(pl->blk, host.data(), host.size(), cudaMemcpyHostToDevice, c->stream));
+    pl->first = (const int32_t *)pl->blk;
+    pl->ntaps = (const int32_t *)((char *)pl->blk + off_n);
+    pl->w = (const float *)((char *)pl->blk + off_w);
+    pl->max_taps = t.max_taps;
+    return INFVSR_OK;
+}
+
+/* The cached table of one axis, uploading it on the first call with this shape. */
+enum infvsr_status axis_table_for(cuda_ctx * c, enum infvsr_resize_mode mode, int64_t in, int64_t out,
+                                  const axis_plan ** res, infvsr_err * err) {
+    if (!c->resize_plans) {
+        c->resize_plans = cu_plan_cache_create(RESIZE_PLAN_CAP, destroy_axis_plan, c);
+        if (!c->resize_plans)
+            return infvsr_err_set(err, INFVSR_ERR_NOMEM, "resize: out of host memory for the table cache");
+    }
+    cu_plan_key key;
+    cu_resize_plan_key((int)mode, in, out, &key);
+    axis_plan * pl = (axis_plan *)cu_plan_cache_get(c->resize_plans, &key);
+    if (!pl) {
+        pl = new (std::nothrow) axis_plan();
+        if (!pl) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "resize: out of host memory for a tap table");
+        enum infvsr_status st = upload_axis(c, mode, in, out, pl, err);
+        if (st != INFVSR_OK) {
+            destroy_axis_plan(pl, c);
+            return st;
+        }
+        cu_plan_cache_put(c->resize_plans, &key, pl);
+    }
+    *res = pl;
+    return INFVSR_OK;
+}
 
 struct tmp_block {
     cuda_ctx * c;
@@ -163,19 +207,14 @@ enum infvsr_status cu_resize(struct infvsr_backend * be, enum infvsr_resize_mode
         return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "resize: planes beyond 2^31 pixels per axis");
     const int64_t planes = infvsr_tensor_numel(x) / (H * W);
 
-    axis_table tab[2]; /* 0 = vertical (H), 1 = horizontal (W) */
-    dev_tables dt(c);
-    try {
-        build_table(tab[0], mode, H, Ho);
-        build_table(tab[1], mode, W, Wo);
-        INFVSR_TRY(dt.upload(tab, err));
-    } catch (...) { /* std::vector's bad_alloc must not cross into C */
-        return infvsr_err_set(err, INFVSR_ERR_NOMEM, "resize: out of host memory for the tap tables");
-    }
+    /* 0 = vertical (H), 1 = horizontal (W); both stay cached (RESIZE_PLAN_CAP >= 2) */
+    const axis_plan * tab[2] = { nullptr, nullptr };
+    INFVSR_TRY(axis_table_for(c, mode, H, Ho, &tab[0], err));
+    INFVSR_TRY(axis_table_for(c, mode, W, Wo, &tab[1], err));
     if (mode == INFVSR_RESIZE_NEAREST) {
         const int64_t n = planes * Ho * Wo;
         CU_LAUNCH(cu_grid_for(n, 256), 256, 0, c->stream, k_resize_nearest)(
-            x->data, x->dtype, y->data, y->dtype, planes, H, W, Ho, Wo, dt.first[0], dt.first[1]);
+            x->data, x->dtype, y->data, y->dtype, planes, H, W, Ho, Wo, tab[0]->first, tab[1]->first);
         CU_CHECK_LAUNCH(c, err);
         return INFVSR_OK;
     }
@@ -183,13 +222,13 @@ enum infvsr_status cu_resize(struct infvsr_backend * be, enum infvsr_resize_mode
     INFVSR_TRY(cu_scratch(c, (size_t)(planes * H * Wo) * sizeof(float), &tmp.p, err));
     const int64_t nh = planes * H * Wo;
     CU_LAUNCH(cu_grid_for(nh, 256), 256, 0, c->stream, k_resize_h)(x->data, x->dtype, (float *)tmp.p,
-                                                            planes * H, W, Wo, dt.first[1],
-                                                            dt.ntaps[1], dt.w[1], tab[1].max_taps);
+                                                            planes * H, W, Wo, tab[1]->first,
+                                                            tab[1]->ntaps, tab[1]->w, tab[1]->max_taps);
     CU_CHECK_LAUNCH(c, err);
     const int64_t nv = planes * Ho * Wo;
     CU_LAUNCH(cu_grid_for(nv, 256), 256, 0, c->stream, k_resize_v)((const float *)tmp.p, y->data, y->dtype,
-                                                            planes, H, Ho, Wo, dt.first[0],
-                                                            dt.ntaps[0], dt.w[0], tab[0].max_taps);
+                                                            planes, H, Ho, Wo, tab[0]->first,
+                                                            tab[0]->ntaps, tab[0]->w, tab[0]->max_taps);
     CU_CHECK_LAUNCH(c, err);
     return INFVSR_OK;
 }

@@ -106,6 +106,10 @@ struct emu_dev {
         be.mem = INFVSR_MEM_DEVICE;
         emu::set_smem_optin(227 * 1024);
     }
+    ~emu_dev() { /* what the backend's destroy does with the caches the ops created */
+        cu_plan_cache_free(ctx.resize_plans);
+        cu_plan_cache_free(ctx.gemm_plans);
+    }
 };
 
 /* Records one case: the emulated op's status, the reference's, and the comparison. */
@@ -329,6 +333,115 @@ void run_resize_cases(infvsr_backend * cpu) {
     }
 }
 
+/* Records a check that is not an output comparison (cache behaviour, refused calls). */
+void expect(bool ok, const std::string & name, const std::string & why) {
+    if (ok) {
+        g_passed++;
+        if (g_verbose) printf("ok   %s\n", name.c_str());
+    } else {
+        g_failed++;
+        printf("FAIL %-60s %s\n", name.c_str(), why.c_str());
+    }
+}
+
+/* Resize tap tables are built and uploaded once per (mode, in, out) per backend: a second
+ * call with the same sizes (new pixels) copies nothing to the device and does not
+ * synchronise, and is still bit-identical to the CPU; more shapes than the cache holds
+ * evict old tables without breaking later calls. */
+void run_resize_cache_cases(infvsr_backend * cpu) {
+    static const char * names[] = { "nearest", "bilinear_aa", "bicubic_aa" };
+    for (int m = 0; m < INFVSR_RESIZE_COUNT; m++) {
+        emu_dev dv; /* one backend for every call below */
+        const std::string base = std::string("resize cache ") + names[m];
+        uint64_t copies[3] = { 0, 0, 0 }, syncs[3] = { 0, 0, 0 };
+        for (int call = 0; call < 3; call++) {
+            pair_t x, y;
+            make_in(x, "x", INFVSR_TYPE_F32, { 3, 12, 7 }); /* fresh pixels every call */
+            make_out(y, "y", INFVSR_TYPE_F32, { 3, 5, 16 });
+            const emu::runtime_counts before = emu::runtime_calls();
+            infvsr_err err{}, rerr{};
+            infvsr_status st = cu_resize(&dv.be, (infvsr_resize_mode)m, &x.dev, &y.dev, &err);
+            const emu::runtime_counts after = emu::runtime_calls();
+            copies[call] = after.memcpy_async - before.memcpy_async;
+            syncs[call] = after.stream_sync - before.stream_sync;
+            infvsr_status rst = infvsr_op_resize(cpu, (infvsr_resize_mode)m, &x.host, &y.host, &rerr);
+            finish((base + " call " + std::to_string(call + 1) + " [3,12,7] -> [3,5,16]").c_str(), st, err, rst, rerr,
+                   dv, y.dev, y.host, 0.0);
+        }
+        cu_plan_cache_stats cs;
+        cu_plan_cache_get_stats(dv.ctx.resize_plans, &cs);
+        expect(copies[0] == 2 && syncs[0] == 0, base + ": first call uploads both axes, no sync",
+               std::to_string(copies[0]) + " copies, " + std::to_string(syncs[0]) + " syncs");
+        expect(copies[1] == 0 && copies[2] == 0 && syncs[1] == 0 && syncs[2] == 0,
+               base + ": later calls copy nothing and do not sync",
+               std::to_string(copies[1] + copies[2]) + " copies, " + std::to_string(syncs[1] + syncs[2]) + " syncs");
+        expect(cs.size == 2 && cs.misses == 2 && cs.hits == 4, base + ": 2 tables, 2 misses, 4 hits",
+               std::to_string(cs.size) + " tables, " + std::to_string(cs.misses) + " misses, " +
+                   std::to_string(cs.hits) + " hits");
+    }
+    /* 40 output widths on one backend: 41 distinct axis tables through a 32-entry cache */
+    emu_dev dv;
+    bool    all_ok = true;
+    for (int wo = 1; wo <= 40; wo++) {
+        pair_t x, y;
+        make_in(x, "x", INFVSR_TYPE_F32, { 1, 3, 9 });
+        make_out(y, "y", INFVSR_TYPE_F32, { 1, 2, wo });
+        infvsr_err err{}, rerr{};
+        infvsr_status st = cu_resize(&dv.be, INFVSR_RESIZE_BICUBIC_AA, &x.dev, &y.dev, &err);
+        infvsr_status rst = infvsr_op_resize(cpu, INFVSR_RESIZE_BICUBIC_AA, &x.host, &y.host, &rerr);
+        int64_t bad = -1;
+        const double e = st == INFVSR_OK && rst == INFVSR_OK ? rel_l2(y.dev, y.host, &bad) : INFINITY;
+        if (!(e == 0.0)) {
+            all_ok = false;
+            printf("     width %d: status %d/%d, rel_l2 %g\n", wo, (int)st, (int)rst, e);
+        }
+    }
+    cu_plan_cache_stats cs;
+    cu_plan_cache_get_stats(dv.ctx.resize_plans, &cs);
+    expect(all_ok && cs.size == cs.capacity && cs.evictions == 41 - cs.capacity,
+           "resize cache: 41 tables through a bounded cache, exact after evictions",
+           std::to_string(cs.size) + " held of " + std::to_string(cs.capacity) + ", " + std::to_string(cs.evictions) +
+               " evicted" + (all_ok ? "" : ", outputs differ"));
+}
+
+/* The output must not alias any input: q, either key or value segment, or the bias. */
+void run_attention_alias_cases() {
+    pair_t q, k0, v0, k1, v1, bias, out;
+    make_in(q, "q", INFVSR_TYPE_BF16, { 4, 16 });
+    make_in(k0, "k0", INFVSR_TYPE_BF16, { 5, 16 });
+    make_in(v0, "v0", INFVSR_TYPE_BF16, { 5, 16 });
+    make_in(k1, "k1", INFVSR_TYPE_BF16, { 6, 16 });
+    make_in(v1, "v1", INFVSR_TYPE_BF16, { 6, 16 });
+    make_in(bias, "bias", INFVSR_TYPE_F32, { 2, 4, 11 });
+    make_out(out, "out", INFVSR_TYPE_BF16, { 4, 16 });
+    const struct {
+        const char *          role;
+        const infvsr_tensor * t;
+    } ins[] = { { "q", &q.dev }, { "k0", &k0.dev }, { "v0", &v0.dev },
+                { "k1", &k1.dev }, { "v1", &v1.dev }, { "bias", &bias.dev } };
+    for (const auto & in : ins) {
+        emu_dev       dv;
+        infvsr_tensor alias = out.dev; /* out's shape and dtype over the input's memory */
+        alias.data = in.t->data;
+        infvsr_attn_args a{ &q.dev, &k0.dev, &v0.dev, &k1.dev, &v1.dev, &bias.dev, 2, 0.3f, &alias };
+        infvsr_err    err{};
+        const emu::runtime_counts before = emu::runtime_calls();
+        infvsr_status st = cu_attention(&dv.be, &a, &err);
+        const bool    launched = strcmp(dv.ctx.last_attn_kernel, "") != 0;
+        expect(st == INFVSR_ERR_INVALID_ARG && strstr(err.msg, "alias") && !launched && !dv.ctx.failed &&
+                   emu::runtime_calls().memcpy_async == before.memcpy_async,
+               std::string("attention refuses out aliasing ") + in.role,
+               std::string("status ") + std::to_string((int)st) + " '" + err.msg + "'" +
+                   (launched ? ", a kernel ran" : ""));
+    }
+    /* and the same tensors with a separate out are accepted (the refusals above are the alias) */
+    emu_dev       dv;
+    infvsr_attn_args a{ &q.dev, &k0.dev, &v0.dev, &k1.dev, &v1.dev, &bias.dev, 2, 0.3f, &out.dev };
+    infvsr_err    err{};
+    infvsr_status st = cu_attention(&dv.be, &a, &err);
+    expect(st == INFVSR_OK, "attention accepts a separate out with the same inputs", err.msg);
+}
+
 void run_elementwise_cases(infvsr_backend * cpu) {
     static const char * un[] = { "gelu_tanh", "gelu_erf", "silu" };
     for (int op = 0; op < INFVSR_UNARY_COUNT; op++) {
@@ -423,6 +536,8 @@ void run_other_cases(infvsr_backend * cpu) {
     run_norm_cases(cpu);
     run_rope_case(cpu);
     run_resize_cases(cpu);
+    run_resize_cache_cases(cpu);
+    run_attention_alias_cases();
     run_elementwise_cases(cpu);
     run_copy_cases(cpu);
 }

@@ -13,6 +13,9 @@
  *     or only the one named by INFVSR_CUDA_CONV=cudnn|implicit|im2col|auto (read here, not
  *     by the backend). The row names the path that really ran ("ran:im2col" on a cudnn row
  *     means cuDNN refused the shape or is not in this build).
+ *   - attention on the fp32 SIMT kernel at the 720p K/V (Nk = 21600, H = 12, D = 128) for
+ *     a 1024-query slice, next to the mma kernel on the same slice (all 10800 queries
+ *     would take minutes per call on SIMT).
  * Timing: CUDA events on the backend's stream around each call, 3 warm-up calls, then
  * the median of N timed calls. Inputs are random (never zeros). Prints a table.
  * Exits 77 ("SKIP") without a GPU.
@@ -312,6 +315,11 @@ int main(int argc, char ** argv) {
         bench_attention(10800, 10800, 10800, 12, 128, INFVSR_TYPE_BF16, "attn bf16 mma");
         infvsr_cuda_backend_set_attention_kernel(g_be, INFVSR_CUDA_ATTN_WMMA);
         bench_attention(10800, 10800, 10800, 12, 128, INFVSR_TYPE_BF16, "attn bf16 wmma");
+        /* mma vs SIMT on the same 1k-query slice of the 720p shape */
+        infvsr_cuda_backend_set_attention_kernel(g_be, INFVSR_CUDA_ATTN_MMA);
+        bench_attention(1024, 10800, 10800, 12, 128, INFVSR_TYPE_BF16, "attn bf16 mma (1k q)");
+        infvsr_cuda_backend_set_attention_kernel(g_be, INFVSR_CUDA_ATTN_SIMT);
+        bench_attention(1024, 10800, 10800, 12, 128, INFVSR_TYPE_BF16, "attn bf16 simt (1k q)");
         infvsr_cuda_backend_set_attention_kernel(g_be, INFVSR_CUDA_ATTN_AUTO);
         bench_attention(14400, 14400, 0, 1, 384, INFVSR_TYPE_BF16, "attn bf16 D384");
         bench_attention(2048, 2048, 0, 1, 384, INFVSR_TYPE_F32, "attn f32 D384");

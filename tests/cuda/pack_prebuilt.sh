@@ -12,8 +12,13 @@
 # the op table, the module parity, bench_cuda and `infvsr` itself), lib/ with the non-CUDA,
 # non-glibc shared libraries they load (OpenBLAS, jansson, FFmpeg and its codecs, ...) and
 # clips/ (the 180p and 270p test clips, H.264). CUDA's own libraries are taken from the GPU
-# machine's toolkit. sm_90 only (CUDA_ARCH to change), Release. xz keeps it under the device
-# tool's 64 MiB carry limit (checked at the end; the FFmpeg libraries are most of it).
+# machine's toolkit (run_gpu_checks.sh records `ldd` of every program there first, so a
+# library that does not resolve is the first row of its table). sm_90 only (CUDA_ARCH to
+# change: H100 and H200 are both sm_90), Release. xz keeps it under the device tool's
+# 64 MiB carry limit (checked at the end; the FFmpeg libraries are most of it).
+# compute-sanitizer is not carried: the GPU machines' CUDA image has it (and this build
+# machine's toolkit does not); run_gpu_checks.sh finds it there or says it is missing.
+# BUILD_INFO records the commit, nvcc and the architectures of the pack.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 OUT_DIR="${1:-$ROOT/build-gpu-pack}"
@@ -56,6 +61,12 @@ for spec in "180p 320x180" "270p 480x270"; do
 done
 XZ_OPT="-9 -T0" tar -cJf "$OUT_DIR/pack.tar.xz" -C "$STAGE" .
 git -C "$ROOT" rev-parse HEAD > "$OUT_DIR/COMMIT"
+{
+    echo "commit: $(git -C "$ROOT" rev-parse HEAD)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' (+ uncommitted changes)')"
+    echo "built:  $(date -u '+%Y-%m-%d %H:%M UTC') on $(uname -srm)"
+    echo "nvcc:   $(nvcc --version | tail -1)"
+    echo "arch:   sm_$ARCH, Release"
+} > "$OUT_DIR/BUILD_INFO"
 du -sh "$STAGE" "$OUT_DIR"
 size=$(du -sb "$OUT_DIR" | cut -f1)
 if [ "$size" -gt $((64 * 1024 * 1024)) ]; then echo "ERROR: $OUT_DIR is over the 64 MiB carry limit"; exit 1; fi

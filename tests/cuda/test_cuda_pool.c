@@ -1,7 +1,7 @@
 /* The CUDA memory pool in a worker's steady state: after one warm-up iteration, the same
  * sequence of allocations and ops (linear with a converted f32 weight, conv3d with its
  * im2col chunk, resize with its tap tables and f32 intermediate) calls cudaMalloc no
- * more. Op parity is the op-case table's job (tests/ops: test_backend_ops -b cuda).
+ * more, and builds no new cuBLASLt plan or resize tap table (the plan caches only hit). Op parity is the op-case table's job (tests/ops: test_backend_ops -b cuda).
  *
  * Without a usable GPU (CI), prints "SKIP: <reason>" and exits 77 (ctest SKIP_RETURN_CODE). */
 #include <stdio.h>
@@ -31,8 +31,12 @@ static void put(struct infvsr_tensor * t, const char * name, enum infvsr_dtype d
 
 static void test_pool_steady_state(void) {
     struct infvsr_cuda_pool_stats s0, s1;
+    struct infvsr_cuda_plan_stats p0, p1;
     for (int it = 0; it < 3; it++) {
-        if (it == 1) infvsr_cuda_backend_pool_stats(g_gpu, &s0);
+        if (it == 1) {
+            infvsr_cuda_backend_pool_stats(g_gpu, &s0);
+            infvsr_cuda_backend_plan_stats(g_gpu, &p0);
+        }
         struct infvsr_tensor x, w, y, cx, cw, cy, ry;
         struct infvsr_err err = { 0 };
         put(&x, "x", INFVSR_TYPE_BF16, 2, (const int64_t[]){ 256, 384 }, true, 1);
@@ -55,6 +59,16 @@ static void test_pool_steady_state(void) {
            (unsigned long long)s1.n_device_mallocs, (unsigned long long)(s1.n_device_mallocs - s0.n_device_mallocs),
            s1.bytes_in_use, s1.bytes_peak, s1.bytes_reserved);
     CHECK_EQ_INT(s1.n_device_mallocs, s0.n_device_mallocs);
+    infvsr_cuda_backend_plan_stats(g_gpu, &p1);
+    printf("plans: %zu GEMM plans (%llu misses, %llu after warm-up; %llu hits), %zu resize tables (%llu misses, "
+           "%llu after warm-up; %llu hits)\n", p1.gemm_plans, (unsigned long long)p1.gemm_misses,
+           (unsigned long long)(p1.gemm_misses - p0.gemm_misses), (unsigned long long)p1.gemm_hits, p1.resize_tables,
+           (unsigned long long)p1.resize_misses, (unsigned long long)(p1.resize_misses - p0.resize_misses),
+           (unsigned long long)p1.resize_hits);
+    CHECK_EQ_INT(p1.gemm_misses, p0.gemm_misses);
+    CHECK(p1.gemm_hits > p0.gemm_hits);
+    CHECK_EQ_INT(p1.resize_misses, p0.resize_misses);
+    CHECK_EQ_INT(p1.resize_hits - p0.resize_hits, 4); /* two calls after warm-up, two axes each */
     CHECK(s1.n_allocs > s0.n_allocs);
     CHECK(infvsr_cuda_backend_healthy(g_gpu));
 }

@@ -20,8 +20,12 @@ struct attn_p {
     /* refused calls: */
     int64_t out_rows, bias_rows; /* 0: right                                        */
     int     heads;               /* 0: H                                            */
-    bool    k1_only, out_is_q;
+    bool    k1_only;
+    int     out_alias;           /* refused: out shares the memory of q, k1 or v1 (ALIAS_*) */
 };
+
+enum { ALIAS_NONE, ALIAS_Q, ALIAS_K1, ALIAS_V1 };
+static const char * alias_names[] = { "", " out=q", " out=k1", " out=v1" };
 
 static enum infvsr_status run_attention(struct bo_ctx * c, const struct bo_case * k) {
     const struct attn_p * p = BO_P(k, struct attn_p);
@@ -45,7 +49,10 @@ static enum infvsr_status run_attention(struct bo_ctx * c, const struct bo_case 
         bias = bo_in_f32(c, "bias", INFVSR_TYPE_F32, 3, S3(p->H, bias_rows, nk), v);
         free(v);
     }
-    struct infvsr_tensor * out = p->out_is_q ? q : bo_out(c, "out", BO_ACT, 2, S2(p->out_rows ? p->out_rows : p->nq, hd));
+    struct infvsr_tensor * out = p->out_alias == ALIAS_Q    ? q
+                                 : p->out_alias == ALIAS_K1 ? k1
+                                 : p->out_alias == ALIAS_V1 ? v1
+                                 : bo_out(c, "out", BO_ACT, 2, S2(p->out_rows ? p->out_rows : p->nq, hd));
     BO_SETUP_DONE(c);
     struct infvsr_attn_args a = { .q = q, .k0 = k0, .v0 = v0, .k1 = k1, .v1 = p->k1_only ? NULL : v1, .bias = bias,
                                   .n_heads = (int)(p->heads ? p->heads : p->H), .scale = p->scale, .out = out };
@@ -66,7 +73,7 @@ static struct bo_case * add_attention(struct bo_list * l, const struct attn_p * 
             (long long)p->n1, (long long)p->H, (long long)p->D, biases[p->bias], (double)p->scale,
             p->kernel ? " kernel=" : "", p->kernel ? kernel_names[p->kernel] : "", p->out_rows ? " out rows wrong" : "",
             p->bias_rows ? " bias rows wrong" : "", p->heads ? " n_heads wrong" : "",
-            p->k1_only ? " k1 without v1" : p->out_is_q ? " out=q" : "");
+            p->k1_only ? " k1 without v1" : alias_names[p->out_alias]);
     k->tol_f32 = BO_TOL_GEMM;
     return k;
 }
@@ -154,7 +161,7 @@ void bo_cases_attention(struct bo_list * l) {
         }
     }
     /* refused: out of another shape, bias of another shape, heads that do not divide,
-     * k1 without v1, out == q */
+     * k1 without v1, out sharing the memory of q or of the second key/value segment */
     {
         struct attn_p p = attn(4, 4, 0, 2, 4, BIAS_NONE);
         p.out_rows = 3;
@@ -169,8 +176,14 @@ void bo_cases_attention(struct bo_list * l) {
         p.k1_only = true;
         add_attention(l, &p, BO_INVALID)->needle = "k1";
         p = attn(4, 4, 0, 2, 4, BIAS_NONE);
-        p.out_is_q = true;
+        p.out_alias = ALIAS_Q;
         add_attention(l, &p, BO_INVALID)->needle = "alias";
+        /* k1 / v1 as long as q, so out = k1 has q's shape and only the aliasing is wrong */
+        for (int al = ALIAS_K1; al <= ALIAS_V1; al++) {
+            p = attn(4, 3, 4, 2, 4, BIAS_NONE);
+            p.out_alias = al;
+            add_attention(l, &p, BO_INVALID)->needle = "alias";
+        }
     }
 
     const int64_t rc[][3] = { { 7, 3, 8 }, { 33, 2, 128 }, { 1, 1, 2 }, { 20, 3, 16 } };

@@ -475,8 +475,12 @@ cudaError_t cudaGetLastError(void) {
     return cudaErrorLaunchFailure;
 }
 cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : cudaErrorInvalidValue; }
+static emu::runtime_counts g_runtime_calls;
+emu::runtime_counts emu::runtime_calls() { return g_runtime_calls; }
+
 cudaError_t cudaMemcpyAsync(void * dst, const void * src, size_t n, cudaMemcpyKind kind, cudaStream_t s) {
     (void)kind, (void)s;
+    g_runtime_calls.memcpy_async++;
     const char * d = (const char *)dst, * q = (const char *)src;
     if (n && d < q + n && q < d + n) { /* overlapping copies are undefined in CUDA */
         emu::record_failure("cudaMemcpyAsync: overlapping ranges (%p, %p, %zu bytes)", dst, src, n);
@@ -488,5 +492,6 @@ cudaError_t cudaMemcpyAsync(void * dst, const void * src, size_t n, cudaMemcpyKi
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t s) {
     (void)s;
+    g_runtime_calls.stream_sync++;
     return cudaSuccess;
 }

@@ -134,6 +134,12 @@ size_t smem_optin();
 const char * last_launch_error();
 void         record_failure(const char * fmt, ...) __attribute__((format(printf, 1, 2)));
 void         set_func_smem(const void * kernel, int bytes);
+/* Calls of the emulated runtime's copy and stream-synchronisation entry points since the
+ * program started: tests assert that a steady state makes none (resize's cached tables). */
+struct runtime_counts {
+    uint64_t memcpy_async, stream_sync;
+};
+runtime_counts runtime_calls();
 /* Fails the running launch from device code (never returns into the kernel). */
 void fail(const char * msg);
 int  cur_lane();
