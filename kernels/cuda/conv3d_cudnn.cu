@@ -27,7 +27,7 @@
  * Plans: chosen once per full shape/dtype/stride tuple (heuristics mode A, then the
  * fallback list; the first engine config whose numerical notes keep the op's numerics
  * (infvsr_conv3d_cudnn_engine_ok: no TF32 for f32 data, fp32 accumulation, deterministic)
- * and that finalises with a workspace within CU_CUDNN_WS_MAX) and kept in the backend's LRU plan cache (conv3d_plan.h), which also
+ * and that finalises with a workspace within CU_CUDNN_WS_MAX) and kept in the backend's LRU plan cache (plan_cache.h, key from conv3d_plan.h), which also
  * remembers shapes cuDNN refused so that they go to im2col without asking again.
  * Workspace and staging buffers come from the backend's pool (no cudaMalloc in steady
  * state). One cudnnHandle_t per backend, bound to its stream. */
@@ -49,9 +49,9 @@
 enum { UID_X = 1, UID_W = 2, UID_B = 3, UID_Y = 4, UID_ACC = 5 };
 
 struct cu_cudnn {
-    cudnnHandle_t                   h = nullptr;
-    struct infvsr_conv3d_plan_cache cache;
-    bool                            logged_refusal = false;
+    cudnnHandle_t          h = nullptr;
+    struct cu_plan_cache * cache = nullptr; /* cudnn_plan *, or &dn_refused */
+    bool                   logged_refusal = false;
 };
 
 namespace {
@@ -381,9 +381,19 @@ cudnnStatus_t dn_plan(dn_owned & o, cudnnHandle_t h, const struct infvsr_conv3d_
     return last == CUDNN_STATUS_SUCCESS ? CUDNN_STATUS_NOT_SUPPORTED : last;
 }
 
+/* The cache value of a shape cuDNN refused (no engine, or one that failed at run time):
+ * such calls go to im2col without asking cuDNN again. */
+cudnn_plan dn_refused;
+
 void dn_plan_destroy(void * payload, void * ud) {
     (void)ud;
-    delete (cudnn_plan *)payload; /* its dn_owned destroys every descriptor */
+    if (payload != &dn_refused) delete (cudnn_plan *)payload; /* its dn_owned destroys every descriptor */
+}
+
+void dn_count_plan(const void * value, void * user) {
+    struct infvsr_cuda_conv_plan_stats * out = (struct infvsr_cuda_conv_plan_stats *)user;
+    if (value == &dn_refused) out->refused++;
+    else out->plans++;
 }
 
 /* dst[b][c][r] = src[b][r][c] with a dtype conversion (rounded once, into dst's dtype):
@@ -414,10 +424,10 @@ struct dn_scratch {
     }
 };
 
-enum infvsr_status dn_refuse(cuda_ctx * c, const struct infvsr_conv3d_geom * g, const struct infvsr_conv3d_plan_key * k,
+enum infvsr_status dn_refuse(cuda_ctx * c, const struct infvsr_conv3d_geom * g, const struct cu_plan_key * k,
                              cudnnStatus_t s) {
     cu_cudnn * d = c->cudnn;
-    infvsr_conv3d_plan_cache_put(&d->cache, k, nullptr);
+    cu_plan_cache_put(d->cache, k, &dn_refused);
     if (!d->logged_refusal) { /* once per backend: shapes are few, and each is remembered */
         d->logged_refusal = true;
         fprintf(stderr, "infvsr: %s: cuDNN has no engine for conv3d x[%lld,%lld,%lld,%lld] k[%lld,%lld,%lld] "
@@ -455,7 +465,8 @@ bool cu_cudnn_init(struct cuda_ctx * c) {
     if (!d) return false;
     cudnnStatus_t s = dn.Create(&d->h);
     if (s == CUDNN_STATUS_SUCCESS) s = dn.SetStream(d->h, c->stream);
-    if (s != CUDNN_STATUS_SUCCESS || !infvsr_conv3d_plan_cache_init(&d->cache, CU_CUDNN_CACHE, dn_plan_destroy, d)) {
+    if (s == CUDNN_STATUS_SUCCESS) d->cache = cu_plan_cache_create(CU_CUDNN_CACHE, dn_plan_destroy, d);
+    if (s != CUDNN_STATUS_SUCCESS || !d->cache) {
         /* a missing or mismatched libcudnn sub-library, or no memory: conv3d falls back */
         fprintf(stderr, "infvsr: %s: cuDNN unavailable (%s); conv3d uses im2col + cuBLASLt\n", c->name,
                 s != CUDNN_STATUS_SUCCESS ? dn.GetErrorString(s) : "out of host memory");
@@ -469,7 +480,7 @@ bool cu_cudnn_init(struct cuda_ctx * c) {
 
 void cu_cudnn_destroy(struct cuda_ctx * c) {
     if (!c->cudnn) return;
-    infvsr_conv3d_plan_cache_free(&c->cudnn->cache);
+    cu_plan_cache_free(c->cudnn->cache);
     dn.Destroy(c->cudnn->h);
     delete c->cudnn;
     c->cudnn = nullptr;
@@ -481,37 +492,32 @@ bool cu_cudnn_ready(const struct cuda_ctx * c) {
 
 bool cu_cudnn_refused(struct cuda_ctx * c, const struct infvsr_conv3d_geom * g) {
     if (!c->cudnn) return true;
-    struct infvsr_conv3d_plan_key k;
+    struct cu_plan_key k;
     infvsr_conv3d_plan_key_make(g, &k);
     /* a peek: not counted as a hit or miss (cu_conv3d_cudnn looks the plan up again) */
-    for (int i = 0; i < c->cudnn->cache.n; i++)
-        if (memcmp(c->cudnn->cache.e[i].key.v, k.v, sizeof k.v) == 0) return c->cudnn->cache.e[i].payload == nullptr;
-    return false;
+    return cu_plan_cache_peek(c->cudnn->cache, &k) == &dn_refused;
 }
 
 void cu_cudnn_cache_stats(const struct cuda_ctx * c, struct infvsr_cuda_conv_plan_stats * out) {
     memset(out, 0, sizeof *out);
     if (!c->cudnn) return;
-    const struct infvsr_conv3d_plan_cache * pc = &c->cudnn->cache;
-    out->hits = pc->hits;
-    out->misses = pc->misses;
-    out->evictions = pc->evictions;
-    for (int i = 0; i < pc->n; i++) {
-        if (pc->e[i].payload) out->plans++;
-        else out->refused++;
-    }
+    struct cu_plan_cache_stats st;
+    cu_plan_cache_get_stats(c->cudnn->cache, &st);
+    out->hits = st.hits;
+    out->misses = st.misses;
+    out->evictions = st.evictions;
+    cu_plan_cache_each(c->cudnn->cache, dn_count_plan, out);
 }
 
 enum infvsr_status cu_conv3d_cudnn(struct cuda_ctx * c, const struct infvsr_conv3d_geom * g, const void * x,
                                    const void * w, const void * b, void * y, struct infvsr_err * err) {
     cu_cudnn * d = c->cudnn;
     if (!d) return INFVSR_ERR_UNSUPPORTED;
-    struct infvsr_conv3d_plan_key k;
+    struct cu_plan_key k;
     infvsr_conv3d_plan_key_make(g, &k);
-    bool         found = false;
-    cudnn_plan * p     = (cudnn_plan *)infvsr_conv3d_plan_cache_get(&d->cache, &k, &found);
-    if (found && !p) return INFVSR_ERR_UNSUPPORTED;
-    if (!found) {
+    cudnn_plan * p = (cudnn_plan *)cu_plan_cache_get(d->cache, &k);
+    if (p == &dn_refused) return INFVSR_ERR_UNSUPPORTED;
+    if (!p) {
         cudnnStatus_t s = CUDNN_STATUS_NOT_SUPPORTED;
         for (int cl = 0; cl < 2 && !p; cl++) {
             cudnn_plan * q = new (std::nothrow) cudnn_plan();
@@ -527,7 +533,7 @@ enum infvsr_status cu_conv3d_cudnn(struct cuda_ctx * c, const struct infvsr_conv
             }
         }
         if (!p) return dn_refuse(c, g, &k, s);
-        infvsr_conv3d_plan_cache_put(&d->cache, &k, p);
+        cu_plan_cache_put(d->cache, &k, p);
     }
 
     /* operands as the plan wants them: w in x's dtype, bias in f32, channels-last copies */

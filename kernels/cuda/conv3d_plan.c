@@ -136,77 +136,17 @@ enum infvsr_conv3d_path infvsr_conv3d_select(enum infvsr_cuda_conv_kernel reques
     }
 }
 
-/* ---- plan cache ---- */
+/* ---- plan cache key ---- */
 
-void infvsr_conv3d_plan_key_make(const struct infvsr_conv3d_geom * g, struct infvsr_conv3d_plan_key * k) {
+void infvsr_conv3d_plan_key_make(const struct infvsr_conv3d_geom * g, struct cu_plan_key * k) {
     /* w's and b's dtypes are not in the key: the cuDNN path converts w to x's dtype and
      * b to f32 before the plan sees them. */
-    const int64_t v[INFVSR_CONV3D_KEY_LEN] = {
+    const int64_t v[] = {
+        CU_PLAN_KIND_CONV3D,
         g->cin, g->t, g->h, g->w, g->cout, g->kt, g->kh, g->kw, g->st, g->sh,
         g->sw,  g->pt, g->pb, g->pl, g->pr, (int64_t)g->x_dtype, (int64_t)g->y_dtype, g->has_bias ? 1 : 0,
     };
-    memcpy(k->v, v, sizeof v);
-}
-
-bool infvsr_conv3d_plan_cache_init(struct infvsr_conv3d_plan_cache * c, int cap,
-                                   void (*destroy)(void * payload, void * ud), void * ud) {
-    memset(c, 0, sizeof *c);
-    if (cap < 1) cap = 1;
-    c->e = calloc((size_t)cap, sizeof *c->e);
-    if (!c->e) return false;
-    c->cap     = cap;
-    c->destroy = destroy;
-    c->ud      = ud;
-    return true;
-}
-
-void infvsr_conv3d_plan_cache_free(struct infvsr_conv3d_plan_cache * c) {
-    if (!c) return;
-    for (int i = 0; i < c->n; i++)
-        if (c->e[i].payload && c->destroy) c->destroy(c->e[i].payload, c->ud);
-    free(c->e);
-    memset(c, 0, sizeof *c);
-}
-
-static int find(const struct infvsr_conv3d_plan_cache * c, const struct infvsr_conv3d_plan_key * k) {
-    for (int i = 0; i < c->n; i++)
-        if (memcmp(c->e[i].key.v, k->v, sizeof k->v) == 0) return i;
-    return -1;
-}
-
-void * infvsr_conv3d_plan_cache_get(struct infvsr_conv3d_plan_cache * c, const struct infvsr_conv3d_plan_key * k,
-                                    bool * found) {
-    const int i = c->e ? find(c, k) : -1;
-    if (i < 0) {
-        c->misses++;
-        *found = false;
-        return NULL;
-    }
-    c->hits++;
-    c->e[i].last_use = ++c->tick;
-    *found = true;
-    return c->e[i].payload;
-}
-
-void infvsr_conv3d_plan_cache_put(struct infvsr_conv3d_plan_cache * c, const struct infvsr_conv3d_plan_key * k,
-                                  void * payload) {
-    if (!c->e) { /* never initialised (out of memory at init): nothing is cached */
-        if (payload && c->destroy) c->destroy(payload, c->ud);
-        return;
-    }
-    int i = find(c, k);
-    if (i >= 0) {
-        if (c->e[i].payload && c->e[i].payload != payload && c->destroy) c->destroy(c->e[i].payload, c->ud);
-    } else if (c->n < c->cap) {
-        i = c->n++;
-    } else {
-        i = 0;
-        for (int j = 1; j < c->n; j++)
-            if (c->e[j].last_use < c->e[i].last_use) i = j;
-        if (c->e[i].payload && c->destroy) c->destroy(c->e[i].payload, c->ud);
-        c->evictions++;
-    }
-    c->e[i].key      = *k;
-    c->e[i].payload  = payload;
-    c->e[i].last_use = ++c->tick;
+    _Static_assert(sizeof v / sizeof v[0] <= CU_PLAN_KEY_WORDS, "cu_plan_key too short for a conv3d call");
+    memset(k, 0, sizeof *k);
+    memcpy(k->w, v, sizeof v);
 }

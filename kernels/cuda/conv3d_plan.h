@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "cuda_backend.h"
+#include "plan_cache.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -86,47 +87,12 @@ bool infvsr_conv3d_cudnn_engine_ok(enum infvsr_dtype x_dtype, const struct infvs
 enum infvsr_conv3d_path infvsr_conv3d_select(enum infvsr_cuda_conv_kernel requested, const struct infvsr_conv3d_geom * g,
                                              bool cudnn_ready, bool cudnn_accepts, bool cudnn_refused);
 
-/* ---- plan cache ----
- * A small LRU map from the full call tuple to an opaque plan (the cuDNN execution plan
- * and what it needs, conv3d_cudnn.cu) or to a remembered refusal (payload NULL with
- * found = true: cuDNN had no engine, so the call goes to im2col without asking again).
- * Bounded: inserting into a full cache evicts the least recently used entry and hands
- * its payload to destroy(). Not thread-safe (one backend per worker thread). */
-#define INFVSR_CONV3D_KEY_LEN 18
-struct infvsr_conv3d_plan_key {
-    int64_t v[INFVSR_CONV3D_KEY_LEN];
-};
-/* Every field of g that changes the plan: shapes, strides, pads, x/y dtypes, bias. */
-void infvsr_conv3d_plan_key_make(const struct infvsr_conv3d_geom * g, struct infvsr_conv3d_plan_key * k);
-
-struct infvsr_conv3d_plan_entry {
-    struct infvsr_conv3d_plan_key key;
-    void *                        payload; /* NULL: cuDNN refused this shape */
-    uint64_t                      last_use;
-};
-
-struct infvsr_conv3d_plan_cache {
-    struct infvsr_conv3d_plan_entry * e;
-    int                               n, cap;
-    uint64_t                          tick;
-    uint64_t                          hits, misses, evictions;
-    void (*destroy)(void * payload, void * ud);
-    void *                            ud;
-};
-
-/* cap >= 1. destroy may be NULL. Returns false when out of memory. */
-bool   infvsr_conv3d_plan_cache_init(struct infvsr_conv3d_plan_cache * c, int cap,
-                                     void (*destroy)(void * payload, void * ud), void * ud);
-/* Destroys every payload and frees the table; c may be zero-initialised (no-op). */
-void   infvsr_conv3d_plan_cache_free(struct infvsr_conv3d_plan_cache * c);
-/* Returns the payload and sets *found (a hit, counted) or returns NULL with *found false
- * (a miss, counted). */
-void * infvsr_conv3d_plan_cache_get(struct infvsr_conv3d_plan_cache * c, const struct infvsr_conv3d_plan_key * k,
-                                    bool * found);
-/* Inserts (or replaces, destroying the old payload) the entry for k; payload NULL records
- * a refusal. Evicts the least recently used entry when full. */
-void   infvsr_conv3d_plan_cache_put(struct infvsr_conv3d_plan_cache * c, const struct infvsr_conv3d_plan_key * k,
-                                    void * payload);
+/* ---- plan cache key ----
+ * The cuDNN plans live in the backend's bounded LRU cache of plan_cache.h, keyed by this:
+ * kind word CU_PLAN_KIND_CONV3D, then every field of g that changes the plan (shapes,
+ * strides, pads, x/y dtypes, bias). A shape cuDNN refused is remembered there too (under
+ * a marker value of conv3d_cudnn.cu), so the call goes to im2col without asking again. */
+void infvsr_conv3d_plan_key_make(const struct infvsr_conv3d_geom * g, struct cu_plan_key * k);
 
 #ifdef __cplusplus
 }

@@ -50,22 +50,45 @@ void cu_plan_cache_free(struct cu_plan_cache * pc) {
     free(pc);
 }
 
-void * cu_plan_cache_get(struct cu_plan_cache * pc, const struct cu_plan_key * key) {
+static struct plan_entry * find(const struct cu_plan_cache * pc, const struct cu_plan_key * key) {
     const uint64_t h = key_hash(key);
     for (size_t i = 0; i < pc->cap; i++) {
         struct plan_entry * e = &pc->e[i];
-        if (e->value && e->hash == h && memcmp(&e->key, key, sizeof *key) == 0) {
-            e->last_use = ++pc->tick;
-            pc->hits++;
-            return e->value;
-        }
+        if (e->value && e->hash == h && memcmp(&e->key, key, sizeof *key) == 0) return e;
     }
-    pc->misses++;
     return NULL;
 }
 
+void * cu_plan_cache_get(struct cu_plan_cache * pc, const struct cu_plan_key * key) {
+    struct plan_entry * e = find(pc, key);
+    if (!e) {
+        pc->misses++;
+        return NULL;
+    }
+    e->last_use = ++pc->tick;
+    pc->hits++;
+    return e->value;
+}
+
+void * cu_plan_cache_peek(const struct cu_plan_cache * pc, const struct cu_plan_key * key) {
+    const struct plan_entry * e = find(pc, key);
+    return e ? e->value : NULL;
+}
+
+void cu_plan_cache_each(const struct cu_plan_cache * pc, void (*fn)(const void * value, void * user), void * user) {
+    if (!pc) return;
+    for (size_t i = 0; i < pc->cap; i++)
+        if (pc->e[i].value) fn(pc->e[i].value, user);
+}
+
 void cu_plan_cache_put(struct cu_plan_cache * pc, const struct cu_plan_key * key, void * value) {
-    struct plan_entry * slot = NULL;
+    struct plan_entry * slot = find(pc, key);
+    if (slot) { /* a new answer for a known key (a plan that failed at run time, say) */
+        if (slot->value != value && pc->destroy) pc->destroy(slot->value, pc->user);
+        slot->value = value;
+        slot->last_use = ++pc->tick;
+        return;
+    }
     for (size_t i = 0; i < pc->cap && !slot; i++)
         if (!pc->e[i].value) slot = &pc->e[i];
     if (!slot) { /* full: the least recently used entry goes */

@@ -46,9 +46,16 @@ struct cu_plan_cache * cu_plan_cache_create(size_t capacity, cu_plan_destroy_fn 
 void   cu_plan_cache_free(struct cu_plan_cache * pc);
 /* The value stored under key (now the most recently used), or NULL (a miss). */
 void * cu_plan_cache_get(struct cu_plan_cache * pc, const struct cu_plan_key * key);
-/* Stores value under key (which must not be present), evicting the least recently used
- * entry when full. value must not be NULL. */
+/* Stores value under key. A value already under key is replaced (and destroyed, unless it
+ * is the same pointer); otherwise the least recently used entry is evicted when full.
+ * value must not be NULL: a caller remembering "no plan for this shape" stores a marker
+ * object of its own, and its destroy callback leaves the marker alone. */
 void   cu_plan_cache_put(struct cu_plan_cache * pc, const struct cu_plan_key * key, void * value);
+/* The value under key, or NULL, without counting a hit or miss or touching the LRU order
+ * (for a decision taken before the lookup that counts). */
+void * cu_plan_cache_peek(const struct cu_plan_cache * pc, const struct cu_plan_key * key);
+/* Calls fn on every value held (for statistics); the order is unspecified. */
+void   cu_plan_cache_each(const struct cu_plan_cache * pc, void (*fn)(const void * value, void * user), void * user);
 void   cu_plan_cache_get_stats(const struct cu_plan_cache * pc, struct cu_plan_cache_stats * out);
 
 /* ---- keys ---- */
@@ -72,6 +79,10 @@ void cu_gemm_plan_key(const struct cu_gemm_shape * s, struct cu_plan_key * key);
 
 /* One axis of a resize: the tap table depends on the mode and the two lengths only. */
 void cu_resize_plan_key(int mode, int64_t in, int64_t out, struct cu_plan_key * key);
+
+/* A conv3d call (conv3d_plan.c: infvsr_conv3d_plan_key_make) starts its key with this
+ * kind word; the kinds of plan_cache.c are 1 and 2. */
+#define CU_PLAN_KIND_CONV3D 3
 
 /* Largest power of two <= 256 dividing the address (cuBLASLt's alignment preference). */
 uint32_t cu_ptr_align(const void * p);

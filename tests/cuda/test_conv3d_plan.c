@@ -212,7 +212,7 @@ static void test_key_covers_the_tuple(void) {
     struct call c;
     struct infvsr_conv3d_geom g, h;
     struct infvsr_err err;
-    struct infvsr_conv3d_plan_key k0, k1;
+    struct cu_plan_key k0, k1;
     causal_333(&c, INFVSR_TYPE_BF16);
     CHECK_EQ_INT(check(&c, &g, &err), INFVSR_OK);
     infvsr_conv3d_plan_key_make(&g, &k0);
@@ -248,61 +248,72 @@ static void test_key_covers_the_tuple(void) {
     }
 }
 
-static int destroyed[16];
+/* The conv path's use of the shared plan cache (plan_cache.h): plans, a remembered
+ * refusal under a marker value that destroy leaves alone, a plan replaced by a refusal
+ * when its engine fails at run time, and the peek that decides the path. */
+static int  destroyed[16];
+static int  refused_marker;
 static void destroy(void * payload, void * ud) {
     CHECK(ud == (void *)destroyed);
+    if (payload == &refused_marker) return;
     destroyed[(int *)payload - destroyed]++;
 }
 
-static struct infvsr_conv3d_plan_key key_n(int n) {
-    struct infvsr_conv3d_plan_key k;
+static struct cu_plan_key key_n(int n) {
+    struct cu_plan_key k;
     memset(&k, 0, sizeof k);
-    k.v[0] = n;
+    k.w[0] = CU_PLAN_KIND_CONV3D;
+    k.w[1] = n;
     return k;
+}
+
+static void count_refused(const void * value, void * user) {
+    if (value == &refused_marker) ++*(int *)user;
 }
 
 static void test_cache(void) {
     memset(destroyed, 0, sizeof destroyed);
-    struct infvsr_conv3d_plan_cache c;
-    CHECK(infvsr_conv3d_plan_cache_init(&c, 3, destroy, destroyed));
-    bool found = true;
-    struct infvsr_conv3d_plan_key k1 = key_n(1), k2 = key_n(2), k3 = key_n(3), k4 = key_n(4);
-    CHECK(infvsr_conv3d_plan_cache_get(&c, &k1, &found) == NULL);
-    CHECK(!found);
-    CHECK_EQ_INT(c.misses, 1);
-    infvsr_conv3d_plan_cache_put(&c, &k1, &destroyed[1]);
-    infvsr_conv3d_plan_cache_put(&c, &k2, NULL); /* cuDNN refused shape 2 */
-    infvsr_conv3d_plan_cache_put(&c, &k3, &destroyed[3]);
-    CHECK(infvsr_conv3d_plan_cache_get(&c, &k1, &found) == &destroyed[1]);
-    CHECK(found);
-    CHECK(infvsr_conv3d_plan_cache_get(&c, &k2, &found) == NULL);
-    CHECK(found); /* a remembered refusal is a hit */
-    CHECK_EQ_INT(c.hits, 2);
-    CHECK_EQ_INT(c.misses, 1);
+    struct cu_plan_cache * c = cu_plan_cache_create(3, destroy, destroyed);
+    CHECK(c != NULL);
+    if (!c) return;
+    struct cu_plan_key k1 = key_n(1), k2 = key_n(2), k3 = key_n(3), k4 = key_n(4);
+    struct cu_plan_cache_stats st;
+    CHECK(cu_plan_cache_get(c, &k1) == NULL);
+    cu_plan_cache_put(c, &k1, &destroyed[1]);
+    cu_plan_cache_put(c, &k2, &refused_marker); /* cuDNN refused shape 2 */
+    cu_plan_cache_put(c, &k3, &destroyed[3]);
+    CHECK(cu_plan_cache_peek(c, &k2) == &refused_marker);
+    CHECK(cu_plan_cache_peek(c, &k4) == NULL);
+    cu_plan_cache_get_stats(c, &st);
+    CHECK_EQ_INT(st.hits, 0); /* peeks are not counted */
+    CHECK_EQ_INT(st.misses, 1);
+    CHECK(cu_plan_cache_get(c, &k1) == &destroyed[1]);
+    CHECK(cu_plan_cache_get(c, &k2) == &refused_marker); /* a remembered refusal is a hit */
     /* full: 3 is the least recently used (1 and 2 were just read) and goes */
-    infvsr_conv3d_plan_cache_put(&c, &k4, &destroyed[4]);
-    CHECK_EQ_INT(c.evictions, 1);
+    cu_plan_cache_put(c, &k4, &destroyed[4]);
     CHECK_EQ_INT(destroyed[3], 1);
-    CHECK(infvsr_conv3d_plan_cache_get(&c, &k3, &found) == NULL);
-    CHECK(!found);
+    CHECK(cu_plan_cache_get(c, &k3) == NULL);
     /* evicting a refusal destroys nothing */
-    infvsr_conv3d_plan_cache_get(&c, &k1, &found);
-    infvsr_conv3d_plan_cache_get(&c, &k4, &found);
-    infvsr_conv3d_plan_cache_put(&c, &k3, &destroyed[3]);
-    CHECK_EQ_INT(c.evictions, 2);
-    CHECK(infvsr_conv3d_plan_cache_get(&c, &k2, &found) == NULL && !found);
+    cu_plan_cache_get(c, &k1);
+    cu_plan_cache_get(c, &k4);
+    cu_plan_cache_put(c, &k3, &destroyed[3]);
+    CHECK(cu_plan_cache_peek(c, &k2) == NULL);
     CHECK_EQ_INT(destroyed[3], 1);
     /* replacing a plan with a refusal (an engine that failed at run time) destroys it */
-    infvsr_conv3d_plan_cache_put(&c, &k1, NULL);
+    cu_plan_cache_put(c, &k1, &refused_marker);
     CHECK_EQ_INT(destroyed[1], 1);
-    CHECK(infvsr_conv3d_plan_cache_get(&c, &k1, &found) == NULL && found);
+    CHECK(cu_plan_cache_get(c, &k1) == &refused_marker);
+    int refused = 0;
+    cu_plan_cache_each(c, count_refused, &refused);
+    CHECK_EQ_INT(refused, 1);
+    cu_plan_cache_get_stats(c, &st);
+    CHECK_EQ_INT(st.size, 3);
+    CHECK_EQ_INT(st.evictions, 2);
     /* free destroys what is left, once each */
-    infvsr_conv3d_plan_cache_free(&c);
+    cu_plan_cache_free(c);
     CHECK_EQ_INT(destroyed[1], 1);
     CHECK_EQ_INT(destroyed[3], 2);
     CHECK_EQ_INT(destroyed[4], 1);
-    CHECK(c.e == NULL && c.n == 0);
-    infvsr_conv3d_plan_cache_free(&c); /* twice: harmless */
 }
 
 static const struct test_case tests[] = {
