@@ -409,7 +409,14 @@ static void test_memory_flat(void) {
 #if defined(__SANITIZE_ADDRESS__)
         printf("  heap count skipped under AddressSanitizer\n");
 #else
-        CHECK_EQ_INT(heap[0], heap[1]);
+        /* Flat at the scale of the engine's buffers: a second pass over twice the chunks
+         * may not grow the heap by more than a few pages. Not exactly equal: under load a
+         * thread's first use of a lazily allocated per-thread block (~1 KiB seen once in
+         * pass 2) lands in either pass; a per-chunk leak of frames or tensors is far
+         * larger, and LeakSanitizer in the ASan pass catches the rest. */
+        const size_t heap_slack = 16384;
+        CHECK_MSG(heap[1] <= heap[0] + heap_slack, "heap grew by %lld B over the second pass",
+                  (long long)heap[1] - (long long)heap[0]);
 #endif
         free(sr);
         infvsr_session_close(c.s);
