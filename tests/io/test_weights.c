@@ -78,7 +78,10 @@ static void check_good_file(const json_t * g) {
     if (st != INFVSR_OK) return;
     CHECK_MSG(infvsr_weights_count(w) == json_array_size(exp), "%s: %zu tensors, expected %zu", rel,
               infvsr_weights_count(w), json_array_size(exp));
-    CHECK_EQ_INT(infvsr_weights_format(w), strstr(rel, ".safetensors") ? INFVSR_WEIGHTS_SAFETENSORS : INFVSR_WEIGHTS_TORCH_ZIP);
+    const char * fmt = json_string_value(json_object_get(g, "format")); /* "legacy", else by extension */
+    CHECK_EQ_INT(infvsr_weights_format(w), fmt && strcmp(fmt, "legacy") == 0 ? INFVSR_WEIGHTS_TORCH_LEGACY
+                                           : strstr(rel, ".safetensors")     ? INFVSR_WEIGHTS_SAFETENSORS
+                                                                             : INFVSR_WEIGHTS_TORCH_ZIP);
     size_t         i;
     const json_t * e;
     json_array_foreach(exp, i, e) {
@@ -131,7 +134,8 @@ static void test_bad_fixtures(void) {
     const json_t * b;
     json_array_foreach(bad, i, b) {
         const char *            rel  = json_string_value(json_object_get(b, "file"));
-        const char *            word = json_string_value(json_object_get(b, "expect"));
+        const json_t *          words = json_object_get(b, "expect"); /* a word, or a list of them */
+        const char *            word = json_is_array(words) ? json_string_value(json_array_get(words, 0)) : json_string_value(words);
         const char *            path = fixture(rel);
         struct infvsr_weights * w    = (struct infvsr_weights *)&i; /* must be reset to NULL */
         struct infvsr_err       err  = { 0 };
@@ -144,6 +148,10 @@ static void test_bad_fixtures(void) {
         CHECK_MSG(strncmp(err.msg, path, plen) == 0, "%s: message does not name the file: %s", rel, err.msg);
         const char * rest = strlen(err.msg) > plen ? err.msg + plen : "";
         CHECK_MSG(strstr(rest, word) != NULL, "%s: message \"%s\" lacks \"%s\"", rel, err.msg, word);
+        for (size_t k = 1; k < json_array_size(words); k++) {
+            const char * more = json_string_value(json_array_get(words, k));
+            CHECK_MSG(strstr(rest, more) != NULL, "%s: message \"%s\" lacks \"%s\"", rel, err.msg, more);
+        }
         if (st == INFVSR_OK) infvsr_weights_close(w);
     }
     json_decref(m);
