@@ -136,7 +136,7 @@ static void note_extra(struct walker * wk, const char * ks, size_t kl, const str
     size_t used = strlen(wk->w->extras), room = sizeof wk->w->extras - used;
     if (room < 8) return;
     snprintf(wk->w->extras + used, room, "%s%.*s (%s)", used ? ", " : "", (int)(kl > 60 ? 60 : kl), ks,
-             infvsr_pickle_describe(v, d, sizeof d));
+             v ? infvsr_pickle_describe(v, d, sizeof d) : "no tensors");
 }
 
 /* Flattens mapping `d` whose keys are appended to wk->key[0, klen). */
@@ -180,7 +180,9 @@ static enum infvsr_status walk_dict(struct walker * wk, const struct infvsr_pk_o
         } else if (v->type == INFVSR_PK_TENSOR) {
             st = add_tensor(wk, v);
         } else if (is_mapping(v)) {
+            size_t before = wk->w->n_entries;
             st = walk_dict(wk, v, klen + sep + kl, depth + 1);
+            if (!st && depth == 1 && wk->w->n_entries == before) note_extra(wk, ks, kl, NULL); /* a dict of no tensors */
         } else { /* a placeholder object built from a storage/tensor or by torch's own rebuild helpers */
             st = infvsr_err_set(wk->err, INFVSR_ERR_FORMAT,
                                 "tensor '%s': pickle: rebuilt through %s, which is not supported (opcode %s at offset %zu); "

@@ -251,18 +251,22 @@ const char * infvsr_weights_format_name(const struct infvsr_weights * w, char * 
     return buf;
 }
 
-/* Levenshtein distance, both strings cut to 160 bytes (keys are far shorter). */
+/* Edit distance in half steps: a substitution that only changes letter case costs 1, any
+ * other edit 2 (so "lora_a" is nearer to "lora_A" than "lora_B" is). Both strings are cut to
+ * 160 bytes (keys are far shorter). */
 static size_t edit_distance(const char * a, const char * b) {
     enum { L = 160 };
     size_t na = strnlen(a, L), nb = strnlen(b, L), row[L + 1];
-    for (size_t j = 0; j <= nb; j++) row[j] = j;
+    for (size_t j = 0; j <= nb; j++) row[j] = 2 * j;
     for (size_t i = 1; i <= na; i++) {
         size_t diag = row[0];
-        row[0]      = i;
+        row[0]      = 2 * i;
         for (size_t j = 1; j <= nb; j++) {
-            size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
-            if (up + 1 < best) best = up + 1;
-            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            char   x = a[i - 1], y = b[j - 1];
+            size_t sub = x == y ? 0 : ((x | 0x20) == (y | 0x20) && (x | 0x20) >= 'a' && (x | 0x20) <= 'z') ? 1 : 2;
+            size_t up = row[j], best = diag + sub;
+            if (up + 2 < best) best = up + 2;
+            if (row[j - 1] + 2 < best) best = row[j - 1] + 2;
             diag   = up;
             row[j] = best;
         }
