@@ -35,7 +35,8 @@ enum infvsr_status infvsr__weights_add(struct infvsr_weights * w, const char * k
     memcpy(k, key, key_len);
     k[key_len] = '\0';
     struct infvsr__weights_entry * e = &w->entries[w->n_entries++];
-    e->key = k;
+    e->key  = k;
+    e->used = false;
     infvsr_tensor_view(&e->t, k, dtype, ndim, shape, data);
     e->t.owns_data = owned;
     return INFVSR_OK;

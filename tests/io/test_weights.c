@@ -307,6 +307,71 @@ static void test_weights_get(void) {
     infvsr_weights_close(w);
 }
 
+/* Wrappers (issue 19): find() resolves a bare key under the file's wrapper prefixes. */
+static void test_wrappers(void) {
+    static const struct {
+        const char * file, * wrapper;
+    } cases[] = {
+        { "good/wrap_state_dict.pth", "state_dict." }, { "good/wrap_model.pth", "model." },
+        { "good/wrap_model_state.pth", "model_state." }, { "good/wrap_ema.pth", "ema." },
+        { "good/wrap_module.pth", "module." }, { "good/wrap_state_dict_module.pth", "state_dict.module." },
+        { "good/lightning.ckpt", "state_dict.model." }, { "good/lightning_legacy.ckpt", "state_dict.model." },
+        { "good/legacy_ram_like.pth", "model." },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct infvsr_weights * w;
+        struct infvsr_err       err = { 0 };
+        CHECK_MSG(infvsr_weights_open(fixture(cases[i].file), &w, &err) == INFVSR_OK, "%s: %s", cases[i].file, err.msg);
+        if (!w) continue;
+        CHECK_MSG(strcmp(infvsr_weights_wrapper(w), "") == 0, "got \"%s\"", infvsr_weights_wrapper(w));
+        CHECK_EQ_INT(infvsr_weights_used_count(w), 0);
+        const struct infvsr_tensor * t = infvsr_weights_find(w, "blocks.0.attn.qkv.weight");
+        char full[128];
+        snprintf(full, sizeof full, "%sblocks.0.attn.qkv.weight", cases[i].wrapper);
+        CHECK_MSG(t != NULL && t == infvsr_weights_find(w, full), "%s: bare key not found under %s", cases[i].file, full);
+        CHECK_MSG(strcmp(infvsr_weights_wrapper(w), cases[i].wrapper) == 0, "got \"%s\"", infvsr_weights_wrapper(w));
+        CHECK_EQ_INT(infvsr_weights_used_count(w), 1);
+        /* a missing key: the error lists the top-level entries and the nearest keys */
+        struct infvsr_tensor out;
+        int64_t              shape[1] = { 4 };
+        CHECK_EQ_INT(infvsr_weights_get(w, "", "norm.wieght", 1, shape, &out, &err), INFVSR_ERR_MODEL);
+        CHECK_STR_CONTAINS(err.msg, "missing tensor 'norm.wieght'");
+        CHECK_STR_CONTAINS(err.msg, "top-level entries: ");
+        char nearest[160];
+        snprintf(nearest, sizeof nearest, "nearest keys: '%snorm.weight'", cases[i].wrapper);
+        CHECK_STR_CONTAINS(err.msg, nearest);
+        infvsr_weights_close(w);
+    }
+    /* Lightning: the non-tensor entries are named too; the ema file keeps model before ema */
+    struct infvsr_weights * w;
+    struct infvsr_err       err = { 0 };
+    char                    hint[1024];
+    CHECK_EQ_INT(infvsr_weights_open(fixture("good/lightning.ckpt"), &w, &err), INFVSR_OK);
+    if (w) {
+        infvsr_weights_hint(w, "x", hint, sizeof hint);
+        CHECK_STR_CONTAINS(hint, "state_dict (5 tensors)");
+        CHECK_STR_CONTAINS(hint, "callbacks (1 tensor)");
+        CHECK_STR_CONTAINS(hint, "epoch (an int)");
+        CHECK_STR_CONTAINS(hint, "optimizer_states (a list)");
+        CHECK_STR_CONTAINS(hint, "hyper_parameters (no tensors)");
+        CHECK_EQ_INT(infvsr_weights_format(w), INFVSR_WEIGHTS_TORCH_ZIP);
+        infvsr_weights_close(w);
+    }
+    CHECK_EQ_INT(infvsr_weights_open(fixture("good/p4_meta.pt"), &w, &err), INFVSR_OK);
+    if (w) { /* {"model": sd, "ema": copy}: equal counts, file order decides */
+        CHECK(infvsr_weights_find(w, "norm.weight") == infvsr_weights_find(w, "model.norm.weight"));
+        char fmt[64];
+        CHECK_STR_CONTAINS(infvsr_weights_format_name(w, fmt, sizeof fmt), "torch zip, pickle protocol 4");
+        infvsr_weights_close(w);
+    }
+    CHECK_EQ_INT(infvsr_weights_open(fixture("good/p5_legacy_meta.pth"), &w, &err), INFVSR_OK);
+    if (w) {
+        char fmt[64];
+        CHECK_STR_CONTAINS(infvsr_weights_format_name(w, fmt, sizeof fmt), "legacy torch.save, pickle protocol 5");
+        infvsr_weights_close(w);
+    }
+}
+
 static const struct test_case tests[] = {
     TEST(test_sha256_nist),
     TEST(test_good_fixtures),
@@ -315,6 +380,7 @@ static const struct test_case tests[] = {
     TEST(test_mutations),
     TEST(test_safetensors_roundtrip),
     TEST(test_weights_get),
+    TEST(test_wrappers),
     { 0 },
 };
 
