@@ -102,7 +102,8 @@ static bool key_expected(const char * key, int n_layers) {
  * state, callbacks, an EMA copy) are the checkpoint's business, not the DiT's. */
 static void check_unexpected(struct load_check * lc, int n_layers) {
     size_t       n    = infvsr_weights_count(lc->w);
-    const char * wrap = infvsr_weights_wrapper(lc->w);
+    const char * wrap = infvsr_weights_wrapper_of(lc->w, "patch_embedding.weight");
+    if (!wrap) wrap = ""; /* missing: reported by the lookups already */
     size_t       wl   = strlen(wrap);
     for (size_t i = 0; i < n; i++) {
         const char * key = infvsr_weights_key_at(lc->w, i);

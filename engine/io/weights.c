@@ -35,8 +35,7 @@ enum infvsr_status infvsr__weights_add(struct infvsr_weights * w, const char * k
     memcpy(k, key, key_len);
     k[key_len] = '\0';
     struct infvsr__weights_entry * e = &w->entries[w->n_entries++];
-    e->key  = k;
-    e->used = false;
+    e->key = k;
     infvsr_tensor_view(&e->t, k, dtype, ndim, shape, data);
     e->t.owns_data = owned;
     return INFVSR_OK;
@@ -132,7 +131,6 @@ static size_t wrapper_len(const char * key) {
 }
 
 static void find_wrappers(struct infvsr_weights * w) {
-    w->used_wrapper = -1;
     for (size_t i = 0; i < w->n_entries; i++) {
         size_t len = wrapper_len(w->entries[i].key);
         if (len == 0 || len >= sizeof w->wrappers[0]) continue;
@@ -212,35 +210,34 @@ const char * infvsr_weights_key_at(const struct infvsr_weights * w, size_t i) {
     return i < w->n_entries ? w->entries[i].key : NULL;
 }
 
-static struct infvsr__weights_entry * lookup(const struct infvsr_weights * w, const char * key) {
+static const struct infvsr__weights_entry * lookup(const struct infvsr_weights * w, const char * key) {
     struct infvsr__key_ref probe = { key, 0 };
     const struct infvsr__key_ref * r = bsearch(&probe, w->by_key, w->n_entries, sizeof *w->by_key, key_ref_cmp);
     return r ? &w->entries[r->index] : NULL;
 }
 
-const struct infvsr_tensor * infvsr_weights_find(const struct infvsr_weights * cw, const char * key) {
-    /* the index is not const (used flags): the caller's object never is, only its view */
-    struct infvsr_weights * w = (struct infvsr_weights *)cw;
+/* The entry find() returns for `key` and the wrapper it sat under ("" for the key itself). */
+static const struct infvsr__weights_entry * resolve(const struct infvsr_weights * w, const char * key, const char ** wrapper) {
     if (!w->by_key) return NULL;
-    struct infvsr__weights_entry * e = lookup(w, key);
+    const struct infvsr__weights_entry * e = lookup(w, key);
+    *wrapper = "";
     for (size_t i = 0; !e && i < w->n_wrappers; i++) {
         char full[4096];
         if (snprintf(full, sizeof full, "%s%s", w->wrappers[i], key) >= (int)sizeof full) continue;
-        if ((e = lookup(w, full))) w->used_wrapper = (int)i;
+        if ((e = lookup(w, full))) *wrapper = w->wrappers[i];
     }
-    if (!e) return NULL;
-    e->used = true;
-    return &e->t;
+    return e;
 }
 
-const char * infvsr_weights_wrapper(const struct infvsr_weights * w) {
-    return w->used_wrapper >= 0 ? w->wrappers[w->used_wrapper] : "";
+const struct infvsr_tensor * infvsr_weights_find(const struct infvsr_weights * w, const char * key) {
+    const char *                         wrapper;
+    const struct infvsr__weights_entry * e = resolve(w, key, &wrapper);
+    return e ? &e->t : NULL;
 }
 
-size_t infvsr_weights_used_count(const struct infvsr_weights * w) {
-    size_t n = 0;
-    for (size_t i = 0; i < w->n_entries; i++) n += w->entries[i].used;
-    return n;
+const char * infvsr_weights_wrapper_of(const struct infvsr_weights * w, const char * key) {
+    const char * wrapper;
+    return resolve(w, key, &wrapper) ? wrapper : NULL;
 }
 
 const char * infvsr_weights_format_name(const struct infvsr_weights * w, char * buf, size_t len) {

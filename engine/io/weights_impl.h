@@ -13,7 +13,6 @@
 struct infvsr__weights_entry {
     char *               key; /* full key path (may exceed INFVSR_NAME_MAX); t.name is a prefix */
     struct infvsr_tensor t;   /* view into the mapping, or owned (t.owns_data) */
-    bool                 used; /* looked up by a model loader (find/get): for the summary */
 };
 
 #define INFVSR__MAX_WRAPPERS 8
@@ -38,7 +37,6 @@ struct infvsr_weights {
     char                          wrappers[INFVSR__MAX_WRAPPERS][96];
     size_t                        wrapper_count[INFVSR__MAX_WRAPPERS];
     size_t                        n_wrappers;
-    int                           used_wrapper; /* index of the wrapper of the last wrapped hit, -1: none */
 };
 
 /* Appends a tensor. `data` is a view into w->file unless `owned` (then it must come from

@@ -301,7 +301,7 @@ static void check_one(void * ctx, const struct infvsr_tensor_spec * s) {
         }
         return;
     }
-    k->c->n_found++;
+    if (k->c->n_found++ == 0) snprintf(k->c->wrapper, sizeof k->c->wrapper, "%s", infvsr_weights_wrapper_of(k->w, s->key));
     bool shape_ok = t->ndim == s->ndim;
     for (int i = 0; shape_ok && i < s->ndim; i++) shape_ok = t->shape[i] == s->shape[i];
     if (!shape_ok) {
@@ -326,7 +326,6 @@ void infvsr_model_file_check(const struct infvsr_model_config * cfg, enum infvsr
     for (size_t i = 0; i < out->n_tensors; i++) out->bytes += infvsr_tensor_nbytes(infvsr_weights_at(w, i));
     struct checker k = { w, f, out, 0 };
     infvsr_model_file_spec(cfg, f, check_one, &k);
-    snprintf(out->wrapper, sizeof out->wrapper, "%s", infvsr_weights_wrapper(w));
     size_t used = 0;
     for (int d = 0; d < INFVSR_TYPE_COUNT && used + 8 < sizeof out->dtypes; d++) {
         if (k.dtype_seen & (1u << d)) {

@@ -323,14 +323,15 @@ static void test_wrappers(void) {
         struct infvsr_err       err = { 0 };
         CHECK_MSG(infvsr_weights_open(fixture(cases[i].file), &w, &err) == INFVSR_OK, "%s: %s", cases[i].file, err.msg);
         if (!w) continue;
-        CHECK_MSG(strcmp(infvsr_weights_wrapper(w), "") == 0, "got \"%s\"", infvsr_weights_wrapper(w));
-        CHECK_EQ_INT(infvsr_weights_used_count(w), 0);
+        CHECK(infvsr_weights_wrapper_of(w, "no.such.key") == NULL);
         const struct infvsr_tensor * t = infvsr_weights_find(w, "blocks.0.attn.qkv.weight");
         char full[128];
         snprintf(full, sizeof full, "%sblocks.0.attn.qkv.weight", cases[i].wrapper);
         CHECK_MSG(t != NULL && t == infvsr_weights_find(w, full), "%s: bare key not found under %s", cases[i].file, full);
-        CHECK_MSG(strcmp(infvsr_weights_wrapper(w), cases[i].wrapper) == 0, "got \"%s\"", infvsr_weights_wrapper(w));
-        CHECK_EQ_INT(infvsr_weights_used_count(w), 1);
+        const char * wr = infvsr_weights_wrapper_of(w, "blocks.0.attn.qkv.weight");
+        CHECK_MSG(wr && strcmp(wr, cases[i].wrapper) == 0, "%s: wrapper \"%s\"", cases[i].file, wr ? wr : "(null)");
+        wr = infvsr_weights_wrapper_of(w, full);
+        CHECK(wr && wr[0] == '\0');
         /* a missing key: the error lists the top-level entries and the nearest keys */
         struct infvsr_tensor out;
         int64_t              shape[1] = { 4 };

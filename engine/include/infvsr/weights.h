@@ -43,17 +43,16 @@ const char *               infvsr_weights_path(const struct infvsr_weights * w);
  * leading key segments from {state_dict, model, model_state, module, ema, model_ema,
  * ema_model, net, params, params_ema} (training checkpoints {"model": sd}, {"ema": sd},
  * DataParallel's "module.", Lightning's {"state_dict": ...}), the prefix holding the most
- * tensors first (file order breaks ties). A tensor found marks itself used (for the summary). */
+ * tensors first (file order breaks ties). Lookups do not modify the index (thread-safe). */
 size_t                       infvsr_weights_count(const struct infvsr_weights * w);
 const struct infvsr_tensor * infvsr_weights_at(const struct infvsr_weights * w, size_t i);
 const struct infvsr_tensor * infvsr_weights_find(const struct infvsr_weights * w, const char * key);
 /* Full key path of tensor i (tensor.name holds at most INFVSR_NAME_MAX - 1 characters of it). */
 const char *                 infvsr_weights_key_at(const struct infvsr_weights * w, size_t i);
 
-/* The wrapper prefix of the last find() that needed one ("" when none was needed). */
-const char * infvsr_weights_wrapper(const struct infvsr_weights * w);
-/* How many tensors find()/get() have returned (distinct), for startup summaries. */
-size_t       infvsr_weights_used_count(const struct infvsr_weights * w);
+/* The wrapper prefix under which find(w, key) finds `key`: "" when the key itself exists,
+ * NULL when find() finds nothing. Valid until close. */
+const char * infvsr_weights_wrapper_of(const struct infvsr_weights * w, const char * key);
 /* "torch zip, pickle protocol 2" / "safetensors" / "legacy torch.save, pickle protocol 2" */
 const char * infvsr_weights_format_name(const struct infvsr_weights * w, char * buf, size_t len);
 /* For "missing tensor" messages: the file's top-level entries (with tensor counts, and the
