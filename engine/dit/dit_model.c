@@ -97,10 +97,20 @@ static bool key_expected(const char * key, int n_layers) {
     return false;
 }
 
+/* Strict like the official load_state_dict, over the state dict the weights came from: when
+ * they sat under a checkpoint wrapper ("state_dict.module."), keys outside it (optimizer
+ * state, callbacks, an EMA copy) are the checkpoint's business, not the DiT's. */
 static void check_unexpected(struct load_check * lc, int n_layers) {
-    size_t n = infvsr_weights_count(lc->w);
+    size_t       n    = infvsr_weights_count(lc->w);
+    const char * wrap = infvsr_weights_wrapper_of(lc->w, "patch_embedding.weight");
+    if (!wrap) wrap = ""; /* missing: reported by the lookups already */
+    size_t       wl   = strlen(wrap);
     for (size_t i = 0; i < n; i++) {
         const char * key = infvsr_weights_key_at(lc->w, i);
+        if (key && wl) {
+            if (strncmp(key, wrap, wl) != 0) continue;
+            key += wl;
+        }
         if (key && !key_expected(key, n_layers)) {
             struct infvsr_err e;
             infvsr_err_set(&e, INFVSR_ERR_MODEL, "%s: unexpected key '%s' (not part of a %d-layer DiT)",

@@ -44,29 +44,44 @@ static void data_order(const struct infvsr_tensor * tensors, size_t n, size_t * 
     }
 }
 
-static enum infvsr_status build_header(const struct infvsr_tensor * tensors, size_t n, const size_t * order,
-                                       json_t ** out, struct infvsr_err * err) {
+static enum infvsr_status build_header(const struct infvsr_tensor * tensors, const char * const * names, size_t n,
+                                       const size_t * order, const char * const * meta, size_t n_meta, json_t ** out,
+                                       struct infvsr_err * err) {
     json_t * root = json_object();
     *out = NULL;
     if (!root) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "safetensors write: out of memory");
+    if (n_meta) {
+        json_t * m = json_object();
+        for (size_t k = 0; m && k < n_meta; k++) {
+            if (json_object_set_new(m, meta[2 * k], json_string(meta[2 * k + 1])) != 0) {
+                json_decref(m);
+                m = NULL;
+            }
+        }
+        if (!m || json_object_set_new(root, "__metadata__", m) != 0) {
+            json_decref(root);
+            return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "safetensors write: bad metadata (strings must be UTF-8)");
+        }
+    }
     uint64_t off = 0;
     for (size_t j = 0; j < n; j++) {
         const struct infvsr_tensor * t = &tensors[order[j]];
+        const char * name  = names && names[order[j]] ? names[order[j]] : t->name;
         const char * dname = st_dtype_name(t->dtype);
         if (!dname || t->ndim < 0 || t->ndim > INFVSR_MAX_DIMS || t->mem != INFVSR_MEM_HOST) {
             json_decref(root);
-            return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "safetensors write: tensor '%s': bad dtype, rank or memory", t->name);
+            return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "safetensors write: tensor '%s': bad dtype, rank or memory", name);
         }
-        if (json_object_get(root, t->name)) {
+        if (json_object_get(root, name) || strcmp(name, "__metadata__") == 0) {
             json_decref(root);
-            return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "safetensors write: duplicate tensor name '%s'", t->name);
+            return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "safetensors write: duplicate or reserved tensor name '%s'", name);
         }
         json_t * shape = json_array();
         for (int d = 0; d < t->ndim; d++) json_array_append_new(shape, json_integer(t->shape[d]));
         uint64_t nbytes = infvsr_tensor_nbytes(t);
         json_t * info = json_pack("{s:s, s:o, s:[I, I]}", "dtype", dname, "shape", shape, "data_offsets",
                                   (json_int_t)off, (json_int_t)(off + nbytes));
-        if (!info || json_object_set_new(root, t->name, info) != 0) {
+        if (!info || json_object_set_new(root, name, info) != 0) {
             json_decref(root);
             return infvsr_err_set(err, INFVSR_ERR_NOMEM, "safetensors write: out of memory");
         }
@@ -78,11 +93,17 @@ static enum infvsr_status build_header(const struct infvsr_tensor * tensors, siz
 
 enum infvsr_status infvsr_safetensors_write(const char * path, const struct infvsr_tensor * tensors,
                                             size_t n, struct infvsr_err * err) {
+    return infvsr_safetensors_write_ex(path, tensors, NULL, n, NULL, 0, err);
+}
+
+enum infvsr_status infvsr_safetensors_write_ex(const char * path, const struct infvsr_tensor * tensors,
+                                               const char * const * names, size_t n, const char * const * meta,
+                                               size_t n_meta, struct infvsr_err * err) {
     size_t * order = malloc((n ? n : 1) * sizeof *order);
     if (!order) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "safetensors write: out of memory");
     data_order(tensors, n, order);
     json_t *           root;
-    enum infvsr_status st = build_header(tensors, n, order, &root, err);
+    enum infvsr_status st = build_header(tensors, names, n, order, meta, n_meta, &root, err);
     if (st != INFVSR_OK) {
         free(order);
         return st;

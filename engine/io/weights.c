@@ -66,10 +66,19 @@ static enum infvsr_status build_key_index(struct infvsr_weights * w, struct infv
     return INFVSR_OK;
 }
 
-/* Bytes at the start of a legacy (pre-1.6) torch.save file: PROTO 2, LONG1 of the magic
- * number 0x1950a86a20f9469cfc6c (10 bytes little-endian). */
-static const uint8_t legacy_magic[] = { 0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46,
-                                        0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19 };
+/* A legacy (pre-1.6) torch.save file starts with a pickle of the magic number
+ * 0x1950a86a20f9469cfc6c: PROTO n, (FRAME at protocol 4+), LONG1 of 10 bytes, STOP.
+ * Returns the offset just past that STOP, or 0 when the file does not start that way. */
+static const uint8_t legacy_magic[] = { 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19 };
+
+size_t infvsr__legacy_magic_end(const uint8_t * d, size_t n) {
+    if (n < 2 + sizeof legacy_magic + 1 || d[0] != 0x80 || d[1] < 2 || d[1] > 5) return 0;
+    size_t p = 2;
+    if (d[p] == 0x95) p += 9; /* FRAME + 8-byte length */
+    if (n < p + sizeof legacy_magic + 1 || memcmp(d + p, legacy_magic, sizeof legacy_magic) != 0) return 0;
+    p += sizeof legacy_magic;
+    return d[p] == '.' ? p + 1 : 0;
+}
 
 static enum infvsr_status sniff_and_index(struct infvsr_weights * w, struct infvsr_err * err) {
     const uint8_t * d = w->file.data;
@@ -78,12 +87,11 @@ static enum infvsr_status sniff_and_index(struct infvsr_weights * w, struct infv
         w->format = INFVSR_WEIGHTS_TORCH_ZIP;
         return infvsr__torch_zip_index(w, err);
     }
-    if (n >= 2 && d[0] == 0x80 && d[1] == 0x02) {
-        if (n >= sizeof legacy_magic && memcmp(d, legacy_magic, sizeof legacy_magic) == 0) {
-            return infvsr_err_set(err, INFVSR_ERR_FORMAT,
-                                  "legacy torch.save format: re-save with "
-                                  "torch.save(..., _use_new_zipfile_serialization=True)");
-        }
+    if (infvsr__legacy_magic_end(d, n)) {
+        w->format = INFVSR_WEIGHTS_TORCH_LEGACY;
+        return infvsr__torch_legacy_index(w, err);
+    }
+    if (n >= 2 && d[0] == 0x80 && d[1] >= 2 && d[1] <= 5) {
         return infvsr_err_set(err, INFVSR_ERR_FORMAT,
                               "bare pickle (not a torch.save zip archive): re-save with torch.save()");
     }
@@ -95,7 +103,59 @@ static enum infvsr_status sniff_and_index(struct infvsr_weights * w, struct infv
     for (size_t i = 0; i < n && i < 8; i++) snprintf(first + 3 * i, 4, "%02x ", d[i]);
     return infvsr_err_set(err, INFVSR_ERR_FORMAT,
                           "unknown format (%zu bytes, starts with %s): expected safetensors or a "
-                          "torch.save zip", n, n ? first : "nothing");
+                          "torch.save file", n, n ? first : "nothing");
+}
+
+/* ---- wrappers ------------------------------------------------------------------------ */
+
+static const char * const wrapper_segments[] = { "state_dict", "model", "model_state", "module", "ema", "model_ema",
+                                                 "ema_model", "net", "params", "params_ema" };
+
+static bool is_wrapper_segment(const char * s, size_t n) {
+    for (size_t i = 0; i < sizeof wrapper_segments / sizeof wrapper_segments[0]; i++) {
+        if (strlen(wrapper_segments[i]) == n && memcmp(wrapper_segments[i], s, n) == 0) return true;
+    }
+    return false;
+}
+
+/* Length of the key's leading run of wrapper segments (with their dots), at most 4 of them,
+ * always leaving at least one segment. */
+static size_t wrapper_len(const char * key) {
+    size_t len = 0;
+    for (int seg = 0; seg < 4; seg++) {
+        const char * dot = strchr(key + len, '.');
+        if (!dot || !is_wrapper_segment(key + len, (size_t)(dot - key - len))) break;
+        len = (size_t)(dot - key) + 1;
+    }
+    return len;
+}
+
+static void find_wrappers(struct infvsr_weights * w) {
+    for (size_t i = 0; i < w->n_entries; i++) {
+        size_t len = wrapper_len(w->entries[i].key);
+        if (len == 0 || len >= sizeof w->wrappers[0]) continue;
+        size_t j = 0;
+        while (j < w->n_wrappers && !(strlen(w->wrappers[j]) == len && memcmp(w->wrappers[j], w->entries[i].key, len) == 0)) j++;
+        if (j == w->n_wrappers) {
+            if (j == INFVSR__MAX_WRAPPERS) continue;
+            memcpy(w->wrappers[j], w->entries[i].key, len);
+            w->wrappers[j][len] = '\0';
+            w->n_wrappers++;
+        }
+        w->wrapper_count[j]++;
+    }
+    /* the most tensors first; stable, so file order breaks ties */
+    for (size_t a = 1; a < w->n_wrappers; a++) {
+        for (size_t b = a; b > 0 && w->wrapper_count[b] > w->wrapper_count[b - 1]; b--) {
+            char   t[sizeof w->wrappers[0]];
+            size_t c = w->wrapper_count[b];
+            memcpy(t, w->wrappers[b], sizeof t);
+            memcpy(w->wrappers[b], w->wrappers[b - 1], sizeof t);
+            memcpy(w->wrappers[b - 1], t, sizeof t);
+            w->wrapper_count[b]     = w->wrapper_count[b - 1];
+            w->wrapper_count[b - 1] = c;
+        }
+    }
 }
 
 enum infvsr_status infvsr_weights_open(const char * path, struct infvsr_weights ** out,
@@ -112,6 +172,7 @@ enum infvsr_status infvsr_weights_open(const char * path, struct infvsr_weights 
     if (st == INFVSR_OK) {
         st = sniff_and_index(w, err);
         if (st == INFVSR_OK) st = build_key_index(w, err);
+        if (st == INFVSR_OK) find_wrappers(w);
         if (st != INFVSR_OK) infvsr_err_prefix(err, "%s", path);
     }
     if (st != INFVSR_OK) {
@@ -149,11 +210,113 @@ const char * infvsr_weights_key_at(const struct infvsr_weights * w, size_t i) {
     return i < w->n_entries ? w->entries[i].key : NULL;
 }
 
-const struct infvsr_tensor * infvsr_weights_find(const struct infvsr_weights * w, const char * key) {
-    if (!w->by_key) return NULL;
+static const struct infvsr__weights_entry * lookup(const struct infvsr_weights * w, const char * key) {
     struct infvsr__key_ref probe = { key, 0 };
     const struct infvsr__key_ref * r = bsearch(&probe, w->by_key, w->n_entries, sizeof *w->by_key, key_ref_cmp);
-    return r ? &w->entries[r->index].t : NULL;
+    return r ? &w->entries[r->index] : NULL;
+}
+
+/* The entry find() returns for `key` and the wrapper it sat under ("" for the key itself). */
+static const struct infvsr__weights_entry * resolve(const struct infvsr_weights * w, const char * key, const char ** wrapper) {
+    if (!w->by_key) return NULL;
+    const struct infvsr__weights_entry * e = lookup(w, key);
+    *wrapper = "";
+    for (size_t i = 0; !e && i < w->n_wrappers; i++) {
+        char full[4096];
+        if (snprintf(full, sizeof full, "%s%s", w->wrappers[i], key) >= (int)sizeof full) continue;
+        if ((e = lookup(w, full))) *wrapper = w->wrappers[i];
+    }
+    return e;
+}
+
+const struct infvsr_tensor * infvsr_weights_find(const struct infvsr_weights * w, const char * key) {
+    const char *                         wrapper;
+    const struct infvsr__weights_entry * e = resolve(w, key, &wrapper);
+    return e ? &e->t : NULL;
+}
+
+const char * infvsr_weights_wrapper_of(const struct infvsr_weights * w, const char * key) {
+    const char * wrapper;
+    return resolve(w, key, &wrapper) ? wrapper : NULL;
+}
+
+const char * infvsr_weights_format_name(const struct infvsr_weights * w, char * buf, size_t len) {
+    switch (w->format) {
+        case INFVSR_WEIGHTS_SAFETENSORS: snprintf(buf, len, "safetensors"); break;
+        case INFVSR_WEIGHTS_TORCH_ZIP: snprintf(buf, len, "torch zip, pickle protocol %d", w->pickle_protocol); break;
+        case INFVSR_WEIGHTS_TORCH_LEGACY: snprintf(buf, len, "legacy torch.save, pickle protocol %d", w->pickle_protocol); break;
+    }
+    return buf;
+}
+
+/* Edit distance in half steps: a substitution that only changes letter case costs 1, any
+ * other edit 2 (so "lora_a" is nearer to "lora_A" than "lora_B" is). Both strings are cut to
+ * 160 bytes (keys are far shorter). */
+static size_t edit_distance(const char * a, const char * b) {
+    enum { L = 160 };
+    size_t na = strnlen(a, L), nb = strnlen(b, L), row[L + 1];
+    for (size_t j = 0; j <= nb; j++) row[j] = 2 * j;
+    for (size_t i = 1; i <= na; i++) {
+        size_t diag = row[0];
+        row[0]      = 2 * i;
+        for (size_t j = 1; j <= nb; j++) {
+            char   x = a[i - 1], y = b[j - 1];
+            size_t sub = x == y ? 0 : ((x | 0x20) == (y | 0x20) && (x | 0x20) >= 'a' && (x | 0x20) <= 'z') ? 1 : 2;
+            size_t up = row[j], best = diag + sub;
+            if (up + 2 < best) best = up + 2;
+            if (row[j - 1] + 2 < best) best = row[j - 1] + 2;
+            diag   = up;
+            row[j] = best;
+        }
+    }
+    return row[nb];
+}
+
+const char * infvsr_weights_hint(const struct infvsr_weights * w, const char * key, char * buf, size_t len) {
+    /* top-level entries: the first key segment, with its tensor count, in file order */
+    enum { MAX_TOP = 10 };
+    const char * top[MAX_TOP];
+    size_t       top_len[MAX_TOP], top_n[MAX_TOP], n_top = 0, more = 0;
+    for (size_t i = 0; i < w->n_entries; i++) {
+        const char * k   = w->entries[i].key;
+        const char * dot = strchr(k, '.');
+        size_t       l   = dot ? (size_t)(dot - k) : strlen(k);
+        size_t       j   = 0;
+        while (j < n_top && !(top_len[j] == l && memcmp(top[j], k, l) == 0)) j++;
+        if (j == n_top) {
+            if (n_top == MAX_TOP) {
+                more++;
+                continue;
+            }
+            top[j] = k, top_len[j] = l, top_n[j] = 0, n_top++;
+        }
+        top_n[j]++;
+    }
+    size_t used = (size_t)snprintf(buf, len, "top-level entries: ");
+    for (size_t j = 0; j < n_top && used < len; j++) {
+        used += (size_t)snprintf(buf + used, len - used, "%s%.*s (%zu tensor%s)", j ? ", " : "", (int)(top_len[j] > 60 ? 60 : top_len[j]),
+                                 top[j], top_n[j], top_n[j] == 1 ? "" : "s");
+    }
+    if (more && used < len) used += (size_t)snprintf(buf + used, len - used, ", ... (%zu more tensors)", more);
+    if (w->extras[0] && used < len) used += (size_t)snprintf(buf + used, len - used, "%s%s", n_top ? ", " : "", w->extras);
+    if (!n_top && !w->extras[0] && used < len) used += (size_t)snprintf(buf + used, len - used, "none");
+    /* nearest keys: compared without their wrapper prefixes */
+    size_t best_d[3] = { SIZE_MAX, SIZE_MAX, SIZE_MAX }, best_i[3] = { 0, 0, 0 };
+    for (size_t i = 0; i < w->n_entries; i++) {
+        const char * k = w->entries[i].key;
+        size_t       d = edit_distance(key, k + wrapper_len(k));
+        for (int s = 0; s < 3; s++) {
+            if (d < best_d[s]) {
+                for (int t = 2; t > s; t--) best_d[t] = best_d[t - 1], best_i[t] = best_i[t - 1];
+                best_d[s] = d, best_i[s] = i;
+                break;
+            }
+        }
+    }
+    for (int s = 0; s < 3 && best_d[s] != SIZE_MAX && used < len; s++) {
+        used += (size_t)snprintf(buf + used, len - used, "%s'%s'", s ? ", " : "; nearest keys: ", w->entries[best_i[s]].key);
+    }
+    return buf;
 }
 
 const char * infvsr_weights_metadata(const struct infvsr_weights * w, const char * key) {
@@ -170,7 +333,11 @@ enum infvsr_status infvsr_weights_get(const struct infvsr_weights * w, const cha
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "key '%s%s' too long", prefix ? prefix : "", key);
     }
     const struct infvsr_tensor * t = infvsr_weights_find(w, full);
-    if (!t) return infvsr_err_set(err, INFVSR_ERR_MODEL, "%s: missing tensor '%s'", w->path, full);
+    if (!t) {
+        char hint[768];
+        return infvsr_err_set(err, INFVSR_ERR_MODEL, "%s: missing tensor '%s' (%s)", w->path, full,
+                              infvsr_weights_hint(w, full, hint, sizeof hint));
+    }
     char want[96], got[96];
     bool shape_ok = t->ndim == ndim;
     for (int i = 0; shape_ok && shape && i < ndim; i++) shape_ok = t->shape[i] == shape[i];

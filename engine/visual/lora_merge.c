@@ -79,9 +79,11 @@ static enum infvsr_status find_lora(const struct infvsr_weights * dape, const ch
     snprintf(other_key, sizeof other_key, "%sattn.qkv.%s", blk_prefix, other);
     *out = infvsr_weights_find(dape, key);
     if (*out) return INFVSR_OK;
-    return infvsr_err_set(err, INFVSR_ERR_MODEL, "%s: DAPE LoRA tensor '%s' is missing (%s '%s' is %s)",
+    char hint[512];
+    return infvsr_err_set(err, INFVSR_ERR_MODEL, "%s: DAPE LoRA tensor '%s' is missing (%s '%s' is %s; %s)",
                           infvsr_weights_path(dape), key, other, other_key,
-                          infvsr_weights_find(dape, other_key) ? "present" : "missing too");
+                          infvsr_weights_find(dape, other_key) ? "present" : "missing too",
+                          infvsr_weights_hint(dape, key, hint, sizeof hint));
 }
 
 enum infvsr_status infvsr__swin_block_merge_dape(const struct infvsr_weights * dape, int rank,

@@ -97,6 +97,10 @@ void srv_log_workers(struct srv * s, const struct pl_engine_health * h) {
     }
     if ((int)h->state == logged_engine) return;
     logged_engine = (int)h->state;
-    if (h->state == PL_ENGINE_READY) LOG_INFO("engine ready model=%s workers=%d", h->model_name, h->n_workers);
+    if (h->state == PL_ENGINE_READY) {
+        LOG_INFO("engine ready model=%s workers=%d", h->model_name, h->n_workers);
+        for (int f = 0; f < 4; f++) /* what each model file held (issue 19): the `infvsr verify-model` line */
+            if (h->model_files[f][0]) LOG_INFO("model file %s", h->model_files[f]);
+    }
     else if (h->state == PL_ENGINE_FAILED) LOG_ERROR("engine failed: %s", h->error);
 }

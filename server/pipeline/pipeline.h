@@ -126,6 +126,7 @@ struct pl_worker_health {
 struct pl_engine_health {
     enum pl_engine_state state;
     char model_name[64];   /* "infvsr" (full), "infvsr-tiny", "null" ... */
+    char model_files[4][320]; /* one line per model file once a worker has loaded it ("" before) */
     char error[256];       /* when FAILED */
     int  n_workers;
     struct pl_worker_health workers[PL_MAX_WORKERS];

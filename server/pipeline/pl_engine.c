@@ -466,6 +466,7 @@ void pl_engine_health(struct pl_engine * e, struct pl_engine_health * out) {
     pthread_mutex_lock(&e->mu);
     out->state = e->state;
     snprintf(out->model_name, sizeof(out->model_name), "%s", e->model_name);
+    memcpy(out->model_files, e->model_files, sizeof out->model_files);
     snprintf(out->error, sizeof(out->error), "%s", e->error);
     out->n_workers = e->n_workers;
     int active_live = 0;

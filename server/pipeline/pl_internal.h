@@ -177,6 +177,7 @@ struct pl_engine {
     bool               stopping;
     enum pl_engine_state state;
     char               model_name[64];
+    char               model_files[4][320]; /* per file summary of the first worker's load (infvsr_model_file_summary) */
     char               error[256];
     struct pl_job *    fifo_head, * fifo_tail; /* QUEUED jobs with input, in arrival order */
     int                non_terminal;           /* admitted jobs not yet terminal           */

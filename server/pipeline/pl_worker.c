@@ -10,6 +10,7 @@
 
 #include "infvsr/session.h"
 #include "infvsr/backend.h"
+#include "infvsr/model_files.h"
 #include "pl_internal.h"
 
 #define NULL_CHUNK_FRAMES 12 /* the null engine's "chunk": as many frames as a model chunk */
@@ -55,6 +56,14 @@ static void load_model(struct pl_worker * w) {
             snprintf(name, sizeof(name), "%s", infvsr_model_config_of(w->model)->name);
         }
     }
+    /* the per-file summary of the startup log, from the first worker that loads (outside the lock: it reads every key) */
+    char files[INFVSR_FILE_COUNT][320] = { "" };
+    pthread_mutex_lock(&e->mu);
+    bool want_files = ok && w->model && !e->model_files[0][0];
+    pthread_mutex_unlock(&e->mu);
+    for (int f = 0; want_files && f < INFVSR_FILE_COUNT; f++) {
+        infvsr_model_file_summary(w->model, (enum infvsr_model_file)f, files[f], sizeof files[f]);
+    }
     struct infvsr_backend_caps caps = { 0 };
     if (w->be) infvsr_backend_get_caps(w->be, &caps); /* after the load: free = what sessions get */
     pthread_mutex_lock(&e->mu);
@@ -68,6 +77,7 @@ static void load_model(struct pl_worker * w) {
     w->model_bytes = w->model ? infvsr_model_resident_bytes(w->model) : 0;
     if (!ok) snprintf(w->error, sizeof(w->error), "%.250s", err.msg);
     if (ok && !e->model_name[0]) snprintf(e->model_name, sizeof(e->model_name), "%s", name);
+    if (want_files && !e->model_files[0][0]) memcpy(e->model_files, files, sizeof e->model_files);
     pl_engine_update_state_locked(e, PL_ERROR_WORKER_FAILED);
     pl_post_locked(e, NULL, PL_EV_ENGINE);
     pl_promote_locked(e);

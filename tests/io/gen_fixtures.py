@@ -329,11 +329,14 @@ bad("st_dup.safetensors", st_file(b'{"a": {"dtype": "F32", "shape": [2], "data_o
 bad("st_metadata.safetensors", st_file({"__metadata__": [1], "a": f4}, b"\0" * 8), "__metadata__")
 
 # ---- bad: other formats -----------------------------------------------------------------
-legacy = os.path.join(bad_dir, "legacy.pt")
-torch.save({"w": ok_t}, legacy, _use_new_zipfile_serialization=False)
-manifest["bad"].append({"file": "bad/legacy.pt", "expect": "legacy torch.save format"})
+# the legacy (pre-1.6) format is read since issue 19: a good file here, many in gen_ckpt_fixtures.py
+save_torch("legacy.pt", {"w": ok_t}, _use_new_zipfile_serialization=False)
+manifest["good"][-1]["format"] = "legacy"
 bad("empty.bin", b"", "unknown format")
 bad("random.bin", bytes(range(7, 200)), "unknown format")
+
+import gen_ckpt_fixtures  # noqa: E402  (issue 19: protocols, legacy format, wrappers, torch 2.x, hostile)
+gen_ckpt_fixtures.generate(good_dir, bad_dir, manifest, rnd, DTYPE_NAME)
 
 with open(os.path.join(out_dir, "manifest.json"), "w") as f:
     json.dump(manifest, f, indent=1)

@@ -78,7 +78,10 @@ static void check_good_file(const json_t * g) {
     if (st != INFVSR_OK) return;
     CHECK_MSG(infvsr_weights_count(w) == json_array_size(exp), "%s: %zu tensors, expected %zu", rel,
               infvsr_weights_count(w), json_array_size(exp));
-    CHECK_EQ_INT(infvsr_weights_format(w), strstr(rel, ".safetensors") ? INFVSR_WEIGHTS_SAFETENSORS : INFVSR_WEIGHTS_TORCH_ZIP);
+    const char * fmt = json_string_value(json_object_get(g, "format")); /* "legacy", else by extension */
+    CHECK_EQ_INT(infvsr_weights_format(w), fmt && strcmp(fmt, "legacy") == 0 ? INFVSR_WEIGHTS_TORCH_LEGACY
+                                           : strstr(rel, ".safetensors")     ? INFVSR_WEIGHTS_SAFETENSORS
+                                                                             : INFVSR_WEIGHTS_TORCH_ZIP);
     size_t         i;
     const json_t * e;
     json_array_foreach(exp, i, e) {
@@ -131,7 +134,8 @@ static void test_bad_fixtures(void) {
     const json_t * b;
     json_array_foreach(bad, i, b) {
         const char *            rel  = json_string_value(json_object_get(b, "file"));
-        const char *            word = json_string_value(json_object_get(b, "expect"));
+        const json_t *          words = json_object_get(b, "expect"); /* a word, or a list of them */
+        const char *            word = json_is_array(words) ? json_string_value(json_array_get(words, 0)) : json_string_value(words);
         const char *            path = fixture(rel);
         struct infvsr_weights * w    = (struct infvsr_weights *)&i; /* must be reset to NULL */
         struct infvsr_err       err  = { 0 };
@@ -144,6 +148,10 @@ static void test_bad_fixtures(void) {
         CHECK_MSG(strncmp(err.msg, path, plen) == 0, "%s: message does not name the file: %s", rel, err.msg);
         const char * rest = strlen(err.msg) > plen ? err.msg + plen : "";
         CHECK_MSG(strstr(rest, word) != NULL, "%s: message \"%s\" lacks \"%s\"", rel, err.msg, word);
+        for (size_t k = 1; k < json_array_size(words); k++) {
+            const char * more = json_string_value(json_array_get(words, k));
+            CHECK_MSG(strstr(rest, more) != NULL, "%s: message \"%s\" lacks \"%s\"", rel, err.msg, more);
+        }
         if (st == INFVSR_OK) infvsr_weights_close(w);
     }
     json_decref(m);
@@ -299,6 +307,72 @@ static void test_weights_get(void) {
     infvsr_weights_close(w);
 }
 
+/* Wrappers (issue 19): find() resolves a bare key under the file's wrapper prefixes. */
+static void test_wrappers(void) {
+    static const struct {
+        const char * file, * wrapper;
+    } cases[] = {
+        { "good/wrap_state_dict.pth", "state_dict." }, { "good/wrap_model.pth", "model." },
+        { "good/wrap_model_state.pth", "model_state." }, { "good/wrap_ema.pth", "ema." },
+        { "good/wrap_module.pth", "module." }, { "good/wrap_state_dict_module.pth", "state_dict.module." },
+        { "good/lightning.ckpt", "state_dict.model." }, { "good/lightning_legacy.ckpt", "state_dict.model." },
+        { "good/legacy_ram_like.pth", "model." },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct infvsr_weights * w;
+        struct infvsr_err       err = { 0 };
+        CHECK_MSG(infvsr_weights_open(fixture(cases[i].file), &w, &err) == INFVSR_OK, "%s: %s", cases[i].file, err.msg);
+        if (!w) continue;
+        CHECK(infvsr_weights_wrapper_of(w, "no.such.key") == NULL);
+        const struct infvsr_tensor * t = infvsr_weights_find(w, "blocks.0.attn.qkv.weight");
+        char full[128];
+        snprintf(full, sizeof full, "%sblocks.0.attn.qkv.weight", cases[i].wrapper);
+        CHECK_MSG(t != NULL && t == infvsr_weights_find(w, full), "%s: bare key not found under %s", cases[i].file, full);
+        const char * wr = infvsr_weights_wrapper_of(w, "blocks.0.attn.qkv.weight");
+        CHECK_MSG(wr && strcmp(wr, cases[i].wrapper) == 0, "%s: wrapper \"%s\"", cases[i].file, wr ? wr : "(null)");
+        wr = infvsr_weights_wrapper_of(w, full);
+        CHECK(wr && wr[0] == '\0');
+        /* a missing key: the error lists the top-level entries and the nearest keys */
+        struct infvsr_tensor out;
+        int64_t              shape[1] = { 4 };
+        CHECK_EQ_INT(infvsr_weights_get(w, "", "norm.wieght", 1, shape, &out, &err), INFVSR_ERR_MODEL);
+        CHECK_STR_CONTAINS(err.msg, "missing tensor 'norm.wieght'");
+        CHECK_STR_CONTAINS(err.msg, "top-level entries: ");
+        char nearest[160];
+        snprintf(nearest, sizeof nearest, "nearest keys: '%snorm.weight'", cases[i].wrapper);
+        CHECK_STR_CONTAINS(err.msg, nearest);
+        infvsr_weights_close(w);
+    }
+    /* Lightning: the non-tensor entries are named too; the ema file keeps model before ema */
+    struct infvsr_weights * w;
+    struct infvsr_err       err = { 0 };
+    char                    hint[1024];
+    CHECK_EQ_INT(infvsr_weights_open(fixture("good/lightning.ckpt"), &w, &err), INFVSR_OK);
+    if (w) {
+        infvsr_weights_hint(w, "x", hint, sizeof hint);
+        CHECK_STR_CONTAINS(hint, "state_dict (5 tensors)");
+        CHECK_STR_CONTAINS(hint, "callbacks (1 tensor)");
+        CHECK_STR_CONTAINS(hint, "epoch (an int)");
+        CHECK_STR_CONTAINS(hint, "optimizer_states (a list)");
+        CHECK_STR_CONTAINS(hint, "hyper_parameters (no tensors)");
+        CHECK_EQ_INT(infvsr_weights_format(w), INFVSR_WEIGHTS_TORCH_ZIP);
+        infvsr_weights_close(w);
+    }
+    CHECK_EQ_INT(infvsr_weights_open(fixture("good/p4_meta.pt"), &w, &err), INFVSR_OK);
+    if (w) { /* {"model": sd, "ema": copy}: equal counts, file order decides */
+        CHECK(infvsr_weights_find(w, "norm.weight") == infvsr_weights_find(w, "model.norm.weight"));
+        char fmt[64];
+        CHECK_STR_CONTAINS(infvsr_weights_format_name(w, fmt, sizeof fmt), "torch zip, pickle protocol 4");
+        infvsr_weights_close(w);
+    }
+    CHECK_EQ_INT(infvsr_weights_open(fixture("good/p5_legacy_meta.pth"), &w, &err), INFVSR_OK);
+    if (w) {
+        char fmt[64];
+        CHECK_STR_CONTAINS(infvsr_weights_format_name(w, fmt, sizeof fmt), "legacy torch.save, pickle protocol 5");
+        infvsr_weights_close(w);
+    }
+}
+
 static const struct test_case tests[] = {
     TEST(test_sha256_nist),
     TEST(test_good_fixtures),
@@ -307,6 +381,7 @@ static const struct test_case tests[] = {
     TEST(test_mutations),
     TEST(test_safetensors_roundtrip),
     TEST(test_weights_get),
+    TEST(test_wrappers),
     { 0 },
 };
 

@@ -29,6 +29,15 @@ def body(t):
     r = c.get("/readyz")
     t.eq(r.status, 200, "GET /readyz 200")
     t.eq(r.json().get("status"), "ok", "readyz status ok")
+    # the startup summary: one line per model file, the one `infvsr verify-model` prints (issue 19)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and d.log_text().count("model file ") < 4:
+        time.sleep(0.05)
+    lines = [l for l in d.log_text().splitlines() if "model file " in l]
+    t.check(len(lines) == 4, "startup log: one 'model file' line per file", lines)
+    for name in ("InfVSR.ckpt", "Wan2.1_VAE.pth", "ram_swin_large_14m.pth", "DAPE.pth"):
+        t.check(any("model file " + name in l and "all found, shapes and dtypes ok" in l for l in lines),
+                f"startup log summarises {name}", lines)
     r = c.get("/v1/models")
     t.eq(r.status, 200, "GET /v1/models 200")
     models = r.json().get("models", [])

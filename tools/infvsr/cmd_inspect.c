@@ -20,7 +20,7 @@ static void usage(FILE * f) {
 }
 
 static const char * format_name(enum infvsr_weights_format f) {
-    return f == INFVSR_WEIGHTS_SAFETENSORS ? "safetensors" : "torch_zip";
+    return f == INFVSR_WEIGHTS_SAFETENSORS ? "safetensors" : f == INFVSR_WEIGHTS_TORCH_LEGACY ? "torch_legacy" : "torch_zip";
 }
 
 static int print_json(const struct infvsr_weights * w, int64_t params, uint64_t bytes) {

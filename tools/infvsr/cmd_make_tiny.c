@@ -5,8 +5,8 @@
  * `infvsr upscale --model-dir DIR` runs end to end on a fresh machine without the official
  * checkpoints (and for smoke tests and benchmarks).
  *
- * Key names and shapes are exactly what the loaders read (MODEL-SPEC §4.9, §5.9/Appendix A,
- * §6.4): the DiT in bf16 as InfVSR.ckpt ships it, the VAE, Swin (with the "model." prefix of
+ * Key names and shapes come from infvsr_model_file_spec() (engine/pipeline/model_spec.c), the
+ * list the loaders read (MODEL-SPEC §4.9, §5.9/Appendix A, §6.4): the DiT in bf16 as InfVSR.ckpt ships it, the VAE, Swin (with the "model." prefix of
  * ram_swin_large_14m.pth) and DAPE in f32. Scales keep activations O(1): weights
  * N(0, 1/fan_in), biases N(0, 0.05^2), norm gains 1 + N(0, 0.1^2), modulations N(0, 0.1^2),
  * the VAE decoder head x0.3 so that decoded frames stay mostly inside [-1, 1]. With --config
@@ -24,6 +24,7 @@
 
 #include "commands.h"
 #include "infvsr/model_config.h"
+#include "infvsr/model_files.h"
 #include "infvsr/session.h"
 #include "infvsr/tensor.h"
 #include "infvsr/weights.h"
@@ -36,6 +37,7 @@ struct tlist {
     enum infvsr_dtype      dtype;
     uint64_t               rng;
     bool                   oom;
+    const char *           prefix; /* before every key: "model." for ram_swin_large_14m (its "model" entry) */
 };
 
 #define SPLITMIX_STEP 0x9e3779b97f4a7c15ull
@@ -119,7 +121,9 @@ static void fill(struct tlist * l, struct infvsr_tensor * t, enum init_kind kind
     l->rng += 2 * (uint64_t)n * SPLITMIX_STEP;
 }
 
-static void add(struct tlist * l, const char * name, enum init_kind kind, float scale, int ndim, ...) {
+/* The spec's callback: allocates the tensor under l->prefix + key and fills it. */
+static void add(void * ctx, const struct infvsr_tensor_spec * s) {
+    struct tlist * l = ctx;
     if (l->oom) return;
     if (l->n == l->cap) {
         size_t cap = l->cap ? 2 * l->cap : 256;
@@ -127,222 +131,16 @@ static void add(struct tlist * l, const char * name, enum init_kind kind, float 
         if (!t) { l->oom = true; return; }
         l->t = t, l->cap = cap;
     }
-    int64_t shape[INFVSR_MAX_DIMS];
-    va_list ap;
-    va_start(ap, ndim);
-    for (int i = 0; i < ndim; i++) shape[i] = va_arg(ap, int64_t);
-    va_end(ap);
+    char name[256];
+    suffixed(name, l->prefix, s->key);
     struct infvsr_tensor * t = &l->t[l->n];
-    if (infvsr_tensor_alloc(t, name, l->dtype, ndim, shape) != INFVSR_OK) { l->oom = true; return; }
+    if (infvsr_tensor_alloc(t, name, l->dtype, s->ndim, s->shape) != INFVSR_OK) { l->oom = true; return; }
     l->n++;
+    static const enum init_kind kinds[] = { [INFVSR_INIT_FAN_IN] = INIT_FAN_IN, [INFVSR_INIT_BIAS] = INIT_BIAS,
+                                            [INFVSR_INIT_GAIN] = INIT_GAIN, [INFVSR_INIT_MOD] = INIT_MOD,
+                                            [INFVSR_INIT_TABLE] = INIT_TABLE };
     int64_t n = infvsr_tensor_numel(t);
-    fill(l, t, kind, scale, n / (shape[0] > 0 ? shape[0] : 1));
-}
-
-#define I(x) ((int64_t)(x))
-
-static void add_lin(struct tlist * l, const char * name, int64_t out, int64_t in) {
-    char k[256]; /* names are at most 199 bytes + suffix */
-    suffixed(k, name, ".weight");
-    add(l, k, INIT_FAN_IN, 1, 2, out, in);
-    suffixed(k, name, ".bias");
-    add(l, k, INIT_BIAS, 1, 1, out);
-}
-
-/* ---- DiT (MODEL-SPEC §4.9) ---- */
-static void dit_keys(struct tlist * l, const struct infvsr_dit_config * c) {
-    const int64_t d = c->dim;
-    add(l, "patch_embedding.weight", INIT_FAN_IN, 1, 5, d, I(c->in_dim), I(1), I(2), I(2));
-    add(l, "patch_embedding.bias", INIT_BIAS, 1, 1, d);
-    add_lin(l, "text_embedding.0", d, c->text_dim);
-    add_lin(l, "text_embedding.2", d, d);
-    add_lin(l, "time_embedding.0", d, c->freq_dim);
-    add_lin(l, "time_embedding.2", d, d);
-    add_lin(l, "time_projection.1", 6 * d, d);
-    add(l, "head.modulation", INIT_MOD, 1, 3, I(1), I(2), d);
-    add_lin(l, "head.head", I(c->out_dim) * 4, d);
-    char k[256]; /* names are at most 199 bytes + suffix */
-    for (int i = 0; i < c->num_layers; i++) {
-        snprintf(k, sizeof k, "blocks.%d.modulation", i);
-        add(l, k, INIT_MOD, 1, 3, I(1), I(6), d);
-        static const char * const which[2] = { "self_attn", "cross_attn" };
-        for (int a = 0; a < 2; a++) {
-            static const char * const proj[4] = { "q", "k", "v", "o" };
-            for (int p = 0; p < 4; p++) {
-                snprintf(k, sizeof k, "blocks.%d.%s.%s", i, which[a], proj[p]);
-                add_lin(l, k, d, d);
-            }
-            snprintf(k, sizeof k, "blocks.%d.%s.norm_q.weight", i, which[a]);
-            add(l, k, INIT_GAIN, 1, 1, d);
-            snprintf(k, sizeof k, "blocks.%d.%s.norm_k.weight", i, which[a]);
-            add(l, k, INIT_GAIN, 1, 1, d);
-        }
-        snprintf(k, sizeof k, "blocks.%d.norm3.weight", i);
-        add(l, k, INIT_GAIN, 1, 1, d);
-        snprintf(k, sizeof k, "blocks.%d.norm3.bias", i);
-        add(l, k, INIT_BIAS, 1, 1, d);
-        snprintf(k, sizeof k, "blocks.%d.ffn.0", i);
-        add_lin(l, k, c->ffn_dim, d);
-        snprintf(k, sizeof k, "blocks.%d.ffn.2", i);
-        add_lin(l, k, d, c->ffn_dim);
-    }
-}
-
-/* ---- VAE (MODEL-SPEC §5.3, §5.4, Appendix A) ---- */
-static void vae_conv(struct tlist * l, const char * name, int cin, int cout, int kt, int kh, int kw, float scale) {
-    char k[256]; /* names are at most 199 bytes + suffix */
-    suffixed(k, name, ".weight");
-    if (kt == 0) add(l, k, INIT_FAN_IN, scale, 4, I(cout), I(cin), I(kh), I(kw));
-    else         add(l, k, INIT_FAN_IN, scale, 5, I(cout), I(cin), I(kt), I(kh), I(kw));
-    suffixed(k, name, ".bias");
-    add(l, k, INIT_BIAS, 1, 1, I(cout));
-}
-
-static void vae_residual(struct tlist * l, const char * name, int cin, int cout) {
-    char k[256]; /* names are at most 199 bytes + suffix */
-    snprintf(k, sizeof k, "%s.residual.0.gamma", name);
-    add(l, k, INIT_GAIN, 1, 4, I(cin), I(1), I(1), I(1));
-    snprintf(k, sizeof k, "%s.residual.2", name);
-    vae_conv(l, k, cin, cout, 3, 3, 3, 1);
-    snprintf(k, sizeof k, "%s.residual.3.gamma", name);
-    add(l, k, INIT_GAIN, 1, 4, I(cout), I(1), I(1), I(1));
-    snprintf(k, sizeof k, "%s.residual.6", name);
-    vae_conv(l, k, cout, cout, 3, 3, 3, 1);
-    if (cin != cout) {
-        snprintf(k, sizeof k, "%s.shortcut", name);
-        vae_conv(l, k, cin, cout, 1, 1, 1, 1);
-    }
-}
-
-static void vae_middle(struct tlist * l, const char * part, int d) {
-    char k[256]; /* names are at most 199 bytes + suffix */
-    snprintf(k, sizeof k, "%s.middle.0", part);
-    vae_residual(l, k, d, d);
-    snprintf(k, sizeof k, "%s.middle.1.norm.gamma", part);
-    add(l, k, INIT_GAIN, 1, 3, I(d), I(1), I(1));
-    snprintf(k, sizeof k, "%s.middle.1.to_qkv.weight", part);
-    add(l, k, INIT_FAN_IN, 1, 4, I(3 * d), I(d), I(1), I(1));
-    snprintf(k, sizeof k, "%s.middle.1.to_qkv.bias", part);
-    add(l, k, INIT_BIAS, 1, 1, I(3 * d));
-    snprintf(k, sizeof k, "%s.middle.1.proj.weight", part);
-    add(l, k, INIT_FAN_IN, 1, 4, I(d), I(d), I(1), I(1));
-    snprintf(k, sizeof k, "%s.middle.1.proj.bias", part);
-    add(l, k, INIT_BIAS, 1, 1, I(d));
-    snprintf(k, sizeof k, "%s.middle.2", part);
-    vae_residual(l, k, d, d);
-}
-
-/* mode: 0 down2d, 1 down3d, 2 up3d, 3 up2d */
-static void vae_resample(struct tlist * l, const char * name, int mode, int c) {
-    char k[256]; /* names are at most 199 bytes + suffix */
-    bool up = mode >= 2;
-    snprintf(k, sizeof k, "%s.resample.1", name);
-    vae_conv(l, k, c, up ? c / 2 : c, 0, 3, 3, 1);
-    snprintf(k, sizeof k, "%s.time_conv", name);
-    if (mode == 1) vae_conv(l, k, c, c, 3, 1, 1, 1);
-    if (mode == 2) vae_conv(l, k, c, 2 * c, 3, 1, 1, 1);
-}
-
-static void vae_keys(struct tlist * l, const struct infvsr_vae_config * cfg) {
-    char k[256]; /* names are at most 199 bytes + suffix */
-    int dims[5] = { cfg->dim };
-    for (int i = 0; i < 4; i++) dims[i + 1] = cfg->dim * cfg->dim_mult[i];
-    int idx = 0, cin = dims[0];
-    vae_conv(l, "encoder.conv1", 3, dims[0], 3, 3, 3, 1);
-    for (int i = 0; i < 4; i++) {
-        int cout = dims[i + 1];
-        for (int j = 0; j < cfg->num_res_blocks; j++, cin = cout) {
-            snprintf(k, sizeof k, "encoder.downsamples.%d", idx++);
-            vae_residual(l, k, cin, cout);
-        }
-        if (i != 3) {
-            snprintf(k, sizeof k, "encoder.downsamples.%d", idx++);
-            vae_resample(l, k, i == 0 ? 0 : 1, cout);
-        }
-    }
-    vae_middle(l, "encoder", cin);
-    add(l, "encoder.head.0.gamma", INIT_GAIN, 1, 4, I(cin), I(1), I(1), I(1));
-    vae_conv(l, "encoder.head.2", cin, 2 * cfg->z_dim, 3, 3, 3, 1);
-    vae_conv(l, "conv1", 2 * cfg->z_dim, 2 * cfg->z_dim, 1, 1, 1, 1);
-    vae_conv(l, "conv2", cfg->z_dim, cfg->z_dim, 1, 1, 1, 1);
-
-    const int * mu = cfg->dim_mult;
-    int dd[5] = { cfg->dim * mu[3], cfg->dim * mu[3], cfg->dim * mu[2], cfg->dim * mu[1], cfg->dim * mu[0] };
-    idx = 0;
-    vae_conv(l, "decoder.conv1", cfg->z_dim, dd[0], 3, 3, 3, 1);
-    vae_middle(l, "decoder", dd[0]);
-    int cout = dd[0];
-    for (int i = 0; i < 4; i++) {
-        int ci = i == 0 ? dd[0] : dd[i] / 2;
-        cout = dd[i + 1];
-        for (int j = 0; j < cfg->num_res_blocks + 1; j++, ci = cout) {
-            snprintf(k, sizeof k, "decoder.upsamples.%d", idx++);
-            vae_residual(l, k, ci, cout);
-        }
-        if (i != 3) {
-            snprintf(k, sizeof k, "decoder.upsamples.%d", idx++);
-            vae_resample(l, k, i < 2 ? 2 : 3, cout);
-        }
-    }
-    add(l, "decoder.head.0.gamma", INIT_GAIN, 1, 4, I(cout), I(1), I(1), I(1));
-    vae_conv(l, "decoder.head.2", cout, 3, 3, 3, 3, 0.3f);
-}
-
-/* ---- RAM Swin-L visual encoder + image_proj (MODEL-SPEC §6.4), and DAPE ---- */
-static void ram_keys(struct tlist * l, const struct infvsr_visual_config * c) {
-    char k[200];
-    const int64_t c0 = c->embed_dim, p = c->patch_size;
-    add(l, "model.visual_encoder.patch_embed.proj.weight", INIT_FAN_IN, 1, 4, c0, I(3), p, p);
-    add(l, "model.visual_encoder.patch_embed.proj.bias", INIT_BIAS, 1, 1, c0);
-    add(l, "model.visual_encoder.patch_embed.norm.weight", INIT_GAIN, 1, 1, c0);
-    add(l, "model.visual_encoder.patch_embed.norm.bias", INIT_BIAS, 1, 1, c0);
-    int res = c->img_size / c->patch_size;
-    for (int s = 0; s < 4; s++, res /= 2) {
-        const int64_t ch = c0 << s, hidden = ch * c->mlp_ratio;
-        const int ws = res <= c->window_size ? res : c->window_size;
-        const int64_t table = (int64_t)(2 * ws - 1) * (2 * ws - 1);
-        for (int b = 0; b < c->depths[s]; b++) {
-            char pre[96];
-            snprintf(pre, sizeof pre, "model.visual_encoder.layers.%d.blocks.%d.", s, b);
-#define K(sfx) (snprintf(k, sizeof k, "%s%s", pre, sfx), k)
-            add(l, K("norm1.weight"), INIT_GAIN, 1, 1, ch);
-            add(l, K("norm1.bias"), INIT_BIAS, 1, 1, ch);
-            add(l, K("attn.relative_position_bias_table"), INIT_TABLE, 1, 2, table, I(c->num_heads[s]));
-            add_lin(l, K("attn.qkv"), 3 * ch, ch);
-            add_lin(l, K("attn.proj"), ch, ch);
-            add(l, K("norm2.weight"), INIT_GAIN, 1, 1, ch);
-            add(l, K("norm2.bias"), INIT_BIAS, 1, 1, ch);
-            add_lin(l, K("mlp.fc1"), hidden, ch);
-            add_lin(l, K("mlp.fc2"), ch, hidden);
-#undef K
-        }
-        if (s < 3) {
-            snprintf(k, sizeof k, "model.visual_encoder.layers.%d.downsample.norm.weight", s);
-            add(l, k, INIT_GAIN, 1, 1, 4 * ch);
-            snprintf(k, sizeof k, "model.visual_encoder.layers.%d.downsample.norm.bias", s);
-            add(l, k, INIT_BIAS, 1, 1, 4 * ch);
-            snprintf(k, sizeof k, "model.visual_encoder.layers.%d.downsample.reduction.weight", s);
-            add(l, k, INIT_FAN_IN, 1, 2, 2 * ch, 4 * ch);
-        }
-    }
-    add(l, "model.visual_encoder.norm.weight", INIT_GAIN, 1, 1, 8 * c0);
-    add(l, "model.visual_encoder.norm.bias", INIT_BIAS, 1, 1, 8 * c0);
-    add_lin(l, "model.image_proj", c->out_dim, 8 * c0);
-}
-
-static void dape_keys(struct tlist * l, const struct infvsr_visual_config * c) {
-    char k[256]; /* names are at most 199 bytes + suffix */
-    const int64_t r = c->lora_rank;
-    for (int s = 0; s < 4; s++) {
-        const int64_t ch = (int64_t)c->embed_dim << s;
-        for (int b = 0; b < c->depths[s]; b++) {
-            snprintf(k, sizeof k, "visual_encoder.layers.%d.blocks.%d.attn.qkv.lora_A", s, b);
-            add(l, k, INIT_FAN_IN, 1, 2, 2 * r, ch);
-            /* small B: the merge changes q and v without dominating them */
-            snprintf(k, sizeof k, "visual_encoder.layers.%d.blocks.%d.attn.qkv.lora_B", s, b);
-            add(l, k, INIT_FAN_IN, 1, 2, 2 * ch, r);
-        }
-    }
+    fill(l, t, kinds[s->init], s->scale, n / (s->shape[0] > 0 ? s->shape[0] : 1));
 }
 
 static void tlist_free(struct tlist * l) {
@@ -471,20 +269,20 @@ int infvsr_cmd_make_tiny(int argc, char ** argv) {
     }
     int rc = 0;
     /* One PRNG stream per file, so that changing one module's layout leaves the others' bytes alone. */
-    struct tlist l = { .dtype = INFVSR_TYPE_BF16, .rng = seed * 4 + 0 };
-    dit_keys(&l, &cfg.dit);
+    struct tlist l = { .dtype = INFVSR_TYPE_BF16, .rng = seed * 4 + 0, .prefix = "" };
+    infvsr_model_file_spec(&cfg, INFVSR_FILE_DIT, add, &l);
     rc |= write_file(dir, "InfVSR.safetensors", &l);
     tlist_free(&l);
-    l = (struct tlist){ .dtype = INFVSR_TYPE_F32, .rng = seed * 4 + 1 };
-    vae_keys(&l, &cfg.vae);
+    l = (struct tlist){ .dtype = INFVSR_TYPE_F32, .rng = seed * 4 + 1, .prefix = "" };
+    infvsr_model_file_spec(&cfg, INFVSR_FILE_VAE, add, &l);
     rc |= write_file(dir, "Wan2.1_VAE.safetensors", &l);
     tlist_free(&l);
-    l = (struct tlist){ .dtype = INFVSR_TYPE_F32, .rng = seed * 4 + 2 };
-    ram_keys(&l, &cfg.visual);
+    l = (struct tlist){ .dtype = INFVSR_TYPE_F32, .rng = seed * 4 + 2, .prefix = "model." };
+    infvsr_model_file_spec(&cfg, INFVSR_FILE_RAM, add, &l);
     rc |= write_file(dir, "ram_swin_large_14m.safetensors", &l);
     tlist_free(&l);
-    l = (struct tlist){ .dtype = INFVSR_TYPE_F32, .rng = seed * 4 + 3 };
-    dape_keys(&l, &cfg.visual);
+    l = (struct tlist){ .dtype = INFVSR_TYPE_F32, .rng = seed * 4 + 3, .prefix = "" };
+    infvsr_model_file_spec(&cfg, INFVSR_FILE_DAPE, add, &l);
     rc |= write_file(dir, "DAPE.safetensors", &l);
     tlist_free(&l);
     rc |= write_config(dir, &cfg, seed);

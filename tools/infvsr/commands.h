@@ -7,3 +7,5 @@ int infvsr_cmd_run(int argc, char ** argv);
 int infvsr_cmd_make_tiny(int argc, char ** argv);
 int infvsr_cmd_upscale(int argc, char ** argv);
 int infvsr_cmd_submit(int argc, char ** argv);
+int infvsr_cmd_convert(int argc, char ** argv);
+int infvsr_cmd_verify_model(int argc, char ** argv);

@@ -15,13 +15,15 @@ static const struct command commands[] = {
     { "run",     infvsr_cmd_run,     "run one model module on tensors from a safetensors file" },
     { "upscale", infvsr_cmd_upscale, "super-resolve a video file (FFmpeg in/out, audio copied)" },
     { "submit",  infvsr_cmd_submit,  "run a video on an infvsrd daemon (resumable upload, progress, download)" },
+    { "convert", infvsr_cmd_convert, "convert a checkpoint (.pth/.ckpt, any torch.save format) to safetensors" },
+    { "verify-model", infvsr_cmd_verify_model, "check a model directory's four files against the model config" },
     { "make-tiny-model", infvsr_cmd_make_tiny, "write a RANDOM-weight demo model directory (output not meaningful)" },
     { NULL, NULL, NULL },
 };
 
 static void usage(FILE * f) {
     fprintf(f, "usage: infvsr <command> [options]\n\ncommands:\n");
-    for (const struct command * c = commands; c->name; c++) fprintf(f, "  %-10s %s\n", c->name, c->help);
+    for (const struct command * c = commands; c->name; c++) fprintf(f, "  %-15s %s\n", c->name, c->help);
     fprintf(f, "\n'infvsr <command> --help' describes a command.\n");
 }
 

@@ -30,7 +30,7 @@ enum infvsr_status {
     INFVSR_ERR_MODEL       = -9, /* model file does not match the architecture (key/shape) */
 };
 
-#define INFVSR_ERR_MSG_MAX 512
+#define INFVSR_ERR_MSG_MAX 1024 /* room for "missing tensor" hints (top-level entries, nearest keys) */
 
 /* Cancellation hook of long computations (a session's chunk, a DiT step, a VAE call): polled
  * between stages, DiT blocks and VAE layers; when it returns true the computation stops and

@@ -24,6 +24,7 @@ extern "C" {
 enum infvsr_weights_format {
     INFVSR_WEIGHTS_SAFETENSORS = 0,
     INFVSR_WEIGHTS_TORCH_ZIP,
+    INFVSR_WEIGHTS_TORCH_LEGACY, /* pre-1.6 torch.save (pickles + raw storages) */
 };
 
 struct infvsr_weights;
@@ -36,12 +37,27 @@ enum infvsr_weights_format infvsr_weights_format(const struct infvsr_weights * w
 const char *               infvsr_weights_path(const struct infvsr_weights * w);
 
 /* Number of tensors and access by index (file order) or by full key path.
- * The returned tensors are views owned by `w` (valid until close); name = key path. */
+ * The returned tensors are views owned by `w` (valid until close); name = key path.
+ *
+ * find() first looks for `key` exactly, then under the wrapper prefixes found in the file:
+ * leading key segments from {state_dict, model, model_state, module, ema, model_ema,
+ * ema_model, net, params, params_ema} (training checkpoints {"model": sd}, {"ema": sd},
+ * DataParallel's "module.", Lightning's {"state_dict": ...}), the prefix holding the most
+ * tensors first (file order breaks ties). Lookups do not modify the index (thread-safe). */
 size_t                       infvsr_weights_count(const struct infvsr_weights * w);
 const struct infvsr_tensor * infvsr_weights_at(const struct infvsr_weights * w, size_t i);
 const struct infvsr_tensor * infvsr_weights_find(const struct infvsr_weights * w, const char * key);
 /* Full key path of tensor i (tensor.name holds at most INFVSR_NAME_MAX - 1 characters of it). */
 const char *                 infvsr_weights_key_at(const struct infvsr_weights * w, size_t i);
+
+/* The wrapper prefix under which find(w, key) finds `key`: "" when the key itself exists,
+ * NULL when find() finds nothing. Valid until close. */
+const char * infvsr_weights_wrapper_of(const struct infvsr_weights * w, const char * key);
+/* "torch zip, pickle protocol 2" / "safetensors" / "legacy torch.save, pickle protocol 2" */
+const char * infvsr_weights_format_name(const struct infvsr_weights * w, char * buf, size_t len);
+/* For "missing tensor" messages: the file's top-level entries (with tensor counts, and the
+ * non-tensor extras of pickles) and the three keys nearest to `key` (edit distance). */
+const char * infvsr_weights_hint(const struct infvsr_weights * w, const char * key, char * buf, size_t len);
 
 /* Value of key `key` in the safetensors "__metadata__" object (string values only), or
  * NULL when absent or for torch.save files. Valid until close. */
@@ -58,6 +74,11 @@ enum infvsr_status infvsr_weights_get(const struct infvsr_weights * w, const cha
  * CLI and by tests. Writes to path + ".tmp" and renames on success. */
 enum infvsr_status infvsr_safetensors_write(const char * path, const struct infvsr_tensor * tensors,
                                             size_t n, struct infvsr_err * err);
+/* The same with explicit key names (names[i] for tensors[i]; NULL: tensor.name) and string
+ * metadata pairs for the header's "__metadata__" (meta[2k] = key, meta[2k+1] = value). */
+enum infvsr_status infvsr_safetensors_write_ex(const char * path, const struct infvsr_tensor * tensors,
+                                               const char * const * names, size_t n, const char * const * meta,
+                                               size_t n_meta, struct infvsr_err * err);
 
 #ifdef __cplusplus
 }
