@@ -16,6 +16,9 @@ PKGS=(
     python3 python3-numpy python3-torch python3-opencv curl
     # tests: YAML (OpenAPI and Kubernetes manifests), systemd-analyze for the unit file
     python3-yaml systemd
+    # tests/deploy/test_container.py: its own dockerd (docker.io), compose v1, a
+    # debootstrap'ed debian:12-slim base, a bridge made with ip (iproute2)
+    docker.io docker-compose debootstrap iproute2
 )
 # Node.js + npm run the npm-based test tools (tus-js-client, OpenAPI lint, schema
 # validators). Debian's packages are used only where no node is installed already (the
