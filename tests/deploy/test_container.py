@@ -30,6 +30,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -84,6 +85,13 @@ def run(cmd, env=None, timeout=600, check_rc=True, log_to=None, cwd=None):
     return p
 
 
+def unmount_under(path):
+    """Mounts a killed dockerd leaves (netns, container rootfs) under path, deepest first."""
+    mounts = [ln.split()[1] for ln in open("/proc/mounts", encoding="utf-8")]
+    for m in sorted((m for m in mounts if m.startswith(path.rstrip("/") + "/")), key=len, reverse=True):
+        run(["umount", "-l", m], check_rc=False)
+
+
 def http_status(url, timeout=5):
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r:
@@ -110,6 +118,33 @@ class Dockerd:
         self.env = dict(os.environ, DOCKER_HOST=f"unix://{self.sock}", DOCKER_BUILDKIT="0")
         self.env.pop("DOCKER_CONTEXT", None)
         self.log = os.path.join(work, "dockerd.log")
+        self.state = os.path.join(work, "dockerd.state.json")
+
+    def reap_stale(self):
+        """A dockerd a killed earlier run left behind (ctest's timeout kills this script
+        with SIGKILL; dockerd runs in its own session): the recorded pid, if it is still
+        a dockerd on this data root, is stopped, and its bridge and exec root removed."""
+        try:
+            st = json.load(open(self.state))
+        except (OSError, ValueError):
+            return
+        try:
+            cmdline = open(f"/proc/{st['pid']}/cmdline", "rb").read().split(b"\0")
+            if cmdline[0].endswith(b"dockerd") and self.data.encode() in cmdline:
+                log(f"stopping dockerd {st['pid']} left by an earlier run")
+                os.kill(st["pid"], signal.SIGTERM)
+                for _ in range(120):
+                    if not os.path.exists(f"/proc/{st['pid']}"):
+                        break
+                    time.sleep(0.5)
+        except (OSError, KeyError):
+            pass
+        run(["ip", "link", "del", st.get("bridge", "")], check_rc=False)
+        if st.get("exec_root"):
+            unmount_under(st["exec_root"])
+            shutil.rmtree(st["exec_root"], ignore_errors=True)
+        unmount_under(self.data)
+        os.remove(self.state)
 
     def _subnet(self):
         used = run(["ip", "-4", "route"], check_rc=False).stdout + run(["ip", "-4", "addr"], check_rc=False).stdout
@@ -120,6 +155,7 @@ class Dockerd:
         raise Failed("no free 10.231.x.0/24 subnet for the test bridge")
 
     def start(self):
+        self.reap_stale()
         if os.path.exists(self.data) and not self.keep:
             shutil.rmtree(self.data, ignore_errors=True)
         os.makedirs(self.data, exist_ok=True)
@@ -140,6 +176,8 @@ class Dockerd:
         log("starting " + " ".join(cmd))
         self.proc = subprocess.Popen(cmd, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT,
                                      start_new_session=True)
+        with open(self.state, "w") as f:
+            json.dump({"pid": self.proc.pid, "exec_root": self.exec_root, "bridge": self.bridge}, f)
         deadline = time.time() + 90
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -176,9 +214,13 @@ class Dockerd:
             self.proc.terminate()
             self.proc.wait(60)
         run(["ip", "link", "del", self.bridge], check_rc=False)
+        unmount_under(self.exec_root)
+        unmount_under(self.data)
         if not self.keep:
             shutil.rmtree(self.data, ignore_errors=True)
         shutil.rmtree(self.exec_root, ignore_errors=True)
+        if os.path.exists(self.state):
+            os.remove(self.state)
 
 
 # ---- base image ---------------------------------------------------------------------------
@@ -475,6 +517,8 @@ def main():
     for tool in ("docker", "dockerd", "debootstrap", "ip", "curl", "ffmpeg", "ffprobe"):
         if not shutil.which(tool):
             skip(f"`{tool}` not found (deploy/install-deps.sh installs docker.io, debootstrap, iproute2)")
+    # SIGTERM (a timeout, ^C from a wrapper) still runs the cleanup below.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(Failed("terminated (SIGTERM)")))
     numbers = {}
     d = Dockerd(work, args.data_root, args.keep)
     status = 0
@@ -493,12 +537,15 @@ def main():
         if not args.no_compose:
             compose_pipeline(d, args, work, numbers)
         if args.breaks:
+            # Each must fail for its own reason, not for an unrelated one (a network error).
+            expect = {"library": "libjansson.so.4 => not found", "entrypoint": "exited (code"}
             for what in ("library", "entrypoint"):
                 bad = mutate(dockerfile, os.path.join(work, f"Dockerfile.cpu.broken-{what}"), what)
                 try:
                     docker_run_pipeline(d, args, bad, work, f"infvsrd:broken-{what}", {}, key=f"-{what}")
                 except Failed as e:
-                    log(f"ok   deliberate break ({what}) fails the pipeline: {str(e).splitlines()[0]}")
+                    check(expect[what] in str(e), f"deliberate break ({what}) fails the pipeline: "
+                                                  f"{str(e).splitlines()[0][:160]}", str(e)[-1500:])
                     d.docker("rm", "-f", "-v", f"infvsrd-{what}", check_rc=False)
                 else:
                     raise Failed(f"deliberate break ({what}) passed every check: the test cannot see it")
