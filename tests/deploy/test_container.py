@@ -521,9 +521,9 @@ def main():
     args = ap.parse_args()
     args.repo = os.path.abspath(args.repo)
     work = os.path.abspath(args.work)
-    os.makedirs(work, exist_ok=True)
     if os.geteuid() != 0:
         skip("needs root: it starts its own dockerd and runs debootstrap")
+    os.makedirs(work, exist_ok=True)
     for tool in ("docker", "dockerd", "debootstrap", "ip", "curl", "ffmpeg", "ffprobe"):
         if not shutil.which(tool):
             skip(f"`{tool}` not found (deploy/install-deps.sh installs docker.io, debootstrap, iproute2)")
