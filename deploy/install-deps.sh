@@ -10,6 +10,8 @@ PKGS=(
     libopenblas-dev
     # server: HTTP, JSON, event loop
     libmicrohttpd-dev libjansson-dev libuv1-dev
+    # `infvsr submit` (the daemon's client): HTTP with TLS, redirects, Range, streaming
+    libcurl4-openssl-dev
     # media: FFmpeg libraries and the ffmpeg/ffprobe tools used by tests
     libavformat-dev libavcodec-dev libavutil-dev libswscale-dev ffmpeg
     # tests: PyTorch reference (Debian's python3-torch), numpy, OpenCV, curl

@@ -200,6 +200,7 @@ struct cuda_backend_box {
 static void destroy_ctx(struct cuda_ctx * c) {
     cudaSetDevice(c->device);
     if (c->stream) cudaStreamSynchronize(c->stream);
+    cu_cudnn_destroy(c);
     if (c->lt) cublasLtDestroy(c->lt);
     if (c->stream) cudaStreamDestroy(c->stream);
     cuda_pool_destroy(c->pool); /* frees the workspace and any tensor still alive */
@@ -241,6 +242,7 @@ extern "C" enum infvsr_status infvsr_cuda_backend_init(int device, enum infvsr_p
     c->attn_kernel      = INFVSR_CUDA_ATTN_AUTO;
     c->conv_kernel      = INFVSR_CUDA_CONV_AUTO;
     c->last_attn_kernel = "";
+    c->last_conv_kernel = "";
     snprintf(c->name, sizeof c->name, "cuda:%d", device);
     box->be.iface   = &cuda_iface;
     box->be.context = c;
@@ -266,6 +268,9 @@ extern "C" enum infvsr_status infvsr_cuda_backend_init(int device, enum infvsr_p
         }
         c->lt_workspace_size = CU_LT_WORKSPACE;
         st = cu_scratch(c, c->lt_workspace_size, &c->lt_workspace, err);
+        /* Not fatal: without cuDNN (compiled out, libraries missing at run time) conv3d
+         * runs im2col + cuBLASLt; cu_cudnn_init logs the reason once. */
+        if (st == INFVSR_OK) cu_cudnn_init(c);
     } while (0);
     if (st != INFVSR_OK) {
         destroy_ctx(c);
@@ -311,7 +316,25 @@ extern "C" void infvsr_cuda_backend_set_attention_kernel(struct infvsr_backend *
 
 extern "C" void infvsr_cuda_backend_set_conv_kernel(struct infvsr_backend * be,
                                                     enum infvsr_cuda_conv_kernel k) {
-    if (be && (int)k >= INFVSR_CUDA_CONV_AUTO && k <= INFVSR_CUDA_CONV_IMPLICIT) cu_ctx(be)->conv_kernel = k;
+    if (be && (int)k >= INFVSR_CUDA_CONV_AUTO && k <= INFVSR_CUDA_CONV_CUDNN) cu_ctx(be)->conv_kernel = k;
+}
+
+extern "C" const char * infvsr_cuda_backend_last_conv_kernel(struct infvsr_backend * be) {
+    return be && cu_ctx(be)->last_conv_kernel ? cu_ctx(be)->last_conv_kernel : "";
+}
+
+extern "C" bool infvsr_cuda_backend_has_cudnn(struct infvsr_backend * be) {
+    return be && cu_cudnn_ready(cu_ctx(be));
+}
+
+extern "C" void infvsr_cuda_backend_conv_plan_stats(struct infvsr_backend * be,
+                                                    struct infvsr_cuda_conv_plan_stats * out) {
+    if (!out) return;
+    if (!be) {
+        memset(out, 0, sizeof *out);
+        return;
+    }
+    cu_cudnn_cache_stats(cu_ctx(be), out);
 }
 
 extern "C" const char * infvsr_cuda_backend_last_attention_kernel(struct infvsr_backend * be) {

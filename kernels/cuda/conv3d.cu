@@ -1,15 +1,17 @@
 /* 3-D convolution (kernels/ops.h infvsr_conv3d_args) as im2col + cuBLASLt GEMM.
  *
- * Why not an implicit-GEMM tensor-core kernel or cuDNN: a hand-written implicit GEMM
- * that reaches cuBLAS-class throughput is weeks of tuning we cannot test without a GPU,
- * and cuDNN would add a 1 GB dependency to CI. im2col + cuBLASLt gets the library's
+ * The path for builds without cuDNN and for calls cuDNN refuses. im2col + cuBLASLt gets the library's
  * tensor-core GEMM rate (bf16 in, fp32 accumulate) today; the price is the column
  * buffer traffic (K = Cin*kt*kh*kw times the input, 27x for 3x3x3), bounded by
  * processing output positions in chunks whose column buffer fits in CU_COL_BUDGET, a
  * pooled temporary (so it is allocated once and reused every call). A 1x1x1 stride-1
  * unpadded conv skips im2col entirely (x already is the [K, P] column matrix).
  * conv3d_implicit.cu holds an implicit-GEMM tensor-core kernel (bf16), selectable with
- * infvsr_cuda_backend_set_conv_kernel; it becomes the default once measured on a GPU.
+ * infvsr_cuda_backend_set_conv_kernel. When the build has cuDNN, cuDNN runs the call
+ * first (conv3d_cudnn.cu) and this path is the fallback for calls cuDNN refuses; the
+ * choice is infvsr_conv3d_select (conv3d_plan.c, host-only and unit-tested).
+ * Bias: a bf16 output is rounded once (the GEMM writes fp32 chunks, k_bias_round adds
+ * the bias and stores); an f32 output takes the bias in place after the GEMM.
  *
  * GEMM mapping (row-major -> cuBLASLt column-major, no transposes):
  *   y[Cout, P] = W[Cout, K] . col[K, P]   ==  D(P x Cout, ld P) = A(P x K, ld pc) . B(K x Cout, ld K)
@@ -47,16 +49,39 @@ __global__ void k_im2col(const void * x, int xd, void * col, conv_geom g, int64_
     }
 }
 
+/* The bias epilogue of the im2col path for bf16 outputs: the GEMM chunk is written in
+ * fp32 to acc [Cout, n]; y[co, p0 + j] = bf16(acc[co, j] + b[co]), rounded once (a GEMM
+ * straight into bf16 y followed by a bias pass would round twice). cuBLASLt's own bias
+ * epilogue adds along D's rows, which are output positions here, not channels. */
+__global__ void k_bias_round(const float * acc, int64_t n, const void * b, int b_dtype, void * y, int y_dtype,
+                             int64_t P, int64_t p0, int64_t cout) {
+    const int64_t total = cout * n;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t co = i / n, j = i % n;
+        cu_store(y, y_dtype, co * P + p0 + j, acc[i] + cu_load(b, b_dtype, co));
+    }
+}
+
 namespace {
-struct scratch2 {
+struct scratch3 {
     cuda_ctx * c;
-    void *     w = nullptr, * col = nullptr;
-    explicit scratch2(cuda_ctx * ctx) : c(ctx) {}
-    ~scratch2() {
+    void *     w = nullptr, * col = nullptr, * acc = nullptr;
+    explicit scratch3(cuda_ctx * ctx) : c(ctx) {}
+    ~scratch3() {
         if (w) cu_scratch_free(c, w);
         if (col) cu_scratch_free(c, col);
+        if (acc) cu_scratch_free(c, acc);
     }
 };
+
+/* Largest chunk of output positions whose per-position bytes fit CU_COL_BUDGET; a
+ * multiple of 64 so chunk starts stay 128-byte aligned in y; at least 64. */
+int64_t chunk_fit(size_t bytes_per_position) {
+    int64_t fit = (int64_t)(CU_COL_BUDGET / bytes_per_position);
+    fit = fit / 64 * 64;
+    return fit < 64 ? 64 : fit;
+}
 }  // namespace
 
 enum infvsr_status cu_conv3d(struct infvsr_backend * be, const struct infvsr_conv3d_args * a,
@@ -67,53 +92,32 @@ enum infvsr_status cu_conv3d(struct infvsr_backend * be, const struct infvsr_con
     INFVSR_TRY(cu_check_tensor(a->x, "conv3d", "x", false, err));
     INFVSR_TRY(cu_check_tensor(a->w, "conv3d", "w", true, err));
     INFVSR_TRY(cu_check_tensor(a->y, "conv3d", "y", false, err));
+    if (a->b) INFVSR_TRY(cu_check_tensor(a->b, "conv3d", "b", true, err));
+    /* shapes, strides, pads, dtypes, aliasing: host-only, unit-tested (conv3d_plan.c) */
+    struct infvsr_conv3d_geom geo;
+    INFVSR_TRY(infvsr_conv3d_geom_check(a, &geo, err));
     const infvsr_tensor * x = a->x, * w = a->w, * y = a->y;
-    if (x->ndim != 4 || w->ndim != 5 || y->ndim != 4)
-        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "conv3d: expected x [Cin,T,H,W], w [Cout,Cin,kt,kh,kw], "
-                      "y [Cout,To,Ho,Wo]; got ranks %d, %d, %d", x->ndim, w->ndim, y->ndim);
-    if (a->stride_t <= 0 || a->stride_h <= 0 || a->stride_w <= 0 || a->pad_top < 0 ||
-        a->pad_bottom < 0 || a->pad_left < 0 || a->pad_right < 0)
-        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "conv3d: strides must be > 0 and pads >= 0");
-    conv_geom g;
-    g.cin = x->shape[0]; g.t = x->shape[1]; g.h = x->shape[2]; g.w = x->shape[3];
-    const int64_t cout = w->shape[0];
-    g.kt = w->shape[2]; g.kh = w->shape[3]; g.kw = w->shape[4];
-    g.st = a->stride_t; g.sh = a->stride_h; g.sw = a->stride_w;
-    g.pt = a->pad_top;  g.pl = a->pad_left;
-    if (w->shape[1] != g.cin)
-        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "conv3d: w in-channels %lld != x channels %lld",
-                      (long long)w->shape[1], (long long)g.cin);
-    const int64_t hp = g.h + a->pad_top + a->pad_bottom, wp = g.w + a->pad_left + a->pad_right;
-    if (g.kt < 1 || g.kh < 1 || g.kw < 1 || g.t < g.kt || hp < g.kh || wp < g.kw)
-        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "conv3d: kernel [%lld, %lld, %lld] larger than the "
-                      "padded input [%lld, %lld, %lld]", (long long)g.kt, (long long)g.kh,
-                      (long long)g.kw, (long long)g.t, (long long)hp, (long long)wp);
-    g.to = (g.t - g.kt) / g.st + 1;
-    g.ho = (hp - g.kh) / g.sh + 1;
-    g.wo = (wp - g.kw) / g.sw + 1;
-    if (y->shape[0] != cout || y->shape[1] != g.to || y->shape[2] != g.ho || y->shape[3] != g.wo)
-        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "conv3d: y must be [%lld, %lld, %lld, %lld], is "
-                      "[%lld, %lld, %lld, %lld]", (long long)cout, (long long)g.to, (long long)g.ho,
-                      (long long)g.wo, (long long)y->shape[0], (long long)y->shape[1],
-                      (long long)y->shape[2], (long long)y->shape[3]);
-    if (a->b) {
-        INFVSR_TRY(cu_check_tensor(a->b, "conv3d", "b", true, err));
-        if (infvsr_tensor_numel(a->b) != cout)
-            return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "conv3d: b has %lld elements, expected %lld",
-                          (long long)infvsr_tensor_numel(a->b), (long long)cout);
-    }
-    if (x->dtype == INFVSR_TYPE_F32 && y->dtype != INFVSR_TYPE_F32)
-        return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "conv3d: f32 input with %s output is not supported",
-                      infvsr_dtype_name(y->dtype));
-    if (x->data == y->data)
-        return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "conv3d: y must not alias x");
-    const int64_t kc = g.cin * g.kt * g.kh * g.kw;
-    const int64_t P  = g.to * g.ho * g.wo;
+    const int64_t kc = geo.kc, P = geo.positions, cout = geo.cout;
     if (P == 0 || cout == 0) return INFVSR_OK;
-    if (kc > INT32_MAX || P > INT32_MAX || cout > INT32_MAX)
-        return infvsr_err_set(err, INFVSR_ERR_UNSUPPORTED, "conv3d: GEMM dims beyond 2^31");
 
-    scratch2 s(c);
+    const bool ready = cu_cudnn_ready(c);
+    const bool accepts = ready && infvsr_conv3d_cudnn_accepts(&geo, (uintptr_t)x->data, (uintptr_t)w->data,
+                                                               a->b ? (uintptr_t)a->b->data : 0,
+                                                               (uintptr_t)y->data, nullptr);
+    const bool refused = accepts && cu_cudnn_refused(c, &geo);
+    enum infvsr_conv3d_path path =
+        infvsr_conv3d_select((enum infvsr_cuda_conv_kernel)c->conv_kernel, &geo, ready, accepts, refused);
+    if (path == INFVSR_CONV3D_PATH_CUDNN) {
+        enum infvsr_status st = cu_conv3d_cudnn(c, &geo, x->data, w->data, a->b ? a->b->data : nullptr, y->data,
+                                                err);
+        if (st != INFVSR_ERR_UNSUPPORTED) {
+            if (st == INFVSR_OK) c->last_conv_kernel = "cudnn";
+            return st;
+        }
+        path = INFVSR_CONV3D_PATH_IM2COL; /* cuDNN has no engine for this shape (remembered) */
+    }
+
+    scratch3 s(c);
     const int ab = x->dtype;
     const size_t es = infvsr_dtype_size(x->dtype);
     const void * wptr = w->data;
@@ -122,22 +126,35 @@ enum infvsr_status cu_conv3d(struct infvsr_backend * be, const struct infvsr_con
         INFVSR_TRY(cu_convert(c, w->data, w->dtype, s.w, ab, infvsr_tensor_numel(w), err));
         wptr = s.w;
     }
-    if (c->conv_kernel == INFVSR_CUDA_CONV_IMPLICIT && ab == INFVSR_TYPE_BF16) {
-        const int stride[3] = { g.st, g.sh, g.sw };
-        return cu_conv3d_implicit(c, x->data, wptr, a->b ? a->b->data : nullptr, a->b ? a->b->dtype : 0,
-                                  y->data, y->dtype, x->shape, w->shape, y->shape, stride, g.pt, g.pl,
-                                  err);
+    if (path == INFVSR_CONV3D_PATH_IMPLICIT) { /* bias in its epilogue: one rounding */
+        const int stride[3] = { geo.st, geo.sh, geo.sw };
+        enum infvsr_status st = cu_conv3d_implicit(c, x->data, wptr, a->b ? a->b->data : nullptr,
+                                                   a->b ? a->b->dtype : 0, y->data, y->dtype, x->shape, w->shape,
+                                                   y->shape, stride, geo.pt, geo.pl, err);
+        if (st == INFVSR_OK) c->last_conv_kernel = "implicit";
+        return st;
     }
+    conv_geom g;
+    g.cin = geo.cin; g.t = geo.t; g.h = geo.h; g.w = geo.w;
+    g.kt = geo.kt; g.kh = geo.kh; g.kw = geo.kw;
+    g.to = geo.to; g.ho = geo.ho; g.wo = geo.wo;
+    g.st = geo.st; g.sh = geo.sh; g.sw = geo.sw;
+    g.pt = geo.pt; g.pl = geo.pl;
     const bool direct = g.kt == 1 && g.kh == 1 && g.kw == 1 && g.st == 1 && g.sh == 1 && g.sw == 1 &&
-                        a->pad_top == 0 && a->pad_bottom == 0 && a->pad_left == 0 && a->pad_right == 0;
+                        geo.pt == 0 && geo.pb == 0 && geo.pl == 0 && geo.pr == 0;
+    /* bf16 y with a bias: GEMM into fp32, bias added and rounded once (k_bias_round) */
+    const bool bias_epilogue = a->b && y->dtype == INFVSR_TYPE_BF16;
     int64_t pc = P;
     if (!direct) {
-        int64_t fit = (int64_t)(CU_COL_BUDGET / ((size_t)kc * es));
-        fit = fit / 64 * 64; /* chunk starts stay 128-byte aligned in y */
-        if (fit < 64) fit = 64;
+        const int64_t fit = chunk_fit((size_t)kc * es);
         if (fit < pc) pc = fit;
-        INFVSR_TRY(cu_scratch(c, (size_t)kc * (size_t)pc * es, &s.col, err));
     }
+    if (bias_epilogue) {
+        const int64_t fit = chunk_fit((size_t)cout * sizeof(float));
+        if (fit < pc) pc = fit;
+        INFVSR_TRY(cu_scratch(c, (size_t)cout * (size_t)pc * sizeof(float), &s.acc, err));
+    }
+    if (!direct) INFVSR_TRY(cu_scratch(c, (size_t)kc * (size_t)pc * es, &s.col, err));
     for (int64_t p0 = 0; p0 < P; p0 += pc) {
         const int64_t n = (P - p0 < pc) ? P - p0 : pc;
         cu_gemm gm = {};
@@ -152,8 +169,12 @@ enum infvsr_status cu_conv3d(struct infvsr_backend * be, const struct infvsr_con
             gm.a = s.col; gm.lda = n;
         }
         gm.b = wptr; gm.ldb = kc;
-        gm.d = (char *)y->data + p0 * infvsr_dtype_size(y->dtype); gm.ldd = P;
-        gm.ab_dtype = ab; gm.d_dtype = y->dtype;
+        if (bias_epilogue) {
+            gm.d = s.acc; gm.ldd = n; gm.d_dtype = INFVSR_TYPE_F32;
+        } else {
+            gm.d = (char *)y->data + p0 * infvsr_dtype_size(y->dtype); gm.ldd = P; gm.d_dtype = y->dtype;
+        }
+        gm.ab_dtype = ab;
         gm.batch = 1; gm.alpha = 1.0f;
         gm.epilogue = CUBLASLT_EPILOGUE_DEFAULT;
         enum infvsr_status st = cu_gemm_run(c, &gm, err);
@@ -162,9 +183,15 @@ enum infvsr_status cu_conv3d(struct infvsr_backend * be, const struct infvsr_con
                           "[%lld x %lld] . [%lld x %lld]", (long long)n, (long long)kc, (long long)kc,
                           (long long)cout);
         INFVSR_TRY(st);
+        if (bias_epilogue) {
+            CU_LAUNCH(cu_grid_for(cout * n, 256), 256, 0, c->stream, k_bias_round)(
+                (const float *)s.acc, n, a->b->data, a->b->dtype, y->data, y->dtype, P, p0, cout);
+            CU_CHECK_LAUNCH(c, err);
+        }
     }
-    if (a->b)
+    if (a->b && !bias_epilogue) /* f32 y: the fp32 GEMM result plus the bias, as the CPU does */
         INFVSR_TRY(cu_bias_act(c, y->data, y->dtype, a->b->data, a->b->dtype, cout, P, true,
                              INFVSR_UNARY_COUNT, err));
+    c->last_conv_kernel = "im2col";
     return INFVSR_OK;
 }

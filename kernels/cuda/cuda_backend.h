@@ -51,16 +51,44 @@ void         infvsr_cuda_backend_set_attention_kernel(struct infvsr_backend * be
 /* Which kernel the last attention call launched: "mma", "wmma", "simt" ("" before any). */
 const char * infvsr_cuda_backend_last_attention_kernel(struct infvsr_backend * be);
 
-/* conv3d implementation: AUTO = IM2COL (im2col chunks + cuBLASLt, exact in f32) until
- * the implicit-GEMM kernel has been validated and timed on a GPU. IMPLICIT applies to
- * bf16 activations only (f32 calls use IM2COL). */
+/* conv3d implementation (docs/CUDA.md "Convolutions"):
+ *   AUTO     = CUDNN when this build has cuDNN (INFVSR_HAVE_CUDNN) and its handle was
+ *              created, else IM2COL.
+ *   CUDNN    = cuDNN's graph API (conv + fused bias, plan cached per shape); a call cuDNN
+ *              refuses (no engine, misaligned view, > 2^31 elements) runs IM2COL.
+ *   IM2COL   = im2col chunks + cuBLASLt (exact in f32), takes every valid call.
+ *   IMPLICIT = the hand-written implicit-GEMM kernel; bf16 activations only (f32 calls
+ *              use IM2COL). Opt-in until timed on a GPU.
+ * Every path rounds a bf16 output once (bias added in fp32 before the store). */
 enum infvsr_cuda_conv_kernel {
     INFVSR_CUDA_CONV_AUTO = 0,
     INFVSR_CUDA_CONV_IM2COL,
     INFVSR_CUDA_CONV_IMPLICIT,
+    INFVSR_CUDA_CONV_CUDNN,
 };
 void         infvsr_cuda_backend_set_conv_kernel(struct infvsr_backend * be,
                                                  enum infvsr_cuda_conv_kernel k);
+/* Which path the last conv3d call ran: "cudnn", "im2col", "implicit" ("" before any). */
+const char * infvsr_cuda_backend_last_conv_kernel(struct infvsr_backend * be);
+/* True when this backend can run convolutions on cuDNN (built with it and the handle
+ * was created; a failed cudnnCreate is logged once and leaves this false). */
+bool         infvsr_cuda_backend_has_cudnn(struct infvsr_backend * be);
+struct infvsr_cuda_conv_plan_stats {
+    uint64_t hits, misses, evictions; /* plan-cache lookups by full conv tuple          */
+    int      plans, refused;          /* cached cuDNN plans / shapes cuDNN refused      */
+};
+void         infvsr_cuda_backend_conv_plan_stats(struct infvsr_backend * be,
+                                                 struct infvsr_cuda_conv_plan_stats * out);
+
+/* Test hook, host only (no GPU, no backend): builds and finalises the cuDNN operation
+ * descriptors (tensors, convolution, conv and pointwise ops) that the cuDNN path would
+ * build for a call of this geometry (conv3d_plan.h), NCDHW or channels-last; cuDNN's own
+ * shape inference runs at each finalise. 0: accepted; 1: rejected (*status = cuDNN's
+ * status string); -1: no cuDNN in this build or libcudnn.so.9 not loadable (*status =
+ * why). The graph and engine steps need a device and are not covered. */
+struct infvsr_conv3d_geom;
+int          infvsr_cuda_cudnn_check_conv_ops(const struct infvsr_conv3d_geom * g, bool channels_last,
+                                              const char ** status);
 
 /* The backend's stream (cudaStream_t as void*), for benchmarks timing with events. */
 void *       infvsr_cuda_backend_stream(struct infvsr_backend * be);

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "conv3d_plan.h"
 #include "cuda_backend.h"
 #include "mem_pool.h"
 #include "backend_impl.h"
@@ -31,6 +32,8 @@ struct cuda_ctx {
     int                   attn_kernel;       /* enum infvsr_cuda_attn_kernel */
     int                   conv_kernel;       /* enum infvsr_cuda_conv_kernel */
     const char *          last_attn_kernel;  /* "mma", "wmma", "simt" or ""  */
+    const char *          last_conv_kernel;  /* "cudnn", "im2col", "implicit" or "" */
+    struct cu_cudnn *     cudnn;             /* NULL: no cuDNN (compiled out or init failed) */
     enum infvsr_dtype     act_dtype;         /* activation dtype the engine uses here */
     bool                  failed;
     char                  first_error[INFVSR_ERR_MSG_MAX];
@@ -234,3 +237,20 @@ enum infvsr_status cu_conv3d_implicit(struct cuda_ctx * c, const void * x, const
                                       const int64_t * xs, const int64_t * ws, const int64_t * ys,
                                       const int * stride, int pad_top, int pad_left,
                                       struct infvsr_err * err);
+
+/* ---- cuDNN conv3d (conv3d_cudnn.cu; stubs when built without cuDNN) ---- */
+struct cu_cudnn;
+/* Creates the handle (bound to c->stream) and the plan cache; false (logged once) when
+ * cuDNN cannot be used: conv3d then runs im2col. */
+bool               cu_cudnn_init(struct cuda_ctx * c);
+void               cu_cudnn_destroy(struct cuda_ctx * c);
+bool               cu_cudnn_ready(const struct cuda_ctx * c);
+/* True when the plan cache remembers cuDNN refusing this call tuple. */
+bool               cu_cudnn_refused(struct cuda_ctx * c, const struct infvsr_conv3d_geom * g);
+void               cu_cudnn_cache_stats(const struct cuda_ctx * c, struct infvsr_cuda_conv_plan_stats * out);
+/* y = conv3d(x, w) + b on cuDNN; g validated by infvsr_conv3d_geom_check, pointers as in
+ * the op (w, b in their stored dtypes; b may be NULL). INFVSR_ERR_UNSUPPORTED with err
+ * untouched and y untouched when cuDNN refuses the call (remembered per shape): the
+ * caller runs im2col instead. */
+enum infvsr_status cu_conv3d_cudnn(struct cuda_ctx * c, const struct infvsr_conv3d_geom * g, const void * x,
+                                   const void * w, const void * b, void * y, struct infvsr_err * err);

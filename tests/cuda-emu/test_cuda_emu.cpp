@@ -212,6 +212,48 @@ void run_conv(infvsr_backend * cpu, int cin, int t, int h, int w, int cout, int 
     finish(name, st, err, rst, rerr, dv, y.dev, y.host, yd == INFVSR_TYPE_F32 ? 1e-5 : 5e-3);
 }
 
+/* The implicit kernel's epilogue adds the bias in fp32 and rounds a bf16 output once.
+ * 257 ones times weights of one is 257 (exact in fp32, not in bf16: it rounds to 256);
+ * with a bias of +0.75 the one rounding gives bf16(257.75) = 258 where rounding the
+ * convolution first gives bf16(256 + 0.75) = 256; with -0.75, 256 against 255. Every
+ * input and every channel's bias are equal, so a fragment-layout mistake cannot change
+ * the result (this case checks the epilogue, the mma cases check the layouts). */
+void run_conv_bias_rounding(float bias, float expect) {
+    emu_dev dv;
+    const int64_t xs[4] = { 257, 1, 3, 5 }, ws[5] = { 2, 257, 1, 1, 1 }, bs[1] = { 2 }, ys[4] = { 2, 1, 3, 5 };
+    infvsr_tensor x{}, w{}, b{}, y{};
+    setup_dev(x, "x", INFVSR_TYPE_BF16, 4, xs);
+    setup_dev(w, "w", INFVSR_TYPE_BF16, 5, ws);
+    setup_dev(b, "b", INFVSR_TYPE_F32, 1, bs);
+    setup_dev(y, "y", INFVSR_TYPE_BF16, 4, ys);
+    std::vector<float> ones((size_t)infvsr_tensor_numel(&x), 1.0f), bv(2, bias), out(30);
+    infvsr_convert_from_f32(x.data, INFVSR_TYPE_BF16, ones.data(), ones.size());
+    infvsr_convert_from_f32(w.data, INFVSR_TYPE_BF16, ones.data(), (size_t)infvsr_tensor_numel(&w));
+    memcpy(b.data, bv.data(), 2 * sizeof(float));
+    const int     stride[3] = { 1, 1, 1 };
+    infvsr_err    err{};
+    infvsr_status st = cu_conv3d_implicit(&dv.ctx, x.data, w.data, b.data, INFVSR_TYPE_F32, y.data, INFVSR_TYPE_BF16,
+                                          xs, ws, ys, stride, 0, 0, &err);
+    char name[96];
+    snprintf(name, sizeof name, "conv3d implicit bias %+.2f: bf16 output rounded once", bias);
+    int bad = -1;
+    if (st == INFVSR_OK) {
+        infvsr_convert_to_f32(out.data(), y.data, INFVSR_TYPE_BF16, out.size());
+        for (int i = 0; i < 30 && bad < 0; i++)
+            if (out[(size_t)i] != expect) bad = i;
+    }
+    if (st != INFVSR_OK || bad >= 0) {
+        g_failed++;
+        if (st != INFVSR_OK) g_emu_errors++;
+        printf("FAIL %-60s %s %g, expected %g\n", name, st != INFVSR_OK ? err.msg : "got",
+               bad >= 0 ? (double)out[(size_t)bad] : 0.0, (double)expect);
+    } else {
+        g_passed++;
+        if (g_verbose) printf("ok   %-60s %g\n", name, (double)expect);
+    }
+    for (infvsr_tensor * t : { &x, &w, &b, &y }) free(t->data);
+}
+
 /* ---------------------------------------------------------------- the other families */
 
 /* Runs dev(be, err) on the emulated device and ref(cpu, err) on the CPU backend. */
@@ -360,6 +402,7 @@ void run_mma_cases(infvsr_backend * cpu) {
     run_conv(cpu, 5, 4, 8, 9, 70, 3, 3, 3, 1, 1, 1, 1, true, INFVSR_TYPE_F32);
     run_conv(cpu, 3, 3, 9, 11, 20, 1, 3, 3, 1, 2, 2, 1, false, INFVSR_TYPE_BF16);
     run_conv(cpu, 40, 1, 6, 7, 16, 1, 1, 1, 1, 1, 1, 0, true, INFVSR_TYPE_F32);
+    run_conv(cpu, 5, 4, 8, 9, 70, 3, 3, 3, 1, 1, 1, 1, true, INFVSR_TYPE_BF16); /* bias into a bf16 output */
 }
 
 void run_other_cases(infvsr_backend * cpu) {
@@ -374,6 +417,9 @@ void run_other_cases(infvsr_backend * cpu) {
     run_attention(cpu, { INFVSR_CUDA_ATTN_SIMT, 3, 40, 9, 13, 6, true, 227 * 1024, "simt" });
     /* AUTO picks mma for 128. */
     run_attention(cpu, { INFVSR_CUDA_ATTN_AUTO, 1, 128, 17, 20, 0, false, 227 * 1024, "mma" });
+    /* implicit conv with a bf16 output: the bias rounds with the sum, once */
+    run_conv_bias_rounding(0.75f, 258.0f);
+    run_conv_bias_rounding(-0.75f, 256.0f);
     run_norm_cases(cpu);
     run_rope_case(cpu);
     run_resize_cases(cpu);

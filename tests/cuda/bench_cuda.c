@@ -6,11 +6,17 @@
  *   - attention, Nq = 10800, Nk = 10800 (cache) + 10800 (new), H = 12, D = 128, bf16:
  *     FLOPs = 4 Nq Nk D H (QK^T and PV); the VAE mid-block attention (one head of 384
  *     over a 90x160 latent frame, bf16); and the fp32 SIMT kernel for scale;
- *   - conv3d 96 -> 96, 3x3x3, pad 1 on [96, 6, 180, 320] bf16 (a quarter-size VAE
- *     stage), im2col + cuBLASLt and the implicit-GEMM kernel.
+ *   - conv3d bf16 with bias at VAE shapes: 96 -> 96, 3x3x3, pad 1 on [96, 6, 180, 320] (a
+ *     quarter-size VAE stage), 384 -> 384 3x3x3 on [384, 6, 90, 160] (the decoder's
+ *     lowest-resolution stage) and the 1x3x3 stride-2 downsample with bottom/right padding
+ *     on [96, 1, 360, 640]; each on cuDNN, the implicit-GEMM kernel and im2col + cuBLASLt,
+ *     or only the one named by INFVSR_CUDA_CONV=cudnn|implicit|im2col|auto (read here, not
+ *     by the backend). The row names the path that really ran ("ran:im2col" on a cudnn row
+ *     means cuDNN refused the shape or is not in this build).
  * Timing: CUDA events on the backend's stream around each call, 3 warm-up calls, then
  * the median of N timed calls. Inputs are random (never zeros). Prints a table.
- * Exits 77 ("SKIP") without a GPU. Usage: bench_cuda [iterations] */
+ * Exits 77 ("SKIP") without a GPU.
+ * Usage: [INFVSR_CUDA_CONV=cudnn|implicit|im2col|auto] bench_cuda [iterations [all|gemm|attention|conv]] */
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
 #include <math.h>
@@ -214,37 +220,78 @@ static void bench_attention(int64_t nq, int64_t n0, int64_t n1, int h, int d, en
 /* ---- conv3d ---- */
 
 struct conv_ctx {
-    struct infvsr_tensor x, w, b, y;
+    struct infvsr_tensor      x, w, b, y;
+    struct infvsr_conv3d_args a;
 };
 static enum infvsr_status run_conv(void * p) {
     struct conv_ctx * c = p;
     struct infvsr_err err = { 0 };
-    struct infvsr_conv3d_args a = { &c->x, &c->w, &c->b, 1, 1, 1, 1, 1, 1, 1, &c->y };
-    enum infvsr_status st = infvsr_op_conv3d(g_be, &a, &err);
+    enum infvsr_status st = infvsr_op_conv3d(g_be, &c->a, &err);
     if (st) fprintf(stderr, "conv3d: %s\n", err.msg);
     return st;
 }
 
-static void bench_conv(int64_t C, int64_t T, int64_t H, int64_t W, const char * what) {
+/* Cin = Cout = C; kernel kt x k x k; spatial stride s; pads top/left pt, bottom/right pb. */
+static void bench_conv(int64_t C, int64_t T, int64_t H, int64_t W, int64_t kt, int64_t k, int s, int pt, int pb,
+                       const char * what) {
     struct conv_ctx c;
-    int64_t sx[4] = { C, T, H, W }, sw[5] = { C, C, 3, 3, 3 }, sb[1] = { C }, sy[4] = { C, T - 2, H, W };
+    const int64_t to = T - kt + 1, ho = (H + pt + pb - k) / s + 1, wo = (W + pt + pb - k) / s + 1;
+    int64_t sx[4] = { C, T, H, W }, sw[5] = { C, C, kt, k, k }, sb[1] = { C }, sy[4] = { C, to, ho, wo };
     dev_rand(&c.x, "x", INFVSR_TYPE_BF16, 4, sx, -1, 1, 21);
     dev_rand(&c.w, "w", INFVSR_TYPE_BF16, 5, sw, -0.05f, 0.05f, 22);
     dev_rand(&c.b, "b", INFVSR_TYPE_BF16, 1, sb, -0.5f, 0.5f, 23);
     dev_rand(&c.y, "y", INFVSR_TYPE_BF16, 4, sy, -1, 1, 24);
+    c.a = (struct infvsr_conv3d_args){ .x = &c.x, .w = &c.w, .b = &c.b, .stride_t = 1, .stride_h = s, .stride_w = s,
+                                       .pad_top = pt, .pad_bottom = pb, .pad_left = pt, .pad_right = pb, .y = &c.y };
     float ms = time_ms(run_conv, &c);
-    char shape[64];
-    snprintf(shape, sizeof shape, "%lld->%lld 3x3x3 [%lld,%lld,%lld]", (long long)C, (long long)C, (long long)T,
-             (long long)H, (long long)W);
-    row(what, shape, 2.0 * C * C * 27 * (T - 2) * H * W, ms, 0);
+    char shape[64], label[64];
+    snprintf(shape, sizeof shape, "%lld %lldx%lldx%lld s%d [%lld,%lld,%lld]", (long long)C, (long long)kt,
+             (long long)k, (long long)k, s, (long long)T, (long long)H, (long long)W);
+    snprintf(label, sizeof label, "%s ran:%s", what, infvsr_cuda_backend_last_conv_kernel(g_be));
+    row(label, shape, 2.0 * C * C * kt * k * k * to * ho * wo, ms, 0);
     infvsr_backend_tensor_free(g_be, &c.x);
     infvsr_backend_tensor_free(g_be, &c.w);
     infvsr_backend_tensor_free(g_be, &c.b);
     infvsr_backend_tensor_free(g_be, &c.y);
 }
 
+/* The conv3d paths to time: INFVSR_CUDA_CONV=cudnn|implicit|im2col|auto picks one (for
+ * tests/cuda/run_gpu_checks.sh, one path per process); unset: all three. */
+static void bench_convs(void) {
+    static const struct {
+        const char *                 name;
+        enum infvsr_cuda_conv_kernel k;
+    } paths[] = { { "cudnn", INFVSR_CUDA_CONV_CUDNN }, { "implicit", INFVSR_CUDA_CONV_IMPLICIT },
+                  { "im2col", INFVSR_CUDA_CONV_IM2COL }, { "auto", INFVSR_CUDA_CONV_AUTO } };
+    const char * want = getenv("INFVSR_CUDA_CONV");
+    bool         any  = false;
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        if (want ? strcmp(want, paths[i].name) != 0 : paths[i].k == INFVSR_CUDA_CONV_AUTO) continue;
+        any = true;
+        char what[32];
+        snprintf(what, sizeof what, "conv %s", paths[i].name);
+        infvsr_cuda_backend_set_conv_kernel(g_be, paths[i].k);
+        bench_conv(96, 6, 180, 320, 3, 3, 1, 1, 1, what);
+        bench_conv(384, 6, 90, 160, 3, 3, 1, 1, 1, what);
+        bench_conv(96, 1, 360, 640, 1, 3, 2, 0, 1, what);
+    }
+    DIE_IF(!any, "INFVSR_CUDA_CONV=%s: expected cudnn, implicit, im2col or auto", want);
+    infvsr_cuda_backend_set_conv_kernel(g_be, INFVSR_CUDA_CONV_AUTO);
+    struct infvsr_cuda_conv_plan_stats ps;
+    infvsr_cuda_backend_conv_plan_stats(g_be, &ps);
+    printf("conv3d: cuDNN %s; %d plans cached, %d shapes refused, %llu hits, %llu misses\n",
+           infvsr_cuda_backend_has_cudnn(g_be) ? "available" : "not available", ps.plans, ps.refused,
+           (unsigned long long)ps.hits, (unsigned long long)ps.misses);
+}
+
 int main(int argc, char ** argv) {
     if (argc > 1) g_iters = atoi(argv[1]) > 0 ? atoi(argv[1]) : 20;
+    /* one family per process if asked (tests/cuda/run_gpu_checks.sh: a fault in one does
+     * not hide the others' numbers) */
+    const char * family = argc > 2 ? argv[2] : "all";
+    const bool   all = strcmp(family, "all") == 0;
+    DIE_IF(!all && strcmp(family, "gemm") != 0 && strcmp(family, "attention") != 0 && strcmp(family, "conv") != 0,
+           "family %s: expected all, gemm, attention or conv", family);
     struct infvsr_err err = { 0 };
     enum infvsr_status st = infvsr_cuda_backend_init(0, INFVSR_PRECISION_AUTO, &g_be, &err);
     if (st == INFVSR_ERR_UNSUPPORTED) {
@@ -255,21 +302,21 @@ int main(int argc, char ** argv) {
     g_stream = (cudaStream_t)infvsr_cuda_backend_stream(g_be);
     printf("device: %s, median of %d calls\n", infvsr_backend_name(g_be), g_iters);
     printf("| %-26s | %-30s | %9s | %8s | %8s | %5s |\n", "op", "shape", "ms", "TFLOP/s", "cuBLASLt", "ratio");
-    bench_gemm(10800, 1536, 1536, "linear bf16 (qkvo)");
-    bench_gemm(10800, 1536, 8960, "linear bf16 (ffn up)");
-    bench_gemm(10800, 8960, 1536, "linear bf16 (ffn down)");
-    infvsr_cuda_backend_set_attention_kernel(g_be, INFVSR_CUDA_ATTN_MMA);
-    bench_attention(10800, 10800, 10800, 12, 128, INFVSR_TYPE_BF16, "attn bf16 mma");
-    infvsr_cuda_backend_set_attention_kernel(g_be, INFVSR_CUDA_ATTN_WMMA);
-    bench_attention(10800, 10800, 10800, 12, 128, INFVSR_TYPE_BF16, "attn bf16 wmma");
-    infvsr_cuda_backend_set_attention_kernel(g_be, INFVSR_CUDA_ATTN_AUTO);
-    bench_attention(14400, 14400, 0, 1, 384, INFVSR_TYPE_BF16, "attn bf16 D384");
-    bench_attention(2048, 2048, 0, 1, 384, INFVSR_TYPE_F32, "attn f32 D384");
-    infvsr_cuda_backend_set_conv_kernel(g_be, INFVSR_CUDA_CONV_IM2COL);
-    bench_conv(96, 6, 180, 320, "conv3d bf16 im2col");
-    infvsr_cuda_backend_set_conv_kernel(g_be, INFVSR_CUDA_CONV_IMPLICIT);
-    bench_conv(96, 6, 180, 320, "conv3d bf16 implicit");
-    infvsr_cuda_backend_set_conv_kernel(g_be, INFVSR_CUDA_CONV_AUTO);
+    if (all || strcmp(family, "gemm") == 0) {
+        bench_gemm(10800, 1536, 1536, "linear bf16 (qkvo)");
+        bench_gemm(10800, 1536, 8960, "linear bf16 (ffn up)");
+        bench_gemm(10800, 8960, 1536, "linear bf16 (ffn down)");
+    }
+    if (all || strcmp(family, "attention") == 0) {
+        infvsr_cuda_backend_set_attention_kernel(g_be, INFVSR_CUDA_ATTN_MMA);
+        bench_attention(10800, 10800, 10800, 12, 128, INFVSR_TYPE_BF16, "attn bf16 mma");
+        infvsr_cuda_backend_set_attention_kernel(g_be, INFVSR_CUDA_ATTN_WMMA);
+        bench_attention(10800, 10800, 10800, 12, 128, INFVSR_TYPE_BF16, "attn bf16 wmma");
+        infvsr_cuda_backend_set_attention_kernel(g_be, INFVSR_CUDA_ATTN_AUTO);
+        bench_attention(14400, 14400, 0, 1, 384, INFVSR_TYPE_BF16, "attn bf16 D384");
+        bench_attention(2048, 2048, 0, 1, 384, INFVSR_TYPE_F32, "attn f32 D384");
+    }
+    if (all || strcmp(family, "conv") == 0) bench_convs();
     struct infvsr_cuda_pool_stats ps;
     infvsr_cuda_backend_pool_stats(g_be, &ps);
     printf("pool: peak %.1f MiB, reserved %.1f MiB, %llu cudaMalloc calls\n", ps.bytes_peak / 1048576.0,

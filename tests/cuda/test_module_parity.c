@@ -11,6 +11,8 @@
  *
  *   test_module_parity --backend cuda|cuda:N|devsim [--precision auto|f32|bf16]
  *                      --model-dir DIR [--only dit|vae|visual] [--threads N]
+ *                      [--conv-kernel auto|cudnn|im2col|implicit]   (cuda only: the conv3d
+ *                      path the VAE runs on; cudnn falls back to im2col per refused shape)
  *
  * Tolerances: f32 on devsim must be bit-identical (the same CPU kernels); f32 elsewhere
  * within 1e-4; bf16 activations within the bf16 limits below, measured on devsim in bf16,
@@ -36,6 +38,9 @@
 #include "infvsr/vae.h"
 #include "infvsr/visual.h"
 #include "infvsr/weights.h"
+#ifdef INFVSR_USE_CUDA
+#include "cuda_backend.h"
+#endif
 
 #define TOL_F32        1e-4
 #define TOL_BF16_DIT   3e-2
@@ -437,12 +442,12 @@ static void check_visual(struct ctx * c) {
 
 static int usage(void) {
     fprintf(stderr, "usage: test_module_parity --backend B [--precision auto|f32|bf16] --model-dir DIR "
-                    "[--only dit|vae|visual] [--threads N]\n");
+                    "[--only dit|vae|visual] [--threads N] [--conv-kernel auto|cudnn|im2col|implicit]\n");
     return 2;
 }
 
 int main(int argc, char ** argv) {
-    const char * backend = NULL, * precision = "auto", * only = NULL;
+    const char * backend = NULL, * precision = "auto", * only = NULL, * conv_kernel = NULL;
     struct ctx c = { .rng = 20261207 };
     int threads = 0;
     for (int i = 1; i < argc; i++) {
@@ -452,6 +457,7 @@ int main(int argc, char ** argv) {
         else if (v && strcmp(argv[i], "--model-dir") == 0) c.dir = v, i++;
         else if (v && strcmp(argv[i], "--only") == 0) only = v, i++;
         else if (v && strcmp(argv[i], "--threads") == 0) threads = atoi(v), i++;
+        else if (v && strcmp(argv[i], "--conv-kernel") == 0) conv_kernel = v, i++;
         else return usage();
     }
     setvbuf(stdout, NULL, _IOLBF, 0); /* progress visible in logs and through pipes */
@@ -489,11 +495,38 @@ int main(int argc, char ** argv) {
     c.be_name = caps.name;
     c.bf16 = caps.act_dtype == INFVSR_TYPE_BF16;
     c.exact = !c.bf16 && strncmp(caps.name, "devsim", 6) == 0;
-    printf("module parity: %s (%s, %s activations) vs cpu (f32), model %s (%s)\n", caps.name, caps.device,
-           infvsr_dtype_name(caps.act_dtype), c.dir, c.cfg.name);
+    const bool is_cuda = strncmp(caps.name, "cuda", 4) == 0;
+    if (conv_kernel) {
+        static const char * names[] = { "auto", "im2col", "implicit", "cudnn" }; /* enum infvsr_cuda_conv_kernel */
+        int k = -1;
+        for (int i = 0; i < 4; i++)
+            if (strcmp(conv_kernel, names[i]) == 0) k = i;
+        if (k < 0 || !is_cuda) {
+            fprintf(stderr, "--conv-kernel %s: %s\n", conv_kernel,
+                    k < 0 ? "expected auto, cudnn, im2col or implicit" : "applies to the cuda backend only");
+            infvsr_backend_free(c.be);
+            infvsr_backend_free(c.cpu);
+            return 2;
+        }
+#ifdef INFVSR_USE_CUDA
+        infvsr_cuda_backend_set_conv_kernel(c.be, (enum infvsr_cuda_conv_kernel)k);
+#endif
+    }
+    printf("module parity: %s (%s, %s activations) vs cpu (f32), model %s (%s), conv kernel %s\n", caps.name,
+           caps.device, infvsr_dtype_name(caps.act_dtype), c.dir, c.cfg.name, conv_kernel ? conv_kernel : "auto");
     if (!only || strcmp(only, "dit") == 0) check_dit(&c);
     if (!only || strcmp(only, "vae") == 0) check_vae(&c);
     if (!only || strcmp(only, "visual") == 0) check_visual(&c);
+#ifdef INFVSR_USE_CUDA
+    if (is_cuda) { /* which conv path the VAE really took: cuDNN plans and refused shapes */
+        struct infvsr_cuda_conv_plan_stats ps;
+        infvsr_cuda_backend_conv_plan_stats(c.be, &ps);
+        printf("conv3d on %s: cuDNN %s; %d plans, %d shapes refused (im2col), cache %llu hits, %llu misses; "
+               "last call ran %s\n", caps.name, infvsr_cuda_backend_has_cudnn(c.be) ? "available" : "not available",
+               ps.plans, ps.refused, (unsigned long long)ps.hits, (unsigned long long)ps.misses,
+               infvsr_cuda_backend_last_conv_kernel(c.be));
+    }
+#endif
     printf("module parity on %s: worst rel err dit %.2e, vae %.2e, visual %.2e; %d of %d comparisons passed\n",
            caps.name, c.worst_dit, c.worst_vae, c.worst_swin, c.n_checks - c.n_failed, c.n_checks);
     infvsr_backend_free(c.be);

@@ -112,7 +112,7 @@ def read_dockerignore(dockerfile):
 
 
 SANITIZER_LIB = re.compile(r"^lib(asan|ubsan|tsan|lsan|hwasan)\.so")
-CUDA_LIB = re.compile(r"^lib(cuda|cudart|cublas|cublasLt|nvrtc|nvJitLink|cufft|curand|cusparse|cusolver)\.so")
+CUDA_LIB = re.compile(r"^lib(cuda|cudart|cublas|cublasLt|cudnn|nvrtc|nvJitLink|cufft|curand|cusparse|cusolver)\.so")
 
 
 def family(pkg):
@@ -162,11 +162,17 @@ def check_dockerfile(repo, rel, parsed, defaults, cuda, linked):
         tag = img.rsplit(":", 1)[1] if ":" in img.rsplit("/", 1)[-1] else ""
         ok(tag and tag != "latest" and "$" not in img, f"{name}: FROM {img} is pinned")
     if cuda:
-        mb = re.fullmatch(r"nvidia/cuda:([0-9.]+)-devel-(ubuntu[0-9.]+)", images[names.index("build")])
-        mr = re.fullmatch(r"nvidia/cuda:([0-9.]+)-runtime-(ubuntu[0-9.]+)", images[-1])
+        # the "cudnn" variants add cuDNN 9 (the conv3d path); build and run on the same one
+        mb = re.fullmatch(r"nvidia/cuda:([0-9.]+)-(cudnn-)?devel-(ubuntu[0-9.]+)", images[names.index("build")])
+        mr = re.fullmatch(r"nvidia/cuda:([0-9.]+)-(cudnn-)?runtime-(ubuntu[0-9.]+)", images[-1])
         ok(mb and mr and mb.groups() == mr.groups(),
-           f"{name}: build on nvidia/cuda devel, run on the runtime image of the same CUDA/OS",
+           f"{name}: build on nvidia/cuda devel, run on the runtime image of the same CUDA/OS/cuDNN",
            f"{images}")
+        with open(os.path.join(repo, rel), encoding="utf-8") as f:
+            builds_cudnn = "-DINFVSR_CUDNN=ON" in f.read()
+        if builds_cudnn:
+            ok(mr and mr.group(2), f"{name}: built with cuDNN (dlopen()ed at run time), runs on a cudnn image",
+               images[-1])
     else:
         ok(all(re.fullmatch(r"debian:12[.0-9]*(-slim)?", i) for i in images),
            f"{name}: Debian 12 images", str(images))

@@ -1,6 +1,7 @@
 /* Op cases: conv3d (strides, asymmetric pads, 1x1x1, kt 3 and 4, 1-pixel images; the
- * CPU's Winograd F(2x2) and F(4x4) paths forced, with small blocks; on CUDA with bf16
- * the implicit-GEMM kernel too) and resize (nearest, bilinear and bicubic with
+ * CPU's Winograd F(2x2) and F(4x4) paths forced, with small blocks; on CUDA each case
+ * also with every conv kernel forced: cuDNN (its im2col fallback where cuDNN refuses a
+ * shape), im2col, and with bf16 the implicit-GEMM kernel) and resize (nearest, bilinear and bicubic with
  * antialias, up and down), and their refused calls. */
 #include "backend_ops.h"
 #include "conv3d_winograd.h"
@@ -48,7 +49,17 @@ static enum infvsr_status run_conv(struct bo_ctx * c, const struct bo_case * k) 
 #endif
     enum infvsr_status st = infvsr_op_conv3d(c->be, &a, &c->err);
 #ifdef INFVSR_USE_CUDA
-    if (c->is_cuda) infvsr_cuda_backend_set_conv_kernel(c->be, INFVSR_CUDA_CONV_AUTO);
+    if (c->is_cuda) {
+        /* A shape cuDNN refuses runs im2col (a legitimate fallback, not a failure): say
+         * so, so that a GPU run's log shows which shapes cuDNN did not take. */
+        const char * ran = infvsr_cuda_backend_last_conv_kernel(c->be);
+        if (st == INFVSR_OK && p->cuda_kernel == INFVSR_CUDA_CONV_CUDNN && infvsr_cuda_backend_has_cudnn(c->be) &&
+            strcmp(ran, "cudnn") != 0)
+            printf("  note: conv3d x[%lld,%lld,%lld,%lld] k[%lld,%lld,%lld]: cuDNN refused, ran %s\n",
+                   (long long)p->xs[0], (long long)p->xs[1], (long long)p->xs[2], (long long)p->xs[3],
+                   (long long)p->ws[2], (long long)p->ws[3], (long long)p->ws[4], ran);
+        infvsr_cuda_backend_set_conv_kernel(c->be, INFVSR_CUDA_CONV_AUTO);
+    }
 #endif
     if (p->wino_tile) {
         infvsr__conv3d_winograd_set_block_bytes(old_block);
@@ -62,7 +73,8 @@ static struct bo_case * add_conv(struct bo_list * l, const struct conv_p * p, en
     struct bo_case * k = bo_add(l, "conv3d", kind, run_conv, p, sizeof *p);
     char sx[96], sw[96], sy[96], path[48] = "";
     if (p->wino_tile) snprintf(path, sizeof path, " cpu:winograd%d%s", p->wino_tile, p->wino_small ? "-small-blocks" : "");
-    if (p->cuda_kernel == 2) snprintf(path, sizeof path, " cuda:implicit");
+    static const char * cuda_kernels[] = { "", " cuda:im2col", " cuda:implicit", " cuda:cudnn" };
+    if (p->cuda_kernel > 0 && p->cuda_kernel < 4) snprintf(path, sizeof path, "%s", cuda_kernels[p->cuda_kernel]);
     bo_desc(k, "x%s w%s:%s%s s%d%d%d p%d%d%d%d y%s%s", bo_shape(sx, 4, p->xs), bo_shape(sw, 5, p->ws), bo_dt_name(p->wdt),
             p->bias ? "+b" : "", p->st, p->sh, p->sw, p->pt, p->pb, p->pl, p->pr, p->y_is_x ? "=x" : bo_shape(sy, 4, p->ys),
             path);
@@ -130,7 +142,12 @@ void bo_cases_conv(struct bo_list * l) {
         for (int d = 0; d < 3; d++, i++) {
             struct conv_p p = conv(cases[c], wtypes[d], i % 2 == 0);
             add_conv(l, &p, BO_COMPARE);
-            p.cuda_kernel = 2; /* INFVSR_CUDA_CONV_IMPLICIT: bf16 only */
+            /* enum infvsr_cuda_conv_kernel; AUTO (above) is cuDNN in a cuDNN build, else im2col */
+            p.cuda_kernel = 1; /* IM2COL: the fallback, on every case */
+            add_conv(l, &p, BO_COMPARE)->flags |= BO_CUDA_ONLY;
+            p.cuda_kernel = 3; /* CUDNN (im2col where cuDNN refuses the shape) */
+            add_conv(l, &p, BO_COMPARE)->flags |= BO_CUDA_ONLY;
+            p.cuda_kernel = 2; /* IMPLICIT: bf16 only */
             add_conv(l, &p, BO_COMPARE)->flags |= BO_CUDA_ONLY | BO_BF16_ONLY;
         }
     }

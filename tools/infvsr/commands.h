@@ -6,3 +6,4 @@ int infvsr_cmd_inspect(int argc, char ** argv);
 int infvsr_cmd_run(int argc, char ** argv);
 int infvsr_cmd_make_tiny(int argc, char ** argv);
 int infvsr_cmd_upscale(int argc, char ** argv);
+int infvsr_cmd_submit(int argc, char ** argv);

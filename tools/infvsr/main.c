@@ -14,6 +14,7 @@ static const struct command commands[] = {
     { "inspect", infvsr_cmd_inspect, "list the tensors of a checkpoint (.pth/.ckpt/.safetensors)" },
     { "run",     infvsr_cmd_run,     "run one model module on tensors from a safetensors file" },
     { "upscale", infvsr_cmd_upscale, "super-resolve a video file (FFmpeg in/out, audio copied)" },
+    { "submit",  infvsr_cmd_submit,  "run a video on an infvsrd daemon (resumable upload, progress, download)" },
     { "make-tiny-model", infvsr_cmd_make_tiny, "write a RANDOM-weight demo model directory (output not meaningful)" },
     { NULL, NULL, NULL },
 };
