@@ -21,7 +21,7 @@ name in the binary that ldd does not list (a dlopen by name), is classified:
 Limits: the closure is Debian 12's dependency graph standing in for Ubuntu 24.04's (the
 same libraries, packaged the same way, different sonames); the image is not run.
 
-Usage: check_cuda_image_libs.py DOCKERFILE INFVSRD
+Usage: check_cuda_image_libs.py DOCKERFILE BINARY... (infvsrd and infvsr: the image ships both)
 Exit 0 all covered, 1 a library has no source, 77 INFVSRD is not a CUDA build (no nvcc)."""
 import os
 import re
@@ -129,20 +129,23 @@ def depends_closure(roots, deps):
 
 
 def main(argv):
-    if len(argv) != 3:
+    if len(argv) < 3:
         print(__doc__)
         return 2
-    dockerfile, infvsrd = argv[1], argv[2]
-    if not os.path.exists(infvsrd):
-        print(f"SKIP: {infvsrd} not built")
-        return 77
-    ldd = sh("ldd", infvsrd).stdout
-    libs = re.findall(r"^\s*(\S+)(?: => (\S+))?\s*\(0x", ldd, re.M)
+    dockerfile, binaries = argv[1], argv[2:]
+    libs, needed, named = [], set(), set()
+    for b in binaries:
+        if not os.path.exists(b):
+            print(f"SKIP: {b} not built")
+            return 77
+        for n, p in re.findall(r"^\s*(\S+)(?: => (\S+))?\s*\(0x", sh("ldd", b).stdout, re.M):
+            if n not in {x for x, _ in libs}:
+                libs.append((n, p))
+        needed |= set(re.findall(r"Shared library: \[(.+?)\]", sh("readelf", "-d", b).stdout))
+        named |= set(re.findall(rb"\blib[A-Za-z0-9_+-]+\.so(?:\.[0-9]+)*", open(b, "rb").read()))
     if not any(n.startswith("libcudart.so") for n, _p in libs):
-        print(f"SKIP: {infvsrd} is not a CUDA build (no libcudart in ldd): configure with nvcc present")
+        print(f"SKIP: {' '.join(binaries)}: not a CUDA build (no libcudart in ldd): configure with nvcc present")
         return 77
-    needed = set(re.findall(r"Shared library: \[(.+?)\]", sh("readelf", "-d", infvsrd).stdout))
-    named = set(re.findall(rb"\blib[A-Za-z0-9_+-]+\.so(?:\.[0-9]+)*", open(infvsrd, "rb").read()))
     listed = {n for n, _p in libs}
     extra = sorted(n.decode() for n in named if n.decode() not in listed)
 
@@ -199,7 +202,7 @@ def main(argv):
             okk = family(pkg) in stage_fams
             rows.append((name, pkg, "installed by name (DT_NEEDED)" if okk else "MISSING (DT_NEEDED)"))
             if not okk:
-                bad.append(f"{name}: infvsrd links it directly; its package {pkg} (family {family(pkg)}) "
+                bad.append(f"{name}: a binary links it directly; its package {pkg} (family {family(pkg)}) "
                            f"is not installed by the runtime stage")
             continue
         if pkg in closure:
