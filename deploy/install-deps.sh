@@ -20,6 +20,9 @@ PKGS=(
     python3-yaml systemd
     # tests: the web page in headless Chromium (tests/browser, with playwright-core from npm)
     chromium
+    # tests/deploy/test_container.py: its own dockerd (docker.io), compose v1, a
+    # debootstrap'ed debian:12-slim base, a bridge made with ip (iproute2)
+    docker.io docker-compose debootstrap iproute2
 )
 # Node.js + npm run the npm-based test tools (tus-js-client, OpenAPI lint, schema
 # validators). Debian's packages are used only where no node is installed already (the

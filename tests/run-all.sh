@@ -4,7 +4,8 @@
 #   2. builds and runs every test (ctest) in an optimised build, with -Werror; the CUDA
 #      backend is compiled when nvcc is present and its GPU tests report "skipped" without a GPU,
 #   3. rebuilds with AddressSanitizer + UndefinedBehaviorSanitizer and runs the tests again
-#      (tests labelled "slow" are left to step 2 there: they only repeat big-tensor numerics),
+#      (tests labelled "slow" are left to step 2 there: they only repeat big-tensor numerics;
+#      "container", the Docker image build and run of tests/deploy, runs in step 2 only),
 #   4. prints one summary line: "N passed, N failed, N skipped".
 # Usage: bash tests/run-all.sh [--no-asan] [--no-install]
 set -uo pipefail
@@ -71,7 +72,7 @@ run_suite release "$root/build/ci-release" --
 
 if [ "$do_asan" = 1 ]; then
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-        run_suite asan-ubsan "$root/build/ci-asan" -LE slow -- \
+        run_suite asan-ubsan "$root/build/ci-asan" -LE 'slow|container' -- \
         -DINFVSR_SANITIZE_ADDRESS=ON -DINFVSR_SANITIZE_UNDEFINED=ON -DINFVSR_CUDA=OFF
 fi
 

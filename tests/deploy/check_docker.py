@@ -209,7 +209,18 @@ def check_dockerfile(repo, rel, parsed, defaults, cuda, linked):
         if s["name"]:
             earlier.add(s["name"])
 
-    # build stage
+    # build stage: every top-level directory the root CMakeLists.txt names ("base/src/*.c",
+    # add_subdirectory(server)) is copied in (base/ was missing once: cmake failed in the image)
+    cml = open(os.path.join(repo, "CMakeLists.txt"), encoding="utf-8").read()
+    used = sorted(d for d in os.listdir(repo)
+                  if os.path.isdir(os.path.join(repo, d)) and not d.startswith((".", "build"))
+                  and d != "tests"  # only with INFVSR_BUILD_TESTS, OFF in the images
+                  and re.search(r"(^|[\s(/{}])" + re.escape(d) + r"(/|\))", cml, re.M))
+    copied = {a.rstrip("/").split("/")[0] for i in instructions(build, "COPY") if "from" not in i["flags"]
+              for a in i["args"][:-1]}
+    ok(not [d for d in used if d not in copied],
+       f"{name}: the build stage copies every directory CMakeLists.txt uses ({', '.join(used)})",
+       f"missing {[d for d in used if d not in copied]}")
     text = run_text(build)
     ok("-DINFVSR_BUILD_TESTS=OFF" in text, f"{name}: cmake -DINFVSR_BUILD_TESTS=OFF")
     ok(f"-DINFVSR_CUDA={'ON' if cuda else 'OFF'}" in text, f"{name}: cmake -DINFVSR_CUDA={'ON' if cuda else 'OFF'}")
