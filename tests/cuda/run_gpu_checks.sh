@@ -226,6 +226,15 @@ for s in "$(command -v compute-sanitizer 2>/dev/null)" /usr/local/cuda/bin/compu
     [ -n "$s" ] && [ -x "$s" ] && { SAN=$s; break; }
 done
 GPU_LINE="(nvidia-smi not found)"
+# cuDNN: the backend dlopen()s libcudnn.so.9 (kernels/cuda/conv3d_cudnn.cu). The GPU
+# image lists cuDNN as a pip package of PyTorch (nvidia-cudnn-cu13), which may sit outside
+# the loader's path; without this the cuDNN rows would quietly measure the im2col fallback.
+if ! ldconfig -p 2>/dev/null | grep -q 'libcudnn.so.9'; then
+    CUDNN_LIB=$(python3 -c 'import os, nvidia.cudnn as m; print(os.path.join(list(m.__path__)[0], "lib"))' 2>/dev/null || true)
+    if [ -n "$CUDNN_LIB" ] && [ -e "$CUDNN_LIB/libcudnn.so.9" ]; then
+        export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$CUDNN_LIB"
+    fi
+fi
 {
     echo "date:     $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
     echo "host:     $(uname -srm)"
@@ -246,6 +255,7 @@ GPU_LINE="(nvidia-smi not found)"
     echo "nvcc:     $(nvcc --version 2>/dev/null | tail -1 || echo '(no nvcc)')"
     echo "sanitizer: ${SAN:-not found} $([ -n "$SAN" ] && "$SAN" --version 2>/dev/null | grep -i version | head -1)"
     echo "python3:  $(command -v python3 || echo 'not found')"
+    echo "cudnn:    $( (ldconfig -p 2>/dev/null | grep -m1 'libcudnn.so.9') || echo "${CUDNN_LIB:-not found}")"
     echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
 } >"$LOGS/env.log" 2>&1
 cp "$LOGS/env.log" "$OUT_DIR/env.txt"
