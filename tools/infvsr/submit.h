@@ -95,6 +95,9 @@ struct sb {
 /* submit_http.c */
 void sb_resp_reset(struct sb_resp * r);
 void sb_resp_free(struct sb_resp * r);
+/* Appends a body piece, NUL-terminated; beyond SB_BODY_MAX the rest is dropped (the start
+ * is kept for messages). Returns len, or 0 when out of memory (which aborts a transfer). */
+size_t sb_resp_append(struct sb_resp * r, const char * buf, size_t len);
 /* A handle with the common options: url, Authorization, response capture into r, follow
  * 307s with the token (same scheme only), TCP keep-alive. */
 CURL * sb_easy(const struct sb * s, const char * url, struct curl_slist * hdrs, struct sb_resp * r);

@@ -96,9 +96,7 @@ static size_t on_header(char * buf, size_t size, size_t n, void * ud) {
     return len;
 }
 
-static size_t on_body(char * buf, size_t size, size_t n, void * ud) {
-    struct sb_resp * r = ud;
-    size_t len = size * n;
+size_t sb_resp_append(struct sb_resp * r, const char * buf, size_t len) {
     if (r->len + len + 1 > r->cap) {
         if (r->len + len + 1 > SB_BODY_MAX) return len; /* keep the start; the rest is dropped */
         size_t cap = r->cap ? r->cap : 4096;
@@ -111,6 +109,10 @@ static size_t on_body(char * buf, size_t size, size_t n, void * ud) {
     r->len += len;
     r->body[r->len] = 0;
     return len;
+}
+
+static size_t on_body(char * buf, size_t size, size_t n, void * ud) {
+    return sb_resp_append(ud, buf, size * n);
 }
 
 CURL * sb_easy(const struct sb * s, const char * url, struct curl_slist * hdrs, struct sb_resp * r) {

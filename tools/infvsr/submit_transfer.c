@@ -342,16 +342,7 @@ static size_t ev_write(char * buf, size_t size, size_t n, void * ud) {
     long status = 0;
     curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &status);
     if (status != 200) { /* an error body: kept for the message */
-        struct sb_resp * r = &x->r;
-        if (r->len + len + 1 <= SB_BODY_MAX) {
-            char * p = realloc(r->body, r->len + len + 1);
-            if (!p) return 0;
-            r->body = p;
-            memcpy(r->body + r->len, buf, len);
-            r->len += len;
-            r->body[r->len] = 0;
-        }
-        return len;
+        return sb_resp_append(&x->r, buf, len);
     }
     for (size_t i = 0; i < len; i++) {
         char c = buf[i];
@@ -459,16 +450,7 @@ static size_t out_write(char * buf, size_t size, size_t n, void * ud) {
         }
     }
     if (t->out_status != 200 && t->out_status != 206) { /* an error body */
-        struct sb_resp * r = &x->r;
-        if (r->len + len + 1 <= SB_BODY_MAX) {
-            char * p = realloc(r->body, r->len + len + 1);
-            if (!p) return 0;
-            r->body = p;
-            memcpy(r->body + r->len, buf, len);
-            r->len += len;
-            r->body[r->len] = 0;
-        }
-        return len;
+        return sb_resp_append(&x->r, buf, len);
     }
     size_t done = 0;
     while (t->skip > 0 && done < len) { /* a 200 re-stream: its start must equal OUT.part */
@@ -554,7 +536,7 @@ static void output_done(struct tx * t, CURLcode rc) {
             if (s->out_bytes > t->resume_from) x->b.net_since = 0, x->b.net_tries = 0; /* progress was made */
             struct sb_resp cut = x->r;
             cut.status = 0; /* retried as a network failure */
-            cut.body = NULL;
+            cut.body = NULL, cut.len = cut.cap = 0; /* the body stays with x->r */
             retry_or_fail(t, X_OUTPUT, &cut);
             return;
         }
