@@ -1,10 +1,12 @@
 /* Fast multi-head attention: flash-style tiling with an online softmax.
  *
+ * The driver (infvsr__attention_run, attention_impl.h) is shared with the native bf16
+ * kernels (attention_bf16.c); this file also holds the f32 kernel set.
  * Work split: one pool task per (head, group of QGROUP = 4 x BQ queries). A task walks
  * the keys in blocks of BK (segment 0, then segment 1; a block never straddles the two),
  * packs each key block once and runs it against the group's 4 query sub-blocks of BQ.
  * Only per-thread tiles are kept, so memory is O(threads x (QGROUP + BK) x D), never
- * Nq x Nk:
+ * Nq x Nk. The f32 tiles:
  *   Qp [QGROUP, D]  the query group (rows past Nq are zero)
  *   Kt [D, BK]      the key block transposed (keys past the end are zero)
  *   Vp [BK, Dp]     the value block, Dp = D rounded up to 16 (zero padded)
@@ -18,24 +20,12 @@
 #include <math.h>
 #include <string.h>
 
-#include "cpu_impl.h"
+#include "attention_impl.h"
 #include "simd.h"
 
-#define BQ 64
-#define BK 64
-#define QGROUP (4 * BQ) /* queries per task: a packed key block serves 4 sub-blocks */
-
-struct attn_job {
-    const struct infvsr_cpu_attn * a;
-    float *                        scratch;
-    size_t                         per_thread; /* floats */
-    int64_t                        n_qblocks, Dp;
-};
-
-static size_t tile_floats(int64_t D, int64_t Dp) {
-    size_t n = (size_t)(QGROUP * D + D * BK + BK * Dp + BQ * BK + QGROUP * Dp + 2 * QGROUP);
-    return (n + 15) / 16 * 16;
-}
+#define BQ     ATTN_BQ
+#define BK     ATTN_BK
+#define QGROUP ATTN_QGROUP
 
 /* Register-blocked micro-kernels, R rows x 16 columns (2 ymm per row): R = 6 gives 12
  * accumulators + 2 loads + 1 broadcast = 15 of the 16 ymm registers; BQ = 64 = 10 x 6 + 4.
@@ -147,11 +137,32 @@ static void softmax_block(const struct infvsr_cpu_attn * a, int64_t h, int64_t i
     }
 }
 
+/* ---- the f32 kernel set ---- */
+
+static void f32_tile_bytes(int64_t D, int64_t Dp, size_t bytes[4]) {
+    bytes[0] = (size_t)(QGROUP * D) * sizeof(float);
+    bytes[1] = (size_t)(D * BK) * sizeof(float);
+    bytes[2] = (size_t)(BK * Dp) * sizeof(float);
+    bytes[3] = 0; /* P is S */
+}
+
+static void f32_load_q(const struct infvsr_cpu_attn * a, int64_t h, int64_t i0, int64_t nq, int64_t rows,
+                       const struct attn_tiles * t) {
+    const int64_t D = a->head_dim, HD = a->n_heads * D;
+    float * Qp = t->Qp;
+    for (int64_t i = 0; i < rows; i++) {
+        if (i < nq) memcpy(Qp + i * D, (const float *)a->q + (i0 + i) * HD + h * D, (size_t)D * sizeof(float));
+        else memset(Qp + i * D, 0, (size_t)D * sizeof(float));
+    }
+}
+
 /* Packs keys [j0, j0 + nk) of (k, v) for head h: Kt [D, BK] transposed, Vp [BK, Dp],
  * zero padded past nk and past D. */
-static void pack_kv(const struct infvsr_cpu_attn * a, int64_t h, const float * k, const float * v, int64_t j0,
-                    int64_t nk, int64_t Dp, float * Kt, float * Vp) {
+static void f32_pack_kv(const struct infvsr_cpu_attn * a, int64_t h, const void * kv, const void * vv, int64_t j0,
+                        int64_t nk, int64_t Dp, const struct attn_tiles * t) {
     const int64_t D = a->head_dim, HD = a->n_heads * D;
+    const float * k = kv, * v = vv;
+    float * Kt = t->Kt, * Vp = t->Vp;
     for (int64_t j = 0; j < nk; j++) {
         const float * kr = k + (j0 + j) * HD + h * D;
         for (int64_t d = 0; d < D; d++) Kt[d * BK + j] = kr[d];
@@ -163,69 +174,108 @@ static void pack_kv(const struct infvsr_cpu_attn * a, int64_t h, const float * k
     }
 }
 
-struct tiles {
-    float * Qp, * Kt, * Vp, * S, * O, * m, * l;
+/* The f32 kernels run whole sub-blocks of BQ rows (the rows past the queries are zero). */
+static void f32_qk(const struct attn_tiles * t, int64_t r0, int64_t nq_blk, int64_t D, int64_t nkp) {
+    kernel_qk((const float *)t->Qp + r0 * D, t->Kt, D, t->S, nkp);
+}
+
+static void f32_pv(const struct attn_tiles * t, int64_t r0, int64_t nq_blk, int64_t nk, int64_t Dp) {
+    kernel_pv(t->S, t->Vp, nk, Dp, t->O + r0 * Dp);
+}
+
+static void f32_store(const struct infvsr_cpu_attn * a, int64_t h, int64_t i0, int64_t nq, int64_t Dp,
+                      const struct attn_tiles * t) {
+    const int64_t D = a->head_dim, HD = a->n_heads * D;
+    for (int64_t i = 0; i < nq; i++) {
+        float inv = 1.0f / t->l[i];
+        float * out = (float *)a->out + (i0 + i) * HD + h * D;
+        for (int64_t d = 0; d < D; d++) out[d] = t->O[i * Dp + d] * inv;
+    }
+}
+
+static const struct attn_kernels f32_kernels = {
+    .tile_bytes = f32_tile_bytes, .load_q = f32_load_q, .pack_kv = f32_pack_kv,
+    .qk = f32_qk, .pv = f32_pv, .store = f32_store,
+};
+
+/* ---- the driver (attention_impl.h) ---- */
+
+struct attn_job {
+    const struct infvsr_cpu_attn * a;
+    const struct attn_kernels *    k;
+    unsigned char *                scratch;
+    size_t                         per_thread, off[7]; /* bytes: Kt, Vp, P, S, O, m, l from Qp */
+    int64_t                        n_qblocks, Dp;
 };
 
 /* One key block against all sub-blocks of the task's query group. */
-static void process_block(const struct infvsr_cpu_attn * a, int64_t h, int64_t i0, int64_t nq_grp, const float * k,
-                          const float * v, int64_t j0, int64_t nk, int64_t kg0, int64_t Dp, const struct tiles * t) {
-    const int64_t D = a->head_dim;
-    pack_kv(a, h, k, v, j0, nk, Dp, t->Kt, t->Vp);
+static void process_block(const struct attn_job * job, int64_t h, int64_t i0, int64_t nq_grp, const void * k,
+                          const void * v, int64_t j0, int64_t nk, int64_t kg0, const struct attn_tiles * t) {
+    const struct infvsr_cpu_attn * a = job->a;
+    const int64_t Dp = job->Dp, nkp = (nk + 15) / 16 * 16;
+    job->k->pack_kv(a, h, k, v, j0, nk, Dp, t);
     for (int64_t g = 0; g * BQ < nq_grp; g++) {
         int64_t r0 = g * BQ, nq_blk = nq_grp - r0 < BQ ? nq_grp - r0 : BQ;
-        kernel_qk(t->Qp + r0 * D, t->Kt, D, t->S, (nk + 15) / 16 * 16);
+        job->k->qk(t, r0, nq_blk, a->head_dim, nkp);
         softmax_block(a, h, i0 + r0, nq_blk, nk, kg0, Dp, t->S, t->O + r0 * Dp, t->m + r0, t->l + r0);
-        kernel_pv(t->S, t->Vp, nk, Dp, t->O + r0 * Dp);
+        job->k->pv(t, r0, nq_blk, nk, Dp);
     }
 }
 
 static void attn_task(void * ctx, int64_t task, int tid) {
     const struct attn_job * job = ctx;
     const struct infvsr_cpu_attn * a = job->a;
-    const int64_t D = a->head_dim, HD = a->n_heads * D, Dp = job->Dp;
     const int64_t h = task / job->n_qblocks, i0 = (task % job->n_qblocks) * QGROUP;
     const int64_t nq_grp = a->nq - i0 < QGROUP ? a->nq - i0 : QGROUP;
 
-    /* every tile starts 32-byte aligned: the base is (per_thread is a multiple of 16
-     * floats), QGROUP = 4 BQ = 4 BK = 256 and Dp is a multiple of 16 */
-    struct tiles t;
-    t.Qp = job->scratch + (size_t)tid * job->per_thread;
-    t.Kt = t.Qp + QGROUP * D;
-    t.Vp = t.Kt + D * BK;
-    t.S  = t.Vp + BK * Dp;
-    t.O  = t.S + BQ * BK;
-    t.m  = t.O + QGROUP * Dp;
-    t.l  = t.m + QGROUP;
-    int64_t rows = (nq_grp + BQ - 1) / BQ * BQ; /* whole sub-blocks: the kernels run on BQ rows */
+    /* every tile starts 64-byte aligned (the base is, each size is rounded up to 64) */
+    unsigned char * base = job->scratch + (size_t)tid * job->per_thread;
+    struct attn_tiles t = {
+        .Qp = base, .Kt = base + job->off[0], .Vp = base + job->off[1], .P = base + job->off[2],
+        .S = (float *)(void *)(base + job->off[3]), .O = (float *)(void *)(base + job->off[4]),
+        .m = (float *)(void *)(base + job->off[5]), .l = (float *)(void *)(base + job->off[6]),
+    };
+    int64_t rows = (nq_grp + BQ - 1) / BQ * BQ; /* whole sub-blocks */
+    job->k->load_q(a, h, i0, nq_grp, rows, &t);
     for (int64_t i = 0; i < rows; i++) {
-        if (i < nq_grp) memcpy(t.Qp + i * D, a->q + (i0 + i) * HD + h * D, (size_t)D * sizeof(float));
-        else memset(t.Qp + i * D, 0, (size_t)D * sizeof(float));
         t.m[i] = -INFINITY;
         t.l[i] = 0;
     }
-    memset(t.O, 0, (size_t)(rows * Dp) * sizeof(float));
+    memset(t.O, 0, (size_t)(rows * job->Dp) * sizeof(float));
     for (int64_t j0 = 0; j0 < a->n0; j0 += BK) {
         int64_t nk = a->n0 - j0 < BK ? a->n0 - j0 : BK;
-        process_block(a, h, i0, nq_grp, a->k0, a->v0, j0, nk, j0, Dp, &t);
+        process_block(job, h, i0, nq_grp, a->k0, a->v0, j0, nk, j0, &t);
     }
     for (int64_t j0 = 0; j0 < a->n1; j0 += BK) {
         int64_t nk = a->n1 - j0 < BK ? a->n1 - j0 : BK;
-        process_block(a, h, i0, nq_grp, a->k1, a->v1, j0, nk, a->n0 + j0, Dp, &t);
+        process_block(job, h, i0, nq_grp, a->k1, a->v1, j0, nk, a->n0 + j0, &t);
     }
-    for (int64_t i = 0; i < nq_grp; i++) {
-        float inv = 1.0f / t.l[i];
-        float * out = a->out + (i0 + i) * HD + h * D;
-        for (int64_t d = 0; d < D; d++) out[d] = t.O[i * Dp + d] * inv;
+    job->k->store(a, h, i0, nq_grp, job->Dp, &t);
+}
+
+enum infvsr_status infvsr__attention_run(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_attn * a,
+                                         const struct attn_kernels * k) {
+    const int64_t D = a->head_dim, Dp = (D + 15) / 16 * 16;
+    struct attn_job job = { .a = a, .k = k, .Dp = Dp, .n_qblocks = (a->nq + QGROUP - 1) / QGROUP };
+    size_t sz[7];
+    k->tile_bytes(D, Dp, sz);
+    sz[4] = (size_t)(BQ * BK) * sizeof(float);       /* S */
+    sz[5] = (size_t)(QGROUP * Dp) * sizeof(float);   /* O */
+    sz[6] = 2 * (size_t)QGROUP * sizeof(float);      /* m, l */
+    size_t at = 0;
+    for (int i = 0; i < 7; i++) {
+        at += (sz[i] + 63) / 64 * 64;
+        if (i < 6) job.off[i] = at;
     }
+    job.off[6] = job.off[5] + QGROUP * sizeof(float); /* l right after m */
+    job.per_thread = at;
+    float * scratch = infvsr__buf_reserve(&c->scratch, job.per_thread / sizeof(float) * (size_t)c->n_threads);
+    if (!scratch) return INFVSR_ERR_NOMEM;
+    job.scratch = (unsigned char *)scratch;
+    infvsr__par(c, job.n_qblocks * a->n_heads, attn_task, &job);
+    return INFVSR_OK;
 }
 
 enum infvsr_status infvsr_cpu_op_attention(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_attn * a) {
-    const int64_t D = a->head_dim, Dp = (D + 15) / 16 * 16;
-    struct attn_job job = { .a = a, .Dp = Dp, .n_qblocks = (a->nq + QGROUP - 1) / QGROUP };
-    job.per_thread = tile_floats(D, Dp);
-    job.scratch = infvsr__buf_reserve(&c->scratch, job.per_thread * (size_t)c->n_threads);
-    if (!job.scratch) return INFVSR_ERR_NOMEM;
-    infvsr__par(c, job.n_qblocks * a->n_heads, attn_task, &job);
-    return INFVSR_OK;
+    return infvsr__attention_run(c, a, &f32_kernels);
 }

@@ -623,6 +623,19 @@ static enum infvsr_status cpu_attention(struct infvsr_backend * be, const struct
     p.scale = a->scale;
     if (p.nq == 0) return INFVSR_OK;
     ACT_BEGIN(c);
+    const bool all_bf16 = a->q->dtype == INFVSR_TYPE_BF16 && a->k0->dtype == INFVSR_TYPE_BF16 &&
+                          a->v0->dtype == INFVSR_TYPE_BF16 && (!a->k1 || a->k1->dtype == INFVSR_TYPE_BF16) &&
+                          (!a->v1 || a->v1->dtype == INFVSR_TYPE_BF16);
+    if (!c->use_ref && all_bf16 && infvsr_cpu_attention_bf16_applies(c)) {
+        /* the native bf16 attention: q/k/v read as stored, out rounded once (or f32) */
+        p.q = a->q->data, p.k0 = a->k0->data, p.v0 = a->v0->data;
+        p.k1 = a->k1 ? a->k1->data : NULL, p.v1 = a->v1 ? a->v1->data : NULL;
+        p.out = a->out->data;
+        p.dtype = INFVSR_TYPE_BF16, p.out_dtype = a->out->dtype;
+        LOCKED(c, st = infvsr_cpu_op_attention_bf16(c, &p); if (st == INFVSR_OK) c->native_attention_calls++);
+        if (st) return infvsr_err_set(err, st, "cpu attention: out of memory for tiles");
+        return INFVSR_OK;
+    }
     p.q = act_in(&ac, a->q);
     p.k0 = act_in(&ac, a->k0);
     p.v0 = act_in(&ac, a->v0);

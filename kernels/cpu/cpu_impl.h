@@ -52,6 +52,7 @@ struct infvsr_cpu_ctx {
     struct infvsr_cpu_buf      panel;   /* widened weight panel (linear) / conv weights */
     struct infvsr_cpu_buf      col;     /* conv3d column buffer, resize temp */
     struct infvsr_cpu_buf      scratch; /* per-thread tiles (attention) */
+    int64_t                    native_attention_calls; /* bf16 attention runs (tests check the path) */
 };
 
 /* Runs fn over n_tasks on the backend's pool. */
@@ -104,17 +105,25 @@ void infvsr_cpu_op_affine_clamp(struct infvsr_cpu_ctx * c, const float * x, int6
                                 float beta, float lo, float hi, float * y);
 void infvsr_cpu_op_softmax(struct infvsr_cpu_ctx * c, const float * x, int64_t R, int64_t C, float * y);
 
-/* Plain-pointer form of struct infvsr_attn_args (k1/v1/bias NULL when absent). */
+/* Plain-pointer form of struct infvsr_attn_args (k1/v1/bias NULL when absent). q, k, v
+ * are all of `dtype`, out of `out_dtype`: F32, or BF16 on the native bf16 attention only
+ * (infvsr_cpu_attention_bf16_applies); the reference and the f32 kernel take F32. */
 struct infvsr_cpu_attn {
-    const float * q;
-    const float * k0, * v0;
-    const float * k1, * v1;
-    const float * bias;
-    int64_t       nq, n0, n1, n_heads, head_dim;
-    float         scale;
-    float *       out;
+    const void *      q;
+    const void *      k0, * v0;
+    const void *      k1, * v1;
+    const float *     bias;
+    int64_t           nq, n0, n1, n_heads, head_dim;
+    float             scale;
+    void *            out;
+    enum infvsr_dtype dtype, out_dtype;
 };
 enum infvsr_status infvsr_cpu_op_attention(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_attn * a);
+/* Whether attention with bf16 q/k/v runs natively here (kernels/cpu/attention_bf16.c):
+ * bf16 tiles, VDPBF16PS products, f32 softmax statistics. */
+bool infvsr_cpu_attention_bf16_applies(const struct infvsr_cpu_ctx * c);
+/* Same contract as infvsr_cpu_op_attention with a->dtype BF16 (out F32 or BF16). */
+enum infvsr_status infvsr_cpu_op_attention_bf16(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_attn * a);
 void infvsr_cpu_op_rope(struct infvsr_cpu_ctx * c, const float * x, int64_t N, int64_t H, int64_t D,
                         const double * freqs, float * y);
 

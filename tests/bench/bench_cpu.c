@@ -259,28 +259,33 @@ static void run_attn(void * p) {
     INFVSR_ASSERT(infvsr_op_attention(c->be, &c->a, NULL) == INFVSR_OK);
 }
 
-static void bench_attention(struct infvsr_backend * be, const char * what, int nq, int n0, int n1, int H, int D) {
-    int64_t sq[2] = { nq, (int64_t)H * D }, s0[2] = { n0, (int64_t)H * D }, s1[2] = { n1 ? n1 : 1, (int64_t)H * D };
-    struct infvsr_tensor q, k0, v0, k1, v1, o;
-    INFVSR_ASSERT(infvsr_tensor_alloc(&q, "q", INFVSR_TYPE_F32, 2, sq) == INFVSR_OK);
-    INFVSR_ASSERT(infvsr_tensor_alloc(&o, "o", INFVSR_TYPE_F32, 2, sq) == INFVSR_OK);
-    INFVSR_ASSERT(infvsr_tensor_alloc(&k0, "k0", INFVSR_TYPE_F32, 2, s0) == INFVSR_OK);
-    INFVSR_ASSERT(infvsr_tensor_alloc(&v0, "v0", INFVSR_TYPE_F32, 2, s0) == INFVSR_OK);
-    INFVSR_ASSERT(infvsr_tensor_alloc(&k1, "k1", INFVSR_TYPE_F32, 2, s1) == INFVSR_OK);
-    INFVSR_ASSERT(infvsr_tensor_alloc(&v1, "v1", INFVSR_TYPE_F32, 2, s1) == INFVSR_OK);
-    test_fill_uniform(q.data, (size_t)(sq[0] * sq[1]), -1, 1, 3);
-    test_fill_uniform(k0.data, (size_t)(s0[0] * s0[1]), -1, 1, 4);
-    test_fill_uniform(v0.data, (size_t)(s0[0] * s0[1]), -1, 1, 5);
-    test_fill_uniform(k1.data, (size_t)(s1[0] * s1[1]), -1, 1, 6);
-    test_fill_uniform(v1.data, (size_t)(s1[0] * s1[1]), -1, 1, 7);
-    struct attn_ctx c = { .be = be, .a = { .q = &q, .k0 = &k0, .v0 = &v0, .k1 = n1 ? &k1 : NULL, .v1 = n1 ? &v1 : NULL,
-                                           .n_heads = H, .scale = 0.088f, .out = &o } };
+/* One attention shape with f32 or bf16 q/k/v/out (bf16: the native bf16 attention on
+ * avx512bf16/amx, the widened f32 kernel on avx2; its share is of the bf16 ceiling). */
+static void bench_attention(struct infvsr_backend * be, const char * what, int nq, int n0, int n1, int H, int D,
+                            enum infvsr_dtype dt) {
+    const int64_t rows[6] = { nq, nq, n0, n0, n1 ? n1 : 1, n1 ? n1 : 1 };
+    static const char * names[6] = { "q", "o", "k0", "v0", "k1", "v1" };
+    struct infvsr_tensor t[6];
+    for (int i = 0; i < 6; i++) {
+        int64_t s2[2] = { rows[i], (int64_t)H * D };
+        size_t n = (size_t)(rows[i] * H * D);
+        INFVSR_ASSERT(infvsr_tensor_alloc(&t[i], names[i], dt, 2, s2) == INFVSR_OK);
+        float * f = malloc(n * sizeof *f);
+        test_fill_uniform(f, n, -1, 1, 3 + (uint64_t)i);
+        infvsr_convert_from_f32(t[i].data, dt, f, n);
+        free(f);
+    }
+    struct attn_ctx c = { .be = be, .a = { .q = &t[0], .k0 = &t[2], .v0 = &t[3], .k1 = n1 ? &t[4] : NULL,
+                                           .v1 = n1 ? &t[5] : NULL, .n_heads = H, .scale = 0.088f, .out = &t[1] } };
     double flop = 4.0 * nq * (double)(n0 + n1) * D * H;
-    double t = time_median(run_attn, &c);
-    printf("attention %-9s Nq=%-5d Nk=%-5d (%s) H=%-2d D=%-3d  %7.1f GF/s  %8.1f ms | peak %.0f%%\n", what, nq, n0 + n1,
-           n1 ? "2 segments" : "1 segment ", H, D, flop / t * 1e-9, t * 1e3, 100.0 * flop / t * 1e-9 / g_peak);
-    infvsr_tensor_release(&q), infvsr_tensor_release(&o), infvsr_tensor_release(&k0), infvsr_tensor_release(&v0);
-    infvsr_tensor_release(&k1), infvsr_tensor_release(&v1);
+    double t_s = time_median(run_attn, &c);
+    const bool bf = dt == INFVSR_TYPE_BF16;
+    const double peak = bf ? g_peak_bf16 : g_peak;
+    printf("attention %-4s %-9s Nq=%-5d Nk=%-5d (%s) H=%-2d D=%-3d  %7.1f GF/s  %8.2f ms", bf ? "bf16" : "f32", what, nq,
+           n0 + n1, n1 ? "2 segments" : "1 segment ", H, D, flop / t_s * 1e-9, t_s * 1e3);
+    if (peak > 0) printf(" | peak %.0f%%", 100.0 * flop / t_s * 1e-9 / peak);
+    printf("\n");
+    for (int i = 0; i < 6; i++) infvsr_tensor_release(&t[i]);
 }
 
 /* ---- conv3d ---- */
@@ -427,10 +432,14 @@ int main(int argc, char ** argv) {
         bench_linear(be, 1, 1536, 9216);
     }
     if (!*only || strcmp(only, "attention") == 0) {
-        bench_attention(be, "DiT self", 2400, 2400, 0, 12, 128);
-        bench_attention(be, "DiT cache", 1200, 1200, 1200, 12, 128);
-        bench_attention(be, "DiT cross", 2400, 145, 0, 12, 128);
-        bench_attention(be, "VAE", 4096, 4096, 0, 1, 384);
+        for (int b = 0; b < 2; b++) {
+            const enum infvsr_dtype dt = b ? INFVSR_TYPE_BF16 : INFVSR_TYPE_F32;
+            bench_attention(be, "DiT self", 2400, 2400, 0, 12, 128, dt);
+            bench_attention(be, "DiT cache", 1200, 1200, 1200, 12, 128, dt);
+            bench_attention(be, "DiT chunk", 192, 192, 192, 12, 128, dt); /* the 192-token steady chunk */
+            bench_attention(be, "DiT cross", 2400, 145, 0, 12, 128, dt);
+            bench_attention(be, "VAE", 4096, 4096, 0, 1, 384, dt);
+        }
     }
     if (!*only || strcmp(only, "unary") == 0) bench_unary(be, 8 << 20);
     if (!*only || strcmp(only, "resize") == 0) {

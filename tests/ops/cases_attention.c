@@ -3,7 +3,10 @@
  * kernel forced in turn) and RoPE (in place too), and their refused calls. */
 #include <math.h>
 
+#include <string.h>
+
 #include "backend_ops.h"
+#include "cpu_impl.h"
 
 #ifdef INFVSR_USE_CUDA
 #include "cuda_backend.h"
@@ -21,6 +24,7 @@ struct attn_p {
     int64_t out_rows, bias_rows; /* 0: right                                        */
     int     heads;               /* 0: H                                            */
     bool    k1_only;
+    bool    empty_k1;            /* k1/v1 given with no tokens (n1 = 0)             */
     int     out_alias;           /* refused: out shares the memory of q, k1 or v1 (ALIAS_*) */
 };
 
@@ -34,7 +38,7 @@ static enum infvsr_status run_attention(struct bo_ctx * c, const struct bo_case 
     struct infvsr_tensor * k0 = bo_in(c, "k0", BO_ACT, 2, S2(p->n0, hd), -1.5, 1.5);
     struct infvsr_tensor * v0 = bo_in(c, "v0", BO_ACT, 2, S2(p->n0, hd), -1, 1);
     struct infvsr_tensor * k1 = NULL, * v1 = NULL, * bias = NULL;
-    if (p->n1) {
+    if (p->n1 || p->empty_k1) {
         k1 = bo_in(c, "k1", BO_ACT, 2, S2(p->n1, hd), -1.5, 1.5);
         v1 = bo_in(c, "v1", BO_ACT, 2, S2(p->n1, hd), -1, 1);
     }
@@ -59,10 +63,21 @@ static enum infvsr_status run_attention(struct bo_ctx * c, const struct bo_case 
 #ifdef INFVSR_USE_CUDA
     if (c->is_cuda) infvsr_cuda_backend_set_attention_kernel(c->be, (enum infvsr_cuda_attn_kernel)p->kernel);
 #endif
+    /* the fast cpu backend with bf16 activations runs the native bf16 attention on every
+     * case where its ISA level has it (avx512bf16, amx), the widened f32 one on avx2 */
+    struct infvsr_cpu_ctx * cpu = !c->is_ref && strcmp(infvsr_backend_name(c->be), "cpu") == 0 ? c->be->context : NULL;
+    const int64_t native0 = cpu ? cpu->native_attention_calls : 0;
     enum infvsr_status st = infvsr_op_attention(c->be, &a, &c->err);
 #ifdef INFVSR_USE_CUDA
     if (c->is_cuda) infvsr_cuda_backend_set_attention_kernel(c->be, INFVSR_CUDA_ATTN_AUTO);
 #endif
+    if (cpu && st == INFVSR_OK) {
+        const bool want = c->act == INFVSR_TYPE_BF16 && infvsr_cpu_attention_bf16_applies(cpu);
+        if (cpu->native_attention_calls - native0 != (want ? 1 : 0)) {
+            return infvsr_err_set(&c->err, INFVSR_ERR_UNSUPPORTED, "the %s attention did not run (isa %s)",
+                                  want ? "native bf16" : "widened f32", infvsr_cpu_isa_name(cpu->isa));
+        }
+    }
     return st;
 }
 
@@ -73,7 +88,7 @@ static struct bo_case * add_attention(struct bo_list * l, const struct attn_p * 
             (long long)p->n1, (long long)p->H, (long long)p->D, biases[p->bias], (double)p->scale,
             p->kernel ? " kernel=" : "", p->kernel ? kernel_names[p->kernel] : "", p->out_rows ? " out rows wrong" : "",
             p->bias_rows ? " bias rows wrong" : "", p->heads ? " n_heads wrong" : "",
-            p->k1_only ? " k1 without v1" : alias_names[p->out_alias]);
+            p->k1_only ? " k1 without v1" : p->empty_k1 ? " empty k1/v1" : alias_names[p->out_alias]);
     k->tol_f32 = BO_TOL_GEMM;
     return k;
 }
@@ -142,9 +157,20 @@ void bo_cases_attention(struct bo_list * l) {
         attn(50, 80, 0, 1, 384, BIAS_NONE),   /* VAE head dim, two key tiles                   */
         attn(40, 30, 20, 3, 40, BIAS_RANDOM), /* odd head dim with two segments                */
         attn(9, 70, 6, 2, 16, BIAS_MASK_SEGMENT0), /* a fully masked segment                   */
+        attn(192, 192, 192, 2, 128, BIAS_NONE), /* the DiT's steady chunk (2 of its 12 heads)   */
+        attn(61, 45, 19, 2, 33, BIAS_RANDOM), /* odd D: 3 value strips of 16                   */
+        attn(70, 100, 0, 2, 80, BIAS_NONE),   /* D = 80: a 64- and a 16-channel pass           */
+        attn(35, 66, 63, 1, 127, BIAS_RANDOM), /* odd D > 64, key blocks of 64 + 2 and 63     */
+        attn(7, 3, 0, 3, 64, BIAS_RANDOM),    /* fewer keys than one 16-key strip              */
     };
     const size_t n = sizeof cases / sizeof cases[0];
     for (size_t i = 0; i < n; i++) add_attention(l, &cases[i], BO_COMPARE);
+    {
+        /* k1/v1 present but empty (a cache segment with no tokens yet) */
+        struct attn_p p = attn(48, 100, 0, 2, 64, BIAS_RANDOM);
+        p.empty_k1 = true;
+        add_attention(l, &p, BO_COMPARE);
+    }
     {
         /* the result does not depend on the thread count (cpu: 2 threads vs 1) */
         struct attn_p p = attn(150, 90, 0, 3, 40, BIAS_NONE);
