@@ -250,7 +250,23 @@ struct infvsr_backend_i {
     enum infvsr_status (*gather_rows)(struct infvsr_backend * be, const struct infvsr_tensor * x,
                                       const struct infvsr_tensor * idx, struct infvsr_tensor * y,
                                       struct infvsr_err * err);
+
+    /* ---- weight lifetime (optional, NULL: nothing to do) ---- */
+    /* ts[0 .. n) are one module's weights, committed (engine/core/weight_set.h): their
+     * storage (and every view inside it) stays unchanged until weights_released with the
+     * token returned here. A backend may keep data derived from them in between (the CPU
+     * backend's packed bf16 GEMM operands) and must drop it at release, before the memory
+     * can be reused. Called between ops, like tensor_alloc. */
+    enum infvsr_status (*weights_imported)(struct infvsr_backend * be, struct infvsr_tensor * const * ts, size_t n,
+                                           uint64_t * token, struct infvsr_err * err);
+    void               (*weights_released)(struct infvsr_backend * be, uint64_t token);
 };
+
+/* The wrappers of weights_imported / weights_released (base/src/backend.c): no-ops (token
+ * 0) on a backend without them. */
+enum infvsr_status infvsr_backend_weights_imported(struct infvsr_backend * be, struct infvsr_tensor * const * ts,
+                                                   size_t n, uint64_t * token, struct infvsr_err * err);
+void               infvsr_backend_weights_released(struct infvsr_backend * be, uint64_t token);
 
 /* Every backend object starts with this header; `context` is the backend's own state. */
 struct infvsr_backend {

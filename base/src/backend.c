@@ -82,6 +82,17 @@ enum infvsr_status infvsr_backend_synchronize(struct infvsr_backend * be, struct
     return be->iface->synchronize(be, err);
 }
 
+enum infvsr_status infvsr_backend_weights_imported(struct infvsr_backend * be, struct infvsr_tensor * const * ts,
+                                                   size_t n, uint64_t * token, struct infvsr_err * err) {
+    *token = 0;
+    if (!be || !be->iface->weights_imported || n == 0) return INFVSR_OK;
+    return be->iface->weights_imported(be, ts, n, token, err);
+}
+
+void infvsr_backend_weights_released(struct infvsr_backend * be, uint64_t token) {
+    if (be && token && be->iface->weights_released) be->iface->weights_released(be, token);
+}
+
 void infvsr_backend_get_traffic(struct infvsr_backend * be, struct infvsr_backend_traffic * out) {
     *out = be->traffic;
 }

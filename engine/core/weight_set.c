@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend_impl.h"
 #include "core/weight_set.h"
 
 /* Each weight starts on a 256-byte boundary: what cuBLASLt and vector loads like best. */
@@ -43,12 +44,23 @@ static ptrdiff_t shared_with(const struct infvsr_weight_set * ws, size_t i, cons
     return -1;
 }
 
+/* Tells the backend which tensors are now immutable weights (weights_imported). */
+static enum infvsr_status announce(struct infvsr_weight_set * ws, struct infvsr_backend * be, struct infvsr_err * err) {
+    if (ws->n == 0) return INFVSR_OK;
+    struct infvsr_tensor ** ts = malloc(ws->n * sizeof *ts);
+    if (!ts) return infvsr_err_set(err, INFVSR_ERR_NOMEM, "weight import: out of memory");
+    for (size_t i = 0; i < ws->n; i++) ts[i] = ws->items[i].t;
+    enum infvsr_status st = infvsr_backend_weights_imported(be, ts, ws->n, &ws->backend_token, err);
+    free(ts);
+    return st;
+}
+
 enum infvsr_status infvsr_weight_set_commit(struct infvsr_weight_set * ws, struct infvsr_backend * be,
                                             struct infvsr_err * err) {
     struct infvsr_backend_caps caps;
     infvsr_backend_get_caps(be, &caps);
     ws->committed = true;
-    if (caps.host_visible || ws->n == 0) return INFVSR_OK;
+    if (caps.host_visible || ws->n == 0) return announce(ws, be, err);
 
     enum infvsr_status st = INFVSR_OK;
     size_t *            off    = calloc(ws->n, sizeof *off);
@@ -110,6 +122,7 @@ enum infvsr_status infvsr_weight_set_commit(struct infvsr_weight_set * ws, struc
     /* tensor_set copies before it returns, so the host sources may go now; make sure the
      * uploads landed before anyone relies on them. */
     st = infvsr_backend_synchronize(be, err);
+    if (st == INFVSR_OK) st = announce(ws, be, err);
 done:
     free(off);
     free(share);
@@ -124,6 +137,7 @@ void infvsr_weight_set_release(struct infvsr_weight_set * ws, struct infvsr_back
         for (size_t i = 0; i < ws->n; i++)
             if (ws->items[i].t->owns_data) infvsr_tensor_release_data(ws->items[i].t);
     }
+    infvsr_backend_weights_released(be, ws->backend_token); /* before the memory can go */
     infvsr_backend_tensor_free(be, &ws->storage);
     free(ws->items);
     memset(ws, 0, sizeof *ws);

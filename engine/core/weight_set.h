@@ -16,7 +16,10 @@
  * F32 weight is converted to bf16 when the backend computes in bf16 (the official pipeline
  * runs `.to(bfloat16)` on the f32 VAE and Swin weights). Each tensor's data/mem/dtype is
  * rewritten in place to point into that allocation and an owned host copy is freed.
- * Registered tensors that share storage (same data pointer, dtype and size) share one copy. */
+ * Registered tensors that share storage (same data pointer, dtype and size) share one copy.
+ * Commit also tells the backend that these tensors are weights, immutable until release
+ * (infvsr_backend_weights_imported): the CPU backend keeps its packed bf16 GEMM operands
+ * for them in that window and drops them at release. */
 #pragma once
 
 #include <stddef.h>
@@ -36,6 +39,7 @@ struct infvsr_weight_set {
     size_t                      n, cap;
     struct infvsr_tensor        storage;         /* the device allocation (empty on host) */
     size_t                      resident_bytes;  /* device bytes held (0 on host)         */
+    uint64_t                    backend_token;   /* of weights_imported (0: none)         */
     bool                        committed;
 };
 

@@ -330,8 +330,13 @@ static enum infvsr_status cpu_linear(struct infvsr_backend * be, const struct in
     if (M == 0 || N == 0) return INFVSR_OK;
     ACT_BEGIN(c);
     if (!c->use_ref && x->dtype == INFVSR_TYPE_BF16 && infvsr_cpu_linear_bf16_applies(c, M, N, K)) {
-        /* the native bf16 GEMM: bf16 operands, f32 accumulation, y stored in its dtype */
-        LOCKED(c, st = infvsr_cpu_op_linear_bf16(c, x->data, M, K, wv, N, bv, act, y->data, y->dtype));
+        /* the native bf16 GEMM: bf16 operands, f32 accumulation, y stored in its dtype; an
+         * imported weight is packed once (weight_pack.c), any other per call */
+        pthread_mutex_lock(&c->lock);
+        const uint16_t * packed = infvsr__wcache_linear(c, wv, N, K);
+        st = packed ? infvsr_cpu_op_linear_bf16_packed(c, x->data, M, K, packed, N, bv, act, y->data, y->dtype)
+                    : infvsr_cpu_op_linear_bf16(c, x->data, M, K, wv, N, bv, act, y->data, y->dtype);
+        pthread_mutex_unlock(&c->lock);
     } else {
         const float * xf = act_in(&ac, x);
         float * yf = act_out(&ac, y);
@@ -806,6 +811,20 @@ static void cpu_get_caps(struct infvsr_backend * be, struct infvsr_backend_caps 
 
 static void cpu_free(struct infvsr_backend * be);
 
+static enum infvsr_status cpu_weights_imported(struct infvsr_backend * be, struct infvsr_tensor * const * ts, size_t n,
+                                               uint64_t * token, struct infvsr_err * err) {
+    struct infvsr_cpu_ctx * c = CTX(be);
+    enum infvsr_status st;
+    LOCKED(c, st = infvsr__wcache_import(c, ts, n, token));
+    if (st) return infvsr_err_set(err, st, "cpu: out of memory registering %zu weights", n);
+    return INFVSR_OK;
+}
+
+static void cpu_weights_released(struct infvsr_backend * be, uint64_t token) {
+    struct infvsr_cpu_ctx * c = CTX(be);
+    LOCKED(c, infvsr__wcache_release(c, token));
+}
+
 static const struct infvsr_backend_i cpu_iface = {
     .name             = cpu_name,
     .get_caps         = cpu_get_caps,
@@ -833,6 +852,8 @@ static const struct infvsr_backend_i cpu_iface = {
     .resize           = cpu_resize,
     .copy             = cpu_copy,
     .gather_rows      = cpu_gather_rows,
+    .weights_imported = cpu_weights_imported,
+    .weights_released = cpu_weights_released,
 };
 
 struct infvsr_cpu_params infvsr_cpu_default_params(void) {
@@ -856,6 +877,7 @@ enum infvsr_status infvsr_cpu_backend_init(const struct infvsr_cpu_params * p, s
     c->isa       = params.isa < 0 ? infvsr_cpu_isa_detect() : (enum infvsr_cpu_isa)params.isa;
     if (c->isa > infvsr_cpu_isa_detect()) c->isa = infvsr_cpu_isa_detect(); /* never an instruction the CPU lacks */
     pthread_mutex_init(&c->lock, NULL);
+    c->wcache.budget = infvsr__wcache_default_budget();
     /* BLAS runs from the calling thread only, while our workers sleep: give it the same
      * number of threads so the two never oversubscribe the cores. */
     openblas_set_num_threads(c->n_threads);
@@ -872,6 +894,7 @@ static void cpu_free(struct infvsr_backend * be) {
     infvsr__buf_free(&c->panel);
     infvsr__buf_free(&c->col);
     infvsr__buf_free(&c->scratch);
+    infvsr__wcache_free(c);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }

@@ -41,6 +41,29 @@ struct infvsr_cpu_buf {
 float * infvsr__buf_reserve(struct infvsr_cpu_buf * b, size_t n);
 void    infvsr__buf_free(struct infvsr_cpu_buf * b);
 
+/* Packed bf16 GEMM operands of imported weights (kernels/cpu/weight_pack.c). */
+struct infvsr_cpu_wrange {
+    uintptr_t lo, hi;  /* [lo, hi): the storage of one imported weight */
+    uint64_t  token;   /* its weight set's                             */
+};
+struct infvsr_cpu_packed {
+    const void *      data;   /* the weight's storage (a view inside a range) */
+    int64_t           N, K;
+    enum infvsr_dtype dtype;
+    uint64_t          token;  /* dropped with this weight set                 */
+    uint16_t *        panel;  /* infvsr_cpu_linear_bf16_pack's layout          */
+    size_t            bytes;
+};
+struct infvsr_cpu_wcache {
+    struct infvsr_cpu_wrange * ranges;
+    size_t                     n_ranges, cap_ranges;
+    struct infvsr_cpu_packed * packed;
+    size_t                     n_packed, cap_packed;
+    uint64_t                   next_token;
+    size_t                     bytes, budget; /* held and allowed bytes of packed panels */
+    int64_t                    hits, packs;   /* linear calls served / panels packed (tests) */
+};
+
 struct infvsr_cpu_ctx {
     struct infvsr_backend      be;
     struct infvsr_threadpool * pool;
@@ -53,7 +76,23 @@ struct infvsr_cpu_ctx {
     struct infvsr_cpu_buf      col;     /* conv3d column buffer, resize temp */
     struct infvsr_cpu_buf      scratch; /* per-thread tiles (attention) */
     int64_t                    native_attention_calls; /* bf16 attention runs (tests check the path) */
+    struct infvsr_cpu_wcache   wcache;  /* packed weights (under lock)                    */
 };
+
+/* ---- packed weights (kernels/cpu/weight_pack.c), all under c->lock ---- */
+
+/* Budget of the packed weights in bytes: INFVSR_CPU_PACKED_MB (0 turns packing off), else
+ * min(4 GiB, a quarter of the physical memory). */
+size_t             infvsr__wcache_default_budget(void);
+/* weights_imported / weights_released of the backend table. */
+enum infvsr_status infvsr__wcache_import(struct infvsr_cpu_ctx * c, struct infvsr_tensor * const * ts, size_t n,
+                                         uint64_t * token);
+void               infvsr__wcache_release(struct infvsr_cpu_ctx * c, uint64_t token);
+void               infvsr__wcache_free(struct infvsr_cpu_ctx * c);
+/* The packed operand of weight w [N, K] for the bf16 GEMM, packing it on first use; NULL
+ * when w is not inside an imported weight set (a test's tensor, an activation), when
+ * the budget is spent or out of memory: the GEMM then packs per call. */
+const uint16_t *   infvsr__wcache_linear(struct infvsr_cpu_ctx * c, struct infvsr_cpu_w w, int64_t N, int64_t K);
 
 /* Runs fn over n_tasks on the backend's pool. */
 static inline void infvsr__par(struct infvsr_cpu_ctx * c, int64_t n_tasks, infvsr_task_cb fn, void * ctx) {
@@ -77,6 +116,15 @@ bool infvsr_cpu_linear_bf16_applies(const struct infvsr_cpu_ctx * c, int64_t M, 
 enum infvsr_status infvsr_cpu_op_linear_bf16(struct infvsr_cpu_ctx * c, const uint16_t * x, int64_t M, int64_t K,
                                              struct infvsr_cpu_w w, int64_t N, struct infvsr_cpu_w b,
                                              enum infvsr_unary_op act, void * y, enum infvsr_dtype y_dtype);
+/* The same with w already packed whole (infvsr_cpu_linear_bf16_pack): no per-call packing. */
+enum infvsr_status infvsr_cpu_op_linear_bf16_packed(struct infvsr_cpu_ctx * c, const uint16_t * x, int64_t M,
+                                                    int64_t K, const uint16_t * packed, int64_t N,
+                                                    struct infvsr_cpu_w b, enum infvsr_unary_op act, void * y,
+                                                    enum infvsr_dtype y_dtype);
+/* bf16 elements of w [N, K] packed whole for the bf16 GEMM, and the packing. */
+size_t infvsr_cpu_linear_bf16_packed_elems(int64_t N, int64_t K);
+void   infvsr_cpu_linear_bf16_pack(struct infvsr_cpu_ctx * c, struct infvsr_cpu_w w, int64_t N, int64_t K,
+                                   uint16_t * dst);
 
 /* ---- fast ops (kernels/cpu/<family>.c). All shapes were validated by backend.c. ---- */
 

@@ -206,9 +206,39 @@ AVX512BF16_FN static void gemm_task(void * ctx, int64_t t, int tid) {
     }
 }
 
+size_t infvsr_cpu_linear_bf16_packed_elems(int64_t N, int64_t K) {
+    return (size_t)((N + NT - 1) / NT * NT) * (size_t)((K + 1) / 2) * 2; /* strips x K2 pairs x 32 */
+}
+
+void infvsr_cpu_linear_bf16_pack(struct infvsr_cpu_ctx * c, struct infvsr_cpu_w w, int64_t N, int64_t K,
+                                 uint16_t * dst) {
+    struct pack_job pj = { .panel = dst, .w = w, .n0 = 0, .N = N, .K = K, .K2 = (K + 1) / 2 };
+    infvsr__par(c, (N + NT - 1) / NT * NRV, pack_task, &pj);
+}
+
+static enum infvsr_status linear_bf16(struct infvsr_cpu_ctx * c, const uint16_t * x, int64_t M, int64_t K,
+                                      struct infvsr_cpu_w w, const uint16_t * packed, int64_t N, struct infvsr_cpu_w b,
+                                      enum infvsr_unary_op act, void * y, enum infvsr_dtype y_dtype);
+
 enum infvsr_status infvsr_cpu_op_linear_bf16(struct infvsr_cpu_ctx * c, const uint16_t * x, int64_t M, int64_t K,
                                              struct infvsr_cpu_w w, int64_t N, struct infvsr_cpu_w b,
                                              enum infvsr_unary_op act, void * y, enum infvsr_dtype y_dtype) {
+    return linear_bf16(c, x, M, K, w, NULL, N, b, act, y, y_dtype);
+}
+
+enum infvsr_status infvsr_cpu_op_linear_bf16_packed(struct infvsr_cpu_ctx * c, const uint16_t * x, int64_t M,
+                                                    int64_t K, const uint16_t * packed, int64_t N,
+                                                    struct infvsr_cpu_w b, enum infvsr_unary_op act, void * y,
+                                                    enum infvsr_dtype y_dtype) {
+    const struct infvsr_cpu_w none = { 0 };
+    return linear_bf16(c, x, M, K, none, packed, N, b, act, y, y_dtype);
+}
+
+/* w packed per call panel by panel (packed NULL), or its whole packed form read in place
+ * (a panel is a run of strips, so panel n0 starts at strip n0 / 16). */
+static enum infvsr_status linear_bf16(struct infvsr_cpu_ctx * c, const uint16_t * x, int64_t M, int64_t K,
+                                      struct infvsr_cpu_w w, const uint16_t * packed, int64_t N, struct infvsr_cpu_w b,
+                                      enum infvsr_unary_op act, void * y, enum infvsr_dtype y_dtype) {
     const int64_t K2 = (K + 1) / 2;
     int64_t pn = (int64_t)(PANEL_BYTES / ((size_t)K2 * 64)) * 16 / NT * NT; /* columns per panel */
     if (pn < NT) pn = NT;
@@ -220,14 +250,18 @@ enum infvsr_status infvsr_cpu_op_linear_bf16(struct infvsr_cpu_ctx * c, const ui
         infvsr__w_widen(bias, b, 0, (size_t)N);
     }
     /* packed strips: pn/16 x K2 x 32 bf16 = pn * K2 * 4 bytes = pn * K2 floats */
-    uint16_t * panel = (uint16_t *)infvsr__buf_reserve(&c->panel, (size_t)(pn * K2));
-    if (!panel) return INFVSR_ERR_NOMEM;
+    uint16_t * panel = packed ? NULL : (uint16_t *)infvsr__buf_reserve(&c->panel, (size_t)(pn * K2));
+    if (!packed && !panel) return INFVSR_ERR_NOMEM;
     struct gemm_job g = { .x = x, .panel = panel, .bias = bias, .y = y, .y_dtype = y_dtype, .act = act,
                           .M = M, .N = N, .K = K, .K2 = K2, .n_mb = (M + MB - 1) / MB };
     for (int64_t n0 = 0; n0 < N; n0 += pn) {
         const int64_t cols = N - n0 < pn ? N - n0 : pn, strips = (cols + NT - 1) / NT * NRV;
-        struct pack_job pj = { .panel = panel, .w = w, .n0 = n0, .N = N, .K = K, .K2 = K2 };
-        infvsr__par(c, strips, pack_task, &pj);
+        if (packed) {
+            g.panel = packed + (n0 / 16) * K2 * 32;
+        } else {
+            struct pack_job pj = { .panel = panel, .w = w, .n0 = n0, .N = N, .K = K, .K2 = K2 };
+            infvsr__par(c, strips, pack_task, &pj);
+        }
         g.n0 = n0;
         infvsr__par(c, g.n_mb * (strips / NRV), gemm_task, &g);
     }

@@ -188,6 +188,8 @@ static const struct infvsr_backend_i cuda_iface = {
     /* resize           */ cu_resize,
     /* copy             */ cu_copy,
     /* gather_rows      */ cu_gather_rows,
+    /* weights_imported */ NULL, /* weights live in the device copy of the weight set */
+    /* weights_released */ NULL,
 };
 
 /* ---- lifecycle ---- */

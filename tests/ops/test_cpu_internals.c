@@ -1,12 +1,16 @@
 /* Internals of the CPU backend that the op-case table (test_backend_ops) cannot see:
  * the bicubic tap tables of MODEL-SPEC §3.1, and which conv3d path (Winograd F(4x4),
  * F(2x2), im2col) the CPU picks for a shape, and the choice of the bf16 kernels' instruction
- * set (isa.h). Every path itself is checked numerically by the table's cases, which force
- * each one. */
+ * set (isa.h), and the lifetime of the packed bf16 weights (weight_pack.c). Every path
+ * itself is checked numerically by the table's cases, which force each one. */
 #include <math.h>
 #include <stdlib.h>
 
+#include <string.h>
+
 #include "check.h"
+#include "cpu_impl.h"
+#include "ops.h"
 #include "conv3d_winograd.h"
 #include "infvsr/backend.h"
 #include "isa.h"
@@ -132,7 +136,93 @@ static void test_cpu_isa_select(void) {
     unsetenv("INFVSR_CPU_ISA");
 }
 
+/* y = x . w^T on the cpu in bf16 (bf16 x, w, y); y's bits into out. */
+static void linear_bits(struct infvsr_backend * be, const struct infvsr_tensor * x, const struct infvsr_tensor * w,
+                        struct infvsr_tensor * y, uint16_t * out) {
+    struct infvsr_err err;
+    CHECK_EQ_INT(infvsr_op_linear(be, x, w, NULL, INFVSR_UNARY_COUNT, y, &err), INFVSR_OK);
+    memcpy(out, y->data, infvsr_tensor_nbytes(y));
+}
+
+static void fill_bf16(struct infvsr_tensor * t, uint64_t seed) {
+    size_t n = (size_t)infvsr_tensor_numel(t);
+    float * f = malloc(n * sizeof *f);
+    test_fill_uniform(f, n, -1, 1, seed);
+    infvsr_convert_from_f32(t->data, INFVSR_TYPE_BF16, f, n);
+    free(f);
+}
+
+/* Packed weights: only imported weights are packed, once; the result is the bits of the
+ * per-call packing; release drops the copies, so new contents at the same address (a
+ * freed weight's memory reused) are packed afresh, never served stale; the budget bounds
+ * them. */
+static void test_cpu_packed_weights(void) {
+    struct infvsr_backend_opts o = infvsr_backend_default_opts();
+    struct infvsr_backend * be = NULL;
+    struct infvsr_err err;
+    o.cpu_isa   = "avx512bf16";
+    o.precision = INFVSR_PRECISION_BF16;
+    o.n_threads = 2;
+    if (infvsr_backend_init_by_name("cpu", &o, &be, &err) == INFVSR_ERR_UNSUPPORTED) {
+        printf("  (no AVX512-BF16 here: packed weights not exercised)\n");
+        return;
+    }
+    struct infvsr_cpu_ctx * c = be->context;
+    c->wcache.budget = (size_t)64 << 20;
+    const int64_t M = 20, N = 72, K = 50; /* N past one 64-column block, K even */
+    struct infvsr_tensor x, w, y;
+    CHECK_EQ_INT(infvsr_tensor_alloc(&x, "x", INFVSR_TYPE_BF16, 2, (int64_t[]){ M, K }), INFVSR_OK);
+    CHECK_EQ_INT(infvsr_tensor_alloc(&w, "w", INFVSR_TYPE_BF16, 2, (int64_t[]){ N, K }), INFVSR_OK);
+    CHECK_EQ_INT(infvsr_tensor_alloc(&y, "y", INFVSR_TYPE_BF16, 2, (int64_t[]){ M, N }), INFVSR_OK);
+    fill_bf16(&x, 1);
+    fill_bf16(&w, 2);
+    uint16_t * per_call = malloc((size_t)(M * N) * 2), * got = malloc((size_t)(M * N) * 2);
+
+    linear_bits(be, &x, &w, &y, per_call); /* not imported: packed per call */
+    CHECK_EQ_INT(c->wcache.packs, 0);
+    CHECK_EQ_INT(c->wcache.hits, 0);
+
+    struct infvsr_tensor * ts[1] = { &w };
+    uint64_t token = 0;
+    CHECK_EQ_INT(infvsr_backend_weights_imported(be, ts, 1, &token, &err), INFVSR_OK);
+    CHECK(token != 0);
+    for (int r = 0; r < 2; r++) {
+        linear_bits(be, &x, &w, &y, got);
+        CHECK(memcmp(got, per_call, (size_t)(M * N) * 2) == 0);
+    }
+    CHECK_EQ_INT(c->wcache.packs, 1); /* packed once, served twice */
+    CHECK_EQ_INT(c->wcache.hits, 2);
+    CHECK(c->wcache.bytes > 0);
+
+    /* the set goes, the memory is reused with other values: never the old panel */
+    infvsr_backend_weights_released(be, token);
+    CHECK_EQ_INT(c->wcache.n_packed, 0);
+    CHECK_EQ_INT(c->wcache.bytes, 0);
+    fill_bf16(&w, 3);
+    linear_bits(be, &x, &w, &y, per_call);
+    CHECK_EQ_INT(c->wcache.packs, 1);
+    CHECK_EQ_INT(infvsr_backend_weights_imported(be, ts, 1, &token, &err), INFVSR_OK);
+    linear_bits(be, &x, &w, &y, got);
+    CHECK(memcmp(got, per_call, (size_t)(M * N) * 2) == 0);
+    CHECK_EQ_INT(c->wcache.packs, 2);
+    infvsr_backend_weights_released(be, token);
+
+    /* over the budget: per call, nothing held */
+    c->wcache.budget = 1024;
+    CHECK_EQ_INT(infvsr_backend_weights_imported(be, ts, 1, &token, &err), INFVSR_OK);
+    linear_bits(be, &x, &w, &y, got);
+    CHECK(memcmp(got, per_call, (size_t)(M * N) * 2) == 0);
+    CHECK_EQ_INT(c->wcache.packs, 2);
+    CHECK_EQ_INT(c->wcache.bytes, 0);
+    infvsr_backend_weights_released(be, token);
+
+    free(per_call), free(got);
+    infvsr_tensor_release(&x), infvsr_tensor_release(&w), infvsr_tensor_release(&y);
+    infvsr_backend_free(be);
+}
+
 static const struct test_case tests[] = {
+    TEST(test_cpu_packed_weights),
     TEST(test_cpu_isa_select),
     TEST(test_resize_bicubic_tables),
     TEST(test_conv3d_path_choice),

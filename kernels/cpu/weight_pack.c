@@ -1,0 +1,142 @@
+/* Packed bf16 GEMM operands of imported weights, so that a DiT chunk does not repack its
+ * weight panels on every linear call (12-14% of a bf16 chunk at 192 tokens did).
+ *
+ * Correctness. A packed copy is only ever made of a weight inside a weight set the engine
+ * imported (weights_imported: engine/core/weight_set.c at commit), and every copy made
+ * for a set is freed when that set is released (weights_released, called before the
+ * module frees or unmaps the memory). So a cached panel can never outlive the bytes it
+ * was packed from, and a reused address cannot find a stale panel: lookups match
+ * (pointer, N, K, dtype) only among live copies. Tensors outside any imported set (a
+ * test's weights, activations passed as weights) are packed per call as before.
+ *
+ * Memory. One packed copy per weight, the size of the weight in bf16 (f32 weights are
+ * packed rounded to bf16: half their size); the 1.3B DiT's linears are ~2.6 GB. The
+ * copies are bounded by a budget (infvsr__wcache_default_budget): weights past it are
+ * packed per call, so a small machine degrades to the old speed, never runs out of
+ * memory. After packing, the original's whole pages are advised MADV_COLD: the GEMM
+ * never reads them again, so the kernel may drop the checkpoint's clean file pages first
+ * under memory pressure (advice only: it does not change their contents, and other ops
+ * that read the weight still see it).
+ *
+ * Threads. Every function here runs under the backend's lock (c->lock), as the ops do.
+ * Lookups are linear scans: a model has a few hundred linear weights and a lookup is a
+ * few hundred pointer compares against a GEMM of millions of MACs. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "cpu_impl.h"
+
+#define DEFAULT_MAX_BYTES ((size_t)4 << 30)
+
+size_t infvsr__wcache_default_budget(void) {
+    const char * env = getenv("INFVSR_CPU_PACKED_MB");
+    if (env && *env) {
+        char * end;
+        unsigned long long mb = strtoull(env, &end, 10);
+        if (*end == '\0' && mb <= (SIZE_MAX >> 20)) return (size_t)mb << 20;
+    }
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    size_t quarter = pages > 0 && page > 0 ? (size_t)pages / 4 * (size_t)page : DEFAULT_MAX_BYTES;
+    return quarter < DEFAULT_MAX_BYTES ? quarter : DEFAULT_MAX_BYTES;
+}
+
+static bool grow(void ** v, size_t * cap, size_t need, size_t elem) {
+    if (need <= *cap) return true;
+    size_t n = *cap ? 2 * *cap : 64;
+    while (n < need) n *= 2;
+    void * p = realloc(*v, n * elem);
+    if (!p) return false;
+    *v = p;
+    *cap = n;
+    return true;
+}
+
+enum infvsr_status infvsr__wcache_import(struct infvsr_cpu_ctx * c, struct infvsr_tensor * const * ts, size_t n,
+                                         uint64_t * token) {
+    struct infvsr_cpu_wcache * wc = &c->wcache;
+    if (!grow((void **)&wc->ranges, &wc->cap_ranges, wc->n_ranges + n, sizeof *wc->ranges)) return INFVSR_ERR_NOMEM;
+    *token = ++wc->next_token;
+    for (size_t i = 0; i < n; i++) {
+        size_t bytes = infvsr_tensor_nbytes(ts[i]);
+        if (!ts[i]->data || bytes == 0 || ts[i]->mem != INFVSR_MEM_HOST) continue;
+        uintptr_t lo = (uintptr_t)ts[i]->data;
+        wc->ranges[wc->n_ranges++] = (struct infvsr_cpu_wrange){ .lo = lo, .hi = lo + bytes, .token = *token };
+    }
+    return INFVSR_OK;
+}
+
+void infvsr__wcache_release(struct infvsr_cpu_ctx * c, uint64_t token) {
+    struct infvsr_cpu_wcache * wc = &c->wcache;
+    size_t k = 0;
+    for (size_t i = 0; i < wc->n_ranges; i++)
+        if (wc->ranges[i].token != token) wc->ranges[k++] = wc->ranges[i];
+    wc->n_ranges = k;
+    k = 0;
+    for (size_t i = 0; i < wc->n_packed; i++) {
+        if (wc->packed[i].token == token) {
+            wc->bytes -= wc->packed[i].bytes;
+            free(wc->packed[i].panel);
+        } else {
+            wc->packed[k++] = wc->packed[i];
+        }
+    }
+    wc->n_packed = k;
+}
+
+void infvsr__wcache_free(struct infvsr_cpu_ctx * c) {
+    struct infvsr_cpu_wcache * wc = &c->wcache;
+    for (size_t i = 0; i < wc->n_packed; i++) free(wc->packed[i].panel);
+    free(wc->packed);
+    free(wc->ranges);
+    memset(wc, 0, sizeof *wc);
+}
+
+/* The token of the imported set whose storage holds [lo, hi), or 0. */
+static uint64_t owner(const struct infvsr_cpu_wcache * wc, uintptr_t lo, uintptr_t hi) {
+    for (size_t i = 0; i < wc->n_ranges; i++)
+        if (wc->ranges[i].lo <= lo && hi <= wc->ranges[i].hi) return wc->ranges[i].token;
+    return 0;
+}
+
+/* The original's whole pages: the GEMM reads only the packed copy from now on. */
+static void advise_cold(const void * data, size_t bytes) {
+#ifdef MADV_COLD
+    long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0) return;
+    uintptr_t lo = ((uintptr_t)data + (uintptr_t)pg - 1) / (uintptr_t)pg * (uintptr_t)pg;
+    uintptr_t hi = ((uintptr_t)data + bytes) / (uintptr_t)pg * (uintptr_t)pg;
+    if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_COLD); /* advice: failure changes nothing */
+#else
+    (void)data, (void)bytes;
+#endif
+}
+
+const uint16_t * infvsr__wcache_linear(struct infvsr_cpu_ctx * c, struct infvsr_cpu_w w, int64_t N, int64_t K) {
+    struct infvsr_cpu_wcache * wc = &c->wcache;
+    for (size_t i = 0; i < wc->n_packed; i++) {
+        const struct infvsr_cpu_packed * p = &wc->packed[i];
+        if (p->data == w.data && p->N == N && p->K == K && p->dtype == w.dtype) {
+            wc->hits++;
+            return p->panel;
+        }
+    }
+    if (wc->n_ranges == 0) return NULL;
+    const size_t wbytes = (size_t)N * (size_t)K * infvsr_dtype_size(w.dtype);
+    const uint64_t token = owner(wc, (uintptr_t)w.data, (uintptr_t)w.data + wbytes);
+    if (!token) return NULL;
+    const size_t bytes = infvsr_cpu_linear_bf16_packed_elems(N, K) * sizeof(uint16_t);
+    if (bytes > wc->budget || wc->bytes > wc->budget - bytes) return NULL;
+    if (!grow((void **)&wc->packed, &wc->cap_packed, wc->n_packed + 1, sizeof *wc->packed)) return NULL;
+    uint16_t * panel = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!panel) return NULL;
+    infvsr_cpu_linear_bf16_pack(c, w, N, K, panel);
+    advise_cold(w.data, wbytes);
+    wc->packed[wc->n_packed++] = (struct infvsr_cpu_packed){ .data = w.data, .N = N, .K = K, .dtype = w.dtype,
+                                                             .token = token, .panel = panel, .bytes = bytes };
+    wc->bytes += bytes;
+    wc->packs++;
+    wc->hits++;
+    return panel;
+}
