@@ -13,10 +13,9 @@
  * packed rounded to bf16: half their size); the 1.3B DiT's linears are ~2.6 GB. The
  * copies are bounded by a budget (infvsr__wcache_default_budget): weights past it are
  * packed per call, so a small machine degrades to the old speed, never runs out of
- * memory. After packing, the original's whole pages are advised MADV_COLD: the GEMM
- * never reads them again, so the kernel may drop the checkpoint's clean file pages first
- * under memory pressure (advice only: it does not change their contents, and other ops
- * that read the weight still see it).
+ * memory. After packing, the original's whole pages are paged out (release_original):
+ * the GEMM never reads them again, so the packed copy replaces the checkpoint's pages in
+ * the resident set instead of doubling it.
  *
  * Threads. Every function here runs under the backend's lock (c->lock), as the ops do.
  * Lookups are linear scans: a model has a few hundred linear weights and a lookup is a
@@ -100,16 +99,22 @@ static uint64_t owner(const struct infvsr_cpu_wcache * wc, uintptr_t lo, uintptr
     return 0;
 }
 
-/* The original's whole pages: the GEMM reads only the packed copy from now on. */
-static void advise_cold(const void * data, size_t bytes) {
-#ifdef MADV_COLD
+/* The original's whole pages: the GEMM reads only the packed copy from now on, so they
+ * need not stay resident beside it. MADV_PAGEOUT (Linux 5.4) drops the clean pages of the
+ * mapped checkpoint at once and swaps anonymous ones out where there is swap; MADV_COLD
+ * (the fallback) only makes them the first to go under memory pressure. Both are advice:
+ * contents never change, and an op that reads the weight later faults the pages back in. */
+static void release_original(const void * data, size_t bytes) {
     long pg = sysconf(_SC_PAGESIZE);
     if (pg <= 0) return;
     uintptr_t lo = ((uintptr_t)data + (uintptr_t)pg - 1) / (uintptr_t)pg * (uintptr_t)pg;
     uintptr_t hi = ((uintptr_t)data + bytes) / (uintptr_t)pg * (uintptr_t)pg;
-    if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_COLD); /* advice: failure changes nothing */
-#else
-    (void)data, (void)bytes;
+    if (hi <= lo) return;
+#ifdef MADV_PAGEOUT
+    if (madvise((void *)lo, hi - lo, MADV_PAGEOUT) == 0) return;
+#endif
+#ifdef MADV_COLD
+    (void)madvise((void *)lo, hi - lo, MADV_COLD);
 #endif
 }
 
@@ -132,7 +137,7 @@ const uint16_t * infvsr__wcache_linear(struct infvsr_cpu_ctx * c, struct infvsr_
     uint16_t * panel = aligned_alloc(64, (bytes + 63) / 64 * 64);
     if (!panel) return NULL;
     infvsr_cpu_linear_bf16_pack(c, w, N, K, panel);
-    advise_cold(w.data, wbytes);
+    release_original(w.data, wbytes);
     wc->packed[wc->n_packed++] = (struct infvsr_cpu_packed){ .data = w.data, .N = N, .K = K, .dtype = w.dtype,
                                                              .token = token, .panel = panel, .bytes = bytes };
     wc->bytes += bytes;
