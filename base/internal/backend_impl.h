@@ -7,7 +7,9 @@
  *  - Activations ("x", "y", "q", ...) are tensors in the backend's memory, of an
  *    activation dtype the backend accepts (caps.act_f32 / caps.act_bf16; the CPU backend
  *    takes f32 only). Weights ("w", "b", "gamma", "scale", ...) may be F32, BF16 or F16 and
- *    are read in place; a backend never keeps a second full-size copy of a weight.
+ *    are read in place; a backend never keeps a second full-size copy of a weight
+ *    resident beside it (the CPU's packed bf16 GEMM operands replace the original's pages
+ *    in the resident set: kernels/cpu/weight_pack.c).
  *  - Shapes are PyTorch order (outermost first) and every tensor is contiguous; views with
  *    other layouts are expressed through the `copy` op's strides.
  *  - "rows" means all dimensions but the last, flattened: a [T, H, W, C] tensor is

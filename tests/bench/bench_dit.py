@@ -110,7 +110,16 @@ def main():
     c_runs, py_ms, rss, load_ms = [[], []], [[], []], 0.0, 0.0
     bf_ms = [[], []]
     b_runs, b_rss = [[], []], 0.0
+    def warm_page_cache():
+        # The CPU in bf16 pages out the checkpoint pages of the weights it packed
+        # (kernels/cpu/weight_pack.c): read the file before every C run, so that no run pays
+        # for the disk reads the previous one left behind.
+        with open(model_path, "rb") as fh:
+            while fh.read(1 << 24):
+                pass
+
     for r in range(args.repeat):
+        warm_page_cache()
         p = subprocess.run(cmd, capture_output=True, text=True)
         if p.returncode != 0:
             print(p.stdout, p.stderr)
@@ -121,6 +130,7 @@ def main():
         load_ms = float(re.search(r"load_ms ([0-9.]+)", p.stdout).group(1))
         c_out = st_io.load(out)
         if args.base:
+            warm_page_cache()
             pb = subprocess.run([args.base] + cmd[1:], capture_output=True, text=True)
             if pb.returncode != 0:
                 print(pb.stdout, pb.stderr)
