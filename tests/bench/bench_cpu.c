@@ -236,13 +236,19 @@ static void bench_linear(struct infvsr_backend * be, int M, int K, int N) {
     infvsr_convert_from_f32(xb.data, INFVSR_TYPE_BF16, xf.data, (size_t)M * K);
     c.x = xb, c.y = yb;
     double t_act = time_median(run_linear, &c);
+    /* the same with w imported as a model weight: packed once, not per call (weight_pack.c) */
+    struct infvsr_tensor * wts[1] = { &wb };
+    uint64_t token = 0;
+    INFVSR_ASSERT(infvsr_backend_weights_imported(be, wts, 1, &token, NULL) == INFVSR_OK);
+    double t_packed = time_median(run_linear, &c);
+    infvsr_backend_weights_released(be, token);
     c.x = xf, c.y = yf, c.w = wf32;
     printf("linear M=%-5d K=%-5d N=%-5d  sgemm %7.1f GF/s | linear f32 %7.1f GF/s (x%.2f, %.0f%% of AVX2 FMA) | "
            "bf16 w %7.1f GF/s (x%.2f) | bf16 act %7.1f GF/s (x%.2f vs f32",
            M, K, N, flop / t_blas * 1e-9, flop / t_f32 * 1e-9, t_blas / t_f32, 100.0 * flop / t_f32 * 1e-9 / g_peak,
            flop / t_bf16 * 1e-9, t_blas / t_bf16, flop / t_act * 1e-9, t_f32 / t_act);
     if (g_peak_bf16 > 0) printf(", %.0f%% of the bf16 ceiling", 100.0 * flop / t_act * 1e-9 / g_peak_bf16);
-    printf(")\n");
+    printf(") | imported w %7.1f GF/s (x%.2f vs per-call packing)\n", flop / t_packed * 1e-9, t_act / t_packed);
     infvsr_tensor_release(&c.x), infvsr_tensor_release(&c.w), infvsr_tensor_release(&wb), infvsr_tensor_release(&c.y);
     infvsr_tensor_release(&xb), infvsr_tensor_release(&yb);
 }
