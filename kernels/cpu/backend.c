@@ -114,19 +114,59 @@ struct act_call {
     bool                    oom;
     struct {
         float *                      tmp;
+        size_t                       cap; /* floats */
         const struct infvsr_tensor * out; /* NULL: an input */
     } o[8];
 };
 
+/* The temporaries are recycled through a small pool (cpu_impl.h: act_pool) instead of a
+ * malloc and free per call: a DiT chunk makes thousands of them of 0.1-7 MB, and glibc
+ * returned and re-mapped that memory as its heap changed shape (measured: ~160k page
+ * faults per chunk, ~0.5 s of system time, after the packed weights left the heap). The
+ * smallest pooled buffer that fits is taken; what does not fit under the byte cap is
+ * freed as before. */
+static float * act_take(struct infvsr_cpu_ctx * c, size_t n, size_t * cap) {
+    pthread_mutex_lock(&c->act_mu);
+    int best = -1;
+    for (int i = 0; i < c->act_pool_n; i++)
+        if (c->act_pool[i].cap >= n && (best < 0 || c->act_pool[i].cap < c->act_pool[best].cap)) best = i;
+    float * f = NULL;
+    if (best >= 0) {
+        f = c->act_pool[best].data;
+        *cap = c->act_pool[best].cap;
+        c->act_pool_bytes -= *cap * sizeof(float);
+        c->act_pool[best] = c->act_pool[--c->act_pool_n];
+    }
+    pthread_mutex_unlock(&c->act_mu);
+    if (!f) {
+        f = malloc((n ? n : 1) * sizeof *f);
+        *cap = n ? n : 1;
+    }
+    return f;
+}
+
+static void act_give(struct infvsr_cpu_ctx * c, float * f, size_t cap) {
+    pthread_mutex_lock(&c->act_mu);
+    const size_t bytes = cap * sizeof(float);
+    if (c->act_pool_n < INFVSR_CPU_ACT_POOL && c->act_pool_bytes + bytes <= INFVSR_CPU_ACT_POOL_BYTES) {
+        c->act_pool[c->act_pool_n++] = (struct infvsr_cpu_buf){ .data = f, .cap = cap };
+        c->act_pool_bytes += bytes;
+        f = NULL;
+    }
+    pthread_mutex_unlock(&c->act_mu);
+    free(f);
+}
+
 static float * act_tmp(struct act_call * a, const struct infvsr_tensor * t, const struct infvsr_tensor * out) {
     INFVSR_ASSERT(a->n < 8);
-    size_t n = (size_t)infvsr_tensor_numel(t);
-    float * f = malloc((n ? n : 1) * sizeof *f);
+    size_t n = (size_t)infvsr_tensor_numel(t), cap;
+    float * f = act_take(a->c, n, &cap);
     if (!f) {
         a->oom = true;
         return NULL;
     }
     a->o[a->n].tmp = f;
+    a->o[a->n].cap = cap;
     a->o[a->n].out = out;
     a->n++;
     return f;
@@ -156,7 +196,7 @@ static enum infvsr_status act_finish(struct act_call * a, enum infvsr_status st)
             infvsr_cpu_bf16_round(a->c, a->o[i].out->data, a->o[i].tmp, infvsr_tensor_numel(a->o[i].out));
             pthread_mutex_unlock(&a->c->lock);
         }
-        free(a->o[i].tmp);
+        act_give(a->c, a->o[i].tmp, a->o[i].cap);
     }
     a->n = 0;
     return st;
@@ -877,6 +917,7 @@ enum infvsr_status infvsr_cpu_backend_init(const struct infvsr_cpu_params * p, s
     c->isa       = params.isa < 0 ? infvsr_cpu_isa_detect() : (enum infvsr_cpu_isa)params.isa;
     if (c->isa > infvsr_cpu_isa_detect()) c->isa = infvsr_cpu_isa_detect(); /* never an instruction the CPU lacks */
     pthread_mutex_init(&c->lock, NULL);
+    pthread_mutex_init(&c->act_mu, NULL);
     c->wcache.budget = infvsr__wcache_default_budget();
     /* BLAS runs from the calling thread only, while our workers sleep: give it the same
      * number of threads so the two never oversubscribe the cores. */
@@ -895,6 +936,8 @@ static void cpu_free(struct infvsr_backend * be) {
     infvsr__buf_free(&c->col);
     infvsr__buf_free(&c->scratch);
     infvsr__wcache_free(c);
+    for (int i = 0; i < c->act_pool_n; i++) free(c->act_pool[i].data);
+    pthread_mutex_destroy(&c->act_mu);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }

@@ -64,6 +64,9 @@ struct infvsr_cpu_wcache {
     int64_t                    hits, packs;   /* linear calls served / panels packed (tests) */
 };
 
+#define INFVSR_CPU_ACT_POOL       16
+#define INFVSR_CPU_ACT_POOL_BYTES ((size_t)128 << 20)
+
 struct infvsr_cpu_ctx {
     struct infvsr_backend      be;
     struct infvsr_threadpool * pool;
@@ -77,6 +80,11 @@ struct infvsr_cpu_ctx {
     struct infvsr_cpu_buf      scratch; /* per-thread tiles (attention) */
     int64_t                    native_attention_calls; /* bf16 attention runs (tests check the path) */
     struct infvsr_cpu_wcache   wcache;  /* packed weights (under lock)                    */
+    /* recycled f32 temporaries of the generic bf16 path (backend.c act_take/act_give) */
+    pthread_mutex_t            act_mu;
+    struct infvsr_cpu_buf      act_pool[INFVSR_CPU_ACT_POOL];
+    int                        act_pool_n;
+    size_t                     act_pool_bytes;
 };
 
 /* ---- packed weights (kernels/cpu/weight_pack.c), all under c->lock ---- */
