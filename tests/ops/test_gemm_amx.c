@@ -4,7 +4,8 @@
  * Zen 4), the way tests/cuda-emu checks the CUDA kernels.
  *
  *  - the emulated TDPBF16PS against values worked out by hand from the Intel SDM's
- *    pseudocode (order of the sums, rounding, DAZ, FTZ, the VNNI pairing);
+ *    pseudocode (order of the sums, rounding, DAZ, FTZ, the VNNI pairing), and the
+ *    emulation stopping where the CPU would fault (no LDTILECFG, after TILERELEASE);
  *  - the GEMM against a float64 reference on many shapes (M, N, K off every tile size, odd K,
  *    M < 16), with and without bias, each activation, f32 and bf16 output, f32/f16/bf16
  *    weights; a bf16 output must be the f32 output rounded once;
@@ -22,7 +23,10 @@
 #include "gemm_amx_body.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "isa.h"
@@ -116,6 +120,33 @@ static void test_emu_tdpbf16ps_sdm(void) {
     a[0][0] = 0x2180, b[0][0] = 0x2180;
     one_dp(a, b, c);
     CHECK_MSG(c[0][0] == f32_of_bits(0x03800000), "normal: %.9g, want 2^-120", c[0][0]);
+}
+
+/* Where the CPU would fault, the emulation must stop the program, or a kernel that forgot
+ * LDTILECFG on a worker thread (or after TILERELEASE) would pass here and fault on AMX. */
+static bool faults(int what) {
+    fflush(NULL);
+    const pid_t pid = fork();
+    INFVSR_ASSERT(pid >= 0);
+    if (pid == 0) {
+        static uint16_t t[16][32];
+        if (freopen("/dev/null", "w", stderr) == NULL) _exit(3);
+        if (what >= 1) amx_config(&amx_cfg);
+        if (what == 2) amx_release();
+        if (what == 3) amx_dpbf16ps(0, 4, 4); /* the same tile twice */
+        else amx_load(4, t, 64);
+        _exit(0);
+    }
+    int status = 0;
+    INFVSR_ASSERT(waitpid(pid, &status, 0) == pid);
+    return WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
+}
+
+static void test_emu_faults_like_the_cpu(void) {
+    CHECK(faults(0)); /* never configured */
+    CHECK(!faults(1)); /* configured: the load runs */
+    CHECK(faults(2)); /* released */
+    CHECK(faults(3));
 }
 
 /* ---- the GEMM against float64 ---- */
@@ -497,6 +528,7 @@ static void test_planted_vnni_detected(void) {
 
 static const struct test_case tests[] = {
     TEST(test_emu_tdpbf16ps_sdm),
+    TEST(test_emu_faults_like_the_cpu),
     TEST(test_amx_vs_f64_shapes),
     TEST(test_amx_exact_vs_avx512),
     TEST(test_amx_vs_avx512_random),
