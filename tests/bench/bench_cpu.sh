@@ -1,6 +1,6 @@
 #!/bin/sh
 # CPU backend benchmark (not a ctest): builds bench_cpu in BUILD_DIR and runs it.
-#   tests/bench/bench_cpu.sh [build_dir] [n_threads] [repeats] [linear|attention|unary|resize|conv3d]
+#   tests/bench/bench_cpu.sh [build_dir] [n_threads] [repeats] [linear|dit|amx|attention|unary|resize|conv3d]
 set -e
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${1:-$ROOT/build}
