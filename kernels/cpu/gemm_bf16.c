@@ -18,7 +18,7 @@
  *    are packed by 16x16 transposes of 32-bit words (a pair is one word of a row); f32 or f16
  *    weights are rounded to bf16 (as cuBLASLt needs one dtype; devsim does the same).
  *    Columns past N are zero, an odd K's last pair has a zero second half.
- *  - Micro-tile: MR = 6 rows x 4 strips (64 columns) = 24 zmm accumulators, K in blocks
+ *  - Micro-tile (gemm_bf16_kern.h): MR = 6 rows x 4 strips (64 columns) = 24 zmm accumulators, K in blocks
  *    of KBP pairs (the B block stays in L2), partial sums in a per-task f32 tile.
  *  - Epilogue per task on the f32 tile: bias (f32), activation, store f32 or bf16
  *    (rounded to nearest even, the bits of infvsr_f32_to_bf16).
@@ -26,9 +26,8 @@
 #include <string.h>
 
 #include "cpu_impl.h"
+#include "gemm_bf16_kern.h"
 #include "simd.h"
-
-#define AVX512BF16_FN __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
 
 #define SMALL_M     8   /* below: the widened f32 path (dot products, as f32 linear) */
 #define MR          6
@@ -112,40 +111,14 @@ AVX512BF16_FN static void pack_task(void * ctx, int64_t s, int tid) {
     }
 }
 
-/* ---- micro-kernel: C[mr][64] (+)= A[mr][pairs] . B[pairs][64] ---- */
-
-/* The small loops are unrolled by pragma (GCC's -O2 does not peel them), so that with a
- * constant mr the 24 accumulators live in zmm registers. */
-#define UNROLL _Pragma("GCC unroll 8")
+/* ---- micro-kernel: C[mr][64] (+)= A[mr][pairs] . B[pairs][64] (gemm_bf16_kern.h) ---- */
 
 static inline __attribute__((always_inline)) AVX512BF16_FN void kern(const int mr, const uint16_t * a, int64_t lda,
                                                                       const uint16_t * b, int64_t bstride, int64_t np,
                                                                       bool odd_tail, float * ct, bool init) {
-    __m512 acc[MR][NRV];
-    UNROLL for (int r = 0; r < mr; r++) {
-        UNROLL for (int v = 0; v < NRV; v++) acc[r][v] = init ? _mm512_setzero_ps() : _mm512_load_ps(ct + r * NT + v * 16);
-    }
-    for (int64_t p = 0; p < np; p++) {
-        __m512i bv[NRV];
-        UNROLL for (int v = 0; v < NRV; v++) bv[v] = _mm512_load_si512((const void *)(b + v * bstride + p * 32));
-        UNROLL for (int r = 0; r < mr; r++) {
-            int32_t pair;
-            memcpy(&pair, a + r * lda + 2 * p, sizeof pair); /* rows of odd K are not 4-byte aligned */
-            __m512bh av = (__m512bh)_mm512_set1_epi32(pair);
-            UNROLL for (int v = 0; v < NRV; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], av, (__m512bh)bv[v]);
-        }
-    }
-    if (odd_tail) { /* the last k of an odd K, paired with the zero the packing put there */
-        __m512i bv[NRV];
-        UNROLL for (int v = 0; v < NRV; v++) bv[v] = _mm512_load_si512((const void *)(b + v * bstride + np * 32));
-        UNROLL for (int r = 0; r < mr; r++) {
-            __m512bh av = (__m512bh)_mm512_set1_epi32((int32_t)a[r * lda + 2 * np]);
-            UNROLL for (int v = 0; v < NRV; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], av, (__m512bh)bv[v]);
-        }
-    }
-    UNROLL for (int r = 0; r < mr; r++) {
-        UNROLL for (int v = 0; v < NRV; v++) _mm512_store_ps(ct + r * NT + v * 16, acc[r][v]);
-    }
+    const uint16_t * rows[MR];
+    for (int r = 0; r < mr; r++) rows[r] = a + r * lda;
+    infvsr__bf16_kern(mr, NRV, rows, NULL, 1, np, b, bstride, odd_tail, ct, init);
 }
 
 struct gemm_job {
