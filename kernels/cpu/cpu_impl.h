@@ -54,6 +54,9 @@ struct infvsr_cpu_ctx {
     struct infvsr_cpu_buf      scratch; /* per-thread tiles (attention) */
 };
 
+/* The level of the bf16 kernels of a CPU backend (tests: which path should have run). */
+enum infvsr_cpu_isa infvsr_cpu_backend_isa(const struct infvsr_backend * be);
+
 /* Runs fn over n_tasks on the backend's pool. */
 static inline void infvsr__par(struct infvsr_cpu_ctx * c, int64_t n_tasks, infvsr_task_cb fn, void * ctx) {
     infvsr_threadpool_parallel_for(c->pool, n_tasks, fn, ctx);
@@ -130,6 +133,17 @@ struct infvsr_cpu_conv {
     float *             y;
 };
 enum infvsr_status infvsr_cpu_op_conv3d(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_conv * a);
+/* Whether conv3d with bf16 x of this shape runs on the native bf16 kernel here. */
+bool infvsr_cpu_conv3d_bf16_applies(const struct infvsr_cpu_ctx * c, const struct infvsr_cpu_conv * a);
+/* The native bf16 conv3d (conv3d_bf16.c): a's shapes, w and b; x bf16 [Cin, T, H, W] (a->x
+ * unused), y [Cout, To, Ho, Wo] stored as y_dtype (F32 or BF16; a->y unused). */
+enum infvsr_status infvsr_cpu_op_conv3d_bf16(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_conv * a,
+                                             const uint16_t * x, void * y, enum infvsr_dtype y_dtype);
+/* Test hook: how many calls the native bf16 conv3d has run in this process. */
+uint64_t infvsr__conv3d_bf16_calls(void);
+/* Bench hook: the native bf16 conv3d on every shape, also where the generic path is
+ * preferred (F(4x4) shapes); returns the previous setting. Not thread-safe. */
+bool infvsr__conv3d_bf16_set_always(bool on);
 /* x [P, Hi, Wi] -> y [P, Ho, Wo] */
 enum infvsr_status infvsr_cpu_op_resize(struct infvsr_cpu_ctx * c, enum infvsr_resize_mode mode,
                                         const float * x, int64_t P, int64_t Hi, int64_t Wi, float * y,
