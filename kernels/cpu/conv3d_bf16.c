@@ -117,6 +117,44 @@ struct wpack_job {
     int64_t                        K2, Cp, taps;
 };
 
+/* bf16 weights with at most 32 taps (every kernel of the models): one output channel's
+ * taps of channels ci and ci + 1 are two contiguous runs, interleaved into 32-bit pairs
+ * (one register per 16 taps); 16 output channels of those are one 16x16 transpose away
+ * from 16 strip rows (one per tap). About 3x faster than the scalar loop below, which took
+ * half the time of a 384-channel conv at 8x8 (a scatter per channel was slower still). */
+AVX512BF16_FN static void wpack_bf16(const struct wpack_job * j, uint16_t * dst, int64_t co0, int64_t valid) {
+    const struct infvsr_cpu_conv * a = j->a;
+    const uint16_t * w = a->w.data;
+    const int taps = (int)j->taps, n_lo = taps < 16 ? taps : 16, n_hi = taps - n_lo;
+    const int64_t np = j->Cp / 2;
+    const __mmask32 lm = taps == 32 ? 0xffffffffu : (1u << taps) - 1;
+    __m512i idx_lo = _mm512_setzero_si512(), idx_hi = _mm512_setzero_si512();
+    for (int t = 0; t < 16; t++) { /* lane 2t: w_ci[t], lane 2t + 1: w_ci+1[t] (b's lanes are 32..63) */
+        idx_lo = _mm512_mask_blend_epi16((__mmask32)(3u << (2 * t)), idx_lo, _mm512_set1_epi32(t | (32 + t) << 16));
+        idx_hi = _mm512_mask_blend_epi16((__mmask32)(3u << (2 * t)), idx_hi, _mm512_set1_epi32((16 + t) | (48 + t) << 16));
+    }
+    for (int64_t ci = 0; ci < a->cin; ci += 2) {
+        __m512i lo[16], hi[16], out[16];
+        for (int64_t c = 0; c < 16; c++) {
+            if (c >= valid) {
+                lo[c] = hi[c] = _mm512_setzero_si512();
+                continue;
+            }
+            const uint16_t * src = w + ((co0 + c) * a->cin + ci) * j->taps;
+            const __m512i e0 = _mm512_maskz_loadu_epi16(lm, src);
+            const __m512i e1 = ci + 1 < a->cin ? _mm512_maskz_loadu_epi16(lm, src + j->taps) : _mm512_setzero_si512();
+            lo[c] = _mm512_permutex2var_epi16(e0, idx_lo, e1);
+            hi[c] = _mm512_permutex2var_epi16(e0, idx_hi, e1);
+        }
+        infvsr__transpose16_epi32(lo, out);
+        for (int t = 0; t < n_lo; t++) _mm512_store_si512((void *)(dst + (t * np + ci / 2) * 32), out[t]);
+        if (n_hi > 0) {
+            infvsr__transpose16_epi32(hi, out);
+            for (int t = 0; t < n_hi; t++) _mm512_store_si512((void *)(dst + ((16 + t) * np + ci / 2) * 32), out[t]);
+        }
+    }
+}
+
 static void wpack_task(void * ctx, int64_t s, int tid) {
     (void)tid;
     const struct wpack_job * j = ctx;
@@ -124,6 +162,10 @@ static void wpack_task(void * ctx, int64_t s, int tid) {
     uint16_t * dst = j->wp + s * j->K2 * 32;
     const int64_t co0 = s * 16, valid = a->cout - co0 < 0 ? 0 : a->cout - co0 > 16 ? 16 : a->cout - co0;
     const int64_t ktot = a->cin * j->taps; /* one output channel's weights */
+    if (a->w.dtype == INFVSR_TYPE_BF16 && j->taps <= 32) {
+        wpack_bf16(j, dst, co0, valid);
+        return;
+    }
     for (int64_t q = 0; q < j->K2; q++) {
         const int64_t tap = 2 * q / j->Cp, ci = 2 * q % j->Cp;
         uint16_t * d = dst + q * 32;

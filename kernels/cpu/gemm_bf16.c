@@ -69,29 +69,11 @@ AVX512BF16_FN static void pack_task(void * ctx, int64_t s, int tid) {
         for (int64_t p0 = 0; p0 < full; p0 += 16) {
             const int64_t n = full - p0 < 16 ? full - p0 : 16;
             const __mmask16 lm = (__mmask16)(n == 16 ? 0xffff : (1u << n) - 1);
-            __m512i r[16], t[16], u[16];
+            __m512i r[16], out[16];
             for (int c = 0; c < 16; c++)
                 r[c] = c < valid ? _mm512_maskz_loadu_epi32(lm, w + (size_t)(nb + c) * (size_t)K + (size_t)(2 * p0))
                                  : _mm512_setzero_si512();
-            for (int c = 0; c < 16; c += 2) {
-                t[c]     = _mm512_unpacklo_epi32(r[c], r[c + 1]);
-                t[c + 1] = _mm512_unpackhi_epi32(r[c], r[c + 1]);
-            }
-            for (int g = 0; g < 16; g += 4) {
-                u[g]     = _mm512_unpacklo_epi64(t[g], t[g + 2]);
-                u[g + 1] = _mm512_unpackhi_epi64(t[g], t[g + 2]);
-                u[g + 2] = _mm512_unpacklo_epi64(t[g + 1], t[g + 3]);
-                u[g + 3] = _mm512_unpackhi_epi64(t[g + 1], t[g + 3]);
-            }
-            __m512i out[16];
-            for (int k = 0; k < 4; k++) {
-                __m512i a88 = _mm512_shuffle_i32x4(u[k], u[4 + k], 0x88), b88 = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0x88);
-                __m512i add = _mm512_shuffle_i32x4(u[k], u[4 + k], 0xDD), bdd = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0xDD);
-                out[k]      = _mm512_shuffle_i32x4(a88, b88, 0x88);
-                out[k + 8]  = _mm512_shuffle_i32x4(a88, b88, 0xDD);
-                out[k + 4]  = _mm512_shuffle_i32x4(add, bdd, 0x88);
-                out[k + 12] = _mm512_shuffle_i32x4(add, bdd, 0xDD);
-            }
+            infvsr__transpose16_epi32(r, out);
             for (int64_t q = 0; q < n; q++) _mm512_store_si512((void *)(dst + (p0 + q) * 32), out[q]);
         }
         if (full < K2) { /* odd K: the last element alone */
