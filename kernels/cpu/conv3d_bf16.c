@@ -81,7 +81,11 @@ struct xp_job {
     int64_t                        t0, Hp, Wp, Cp;
 };
 
-static void xp_task(void * ctx, int64_t row, int tid) {
+/* One row (frame tl, padded row hp) of xp: [Cin][W] -> [W][Cp]. Blocks of 16 columns x 32
+ * channels: channel pairs interleaved into 32-bit words (one register per pair, a word per
+ * column), a 16x16 word transpose, then one 64-byte (masked) store per column; about 4x
+ * faster than a scalar transpose, which cost up to a tenth of a 1x1x1 or kt = 1 conv. */
+AVX512BF16_FN static void xp_task(void * ctx, int64_t row, int tid) {
     (void)tid;
     const struct xp_job * j = ctx;
     const struct infvsr_cpu_conv * a = j->a;
@@ -96,15 +100,24 @@ static void xp_task(void * ctx, int64_t row, int tid) {
     const int64_t plane = a->t * a->h * a->w_in;
     const uint16_t * s = j->x + ((j->t0 + tl) * a->h + h) * a->w_in;
     uint16_t * dd = d + a->pad_left * Cp;
-    /* [Cin][W] -> [W][Cp] in 8-column blocks: 8 channel rows stay in L1 while written */
-    for (int64_t w0 = 0; w0 < a->w_in; w0 += 8) {
-        const int64_t w1 = w0 + 8 < a->w_in ? w0 + 8 : a->w_in;
-        for (int64_t ci = 0; ci < a->cin; ci++) {
-            const uint16_t * sr = s + ci * plane;
-            for (int64_t w = w0; w < w1; w++) dd[w * Cp + ci] = sr[w];
-        }
-        if (Cp > a->cin) {
-            for (int64_t w = w0; w < w1; w++) dd[w * Cp + a->cin] = 0;
+    __m512i idx = _mm512_setzero_si512();
+    for (int w = 0; w < 16; w++) /* lane 2w: channel ci at column w, lane 2w + 1: ci + 1 (lanes 16..31) */
+        idx = _mm512_mask_blend_epi16((__mmask32)(3u << (2 * w)), idx, _mm512_set1_epi32(w | (16 + w) << 16));
+    for (int64_t w0 = 0; w0 < a->w_in; w0 += 16) {
+        const int64_t nw = a->w_in - w0 < 16 ? a->w_in - w0 : 16;
+        const __mmask16 lm = (__mmask16)((1u << nw) - 1);
+        for (int64_t c0 = 0; c0 < Cp; c0 += 32) {
+            __m512i r[16], out[16];
+            for (int64_t p = 0; p < 16; p++) {
+                const int64_t ci = c0 + 2 * p;
+                const __m256i e0 = ci < a->cin ? _mm256_maskz_loadu_epi16(lm, s + ci * plane + w0) : _mm256_setzero_si256();
+                const __m256i e1 = ci + 1 < a->cin ? _mm256_maskz_loadu_epi16(lm, s + (ci + 1) * plane + w0) : _mm256_setzero_si256();
+                r[p] = _mm512_permutexvar_epi16(idx, _mm512_inserti64x4(_mm512_castsi256_si512(e0), e1, 1));
+            }
+            infvsr__transpose16_epi32(r, out);
+            const int64_t words = (Cp - c0) / 2 < 16 ? (Cp - c0) / 2 : 16;
+            const __mmask16 sm = (__mmask16)(words == 16 ? 0xffff : (1u << words) - 1);
+            for (int64_t w = 0; w < nw; w++) _mm512_mask_storeu_epi32(dd + (w0 + w) * Cp + c0, sm, out[w]);
         }
     }
 }

@@ -334,9 +334,12 @@ static void time_alternating(int n, void (*const * fn)(void *), void * const * c
  * level (`native`, forced on every shape), the generic path (`generic`: widen, f32 kernel,
  * round; the backend forced to avx2) and which of the two the backend picks (`auto`),
  * alternating; plus the f32 path's sgemm alone on an im2col-sized GEMM when `with_sgemm`. */
-static void bench_conv3d(struct infvsr_backend * be, struct infvsr_backend * be_generic, int Cin, int Cout, int kt,
-                         int T, int HW, bool with_sgemm) {
-    int64_t sx[4] = { Cin, T + kt - 1, HW, HW }, sw[5] = { Cout, Cin, kt, 3, 3 }, sy[4] = { Cout, T, HW, HW },
+static void bench_conv3d_k(struct infvsr_backend * be, struct infvsr_backend * be_generic, int Cin, int Cout, int kt,
+                           int k, int stride, int T, int HW, bool with_sgemm) {
+    /* k = 3: padding 1 (stride 1) or the VAE's downsampling (stride 2, pad right/bottom 1);
+     * k = 1: no padding. HW is the output size. */
+    const int hin = stride * HW, pad = k == 3 && stride == 1;
+    int64_t sx[4] = { Cin, T + kt - 1, hin, hin }, sw[5] = { Cout, Cin, kt, k, k }, sy[4] = { Cout, T, HW, HW },
             sb[1] = { Cout };
     struct infvsr_tensor x, w, b, y, xb, wb, yb;
     INFVSR_ASSERT(infvsr_tensor_alloc(&x, "x", INFVSR_TYPE_F32, 4, sx) == INFVSR_OK);
@@ -351,8 +354,9 @@ static void bench_conv3d(struct infvsr_backend * be, struct infvsr_backend * be_
     test_fill_uniform(b.data, (size_t)Cout, -0.1f, 0.1f, 10);
     infvsr_convert_from_f32(xb.data, INFVSR_TYPE_BF16, x.data, (size_t)infvsr_tensor_numel(&x));
     infvsr_convert_from_f32(wb.data, INFVSR_TYPE_BF16, w.data, (size_t)infvsr_tensor_numel(&w));
-    const struct infvsr_conv3d_args a32 = { .x = &x, .w = &w, .b = &b, .stride_t = 1, .stride_h = 1, .stride_w = 1,
-                                            .pad_top = 1, .pad_bottom = 1, .pad_left = 1, .pad_right = 1, .y = &y };
+    const struct infvsr_conv3d_args a32 = { .x = &x, .w = &w, .b = &b, .stride_t = 1, .stride_h = stride, .stride_w = stride,
+                                            .pad_top = pad, .pad_bottom = k == 3 ? 1 : 0, .pad_left = pad,
+                                            .pad_right = k == 3 ? 1 : 0, .y = &y };
     struct infvsr_conv3d_args a16 = a32;
     a16.x = &xb, a16.w = &wb, a16.y = &yb;
     struct conv_ctx cf = { .be = be, .a = a32 }, cn = { .be = be, .a = a16 }, cg = { .be = be_generic, .a = a16 };
@@ -360,9 +364,9 @@ static void bench_conv3d(struct infvsr_backend * be, struct infvsr_backend * be_
     void * const ctxs[3] = { &cf, &cn, &cg };
     double t[3];
     time_alternating(be_generic ? 3 : 2, fns, ctxs, t);
-    const double flop = 2.0 * Cout * (double)Cin * kt * 9 * T * HW * HW;
-    printf("conv3d %3d->%-3d %dx3x3 %d frames %3dx%-3d f32 %7.2f ms %6.1f GF/s | bf16 native %7.2f ms %6.1f GF/s (x%.2f vs f32",
-           Cin, Cout, kt, T, HW, HW, t[0] * 1e3, flop / t[0] * 1e-9, t[1] * 1e3, flop / t[1] * 1e-9, t[0] / t[1]);
+    const double flop = 2.0 * Cout * (double)Cin * kt * k * k * T * HW * HW;
+    printf("conv3d %3d->%-3d %dx%dx%d%s %d frames %3dx%-3d f32 %7.2f ms %6.1f GF/s | bf16 native %7.2f ms %6.1f GF/s (x%.2f vs f32",
+           Cin, Cout, kt, k, k, stride == 2 ? " s2" : "   ", T, HW, HW, t[0] * 1e3, flop / t[0] * 1e-9, t[1] * 1e3, flop / t[1] * 1e-9, t[0] / t[1]);
     if (g_peak_bf16 > 0) printf(", %.0f%% of the bf16 ceiling", 100.0 * flop / t[1] * 1e-9 / g_peak_bf16);
     printf(")");
     if (be_generic) {
@@ -374,7 +378,7 @@ static void bench_conv3d(struct infvsr_backend * be, struct infvsr_backend * be_
     printf("\n");
     if (with_sgemm) {
         struct conv_ctx c = cf;
-        c.M = Cout, c.K = Cin * kt * 9, c.N = T * HW * HW;
+        c.M = Cout, c.K = Cin * kt * k * k, c.N = T * HW * HW;
         c.wf = w.data;
         c.col = malloc((size_t)c.K * c.N * sizeof(float));
         test_fill_uniform(c.col, (size_t)c.K * c.N, -1, 1, 11);
@@ -385,6 +389,11 @@ static void bench_conv3d(struct infvsr_backend * be, struct infvsr_backend * be_
     }
     infvsr_tensor_release(&x), infvsr_tensor_release(&w), infvsr_tensor_release(&b), infvsr_tensor_release(&y);
     infvsr_tensor_release(&xb), infvsr_tensor_release(&wb), infvsr_tensor_release(&yb);
+}
+
+static void bench_conv3d(struct infvsr_backend * be, struct infvsr_backend * be_generic, int Cin, int Cout, int kt,
+                         int T, int HW, bool with_sgemm) {
+    bench_conv3d_k(be, be_generic, Cin, Cout, kt, 3, 1, T, HW, with_sgemm);
 }
 
 /* ---- activations ---- */
@@ -509,6 +518,11 @@ int main(int argc, char ** argv) {
         bench_conv3d(be, be_generic, 192, 96, 1, 4, 64, false);  /* upsamples.11 spatial conv */
         bench_conv3d(be, be_generic, 384, 192, 1, 4, 32, false); /* upsamples.7 spatial conv  */
         bench_conv3d(be, be_generic, 96, 96, 3, 4, 128, false);  /* the same at 128x128       */
+        /* the encoder's downsampling (3x3 stride 2) and 1x1x1 shortcut convs */
+        bench_conv3d_k(be, be_generic, 96, 96, 1, 3, 2, 4, 32, false);
+        bench_conv3d_k(be, be_generic, 192, 192, 1, 3, 2, 4, 16, false);
+        bench_conv3d_k(be, be_generic, 96, 192, 1, 1, 1, 4, 32, false);
+        bench_conv3d_k(be, be_generic, 192, 384, 1, 1, 1, 2, 16, false);
         if (be_generic) infvsr_backend_free(be_generic);
     }
 

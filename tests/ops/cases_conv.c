@@ -181,6 +181,7 @@ void bo_cases_conv(struct bo_list * l) {
         { 35, 4, 6, 5, 49, 3, 1, 1, 2, 1, 1, 0, 0, 0, 0 },   /* time conv stride 2, Cout 49           */
         { 31, 2, 3, 11, 70, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0 },  /* 1x1x1, odd Cin                        */
         { 5, 2, 2, 3, 9, 2, 2, 2, 2, 2, 2, 1, 0, 0, 1 },     /* even kernel, strides 2, one-sided pads */
+        { 41, 2, 5, 35, 20, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1 },  /* 2 blocks of 32 channels x 3 of 16 columns, both partial */
     };
     for (size_t c = 0; c < sizeof native / sizeof native[0]; c++) {
         for (int bias = 0; bias < 2; bias++) {
