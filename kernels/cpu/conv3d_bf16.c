@@ -257,20 +257,33 @@ AVX512BF16_FN static void gemm_task(void * ctx, int64_t t, int tid) {
             }
         }
     }
-    /* epilogue: column i of the tile is output channel col0 + i at positions p0 .. */
-    _Alignas(32) float col[MB];
+    /* epilogue: column i of the tile is output channel col0 + i at positions p0 .. p0 + rows,
+     * a contiguous run of y: 16x16 transposes of the tile, bias added, one (masked) store of
+     * 16 positions per channel (a scalar transpose cost as much as the GEMM at K = 96) */
     const size_t ybase = (size_t)(j->f0 * a->ho * a->wo + p0);
-    for (int64_t i = 0; i < cols; i++) {
-        const float bias = j->bias ? j->bias[col0 + i] : 0.0f;
-        for (int64_t r = 0; r < rows; r++) col[r] = ct[r * nt + i] + bias;
-        const size_t at = (size_t)(col0 + i) * (size_t)j->P + ybase;
-        if (j->y_dtype == INFVSR_TYPE_F32) {
-            memcpy((float *)j->y + at, col, (size_t)rows * sizeof(float));
-        } else {
-            uint16_t * yo = (uint16_t *)j->y + at;
-            int64_t r = 0;
-            for (; r + 8 <= rows; r += 8) _mm_storeu_si128((__m128i *)(yo + r), infvsr__round8_bf16(_mm256_load_ps(col + r)));
-            for (; r < rows; r++) yo[r] = infvsr_f32_to_bf16(col[r]);
+    const int64_t rows16 = (rows + 15) / 16 * 16;
+    for (int64_t r = rows; r < rows16; r++) memset(ct + r * nt, 0, (size_t)nt * sizeof(float)); /* no stale lanes */
+    for (int64_t r0 = 0; r0 < rows; r0 += 16) {
+        const int64_t nr = rows - r0 < 16 ? rows - r0 : 16;
+        const __mmask16 rm = (__mmask16)(nr == 16 ? 0xffff : (1u << nr) - 1);
+        for (int64_t i0 = 0; i0 < cols; i0 += 16) {
+            __m512i v[16], o[16];
+            for (int k = 0; k < 16; k++) v[k] = _mm512_castps_si512(_mm512_load_ps(ct + (r0 + k) * nt + i0));
+            infvsr__transpose16_epi32(v, o);
+            const int64_t nc = cols - i0 < 16 ? cols - i0 : 16;
+            for (int64_t i = 0; i < nc; i++) {
+                const int64_t co = col0 + i0 + i;
+                __m512 val = _mm512_castsi512_ps(o[i]);
+                if (j->bias) val = _mm512_add_ps(val, _mm512_set1_ps(j->bias[co]));
+                const size_t at = (size_t)co * (size_t)j->P + ybase + (size_t)r0;
+                if (j->y_dtype == INFVSR_TYPE_F32) {
+                    _mm512_mask_storeu_ps((float *)j->y + at, rm, val);
+                } else {
+                    const __m256i h = _mm256_inserti128_si256(_mm256_castsi128_si256(infvsr__round8_bf16(_mm512_castps512_ps256(val))),
+                                                              infvsr__round8_bf16(_mm512_extractf32x8_ps(val, 1)), 1);
+                    _mm256_mask_storeu_epi16((uint16_t *)j->y + at, rm, h);
+                }
+            }
         }
     }
 }
