@@ -25,18 +25,23 @@
  * any frame size (xp is about the size of x itself; the generic path needed an f32 copy
  * of x, twice that).
  *
- * Where it runs. Measured with bench_cpu conv3d (2 threads, alternating rounds, medians,
- * Zen 4, loaded machine): this kernel runs at 73-85% of the measured VDPBF16PS ceiling on
- * the VAE's wide layers, 1.3-1.8x faster than the generic path (widen, f32 kernel, round)
- * where the f32 path runs im2col or Winograd F(2x2) (384 channels at 16x16 and 8x8). Where
- * the f32 path takes Winograd F(4x4) (4x fewer multiplies: 96 channels at 64x64, 192 at
- * 32x32) the generic path was as fast or up to 1.2x faster, so those shapes stay on it
- * (infvsr_cpu_conv3d_bf16_applies). Winograd in bf16 itself is not done: F(4x4)'s
- * transforms (entries up to 5) would round the transformed operands to bf16 and magnify
- * that on every output, where this direct form rounds only the output.
+ * Where it runs. Measured with bench_cpu conv3d (2 threads, CPU time, alternating rounds,
+ * medians, Zen 4, shared machine): this kernel runs at 82-92% of the measured VDPBF16PS
+ * ceiling on the VAE's wide layers and is faster than the generic path (widen, f32 kernel,
+ * round) where the f32 path runs im2col or Winograd F(2x2): 1.5-2x at 384 channels on
+ * 16x16 and 8x8 latents, 2.4-2.7x on the stride-2 downsampling convs, 1.4-1.8x on 1x1x1.
+ * Where the f32 path takes Winograd F(4x4) (4x fewer multiplies) on a 3x3x3 kernel (96
+ * channels at 64x64, 192 at 32x32) the generic path was 1.1-1.2x faster, so those shapes
+ * stay on it (infvsr_cpu_conv3d_bf16_applies); with kt = 1 F(4x4) amortises its input
+ * transform over one tap only and the two were even (this kernel kept: no f32 copies).
+ * Winograd in bf16 itself is not done: F(4x4)'s transforms (entries up to 5) would round
+ * the transformed operands to bf16 and magnify that on every output, where this direct
+ * form rounds only the output.
+ * Weights are packed per call (no cache yet): memory-bound, about 1.3 ms for 384x384x27,
+ * half the time of that conv on an 8x8 latent, 1% on a 64x64 frame.
  *
  * Fallback: every shape of the op's contract runs here (any kernel size, stride, padding,
- * channel count, T = 1); the generic path is used for the F(4x4) shapes above, on the avx2
+ * channel count, T = 1); the generic path is used for the 3x3x3 F(4x4) shapes above, on the avx2
  * level, for f32 inputs, and with the float64 reference backend (backend.c). */
 #include <string.h>
 
@@ -66,10 +71,10 @@ uint64_t infvsr__conv3d_bf16_calls(void) {
 
 bool infvsr_cpu_conv3d_bf16_applies(const struct infvsr_cpu_ctx * c, const struct infvsr_cpu_conv * a) {
     const int64_t K = a->kt * a->kh * a->kw * (a->cin + 1);
-    /* where the f32 path takes Winograd F(4x4) (4x fewer multiplies), it was as fast or
-     * faster than this kernel on the widened inputs (see the header) */
+    /* where the f32 path takes Winograd F(4x4) on a 3x3x3 kernel, it was faster than this
+     * kernel on the widened inputs (see the header) */
     return c->isa >= INFVSR_CPU_ISA_AVX512BF16 && K < ((int64_t)1 << 24) &&
-           (g_always || infvsr__conv3d_winograd_tile(a) != 4);
+           (g_always || a->kt == 1 || infvsr__conv3d_winograd_tile(a) != 4);
 }
 
 /* ---- the channels-last padded input: xp [tl][Hp][Wp][Cp] for input frames [t0, t0 + tl) ---- */

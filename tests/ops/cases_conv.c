@@ -54,9 +54,9 @@ static enum infvsr_status run_conv(struct bo_ctx * c, const struct bo_case * k) 
     enum infvsr_status st = infvsr_op_conv3d(c->be, &a, &c->err);
     if (st == INFVSR_OK && !c->is_ref && c->act == INFVSR_TYPE_BF16 && strcmp(infvsr_backend_name(c->be), "cpu") == 0) {
         /* The cpu's bf16 path: native (implicit GEMM) on avx512bf16 and amx except where
-         * the f32 path would take Winograd F(4x4) (generic: widen, f32 kernel, round), generic
-         * on avx2. A case that ran the other path fails. */
-        const bool want = infvsr_cpu_backend_isa(c->be) >= INFVSR_CPU_ISA_AVX512BF16 && p->wino_tile != 4;
+         * the f32 path would take Winograd F(4x4) with kt > 1 (generic: widen, f32 kernel,
+         * round), generic on avx2. A case that ran the other path fails. */
+        const bool want = infvsr_cpu_backend_isa(c->be) >= INFVSR_CPU_ISA_AVX512BF16 && !(p->wino_tile == 4 && p->ws[2] > 1);
         const bool ran  = infvsr__conv3d_bf16_calls() != native0;
         if (ran != want)
             st = infvsr_err_set(&c->err, INFVSR_ERR_UNSUPPORTED, "conv3d: the %s bf16 path ran, expected the %s one",
