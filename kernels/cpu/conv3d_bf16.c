@@ -56,6 +56,14 @@
 #define KBP      512                 /* pairs per K block (whole taps, at least one) */
 #define XP_BYTES ((size_t)64 << 20)  /* the channels-last input copy per frame group */
 
+static size_t g_xp_bytes = XP_BYTES; /* a variable only so that tests can force small groups */
+
+size_t infvsr__conv3d_bf16_set_xp_bytes(size_t bytes) {
+    size_t old = g_xp_bytes;
+    g_xp_bytes = bytes ? bytes : XP_BYTES;
+    return old;
+}
+
 static uint64_t g_native_calls;
 static bool     g_always; /* bench hook: ignore the F(4x4) preference */
 
@@ -315,7 +323,7 @@ enum infvsr_status infvsr_cpu_op_conv3d_bf16(struct infvsr_cpu_ctx * c, const st
 
     /* output frames per group: its input frames' xp within XP_BYTES (at least one) */
     const size_t frame_bytes = (size_t)(Hp * Wp * Cp) * sizeof(uint16_t);
-    int64_t fg = ((int64_t)(XP_BYTES / frame_bytes) - a->kt) / a->st + 1;
+    int64_t fg = ((int64_t)(g_xp_bytes / frame_bytes) - a->kt) / a->st + 1;
     if (fg < 1) fg = 1;
     if (fg > a->to) fg = a->to;
     const int64_t tl_max = (fg - 1) * a->st + a->kt;

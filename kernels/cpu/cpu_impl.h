@@ -144,6 +144,9 @@ uint64_t infvsr__conv3d_bf16_calls(void);
 /* Bench hook: the native bf16 conv3d on every shape, also where the generic path is
  * preferred (F(4x4) shapes); returns the previous setting. Not thread-safe. */
 bool infvsr__conv3d_bf16_set_always(bool on);
+/* Test hook: the budget of the channels-last input copy per frame group (0 = the default
+ * 64 MiB; 1 = one output frame per group), returns the previous one. Not thread-safe. */
+size_t infvsr__conv3d_bf16_set_xp_bytes(size_t bytes);
 /* x [P, Hi, Wi] -> y [P, Ho, Wo] */
 enum infvsr_status infvsr_cpu_op_resize(struct infvsr_cpu_ctx * c, enum infvsr_resize_mode mode,
                                         const float * x, int64_t P, int64_t Hi, int64_t Wi, float * y,

@@ -23,6 +23,7 @@ struct conv_p {
     bool              wino_small;    /* CPU kernels: a block budget of a few tiles      */
     bool              y_is_x;        /* refused: in place                               */
     bool              y_f32;         /* y f32 whatever the activation dtype (cpu only)  */
+    bool              frame_groups;  /* cpu bf16: one output frame per input-copy group */
     int               cuda_kernel;   /* enum infvsr_cuda_conv_kernel                    */
 };
 
@@ -51,7 +52,9 @@ static enum infvsr_status run_conv(struct bo_ctx * c, const struct bo_case * k) 
     if (c->is_cuda) infvsr_cuda_backend_set_conv_kernel(c->be, (enum infvsr_cuda_conv_kernel)p->cuda_kernel);
 #endif
     const uint64_t native0 = infvsr__conv3d_bf16_calls();
+    const size_t old_xp = p->frame_groups ? infvsr__conv3d_bf16_set_xp_bytes(1) : 0;
     enum infvsr_status st = infvsr_op_conv3d(c->be, &a, &c->err);
+    if (p->frame_groups) infvsr__conv3d_bf16_set_xp_bytes(old_xp);
     if (st == INFVSR_OK && !c->is_ref && c->act == INFVSR_TYPE_BF16 && strcmp(infvsr_backend_name(c->be), "cpu") == 0) {
         /* The cpu's bf16 path: native (implicit GEMM) on avx512bf16 and amx except where
          * the f32 path would take Winograd F(4x4) with kt > 1 (generic: widen, f32 kernel,
@@ -91,7 +94,7 @@ static struct bo_case * add_conv(struct bo_list * l, const struct conv_p * p, en
     if (p->cuda_kernel > 0 && p->cuda_kernel < 4) snprintf(path, sizeof path, "%s", cuda_kernels[p->cuda_kernel]);
     bo_desc(k, "x%s w%s:%s%s s%d%d%d p%d%d%d%d y%s%s", bo_shape(sx, 4, p->xs), bo_shape(sw, 5, p->ws), bo_dt_name(p->wdt),
             p->bias ? "+b" : "", p->st, p->sh, p->sw, p->pt, p->pb, p->pl, p->pr, p->y_is_x ? "=x" : bo_shape(sy, 4, p->ys),
-            p->y_f32 ? ":f32" : path);
+            p->y_f32 ? ":f32" : p->frame_groups ? " cpu:frame-groups" : path);
     k->tol_f32 = BO_TOL_GEMM;
     return k;
 }
@@ -182,12 +185,19 @@ void bo_cases_conv(struct bo_list * l) {
         { 31, 2, 3, 11, 70, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0 },  /* 1x1x1, odd Cin                        */
         { 5, 2, 2, 3, 9, 2, 2, 2, 2, 2, 2, 1, 0, 0, 1 },     /* even kernel, strides 2, one-sided pads */
         { 41, 2, 5, 35, 20, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1 },  /* 2 blocks of 32 channels x 3 of 16 columns, both partial */
+        { 6, 7, 5, 6, 20, 3, 3, 3, 2, 1, 1, 1, 1, 1, 1 },    /* time stride 2, 3 output frames          */
     };
     for (size_t c = 0; c < sizeof native / sizeof native[0]; c++) {
         for (int bias = 0; bias < 2; bias++) {
             struct conv_p p = conv(native[c], wtypes[(c + (size_t)bias) % 3], bias);
             add_conv(l, &p, BO_COMPARE);
         }
+    }
+    for (size_t c = 0; c < sizeof native / sizeof native[0]; c++) { /* input copied per output frame */
+        if ((native[c][1] - native[c][5]) / native[c][8] < 1) continue; /* one output frame */
+        struct conv_p p = conv(native[c], INFVSR_TYPE_BF16, true);
+        p.frame_groups = true;
+        add_conv(l, &p, BO_COMPARE)->flags |= BO_HOST_ONLY;
     }
     for (size_t c = 1; c < 3; c++) { /* bf16 x, f32 y: the native kernel's f32 store */
         struct conv_p p = conv(native[c], INFVSR_TYPE_BF16, c == 1);
