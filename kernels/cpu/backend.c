@@ -333,8 +333,13 @@ static enum infvsr_status cpu_linear(struct infvsr_backend * be, const struct in
     INFVSR_TRY(check_blas_dims("linear", M, N, K, err));
     if (M == 0 || N == 0) return INFVSR_OK;
     ACT_BEGIN(c);
-    if (!c->use_ref && x->dtype == INFVSR_TYPE_BF16 && infvsr_cpu_linear_bf16_applies(c, M, N, K)) {
-        /* the native bf16 GEMM: bf16 operands, f32 accumulation, y stored in its dtype */
+    /* the native bf16 GEMMs: bf16 operands, f32 accumulation, y stored in its dtype */
+    const enum infvsr_cpu_linear_bf16_kernel gk = !c->use_ref && x->dtype == INFVSR_TYPE_BF16
+                                                      ? infvsr_cpu_linear_bf16_kernel(c, M, N, K)
+                                                      : INFVSR_CPU_LINEAR_BF16_WIDEN;
+    if (gk == INFVSR_CPU_LINEAR_BF16_AMX) {
+        LOCKED(c, st = infvsr_cpu_op_linear_amx(c, x->data, M, K, wv, N, bv, act, y->data, y->dtype));
+    } else if (gk == INFVSR_CPU_LINEAR_BF16_AVX512) {
         LOCKED(c, st = infvsr_cpu_op_linear_bf16(c, x->data, M, K, wv, N, bv, act, y->data, y->dtype));
     } else {
         const float * xf = act_in(&ac, x);
@@ -343,7 +348,14 @@ static enum infvsr_status cpu_linear(struct infvsr_backend * be, const struct in
         if (c->use_ref) infvsr_cpu_ref_linear(xf, M, K, wv, N, bv, act, yf);
         else LOCKED(c, st = infvsr_cpu_op_linear(c, xf, M, K, wv, N, bv, act, yf));
     }
-    if (act_finish(&ac, st)) return infvsr_err_set(err, st, "cpu linear: out of memory (panel of %lld x %lld)", (long long)N, (long long)K);
+    if (act_finish(&ac, st) == INFVSR_ERR_NOMEM) {
+        return infvsr_err_set(err, st, "cpu linear: out of memory (panel of %lld x %lld)", (long long)N, (long long)K);
+    }
+    if (st) {
+        return infvsr_err_set(err, st, "cpu linear: %s", gk == INFVSR_CPU_LINEAR_BF16_AMX
+                                                             ? "the AMX kernel does not run on this CPU"
+                                                             : "failed");
+    }
     return INFVSR_OK;
 }
 

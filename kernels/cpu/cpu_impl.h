@@ -65,20 +65,42 @@ static inline void infvsr__par(struct infvsr_cpu_ctx * c, int64_t n_tasks, infvs
 /* Splits n items into tasks of about `grain` items, at most 8 per thread, >= 1. */
 int64_t infvsr__n_chunks(const struct infvsr_cpu_ctx * c, int64_t n, int64_t grain);
 
-/* ---- bf16 (kernels/cpu/bf16.c, gemm_bf16.c) ---- */
+/* ---- bf16 (kernels/cpu/bf16.c, gemm_bf16.c, gemm_amx.c) ---- */
 
 /* dst[i] = f32 of bf16 src[i] / dst[i] = bf16 of src[i] rounded to nearest even (NaN
  * stays NaN), threaded over the pool; the same bits on every ISA level. */
 void infvsr_cpu_bf16_widen(struct infvsr_cpu_ctx * c, float * dst, const uint16_t * src, int64_t n);
 void infvsr_cpu_bf16_round(struct infvsr_cpu_ctx * c, uint16_t * dst, const float * src, int64_t n);
 
-/* Whether linear with bf16 x of these sizes runs on the native bf16 GEMM here. */
+/* Whether linear with bf16 x of these sizes runs on a native bf16 GEMM here. */
 bool infvsr_cpu_linear_bf16_applies(const struct infvsr_cpu_ctx * c, int64_t M, int64_t N, int64_t K);
+/* The kernel that runs linear with bf16 x (backend.c): the AMX one only on the amx level,
+ * the AVX512-BF16 one on avx512bf16, else (avx2, or sizes the native GEMMs skip) the
+ * widened f32 path. */
+enum infvsr_cpu_linear_bf16_kernel {
+    INFVSR_CPU_LINEAR_BF16_WIDEN = 0,
+    INFVSR_CPU_LINEAR_BF16_AVX512,
+    INFVSR_CPU_LINEAR_BF16_AMX,
+};
+enum infvsr_cpu_linear_bf16_kernel infvsr_cpu_linear_bf16_kernel(const struct infvsr_cpu_ctx * c, int64_t M,
+                                                                 int64_t N, int64_t K);
 /* y[M, N] = act(x[M, K] . w[N, K]^T + b[N]) with bf16 x, w rounded to bf16 (read in place
- * when it is bf16), f32 accumulation and epilogue, y stored as y_dtype (F32 or BF16). */
+ * when it is bf16), f32 accumulation and epilogue, y stored as y_dtype (F32 or BF16):
+ * on AVX512-BF16 (gemm_bf16.c) and on AMX-BF16 tiles (gemm_amx.c; INFVSR_ERR_UNSUPPORTED
+ * where this CPU has no AMX, so it can never fault). */
 enum infvsr_status infvsr_cpu_op_linear_bf16(struct infvsr_cpu_ctx * c, const uint16_t * x, int64_t M, int64_t K,
                                              struct infvsr_cpu_w w, int64_t N, struct infvsr_cpu_w b,
                                              enum infvsr_unary_op act, void * y, enum infvsr_dtype y_dtype);
+enum infvsr_status infvsr_cpu_op_linear_amx(struct infvsr_cpu_ctx * c, const uint16_t * x, int64_t M, int64_t K,
+                                            struct infvsr_cpu_w w, int64_t N, struct infvsr_cpu_w b,
+                                            enum infvsr_unary_op act, void * y, enum infvsr_dtype y_dtype);
+/* The bf16 GEMMs' shared epilogue: rows x cols of an f32 tile (row r at ct + r * ldc,
+ * overwritten) plus bias[col0 + i] (f32, or NULL), then act (INFVSR_UNARY_COUNT: none),
+ * stored at y[(m0 + r) * N + col0 + i] as y_dtype: f32, or bf16 rounded once to nearest
+ * even (the bits of infvsr_f32_to_bf16). */
+void infvsr__linear_bf16_epilogue(float * ct, int64_t ldc, int64_t rows, int64_t cols, const float * bias,
+                                  enum infvsr_unary_op act, void * y, enum infvsr_dtype y_dtype, int64_t N,
+                                  int64_t m0, int64_t col0);
 
 /* ---- fast ops (kernels/cpu/<family>.c). All shapes were validated by backend.c. ---- */
 

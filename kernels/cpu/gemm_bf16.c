@@ -7,9 +7,10 @@
  * (1536x1536, 1536->8960, 8960->1536), 2 threads, CPU-time normalised on a shared machine
  * (BENCH_CPU_TIME=1 tests/bench/bench_cpu 2 5 dit; tests/bench/torch_linear_bf16.py): this
  * kernel 316-346 GFLOP/s, 69-75% of the measured VDPBF16PS ceiling (458), about 2x our f32
- * path; PyTorch bf16 (oneDNN) 160-360 GFLOP/s on the same shapes. The AMX level uses this
- * kernel too until an AMX (TDPBF16PS) kernel is written; the AVX2 level never gets here:
- * bf16 activations are widened and run on the f32 OpenBLAS path (backend.c).
+ * path; PyTorch bf16 (oneDNN) 160-360 GFLOP/s on the same shapes. The AMX level runs
+ * linear on the TDPBF16PS kernel instead (gemm_amx.c; infvsr_cpu_linear_bf16_kernel picks);
+ * the AVX2 level never gets here: bf16 activations are widened and run on the f32 OpenBLAS
+ * path (backend.c).
  *
  * Layout. VDPBF16PS multiplies pairs: acc[i] += a[2i] b[2i] + a[2i+1] b[2i+1], i < 16.
  *  - x (A) is used in place: a pair x[m][2p], x[m][2p+1] is one 32-bit word, broadcast.
@@ -21,7 +22,8 @@
  *  - Micro-tile (gemm_bf16_kern.h): MR = 6 rows x 4 strips (64 columns) = 24 zmm accumulators, K in blocks
  *    of KBP pairs (the B block stays in L2), partial sums in a per-task f32 tile.
  *  - Epilogue per task on the f32 tile: bias (f32), activation, store f32 or bf16
- *    (rounded to nearest even, the bits of infvsr_f32_to_bf16).
+ *    (rounded to nearest even, the bits of infvsr_f32_to_bf16): infvsr__linear_bf16_epilogue,
+ *    which the AMX kernel (gemm_amx.c) shares.
  * Tasks: (48-row block) x (64-column block) of the panel, over the backend's pool. */
 #include <string.h>
 
@@ -93,6 +95,29 @@ AVX512BF16_FN static void pack_task(void * ctx, int64_t s, int tid) {
     }
 }
 
+/* ---- epilogue (shared with the AMX kernel, gemm_amx_body.h) ---- */
+
+void infvsr__linear_bf16_epilogue(float * ct, int64_t ldc, int64_t rows, int64_t cols, const float * bias,
+                                  enum infvsr_unary_op act, void * y, enum infvsr_dtype y_dtype, int64_t N,
+                                  int64_t m0, int64_t col0) {
+    for (int64_t r = 0; r < rows; r++) {
+        float * row = ct + r * ldc;
+        if (bias) {
+            for (int64_t i = 0; i < cols; i++) row[i] += bias[col0 + i];
+        }
+        if (act != INFVSR_UNARY_COUNT) infvsr__unary_span(act, row, row, cols);
+        const size_t at = (size_t)(m0 + r) * (size_t)N + (size_t)col0;
+        if (y_dtype == INFVSR_TYPE_F32) {
+            memcpy((float *)y + at, row, (size_t)cols * sizeof(float));
+        } else {
+            uint16_t * yo = (uint16_t *)y + at;
+            int64_t i = 0;
+            for (; i + 8 <= cols; i += 8) _mm_storeu_si128((__m128i *)(yo + i), infvsr__round8_bf16(_mm256_loadu_ps(row + i)));
+            for (; i < cols; i++) yo[i] = infvsr_f32_to_bf16(row[i]);
+        }
+    }
+}
+
 /* ---- micro-kernel: C[mr][64] (+)= A[mr][pairs] . B[pairs][64] (gemm_bf16_kern.h) ---- */
 
 static inline __attribute__((always_inline)) AVX512BF16_FN void kern(const int mr, const uint16_t * a, int64_t lda,
@@ -143,22 +168,7 @@ AVX512BF16_FN static void gemm_task(void * ctx, int64_t t, int tid) {
             }
         }
     }
-    for (int64_t r = 0; r < rows; r++) {
-        float * row = ct + r * NT;
-        if (j->bias) {
-            for (int64_t i = 0; i < cols; i++) row[i] += j->bias[col0 + i];
-        }
-        if (j->act != INFVSR_UNARY_COUNT) infvsr__unary_span(j->act, row, row, cols);
-        const size_t at = (size_t)(m0 + r) * (size_t)j->N + (size_t)col0;
-        if (j->y_dtype == INFVSR_TYPE_F32) {
-            memcpy((float *)j->y + at, row, (size_t)cols * sizeof(float));
-        } else {
-            uint16_t * yo = (uint16_t *)j->y + at;
-            int64_t i = 0;
-            for (; i + 8 <= cols; i += 8) _mm_storeu_si128((__m128i *)(yo + i), infvsr__round8_bf16(_mm256_load_ps(row + i)));
-            for (; i < cols; i++) yo[i] = infvsr_f32_to_bf16(row[i]);
-        }
-    }
+    infvsr__linear_bf16_epilogue(ct, NT, rows, cols, j->bias, j->act, j->y, j->y_dtype, j->N, m0, col0);
 }
 
 enum infvsr_status infvsr_cpu_op_linear_bf16(struct infvsr_cpu_ctx * c, const uint16_t * x, int64_t M, int64_t K,

@@ -2,13 +2,14 @@
  * directly on the same shapes, flash attention on DiT- and VAE-like shapes, and a
  * the VAE's 3x3x3 conv3d shapes, each as the median of >= 5 timed repeats after one warm-up, plus
  * the machine's measured ceilings (FMA-throughput loops for AVX2 and AVX-512 f32, a
- * VDPBF16PS loop for AVX512-BF16, a TDPBF16PS loop where AMX is present) and each row's
+ * VDPBF16PS loop for AVX512-BF16, a TDPBF16PS-only loop where AMX is present) and each row's
  * share of the ceiling of the instruction it runs on. linear also runs with bf16
  * activations (bf16 x, w, y: the native bf16 GEMM on avx512bf16/amx).
  *
  *   bench_cpu [n_threads] [repeats] [only]   (tests/bench/bench_cpu.sh runs it)
  * `only` = linear, dit (the DiT's GEMMs at 192 tokens), attention, unary, resize or conv3d
- * runs just that family. */
+ * runs just that family; amx runs the bf16 GEMMs on the amx and avx512bf16 levels side by
+ * side (Skipped where the CPU has no AMX). */
 #include <cblas.h>
 #include <immintrin.h>
 #include <pthread.h>
@@ -17,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "amx_tile.h"
 #include "check.h"
 #include "cpu_impl.h"
 #include "isa.h"
@@ -71,7 +73,6 @@ static double time_median(void (*fn)(void *), void * ctx) {
  * an instruction the CPU lacks is not run (isa.h decides, so never SIGILL). */
 
 #define T_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
-#define T_AMX    __attribute__((target("avx512f,avx512bf16,amx-tile,amx-bf16")))
 #define CEIL_ITERS 4000000L
 
 static double loop_fma_avx2(long iters) {
@@ -111,37 +112,39 @@ T_AVX512 static double loop_dpbf16(long iters) {
     return (double)iters * 12 * 16 * 4; /* 16 lanes x 2 products x (mul + add) */
 }
 
-/* TDPBF16PS on four 16x16 f32 accumulator tiles from two 16x32 bf16 tiles: 16 x 16 x 32
- * products each. Only called on the amx level (isa.c got the tile permission). */
-T_AMX static double loop_amx(long iters) {
-    _Alignas(64) unsigned char cfg[64] = { 0 };
-    cfg[0] = 1; /* palette 1: 8 tiles of up to 16 rows x 64 bytes */
-    for (int t = 0; t < 6; t++) {
-        cfg[16 + 2 * t] = 64; /* colsb */
-        cfg[48 + t]     = 16; /* rows  */
-    }
-    _tile_loadconfig(cfg);
+/* TDPBF16PS only: 6 independent 16x16 f32 accumulator tiles (6 x 16 cycles of issue cover
+ * the instruction's latency) from one A and one B tile, 16 x 16 x 32 products each, through
+ * the GEMM's own tile primitives (kernels/cpu/amx_tile.h). Only called on the amx level
+ * (isa.c got the tile permission). */
+AMX_FN static double loop_amx(long iters) {
+    struct infvsr_amx_cfg cfg = { .palette = 1 };
+    for (int t = 0; t < 8; t++) cfg.colsb[t] = 64, cfg.rows[t] = 16;
+    amx_config(&cfg);
     _Alignas(64) uint16_t src[16 * 32];
-    for (int i = 0; i < 16 * 32; i++) src[i] = 0x3c00;
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
-    _tile_loadd(4, src, 64);
-    _tile_loadd(5, src, 64);
+    for (int i = 0; i < 16 * 32; i++) src[i] = 0x3c00; /* bf16 2^-7: the sums stay finite */
+    amx_zero(0);
+    amx_zero(1);
+    amx_zero(2);
+    amx_zero(3);
+    amx_zero(4);
+    amx_zero(5);
+    amx_load(6, src, 64);
+    amx_load(7, src, 64);
     iters /= 8;
     for (long it = 0; it < iters; it++) {
-        _tile_dpbf16ps(0, 4, 5);
-        _tile_dpbf16ps(1, 4, 5);
-        _tile_dpbf16ps(2, 4, 5);
-        _tile_dpbf16ps(3, 4, 5);
+        amx_dpbf16ps(0, 6, 7);
+        amx_dpbf16ps(1, 6, 7);
+        amx_dpbf16ps(2, 6, 7);
+        amx_dpbf16ps(3, 6, 7);
+        amx_dpbf16ps(4, 6, 7);
+        amx_dpbf16ps(5, 6, 7);
     }
     _Alignas(64) float out[16 * 16];
-    _tile_stored(0, out, 64);
-    _tile_release();
+    amx_store(0, out, 64);
+    amx_release();
     volatile float sink = out[0];
     (void)sink;
-    return (double)iters * 4 * 16 * 16 * 32 * 2;
+    return (double)iters * 6 * 16 * 16 * 32 * 2;
 }
 
 struct ceil_job {
@@ -246,6 +249,47 @@ static void bench_linear(struct infvsr_backend * be, int M, int K, int N) {
     printf(")\n");
     infvsr_tensor_release(&c.x), infvsr_tensor_release(&c.w), infvsr_tensor_release(&wb), infvsr_tensor_release(&c.y);
     infvsr_tensor_release(&xb), infvsr_tensor_release(&yb);
+}
+
+/* ---- bf16 linear per instruction set (`amx` mode) ----
+ * The same bf16 GEMM (bf16 x, w, y) on a backend forced to amx (TDPBF16PS, gemm_amx.c) and
+ * one forced to avx512bf16 (VDPBF16PS, gemm_bf16.c), each with its share of its own
+ * instruction's ceiling. Skipped where the CPU has no AMX. */
+
+static double g_peak_dp, g_peak_amx;
+
+static double time_linear_bf16(int n_threads, enum infvsr_cpu_isa isa, int M, int K, int N) {
+    struct infvsr_cpu_params p = infvsr_cpu_default_params();
+    p.n_threads = n_threads;
+    p.isa       = (int)isa;
+    struct infvsr_backend * be;
+    INFVSR_ASSERT(infvsr_cpu_backend_init(&p, &be) == INFVSR_OK);
+    struct lin_ctx c = { .be = be, .M = M, .K = K, .N = N };
+    int64_t sx[2] = { M, K }, sw[2] = { N, K }, sy[2] = { M, N };
+    INFVSR_ASSERT(infvsr_tensor_alloc(&c.x, "x", INFVSR_TYPE_BF16, 2, sx) == INFVSR_OK);
+    INFVSR_ASSERT(infvsr_tensor_alloc(&c.w, "w", INFVSR_TYPE_BF16, 2, sw) == INFVSR_OK);
+    INFVSR_ASSERT(infvsr_tensor_alloc(&c.y, "y", INFVSR_TYPE_BF16, 2, sy) == INFVSR_OK);
+    float * tmp = malloc((size_t)N * K * sizeof *tmp);
+    INFVSR_ASSERT(tmp);
+    test_fill_uniform(tmp, (size_t)M * K, -1, 1, 1);
+    infvsr_convert_from_f32(c.x.data, INFVSR_TYPE_BF16, tmp, (size_t)M * K);
+    test_fill_uniform(tmp, (size_t)N * K, -0.1f, 0.1f, 2);
+    infvsr_convert_from_f32(c.w.data, INFVSR_TYPE_BF16, tmp, (size_t)N * K);
+    free(tmp);
+    double t = time_median(run_linear, &c);
+    infvsr_tensor_release(&c.x), infvsr_tensor_release(&c.w), infvsr_tensor_release(&c.y);
+    infvsr_backend_free(be);
+    return t;
+}
+
+static void bench_linear_amx(int n_threads, int M, int K, int N) {
+    const double flop = 2.0 * M * N * K;
+    const double t_amx = time_linear_bf16(n_threads, INFVSR_CPU_ISA_AMX, M, K, N);
+    const double t_dp = time_linear_bf16(n_threads, INFVSR_CPU_ISA_AVX512BF16, M, K, N);
+    printf("linear bf16 M=%-5d K=%-5d N=%-5d  amx %8.1f GF/s (%.0f%% of TDPBF16PS) | avx512bf16 %7.1f GF/s (%.0f%% of "
+           "VDPBF16PS) | amx x%.2f\n",
+           M, K, N, flop / t_amx * 1e-9, 100.0 * flop / t_amx * 1e-9 / g_peak_amx, flop / t_dp * 1e-9,
+           100.0 * flop / t_dp * 1e-9 / g_peak_dp, t_dp / t_amx);
 }
 
 /* ---- attention ---- */
@@ -461,6 +505,13 @@ int main(int argc, char ** argv) {
     int n_threads = openblas_get_num_threads();
     if (getenv("BENCH_CPU_TIME") && atoi(getenv("BENCH_CPU_TIME")) > 0) g_threads_for_cpu_time = n_threads;
     const enum infvsr_cpu_isa isa = infvsr_cpu_isa_detect();
+    const char * only = argc > 3 ? argv[3] : "";
+    if (strcmp(only, "amx") == 0 && isa < INFVSR_CPU_ISA_AMX) {
+        printf("linear bf16 on AMX (TDPBF16PS): Skipped (this CPU has no AMX-BF16; best here: %s)\n",
+               infvsr_cpu_isa_name(isa));
+        infvsr_backend_free(be);
+        return 0;
+    }
     double avx2 = best_of(loop_fma_avx2, n_threads, CEIL_ITERS);
     double avx512 = isa >= INFVSR_CPU_ISA_AVX512BF16 ? best_of(loop_fma_avx512, n_threads, CEIL_ITERS) : 0;
     double dp = isa >= INFVSR_CPU_ISA_AVX512BF16 ? best_of(loop_dpbf16, n_threads, CEIL_ITERS) : 0;
@@ -468,15 +519,23 @@ int main(int argc, char ** argv) {
     /* f32 shares are of the f32 kernels' own instruction (AVX2 FMA: they are AVX2 code) */
     g_peak      = avx2;
     g_peak_bf16 = amx > 0 ? amx : dp;
+    g_peak_dp = dp, g_peak_amx = amx;
     printf("ceilings on %d threads (measured now, best of 3): f32 FMA AVX2 %.1f GFLOP/s | f32 FMA AVX-512 ", n_threads, avx2);
     if (avx512 > 0) printf("%.1f", avx512); else printf("n/a");
     printf(" | bf16 VDPBF16PS ");
     if (dp > 0) printf("%.1f", dp); else printf("n/a (no AVX512-BF16)");
     printf(" | bf16 AMX TDPBF16PS ");
-    if (amx > 0) printf("%.1f", amx); else printf("skipped (no AMX here)");
+    if (amx > 0) printf("%.1f", amx); else printf("Skipped (no AMX here)");
     printf(" GFLOP/s; median of %d repeats\n", g_repeats);
 
-    const char * only = argc > 3 ? argv[3] : "";
+    if (strcmp(only, "amx") == 0) {
+        /* the DiT's GEMMs at 192 tokens, then more rows */
+        bench_linear_amx(n_threads, 192, 1536, 1536);
+        bench_linear_amx(n_threads, 192, 1536, 8960);
+        bench_linear_amx(n_threads, 192, 8960, 1536);
+        bench_linear_amx(n_threads, 1024, 1536, 1536);
+        bench_linear_amx(n_threads, 1024, 1536, 8960);
+    }
     if (!*only || strcmp(only, "linear") == 0 || strcmp(only, "dit") == 0) {
         /* the DiT's GEMMs on a chunk of 192 tokens (3 latent frames of 16x16) */
         bench_linear(be, 192, 1536, 1536);

@@ -1,6 +1,6 @@
 #!/bin/sh
 # CPU backend benchmark (not a ctest): builds bench_cpu in BUILD_DIR and runs it.
-#   tests/bench/bench_cpu.sh [build_dir] [n_threads] [repeats] [linear|dit|attention|unary|resize|conv3d]
+#   tests/bench/bench_cpu.sh [build_dir] [n_threads] [repeats] [linear|dit|amx|attention|unary|resize|conv3d]
 # With BENCH_CPU_TORCH_ROUNDS=N (families dit and conv3d) it runs N rounds, each bench_cpu
 # then PyTorch's f32 and bf16 on the same shapes and threads (torch_linear_bf16.py,
 # torch_conv3d_bf16.py), so that load from other processes hits both alike.

@@ -1,13 +1,15 @@
 /* Internals of the CPU backend that the op-case table (test_backend_ops) cannot see:
  * the bicubic tap tables of MODEL-SPEC §3.1, and which conv3d path (Winograd F(4x4),
- * F(2x2), im2col) the CPU picks for a shape, and the choice of the bf16 kernels' instruction
- * set (isa.h). Every path itself is checked numerically by the table's cases, which force
- * each one. */
+ * F(2x2), im2col) the CPU picks for a shape, the choice of the bf16 kernels' instruction
+ * set (isa.h) and which linear kernel each level runs. Every path itself is checked
+ * numerically by the table's cases, which force each one (the AMX GEMM also on emulated
+ * tiles, test_gemm_amx.c). */
 #include <math.h>
 #include <stdlib.h>
 
 #include "check.h"
 #include "conv3d_winograd.h"
+#include "cpu_impl.h"
 #include "infvsr/backend.h"
 #include "isa.h"
 #include "resize_table.h"
@@ -132,8 +134,51 @@ static void test_cpu_isa_select(void) {
     unsetenv("INFVSR_CPU_ISA");
 }
 
+/* Which kernel runs linear with bf16 activations: the AMX one only on the amx level, the
+ * AVX512-BF16 one on avx512bf16, the widened f32 path on avx2 and below the native GEMMs'
+ * row threshold. A level is only ever set up to the detected one (backend init clamps it),
+ * and forcing amx where AMX is absent is refused, by the option and by INFVSR_CPU_ISA. */
+static void test_linear_bf16_dispatch(void) {
+    struct infvsr_cpu_ctx c = { .isa = INFVSR_CPU_ISA_AVX2 };
+    const int64_t N = 1536, K = 1536;
+    CHECK_EQ_INT(infvsr_cpu_linear_bf16_kernel(&c, 192, N, K), INFVSR_CPU_LINEAR_BF16_WIDEN);
+    c.isa = INFVSR_CPU_ISA_AVX512BF16;
+    CHECK_EQ_INT(infvsr_cpu_linear_bf16_kernel(&c, 192, N, K), INFVSR_CPU_LINEAR_BF16_AVX512);
+    CHECK_EQ_INT(infvsr_cpu_linear_bf16_kernel(&c, 4, N, K), INFVSR_CPU_LINEAR_BF16_WIDEN);
+    c.isa = INFVSR_CPU_ISA_AMX;
+    CHECK_EQ_INT(infvsr_cpu_linear_bf16_kernel(&c, 192, N, K), INFVSR_CPU_LINEAR_BF16_AMX);
+    CHECK_EQ_INT(infvsr_cpu_linear_bf16_kernel(&c, 8, N, K), INFVSR_CPU_LINEAR_BF16_AMX);
+    CHECK_EQ_INT(infvsr_cpu_linear_bf16_kernel(&c, 4, N, K), INFVSR_CPU_LINEAR_BF16_WIDEN);
+
+    const bool amx = infvsr_cpu_isa_detect() == INFVSR_CPU_ISA_AMX;
+    struct infvsr_backend_opts o = infvsr_backend_default_opts();
+    struct infvsr_backend * be = NULL;
+    struct infvsr_err err;
+    o.cpu_isa   = "amx";
+    o.precision = INFVSR_PRECISION_BF16;
+    enum infvsr_status st = infvsr_backend_init_by_name("cpu", &o, &be, &err);
+    CHECK_EQ_INT(st, amx ? INFVSR_OK : INFVSR_ERR_UNSUPPORTED);
+    if (!amx) CHECK_STR_CONTAINS(err.msg, "ISA amx is not available");
+    infvsr_backend_free(be);
+    be = NULL;
+    setenv("INFVSR_CPU_ISA", "amx", 1);
+    o.cpu_isa = NULL;
+    st = infvsr_backend_init_by_name("cpu", &o, &be, &err);
+    CHECK_EQ_INT(st, amx ? INFVSR_OK : INFVSR_ERR_UNSUPPORTED);
+    if (!amx) CHECK_STR_CONTAINS(err.msg, "INFVSR_CPU_ISA");
+    infvsr_backend_free(be);
+    unsetenv("INFVSR_CPU_ISA");
+    /* a backend asked for a level above the CPU's (the internal constructor) is clamped */
+    struct infvsr_cpu_params p = infvsr_cpu_default_params();
+    p.isa = INFVSR_CPU_ISA_AMX;
+    CHECK_EQ_INT(infvsr_cpu_backend_init(&p, &be), INFVSR_OK);
+    CHECK_EQ_INT(((struct infvsr_cpu_ctx *)be->context)->isa, infvsr_cpu_isa_detect());
+    infvsr_backend_free(be);
+}
+
 static const struct test_case tests[] = {
     TEST(test_cpu_isa_select),
+    TEST(test_linear_bf16_dispatch),
     TEST(test_resize_bicubic_tables),
     TEST(test_conv3d_path_choice),
     { 0 },

@@ -1,0 +1,265 @@
+/* The AMX-BF16 (TDPBF16PS) GEMM for linear with bf16 activations: y = act(x . w^T + b) with
+ * bf16 operands, f32 accumulation and gemm_bf16.c's epilogue (bias and activation in f32,
+ * y stored f32 or bf16 rounded once).
+ *
+ * Not a normal header: this is the kernel's one source, included twice. gemm_amx.c includes
+ * it after amx_tile.h with the real tile instructions (the product); tests/ops/test_gemm_amx.c
+ * after amx_tile.h with INFVSR_AMX_EMULATE, so the test runs exactly this tiling, packing and
+ * edge handling on machines without AMX. Everything here is static; the includer wraps
+ * amx_linear. Outside the tile primitives only plain C and AVX2 (the build's baseline), so
+ * the emulated copy runs on any x86-64-v3 machine.
+ *
+ * Layout (palette 1, every tile 16 rows x 64 bytes; TDPBF16PS multiplies pairs of k):
+ *  - A (x) is packed once per call into tiles of 16 rows x 32 k, [row block][k tile][16][32]
+ *    bf16 (1 KB each), rows past M and k past K zero: the only reads of x are this copy,
+ *    which stops at the tensor's end, and each A tile is one contiguous 1 KB load.
+ *  - B (w) is packed per panel of columns into strips of 16 columns, [strip][k pair][16][2]
+ *    bf16: the VNNI layout TDPBF16PS reads (the two k of a pair side by side per column;
+ *    the same strip layout as gemm_bf16.c), K padded to whole 32-k tiles and columns past N
+ *    with zeros, so a B tile (16 pairs x 16 columns) is 1 KB contiguous. bf16 weights move
+ *    by 8x8 transposes of 32-bit words (a pair is one word of a weight row); f32 or f16
+ *    weights are rounded to bf16 first, as gemm_bf16.c does.
+ *  - Micro-kernel: 2 x 2 C tiles (32 rows x 32 columns in tmm0..3) from 2 A tiles (tmm4, 5)
+ *    and 2 B tiles (tmm6, 7): 4 tile loads per 4 TDPBF16PS; 1 x 2 when the rows end within
+ *    the first A tile. K runs in blocks of AMX_KBLK tiles (the task's A block, 32 x 256 bf16
+ *    = 16 KB, stays in L1 across its column blocks); C round-trips through the task's f32
+ *    tile between blocks.
+ *  - Task: 32 rows x AMX_NB columns of a panel. LDTILECFG at its start and TILERELEASE at its
+ *    end: the tile state belongs to the thread, and the pool's threads run other ops between.
+ *  - Epilogue per task on the f32 tile: infvsr__linear_bf16_epilogue (gemm_bf16.c).
+ * Sizes are reasoned, not measured: no AMX machine was available (gemm_amx.c). */
+#include <immintrin.h>
+#include <string.h>
+
+#include "cpu_impl.h"
+
+#define AMX_TM   16            /* rows of an A or C tile                          */
+#define AMX_TK   32            /* k of an A tile row (64 bytes); 16 pairs of a B tile */
+#define AMX_TN   16            /* columns of a B or C tile                        */
+#define AMX_TILE (AMX_TM * AMX_TK) /* bf16 in one A or B tile: 512, 1 KB          */
+#define AMX_MB   32            /* rows per task: 2 A tiles                        */
+#define AMX_NB   128           /* columns per task: 4 micro-kernels of 32         */
+#define AMX_KBLK 8             /* k tiles per K block                              */
+
+/* Bytes of packed weights per panel (a variable so the test can force many panels). */
+static size_t amx_panel_bytes = (size_t)4 << 20;
+
+/* Palette 1 with all 8 tiles 16 rows x 64 bytes: C f32 16x16, A bf16 16x32, B 16 pairs x 16. */
+static const struct infvsr_amx_cfg amx_cfg = {
+    .palette = 1,
+    .colsb   = { 64, 64, 64, 64, 64, 64, 64, 64 },
+    .rows    = { 16, 16, 16, 16, 16, 16, 16, 16 },
+};
+
+/* ---- packing ---- */
+
+struct amx_pack_a {
+    const uint16_t * x;
+    uint16_t *       dst;
+    int64_t          M, K, KT;
+};
+
+/* One block of 16 rows: KT tiles of 16 x 32, zero past M and K. */
+static void amx_pack_a_task(void * ctx, int64_t mb, int tid) {
+    const struct amx_pack_a * j = ctx;
+    uint16_t * d = j->dst + mb * j->KT * AMX_TILE;
+    for (int64_t kt = 0; kt < j->KT; kt++) {
+        const int64_t k0 = kt * AMX_TK, nk = j->K - k0 < AMX_TK ? j->K - k0 : AMX_TK;
+        for (int r = 0; r < AMX_TM; r++, d += AMX_TK) {
+            const int64_t m = mb * AMX_TM + r;
+            if (m >= j->M) {
+                memset(d, 0, AMX_TK * sizeof *d);
+                continue;
+            }
+            memcpy(d, j->x + (size_t)m * (size_t)j->K + (size_t)k0, (size_t)nk * sizeof *d);
+            if (nk < AMX_TK) memset(d + nk, 0, (size_t)(AMX_TK - nk) * sizeof *d);
+        }
+    }
+}
+
+struct amx_pack_b {
+    uint16_t *          panel;
+    struct infvsr_cpu_w w;
+    int64_t             n0, N, K, KT;
+};
+
+/* 8 rows of 8 32-bit words in, their 8 columns out: r[q] word i = old r[i] word q. */
+static inline void amx_transpose8_epi32(__m256i r[8]) {
+    __m256i t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i]     = _mm256_unpacklo_epi32(r[i], r[i + 1]); /* words 0,1 | 4,5 of rows i, i+1 */
+        t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]); /* words 2,3 | 6,7 */
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i]     = _mm256_unpacklo_epi64(t[i], t[i + 2]);     /* word 0 | 4 of rows i..i+3 */
+        u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);     /* word 1 | 5 */
+        u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]); /* word 2 | 6 */
+        u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]); /* word 3 | 7 */
+    }
+    for (int q = 0; q < 4; q++) {
+        r[q]     = _mm256_permute2x128_si256(u[q], u[4 + q], 0x20);
+        r[q + 4] = _mm256_permute2x128_si256(u[q], u[4 + q], 0x31);
+    }
+}
+
+static inline uint16_t amx_w_bf16(struct infvsr_cpu_w w, size_t i) {
+    return w.dtype == INFVSR_TYPE_BF16 ? ((const uint16_t *)w.data)[i] : infvsr_f32_to_bf16(infvsr__w_get(w, i));
+}
+
+/* Strip s of the panel: 16 columns from n0 + 16 s, KT * 16 pairs. */
+static void amx_pack_b_task(void * ctx, int64_t s, int tid) {
+    const struct amx_pack_b * j = ctx;
+    const int64_t K = j->K, pairs = j->KT * (AMX_TK / 2);
+    uint16_t * dst = j->panel + s * j->KT * AMX_TILE;
+    const int64_t nb = j->n0 + s * AMX_TN;
+    const int64_t valid = j->N - nb < 0 ? 0 : j->N - nb > AMX_TN ? AMX_TN : j->N - nb;
+    if (valid == 0) {
+        memset(dst, 0, (size_t)(j->KT * AMX_TILE) * sizeof *dst);
+        return;
+    }
+    int64_t p = 0; /* pairs written */
+    if (j->w.dtype == INFVSR_TYPE_BF16) {
+        /* 8 pairs of 8 columns at a time: every load is within a row (2 p + 16 <= K) */
+        const uint16_t * w = j->w.data;
+        for (; p + 8 <= K / 2; p += 8) {
+            for (int h = 0; h < 2; h++) {
+                __m256i r[8];
+                for (int i = 0; i < 8; i++) {
+                    const int64_t c = 8 * h + i;
+                    r[i] = c < valid ? _mm256_loadu_si256((const __m256i *)(w + (size_t)(nb + c) * (size_t)K + (size_t)(2 * p)))
+                                     : _mm256_setzero_si256();
+                }
+                amx_transpose8_epi32(r);
+                for (int q = 0; q < 8; q++) _mm256_storeu_si256((__m256i *)(dst + (p + q) * 2 * AMX_TN + 16 * h), r[q]);
+            }
+        }
+    }
+    /* the rest one by one: the last pairs, an odd K's last k (paired with 0), the padding to
+     * whole tiles, and every pair of f32/f16 weights */
+    for (; p < pairs; p++) {
+        uint16_t * d = dst + p * 2 * AMX_TN;
+        for (int64_t c = 0; c < AMX_TN; c++) {
+            for (int e = 0; e < 2; e++) {
+                const int64_t k = 2 * p + e;
+                d[2 * c + e] = c < valid && k < K ? amx_w_bf16(j->w, (size_t)(nb + c) * (size_t)K + (size_t)k) : 0;
+            }
+        }
+    }
+}
+
+/* ---- micro-kernel: C[32 or 16][32] (+)= A[rows][nkt * 32] . B[nkt * 32][32] ----
+ * Tiles: C rows 0-15 in tmm0 (columns 0-15) and tmm1 (16-31), rows 16-31 in tmm2, tmm3;
+ * A rows 0-15 in tmm4, 16-31 in tmm5; B columns 0-15 in tmm6, 16-31 in tmm7. */
+
+static inline __attribute__((always_inline)) AMX_FN void amx_micro(const bool two, const uint16_t * a0,
+                                                                   const uint16_t * a1, const uint16_t * b0,
+                                                                   const uint16_t * b1, int64_t nkt, float * c,
+                                                                   int64_t ldc, bool first) {
+    const int64_t cs = ldc * (int64_t)sizeof(float);
+    float * c2 = c + AMX_TM * ldc;
+    if (first) {
+        amx_zero(0);
+        amx_zero(1);
+        if (two) {
+            amx_zero(2);
+            amx_zero(3);
+        }
+    } else {
+        amx_load(0, c, cs);
+        amx_load(1, c + AMX_TN, cs);
+        if (two) {
+            amx_load(2, c2, cs);
+            amx_load(3, c2 + AMX_TN, cs);
+        }
+    }
+    for (int64_t kt = 0; kt < nkt; kt++) {
+        const int64_t o = kt * AMX_TILE;
+        amx_load(4, a0 + o, 64);
+        amx_load(6, b0 + o, 64);
+        amx_load(7, b1 + o, 64);
+        amx_dpbf16ps(0, 4, 6);
+        amx_dpbf16ps(1, 4, 7);
+        if (two) {
+            amx_load(5, a1 + o, 64);
+            amx_dpbf16ps(2, 5, 6);
+            amx_dpbf16ps(3, 5, 7);
+        }
+    }
+    amx_store(0, c, cs);
+    amx_store(1, c + AMX_TN, cs);
+    if (two) {
+        amx_store(2, c2, cs);
+        amx_store(3, c2 + AMX_TN, cs);
+    }
+}
+
+struct amx_gemm {
+    const uint16_t *     a;     /* packed x */
+    const uint16_t *     panel; /* packed w, this panel */
+    const float *        bias;  /* f32 [N] or NULL */
+    void *               y;
+    enum infvsr_dtype    y_dtype;
+    enum infvsr_unary_op act;
+    int64_t              M, N, KT, n0, n_mb;
+};
+
+AMX_FN static void amx_gemm_task(void * ctx, int64_t t, int tid) {
+    const struct amx_gemm * j = ctx;
+    const int64_t mi = t % j->n_mb, ni = t / j->n_mb, KT = j->KT;
+    const int64_t m0 = mi * AMX_MB, rows = j->M - m0 < AMX_MB ? j->M - m0 : AMX_MB;
+    const int64_t col0 = j->n0 + ni * AMX_NB, cols = j->N - col0 < AMX_NB ? j->N - col0 : AMX_NB;
+    if (cols <= 0) return;
+    const bool two = rows > AMX_TM;
+    const int64_t n_cb = (cols + 2 * AMX_TN - 1) / (2 * AMX_TN);
+    _Alignas(64) float ct[AMX_MB * AMX_NB];
+    const uint16_t * a0 = j->a + 2 * mi * KT * AMX_TILE, * a1 = two ? a0 + KT * AMX_TILE : a0;
+    amx_config(&amx_cfg);
+    for (int64_t kb = 0; kb < KT; kb += AMX_KBLK) {
+        const int64_t nkt = KT - kb < AMX_KBLK ? KT - kb : AMX_KBLK;
+        for (int64_t cb = 0; cb < n_cb; cb++) {
+            /* strips 2 cb, 2 cb + 1 of this task's columns */
+            const uint16_t * b0 = j->panel + ((ni * (AMX_NB / AMX_TN) + 2 * cb) * KT + kb) * AMX_TILE;
+            const uint16_t * b1 = b0 + KT * AMX_TILE;
+            float * c = ct + cb * 2 * AMX_TN;
+            if (two) amx_micro(true, a0 + kb * AMX_TILE, a1 + kb * AMX_TILE, b0, b1, nkt, c, AMX_NB, kb == 0);
+            else amx_micro(false, a0 + kb * AMX_TILE, a1 + kb * AMX_TILE, b0, b1, nkt, c, AMX_NB, kb == 0);
+        }
+    }
+    amx_release();
+    infvsr__linear_bf16_epilogue(ct, AMX_NB, rows, cols, j->bias, j->act, j->y, j->y_dtype, j->N, m0, col0);
+}
+
+/* y[M, N] = act(x[M, K] . w[N, K]^T + b[N]); the contract of infvsr_cpu_op_linear_bf16. */
+static enum infvsr_status amx_linear(struct infvsr_cpu_ctx * c, const uint16_t * x, int64_t M, int64_t K,
+                                     struct infvsr_cpu_w w, int64_t N, struct infvsr_cpu_w b,
+                                     enum infvsr_unary_op act, void * y, enum infvsr_dtype y_dtype) {
+    const int64_t KT = (K + AMX_TK - 1) / AMX_TK, Kp = KT * AMX_TK, n_m16 = (M + AMX_TM - 1) / AMX_TM;
+    /* columns per panel: a multiple of AMX_NB, at least one task's worth */
+    int64_t pn = (int64_t)(amx_panel_bytes / ((size_t)Kp * sizeof(uint16_t))) / AMX_NB * AMX_NB;
+    if (pn < AMX_NB) pn = AMX_NB;
+    const int64_t n_pad = (N + AMX_NB - 1) / AMX_NB * AMX_NB;
+    if (pn > n_pad) pn = n_pad;
+    float * bias = NULL;
+    if (b.data) {
+        if (!(bias = infvsr__buf_reserve(&c->col, (size_t)N))) return INFVSR_ERR_NOMEM;
+        infvsr__w_widen(bias, b, 0, (size_t)N);
+    }
+    /* the buffers hold floats: 2 bf16 each (Kp is even) */
+    uint16_t * panel = (uint16_t *)infvsr__buf_reserve(&c->panel, (size_t)pn * (size_t)Kp / 2);
+    uint16_t * apack = (uint16_t *)infvsr__buf_reserve(&c->scratch, (size_t)n_m16 * AMX_TM * (size_t)Kp / 2);
+    if (!panel || !apack) return INFVSR_ERR_NOMEM;
+    struct amx_pack_a pa = { .x = x, .dst = apack, .M = M, .K = K, .KT = KT };
+    infvsr__par(c, n_m16, amx_pack_a_task, &pa);
+    struct amx_gemm g = { .a = apack, .panel = panel, .bias = bias, .y = y, .y_dtype = y_dtype, .act = act,
+                          .M = M, .N = N, .KT = KT, .n_mb = (M + AMX_MB - 1) / AMX_MB };
+    for (int64_t n0 = 0; n0 < N; n0 += pn) {
+        const int64_t cols = N - n0 < pn ? N - n0 : pn;
+        /* whole pairs of strips: a micro-kernel always reads two */
+        const int64_t strips = (cols + 2 * AMX_TN - 1) / (2 * AMX_TN) * 2;
+        struct amx_pack_b pb = { .panel = panel, .w = w, .n0 = n0, .N = N, .K = K, .KT = KT };
+        infvsr__par(c, strips, amx_pack_b_task, &pb);
+        g.n0 = n0;
+        infvsr__par(c, g.n_mb * ((cols + AMX_NB - 1) / AMX_NB), amx_gemm_task, &g);
+    }
+    return INFVSR_OK;
+}
