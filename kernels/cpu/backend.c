@@ -290,6 +290,10 @@ static enum infvsr_status check_blas_dims(const char * op, int64_t a, int64_t b,
 
 /* ---- memory ---- */
 
+enum infvsr_cpu_isa infvsr_cpu_backend_isa(const struct infvsr_backend * be) {
+    return ((const struct infvsr_cpu_ctx *)be->context)->isa;
+}
+
 static const char * cpu_name(struct infvsr_backend * be) {
     return CTX(be)->use_ref ? "cpu-ref" : "cpu";
 }
@@ -778,11 +782,16 @@ static enum infvsr_status cpu_conv3d(struct infvsr_backend * be, const struct in
     INFVSR_TRY(check_blas_dims("conv3d", p.cout, p.to * p.ho * p.wo, p.cin * p.kt * p.kh * p.kw, err));
     if (infvsr_tensor_numel(a->y) == 0) return INFVSR_OK;
     ACT_BEGIN(c);
-    p.x = act_in(&ac, a->x);
-    p.y = act_out(&ac, a->y);
-    if (ac.oom) return act_oom(&ac, "conv3d", err);
-    if (c->use_ref) infvsr_cpu_ref_conv3d(&p);
-    else LOCKED(c, st = infvsr_cpu_op_conv3d(c, &p));
+    if (!c->use_ref && a->x->dtype == INFVSR_TYPE_BF16 && infvsr_cpu_conv3d_bf16_applies(c, &p)) {
+        /* the native bf16 conv (implicit GEMM): f32 accumulation, y stored in its dtype */
+        LOCKED(c, st = infvsr_cpu_op_conv3d_bf16(c, &p, a->x->data, a->y->data, a->y->dtype));
+    } else {
+        p.x = act_in(&ac, a->x);
+        p.y = act_out(&ac, a->y);
+        if (ac.oom) return act_oom(&ac, "conv3d", err);
+        if (c->use_ref) infvsr_cpu_ref_conv3d(&p);
+        else LOCKED(c, st = infvsr_cpu_op_conv3d(c, &p));
+    }
     if (act_finish(&ac, st)) return infvsr_err_set(err, st, "cpu conv3d: out of memory for the column buffer");
     return INFVSR_OK;
 }

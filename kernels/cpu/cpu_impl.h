@@ -102,6 +102,9 @@ void               infvsr__wcache_free(struct infvsr_cpu_ctx * c);
  * the budget is spent or out of memory: the GEMM then packs per call. */
 const uint16_t *   infvsr__wcache_linear(struct infvsr_cpu_ctx * c, struct infvsr_cpu_w w, int64_t N, int64_t K);
 
+/* The level of the bf16 kernels of a CPU backend (tests: which path should have run). */
+enum infvsr_cpu_isa infvsr_cpu_backend_isa(const struct infvsr_backend * be);
+
 /* Runs fn over n_tasks on the backend's pool. */
 static inline void infvsr__par(struct infvsr_cpu_ctx * c, int64_t n_tasks, infvsr_task_cb fn, void * ctx) {
     infvsr_threadpool_parallel_for(c->pool, n_tasks, fn, ctx);
@@ -217,6 +220,20 @@ struct infvsr_cpu_conv {
     float *             y;
 };
 enum infvsr_status infvsr_cpu_op_conv3d(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_conv * a);
+/* Whether conv3d with bf16 x of this shape runs on the native bf16 kernel here. */
+bool infvsr_cpu_conv3d_bf16_applies(const struct infvsr_cpu_ctx * c, const struct infvsr_cpu_conv * a);
+/* The native bf16 conv3d (conv3d_bf16.c): a's shapes, w and b; x bf16 [Cin, T, H, W] (a->x
+ * unused), y [Cout, To, Ho, Wo] stored as y_dtype (F32 or BF16; a->y unused). */
+enum infvsr_status infvsr_cpu_op_conv3d_bf16(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_conv * a,
+                                             const uint16_t * x, void * y, enum infvsr_dtype y_dtype);
+/* Test hook: how many calls the native bf16 conv3d has run in this process. */
+uint64_t infvsr__conv3d_bf16_calls(void);
+/* Bench hook: the native bf16 conv3d on every shape, also where the generic path is
+ * preferred (F(4x4) shapes); returns the previous setting. Not thread-safe. */
+bool infvsr__conv3d_bf16_set_always(bool on);
+/* Test hook: the budget of the channels-last input copy per frame group (0 = the default
+ * 64 MiB; 1 = one output frame per group), returns the previous one. Not thread-safe. */
+size_t infvsr__conv3d_bf16_set_xp_bytes(size_t bytes);
 /* x [P, Hi, Wi] -> y [P, Ho, Wo] */
 enum infvsr_status infvsr_cpu_op_resize(struct infvsr_cpu_ctx * c, enum infvsr_resize_mode mode,
                                         const float * x, int64_t P, int64_t Hi, int64_t Wi, float * y,

@@ -19,7 +19,7 @@
  *    are packed by 16x16 transposes of 32-bit words (a pair is one word of a row); f32 or f16
  *    weights are rounded to bf16 (as cuBLASLt needs one dtype; devsim does the same).
  *    Columns past N are zero, an odd K's last pair has a zero second half.
- *  - Micro-tile: MR = 6 rows x 4 strips (64 columns) = 24 zmm accumulators, K in blocks
+ *  - Micro-tile (gemm_bf16_kern.h): MR = 6 rows x 4 strips (64 columns) = 24 zmm accumulators, K in blocks
  *    of KBP pairs (the B block stays in L2), partial sums in a per-task f32 tile.
  *  - Epilogue per task on the f32 tile: bias (f32), activation, store f32 or bf16
  *    (rounded to nearest even, the bits of infvsr_f32_to_bf16): infvsr__linear_bf16_epilogue,
@@ -28,9 +28,8 @@
 #include <string.h>
 
 #include "cpu_impl.h"
+#include "gemm_bf16_kern.h"
 #include "simd.h"
-
-#define AVX512BF16_FN __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
 
 #define SMALL_M     8   /* below: the widened f32 path (dot products, as f32 linear) */
 #define MR          6
@@ -72,29 +71,11 @@ AVX512BF16_FN static void pack_task(void * ctx, int64_t s, int tid) {
         for (int64_t p0 = 0; p0 < full; p0 += 16) {
             const int64_t n = full - p0 < 16 ? full - p0 : 16;
             const __mmask16 lm = (__mmask16)(n == 16 ? 0xffff : (1u << n) - 1);
-            __m512i r[16], t[16], u[16];
+            __m512i r[16], out[16];
             for (int c = 0; c < 16; c++)
                 r[c] = c < valid ? _mm512_maskz_loadu_epi32(lm, w + (size_t)(nb + c) * (size_t)K + (size_t)(2 * p0))
                                  : _mm512_setzero_si512();
-            for (int c = 0; c < 16; c += 2) {
-                t[c]     = _mm512_unpacklo_epi32(r[c], r[c + 1]);
-                t[c + 1] = _mm512_unpackhi_epi32(r[c], r[c + 1]);
-            }
-            for (int g = 0; g < 16; g += 4) {
-                u[g]     = _mm512_unpacklo_epi64(t[g], t[g + 2]);
-                u[g + 1] = _mm512_unpackhi_epi64(t[g], t[g + 2]);
-                u[g + 2] = _mm512_unpacklo_epi64(t[g + 1], t[g + 3]);
-                u[g + 3] = _mm512_unpackhi_epi64(t[g + 1], t[g + 3]);
-            }
-            __m512i out[16];
-            for (int k = 0; k < 4; k++) {
-                __m512i a88 = _mm512_shuffle_i32x4(u[k], u[4 + k], 0x88), b88 = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0x88);
-                __m512i add = _mm512_shuffle_i32x4(u[k], u[4 + k], 0xDD), bdd = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0xDD);
-                out[k]      = _mm512_shuffle_i32x4(a88, b88, 0x88);
-                out[k + 8]  = _mm512_shuffle_i32x4(a88, b88, 0xDD);
-                out[k + 4]  = _mm512_shuffle_i32x4(add, bdd, 0x88);
-                out[k + 12] = _mm512_shuffle_i32x4(add, bdd, 0xDD);
-            }
+            infvsr__transpose16_epi32(r, out);
             for (int64_t q = 0; q < n; q++) _mm512_store_si512((void *)(dst + (p0 + q) * 32), out[q]);
         }
         if (full < K2) { /* odd K: the last element alone */
@@ -137,40 +118,14 @@ void infvsr__linear_bf16_epilogue(float * ct, int64_t ldc, int64_t rows, int64_t
     }
 }
 
-/* ---- micro-kernel: C[mr][64] (+)= A[mr][pairs] . B[pairs][64] ---- */
-
-/* The small loops are unrolled by pragma (GCC's -O2 does not peel them), so that with a
- * constant mr the 24 accumulators live in zmm registers. */
-#define UNROLL _Pragma("GCC unroll 8")
+/* ---- micro-kernel: C[mr][64] (+)= A[mr][pairs] . B[pairs][64] (gemm_bf16_kern.h) ---- */
 
 static inline __attribute__((always_inline)) AVX512BF16_FN void kern(const int mr, const uint16_t * a, int64_t lda,
                                                                       const uint16_t * b, int64_t bstride, int64_t np,
                                                                       bool odd_tail, float * ct, bool init) {
-    __m512 acc[MR][NRV];
-    UNROLL for (int r = 0; r < mr; r++) {
-        UNROLL for (int v = 0; v < NRV; v++) acc[r][v] = init ? _mm512_setzero_ps() : _mm512_load_ps(ct + r * NT + v * 16);
-    }
-    for (int64_t p = 0; p < np; p++) {
-        __m512i bv[NRV];
-        UNROLL for (int v = 0; v < NRV; v++) bv[v] = _mm512_load_si512((const void *)(b + v * bstride + p * 32));
-        UNROLL for (int r = 0; r < mr; r++) {
-            int32_t pair;
-            memcpy(&pair, a + r * lda + 2 * p, sizeof pair); /* rows of odd K are not 4-byte aligned */
-            __m512bh av = (__m512bh)_mm512_set1_epi32(pair);
-            UNROLL for (int v = 0; v < NRV; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], av, (__m512bh)bv[v]);
-        }
-    }
-    if (odd_tail) { /* the last k of an odd K, paired with the zero the packing put there */
-        __m512i bv[NRV];
-        UNROLL for (int v = 0; v < NRV; v++) bv[v] = _mm512_load_si512((const void *)(b + v * bstride + np * 32));
-        UNROLL for (int r = 0; r < mr; r++) {
-            __m512bh av = (__m512bh)_mm512_set1_epi32((int32_t)a[r * lda + 2 * np]);
-            UNROLL for (int v = 0; v < NRV; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], av, (__m512bh)bv[v]);
-        }
-    }
-    UNROLL for (int r = 0; r < mr; r++) {
-        UNROLL for (int v = 0; v < NRV; v++) _mm512_store_ps(ct + r * NT + v * 16, acc[r][v]);
-    }
+    const uint16_t * rows[MR];
+    for (int r = 0; r < mr; r++) rows[r] = a + r * lda;
+    infvsr__bf16_kern(mr, NRV, rows, NULL, 1, np, b, bstride, odd_tail, ct, init);
 }
 
 struct gemm_job {

@@ -20,6 +20,7 @@
 
 #include "amx_tile.h"
 #include "check.h"
+#include "cpu_impl.h"
 #include "isa.h"
 #include "ops.h"
 
@@ -352,38 +353,102 @@ static void run_conv(void * p) {
     INFVSR_ASSERT(infvsr_op_conv3d(c->be, &c->a, NULL) == INFVSR_OK);
 }
 
+static void run_conv_native(void * p) { /* the native bf16 kernel even where auto picks generic */
+    bool old = infvsr__conv3d_bf16_set_always(true);
+    run_conv(p);
+    infvsr__conv3d_bf16_set_always(old);
+}
+
 static void run_conv_gemm_only(void * p) {
     struct conv_ctx * c = p;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->M, c->N, c->K, 1.0f, c->wf, c->K, c->col, c->N, 0.0f,
                 c->a.y->data, c->N);
 }
 
-static void bench_conv3d(struct infvsr_backend * be, int C, int T, int HW, enum infvsr_dtype wdt) {
-    int64_t sx[4] = { C, T + 2, HW, HW }, sw[5] = { C, C, 3, 3, 3 }, sy[4] = { C, T, HW, HW }, sb[1] = { C };
-    struct infvsr_tensor x, w, b, y;
+/* medians of g_repeats rounds, each round running every fn once in turn (after one warm-up
+ * round), so load from other processes hits each alike */
+static void time_alternating(int n, void (*const * fn)(void *), void * const * ctx, double * med) {
+    double t[8][64];
+    int rounds = g_repeats < 64 ? g_repeats : 64;
+    for (int i = 0; i < n; i++) fn[i](ctx[i]);
+    for (int r = 0; r < rounds; r++) {
+        for (int i = 0; i < n; i++) {
+            double t0 = bench_now_s();
+            fn[i](ctx[i]);
+            t[i][r] = bench_now_s() - t0;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        qsort(t[i], (size_t)rounds, sizeof t[i][0], cmp_double);
+        med[i] = t[i][rounds / 2];
+    }
+}
+
+/* Cin -> Cout, kt x 3 x 3 (padding 1 in h and w, none in t), T output frames of HW x HW:
+ * the f32 path (f32 x, w, y), and with bf16 x, w, y the native bf16 kernel of this CPU's
+ * level (`native`, forced on every shape), the generic path (`generic`: widen, f32 kernel,
+ * round; the backend forced to avx2) and which of the two the backend picks (`auto`),
+ * alternating; plus the f32 path's sgemm alone on an im2col-sized GEMM when `with_sgemm`. */
+static void bench_conv3d_k(struct infvsr_backend * be, struct infvsr_backend * be_generic, int Cin, int Cout, int kt,
+                           int k, int stride, int T, int HW, bool with_sgemm) {
+    /* k = 3: padding 1 (stride 1) or the VAE's downsampling (stride 2, pad right/bottom 1);
+     * k = 1: no padding. HW is the output size. */
+    const int hin = stride * HW, pad = k == 3 && stride == 1;
+    int64_t sx[4] = { Cin, T + kt - 1, hin, hin }, sw[5] = { Cout, Cin, kt, k, k }, sy[4] = { Cout, T, HW, HW },
+            sb[1] = { Cout };
+    struct infvsr_tensor x, w, b, y, xb, wb, yb;
     INFVSR_ASSERT(infvsr_tensor_alloc(&x, "x", INFVSR_TYPE_F32, 4, sx) == INFVSR_OK);
-    INFVSR_ASSERT(infvsr_tensor_alloc(&w, "w", wdt, 5, sw) == INFVSR_OK);
+    INFVSR_ASSERT(infvsr_tensor_alloc(&w, "w", INFVSR_TYPE_F32, 5, sw) == INFVSR_OK);
     INFVSR_ASSERT(infvsr_tensor_alloc(&b, "b", INFVSR_TYPE_F32, 1, sb) == INFVSR_OK);
     INFVSR_ASSERT(infvsr_tensor_alloc(&y, "y", INFVSR_TYPE_F32, 4, sy) == INFVSR_OK);
+    INFVSR_ASSERT(infvsr_tensor_alloc(&xb, "xb", INFVSR_TYPE_BF16, 4, sx) == INFVSR_OK);
+    INFVSR_ASSERT(infvsr_tensor_alloc(&wb, "wb", INFVSR_TYPE_BF16, 5, sw) == INFVSR_OK);
+    INFVSR_ASSERT(infvsr_tensor_alloc(&yb, "yb", INFVSR_TYPE_BF16, 4, sy) == INFVSR_OK);
     test_fill_uniform(x.data, (size_t)infvsr_tensor_numel(&x), -1, 1, 8);
-    size_t wn = (size_t)infvsr_tensor_numel(&w);
-    float * wf = malloc(wn * sizeof *wf);
-    test_fill_uniform(wf, wn, -0.05f, 0.05f, 9);
-    infvsr_convert_from_f32(w.data, wdt, wf, wn);
-    struct conv_ctx c = { .be = be, .a = { .x = &x, .w = &w, .b = &b, .stride_t = 1, .stride_h = 1, .stride_w = 1,
-                                           .pad_top = 1, .pad_bottom = 1, .pad_left = 1, .pad_right = 1, .y = &y } };
-    c.M = C, c.K = C * 27, c.N = T * HW * HW;
-    c.wf = wf;
-    c.col = malloc((size_t)c.K * c.N * sizeof(float));
-    test_fill_uniform(c.col, (size_t)c.K * c.N, -1, 1, 10);
-    double flop = 2.0 * c.M * c.K * (double)c.N;
-    double t = time_median(run_conv, &c);
-    double tg = time_median(run_conv_gemm_only, &c);
-    printf("conv3d Cin=Cout=%d 3x3x3 %d frames %dx%d (%s w)  %7.1f GF/s  %7.1f ms | its sgemm alone %7.1f GF/s (x%.2f) | peak %.0f%%\n",
-           C, T, HW, HW, infvsr_dtype_name(wdt), flop / t * 1e-9, t * 1e3, flop / tg * 1e-9, tg / t,
-           100.0 * flop / t * 1e-9 / g_peak);
-    free(c.col), free(wf);
+    test_fill_uniform(w.data, (size_t)infvsr_tensor_numel(&w), -0.05f, 0.05f, 9);
+    test_fill_uniform(b.data, (size_t)Cout, -0.1f, 0.1f, 10);
+    infvsr_convert_from_f32(xb.data, INFVSR_TYPE_BF16, x.data, (size_t)infvsr_tensor_numel(&x));
+    infvsr_convert_from_f32(wb.data, INFVSR_TYPE_BF16, w.data, (size_t)infvsr_tensor_numel(&w));
+    const struct infvsr_conv3d_args a32 = { .x = &x, .w = &w, .b = &b, .stride_t = 1, .stride_h = stride, .stride_w = stride,
+                                            .pad_top = pad, .pad_bottom = k == 3 ? 1 : 0, .pad_left = pad,
+                                            .pad_right = k == 3 ? 1 : 0, .y = &y };
+    struct infvsr_conv3d_args a16 = a32;
+    a16.x = &xb, a16.w = &wb, a16.y = &yb;
+    struct conv_ctx cf = { .be = be, .a = a32 }, cn = { .be = be, .a = a16 }, cg = { .be = be_generic, .a = a16 };
+    void (*const fns[3])(void *) = { run_conv, run_conv_native, run_conv };
+    void * const ctxs[3] = { &cf, &cn, &cg };
+    double t[3];
+    time_alternating(be_generic ? 3 : 2, fns, ctxs, t);
+    const double flop = 2.0 * Cout * (double)Cin * kt * k * k * T * HW * HW;
+    printf("conv3d %3d->%-3d %dx%dx%d%s %d frames %3dx%-3d f32 %7.2f ms %6.1f GF/s | bf16 native %7.2f ms %6.1f GF/s (x%.2f vs f32",
+           Cin, Cout, kt, k, k, stride == 2 ? " s2" : "   ", T, HW, HW, t[0] * 1e3, flop / t[0] * 1e-9, t[1] * 1e3, flop / t[1] * 1e-9, t[0] / t[1]);
+    if (g_peak_bf16 > 0) printf(", %.0f%% of the bf16 ceiling", 100.0 * flop / t[1] * 1e-9 / g_peak_bf16);
+    printf(")");
+    if (be_generic) {
+        const uint64_t n0 = infvsr__conv3d_bf16_calls();
+        run_conv(&cn);
+        printf(" | bf16 generic %7.2f ms (native x%.2f) | auto: %s", t[2] * 1e3, t[2] / t[1],
+               infvsr__conv3d_bf16_calls() != n0 ? "native" : "generic");
+    }
+    printf("\n");
+    if (with_sgemm) {
+        struct conv_ctx c = cf;
+        c.M = Cout, c.K = Cin * kt * k * k, c.N = T * HW * HW;
+        c.wf = w.data;
+        c.col = malloc((size_t)c.K * c.N * sizeof(float));
+        test_fill_uniform(c.col, (size_t)c.K * c.N, -1, 1, 11);
+        double tg = time_median(run_conv_gemm_only, &c);
+        printf("  its im2col sgemm alone (f32) %7.2f ms %6.1f GF/s (AVX2 FMA peak %.0f%%)\n", tg * 1e3, flop / tg * 1e-9,
+               100.0 * flop / tg * 1e-9 / g_peak);
+        free(c.col);
+    }
     infvsr_tensor_release(&x), infvsr_tensor_release(&w), infvsr_tensor_release(&b), infvsr_tensor_release(&y);
+    infvsr_tensor_release(&xb), infvsr_tensor_release(&wb), infvsr_tensor_release(&yb);
+}
+
+static void bench_conv3d(struct infvsr_backend * be, struct infvsr_backend * be_generic, int Cin, int Cout, int kt,
+                         int T, int HW, bool with_sgemm) {
+    bench_conv3d_k(be, be_generic, Cin, Cout, kt, 3, 1, T, HW, with_sgemm);
 }
 
 /* ---- activations ---- */
@@ -512,13 +577,27 @@ int main(int argc, char ** argv) {
         bench_resize(be, "bilinear AA to 384", INFVSR_RESIZE_BILINEAR_AA, 1080, 1920, 384, 384);
     }
     if (!*only || strcmp(only, "conv3d") == 0) {
-        bench_conv3d(be, 96, 4, 64, INFVSR_TYPE_F32);
-        bench_conv3d(be, 96, 4, 64, INFVSR_TYPE_BF16);
-        /* the other 3x3x3 shapes of a full-width VAE chunk at 64x64 (GF/s count the direct
-         * conv's flops, so Winograd paths can pass the peak) */
-        bench_conv3d(be, 192, 4, 32, INFVSR_TYPE_F32);
-        bench_conv3d(be, 384, 2, 16, INFVSR_TYPE_F32);
-        bench_conv3d(be, 384, 1, 8, INFVSR_TYPE_F32);
+        /* bf16 activations on the generic path: the same backend forced to the avx2 level */
+        struct infvsr_backend * be_generic = NULL;
+        struct infvsr_cpu_params pg = p;
+        pg.isa = INFVSR_CPU_ISA_AVX2;
+        if (isa > INFVSR_CPU_ISA_AVX2) INFVSR_ASSERT(infvsr_cpu_backend_init(&pg, &be_generic) == INFVSR_OK);
+        /* GF/s count the direct conv's flops, so Winograd paths can pass the peak. The
+         * 3x3x3 and time/spatial convs of a full-width VAE chunk at 64x64: the issue's
+         * 96->96 at 4x64x64 first, then the decoder's widest layers. */
+        bench_conv3d(be, be_generic, 96, 96, 3, 4, 64, true);
+        bench_conv3d(be, be_generic, 192, 192, 3, 4, 32, false);
+        bench_conv3d(be, be_generic, 384, 384, 3, 2, 16, false);
+        bench_conv3d(be, be_generic, 384, 384, 3, 1, 8, false);
+        bench_conv3d(be, be_generic, 192, 96, 1, 4, 64, false);  /* upsamples.11 spatial conv */
+        bench_conv3d(be, be_generic, 384, 192, 1, 4, 32, false); /* upsamples.7 spatial conv  */
+        bench_conv3d(be, be_generic, 96, 96, 3, 4, 128, false);  /* the same at 128x128       */
+        /* the encoder's downsampling (3x3 stride 2) and 1x1x1 shortcut convs */
+        bench_conv3d_k(be, be_generic, 96, 96, 1, 3, 2, 4, 32, false);
+        bench_conv3d_k(be, be_generic, 192, 192, 1, 3, 2, 4, 16, false);
+        bench_conv3d_k(be, be_generic, 96, 192, 1, 1, 1, 4, 32, false);
+        bench_conv3d_k(be, be_generic, 192, 384, 1, 1, 1, 2, 16, false);
+        if (be_generic) infvsr_backend_free(be_generic);
     }
 
     infvsr_backend_free(be);

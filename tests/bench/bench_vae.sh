@@ -11,7 +11,8 @@
 #
 # Before/after comparisons: with BENCH_VAE_BASE=/path/to/old/infvsr every round also runs
 # that binary (right after the new one, same inputs and threads), and the summary adds its
-# medians, the ratio new/base (< 1 means the new build is faster) and both peak RSS values.
+# medians, the ratio new/base (< 1 means the new build is faster) and both peak RSS values
+# (the base runs with the same --device/--precision options).
 # With BENCH_VAE_DEVICE=NAME the new binary runs with --device NAME (default: its own
 # default, cpu).
 set -euo pipefail
@@ -41,9 +42,9 @@ for r in $(seq "$repeat"); do
         --out "$work/dec_c.safetensors" --threads "$threads" --timing "${dev[@]}" >> "$work/c_dec.txt"
     if [ -n "$base" ]; then
         "$base" run vae-encode --model "$work/vae96.pth" --in "$work/frames.safetensors" \
-            --out "$work/enc_b.safetensors" --threads "$threads" --timing >> "$work/b_enc.txt"
+            --out "$work/enc_b.safetensors" --threads "$threads" --timing "${dev[@]}" >> "$work/b_enc.txt"
         "$base" run vae-decode --model "$work/vae96.pth" --in "$work/latents.safetensors" \
-            --out "$work/dec_b.safetensors" --threads "$threads" --timing >> "$work/b_dec.txt"
+            --out "$work/dec_b.safetensors" --threads "$threads" --timing "${dev[@]}" >> "$work/b_dec.txt"
     fi
 done
 grep -h "^vae-" "$work/c_enc.txt" "$work/c_dec.txt" | sort -u

@@ -1,8 +1,10 @@
-/* Op cases: conv3d (strides, asymmetric pads, 1x1x1, kt 3 and 4, 1-pixel images; the
- * CPU's Winograd F(2x2) and F(4x4) paths forced, with small blocks; on CUDA each case
- * also with every conv kernel forced: cuDNN (its im2col fallback where cuDNN refuses a
- * shape), im2col, and with bf16 the implicit-GEMM kernel) and resize (nearest, bilinear and bicubic with
- * antialias, up and down), and their refused calls. */
+/* Op cases: conv3d (strides, asymmetric pads, 1x1x1, kt 3 and 4, 1-pixel images; shapes for
+ * the cpu's native bf16 kernel: odd channel counts, tiny images, T = 1 (every bf16 case on
+ * the cpu checks which path ran); the CPU's Winograd F(2x2) and F(4x4) paths forced, with
+ * small blocks; on CUDA each case also with every conv kernel forced: cuDNN (its im2col
+ * fallback where cuDNN refuses a shape), im2col, and with bf16 the implicit-GEMM kernel)
+ * and resize (nearest, bilinear and bicubic with antialias, up and down), and their
+ * refused calls. */
 #include "backend_ops.h"
 #include "conv3d_winograd.h"
 
@@ -20,6 +22,8 @@ struct conv_p {
     int               wino_tile;     /* CPU kernels: 0 automatic, 2 or 4 forced         */
     bool              wino_small;    /* CPU kernels: a block budget of a few tiles      */
     bool              y_is_x;        /* refused: in place                               */
+    bool              y_f32;         /* y f32 whatever the activation dtype (cpu only)  */
+    bool              frame_groups;  /* cpu bf16: one output frame per input-copy group */
     int               cuda_kernel;   /* enum infvsr_cuda_conv_kernel                    */
 };
 
@@ -28,7 +32,7 @@ static enum infvsr_status run_conv(struct bo_ctx * c, const struct bo_case * k) 
     struct infvsr_tensor * x = bo_in(c, "x", BO_ACT, 4, p->xs, -1, 1);
     struct infvsr_tensor * w = bo_in(c, "w", p->wdt, 5, p->ws, -0.3, 0.3);
     struct infvsr_tensor * b = p->bias ? bo_in(c, "b", p->wdt, 1, S1(p->ws[0]), -0.5, 0.5) : NULL;
-    struct infvsr_tensor * y = p->y_is_x ? x : bo_out(c, "y", BO_ACT, 4, p->ys);
+    struct infvsr_tensor * y = p->y_is_x ? x : bo_out(c, "y", p->y_f32 ? INFVSR_TYPE_F32 : BO_ACT, 4, p->ys);
     BO_SETUP_DONE(c);
     struct infvsr_conv3d_args a = { .x = x, .w = w, .b = b, .stride_t = p->st, .stride_h = p->sh, .stride_w = p->sw,
                                     .pad_top = p->pt, .pad_bottom = p->pb, .pad_left = p->pl, .pad_right = p->pr, .y = y };
@@ -47,7 +51,20 @@ static enum infvsr_status run_conv(struct bo_ctx * c, const struct bo_case * k) 
 #ifdef INFVSR_USE_CUDA
     if (c->is_cuda) infvsr_cuda_backend_set_conv_kernel(c->be, (enum infvsr_cuda_conv_kernel)p->cuda_kernel);
 #endif
+    const uint64_t native0 = infvsr__conv3d_bf16_calls();
+    const size_t old_xp = p->frame_groups ? infvsr__conv3d_bf16_set_xp_bytes(1) : 0;
     enum infvsr_status st = infvsr_op_conv3d(c->be, &a, &c->err);
+    if (p->frame_groups) infvsr__conv3d_bf16_set_xp_bytes(old_xp);
+    if (st == INFVSR_OK && !c->is_ref && c->act == INFVSR_TYPE_BF16 && strcmp(infvsr_backend_name(c->be), "cpu") == 0) {
+        /* The cpu's bf16 path: native (implicit GEMM) on avx512bf16 and amx except where
+         * the f32 path would take Winograd F(4x4) with kt > 1 (generic: widen, f32 kernel,
+         * round), generic on avx2. A case that ran the other path fails. */
+        const bool want = infvsr_cpu_backend_isa(c->be) >= INFVSR_CPU_ISA_AVX512BF16 && !(p->wino_tile == 4 && p->ws[2] > 1);
+        const bool ran  = infvsr__conv3d_bf16_calls() != native0;
+        if (ran != want)
+            st = infvsr_err_set(&c->err, INFVSR_ERR_UNSUPPORTED, "conv3d: the %s bf16 path ran, expected the %s one",
+                                ran ? "native" : "generic", want ? "native" : "generic");
+    }
 #ifdef INFVSR_USE_CUDA
     if (c->is_cuda) {
         /* A shape cuDNN refuses runs im2col (a legitimate fallback, not a failure): say
@@ -77,7 +94,7 @@ static struct bo_case * add_conv(struct bo_list * l, const struct conv_p * p, en
     if (p->cuda_kernel > 0 && p->cuda_kernel < 4) snprintf(path, sizeof path, "%s", cuda_kernels[p->cuda_kernel]);
     bo_desc(k, "x%s w%s:%s%s s%d%d%d p%d%d%d%d y%s%s", bo_shape(sx, 4, p->xs), bo_shape(sw, 5, p->ws), bo_dt_name(p->wdt),
             p->bias ? "+b" : "", p->st, p->sh, p->sw, p->pt, p->pb, p->pl, p->pr, p->y_is_x ? "=x" : bo_shape(sy, 4, p->ys),
-            path);
+            p->y_f32 ? ":f32" : p->frame_groups ? " cpu:frame-groups" : path);
     k->tol_f32 = BO_TOL_GEMM;
     return k;
 }
@@ -150,6 +167,42 @@ void bo_cases_conv(struct bo_list * l) {
             p.cuda_kernel = 2; /* IMPLICIT: bf16 only */
             add_conv(l, &p, BO_COMPARE)->flags |= BO_CUDA_ONLY | BO_BF16_ONLY;
         }
+    }
+    /* Shapes for the cpu's native bf16 conv (implicit GEMM; f32 and bf16 activations run
+     * them too): odd Cin (a padding channel), Cin not a multiple of 2/16/32, Cout past one
+     * 48-channel tile group and below 16/32 (the 1- and 2-strip tiles), strides 2 in h and w
+     * (VAE downsampling: pad right/bottom only), 1x1 and 1xW images, T = 1, rows of 8
+     * positions crossing image rows, a 1x1x1, each with and without bias. */
+    static const int64_t native[][15] = {
+        { 1, 3, 5, 6, 4, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1 },     /* Cin 1                                 */
+        { 7, 3, 6, 9, 50, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1 },    /* Cin 7, Cout 50 (2 groups, partial)    */
+        { 17, 1, 9, 7, 33, 1, 3, 3, 1, 2, 2, 0, 1, 0, 1 },   /* Cin 17, stride 2 (VAE down), T = 1    */
+        { 33, 2, 4, 4, 16, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1 },   /* Cin 33, Cout 16 (1 strip)             */
+        { 48, 4, 1, 1, 96, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1 },   /* 1x1 image: only the centre taps       */
+        { 66, 3, 1, 13, 31, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1 },  /* 1-row image, Cout 31 (2 strips)       */
+        { 96, 1, 5, 5, 3, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1 },    /* head-like: Cout 3, T = 1              */
+        { 35, 4, 6, 5, 49, 3, 1, 1, 2, 1, 1, 0, 0, 0, 0 },   /* time conv stride 2, Cout 49           */
+        { 31, 2, 3, 11, 70, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0 },  /* 1x1x1, odd Cin                        */
+        { 5, 2, 2, 3, 9, 2, 2, 2, 2, 2, 2, 1, 0, 0, 1 },     /* even kernel, strides 2, one-sided pads */
+        { 41, 2, 5, 35, 20, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1 },  /* 2 blocks of 32 channels x 3 of 16 columns, both partial */
+        { 6, 7, 5, 6, 20, 3, 3, 3, 2, 1, 1, 1, 1, 1, 1 },    /* time stride 2, 3 output frames          */
+    };
+    for (size_t c = 0; c < sizeof native / sizeof native[0]; c++) {
+        for (int bias = 0; bias < 2; bias++) {
+            struct conv_p p = conv(native[c], wtypes[(c + (size_t)bias) % 3], bias);
+            add_conv(l, &p, BO_COMPARE);
+        }
+    }
+    for (size_t c = 0; c < sizeof native / sizeof native[0]; c++) { /* input copied per output frame */
+        if ((native[c][1] - native[c][5]) / native[c][8] < 1) continue; /* one output frame */
+        struct conv_p p = conv(native[c], INFVSR_TYPE_BF16, true);
+        p.frame_groups = true;
+        add_conv(l, &p, BO_COMPARE)->flags |= BO_HOST_ONLY;
+    }
+    for (size_t c = 1; c < 3; c++) { /* bf16 x, f32 y: the native kernel's f32 store */
+        struct conv_p p = conv(native[c], INFVSR_TYPE_BF16, c == 1);
+        p.y_f32 = true;
+        add_conv(l, &p, BO_COMPARE)->flags |= BO_HOST_ONLY;
     }
     /* The CPU's Winograd paths (3x3 spatial, stride 1), each forced: odd sizes (partial
      * last tiles), 1 and 6 frames, kt 1/2/3, Cin 5 and 96, asymmetric and zero pads, a
