@@ -836,8 +836,8 @@ static enum infvsr_status op_inst(struct op_ctx * c) {
     struct infvsr_pk_obj * cls = NULL, * args = NULL;
     enum infvsr_status     st;
     if (c->op == OP_INST) {
-        const char * m, * n;
-        size_t       ml, nl;
+        const char * m = NULL, * n = NULL; /* set by read_line on success (GCC -O3 cannot see it) */
+        size_t       ml = 0, nl = 0;
         if ((st = read_line(c, 255, &m, &ml)) || (st = read_line(c, 255, &n, &nl))) return st;
         if ((st = push_global(c, m, ml, n, nl)) || (st = pop1(c, &cls))) return st;
     }
