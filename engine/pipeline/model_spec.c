@@ -129,11 +129,11 @@ static void vae_middle(struct sink * l, const char * part, int d) {
 
 /* mode: 0 down2d, 1 down3d, 2 up3d, 3 up2d */
 static void vae_resample(struct sink * l, const char * name, int mode, int c) {
-    char k[256]; /* names are at most 199 bytes + suffix */
+    char k[256]; /* names are at most 199 bytes + suffix (the precision tells GCC so) */
     bool up = mode >= 2;
-    snprintf(k, sizeof k, "%s.resample.1", name);
+    snprintf(k, sizeof k, "%.199s.resample.1", name);
     vae_conv(l, k, c, up ? c / 2 : c, 0, 3, 3, 1);
-    snprintf(k, sizeof k, "%s.time_conv", name);
+    snprintf(k, sizeof k, "%.199s.time_conv", name);
     if (mode == 1) vae_conv(l, k, c, c, 3, 1, 1, 1);
     if (mode == 2) vae_conv(l, k, c, 2 * c, 3, 1, 1, 1);
 }
