@@ -377,14 +377,17 @@ static enum infvsr_status cpu_linear(struct infvsr_backend * be, const struct in
     const enum infvsr_cpu_linear_bf16_kernel gk = !c->use_ref && x->dtype == INFVSR_TYPE_BF16
                                                       ? infvsr_cpu_linear_bf16_kernel(c, M, N, K)
                                                       : INFVSR_CPU_LINEAR_BF16_WIDEN;
-    if (gk == INFVSR_CPU_LINEAR_BF16_AMX) {
-        LOCKED(c, st = infvsr_cpu_op_linear_amx(c, x->data, M, K, wv, N, bv, act, y->data, y->dtype));
-    } else if (gk == INFVSR_CPU_LINEAR_BF16_AVX512) {
-        /* an imported weight is packed once (weight_pack.c), any other per call */
+    if (gk == INFVSR_CPU_LINEAR_BF16_AMX || gk == INFVSR_CPU_LINEAR_BF16_AVX512) {
+        /* an imported weight is packed once (weight_pack.c; one layout for both kernels),
+         * any other per call */
         pthread_mutex_lock(&c->lock);
         const uint16_t * packed = infvsr__wcache_linear(c, wv, N, K);
-        st = packed ? infvsr_cpu_op_linear_bf16_packed(c, x->data, M, K, packed, N, bv, act, y->data, y->dtype)
-                    : infvsr_cpu_op_linear_bf16(c, x->data, M, K, wv, N, bv, act, y->data, y->dtype);
+        if (gk == INFVSR_CPU_LINEAR_BF16_AMX)
+            st = infvsr_cpu_op_linear_amx(c, x->data, M, K, wv, packed, N, bv, act, y->data, y->dtype);
+        else if (packed)
+            st = infvsr_cpu_op_linear_bf16_packed(c, x->data, M, K, packed, N, bv, act, y->data, y->dtype);
+        else
+            st = infvsr_cpu_op_linear_bf16(c, x->data, M, K, wv, N, bv, act, y->data, y->dtype);
         pthread_mutex_unlock(&c->lock);
     } else {
         const float * xf = act_in(&ac, x);

@@ -144,13 +144,19 @@ enum infvsr_status infvsr_cpu_op_linear_bf16_packed(struct infvsr_cpu_ctx * c, c
                                                     int64_t K, const uint16_t * packed, int64_t N,
                                                     struct infvsr_cpu_w b, enum infvsr_unary_op act, void * y,
                                                     enum infvsr_dtype y_dtype);
-/* bf16 elements of w [N, K] packed whole for the bf16 GEMM, and the packing. */
+/* Pairs of k per packed strip: ceil(K / 2) rounded up to whole AMX B tiles (16 pairs), the
+ * padding zero, so both bf16 GEMMs (AVX512-BF16 and AMX) read one packed layout. */
+int64_t infvsr_cpu_bf16_strip_pairs(int64_t K);
+/* bf16 elements of w [N, K] packed whole for the bf16 GEMMs (N padded to 64 columns,
+ * strip_pairs(K) pairs per strip), and the packing. */
 size_t infvsr_cpu_linear_bf16_packed_elems(int64_t N, int64_t K);
 void   infvsr_cpu_linear_bf16_pack(struct infvsr_cpu_ctx * c, struct infvsr_cpu_w w, int64_t N, int64_t K,
                                    uint16_t * dst);
+/* packed: w already packed whole (infvsr_cpu_linear_bf16_pack), or NULL to pack per call. */
 enum infvsr_status infvsr_cpu_op_linear_amx(struct infvsr_cpu_ctx * c, const uint16_t * x, int64_t M, int64_t K,
-                                            struct infvsr_cpu_w w, int64_t N, struct infvsr_cpu_w b,
-                                            enum infvsr_unary_op act, void * y, enum infvsr_dtype y_dtype);
+                                            struct infvsr_cpu_w w, const uint16_t * packed, int64_t N,
+                                            struct infvsr_cpu_w b, enum infvsr_unary_op act, void * y,
+                                            enum infvsr_dtype y_dtype);
 /* The bf16 GEMMs' shared epilogue: rows x cols of an f32 tile (row r at ct + r * ldc,
  * overwritten) plus bias[col0 + i] (f32, or NULL), then act (INFVSR_UNARY_COUNT: none),
  * stored at y[(m0 + r) * N + col0 + i] as y_dtype: f32, or bf16 rounded once to nearest

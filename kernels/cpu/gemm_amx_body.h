@@ -13,7 +13,9 @@
  *  - A (x) is packed once per call into tiles of 16 rows x 32 k, [row block][k tile][16][32]
  *    bf16 (1 KB each), rows past M and k past K zero: the only reads of x are this copy,
  *    which stops at the tensor's end, and each A tile is one contiguous 1 KB load.
- *  - B (w) is packed per panel of columns into strips of 16 columns, [strip][k pair][16][2]
+ *  - B (w): an imported weight is packed once (weight_pack.c, infvsr_cpu_linear_bf16_pack:
+ *    the same strips, K padded to whole tiles) and read in place; any other w is packed
+ *    per call, panel by panel of columns, into strips of 16 columns, [strip][k pair][16][2]
  *    bf16: the VNNI layout TDPBF16PS reads (the two k of a pair side by side per column;
  *    the same strip layout as gemm_bf16.c), K padded to whole 32-k tiles and columns past N
  *    with zeros, so a B tile (16 pairs x 16 columns) is 1 KB contiguous. bf16 weights move
@@ -24,10 +26,11 @@
  *    the first A tile. K runs in blocks of AMX_KBLK tiles (the task's A block, 32 x 256 bf16
  *    = 16 KB, stays in L1 across its column blocks); C round-trips through the task's f32
  *    tile between blocks.
- *  - Task: 32 rows x AMX_NB columns of a panel. LDTILECFG at its start and TILERELEASE at its
- *    end: the tile state belongs to the thread, and the pool's threads run other ops between.
- *  - Epilogue per task on the f32 tile: infvsr__linear_bf16_epilogue (gemm_bf16.c).
- * Sizes are reasoned, not measured: no AMX machine was available (gemm_amx.c). */
+ *  - Task: nb columns x mg row blocks of 32 (amx_task_cols, amx_task_rows). LDTILECFG at
+ *    its start and TILERELEASE at its end: the tile state belongs to the thread, and the
+ *    pool's threads run other ops between.
+ *  - Epilogue per row block on the f32 tile: infvsr__linear_bf16_epilogue (gemm_bf16.c).
+ * Measured on a Sapphire Rapids Xeon (2 threads; tests/bench/bench_cpu amx; docs/ARCHITECTURE.md). */
 #include <immintrin.h>
 #include <string.h>
 
@@ -38,7 +41,8 @@
 #define AMX_TN   16            /* columns of a B or C tile                        */
 #define AMX_TILE (AMX_TM * AMX_TK) /* bf16 in one A or B tile: 512, 1 KB          */
 #define AMX_MB   32            /* rows per task: 2 A tiles                        */
-#define AMX_NB   128           /* columns per task: 4 micro-kernels of 32         */
+#define AMX_NB   128           /* most columns per task: 4 micro-kernels of 32    */
+#define AMX_TASK_B_BYTES ((int64_t)1 << 20) /* a task's B block, to stay in L2 (amx_task_cols) */
 #define AMX_KBLK 8             /* k tiles per K block                              */
 
 /* Bytes of packed weights per panel (a variable so the test can force many panels). */
@@ -174,6 +178,16 @@ static inline __attribute__((always_inline)) AMX_FN void amx_micro(const bool tw
     }
     for (int64_t kt = 0; kt < nkt; kt++) {
         const int64_t o = kt * AMX_TILE;
+        /* B streams through L1 (A stays there across the task's column blocks): the next k
+         * tile's two B tiles are prefetched while this one computes. A tile load that misses
+         * L1 stalls the in-order tile pipe; measured on the DiT's GEMMs at 192 tokens (2
+         * threads, CPU time, shared machine): 8960 -> 1536 went from 600-860 to 1230-1320
+         * GFLOP/s, the others +5-15%; prefetching 2 or 4 tiles ahead was no better. A
+         * prefetch past the end of B is harmless (it never faults). */
+        for (int l = 0; l < 1024; l += 64) {
+            _mm_prefetch((const char *)(b0 + o + AMX_TILE) + l, _MM_HINT_T0);
+            _mm_prefetch((const char *)(b1 + o + AMX_TILE) + l, _MM_HINT_T0);
+        }
         amx_load(4, a0 + o, 64);
         amx_load(6, b0 + o, 64);
         amx_load(7, b1 + o, 64);
@@ -201,65 +215,102 @@ struct amx_gemm {
     enum infvsr_dtype    y_dtype;
     enum infvsr_unary_op act;
     int64_t              M, N, KT, n0, n_mb;
+    int64_t              nb, n_nb; /* columns per task (amx_task_cols), column blocks of the panel */
+    int64_t              mg;       /* row blocks per task (amx_task_rows)                          */
 };
+
+/* Tasks. A task is nb columns x mg row blocks of 32: its B block (nb columns x K) is read
+ * from memory once and reused from L2 by each of its row blocks, and the two threads work
+ * on different columns (neighbouring task numbers), so each weight is read from memory
+ * once per call, not once per thread: at the DiT's 192 tokens the GEMMs stream 2.6 GB of
+ * weights per chunk. Columns per task: the B block should stay well inside L2 (2 MB per
+ * core on Sapphire Rapids): 128 columns up to K = 4096, fewer above (the FFN's
+ * 8960 -> 1536: 32 columns, 573 KB). Row blocks per task: all of them while their packed
+ * A (mg x 32 rows x K) stays within about the same (192 tokens x 1536: 576 KB), fewer for
+ * large M, so that tall GEMMs still split into enough tasks. */
+static int64_t amx_task_cols(int64_t Kp) {
+    int64_t nb = AMX_NB;
+    while (nb > 2 * AMX_TN && nb * Kp * (int64_t)sizeof(uint16_t) > AMX_TASK_B_BYTES) nb /= 2;
+    return nb;
+}
+
+static int64_t amx_task_rows(int64_t Kp, int64_t n_mb) {
+    int64_t mg = AMX_TASK_B_BYTES / (AMX_MB * Kp * (int64_t)sizeof(uint16_t));
+    return mg < 1 ? 1 : mg > n_mb ? n_mb : mg;
+}
 
 AMX_FN static void amx_gemm_task(void * ctx, int64_t t, int tid) {
     const struct amx_gemm * j = ctx;
-    const int64_t mi = t % j->n_mb, ni = t / j->n_mb, KT = j->KT;
-    const int64_t m0 = mi * AMX_MB, rows = j->M - m0 < AMX_MB ? j->M - m0 : AMX_MB;
-    const int64_t col0 = j->n0 + ni * AMX_NB, cols = j->N - col0 < AMX_NB ? j->N - col0 : AMX_NB;
+    const int64_t KT = j->KT, n_nb = j->n_nb;
+    const int64_t ni = t % n_nb, mg = t / n_nb; /* neighbouring tasks: the same rows, other columns */
+    const int64_t nb = j->nb, col0 = j->n0 + ni * nb, cols = j->N - col0 < nb ? j->N - col0 : nb;
     if (cols <= 0) return;
-    const bool two = rows > AMX_TM;
     const int64_t n_cb = (cols + 2 * AMX_TN - 1) / (2 * AMX_TN);
+    const int64_t mi_end = (mg + 1) * j->mg < j->n_mb ? (mg + 1) * j->mg : j->n_mb;
     _Alignas(64) float ct[AMX_MB * AMX_NB];
-    const uint16_t * a0 = j->a + 2 * mi * KT * AMX_TILE, * a1 = two ? a0 + KT * AMX_TILE : a0;
     amx_config(&amx_cfg);
-    for (int64_t kb = 0; kb < KT; kb += AMX_KBLK) {
-        const int64_t nkt = KT - kb < AMX_KBLK ? KT - kb : AMX_KBLK;
-        for (int64_t cb = 0; cb < n_cb; cb++) {
-            /* strips 2 cb, 2 cb + 1 of this task's columns */
-            const uint16_t * b0 = j->panel + ((ni * (AMX_NB / AMX_TN) + 2 * cb) * KT + kb) * AMX_TILE;
-            const uint16_t * b1 = b0 + KT * AMX_TILE;
-            float * c = ct + cb * 2 * AMX_TN;
-            if (two) amx_micro(true, a0 + kb * AMX_TILE, a1 + kb * AMX_TILE, b0, b1, nkt, c, AMX_NB, kb == 0);
-            else amx_micro(false, a0 + kb * AMX_TILE, a1 + kb * AMX_TILE, b0, b1, nkt, c, AMX_NB, kb == 0);
+    for (int64_t mi = mg * j->mg; mi < mi_end; mi++) {
+        const int64_t m0 = mi * AMX_MB, rows = j->M - m0 < AMX_MB ? j->M - m0 : AMX_MB;
+        const bool two = rows > AMX_TM;
+        const uint16_t * a0 = j->a + 2 * mi * KT * AMX_TILE, * a1 = two ? a0 + KT * AMX_TILE : a0;
+        for (int64_t kb = 0; kb < KT; kb += AMX_KBLK) {
+            const int64_t nkt = KT - kb < AMX_KBLK ? KT - kb : AMX_KBLK;
+            for (int64_t cb = 0; cb < n_cb; cb++) {
+                /* strips 2 cb, 2 cb + 1 of this task's columns */
+                const uint16_t * b0 = j->panel + ((ni * (nb / AMX_TN) + 2 * cb) * KT + kb) * AMX_TILE;
+                const uint16_t * b1 = b0 + KT * AMX_TILE;
+                float * c = ct + cb * 2 * AMX_TN;
+                if (two) amx_micro(true, a0 + kb * AMX_TILE, a1 + kb * AMX_TILE, b0, b1, nkt, c, nb, kb == 0);
+                else amx_micro(false, a0 + kb * AMX_TILE, a1 + kb * AMX_TILE, b0, b1, nkt, c, nb, kb == 0);
+            }
         }
+        /* the tile state stays configured over the epilogue: plain AVX2 code there */
+        infvsr__linear_bf16_epilogue(ct, nb, rows, cols, j->bias, j->act, j->y, j->y_dtype, j->N, m0, col0);
     }
     amx_release();
-    infvsr__linear_bf16_epilogue(ct, AMX_NB, rows, cols, j->bias, j->act, j->y, j->y_dtype, j->N, m0, col0);
 }
 
-/* y[M, N] = act(x[M, K] . w[N, K]^T + b[N]); the contract of infvsr_cpu_op_linear_bf16. */
+/* y[M, N] = act(x[M, K] . w[N, K]^T + b[N]); the contract of infvsr_cpu_op_linear_bf16.
+ * packed: w already in the strip layout whole (KT * 16 pairs per strip, columns padded to
+ * a whole pair of strips at least: infvsr_cpu_linear_bf16_pack's output for an imported
+ * weight), read in place as one panel; NULL: w is packed here panel by panel. */
 static enum infvsr_status amx_linear(struct infvsr_cpu_ctx * c, const uint16_t * x, int64_t M, int64_t K,
-                                     struct infvsr_cpu_w w, int64_t N, struct infvsr_cpu_w b,
-                                     enum infvsr_unary_op act, void * y, enum infvsr_dtype y_dtype) {
+                                     struct infvsr_cpu_w w, const uint16_t * packed, int64_t N,
+                                     struct infvsr_cpu_w b, enum infvsr_unary_op act, void * y,
+                                     enum infvsr_dtype y_dtype) {
     const int64_t KT = (K + AMX_TK - 1) / AMX_TK, Kp = KT * AMX_TK, n_m16 = (M + AMX_TM - 1) / AMX_TM;
-    /* columns per panel: a multiple of AMX_NB, at least one task's worth */
-    int64_t pn = (int64_t)(amx_panel_bytes / ((size_t)Kp * sizeof(uint16_t))) / AMX_NB * AMX_NB;
-    if (pn < AMX_NB) pn = AMX_NB;
-    const int64_t n_pad = (N + AMX_NB - 1) / AMX_NB * AMX_NB;
-    if (pn > n_pad) pn = n_pad;
+    /* columns per panel: a multiple of nb, at least one task's worth; packed: all */
+    const int64_t nb = amx_task_cols(Kp);
+    int64_t pn = (int64_t)(amx_panel_bytes / ((size_t)Kp * sizeof(uint16_t))) / nb * nb;
+    if (pn < nb) pn = nb;
+    const int64_t n_pad = (N + nb - 1) / nb * nb;
+    if (pn > n_pad || packed) pn = n_pad;
     float * bias = NULL;
     if (b.data) {
         if (!(bias = infvsr__buf_reserve(&c->col, (size_t)N))) return INFVSR_ERR_NOMEM;
         infvsr__w_widen(bias, b, 0, (size_t)N);
     }
     /* the buffers hold floats: 2 bf16 each (Kp is even) */
-    uint16_t * panel = (uint16_t *)infvsr__buf_reserve(&c->panel, (size_t)pn * (size_t)Kp / 2);
+    uint16_t * panel = packed ? NULL : (uint16_t *)infvsr__buf_reserve(&c->panel, (size_t)pn * (size_t)Kp / 2);
     uint16_t * apack = (uint16_t *)infvsr__buf_reserve(&c->scratch, (size_t)n_m16 * AMX_TM * (size_t)Kp / 2);
-    if (!panel || !apack) return INFVSR_ERR_NOMEM;
+    if ((!packed && !panel) || !apack) return INFVSR_ERR_NOMEM;
     struct amx_pack_a pa = { .x = x, .dst = apack, .M = M, .K = K, .KT = KT };
     infvsr__par(c, n_m16, amx_pack_a_task, &pa);
-    struct amx_gemm g = { .a = apack, .panel = panel, .bias = bias, .y = y, .y_dtype = y_dtype, .act = act,
-                          .M = M, .N = N, .KT = KT, .n_mb = (M + AMX_MB - 1) / AMX_MB };
+    struct amx_gemm g = { .a = apack, .panel = packed ? packed : panel, .bias = bias, .y = y, .y_dtype = y_dtype, .act = act,
+                          .M = M, .N = N, .KT = KT, .nb = nb, .n_mb = (M + AMX_MB - 1) / AMX_MB };
+    g.mg = amx_task_rows(Kp, g.n_mb);
+    const int64_t n_mg = (g.n_mb + g.mg - 1) / g.mg;
     for (int64_t n0 = 0; n0 < N; n0 += pn) {
         const int64_t cols = N - n0 < pn ? N - n0 : pn;
         /* whole pairs of strips: a micro-kernel always reads two */
         const int64_t strips = (cols + 2 * AMX_TN - 1) / (2 * AMX_TN) * 2;
-        struct amx_pack_b pb = { .panel = panel, .w = w, .n0 = n0, .N = N, .K = K, .KT = KT };
-        infvsr__par(c, strips, amx_pack_b_task, &pb);
+        if (!packed) {
+            struct amx_pack_b pb = { .panel = panel, .w = w, .n0 = n0, .N = N, .K = K, .KT = KT };
+            infvsr__par(c, strips, amx_pack_b_task, &pb);
+        }
         g.n0 = n0;
-        infvsr__par(c, g.n_mb * ((cols + AMX_NB - 1) / AMX_NB), amx_gemm_task, &g);
+        g.n_nb = (cols + nb - 1) / nb;
+        infvsr__par(c, n_mg * g.n_nb, amx_gemm_task, &g);
     }
     return INFVSR_OK;
 }

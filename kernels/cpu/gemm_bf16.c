@@ -15,7 +15,10 @@
  * Layout. VDPBF16PS multiplies pairs: acc[i] += a[2i] b[2i] + a[2i+1] b[2i+1], i < 16.
  *  - x (A) is used in place: a pair x[m][2p], x[m][2p+1] is one 32-bit word, broadcast.
  *  - w (B) is packed per call, one panel of columns at a time, into 16-column strips
- *    [strip][k pair][16 columns][2]: one 64-byte load per strip and pair. bf16 weights
+ *    [strip][k pair][16 columns][2]: one 64-byte load per strip and pair. A strip holds
+ *    K2s pairs, ceil(K / 2) padded with zero pairs to a multiple of 16
+ *    (infvsr_cpu_bf16_strip_pairs): 16 pairs of a strip are one AMX B tile, so the AMX
+ *    kernel reads the same packed weights (weight_pack.c keeps one copy for both). bf16 weights
  *    are packed by 16x16 transposes of 32-bit words (a pair is one word of a row); f32 or f16
  *    weights are rounded to bf16 (as cuBLASLt needs one dtype; devsim does the same).
  *    Columns past N are zero, an odd K's last pair has a zero second half.
@@ -47,17 +50,22 @@ bool infvsr_cpu_linear_bf16_applies(const struct infvsr_cpu_ctx * c, int64_t M, 
 
 /* ---- packing ---- */
 
+int64_t infvsr_cpu_bf16_strip_pairs(int64_t K) {
+    return ((K + 1) / 2 + 15) / 16 * 16;
+}
+
 struct pack_job {
     uint16_t *          panel;
     struct infvsr_cpu_w w;
-    int64_t             n0, N, K, K2;
+    int64_t             n0, N, K, K2, K2s; /* K2s: pairs per strip, K2 padded (strip_pairs) */
 };
 
 AVX512BF16_FN static void pack_task(void * ctx, int64_t s, int tid) {
     const struct pack_job * j = ctx;
-    uint16_t * dst = j->panel + s * j->K2 * 32;
+    uint16_t * dst = j->panel + s * j->K2s * 32;
     const int64_t nb = j->n0 + s * 16, K = j->K, K2 = j->K2;
     const int64_t valid = j->N - nb < 0 ? 0 : j->N - nb > 16 ? 16 : j->N - nb;
+    if (K2 < j->K2s) memset(dst + K2 * 32, 0, (size_t)(j->K2s - K2) * 64); /* the padding pairs */
     if (valid == 0) {
         memset(dst, 0, (size_t)K2 * 64);
         return;
@@ -102,8 +110,11 @@ void infvsr__linear_bf16_epilogue(float * ct, int64_t ldc, int64_t rows, int64_t
                                   int64_t m0, int64_t col0) {
     for (int64_t r = 0; r < rows; r++) {
         float * row = ct + r * ldc;
-        if (bias) {
-            for (int64_t i = 0; i < cols; i++) row[i] += bias[col0 + i];
+        if (bias) { /* explicit AVX2: GCC's -O2 left this loop scalar, a tenth of an AMX DiT chunk */
+            const float * bc = bias + col0;
+            int64_t i = 0;
+            for (; i + 8 <= cols; i += 8) _mm256_storeu_ps(row + i, _mm256_add_ps(_mm256_loadu_ps(row + i), _mm256_loadu_ps(bc + i)));
+            for (; i < cols; i++) row[i] += bc[i];
         }
         if (act != INFVSR_UNARY_COUNT) infvsr__unary_span(act, row, row, cols);
         const size_t at = (size_t)(m0 + r) * (size_t)N + (size_t)col0;
@@ -135,7 +146,7 @@ struct gemm_job {
     void *           y;
     enum infvsr_dtype y_dtype;
     enum infvsr_unary_op act;
-    int64_t          M, N, K, K2, n0, pn, n_mb;
+    int64_t          M, N, K, K2, K2s, n0, pn, n_mb;
 };
 
 AVX512BF16_FN static void gemm_task(void * ctx, int64_t t, int tid) {
@@ -146,7 +157,7 @@ AVX512BF16_FN static void gemm_task(void * ctx, int64_t t, int tid) {
     const int64_t cols = j->N - col0 < NT ? j->N - col0 : NT;
     if (cols <= 0) return;
     _Alignas(64) float ct[MB * NT];
-    const int64_t bstride = j->K2 * 32;
+    const int64_t bstride = j->K2s * 32;
     const uint16_t * b0 = j->panel + ni * NRV * bstride;
     const bool odd = j->K & 1;
     for (int64_t kb = 0; kb < j->K2; kb += KBP) {
@@ -172,12 +183,13 @@ AVX512BF16_FN static void gemm_task(void * ctx, int64_t t, int tid) {
 }
 
 size_t infvsr_cpu_linear_bf16_packed_elems(int64_t N, int64_t K) {
-    return (size_t)((N + NT - 1) / NT * NT) * (size_t)((K + 1) / 2) * 2; /* strips x K2 pairs x 32 */
+    return (size_t)((N + NT - 1) / NT * NT) * (size_t)infvsr_cpu_bf16_strip_pairs(K) * 2; /* strips x K2s x 32 */
 }
 
 void infvsr_cpu_linear_bf16_pack(struct infvsr_cpu_ctx * c, struct infvsr_cpu_w w, int64_t N, int64_t K,
                                  uint16_t * dst) {
-    struct pack_job pj = { .panel = dst, .w = w, .n0 = 0, .N = N, .K = K, .K2 = (K + 1) / 2 };
+    struct pack_job pj = { .panel = dst, .w = w, .n0 = 0, .N = N, .K = K, .K2 = (K + 1) / 2,
+                           .K2s = infvsr_cpu_bf16_strip_pairs(K) };
     infvsr__par(c, (N + NT - 1) / NT * NRV, pack_task, &pj);
 }
 
@@ -204,8 +216,8 @@ enum infvsr_status infvsr_cpu_op_linear_bf16_packed(struct infvsr_cpu_ctx * c, c
 static enum infvsr_status linear_bf16(struct infvsr_cpu_ctx * c, const uint16_t * x, int64_t M, int64_t K,
                                       struct infvsr_cpu_w w, const uint16_t * packed, int64_t N, struct infvsr_cpu_w b,
                                       enum infvsr_unary_op act, void * y, enum infvsr_dtype y_dtype) {
-    const int64_t K2 = (K + 1) / 2;
-    int64_t pn = (int64_t)(PANEL_BYTES / ((size_t)K2 * 64)) * 16 / NT * NT; /* columns per panel */
+    const int64_t K2 = (K + 1) / 2, K2s = infvsr_cpu_bf16_strip_pairs(K);
+    int64_t pn = (int64_t)(PANEL_BYTES / ((size_t)K2s * 64)) * 16 / NT * NT; /* columns per panel */
     if (pn < NT) pn = NT;
     const int64_t n_pad = (N + NT - 1) / NT * NT;
     if (pn > n_pad) pn = n_pad;
@@ -214,17 +226,17 @@ static enum infvsr_status linear_bf16(struct infvsr_cpu_ctx * c, const uint16_t 
         if (!(bias = infvsr__buf_reserve(&c->col, (size_t)N))) return INFVSR_ERR_NOMEM;
         infvsr__w_widen(bias, b, 0, (size_t)N);
     }
-    /* packed strips: pn/16 x K2 x 32 bf16 = pn * K2 * 4 bytes = pn * K2 floats */
-    uint16_t * panel = packed ? NULL : (uint16_t *)infvsr__buf_reserve(&c->panel, (size_t)(pn * K2));
+    /* packed strips: pn/16 x K2s x 32 bf16 = pn * K2s * 4 bytes = pn * K2s floats */
+    uint16_t * panel = packed ? NULL : (uint16_t *)infvsr__buf_reserve(&c->panel, (size_t)(pn * K2s));
     if (!packed && !panel) return INFVSR_ERR_NOMEM;
     struct gemm_job g = { .x = x, .panel = panel, .bias = bias, .y = y, .y_dtype = y_dtype, .act = act,
-                          .M = M, .N = N, .K = K, .K2 = K2, .n_mb = (M + MB - 1) / MB };
+                          .M = M, .N = N, .K = K, .K2 = K2, .K2s = K2s, .n_mb = (M + MB - 1) / MB };
     for (int64_t n0 = 0; n0 < N; n0 += pn) {
         const int64_t cols = N - n0 < pn ? N - n0 : pn, strips = (cols + NT - 1) / NT * NRV;
         if (packed) {
-            g.panel = packed + (n0 / 16) * K2 * 32;
+            g.panel = packed + (n0 / 16) * K2s * 32;
         } else {
-            struct pack_job pj = { .panel = panel, .w = w, .n0 = n0, .N = N, .K = K, .K2 = K2 };
+            struct pack_job pj = { .panel = panel, .w = w, .n0 = n0, .N = N, .K = K, .K2 = K2, .K2s = K2s };
             infvsr__par(c, strips, pack_task, &pj);
         }
         g.n0 = n0;

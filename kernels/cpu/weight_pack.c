@@ -158,13 +158,13 @@ static const uint16_t * pack_new(struct infvsr_cpu_ctx * c, struct infvsr_cpu_w 
     return panel;
 }
 
-/* At import, on a bf16 backend whose linear runs the AVX512-BF16 kernel: every 2-D weight
+/* At import, on a bf16 backend whose linear runs a native bf16 kernel (AVX512-BF16 or AMX:
+ * one packed layout serves both): every 2-D weight
  * [N, K] of the set is packed now, as a linear weight, so that the model's load carries the
  * packing (~1.1 s and 2.6 GB of fresh pages for the 1.3B DiT) instead of the first chunk.
  * A 2-D tensor that is not a linear weight (a bias table) costs its packed size and is
- * never read; weights used under another shape are still packed on first use. The AMX
- * kernel packs its own layout per call, and f32 backends never run the bf16 GEMM: neither
- * packs here. */
+ * never read; weights used under another shape are still packed on first use. f32
+ * backends never run the bf16 GEMM: nothing is packed for them. */
 static void pack_at_import(struct infvsr_cpu_ctx * c, struct infvsr_tensor * const * ts, size_t n, uint64_t token) {
     if (!c->bf16 || c->use_ref) return;
     for (size_t i = 0; i < n; i++) {
@@ -172,7 +172,7 @@ static void pack_at_import(struct infvsr_cpu_ctx * c, struct infvsr_tensor * con
         if (!t->data || t->mem != INFVSR_MEM_HOST || t->ndim != 2) continue;
         if (t->dtype != INFVSR_TYPE_BF16 && t->dtype != INFVSR_TYPE_F32 && t->dtype != INFVSR_TYPE_F16) continue;
         const int64_t N = t->shape[0], K = t->shape[1];
-        if (N <= 0 || K <= 0 || infvsr_cpu_linear_bf16_kernel(c, 64, N, K) != INFVSR_CPU_LINEAR_BF16_AVX512) continue;
+        if (N <= 0 || K <= 0 || infvsr_cpu_linear_bf16_kernel(c, 64, N, K) == INFVSR_CPU_LINEAR_BF16_WIDEN) continue;
         if (!pack_new(c, (struct infvsr_cpu_w){ .data = t->data, .dtype = t->dtype }, N, K, infvsr_tensor_nbytes(t),
                       token))
             return; /* budget reached: the rest are packed per call */

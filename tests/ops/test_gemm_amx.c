@@ -243,7 +243,7 @@ static void * run_emu(struct infvsr_cpu_ctx * c, const struct lin_data * d, enum
     void * y = malloc((size_t)(d->c.M * d->c.N) * infvsr_dtype_size(ydt));
     INFVSR_ASSERT(y);
     const long c0 = atomic_load(&amx_emu_configs), r0 = atomic_load(&amx_emu_releases);
-    CHECK_EQ_INT(amx_linear(c, d->x, d->c.M, d->c.K, w_of(d), d->c.N, b_of(d), d->c.act, y, ydt), INFVSR_OK);
+    CHECK_EQ_INT(amx_linear(c, d->x, d->c.M, d->c.K, w_of(d), NULL, d->c.N, b_of(d), d->c.act, y, ydt), INFVSR_OK);
     const long configs = atomic_load(&amx_emu_configs) - c0, releases = atomic_load(&amx_emu_releases) - r0;
     CHECK(configs > 0);
     CHECK_EQ_INT(configs, releases);
@@ -468,7 +468,7 @@ static void test_amx_real_entry(void) {
         struct lin_data d = make_data((struct lin_case){ .M = 20, .N = 40, .K = 70, .wdt = INFVSR_TYPE_BF16, .seed = 3 });
         float y[20 * 40];
         for (int i = 0; i < 20 * 40; i++) y[i] = 42.0f;
-        CHECK_EQ_INT(infvsr_cpu_op_linear_amx(c, d.x, 20, 70, w_of(&d), 40, b_of(&d), INFVSR_UNARY_COUNT, y,
+        CHECK_EQ_INT(infvsr_cpu_op_linear_amx(c, d.x, 20, 70, w_of(&d), NULL, 40, b_of(&d), INFVSR_UNARY_COUNT, y,
                                               INFVSR_TYPE_F32),
                      INFVSR_ERR_UNSUPPORTED);
         int untouched = 1;
@@ -487,7 +487,8 @@ static void test_amx_real_entry(void) {
             struct lin_data d = make_data(lc);
             float * y = malloc((size_t)(lc.M * lc.N) * sizeof *y);
             INFVSR_ASSERT(y);
-            CHECK_EQ_INT(infvsr_cpu_op_linear_amx(c, d.x, lc.M, lc.K, w_of(&d), lc.N, b_of(&d), lc.act, y, INFVSR_TYPE_F32),
+            CHECK_EQ_INT(infvsr_cpu_op_linear_amx(c, d.x, lc.M, lc.K, w_of(&d), NULL, lc.N, b_of(&d), lc.act, y,
+                                                  INFVSR_TYPE_F32),
                          INFVSR_OK);
             int64_t at = 0;
             const double e = worst_err(&d, y, &at);
@@ -503,6 +504,96 @@ static void test_amx_real_entry(void) {
     printf("  real AMX: %d cases; %lld of %lld outputs differ in their bits from the emulation\n", i, (long long)differ,
            (long long)total);
     CHECK_EQ_INT(failed, 0);
+    infvsr_backend_free(be);
+}
+
+/* ---- weights packed once (weight_pack.c) ----
+ * An imported weight is packed once into infvsr_cpu_linear_bf16_pack's layout (strips of
+ * 16 columns, strip_pairs(K) pairs each, columns padded to 64) and the AMX kernel reads it
+ * in place. Its own per-call packing (amx_pack_b_task) writes the same strips, so packing
+ * w whole with it (every strip of the padded columns) stands for the cached copy here. */
+static uint16_t * pack_whole_emu(struct infvsr_cpu_ctx * c, const struct lin_data * d) {
+    const int64_t N = d->c.N, K = d->c.K, KT = (K + AMX_TK - 1) / AMX_TK, strips = (N + 63) / 64 * 4;
+    CHECK_EQ_INT(KT * AMX_TK / 2, infvsr_cpu_bf16_strip_pairs(K));
+    CHECK_EQ_INT((size_t)(strips * KT * AMX_TILE), infvsr_cpu_linear_bf16_packed_elems(N, K));
+    uint16_t * packed = malloc((size_t)(strips * KT * AMX_TILE) * sizeof *packed);
+    INFVSR_ASSERT(packed);
+    struct amx_pack_b pb = { .panel = packed, .w = w_of(d), .n0 = 0, .N = N, .K = K, .KT = KT };
+    infvsr__par(c, strips, amx_pack_b_task, &pb);
+    return packed;
+}
+
+/* The emulated kernel on packed weights: bit for bit the per-call result (the sums run
+ * in the same order; only where B comes from differs). */
+static void test_amx_packed_weights_bitexact(void) {
+    struct infvsr_backend * be = new_backend(2);
+    struct infvsr_cpu_ctx * c = ctx_of(be);
+    const struct lin_case cases[] = {
+        { .M = 40, .N = 300, .K = 99, .wdt = INFVSR_TYPE_BF16, .bias = 2, .act = INFVSR_UNARY_SILU, .seed = 21 },
+        { .M = 17, .N = 520, .K = 300, .wdt = INFVSR_TYPE_F32, .bias = 0, .act = INFVSR_UNARY_COUNT, .seed = 22 },
+        { .M = 64, .N = 64, .K = 64, .wdt = INFVSR_TYPE_BF16, .bias = 1, .act = INFVSR_UNARY_GELU_TANH, .seed = 23 },
+        { .M = 9, .N = 33, .K = 1, .wdt = INFVSR_TYPE_F16, .bias = 3, .act = INFVSR_UNARY_COUNT, .seed = 24 },
+    };
+    for (int i = 0; i < COUNT(cases); i++) {
+        struct lin_data d = make_data(cases[i]);
+        float * base = run_emu(c, &d, INFVSR_TYPE_F32);
+        uint16_t * packed = pack_whole_emu(c, &d);
+        const size_t n = (size_t)(d.c.M * d.c.N);
+        float * y = malloc(n * sizeof *y);
+        INFVSR_ASSERT(y);
+        CHECK_EQ_INT(amx_linear(c, d.x, d.c.M, d.c.K, w_of(&d), packed, d.c.N, b_of(&d), d.c.act, y, INFVSR_TYPE_F32),
+                     INFVSR_OK);
+        CHECK_MSG(memcmp(base, y, n * sizeof *y) == 0, "case %d: packed weights changed the result", i);
+        free(base), free(y), free(packed);
+        free_data(&d);
+    }
+    infvsr_backend_free(be);
+}
+
+/* Where the CPU has AVX512-BF16, the product's packing (infvsr_cpu_linear_bf16_pack, what
+ * the weight cache stores) must be exactly the strips the AMX kernel expects; and on AMX
+ * the real kernel on those packed weights gives the per-call result bit for bit. */
+static void test_amx_reads_the_cached_layout(void) {
+    if (infvsr_cpu_isa_detect() < INFVSR_CPU_ISA_AVX512BF16) {
+        printf("  no AVX512-BF16 here: the product's packing does not run\n");
+        return;
+    }
+    struct infvsr_backend * be = new_backend(2);
+    struct infvsr_cpu_ctx * c = ctx_of(be);
+    const struct lin_case cases[] = {
+        { .M = 40, .N = 300, .K = 99, .wdt = INFVSR_TYPE_BF16, .bias = 2, .act = INFVSR_UNARY_SILU, .seed = 31 },
+        { .M = 33, .N = 520, .K = 300, .wdt = INFVSR_TYPE_F32, .bias = 0, .act = INFVSR_UNARY_COUNT, .seed = 32 },
+        { .M = 70, .N = 100, .K = 1536, .wdt = INFVSR_TYPE_BF16, .bias = 1, .act = INFVSR_UNARY_GELU_TANH, .seed = 33 },
+        { .M = 8, .N = 16, .K = 33, .wdt = INFVSR_TYPE_F16, .bias = 3, .act = INFVSR_UNARY_COUNT, .seed = 34 },
+    };
+    for (int i = 0; i < COUNT(cases); i++) {
+        struct lin_data d = make_data(cases[i]);
+        const size_t elems = infvsr_cpu_linear_bf16_packed_elems(d.c.N, d.c.K);
+        uint16_t * product = malloc(elems * sizeof *product), * emu = pack_whole_emu(c, &d);
+        INFVSR_ASSERT(product);
+        memset(product, 0xAB, elems * sizeof *product); /* padding must be written, not left */
+        infvsr_cpu_linear_bf16_pack(c, w_of(&d), d.c.N, d.c.K, product);
+        CHECK_MSG(memcmp(product, emu, elems * sizeof *product) == 0, "case %d: the cached layout is not the AMX strips", i);
+        if (infvsr_cpu_isa_detect() >= INFVSR_CPU_ISA_AMX) {
+            const size_t n = (size_t)(d.c.M * d.c.N);
+            float * y0 = malloc(n * sizeof *y0), * y1 = malloc(n * sizeof *y1);
+            INFVSR_ASSERT(y0 && y1);
+            CHECK_EQ_INT(infvsr_cpu_op_linear_amx(c, d.x, d.c.M, d.c.K, w_of(&d), NULL, d.c.N, b_of(&d), d.c.act, y0,
+                                                  INFVSR_TYPE_F32),
+                         INFVSR_OK);
+            CHECK_EQ_INT(infvsr_cpu_op_linear_amx(c, d.x, d.c.M, d.c.K, w_of(&d), product, d.c.N, b_of(&d), d.c.act,
+                                                  y1, INFVSR_TYPE_F32),
+                         INFVSR_OK);
+            CHECK_MSG(memcmp(y0, y1, n * sizeof *y0) == 0, "case %d: real AMX on packed weights differs", i);
+            int64_t at = 0;
+            CHECK(worst_err(&d, y1, &at) <= 1);
+            free(y0), free(y1);
+        }
+        free(product), free(emu);
+        free_data(&d);
+    }
+    printf("  product packing == AMX strips%s\n",
+           infvsr_cpu_isa_detect() >= INFVSR_CPU_ISA_AMX ? "; real AMX on them == per call" : "");
     infvsr_backend_free(be);
 }
 
@@ -534,6 +625,8 @@ static const struct test_case tests[] = {
     TEST(test_amx_vs_avx512_random),
     TEST(test_amx_panels_threads_bitexact),
     TEST(test_amx_real_entry),
+    TEST(test_amx_packed_weights_bitexact),
+    TEST(test_amx_reads_the_cached_layout),
 #ifdef INFVSR_AMX_EMU_PLANT_VNNI
     TEST(test_planted_vnni_detected),
 #endif
