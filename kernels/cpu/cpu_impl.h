@@ -234,6 +234,38 @@ bool infvsr__conv3d_bf16_set_always(bool on);
 /* Test hook: the budget of the channels-last input copy per frame group (0 = the default
  * 64 MiB; 1 = one output frame per group), returns the previous one. Not thread-safe. */
 size_t infvsr__conv3d_bf16_set_xp_bytes(size_t bytes);
+/* The kernel that runs conv3d with bf16 x (backend.c; where each shape runs and why:
+ * conv3d_amx.c's header): the AMX one only on the amx level, the AVX512-BF16 implicit GEMM
+ * on avx512bf16 and up, else the generic path (widen, f32 kernel, round). */
+enum infvsr_cpu_conv3d_bf16_kernel {
+    INFVSR_CPU_CONV3D_BF16_GENERIC = 0,
+    INFVSR_CPU_CONV3D_BF16_AVX512,
+    INFVSR_CPU_CONV3D_BF16_AMX,
+};
+enum infvsr_cpu_conv3d_bf16_kernel infvsr_cpu_conv3d_bf16_kernel(const struct infvsr_cpu_ctx * c,
+                                                                 const struct infvsr_cpu_conv * a);
+/* The AMX-BF16 conv3d (conv3d_amx.c), the contract of infvsr_cpu_op_conv3d_bf16;
+ * INFVSR_ERR_UNSUPPORTED where this CPU has no AMX (never faults). */
+enum infvsr_status infvsr_cpu_op_conv3d_amx(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_conv * a,
+                                            const uint16_t * x, void * y, enum infvsr_dtype y_dtype);
+/* Test hook: how many calls the AMX conv3d has run in this process. */
+uint64_t infvsr__conv3d_amx_calls(void);
+/* Bench hook: force the bf16 conv3d kernel (GENERIC: no forcing, the shape rule decides;
+ * AVX512 or AMX: that kernel on every shape its level allows); returns the previous one.
+ * Not thread-safe. */
+enum infvsr_cpu_conv3d_bf16_kernel infvsr__conv3d_bf16_force(enum infvsr_cpu_conv3d_bf16_kernel k);
+/* conv3d_bf16.c's pieces that the AMX conv reuses on the real tiles (AVX512-BF16 code: only
+ * where the level is avx512bf16 or amx): the channels-last input copy xp [tl][Hp][Wp][Cp]
+ * of input frames t0 .. t0 + tl (channels Cin .. Cp zero), the weights packed into `strips`
+ * 16-column strips [strip][taps * Cp / 2][16][2] (zero past Cout and Cin), and the
+ * transposing epilogue of an f32 tile ct [rows][nt] (rows up to the next multiple of 16
+ * are scratch) into y [Cout, P] at channels col0 .. col0 + cols, positions ybase .. */
+void infvsr__conv3d_bf16_fill_xp(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_conv * a, const uint16_t * x,
+                                 uint16_t * xp, int64_t t0, int64_t tl, int64_t Hp, int64_t Wp, int64_t Cp);
+void infvsr__conv3d_bf16_pack_w(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_conv * a, uint16_t * wp,
+                                int64_t strips, int64_t Cp);
+void infvsr__conv3d_bf16_epilogue(float * ct, int64_t nt, int64_t rows, int64_t col0, int64_t cols,
+                                  const float * bias, void * y, enum infvsr_dtype y_dtype, size_t P, size_t ybase);
 /* x [P, Hi, Wi] -> y [P, Ho, Wo] */
 enum infvsr_status infvsr_cpu_op_resize(struct infvsr_cpu_ctx * c, enum infvsr_resize_mode mode,
                                         const float * x, int64_t P, int64_t Hi, int64_t Wi, float * y,

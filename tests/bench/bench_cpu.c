@@ -353,10 +353,16 @@ static void run_conv(void * p) {
     INFVSR_ASSERT(infvsr_op_conv3d(c->be, &c->a, NULL) == INFVSR_OK);
 }
 
-static void run_conv_native(void * p) { /* the native bf16 kernel even where auto picks generic */
-    bool old = infvsr__conv3d_bf16_set_always(true);
+static void run_conv_native(void * p) { /* the AVX512-BF16 kernel even where auto picks another */
+    const enum infvsr_cpu_conv3d_bf16_kernel old = infvsr__conv3d_bf16_force(INFVSR_CPU_CONV3D_BF16_AVX512);
     run_conv(p);
-    infvsr__conv3d_bf16_set_always(old);
+    infvsr__conv3d_bf16_force(old);
+}
+
+static void run_conv_amx(void * p) { /* the AMX kernel on every shape */
+    const enum infvsr_cpu_conv3d_bf16_kernel old = infvsr__conv3d_bf16_force(INFVSR_CPU_CONV3D_BF16_AMX);
+    run_conv(p);
+    infvsr__conv3d_bf16_force(old);
 }
 
 static void run_conv_gemm_only(void * p) {
@@ -415,20 +421,29 @@ static void bench_conv3d_k(struct infvsr_backend * be, struct infvsr_backend * b
     struct infvsr_conv3d_args a16 = a32;
     a16.x = &xb, a16.w = &wb, a16.y = &yb;
     struct conv_ctx cf = { .be = be, .a = a32 }, cn = { .be = be, .a = a16 }, cg = { .be = be_generic, .a = a16 };
-    void (*const fns[3])(void *) = { run_conv, run_conv_native, run_conv };
-    void * const ctxs[3] = { &cf, &cn, &cg };
-    double t[3];
-    time_alternating(be_generic ? 3 : 2, fns, ctxs, t);
+    const bool amx = infvsr_cpu_backend_isa(be) >= INFVSR_CPU_ISA_AMX;
+    void (*const fns[4])(void *) = { run_conv, run_conv_native, run_conv, run_conv_amx };
+    void * const ctxs[4] = { &cf, &cn, &cg, &cn };
+    double t[4];
+    if (amx) {
+        time_alternating(4, fns, ctxs, t);
+    } else {
+        time_alternating(be_generic ? 3 : 2, fns, ctxs, t);
+    }
     const double flop = 2.0 * Cout * (double)Cin * kt * k * k * T * HW * HW;
     printf("conv3d %3d->%-3d %dx%dx%d%s %d frames %3dx%-3d f32 %7.2f ms %6.1f GF/s | bf16 native %7.2f ms %6.1f GF/s (x%.2f vs f32",
            Cin, Cout, kt, k, k, stride == 2 ? " s2" : "   ", T, HW, HW, t[0] * 1e3, flop / t[0] * 1e-9, t[1] * 1e3, flop / t[1] * 1e-9, t[0] / t[1]);
     if (g_peak_bf16 > 0) printf(", %.0f%% of the bf16 ceiling", 100.0 * flop / t[1] * 1e-9 / g_peak_bf16);
     printf(")");
+    if (be_generic) printf(" | bf16 generic %7.2f ms (native x%.2f)", t[2] * 1e3, t[2] / t[1]);
+    if (amx) {
+        printf(" | bf16 amx %7.2f ms %6.1f GF/s (x%.2f vs native, x%.2f vs generic)", t[3] * 1e3, flop / t[3] * 1e-9,
+               t[1] / t[3], t[2] / t[3]);
+    }
     if (be_generic) {
-        const uint64_t n0 = infvsr__conv3d_bf16_calls();
+        const uint64_t n0 = infvsr__conv3d_bf16_calls(), m0 = infvsr__conv3d_amx_calls();
         run_conv(&cn);
-        printf(" | bf16 generic %7.2f ms (native x%.2f) | auto: %s", t[2] * 1e3, t[2] / t[1],
-               infvsr__conv3d_bf16_calls() != n0 ? "native" : "generic");
+        printf(" | auto: %s", infvsr__conv3d_amx_calls() != m0 ? "amx" : infvsr__conv3d_bf16_calls() != n0 ? "native" : "generic");
     }
     printf("\n");
     if (with_sgemm) {
