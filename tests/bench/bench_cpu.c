@@ -612,6 +612,13 @@ int main(int argc, char ** argv) {
         bench_conv3d_k(be, be_generic, 192, 192, 1, 3, 2, 4, 16, false);
         bench_conv3d_k(be, be_generic, 96, 192, 1, 1, 1, 4, 32, false);
         bench_conv3d_k(be, be_generic, 192, 384, 1, 1, 1, 2, 16, false);
+        /* the narrow ends: the encoder's first conv (3 channels in), the decoder's head (3
+         * out), the latent side (16 in, 32 out; z_dim 16) */
+        bench_conv3d(be, be_generic, 3, 96, 3, 4, 64, false);
+        bench_conv3d(be, be_generic, 96, 3, 3, 4, 64, false);
+        bench_conv3d(be, be_generic, 16, 384, 3, 4, 16, false);
+        bench_conv3d(be, be_generic, 384, 32, 3, 4, 16, false);
+        bench_conv3d_k(be, be_generic, 32, 32, 1, 1, 1, 4, 16, false);
         if (be_generic) infvsr_backend_free(be_generic);
     }
 
