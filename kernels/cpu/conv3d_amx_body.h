@@ -43,7 +43,7 @@
 #define AMXC_NB   64  /* output channels per task: 2 micro-kernel column blocks              */
 #define AMXC_MP   128 /* output positions per task, at most                                  */
 
-static int64_t amxc_kblk     = 8;                  /* k-steps per K block (a variable for the test) */
+static int64_t amxc_kblk     = (int64_t)1 << 40; /* k-steps per K block: the whole K (a variable for the test) */
 static size_t  amxc_xp_bytes = (size_t)64 << 20;  /* xp per frame group (tests: small groups)    */
 
 /* ---- plain C input copy and weight packing (conv3d_bf16.c has the AVX-512 ones) ---- */
@@ -201,15 +201,15 @@ static inline __attribute__((always_inline)) AMX_FN void amxc_blocks(const struc
     const bool two = n > 16;
     for (int64_t k0 = 0; k0 < j->ksteps; k0 += amxc_kblk) {
         const int64_t nk = j->ksteps - k0 < amxc_kblk ? j->ksteps - k0 : amxc_kblk;
-        for (int64_t cb = 0; cb < ncb; cb++) {
-            const uint16_t * b0 = bt + 2 * cb * bstride, * b1 = b0 + bstride;
-            for (int64_t r = 0; r < nrows; r++) {
-                const int64_t rg = row0 + r, to = rg / a->ho, oh = rg % a->ho;
-                const uint16_t * xrow = j->xp + ((to * a->st * j->Hp + oh * a->sh) * j->Wp) * j->Cp;
-                for (int64_t ow = ow0; ow < ow1; ow += 32) {
-                    if ((ow1 - ow < 32 ? ow1 - ow : 32) != n) continue;
+        for (int64_t r = 0; r < nrows; r++) {
+            const int64_t rg = row0 + r, to = rg / a->ho, oh = rg % a->ho;
+            const uint16_t * xrow = j->xp + ((to * a->st * j->Hp + oh * a->sh) * j->Wp) * j->Cp;
+            for (int64_t ow = ow0; ow < ow1; ow += 32) {
+                if ((ow1 - ow < 32 ? ow1 - ow : 32) != n) continue;
+                const uint16_t * ap = xrow + ow * a->sw * j->Cp;
+                for (int64_t cb = 0; cb < ncb; cb++) { /* A's block again while it is in L1 */
+                    const uint16_t * b0 = bt + 2 * cb * bstride, * b1 = b0 + bstride;
                     float * c = ct + (r * (ow1 - ow0) + ow - ow0) * AMXC_NB + cb * 32;
-                    const uint16_t * ap = xrow + ow * a->sw * j->Cp;
                     if (two) amxc_micro(true, ap, a1, as, j->tap_off, j->cpt, k0, nk, b0, b1, c, k0 == 0);
                     else amxc_micro(false, ap, a1, as, j->tap_off, j->cpt, k0, nk, b0, b1, c, k0 == 0);
                 }

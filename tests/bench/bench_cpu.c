@@ -395,6 +395,8 @@ static void time_alternating(int n, void (*const * fn)(void *), void * const * c
  * level (`native`, forced on every shape), the generic path (`generic`: widen, f32 kernel,
  * round; the backend forced to avx2) and which of the two the backend picks (`auto`),
  * alternating; plus the f32 path's sgemm alone on an im2col-sized GEMM when `with_sgemm`. */
+static bool g_conv_amx_only; /* `conv3d-amx`: the AMX kernel alone (tuning), ms per shape */
+
 static void bench_conv3d_k(struct infvsr_backend * be, struct infvsr_backend * be_generic, int Cin, int Cout, int kt,
                            int k, int stride, int T, int HW, bool with_sgemm) {
     /* k = 3: padding 1 (stride 1) or the VAE's downsampling (stride 2, pad right/bottom 1);
@@ -422,6 +424,16 @@ static void bench_conv3d_k(struct infvsr_backend * be, struct infvsr_backend * b
     a16.x = &xb, a16.w = &wb, a16.y = &yb;
     struct conv_ctx cf = { .be = be, .a = a32 }, cn = { .be = be, .a = a16 }, cg = { .be = be_generic, .a = a16 };
     const bool amx = infvsr_cpu_backend_isa(be) >= INFVSR_CPU_ISA_AMX;
+    if (g_conv_amx_only) {
+        struct conv_ctx cn0 = { .be = be, .a = a16 };
+        const double ta = amx ? time_median(run_conv_amx, &cn0) : 0;
+        const double fl = 2.0 * Cout * (double)Cin * kt * k * k * T * HW * HW;
+        printf("conv3d %3d->%-3d %dx%dx%d%s %d frames %3dx%-3d amx %7.3f ms %7.1f GF/s\n", Cin, Cout, kt, k, k,
+               stride == 2 ? " s2" : "   ", T, HW, HW, ta * 1e3, ta > 0 ? fl / ta * 1e-9 : 0);
+        infvsr_tensor_release(&x), infvsr_tensor_release(&w), infvsr_tensor_release(&b), infvsr_tensor_release(&y);
+        infvsr_tensor_release(&xb), infvsr_tensor_release(&wb), infvsr_tensor_release(&yb);
+        return;
+    }
     void (*const fns[4])(void *) = { run_conv, run_conv_native, run_conv, run_conv_amx };
     void * const ctxs[4] = { &cf, &cn, &cg, &cn };
     double t[4];
@@ -591,7 +603,8 @@ int main(int argc, char ** argv) {
         bench_resize(be, "bicubic AA x4", INFVSR_RESIZE_BICUBIC_AA, 270, 480, 1080, 1920);
         bench_resize(be, "bilinear AA to 384", INFVSR_RESIZE_BILINEAR_AA, 1080, 1920, 384, 384);
     }
-    if (!*only || strcmp(only, "conv3d") == 0) {
+    g_conv_amx_only = strcmp(only, "conv3d-amx") == 0;
+    if (!*only || strcmp(only, "conv3d") == 0 || g_conv_amx_only) {
         /* bf16 activations on the generic path: the same backend forced to the avx2 level */
         struct infvsr_backend * be_generic = NULL;
         struct infvsr_cpu_params pg = p;
