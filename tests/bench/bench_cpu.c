@@ -9,7 +9,10 @@
  *   bench_cpu [n_threads] [repeats] [only]   (tests/bench/bench_cpu.sh runs it)
  * `only` = linear, dit (the DiT's GEMMs at 192 tokens), attention, unary, resize or conv3d
  * runs just that family; amx runs the bf16 GEMMs on the amx and avx512bf16 levels side by
- * side (Skipped where the CPU has no AMX). */
+ * side (Skipped where the CPU has no AMX). conv3d times, with bf16 activations, the
+ * AVX512-BF16 kernel (`native`), the generic path and, where the CPU has AMX, the AMX kernel
+ * side by side, alternating, and names the one the backend picks (`auto`); conv3d-amx
+ * times the AMX kernel alone on the same shapes (tuning). */
 #include <cblas.h>
 #include <immintrin.h>
 #include <pthread.h>
@@ -391,10 +394,11 @@ static void time_alternating(int n, void (*const * fn)(void *), void * const * c
 }
 
 /* Cin -> Cout, kt x 3 x 3 (padding 1 in h and w, none in t), T output frames of HW x HW:
- * the f32 path (f32 x, w, y), and with bf16 x, w, y the native bf16 kernel of this CPU's
- * level (`native`, forced on every shape), the generic path (`generic`: widen, f32 kernel,
- * round; the backend forced to avx2) and which of the two the backend picks (`auto`),
- * alternating; plus the f32 path's sgemm alone on an im2col-sized GEMM when `with_sgemm`. */
+ * the f32 path (f32 x, w, y), and with bf16 x, w, y the AVX512-BF16 kernel (`native`,
+ * forced on every shape), the generic path (`generic`: widen, f32 kernel, round; the
+ * backend forced to avx2), the AMX kernel (`amx`, forced; where the CPU has AMX) and which
+ * one the backend picks (`auto`), alternating; plus the f32 path's sgemm alone on an
+ * im2col-sized GEMM when `with_sgemm`. */
 static bool g_conv_amx_only; /* `conv3d-amx`: the AMX kernel alone (tuning), ms per shape */
 
 static void bench_conv3d_k(struct infvsr_backend * be, struct infvsr_backend * be_generic, int Cin, int Cout, int kt,
