@@ -35,6 +35,12 @@ uint64_t infvsr__conv3d_amx_calls(void) {
     return __atomic_load_n(&g_amx_calls, __ATOMIC_RELAXED);
 }
 
+size_t infvsr__conv3d_amx_set_xp_bytes(size_t bytes) {
+    const size_t old = amxc_xp_bytes;
+    amxc_xp_bytes = bytes ? bytes : (size_t)64 << 20;
+    return old;
+}
+
 enum infvsr_cpu_conv3d_bf16_kernel infvsr__conv3d_bf16_force(enum infvsr_cpu_conv3d_bf16_kernel k) {
     const enum infvsr_cpu_conv3d_bf16_kernel old = g_force;
     g_force = k;

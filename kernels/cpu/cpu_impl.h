@@ -250,6 +250,8 @@ enum infvsr_status infvsr_cpu_op_conv3d_amx(struct infvsr_cpu_ctx * c, const str
                                             const uint16_t * x, void * y, enum infvsr_dtype y_dtype);
 /* Test hook: how many calls the AMX conv3d has run in this process. */
 uint64_t infvsr__conv3d_amx_calls(void);
+/* Test hook: infvsr__conv3d_bf16_set_xp_bytes for the AMX conv3d. */
+size_t infvsr__conv3d_amx_set_xp_bytes(size_t bytes);
 /* Bench hook: force the bf16 conv3d kernel (GENERIC: no forcing, the shape rule decides;
  * AVX512 or AMX: that kernel on every shape its level allows); returns the previous one.
  * Not thread-safe. */

@@ -53,8 +53,9 @@ static enum infvsr_status run_conv(struct bo_ctx * c, const struct bo_case * k) 
 #endif
     const uint64_t native0 = infvsr__conv3d_bf16_calls(), amx0 = infvsr__conv3d_amx_calls();
     const size_t old_xp = p->frame_groups ? infvsr__conv3d_bf16_set_xp_bytes(1) : 0;
+    const size_t old_xp_amx = p->frame_groups ? infvsr__conv3d_amx_set_xp_bytes(1) : 0;
     enum infvsr_status st = infvsr_op_conv3d(c->be, &a, &c->err);
-    if (p->frame_groups) infvsr__conv3d_bf16_set_xp_bytes(old_xp);
+    if (p->frame_groups) infvsr__conv3d_bf16_set_xp_bytes(old_xp), infvsr__conv3d_amx_set_xp_bytes(old_xp_amx);
     if (st == INFVSR_OK && !c->is_ref && c->act == INFVSR_TYPE_BF16 && strcmp(infvsr_backend_name(c->be), "cpu") == 0) {
         /* The cpu's bf16 path: the AMX implicit GEMM on amx (every shape), the AVX512-BF16
          * one on avx512bf16 except where the f32 path would take Winograd F(4x4) with kt > 1
