@@ -26,9 +26,10 @@
  *    amxc_kblk k-steps (the B block of 2 strips, 16 KB at 8, stays in L1 across the task's
  *    positions), C round-tripping through the task's f32 tile between blocks.
  *  - Ragged rows: positions come in blocks of 32 along an output row; the last block of a
- *    row (wo not a multiple of 32, or wo < 32 as on the 8x8 and 16x16 latents) runs on a
- *    second tile configuration whose A and C tiles have fewer rows (16 + r or r). Every row
- *    of a task has the same tail, so a task configures twice at most.
+ *    row (wo not a multiple of 32) runs on a second tile configuration whose A and C tiles
+ *    have fewer rows (16 + r or r). Every row of a task has the same tail, so a task
+ *    configures twice at most. Rows of at most 16 positions (the 8x8 and 16x16 latents)
+ *    run two rows per micro-kernel, one per A tile, so they keep the 2 x 2 kernel.
  *  - Task: whole output rows (up to AMXC_MP positions; a wider row is split into segments)
  *    x AMXC_NB output channels: a contiguous run of positions, so the epilogue (16x16
  *    transposes into y [Cout, P]) is conv3d_bf16.c's. LDTILECFG per configuration and
@@ -130,15 +131,18 @@ static void amxc_cfg(struct infvsr_amx_cfg * cfg, int m0, int m1) {
     }
 }
 
-/* C[32 or 16 positions][32 channels] (+)= A . B over k-steps k0 .. k0 + nk: A tile rows are
- * positions at a (+ a1: the second 16) + the k-step's tap offset and channel block, stride
- * as bytes; B of k-step k at b0/b1 + k * AMXC_TILE. */
-static inline __attribute__((always_inline)) AMX_FN void amxc_micro(const bool two, const uint16_t * a, int64_t a1,
-                                                                    int64_t as, const int64_t * tap_off, int64_t cpt,
-                                                                    int64_t k0, int64_t nk, const uint16_t * b0,
-                                                                    const uint16_t * b1, float * c, bool first) {
+/* C[2 x 16 or 16 positions][32 channels] (+)= A . B over k-steps k0 .. k0 + nk: the rows of
+ * A tile 4 are positions at a0, those of A tile 5 at a1 (the next 16 of the row, or the
+ * next output row when rows are short), each + the k-step's tap offset and channel block,
+ * row stride `as` bytes; B of k-step k at b0/b1 + k * AMXC_TILE; C tiles 0, 1 at c0, tiles
+ * 2, 3 at c1 (row stride AMXC_NB floats). */
+static inline __attribute__((always_inline)) AMX_FN void amxc_micro(const bool two, const uint16_t * a0,
+                                                                    const uint16_t * a1, int64_t as,
+                                                                    const int64_t * tap_off, int64_t cpt, int64_t k0,
+                                                                    int64_t nk, const uint16_t * b0,
+                                                                    const uint16_t * b1, float * c0, float * c1,
+                                                                    bool first) {
     const int64_t cs = AMXC_NB * (int64_t)sizeof(float);
-    float * c2 = c + 16 * AMXC_NB;
     if (first) {
         amx_zero(0);
         amx_zero(1);
@@ -147,34 +151,33 @@ static inline __attribute__((always_inline)) AMX_FN void amxc_micro(const bool t
             amx_zero(3);
         }
     } else {
-        amx_load(0, c, cs);
-        amx_load(1, c + 16, cs);
+        amx_load(0, c0, cs);
+        amx_load(1, c0 + 16, cs);
         if (two) {
-            amx_load(2, c2, cs);
-            amx_load(3, c2 + 16, cs);
+            amx_load(2, c1, cs);
+            amx_load(3, c1 + 16, cs);
         }
     }
     int64_t tap = k0 / cpt, ch = (k0 % cpt) * AMXC_TK;
     for (int64_t k = k0; k < k0 + nk; k++) {
-        const uint16_t * ak = a + tap_off[tap] + ch;
-        const int64_t o = k * AMXC_TILE;
-        amx_load(4, ak, as);
+        const int64_t off = tap_off[tap] + ch, o = k * AMXC_TILE;
+        amx_load(4, a0 + off, as);
         amx_load(6, b0 + o, 64);
         amx_load(7, b1 + o, 64);
         amx_dpbf16ps(0, 4, 6);
         amx_dpbf16ps(1, 4, 7);
         if (two) {
-            amx_load(5, ak + a1, as);
+            amx_load(5, a1 + off, as);
             amx_dpbf16ps(2, 5, 6);
             amx_dpbf16ps(3, 5, 7);
         }
         if ((ch += AMXC_TK) == cpt * AMXC_TK) ch = 0, tap++;
     }
-    amx_store(0, c, cs);
-    amx_store(1, c + 16, cs);
+    amx_store(0, c0, cs);
+    amx_store(1, c0 + 16, cs);
     if (two) {
-        amx_store(2, c2, cs);
-        amx_store(3, c2 + 16, cs);
+        amx_store(2, c1, cs);
+        amx_store(3, c1 + 16, cs);
     }
 }
 
@@ -192,26 +195,36 @@ struct amxc_job {
 };
 
 /* Positions [ow0, ow1) of every row of a task in blocks of 32, the ones of length n only
- * (32 for the full blocks, the tail's length for the last block of each row). */
+ * (32 for the full blocks, the tail's length for the last block of each row). `pairs`
+ * (rows of at most 16 positions: the 8x8 and 16x16 latents): two rows per micro-kernel
+ * instead, one per A tile, so those rows still run the 2 x 2 kernel (1 tile load per
+ * TDPBF16PS, not 1.5); a task's odd last row runs alone. */
 static inline __attribute__((always_inline)) AMX_FN void amxc_blocks(const struct amxc_job * j, int64_t row0, int64_t nrows,
-                                                                     int64_t ow0, int64_t ow1, int64_t n, float * ct,
-                                                                     int64_t ncb, const uint16_t * bt) {
+                                                                     int64_t ow0, int64_t ow1, int64_t n, bool pairs,
+                                                                     float * ct, int64_t ncb, const uint16_t * bt) {
     const struct infvsr_cpu_conv * a = j->a;
-    const int64_t as = a->sw * j->Cp * (int64_t)sizeof(uint16_t), a1 = 16 * a->sw * j->Cp, bstride = j->ksteps * AMXC_TILE;
-    const bool two = n > 16;
+    const int64_t as = a->sw * j->Cp * (int64_t)sizeof(uint16_t), bstride = j->ksteps * AMXC_TILE, width = ow1 - ow0;
     for (int64_t k0 = 0; k0 < j->ksteps; k0 += amxc_kblk) {
         const int64_t nk = j->ksteps - k0 < amxc_kblk ? j->ksteps - k0 : amxc_kblk;
-        for (int64_t r = 0; r < nrows; r++) {
+        for (int64_t r = 0; r < nrows; r += pairs ? 2 : 1) {
             const int64_t rg = row0 + r, to = rg / a->ho, oh = rg % a->ho;
-            const uint16_t * xrow = j->xp + ((to * a->st * j->Hp + oh * a->sh) * j->Wp) * j->Cp;
+            const uint16_t * xrow = j->xp + ((to * a->st * j->Hp + oh * a->sh) * j->Wp + ow0 * a->sw) * j->Cp;
+            const bool two = pairs ? r + 1 < nrows : n > 16;
+            const uint16_t * xrow1 = xrow;
+            if (pairs && two) {
+                const int64_t to1 = (rg + 1) / a->ho, oh1 = (rg + 1) % a->ho;
+                xrow1 = j->xp + ((to1 * a->st * j->Hp + oh1 * a->sh) * j->Wp + ow0 * a->sw) * j->Cp;
+            }
             for (int64_t ow = ow0; ow < ow1; ow += 32) {
                 if ((ow1 - ow < 32 ? ow1 - ow : 32) != n) continue;
-                const uint16_t * ap = xrow + ow * a->sw * j->Cp;
+                const int64_t e = (ow - ow0) * a->sw * j->Cp; /* the block's first input */
+                const uint16_t * ap0 = xrow + e, * ap1 = pairs ? xrow1 + e : ap0 + 16 * a->sw * j->Cp;
                 for (int64_t cb = 0; cb < ncb; cb++) { /* A's block again while it is in L1 */
                     const uint16_t * b0 = bt + 2 * cb * bstride, * b1 = b0 + bstride;
-                    float * c = ct + (r * (ow1 - ow0) + ow - ow0) * AMXC_NB + cb * 32;
-                    if (two) amxc_micro(true, ap, a1, as, j->tap_off, j->cpt, k0, nk, b0, b1, c, k0 == 0);
-                    else amxc_micro(false, ap, a1, as, j->tap_off, j->cpt, k0, nk, b0, b1, c, k0 == 0);
+                    float * c0 = ct + (r * width + ow - ow0) * AMXC_NB + cb * 32;
+                    float * c1 = pairs ? c0 + width * AMXC_NB : c0 + 16 * AMXC_NB;
+                    if (two) amxc_micro(true, ap0, ap1, as, j->tap_off, j->cpt, k0, nk, b0, b1, c0, c1, k0 == 0);
+                    else amxc_micro(false, ap0, ap1, as, j->tap_off, j->cpt, k0, nk, b0, b1, c0, c1, k0 == 0);
                 }
             }
         }
@@ -235,15 +248,21 @@ AMX_FN static void amxc_task(void * ctx, int64_t t, int tid) {
     _Alignas(64) float ct[(AMXC_MP + 15) * AMXC_NB];
     const uint16_t * bt = j->wp + ni * (AMXC_NB / 16) * j->ksteps * AMXC_TILE;
     struct infvsr_amx_cfg cfg;
-    if (ow1 - ow0 >= 32) {
-        amxc_cfg(&cfg, 16, 16);
+    if (ow1 - ow0 <= 16) { /* short rows: two per micro-kernel */
+        amxc_cfg(&cfg, (int)tail, nrows > 1 ? (int)tail : 0);
         amx_config(&cfg);
-        amxc_blocks(j, row0, nrows, ow0, ow1, 32, ct, ncb, bt);
-    }
-    if (tail) {
-        amxc_cfg(&cfg, tail < 16 ? (int)tail : 16, tail > 16 ? (int)tail - 16 : 0);
-        amx_config(&cfg);
-        amxc_blocks(j, row0, nrows, ow0, ow1, tail, ct, ncb, bt);
+        amxc_blocks(j, row0, nrows, ow0, ow1, tail, true, ct, ncb, bt);
+    } else {
+        if (ow1 - ow0 >= 32) {
+            amxc_cfg(&cfg, 16, 16);
+            amx_config(&cfg);
+            amxc_blocks(j, row0, nrows, ow0, ow1, 32, false, ct, ncb, bt);
+        }
+        if (tail) {
+            amxc_cfg(&cfg, tail < 16 ? (int)tail : 16, tail > 16 ? (int)tail - 16 : 0);
+            amx_config(&cfg);
+            amxc_blocks(j, row0, nrows, ow0, ow1, tail, false, ct, ncb, bt);
+        }
     }
     amx_release();
     const size_t ybase = (size_t)(j->f0 * a->ho * a->wo + row0 * a->wo + ow0);
