@@ -277,8 +277,10 @@ static enum infvsr_status amxc_conv(struct infvsr_cpu_ctx * c, const struct infv
     const int64_t taps = a->kt * a->kh * a->kw, Cp = (a->cin + AMXC_TK - 1) / AMXC_TK * AMXC_TK, cpt = Cp / AMXC_TK;
     const int64_t n_ng = (a->cout + AMXC_NB - 1) / AMXC_NB, strips = n_ng * (AMXC_NB / 16);
     const int64_t Hp = a->h + a->pad_top + a->pad_bottom, Wp = a->w_in + a->pad_left + a->pad_right;
-    /* panel: packed weights | f32 bias | tap offsets (int64), in float units */
-    const size_t wp_f = (size_t)(strips * taps * Cp * 8), bias_f = ((size_t)a->cout + 15) / 16 * 16;
+    /* the weights packed once, when they belong to an imported weight set (weight_pack.c) */
+    const uint16_t * cached = fast ? infvsr__wcache_conv_amx(c, a, strips, Cp) : NULL;
+    /* panel: packed weights (unless cached) | f32 bias | tap offsets (int64), in float units */
+    const size_t wp_f = cached ? 0 : (size_t)(strips * taps * Cp * 8), bias_f = ((size_t)a->cout + 15) / 16 * 16;
     float * panel = infvsr__buf_reserve(&c->panel, wp_f + bias_f + 2 * (size_t)taps);
     if (!panel) return INFVSR_ERR_NOMEM;
     uint16_t * wp = (uint16_t *)panel;
@@ -288,7 +290,9 @@ static enum infvsr_status amxc_conv(struct infvsr_cpu_ctx * c, const struct infv
     for (int64_t dt = 0, i = 0; dt < a->kt; dt++)
         for (int64_t dh = 0; dh < a->kh; dh++)
             for (int64_t dw = 0; dw < a->kw; dw++, i++) tap_off[i] = ((dt * Hp + dh) * Wp + dw) * Cp;
-    if (fast) {
+    if (cached) {
+        /* served from the cache */
+    } else if (fast) {
         infvsr__conv3d_bf16_pack_w(c, a, wp, strips, Cp);
     } else {
         struct amxc_wp_job wj = { .a = a, .wp = wp, .Cp = Cp, .taps = taps };
@@ -303,7 +307,7 @@ static enum infvsr_status amxc_conv(struct infvsr_cpu_ctx * c, const struct infv
     uint16_t * xp = (uint16_t *)infvsr__buf_reserve(&c->col, ((size_t)tl_max * frame_bytes + 3) / 4);
     if (!xp) return INFVSR_ERR_NOMEM;
 
-    struct amxc_job g = { .a = a, .xp = xp, .wp = wp, .bias = bias, .tap_off = tap_off, .y = y, .y_dtype = y_dtype,
+    struct amxc_job g = { .a = a, .xp = xp, .wp = cached ? cached : wp, .bias = bias, .tap_off = tap_off, .y = y, .y_dtype = y_dtype,
                           .fast = fast, .Cp = Cp, .cpt = cpt, .ksteps = taps * cpt, .Hp = Hp, .Wp = Wp,
                           .P = a->to * a->ho * a->wo };
     if (a->wo <= AMXC_MP) g.R = AMXC_MP / a->wo, g.seg = a->wo, g.n_seg = 1;

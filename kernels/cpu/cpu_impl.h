@@ -49,9 +49,10 @@ struct infvsr_cpu_wrange {
 struct infvsr_cpu_packed {
     const void *      data;   /* the weight's storage (a view inside a range) */
     int64_t           N, K;
+    int64_t           taps;   /* 0: a linear weight [N, K]; else an AMX conv3d's [N, K = Cin, taps] */
     enum infvsr_dtype dtype;
     uint64_t          token;  /* dropped with this weight set                 */
-    uint16_t *        panel;  /* infvsr_cpu_linear_bf16_pack's layout          */
+    uint16_t *        panel;  /* infvsr_cpu_linear_bf16_pack's layout, or the AMX conv's */
     size_t            bytes;
 };
 struct infvsr_cpu_wcache {
@@ -101,6 +102,12 @@ void               infvsr__wcache_free(struct infvsr_cpu_ctx * c);
  * when w is not inside an imported weight set (a test's tensor, an activation), when
  * the budget is spent or out of memory: the GEMM then packs per call. */
 const uint16_t *   infvsr__wcache_linear(struct infvsr_cpu_ctx * c, struct infvsr_cpu_w w, int64_t N, int64_t K);
+struct infvsr_cpu_conv;
+/* The same for the AMX conv3d's weights (a's w, packed into `strips` strips with channels
+ * padded to Cp: infvsr__conv3d_bf16_pack_w's layout), packed on first use; AVX512-BF16 code,
+ * only on the amx level. NULL as above (the conv then packs per call). */
+const uint16_t *   infvsr__wcache_conv_amx(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_conv * a,
+                                           int64_t strips, int64_t Cp);
 
 /* The level of the bf16 kernels of a CPU backend (tests: which path should have run). */
 enum infvsr_cpu_isa infvsr_cpu_backend_isa(const struct infvsr_backend * be);

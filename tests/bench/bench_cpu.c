@@ -431,9 +431,16 @@ static void bench_conv3d_k(struct infvsr_backend * be, struct infvsr_backend * b
     if (g_conv_amx_only) {
         struct conv_ctx cn0 = { .be = be, .a = a16 };
         const double ta = amx ? time_median(run_conv_amx, &cn0) : 0;
+        /* and with w imported (its packing cached, as a model's weights are) */
+        struct infvsr_tensor * ts[1] = { &wb };
+        uint64_t token = 0;
+        INFVSR_ASSERT(infvsr_backend_weights_imported(be, ts, 1, &token, NULL) == INFVSR_OK);
+        const double ti = amx ? time_median(run_conv_amx, &cn0) : 0;
+        infvsr_backend_weights_released(be, token);
         const double fl = 2.0 * Cout * (double)Cin * kt * k * k * T * HW * HW;
-        printf("conv3d %3d->%-3d %dx%dx%d%s %d frames %3dx%-3d amx %7.3f ms %7.1f GF/s\n", Cin, Cout, kt, k, k,
-               stride == 2 ? " s2" : "   ", T, HW, HW, ta * 1e3, ta > 0 ? fl / ta * 1e-9 : 0);
+        printf("conv3d %3d->%-3d %dx%dx%d%s %d frames %3dx%-3d amx %7.3f ms %7.1f GF/s | w imported %7.3f ms %7.1f GF/s\n", Cin,
+               Cout, kt, k, k, stride == 2 ? " s2" : "   ", T, HW, HW, ta * 1e3, ta > 0 ? fl / ta * 1e-9 : 0, ti * 1e3,
+               ti > 0 ? fl / ti * 1e-9 : 0);
         infvsr_tensor_release(&x), infvsr_tensor_release(&w), infvsr_tensor_release(&b), infvsr_tensor_release(&y);
         infvsr_tensor_release(&xb), infvsr_tensor_release(&wb), infvsr_tensor_release(&yb);
         return;
