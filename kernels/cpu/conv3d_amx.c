@@ -8,21 +8,24 @@
  *
  * Where each shape runs. On the amx level every shape runs here: measured with bench_cpu
  * conv3d (2 threads, CPU time, alternating rounds, medians of 5, Sapphire Rapids, a shared
- * machine at load 8-9, so +-15%) on the VAE's conv3d shapes at a 64x64 output (latent
+ * machine at load 7-13, so +-15%) on the VAE's conv3d shapes at a 64x64 output (latent
  * 16x16, channels 96/192/384), this kernel was faster than both the AVX512-BF16 implicit
- * GEMM (conv3d_bf16.c) and the generic path (widen, f32 Winograd/im2col, round) on every one:
- *   3x3x3 at 96/192/384 channels (64x64, 32x32, 16x16)   3-4x the generic path, 6-9x AVX-512
- *   the Winograd F(4x4) shapes (96 @ 64x64, 192 @ 32x32)  3x and 3.7x the generic path
- *   3x3x3 384 @ 8x8 (1 frame), stride-2 downsamples        2.1-5x either
- *   1x1x1 shortcuts                                        about 3x either
- *   the narrow ends: Cin 3 (first conv), Cout 3 (head),    1.3-4x the faster of the two
- *   16 -> 384, 384 -> 32, 32 -> 32 1x1x1
+ * GEMM (conv3d_bf16.c) and the generic path (widen, f32 Winograd/im2col, round) on every one,
+ * as a multiple of the faster of the two:
+ *   3x3x3 at 96/192/384 channels (64x64, 32x32, 16x16)   3.4-4.3x (AVX-512 kernel: 6-9x)
+ *     (the first two are the Winograd F(4x4) shapes)
+ *   3x3x3 384 at 8x8 (1 frame)                            2.4x
+ *   stride-2 downsamples, 1x1x1 shortcuts                 1.8-4.7x
+ *   the narrow ends: Cin 3 (first conv), Cout 3 (head),   1.3-4.6x
+ *   16 -> 384, 384 -> 32 (32 -> 32 1x1x1: too small to tell, ~0.03 ms)
  * Cin 3 pads its channels to 32 (10x the multiplies) and Cout 3 computes 32 columns, and
- * still win: the tiles are about 16x VDPBF16PS's rate here. Winograd is not done in bf16
+ * still win: the measured TDPBF16PS ceiling is ~30x the VDPBF16PS one on this CPU. Winograd is not done in bf16
  * (conv3d_bf16.c says why); against the f32 Winograd F(4x4) the direct form on tiles is
- * 3x faster. What it costs besides the tiles (perf, 96->96 at 4x64x64): the channels-last
- * input copy ~15%, the transposing epilogue ~10%, packing the weights ~5% (per call: most
- * on the 384-channel latent shapes, where a cache of packed conv weights would help).
+ * 3x faster. What it costs besides the tiles (perf over the bench's shapes): the
+ * channels-last input copy ~15%, the transposing epilogue ~10%, packing the weights ~5%;
+ * the packing is a third to a half of the 384-channel latent convs, so an imported
+ * weight's packing is cached (weight_pack.c): 384->384 at 2x16x16 2.3-3.3 -> 1.8-2.0 ms, at
+ * 1x8x8 0.83-1.45 -> 0.42-0.68 ms (bench_cpu conv3d-amx, three runs).
  * Below the amx level: conv3d_bf16.c's rule (the AVX512-BF16 kernel except on the F(4x4)
  * shapes, which stay generic). */
 #include "amx_tile.h"

@@ -21,10 +21,13 @@
  *  - B: the weights in 16-column strips of bf16 pairs [strip][k pair][16][2]: the VNNI
  *    layout TDPBF16PS reads, so a B tile (16 pairs = one k-step x 16 columns) is 1 KB
  *    contiguous. Zero past Cout (whole 64-column groups) and for the padding channels.
+ *    Packed per call, or once for a weight of an imported set (weight_pack.c; `fast` only).
  *  - Micro-kernel: 2 x 2 C tiles (32 positions x 32 channels, tmm0..3) from 2 A tiles
- *    (tmm4, 5) and 2 B tiles (tmm6, 7): 4 tile loads per 4 TDPBF16PS, K in blocks of
- *    amxc_kblk k-steps (the B block of 2 strips, 16 KB at 8, stays in L1 across the task's
- *    positions), C round-tripping through the task's f32 tile between blocks.
+ *    (tmm4, 5) and 2 B tiles (tmm6, 7): 4 tile loads per 4 TDPBF16PS, over the whole K
+ *    (taps x channel blocks): K blocks of 4 or 8 k-steps with C through memory (B in L1)
+ *    measured no faster on Sapphire Rapids, so amxc_kblk is the whole K (the test runs
+ *    smaller blocks: the same bits). The column blocks run innermost, so the A tiles are
+ *    read again from L1.
  *  - Ragged rows: positions come in blocks of 32 along an output row; the last block of a
  *    row (wo not a multiple of 32) runs on a second tile configuration whose A and C tiles
  *    have fewer rows (16 + r or r). Every row of a task has the same tail, so a task

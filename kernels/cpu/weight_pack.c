@@ -1,5 +1,7 @@
 /* Packed bf16 GEMM operands of imported weights, so that a DiT chunk does not repack its
- * weight panels on every linear call (12-14% of a bf16 chunk at 192 tokens did).
+ * weight panels on every linear call (12-14% of a bf16 chunk at 192 tokens did), and the
+ * AMX conv3d's packed weights (infvsr__wcache_conv_amx: per call, packing took about a
+ * third of a 384-channel conv on a 16x16 latent and half of one on 8x8).
  *
  * Correctness. A packed copy is only ever made of a weight inside a weight set the engine
  * imported (weights_imported: engine/core/weight_set.c at commit; on a bf16 backend its 2-D
@@ -199,7 +201,7 @@ const uint16_t * infvsr__wcache_linear(struct infvsr_cpu_ctx * c, struct infvsr_
 
 /* The AMX conv3d's weights: the same rules (only inside an imported set, dropped with it,
  * within the budget, the original's pages released after packing). Per call, packing cost
- * about a third of a 384-channel conv on a 16x16 latent (1 ms of 8 MB bf16 weights). */
+ * about a fifth to a third of a 384-channel conv on a 16x16 latent, half of one on 8x8. */
 const uint16_t * infvsr__wcache_conv_amx(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_conv * a,
                                          int64_t strips, int64_t Cp) {
     struct infvsr_cpu_wcache * wc = &c->wcache;
