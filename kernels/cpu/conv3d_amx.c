@@ -15,7 +15,7 @@
  *   3x3x3 at 96/192/384 channels (64x64, 32x32, 16x16)   3.4-4.3x (AVX-512 kernel: 6-9x)
  *     (the first two are the Winograd F(4x4) shapes)
  *   3x3x3 384 at 8x8 (1 frame)                            2.4x
- *   stride-2 downsamples, 1x1x1 shortcuts                 1.8-4.7x
+ *   stride-2 downsamples, 1x1x1 shortcuts, 3x1x1 time conv 1.8-4.7x
  *   the narrow ends: Cin 3 (first conv), Cout 3 (head),   1.3-4.6x
  *   16 -> 384, 384 -> 32 (32 -> 32 1x1x1: too small to tell, ~0.03 ms)
  * Cin 3 pads its channels to 32 (10x the multiplies) and Cout 3 computes 32 columns, and

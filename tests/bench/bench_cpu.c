@@ -643,6 +643,8 @@ int main(int argc, char ** argv) {
         bench_conv3d(be, be_generic, 16, 384, 3, 4, 16, false);
         bench_conv3d(be, be_generic, 384, 32, 3, 4, 16, false);
         bench_conv3d_k(be, be_generic, 32, 32, 1, 1, 1, 4, 16, false);
+        /* the decoder's temporal upsampling conv (3x1x1, doubling the channels) */
+        bench_conv3d_k(be, be_generic, 384, 768, 3, 1, 1, 2, 16, false);
         if (be_generic) infvsr_backend_free(be_generic);
     }
 
