@@ -785,8 +785,12 @@ static enum infvsr_status cpu_conv3d(struct infvsr_backend * be, const struct in
     INFVSR_TRY(check_blas_dims("conv3d", p.cout, p.to * p.ho * p.wo, p.cin * p.kt * p.kh * p.kw, err));
     if (infvsr_tensor_numel(a->y) == 0) return INFVSR_OK;
     ACT_BEGIN(c);
-    if (!c->use_ref && a->x->dtype == INFVSR_TYPE_BF16 && infvsr_cpu_conv3d_bf16_applies(c, &p)) {
-        /* the native bf16 conv (implicit GEMM): f32 accumulation, y stored in its dtype */
+    const enum infvsr_cpu_conv3d_bf16_kernel kern =
+        !c->use_ref && a->x->dtype == INFVSR_TYPE_BF16 ? infvsr_cpu_conv3d_bf16_kernel(c, &p) : INFVSR_CPU_CONV3D_BF16_GENERIC;
+    if (kern == INFVSR_CPU_CONV3D_BF16_AMX) {
+        /* the native bf16 convs (implicit GEMMs): f32 accumulation, y stored in its dtype */
+        LOCKED(c, st = infvsr_cpu_op_conv3d_amx(c, &p, a->x->data, a->y->data, a->y->dtype));
+    } else if (kern == INFVSR_CPU_CONV3D_BF16_AVX512) {
         LOCKED(c, st = infvsr_cpu_op_conv3d_bf16(c, &p, a->x->data, a->y->data, a->y->dtype));
     } else {
         p.x = act_in(&ac, a->x);

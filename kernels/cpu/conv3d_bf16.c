@@ -42,7 +42,10 @@
  *
  * Fallback: every shape of the op's contract runs here (any kernel size, stride, padding,
  * channel count, T = 1); the generic path is used for the 3x3x3 F(4x4) shapes above, on the avx2
- * level, for f32 inputs, and with the float64 reference backend (backend.c). */
+ * level, for f32 inputs, and with the float64 reference backend (backend.c). On the amx
+ * level the AMX kernel (conv3d_amx.c) runs every shape instead (3-9x faster, measured
+ * there); it reuses this file's input copy, weight packing (with Cp a multiple of 32) and
+ * epilogue. */
 #include <string.h>
 
 #include "conv3d_winograd.h"
@@ -179,6 +182,9 @@ AVX512BF16_FN static void wpack_bf16(const struct wpack_job * j, uint16_t * dst,
             for (int t = 0; t < n_hi; t++) _mm512_store_si512((void *)(dst + ((16 + t) * np + ci / 2) * 32), out[t]);
         }
     }
+    /* zero pairs for the padding channels past Cin (the AMX kernel's Cp is a multiple of 32) */
+    for (int64_t ci = (a->cin + 1) / 2 * 2; ci < j->Cp; ci += 2)
+        for (int t = 0; t < taps; t++) _mm512_store_si512((void *)(dst + (t * np + ci / 2) * 32), _mm512_setzero_si512());
 }
 
 static void wpack_task(void * ctx, int64_t s, int tid) {
@@ -196,7 +202,7 @@ static void wpack_task(void * ctx, int64_t s, int tid) {
         const int64_t tap = 2 * q / j->Cp, ci = 2 * q % j->Cp;
         uint16_t * d = dst + q * 32;
         int64_t c = 0;
-        for (; c < valid; c++) {
+        for (; c < valid && ci < a->cin; c++) { /* padding channels (ci >= Cin): zero */
             const size_t at = (size_t)((co0 + c) * ktot + ci * j->taps + tap);
             if (a->w.dtype == INFVSR_TYPE_BF16) {
                 const uint16_t * w = a->w.data;
@@ -270,10 +276,18 @@ AVX512BF16_FN static void gemm_task(void * ctx, int64_t t, int tid) {
             }
         }
     }
-    /* epilogue: column i of the tile is output channel col0 + i at positions p0 .. p0 + rows,
-     * a contiguous run of y: 16x16 transposes of the tile, bias added, one (masked) store of
-     * 16 positions per channel (a scalar transpose cost as much as the GEMM at K = 96) */
-    const size_t ybase = (size_t)(j->f0 * a->ho * a->wo + p0);
+    infvsr__conv3d_bf16_epilogue(ct, nt, rows, col0, cols, j->bias, j->y, j->y_dtype, (size_t)j->P,
+                                 (size_t)(j->f0 * a->ho * a->wo + p0));
+}
+
+/* The f32 tile ct [rows][nt] (rows of output positions ybase.., columns col0..; rows up to
+ * the next multiple of 16 are scratch) into y [Cout, P]: column i of the tile is output
+ * channel col0 + i at positions ybase .. ybase + rows, a contiguous run of y: 16x16
+ * transposes of the tile, bias added, one (masked) store of 16 positions per channel (a
+ * scalar transpose cost as much as the GEMM at K = 96). Shared with the AMX conv. */
+AVX512BF16_FN void infvsr__conv3d_bf16_epilogue(float * ct, int64_t nt, int64_t rows, int64_t col0, int64_t cols,
+                                                const float * bias, void * y, enum infvsr_dtype y_dtype, size_t P,
+                                                size_t ybase) {
     const int64_t rows16 = (rows + 15) / 16 * 16;
     for (int64_t r = rows; r < rows16; r++) memset(ct + r * nt, 0, (size_t)nt * sizeof(float)); /* no stale lanes */
     for (int64_t r0 = 0; r0 < rows; r0 += 16) {
@@ -287,18 +301,33 @@ AVX512BF16_FN static void gemm_task(void * ctx, int64_t t, int tid) {
             for (int64_t i = 0; i < nc; i++) {
                 const int64_t co = col0 + i0 + i;
                 __m512 val = _mm512_castsi512_ps(o[i]);
-                if (j->bias) val = _mm512_add_ps(val, _mm512_set1_ps(j->bias[co]));
-                const size_t at = (size_t)co * (size_t)j->P + ybase + (size_t)r0;
-                if (j->y_dtype == INFVSR_TYPE_F32) {
-                    _mm512_mask_storeu_ps((float *)j->y + at, rm, val);
+                if (bias) val = _mm512_add_ps(val, _mm512_set1_ps(bias[co]));
+                const size_t at = (size_t)co * P + ybase + (size_t)r0;
+                if (y_dtype == INFVSR_TYPE_F32) {
+                    _mm512_mask_storeu_ps((float *)y + at, rm, val);
                 } else {
                     const __m256i h = _mm256_inserti128_si256(_mm256_castsi128_si256(infvsr__round8_bf16(_mm512_castps512_ps256(val))),
                                                               infvsr__round8_bf16(_mm512_extractf32x8_ps(val, 1)), 1);
-                    _mm256_mask_storeu_epi16((uint16_t *)j->y + at, rm, h);
+                    _mm256_mask_storeu_epi16((uint16_t *)y + at, rm, h);
                 }
             }
         }
     }
+}
+
+/* The AMX conv's input copy and weight packing (conv3d_amx.c): the same layouts with its
+ * Cp (a multiple of 32). */
+void infvsr__conv3d_bf16_fill_xp(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_conv * a, const uint16_t * x,
+                                 uint16_t * xp, int64_t t0, int64_t tl, int64_t Hp, int64_t Wp, int64_t Cp) {
+    struct xp_job xj = { .a = a, .x = x, .xp = xp, .t0 = t0, .Hp = Hp, .Wp = Wp, .Cp = Cp };
+    infvsr__par(c, tl * Hp, xp_task, &xj);
+}
+
+void infvsr__conv3d_bf16_pack_w(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_conv * a, uint16_t * wp,
+                                int64_t strips, int64_t Cp) {
+    const int64_t taps = a->kt * a->kh * a->kw;
+    struct wpack_job wj = { .a = a, .wp = wp, .K2 = taps * Cp / 2, .Cp = Cp, .taps = taps };
+    infvsr__par(c, strips, wpack_task, &wj);
 }
 
 enum infvsr_status infvsr_cpu_op_conv3d_bf16(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_conv * a,

@@ -49,9 +49,10 @@ struct infvsr_cpu_wrange {
 struct infvsr_cpu_packed {
     const void *      data;   /* the weight's storage (a view inside a range) */
     int64_t           N, K;
+    int64_t           taps;   /* 0: a linear weight [N, K]; else an AMX conv3d's [N, K = Cin, taps] */
     enum infvsr_dtype dtype;
     uint64_t          token;  /* dropped with this weight set                 */
-    uint16_t *        panel;  /* infvsr_cpu_linear_bf16_pack's layout          */
+    uint16_t *        panel;  /* infvsr_cpu_linear_bf16_pack's layout, or the AMX conv's */
     size_t            bytes;
 };
 struct infvsr_cpu_wcache {
@@ -101,6 +102,12 @@ void               infvsr__wcache_free(struct infvsr_cpu_ctx * c);
  * when w is not inside an imported weight set (a test's tensor, an activation), when
  * the budget is spent or out of memory: the GEMM then packs per call. */
 const uint16_t *   infvsr__wcache_linear(struct infvsr_cpu_ctx * c, struct infvsr_cpu_w w, int64_t N, int64_t K);
+struct infvsr_cpu_conv;
+/* The same for the AMX conv3d's weights (a's w, packed into `strips` strips with channels
+ * padded to Cp: infvsr__conv3d_bf16_pack_w's layout), packed on first use; AVX512-BF16 code,
+ * only on the amx level. NULL as above (the conv then packs per call). */
+const uint16_t *   infvsr__wcache_conv_amx(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_conv * a,
+                                           int64_t strips, int64_t Cp);
 
 /* The level of the bf16 kernels of a CPU backend (tests: which path should have run). */
 enum infvsr_cpu_isa infvsr_cpu_backend_isa(const struct infvsr_backend * be);
@@ -240,6 +247,40 @@ bool infvsr__conv3d_bf16_set_always(bool on);
 /* Test hook: the budget of the channels-last input copy per frame group (0 = the default
  * 64 MiB; 1 = one output frame per group), returns the previous one. Not thread-safe. */
 size_t infvsr__conv3d_bf16_set_xp_bytes(size_t bytes);
+/* The kernel that runs conv3d with bf16 x (backend.c; where each shape runs and why:
+ * conv3d_amx.c's header): the AMX one only on the amx level, the AVX512-BF16 implicit GEMM
+ * on avx512bf16 and up, else the generic path (widen, f32 kernel, round). */
+enum infvsr_cpu_conv3d_bf16_kernel {
+    INFVSR_CPU_CONV3D_BF16_GENERIC = 0,
+    INFVSR_CPU_CONV3D_BF16_AVX512,
+    INFVSR_CPU_CONV3D_BF16_AMX,
+};
+enum infvsr_cpu_conv3d_bf16_kernel infvsr_cpu_conv3d_bf16_kernel(const struct infvsr_cpu_ctx * c,
+                                                                 const struct infvsr_cpu_conv * a);
+/* The AMX-BF16 conv3d (conv3d_amx.c), the contract of infvsr_cpu_op_conv3d_bf16;
+ * INFVSR_ERR_UNSUPPORTED where this CPU has no AMX (never faults). */
+enum infvsr_status infvsr_cpu_op_conv3d_amx(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_conv * a,
+                                            const uint16_t * x, void * y, enum infvsr_dtype y_dtype);
+/* Test hook: how many calls the AMX conv3d has run in this process. */
+uint64_t infvsr__conv3d_amx_calls(void);
+/* Test hook: infvsr__conv3d_bf16_set_xp_bytes for the AMX conv3d. */
+size_t infvsr__conv3d_amx_set_xp_bytes(size_t bytes);
+/* Bench hook: force the bf16 conv3d kernel (GENERIC: no forcing, the shape rule decides;
+ * AVX512 or AMX: that kernel on every shape its level allows); returns the previous one.
+ * Not thread-safe. */
+enum infvsr_cpu_conv3d_bf16_kernel infvsr__conv3d_bf16_force(enum infvsr_cpu_conv3d_bf16_kernel k);
+/* conv3d_bf16.c's pieces that the AMX conv reuses on the real tiles (AVX512-BF16 code: only
+ * where the level is avx512bf16 or amx): the channels-last input copy xp [tl][Hp][Wp][Cp]
+ * of input frames t0 .. t0 + tl (channels Cin .. Cp zero), the weights packed into `strips`
+ * 16-column strips [strip][taps * Cp / 2][16][2] (zero past Cout and Cin), and the
+ * transposing epilogue of an f32 tile ct [rows][nt] (rows up to the next multiple of 16
+ * are scratch) into y [Cout, P] at channels col0 .. col0 + cols, positions ybase .. */
+void infvsr__conv3d_bf16_fill_xp(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_conv * a, const uint16_t * x,
+                                 uint16_t * xp, int64_t t0, int64_t tl, int64_t Hp, int64_t Wp, int64_t Cp);
+void infvsr__conv3d_bf16_pack_w(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_conv * a, uint16_t * wp,
+                                int64_t strips, int64_t Cp);
+void infvsr__conv3d_bf16_epilogue(float * ct, int64_t nt, int64_t rows, int64_t col0, int64_t cols,
+                                  const float * bias, void * y, enum infvsr_dtype y_dtype, size_t P, size_t ybase);
 /* x [P, Hi, Wi] -> y [P, Ho, Wo] */
 enum infvsr_status infvsr_cpu_op_resize(struct infvsr_cpu_ctx * c, enum infvsr_resize_mode mode,
                                         const float * x, int64_t P, int64_t Hi, int64_t Wi, float * y,

@@ -9,7 +9,10 @@
  *   bench_cpu [n_threads] [repeats] [only]   (tests/bench/bench_cpu.sh runs it)
  * `only` = linear, dit (the DiT's GEMMs at 192 tokens), attention, unary, resize or conv3d
  * runs just that family; amx runs the bf16 GEMMs on the amx and avx512bf16 levels side by
- * side (Skipped where the CPU has no AMX). */
+ * side (Skipped where the CPU has no AMX). conv3d times, with bf16 activations, the
+ * AVX512-BF16 kernel (`native`), the generic path and, where the CPU has AMX, the AMX kernel
+ * side by side, alternating, and names the one the backend picks (`auto`); conv3d-amx
+ * times the AMX kernel alone on the same shapes (tuning). */
 #include <cblas.h>
 #include <immintrin.h>
 #include <pthread.h>
@@ -361,10 +364,16 @@ static void run_conv(void * p) {
     INFVSR_ASSERT(infvsr_op_conv3d(c->be, &c->a, NULL) == INFVSR_OK);
 }
 
-static void run_conv_native(void * p) { /* the native bf16 kernel even where auto picks generic */
-    bool old = infvsr__conv3d_bf16_set_always(true);
+static void run_conv_native(void * p) { /* the AVX512-BF16 kernel even where auto picks another */
+    const enum infvsr_cpu_conv3d_bf16_kernel old = infvsr__conv3d_bf16_force(INFVSR_CPU_CONV3D_BF16_AVX512);
     run_conv(p);
-    infvsr__conv3d_bf16_set_always(old);
+    infvsr__conv3d_bf16_force(old);
+}
+
+static void run_conv_amx(void * p) { /* the AMX kernel on every shape */
+    const enum infvsr_cpu_conv3d_bf16_kernel old = infvsr__conv3d_bf16_force(INFVSR_CPU_CONV3D_BF16_AMX);
+    run_conv(p);
+    infvsr__conv3d_bf16_force(old);
 }
 
 static void run_conv_gemm_only(void * p) {
@@ -393,10 +402,13 @@ static void time_alternating(int n, void (*const * fn)(void *), void * const * c
 }
 
 /* Cin -> Cout, kt x 3 x 3 (padding 1 in h and w, none in t), T output frames of HW x HW:
- * the f32 path (f32 x, w, y), and with bf16 x, w, y the native bf16 kernel of this CPU's
- * level (`native`, forced on every shape), the generic path (`generic`: widen, f32 kernel,
- * round; the backend forced to avx2) and which of the two the backend picks (`auto`),
- * alternating; plus the f32 path's sgemm alone on an im2col-sized GEMM when `with_sgemm`. */
+ * the f32 path (f32 x, w, y), and with bf16 x, w, y the AVX512-BF16 kernel (`native`,
+ * forced on every shape), the generic path (`generic`: widen, f32 kernel, round; the
+ * backend forced to avx2), the AMX kernel (`amx`, forced; where the CPU has AMX) and which
+ * one the backend picks (`auto`), alternating; plus the f32 path's sgemm alone on an
+ * im2col-sized GEMM when `with_sgemm`. */
+static bool g_conv_amx_only; /* `conv3d-amx`: the AMX kernel alone (tuning), ms per shape */
+
 static void bench_conv3d_k(struct infvsr_backend * be, struct infvsr_backend * be_generic, int Cin, int Cout, int kt,
                            int k, int stride, int T, int HW, bool with_sgemm) {
     /* k = 3: padding 1 (stride 1) or the VAE's downsampling (stride 2, pad right/bottom 1);
@@ -423,20 +435,46 @@ static void bench_conv3d_k(struct infvsr_backend * be, struct infvsr_backend * b
     struct infvsr_conv3d_args a16 = a32;
     a16.x = &xb, a16.w = &wb, a16.y = &yb;
     struct conv_ctx cf = { .be = be, .a = a32 }, cn = { .be = be, .a = a16 }, cg = { .be = be_generic, .a = a16 };
-    void (*const fns[3])(void *) = { run_conv, run_conv_native, run_conv };
-    void * const ctxs[3] = { &cf, &cn, &cg };
-    double t[3];
-    time_alternating(be_generic ? 3 : 2, fns, ctxs, t);
+    const bool amx = infvsr_cpu_backend_isa(be) >= INFVSR_CPU_ISA_AMX;
+    if (g_conv_amx_only) {
+        struct conv_ctx cn0 = { .be = be, .a = a16 };
+        const double ta = amx ? time_median(run_conv_amx, &cn0) : 0;
+        /* and with w imported (its packing cached, as a model's weights are) */
+        struct infvsr_tensor * ts[1] = { &wb };
+        uint64_t token = 0;
+        INFVSR_ASSERT(infvsr_backend_weights_imported(be, ts, 1, &token, NULL) == INFVSR_OK);
+        const double ti = amx ? time_median(run_conv_amx, &cn0) : 0;
+        infvsr_backend_weights_released(be, token);
+        const double fl = 2.0 * Cout * (double)Cin * kt * k * k * T * HW * HW;
+        printf("conv3d %3d->%-3d %dx%dx%d%s %d frames %3dx%-3d amx %7.3f ms %7.1f GF/s | w imported %7.3f ms %7.1f GF/s\n", Cin,
+               Cout, kt, k, k, stride == 2 ? " s2" : "   ", T, HW, HW, ta * 1e3, ta > 0 ? fl / ta * 1e-9 : 0, ti * 1e3,
+               ti > 0 ? fl / ti * 1e-9 : 0);
+        infvsr_tensor_release(&x), infvsr_tensor_release(&w), infvsr_tensor_release(&b), infvsr_tensor_release(&y);
+        infvsr_tensor_release(&xb), infvsr_tensor_release(&wb), infvsr_tensor_release(&yb);
+        return;
+    }
+    void (*const fns[4])(void *) = { run_conv, run_conv_native, run_conv, run_conv_amx };
+    void * const ctxs[4] = { &cf, &cn, &cg, &cn };
+    double t[4];
+    if (amx) {
+        time_alternating(4, fns, ctxs, t);
+    } else {
+        time_alternating(be_generic ? 3 : 2, fns, ctxs, t);
+    }
     const double flop = 2.0 * Cout * (double)Cin * kt * k * k * T * HW * HW;
     printf("conv3d %3d->%-3d %dx%dx%d%s %d frames %3dx%-3d f32 %7.2f ms %6.1f GF/s | bf16 native %7.2f ms %6.1f GF/s (x%.2f vs f32",
            Cin, Cout, kt, k, k, stride == 2 ? " s2" : "   ", T, HW, HW, t[0] * 1e3, flop / t[0] * 1e-9, t[1] * 1e3, flop / t[1] * 1e-9, t[0] / t[1]);
     if (g_peak_bf16 > 0) printf(", %.0f%% of the bf16 ceiling", 100.0 * flop / t[1] * 1e-9 / g_peak_bf16);
     printf(")");
+    if (be_generic) printf(" | bf16 generic %7.2f ms (native x%.2f)", t[2] * 1e3, t[2] / t[1]);
+    if (amx) {
+        printf(" | bf16 amx %7.2f ms %6.1f GF/s (x%.2f vs native, x%.2f vs generic)", t[3] * 1e3, flop / t[3] * 1e-9,
+               t[1] / t[3], t[2] / t[3]);
+    }
     if (be_generic) {
-        const uint64_t n0 = infvsr__conv3d_bf16_calls();
+        const uint64_t n0 = infvsr__conv3d_bf16_calls(), m0 = infvsr__conv3d_amx_calls();
         run_conv(&cn);
-        printf(" | bf16 generic %7.2f ms (native x%.2f) | auto: %s", t[2] * 1e3, t[2] / t[1],
-               infvsr__conv3d_bf16_calls() != n0 ? "native" : "generic");
+        printf(" | auto: %s", infvsr__conv3d_amx_calls() != m0 ? "amx" : infvsr__conv3d_bf16_calls() != n0 ? "native" : "generic");
     }
     printf("\n");
     if (with_sgemm) {
@@ -584,7 +622,8 @@ int main(int argc, char ** argv) {
         bench_resize(be, "bicubic AA x4", INFVSR_RESIZE_BICUBIC_AA, 270, 480, 1080, 1920);
         bench_resize(be, "bilinear AA to 384", INFVSR_RESIZE_BILINEAR_AA, 1080, 1920, 384, 384);
     }
-    if (!*only || strcmp(only, "conv3d") == 0) {
+    g_conv_amx_only = strcmp(only, "conv3d-amx") == 0;
+    if (!*only || strcmp(only, "conv3d") == 0 || g_conv_amx_only) {
         /* bf16 activations on the generic path: the same backend forced to the avx2 level */
         struct infvsr_backend * be_generic = NULL;
         struct infvsr_cpu_params pg = p;
@@ -605,6 +644,15 @@ int main(int argc, char ** argv) {
         bench_conv3d_k(be, be_generic, 192, 192, 1, 3, 2, 4, 16, false);
         bench_conv3d_k(be, be_generic, 96, 192, 1, 1, 1, 4, 32, false);
         bench_conv3d_k(be, be_generic, 192, 384, 1, 1, 1, 2, 16, false);
+        /* the narrow ends: the encoder's first conv (3 channels in), the decoder's head (3
+         * out), the latent side (16 in, 32 out; z_dim 16) */
+        bench_conv3d(be, be_generic, 3, 96, 3, 4, 64, false);
+        bench_conv3d(be, be_generic, 96, 3, 3, 4, 64, false);
+        bench_conv3d(be, be_generic, 16, 384, 3, 4, 16, false);
+        bench_conv3d(be, be_generic, 384, 32, 3, 4, 16, false);
+        bench_conv3d_k(be, be_generic, 32, 32, 1, 1, 1, 4, 16, false);
+        /* the decoder's temporal upsampling conv (3x1x1, doubling the channels) */
+        bench_conv3d_k(be, be_generic, 384, 768, 3, 1, 1, 2, 16, false);
         if (be_generic) infvsr_backend_free(be_generic);
     }
 

@@ -51,19 +51,25 @@ static enum infvsr_status run_conv(struct bo_ctx * c, const struct bo_case * k) 
 #ifdef INFVSR_USE_CUDA
     if (c->is_cuda) infvsr_cuda_backend_set_conv_kernel(c->be, (enum infvsr_cuda_conv_kernel)p->cuda_kernel);
 #endif
-    const uint64_t native0 = infvsr__conv3d_bf16_calls();
+    const uint64_t native0 = infvsr__conv3d_bf16_calls(), amx0 = infvsr__conv3d_amx_calls();
     const size_t old_xp = p->frame_groups ? infvsr__conv3d_bf16_set_xp_bytes(1) : 0;
+    const size_t old_xp_amx = p->frame_groups ? infvsr__conv3d_amx_set_xp_bytes(1) : 0;
     enum infvsr_status st = infvsr_op_conv3d(c->be, &a, &c->err);
-    if (p->frame_groups) infvsr__conv3d_bf16_set_xp_bytes(old_xp);
+    if (p->frame_groups) infvsr__conv3d_bf16_set_xp_bytes(old_xp), infvsr__conv3d_amx_set_xp_bytes(old_xp_amx);
     if (st == INFVSR_OK && !c->is_ref && c->act == INFVSR_TYPE_BF16 && strcmp(infvsr_backend_name(c->be), "cpu") == 0) {
-        /* The cpu's bf16 path: native (implicit GEMM) on avx512bf16 and amx except where
-         * the f32 path would take Winograd F(4x4) with kt > 1 (generic: widen, f32 kernel,
-         * round), generic on avx2. A case that ran the other path fails. */
-        const bool want = infvsr_cpu_backend_isa(c->be) >= INFVSR_CPU_ISA_AVX512BF16 && !(p->wino_tile == 4 && p->ws[2] > 1);
-        const bool ran  = infvsr__conv3d_bf16_calls() != native0;
-        if (ran != want)
-            st = infvsr_err_set(&c->err, INFVSR_ERR_UNSUPPORTED, "conv3d: the %s bf16 path ran, expected the %s one",
-                                ran ? "native" : "generic", want ? "native" : "generic");
+        /* The cpu's bf16 path: the AMX implicit GEMM on amx (every shape), the AVX512-BF16
+         * one on avx512bf16 except where the f32 path would take Winograd F(4x4) with kt > 1
+         * (generic: widen, f32 kernel, round), generic on avx2. A case that ran another
+         * path fails. */
+        const enum infvsr_cpu_isa isa = infvsr_cpu_backend_isa(c->be);
+        const char * want = isa >= INFVSR_CPU_ISA_AMX ? "amx"
+                          : isa >= INFVSR_CPU_ISA_AVX512BF16 && !(p->wino_tile == 4 && p->ws[2] > 1) ? "avx512bf16"
+                                                                                                    : "generic";
+        const char * ran = infvsr__conv3d_amx_calls() != amx0 ? "amx"
+                         : infvsr__conv3d_bf16_calls() != native0 ? "avx512bf16"
+                                                                  : "generic";
+        if (strcmp(ran, want) != 0)
+            st = infvsr_err_set(&c->err, INFVSR_ERR_UNSUPPORTED, "conv3d: the %s bf16 path ran, expected the %s one", ran, want);
     }
 #ifdef INFVSR_USE_CUDA
     if (c->is_cuda) {

@@ -264,7 +264,105 @@ static void test_linear_bf16_dispatch(void) {
     infvsr_backend_free(be);
 }
 
+/* Which kernel runs conv3d with bf16 activations: AMX on every shape of the amx level, the
+ * AVX512-BF16 one on avx512bf16 except the 3x3x3 Winograd F(4x4) shapes (generic), the
+ * generic path on avx2; the bench hook forces one within the level. */
+static void test_conv3d_bf16_dispatch(void) {
+    struct infvsr_cpu_ctx c = { .isa = INFVSR_CPU_ISA_AVX2 };
+    struct infvsr_cpu_conv vae = conv3(96, 96, 4, 64, 64), mid = conv3(384, 384, 2, 16, 16), head = conv3(96, 3, 4, 64, 64);
+    vae.h = vae.w_in = 64, vae.t = 6, mid.h = mid.w_in = 16, mid.t = 4, head.h = head.w_in = 64, head.t = 6;
+    CHECK_EQ_INT(infvsr_cpu_conv3d_bf16_kernel(&c, &vae), INFVSR_CPU_CONV3D_BF16_GENERIC);
+    c.isa = INFVSR_CPU_ISA_AVX512BF16;
+    CHECK_EQ_INT(infvsr_cpu_conv3d_bf16_kernel(&c, &vae), INFVSR_CPU_CONV3D_BF16_GENERIC);
+    CHECK_EQ_INT(infvsr_cpu_conv3d_bf16_kernel(&c, &mid), INFVSR_CPU_CONV3D_BF16_AVX512);
+    c.isa = INFVSR_CPU_ISA_AMX;
+    CHECK_EQ_INT(infvsr_cpu_conv3d_bf16_kernel(&c, &vae), INFVSR_CPU_CONV3D_BF16_AMX);
+    CHECK_EQ_INT(infvsr_cpu_conv3d_bf16_kernel(&c, &mid), INFVSR_CPU_CONV3D_BF16_AMX);
+    CHECK_EQ_INT(infvsr_cpu_conv3d_bf16_kernel(&c, &head), INFVSR_CPU_CONV3D_BF16_AMX);
+    const enum infvsr_cpu_conv3d_bf16_kernel old = infvsr__conv3d_bf16_force(INFVSR_CPU_CONV3D_BF16_AVX512);
+    CHECK_EQ_INT(infvsr_cpu_conv3d_bf16_kernel(&c, &vae), INFVSR_CPU_CONV3D_BF16_AVX512);
+    c.isa = INFVSR_CPU_ISA_AVX2;
+    CHECK_EQ_INT(infvsr_cpu_conv3d_bf16_kernel(&c, &vae), INFVSR_CPU_CONV3D_BF16_GENERIC);
+    infvsr__conv3d_bf16_force(INFVSR_CPU_CONV3D_BF16_AMX);
+    CHECK_EQ_INT(infvsr_cpu_conv3d_bf16_kernel(&c, &vae), INFVSR_CPU_CONV3D_BF16_GENERIC);
+    c.isa = INFVSR_CPU_ISA_AVX512BF16;
+    CHECK_EQ_INT(infvsr_cpu_conv3d_bf16_kernel(&c, &mid), INFVSR_CPU_CONV3D_BF16_AVX512);
+    infvsr__conv3d_bf16_force(old);
+}
+
+/* y = conv3d(x, w) on the cpu in bf16, 3x3x3 with padding 1; y's bits into out. */
+static void conv_bits(struct infvsr_backend * be, struct infvsr_tensor * x, struct infvsr_tensor * w,
+                      struct infvsr_tensor * y, uint16_t * out) {
+    struct infvsr_err err;
+    const struct infvsr_conv3d_args a = { .x = x, .w = w, .stride_t = 1, .stride_h = 1, .stride_w = 1, .pad_top = 1,
+                                          .pad_bottom = 1, .pad_left = 1, .pad_right = 1, .y = y };
+    CHECK_EQ_INT(infvsr_op_conv3d(be, &a, &err), INFVSR_OK);
+    memcpy(out, y->data, infvsr_tensor_nbytes(y));
+}
+
+/* The AMX conv's packed weights follow the linear ones' rules (only imported weights, packed
+ * once, the per-call bits, dropped at release, bounded by the budget). AMX only. */
+static void test_cpu_packed_conv_weights_amx(void) {
+    struct infvsr_backend_opts o = infvsr_backend_default_opts();
+    struct infvsr_backend * be = NULL;
+    struct infvsr_err err;
+    o.cpu_isa   = "amx";
+    o.precision = INFVSR_PRECISION_BF16;
+    o.n_threads = 2;
+    if (infvsr_backend_init_by_name("cpu", &o, &be, &err) == INFVSR_ERR_UNSUPPORTED) {
+        printf("  (no AMX here: packed conv weights not exercised)\n");
+        return;
+    }
+    struct infvsr_cpu_ctx * c = be->context;
+    c->wcache.budget = (size_t)64 << 20;
+    struct infvsr_tensor x, w, y;
+    CHECK_EQ_INT(infvsr_tensor_alloc(&x, "x", INFVSR_TYPE_BF16, 4, (int64_t[]){ 40, 4, 6, 20 }), INFVSR_OK);
+    CHECK_EQ_INT(infvsr_tensor_alloc(&w, "w", INFVSR_TYPE_BF16, 5, (int64_t[]){ 70, 40, 3, 3, 3 }), INFVSR_OK);
+    CHECK_EQ_INT(infvsr_tensor_alloc(&y, "y", INFVSR_TYPE_BF16, 4, (int64_t[]){ 70, 2, 6, 20 }), INFVSR_OK);
+    fill_bf16(&x, 4);
+    fill_bf16(&w, 5);
+    const size_t n = infvsr_tensor_nbytes(&y);
+    uint16_t * per_call = malloc(n), * got = malloc(n);
+    const uint64_t amx0 = infvsr__conv3d_amx_calls();
+    conv_bits(be, &x, &w, &y, per_call); /* not imported: packed per call */
+    CHECK(infvsr__conv3d_amx_calls() != amx0);
+    CHECK_EQ_INT(c->wcache.packs, 0);
+    struct infvsr_tensor * ts[1] = { &w };
+    uint64_t token = 0;
+    CHECK_EQ_INT(infvsr_backend_weights_imported(be, ts, 1, &token, &err), INFVSR_OK);
+    for (int r = 0; r < 2; r++) {
+        conv_bits(be, &x, &w, &y, got);
+        CHECK(memcmp(got, per_call, n) == 0);
+    }
+    CHECK_EQ_INT(c->wcache.packs, 1);
+    CHECK_EQ_INT(c->wcache.hits, 2);
+    /* released, new contents at the same address: packed afresh */
+    infvsr_backend_weights_released(be, token);
+    CHECK_EQ_INT(c->wcache.n_packed, 0);
+    CHECK_EQ_INT(c->wcache.bytes, 0);
+    fill_bf16(&w, 6);
+    conv_bits(be, &x, &w, &y, per_call);
+    CHECK_EQ_INT(infvsr_backend_weights_imported(be, ts, 1, &token, &err), INFVSR_OK);
+    conv_bits(be, &x, &w, &y, got);
+    CHECK(memcmp(got, per_call, n) == 0);
+    CHECK_EQ_INT(c->wcache.packs, 2);
+    infvsr_backend_weights_released(be, token);
+    /* over the budget: per call, nothing held */
+    c->wcache.budget = 1024;
+    CHECK_EQ_INT(infvsr_backend_weights_imported(be, ts, 1, &token, &err), INFVSR_OK);
+    conv_bits(be, &x, &w, &y, got);
+    CHECK(memcmp(got, per_call, n) == 0);
+    CHECK_EQ_INT(c->wcache.packs, 2);
+    CHECK_EQ_INT(c->wcache.bytes, 0);
+    infvsr_backend_weights_released(be, token);
+    free(per_call), free(got);
+    infvsr_tensor_release(&x), infvsr_tensor_release(&w), infvsr_tensor_release(&y);
+    infvsr_backend_free(be);
+}
+
 static const struct test_case tests[] = {
+    TEST(test_conv3d_bf16_dispatch),
+    TEST(test_cpu_packed_conv_weights_amx),
     TEST(test_cpu_packed_weights),
     TEST(test_cpu_isa_select),
     TEST(test_linear_bf16_dispatch),
