@@ -1,0 +1,169 @@
+/* Native bf16 elementwise and row ops on the avx512bf16 and amx levels: unary, add,
+ * affine_clamp, softmax, layer_norm (cpu_impl.h has the contract).
+ *
+ * Why: the generic bf16 path widens each bf16 tensor whole into an f32 temporary, runs the
+ * f32 op and rounds the output back (three passes over memory, temporaries the size of
+ * the tensors; in the bf16 Swin encoder the widen and round passes alone were 12% of the
+ * time). Here each pool task converts its own elements block by block through a small
+ * buffer on its stack (BLK floats per operand, L1-resident), calls the f32 span or row
+ * kernel the f32 op uses (elementwise.c, norm.c) on it, and rounds once to nearest even
+ * on store (infvsr__round8_bf16, the bits of infvsr_f32_to_bf16): the same f32 math on
+ * the same values, so the same bits as the generic path, with one pass over memory.
+ * In-place calls (x == y) are safe: a block (a row) is read whole before it is written.
+ * Threading: the f32 ops' chunking (elements or rows per task); results do not depend
+ * on it. The conversions are AVX2 (memory-bound), the level only gates the path. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu_impl.h"
+#include "simd.h"
+
+#define BLK   2048  /* elements per conversion block: 8 KiB per f32 operand */
+#define CHUNK 16384 /* elements per task, as the f32 ops */
+#define ROW_STACK 4096 /* row ops: rows up to this long use the stack, longer ones the heap */
+
+bool infvsr_cpu_act_bf16_native(const struct infvsr_cpu_ctx * c) {
+    return !c->use_ref && c->isa >= INFVSR_CPU_ISA_AVX512BF16;
+}
+
+/* f32 view of n elements of a at element off: in place when F32, else widened into buf. */
+static inline const float * load_f32(struct infvsr_cpu_act a, int64_t off, int64_t n, float * buf) {
+    if (a.dtype == INFVSR_TYPE_F32) return (const float *)a.data + off;
+    const uint16_t * s = (const uint16_t *)a.data + off;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(buf + i, infvsr__load8_bf16(s + i));
+    for (; i < n; i++) buf[i] = infvsr_bf16_to_f32(s[i]);
+    return buf;
+}
+
+/* n f32 values into a at element off: copied when F32, else rounded once to bf16. */
+static inline void store_act(struct infvsr_cpu_act a, int64_t off, const float * v, int64_t n) {
+    if (a.dtype == INFVSR_TYPE_F32) {
+        float * d = (float *)a.data + off;
+        if (d != v) memcpy(d, v, (size_t)n * sizeof *v);
+        return;
+    }
+    uint16_t * d = (uint16_t *)a.data + off;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm_storeu_si128((__m128i *)(d + i), infvsr__round8_bf16(_mm256_loadu_ps(v + i)));
+    for (; i < n; i++) d[i] = infvsr_f32_to_bf16(v[i]);
+}
+
+/* ---- flat ops: tasks of CHUNK elements, blocks of BLK ---- */
+
+enum flat_kind { FLAT_UNARY, FLAT_ADD, FLAT_AFFINE };
+
+struct flat_job {
+    enum flat_kind        kind;
+    enum infvsr_unary_op  op;
+    struct infvsr_cpu_act a, b, y;
+    int64_t               n;
+    float                 alpha, beta, lo, hi;
+};
+
+static void flat_task(void * ctx, int64_t t, int tid) {
+    (void)tid;
+    const struct flat_job * j = ctx;
+    _Alignas(64) float ba[BLK], bb[BLK], out[BLK];
+    const int64_t e = (t + 1) * CHUNK < j->n ? (t + 1) * CHUNK : j->n;
+    for (int64_t s = t * CHUNK; s < e; s += BLK) {
+        const int64_t n = e - s < BLK ? e - s : BLK;
+        const float * x = load_f32(j->a, s, n, ba);
+        /* an f32 y is written in place (as the f32 op does); a bf16 one goes through out */
+        float * y = j->y.dtype == INFVSR_TYPE_F32 ? (float *)j->y.data + s : out;
+        switch (j->kind) {
+        case FLAT_UNARY:  infvsr__unary_span(j->op, x, y, n); break;
+        case FLAT_ADD:    infvsr__add_span(x, load_f32(j->b, s, n, bb), y, n); break;
+        case FLAT_AFFINE: infvsr__affine_clamp_span(x, y, n, j->alpha, j->beta, j->lo, j->hi); break;
+        }
+        if (y == out) store_act(j->y, s, out, n);
+    }
+}
+
+static void run_flat(struct infvsr_cpu_ctx * c, struct flat_job * j) {
+    if (j->n > 0) infvsr__par(c, (j->n + CHUNK - 1) / CHUNK, flat_task, j);
+}
+
+void infvsr_cpu_op_unary_bf16(struct infvsr_cpu_ctx * c, enum infvsr_unary_op op, struct infvsr_cpu_act x, int64_t n,
+                              struct infvsr_cpu_act y) {
+    struct flat_job j = { .kind = FLAT_UNARY, .op = op, .a = x, .y = y, .n = n };
+    run_flat(c, &j);
+}
+
+void infvsr_cpu_op_add_bf16(struct infvsr_cpu_ctx * c, struct infvsr_cpu_act a, struct infvsr_cpu_act b, int64_t n,
+                            struct infvsr_cpu_act y) {
+    struct flat_job j = { .kind = FLAT_ADD, .a = a, .b = b, .y = y, .n = n };
+    run_flat(c, &j);
+}
+
+void infvsr_cpu_op_affine_clamp_bf16(struct infvsr_cpu_ctx * c, struct infvsr_cpu_act x, int64_t n, float alpha,
+                                     float beta, float lo, float hi, struct infvsr_cpu_act y) {
+    struct flat_job j = { .kind = FLAT_AFFINE, .a = x, .y = y, .n = n, .alpha = alpha, .beta = beta, .lo = lo, .hi = hi };
+    run_flat(c, &j);
+}
+
+/* ---- row ops: tasks of whole rows, one row at a time through the buffer ---- */
+
+enum row_kind { ROW_SOFTMAX, ROW_LAYER_NORM };
+
+struct row_job {
+    enum row_kind         kind;
+    struct infvsr_cpu_act x, y;
+    const float *         w, * b; /* layer_norm: widened, or NULL */
+    int64_t               R, C, rows_per_task;
+    float                 eps;
+    _Atomic int           oom;
+};
+
+static void row_task(void * ctx, int64_t t, int tid) {
+    (void)tid;
+    struct row_job * j = ctx;
+    _Alignas(64) float stack[ROW_STACK];
+    const int64_t C = j->C, r0 = t * j->rows_per_task;
+    const int64_t r1 = r0 + j->rows_per_task < j->R ? r0 + j->rows_per_task : j->R;
+    float * buf = C <= ROW_STACK ? stack : malloc((size_t)C * sizeof(float));
+    if (!buf) {
+        j->oom = 1;
+        return;
+    }
+    for (int64_t r = r0; r < r1; r++) {
+        const float * x = load_f32(j->x, r * C, C, buf);
+        float * y = j->y.dtype == INFVSR_TYPE_F32 ? (float *)j->y.data + r * C : buf;
+        if (j->kind == ROW_SOFTMAX) infvsr__softmax_row(x, y, C);
+        else infvsr__layer_norm_row(x, y, C, j->w, j->b, j->eps);
+        if (y == buf) store_act(j->y, r * C, buf, C);
+    }
+    if (buf != stack) free(buf);
+}
+
+static enum infvsr_status run_rows(struct infvsr_cpu_ctx * c, struct row_job * j) {
+    if (j->R <= 0 || j->C <= 0) return INFVSR_OK;
+    int64_t n_tasks = infvsr__n_chunks(c, j->R * j->C, CHUNK);
+    j->rows_per_task = (j->R + n_tasks - 1) / n_tasks;
+    infvsr__par(c, (j->R + j->rows_per_task - 1) / j->rows_per_task, row_task, j);
+    return j->oom ? INFVSR_ERR_NOMEM : INFVSR_OK;
+}
+
+enum infvsr_status infvsr_cpu_op_softmax_bf16(struct infvsr_cpu_ctx * c, struct infvsr_cpu_act x, int64_t R, int64_t C,
+                                              struct infvsr_cpu_act y) {
+    struct row_job j = { .kind = ROW_SOFTMAX, .x = x, .y = y, .R = R, .C = C };
+    return run_rows(c, &j);
+}
+
+enum infvsr_status infvsr_cpu_op_layer_norm_bf16(struct infvsr_cpu_ctx * c, struct infvsr_cpu_act x, int64_t R,
+                                                 int64_t C, struct infvsr_cpu_w w, struct infvsr_cpu_w b, float eps,
+                                                 struct infvsr_cpu_act y) {
+    struct row_job j = { .kind = ROW_LAYER_NORM, .x = x, .y = y, .R = R, .C = C, .eps = eps };
+    /* the weights widened once per call into the panel buffer, as the f32 op does */
+    float * wb = infvsr__buf_reserve(&c->panel, (size_t)(2 * C));
+    if (!wb) return INFVSR_ERR_NOMEM;
+    if (w.data) {
+        infvsr__w_widen(wb, w, 0, (size_t)C);
+        j.w = wb;
+    }
+    if (b.data) {
+        infvsr__w_widen(wb + C, b, 0, (size_t)C);
+        j.b = wb + C;
+    }
+    return run_rows(c, &j);
+}
