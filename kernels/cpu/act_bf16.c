@@ -22,6 +22,12 @@
 #define CHUNK 16384 /* elements per task, as the f32 ops */
 #define ROW_STACK 4096 /* row ops: rows up to this long use the stack, longer ones the heap */
 
+static _Atomic uint64_t g_calls;
+
+uint64_t infvsr__act_bf16_calls(void) {
+    return g_calls;
+}
+
 bool infvsr_cpu_act_bf16_native(const struct infvsr_cpu_ctx * c) {
     return !c->use_ref && c->isa >= INFVSR_CPU_ISA_AVX512BF16;
 }
@@ -81,6 +87,7 @@ static void flat_task(void * ctx, int64_t t, int tid) {
 }
 
 static void run_flat(struct infvsr_cpu_ctx * c, struct flat_job * j) {
+    g_calls++;
     if (j->n > 0) infvsr__par(c, (j->n + CHUNK - 1) / CHUNK, flat_task, j);
 }
 
@@ -137,6 +144,7 @@ static void row_task(void * ctx, int64_t t, int tid) {
 }
 
 static enum infvsr_status run_rows(struct infvsr_cpu_ctx * c, struct row_job * j) {
+    g_calls++;
     if (j->R <= 0 || j->C <= 0) return INFVSR_OK;
     int64_t n_tasks = infvsr__n_chunks(c, j->R * j->C, CHUNK);
     j->rows_per_task = (j->R + n_tasks - 1) / n_tasks;

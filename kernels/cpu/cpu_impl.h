@@ -195,6 +195,10 @@ enum infvsr_status infvsr_cpu_op_softmax_bf16(struct infvsr_cpu_ctx * c, struct 
 enum infvsr_status infvsr_cpu_op_layer_norm_bf16(struct infvsr_cpu_ctx * c, struct infvsr_cpu_act x, int64_t R,
                                                  int64_t C, struct infvsr_cpu_w w, struct infvsr_cpu_w b, float eps,
                                                  struct infvsr_cpu_act y);
+/* Test hooks: how many calls the native elementwise/row ops and the native matmul ran in
+ * this process. */
+uint64_t infvsr__act_bf16_calls(void);
+uint64_t infvsr__matmul_bf16_calls(void);
 /* Whether matmul with bf16 a and b of these sizes runs on the native bf16 kernel. */
 bool infvsr_cpu_matmul_bf16_applies(const struct infvsr_cpu_ctx * c, int64_t B, int64_t M, int64_t K, int64_t N);
 /* c[B, M, N] = alpha * a[B, M, K] . op(b) with bf16 a and b (VDPBF16PS, f32 accumulation,

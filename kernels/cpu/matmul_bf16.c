@@ -28,6 +28,12 @@
 #define MIN_DIM   8
 #define MAX_PACK  ((int64_t)4 << 20) /* floats of packed b per thread (16 MiB) */
 
+static _Atomic uint64_t g_calls;
+
+uint64_t infvsr__matmul_bf16_calls(void) {
+    return g_calls;
+}
+
 bool infvsr_cpu_matmul_bf16_applies(const struct infvsr_cpu_ctx * c, int64_t B, int64_t M, int64_t K, int64_t N) {
     (void)B;
     const int64_t strips = (N + 15) / 16, K2 = (K + 1) / 2;
@@ -179,5 +185,6 @@ enum infvsr_status infvsr_cpu_op_matmul_bf16(struct infvsr_cpu_ctx * c, const ui
     if (!buf) return INFVSR_ERR_NOMEM;
     j.pack = (uint16_t *)buf;
     infvsr__par(c, B * j.n_mb, mm_task, &j);
+    g_calls++;
     return INFVSR_OK;
 }
