@@ -11,12 +11,126 @@
  * the same values, so the same bits as the generic path, with one pass over memory.
  * In-place calls (x == y) are safe: a block (a row) is read whole before it is written.
  * Threading: the f32 ops' chunking (elements or rows per task); results do not depend
- * on it. The conversions are AVX2 (memory-bound), the level only gates the path. */
+ * on it. The conversions are AVX2 (memory-bound). softmax, GELU(erf) and SiLU, bound by
+ * their e^x, run 16 lanes wide (AVX-512 F/DQ, which both native levels have): the AVX2
+ * kernels' operations lane for lane, and softmax's 8-lane partial sums kept in the same
+ * order, so the bits stay the generic path's (tests/ops/test_bf16_native.c checks). */
 #include <stdlib.h>
 #include <string.h>
 
+#include <math.h>
+
 #include "cpu_impl.h"
 #include "simd.h"
+
+#define AVX512_FN __attribute__((target("avx512f,avx512dq")))
+
+/* infvsr__exp8 (simd.h) on 16 lanes: the same operations in the same order. */
+static inline __attribute__((always_inline)) AVX512_FN __m512 exp16(__m512 x) {
+    const __m512 hi = _mm512_set1_ps(88.3762626647949f), lo = _mm512_set1_ps(-87.3365447504f);
+    const __mmask16 under = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
+    const __mmask16 over  = _mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ);
+    x = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500E-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
+    __m512 r2 = _mm512_mul_ps(r, r);
+    p = _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    __m512i ni = _mm512_cvtps_epi32(n);
+    __m512i h1 = _mm512_srai_epi32(ni, 1);
+    __m512i h2 = _mm512_sub_epi32(ni, h1);
+    __m512 s1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(h1, _mm512_set1_epi32(127)), 23));
+    __m512 s2 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(h2, _mm512_set1_epi32(127)), 23));
+    __m512 res = _mm512_mul_ps(_mm512_mul_ps(p, s1), s2);
+    res = _mm512_mask_blend_ps(over, res, _mm512_set1_ps(__builtin_inff()));
+    return _mm512_maskz_mov_ps((__mmask16)~under, res);
+}
+
+/* elementwise.c gelu_erf8 on 16 lanes (the coefficients and steps of its comment). */
+static inline __attribute__((always_inline)) AVX512_FN __m512 gelu_erf16(__m512 x) {
+    const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+    __m512 ax = _mm512_andnot_ps(_mm512_set1_ps(-0.0f), x);
+    __m512 z  = _mm512_mul_ps(ax, _mm512_set1_ps(0.70710678118654752f));
+    __m512 t  = _mm512_div_ps(one, _mm512_fmadd_ps(half, z, one));
+    __m512 p  = _mm512_set1_ps(0.17087277f);
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.82215223f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.48851587f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.13520398f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.27886807f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.18628806f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.09678418f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.37409196f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.00002368f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.26551223f));
+    __m512 x2 = _mm512_mul_ps(x, x);
+    __m512 x2_lo = _mm512_fmsub_ps(x, x, x2);
+    __m512 z2 = _mm512_mul_ps(x2, half), z2_lo = _mm512_mul_ps(x2_lo, half);
+    __m512 e = _mm512_mul_ps(exp16(_mm512_sub_ps(_mm512_setzero_ps(), z2)), exp16(_mm512_sub_ps(p, z2_lo)));
+    __m512 erfc = _mm512_mul_ps(t, e);
+    __m512 pos = _mm512_mul_ps(x, _mm512_fnmadd_ps(half, erfc, one));
+    __m512 neg = _mm512_mul_ps(_mm512_mul_ps(half, x), erfc);
+    return _mm512_mask_blend_ps(_mm512_movepi32_mask(_mm512_castps_si512(x)), pos, neg); /* sign bit of x */
+}
+
+static inline __attribute__((always_inline)) AVX512_FN __m512 silu16(__m512 x) {
+    __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), x));
+    return _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+}
+
+/* infvsr__unary_span for GELU(erf) and SiLU: 16 lanes, then the f32 span's own 8-lane
+ * loop and scalar tail on what is left (every element's math is the same either way). */
+AVX512_FN static void unary_span16(enum infvsr_unary_op op, const float * x, float * y, int64_t n) {
+    int64_t i = 0;
+    if (op == INFVSR_UNARY_GELU_ERF) {
+        for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, gelu_erf16(_mm512_loadu_ps(x + i)));
+    } else if (op == INFVSR_UNARY_SILU) {
+        for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, silu16(_mm512_loadu_ps(x + i)));
+    }
+    infvsr__unary_span(op, x + i, y + i, n - i);
+}
+
+/* infvsr__softmax_row with e^x on 16 lanes. The row sum is the f32 kernel's: 8 lane sums,
+ * lane j adding x[j], x[j + 8], x[j + 16], ... in order (the low half of a 16-lane block
+ * first), then the same horizontal sum and scalar tail. Max is exact in any order. */
+AVX512_FN static void softmax_row16(const float * x, float * y, int64_t C) {
+    float mx = -INFINITY;
+    int64_t i = 0;
+    if (C >= 8) {
+        __m256 m8 = _mm256_set1_ps(-INFINITY);
+        for (; i + 8 <= C; i += 8) m8 = _mm256_max_ps(m8, _mm256_loadu_ps(x + i));
+        mx = infvsr__hmax8(m8);
+    }
+    for (; i < C; i++) mx = x[i] > mx ? x[i] : mx;
+    if (mx == -INFINITY) mx = 0; /* all -inf: every exp is 0, sum 0 -> NaN like torch */
+    __m256 s8 = _mm256_setzero_ps();
+    const __m512 m16 = _mm512_set1_ps(mx);
+    double sum = 0;
+    for (i = 0; i + 16 <= C; i += 16) {
+        __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), m16));
+        _mm512_storeu_ps(y + i, e);
+        s8 = _mm256_add_ps(s8, _mm512_castps512_ps256(e));
+        s8 = _mm256_add_ps(s8, _mm512_extractf32x8_ps(e, 1));
+    }
+    for (; i + 8 <= C; i += 8) {
+        __m256 e = infvsr__exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), _mm256_set1_ps(mx)));
+        _mm256_storeu_ps(y + i, e);
+        s8 = _mm256_add_ps(s8, e);
+    }
+    sum = infvsr__hsum8(s8);
+    for (; i < C; i++) {
+        y[i] = expf(x[i] - mx);
+        sum += y[i];
+    }
+    const float inv = (float)(1.0 / sum);
+    for (i = 0; i < C; i++) y[i] *= inv;
+}
 
 #define BLK   2048  /* elements per conversion block: 8 KiB per f32 operand */
 #define CHUNK 16384 /* elements per task, as the f32 ops */
@@ -78,7 +192,7 @@ static void flat_task(void * ctx, int64_t t, int tid) {
         /* an f32 y is written in place (as the f32 op does); a bf16 one goes through out */
         float * y = j->y.dtype == INFVSR_TYPE_F32 ? (float *)j->y.data + s : out;
         switch (j->kind) {
-        case FLAT_UNARY:  infvsr__unary_span(j->op, x, y, n); break;
+        case FLAT_UNARY:  unary_span16(j->op, x, y, n); break;
         case FLAT_ADD:    infvsr__add_span(x, load_f32(j->b, s, n, bb), y, n); break;
         case FLAT_AFFINE: infvsr__affine_clamp_span(x, y, n, j->alpha, j->beta, j->lo, j->hi); break;
         }
@@ -136,7 +250,7 @@ static void row_task(void * ctx, int64_t t, int tid) {
     for (int64_t r = r0; r < r1; r++) {
         const float * x = load_f32(j->x, r * C, C, buf);
         float * y = j->y.dtype == INFVSR_TYPE_F32 ? (float *)j->y.data + r * C : buf;
-        if (j->kind == ROW_SOFTMAX) infvsr__softmax_row(x, y, C);
+        if (j->kind == ROW_SOFTMAX) softmax_row16(x, y, C);
         else infvsr__layer_norm_row(x, y, C, j->w, j->b, j->eps);
         if (y == buf) store_act(j->y, r * C, buf, C);
     }

@@ -26,6 +26,7 @@ static const char * g_nat_name[2];
 static int g_n_nat;
 
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
+static float    g_x_range = 4; /* check_op's x in [-g_x_range, g_x_range] */
 static float frand(float lo, float hi) {
     g_rng ^= g_rng << 13, g_rng ^= g_rng >> 7, g_rng ^= g_rng << 17;
     return lo + (hi - lo) * (float)((g_rng >> 40) * (1.0 / 16777216.0));
@@ -65,8 +66,8 @@ static bool same_bytes(const struct infvsr_tensor * a, const struct infvsr_tenso
 }
 
 /* One op on the generic backend and on each native one, from the same inputs. */
-enum op { OP_SOFTMAX, OP_LAYER_NORM, OP_ADD, OP_GELU, OP_AFFINE };
-static const char * op_names[] = { "softmax", "layer_norm", "add", "gelu_erf", "affine_clamp" };
+enum op { OP_SOFTMAX, OP_LAYER_NORM, OP_ADD, OP_GELU, OP_SILU, OP_GELU_TANH, OP_AFFINE };
+static const char * op_names[] = { "softmax", "layer_norm", "add", "gelu_erf", "silu", "gelu_tanh", "affine_clamp" };
 
 static enum infvsr_status run_op(struct infvsr_backend * be, enum op op, const struct infvsr_tensor * a,
                                  const struct infvsr_tensor * b, const struct infvsr_tensor * w,
@@ -77,6 +78,8 @@ static enum infvsr_status run_op(struct infvsr_backend * be, enum op op, const s
     case OP_LAYER_NORM: return infvsr_op_layer_norm(be, a, w, bias, 1e-5f, y, &err);
     case OP_ADD:        return infvsr_op_add(be, a, b, y, &err);
     case OP_GELU:       return infvsr_op_unary(be, INFVSR_UNARY_GELU_ERF, a, y, &err);
+    case OP_SILU:       return infvsr_op_unary(be, INFVSR_UNARY_SILU, a, y, &err);
+    case OP_GELU_TANH:  return infvsr_op_unary(be, INFVSR_UNARY_GELU_TANH, a, y, &err);
     case OP_AFFINE:     return infvsr_op_affine_clamp(be, a, 0.37f, -0.25f, -0.8f, 0.9f, y, &err);
     }
     return INFVSR_ERR_INVALID_ARG;
@@ -87,7 +90,7 @@ static void check_op(enum op op, int64_t R, int64_t C, enum infvsr_dtype xdt, en
                      enum infvsr_dtype ydt, bool in_place) {
     const int64_t shape[2] = { R, C };
     struct infvsr_tensor x, b = { 0 }, w = { 0 }, bias = { 0 };
-    make(&x, xdt, 2, shape, -4, 4);
+    make(&x, xdt, 2, shape, -g_x_range, g_x_range);
     if (op == OP_ADD) make(&b, bdt, 2, shape, -2, 2);
     if (op == OP_LAYER_NORM) {
         make(&w, INFVSR_TYPE_BF16, 1, &C, 0.5f, 1.5f);
@@ -127,8 +130,9 @@ static void check_op(enum op op, int64_t R, int64_t C, enum infvsr_dtype xdt, en
 static const enum infvsr_dtype BF = INFVSR_TYPE_BF16, F = INFVSR_TYPE_F32;
 
 static void test_flat_ops_bit_identical(void) {
-    /* lengths around the block (2048) and task (16384) sizes, and tiny ones */
-    const int64_t lens[] = { 1, 7, 2047, 2049, 16383, 16384 + 9, 3 * 16384 + 2048 + 5 };
+    /* lengths around the block (2048) and task (16384) sizes, the 16- and 8-lane loops'
+     * tails, tiny ones */
+    const int64_t lens[] = { 1, 7, 29, 2047, 2049, 16383, 16384 + 9, 3 * 16384 + 2048 + 5 };
     for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
         for (int op = OP_ADD; op <= OP_AFFINE; op++) {
             check_op((enum op)op, 1, lens[i], BF, BF, BF, false);
@@ -144,7 +148,7 @@ static void test_flat_ops_bit_identical(void) {
 
 static void test_row_ops_bit_identical(void) {
     /* rows shorter than a vector, odd, the Swin softmax row (144), longer than the stack buffer */
-    const int64_t shapes[][2] = { { 37, 1 }, { 9, 7 }, { 301, 144 }, { 13, 385 }, { 3, 4097 }, { 2, 9001 } };
+    const int64_t shapes[][2] = { { 37, 1 }, { 9, 7 }, { 5, 29 }, { 301, 144 }, { 13, 385 }, { 3, 4097 }, { 2, 9001 } };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         for (int op = OP_SOFTMAX; op <= OP_LAYER_NORM; op++) {
             check_op((enum op)op, shapes[i][0], shapes[i][1], BF, BF, BF, false);
@@ -152,6 +156,12 @@ static void test_row_ops_bit_identical(void) {
         }
     }
     check_op(OP_SOFTMAX, 11, 144, BF, BF, F, false);
+    /* e^x past its clamps (underflow to 0): softmax differences and GELU/SiLU arguments of ~100 */
+    g_x_range = 60;
+    check_op(OP_SOFTMAX, 7, 301, BF, BF, BF, false);
+    check_op(OP_GELU, 1, 3001, BF, BF, BF, false);
+    check_op(OP_SILU, 1, 3001, BF, BF, BF, false);
+    g_x_range = 4;
     check_op(OP_LAYER_NORM, 11, 192, F, BF, BF, false);
     check_op(OP_LAYER_NORM, 11, 192, BF, BF, F, false);
 }
