@@ -12,7 +12,7 @@
  * In-place calls (x == y) are safe: a block (a row) is read whole before it is written.
  * Threading: the f32 ops' chunking (elements or rows per task); results do not depend
  * on it. The conversions are AVX2 (memory-bound). softmax, GELU(erf) and SiLU, bound by
- * their e^x, run 16 lanes wide (AVX-512 F/DQ, which both native levels have): the AVX2
+ * their e^x, run 16 lanes wide (AVX-512 F, which both native levels have): the AVX2
  * kernels' operations lane for lane, and softmax's 8-lane partial sums kept in the same
  * order, so the bits stay the generic path's (tests/ops/test_bf16_native.c checks). */
 #include <stdlib.h>
@@ -23,7 +23,7 @@
 #include "cpu_impl.h"
 #include "simd.h"
 
-#define AVX512_FN __attribute__((target("avx512f,avx512dq")))
+#define AVX512_FN __attribute__((target("avx512f")))
 
 /* infvsr__exp8 (simd.h) on 16 lanes: the same operations in the same order. */
 static inline __attribute__((always_inline)) AVX512_FN __m512 exp16(__m512 x) {
@@ -56,7 +56,7 @@ static inline __attribute__((always_inline)) AVX512_FN __m512 exp16(__m512 x) {
 /* elementwise.c gelu_erf8 on 16 lanes (the coefficients and steps of its comment). */
 static inline __attribute__((always_inline)) AVX512_FN __m512 gelu_erf16(__m512 x) {
     const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
-    __m512 ax = _mm512_andnot_ps(_mm512_set1_ps(-0.0f), x);
+    __m512 ax = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff))); /* |x| */
     __m512 z  = _mm512_mul_ps(ax, _mm512_set1_ps(0.70710678118654752f));
     __m512 t  = _mm512_div_ps(one, _mm512_fmadd_ps(half, z, one));
     __m512 p  = _mm512_set1_ps(0.17087277f);
@@ -76,7 +76,8 @@ static inline __attribute__((always_inline)) AVX512_FN __m512 gelu_erf16(__m512 
     __m512 erfc = _mm512_mul_ps(t, e);
     __m512 pos = _mm512_mul_ps(x, _mm512_fnmadd_ps(half, erfc, one));
     __m512 neg = _mm512_mul_ps(_mm512_mul_ps(half, x), erfc);
-    return _mm512_mask_blend_ps(_mm512_movepi32_mask(_mm512_castps_si512(x)), pos, neg); /* sign bit of x */
+    const __mmask16 sign = _mm512_cmplt_epi32_mask(_mm512_castps_si512(x), _mm512_setzero_si512()); /* sign bit of x */
+    return _mm512_mask_blend_ps(sign, pos, neg);
 }
 
 static inline __attribute__((always_inline)) AVX512_FN __m512 silu16(__m512 x) {
@@ -116,7 +117,7 @@ AVX512_FN static void softmax_row16(const float * x, float * y, int64_t C) {
         __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), m16));
         _mm512_storeu_ps(y + i, e);
         s8 = _mm256_add_ps(s8, _mm512_castps512_ps256(e));
-        s8 = _mm256_add_ps(s8, _mm512_extractf32x8_ps(e, 1));
+        s8 = _mm256_add_ps(s8, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1)));
     }
     for (; i + 8 <= C; i += 8) {
         __m256 e = infvsr__exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), _mm256_set1_ps(mx)));

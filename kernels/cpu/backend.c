@@ -278,7 +278,6 @@ static enum infvsr_status check_blas_dims(const char * op, int64_t a, int64_t b,
     return INFVSR_OK;
 }
 
-/* Starts an act_call for op `name` (variables ac, st). */
 /* The native bf16 ops (act_bf16.c, matmul_bf16.c) take a call in which some activation is
  * bf16, on the avx512bf16 and amx levels: no whole-tensor temporaries. All-f32 calls, the
  * avx2 level and reference mode keep the f32 op and the generic path above. */
@@ -292,6 +291,7 @@ static struct infvsr_cpu_act act_of(const struct infvsr_tensor * t) {
     return (struct infvsr_cpu_act){ .data = t->data, .dtype = t->dtype };
 }
 
+/* Starts an act_call for op `name` (variables ac, st). */
 #define ACT_BEGIN(c) struct act_call ac = { .c = (c) }; enum infvsr_status st = INFVSR_OK
 
 #define LOCKED(c, body)                             \
