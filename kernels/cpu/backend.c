@@ -278,6 +278,19 @@ static enum infvsr_status check_blas_dims(const char * op, int64_t a, int64_t b,
     return INFVSR_OK;
 }
 
+/* The native bf16 ops (act_bf16.c, matmul_bf16.c) take a call in which some activation is
+ * bf16, on the avx512bf16 and amx levels: no whole-tensor temporaries. All-f32 calls, the
+ * avx2 level and reference mode keep the f32 op and the generic path above. */
+static bool native_bf16(const struct infvsr_cpu_ctx * c, const struct infvsr_tensor * a, const struct infvsr_tensor * b,
+                        const struct infvsr_tensor * y) {
+    const bool any = a->dtype == INFVSR_TYPE_BF16 || (b && b->dtype == INFVSR_TYPE_BF16) || y->dtype == INFVSR_TYPE_BF16;
+    return any && infvsr_cpu_act_bf16_native(c);
+}
+
+static struct infvsr_cpu_act act_of(const struct infvsr_tensor * t) {
+    return (struct infvsr_cpu_act){ .data = t->data, .dtype = t->dtype };
+}
+
 /* Starts an act_call for op `name` (variables ac, st). */
 #define ACT_BEGIN(c) struct act_call ac = { .c = (c) }; enum infvsr_status st = INFVSR_OK
 
@@ -436,6 +449,13 @@ static enum infvsr_status cpu_matmul(struct infvsr_backend * be, const struct in
     INFVSR_TRY(no_alias(cm, a, "matmul", err));
     INFVSR_TRY(check_blas_dims("matmul", M, N, K, err));
     INFVSR_TRY(no_alias(cm, b, "matmul", err));
+    if (a->dtype == INFVSR_TYPE_BF16 && b->dtype == INFVSR_TYPE_BF16 && infvsr_cpu_matmul_bf16_applies(c, B, M, K, N)) {
+        /* the native bf16 matmul: operands read as stored, f32 accumulation, c in its dtype */
+        enum infvsr_status sn;
+        LOCKED(c, sn = infvsr_cpu_op_matmul_bf16(c, a->data, b->data, B, M, K, N, trans_b, alpha, cm->data, cm->dtype));
+        if (sn) return infvsr_err_set(err, sn, "cpu matmul: out of memory for the packed operand");
+        return INFVSR_OK;
+    }
     ACT_BEGIN(c);
     const float * af = act_in(&ac, a), * bf = act_in(&ac, b);
     float * cf = act_out(&ac, cm);
@@ -460,6 +480,12 @@ static enum infvsr_status cpu_layer_norm(struct infvsr_backend * be, const struc
     INFVSR_TRY(check_rows("layer_norm", x, y, &R, &C, err));
     INFVSR_TRY(check_weight(w, "w", C, true, &wv, err));
     INFVSR_TRY(check_weight(b, "b", C, true, &bv, err));
+    if (native_bf16(c, x, NULL, y)) {
+        enum infvsr_status sn;
+        LOCKED(c, sn = infvsr_cpu_op_layer_norm_bf16(c, act_of(x), R, C, wv, bv, eps, act_of(y)));
+        if (sn) return infvsr_err_set(err, sn, "cpu layer_norm: out of memory");
+        return INFVSR_OK;
+    }
     ACT_BEGIN(c);
     const float * xf = act_in(&ac, x);
     float * yf = act_out(&ac, y);
@@ -541,6 +567,10 @@ static enum infvsr_status cpu_unary(struct infvsr_backend * be, enum infvsr_unar
     INFVSR_TRY(same_numel("unary", x, y, err));
     if ((unsigned)op >= INFVSR_UNARY_COUNT) return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu unary: unknown op %d", (int)op);
     int64_t n = infvsr_tensor_numel(x);
+    if (native_bf16(c, x, NULL, y)) {
+        LOCKED(c, infvsr_cpu_op_unary_bf16(c, op, act_of(x), n, act_of(y)));
+        return INFVSR_OK;
+    }
     ACT_BEGIN(c);
     const float * xf = act_in(&ac, x);
     float * yf = act_out(&ac, y);
@@ -559,6 +589,10 @@ static enum infvsr_status cpu_add(struct infvsr_backend * be, const struct infvs
     INFVSR_TRY(same_numel("add", a, b, err));
     INFVSR_TRY(same_numel("add", a, y, err));
     int64_t n = infvsr_tensor_numel(a);
+    if (native_bf16(c, a, b, y)) {
+        LOCKED(c, infvsr_cpu_op_add_bf16(c, act_of(a), act_of(b), n, act_of(y)));
+        return INFVSR_OK;
+    }
     ACT_BEGIN(c);
     const float * af = act_in(&ac, a), * bf = act_in(&ac, b);
     float * yf = act_out(&ac, y);
@@ -601,6 +635,10 @@ static enum infvsr_status cpu_affine_clamp(struct infvsr_backend * be, const str
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu affine_clamp: bad clamp range [%g, %g]", (double)lo, (double)hi);
     }
     int64_t n = infvsr_tensor_numel(x);
+    if (native_bf16(c, x, NULL, y)) {
+        LOCKED(c, infvsr_cpu_op_affine_clamp_bf16(c, act_of(x), n, alpha, beta, lo, hi, act_of(y)));
+        return INFVSR_OK;
+    }
     ACT_BEGIN(c);
     const float * xf = act_in(&ac, x);
     float * yf = act_out(&ac, y);
@@ -615,6 +653,12 @@ static enum infvsr_status cpu_softmax(struct infvsr_backend * be, const struct i
     struct infvsr_cpu_ctx * c = CTX(be);
     int64_t R, C;
     INFVSR_TRY(check_rows("softmax", x, y, &R, &C, err));
+    if (native_bf16(c, x, NULL, y)) {
+        enum infvsr_status sn;
+        LOCKED(c, sn = infvsr_cpu_op_softmax_bf16(c, act_of(x), R, C, act_of(y)));
+        if (sn) return infvsr_err_set(err, sn, "cpu softmax: out of memory");
+        return INFVSR_OK;
+    }
     ACT_BEGIN(c);
     const float * xf = act_in(&ac, x);
     float * yf = act_out(&ac, y);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cpu_impl.h"
+#include "simd.h"
 
 static inline float ld(const void * p, enum infvsr_dtype d, int64_t i) {
     switch (d) {
@@ -38,6 +39,7 @@ struct copy_job {
     int64_t                         rows, len;      /* rows x last-dim length           */
     int64_t                         rows_per_task;
     size_t                          es_x, es_y;
+    bool                            vec_bf16; /* accumulate_bf16 on dense bf16 rows */
 };
 
 /* Same-dtype strided elements as whole words (bytes as they are: NaN payloads kept). */
@@ -66,6 +68,30 @@ static void row_offsets(const struct infvsr_copy_args * a, int64_t r, int64_t * 
     }
 }
 
+/* 8 f32 of a dense F32 or BF16 row */
+static inline __m256 ld8(const void * p, enum infvsr_dtype d, int64_t i) {
+    return d == INFVSR_TYPE_BF16 ? infvsr__load8_bf16((const uint16_t *)p + i) : _mm256_loadu_ps((const float *)p + i);
+}
+
+/* ACCUMULATE into a dense bf16 row from dense F32/BF16 x (and m): the scalar loop's math
+ * (p = alpha x, p = p m, y = y + p, each an f32 rounding, one bf16 rounding on store; no
+ * FMA) 8 lanes at a time, so the same bits. The bf16 Swin encoder adds its relative-position
+ * bias to the scores this way (as many elements as the scores): the scalar loop's per-element
+ * dtype switches were ~9% of the encode. Only on the avx512bf16 and amx levels, as the other
+ * native bf16 ops (backend.c native_bf16). */
+static int64_t accumulate_bf16(uint16_t * y, const void * x, enum infvsr_dtype xd, const void * m,
+                               enum infvsr_dtype md, float alpha, int64_t n) {
+    const __m256 al = _mm256_set1_ps(alpha);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 p = _mm256_mul_ps(al, ld8(x, xd, i));
+        if (m) p = _mm256_mul_ps(p, ld8(m, md, i));
+        __m256 v = _mm256_add_ps(infvsr__load8_bf16(y + i), p);
+        _mm_storeu_si128((__m128i *)(y + i), infvsr__round8_bf16(v));
+    }
+    return i;
+}
+
 static void copy_row(const struct copy_job * j, int64_t r) {
     const struct infvsr_copy_args * a = j->a;
     const int     last = a->ndim - 1;
@@ -89,13 +115,20 @@ static void copy_row(const struct copy_job * j, int64_t r) {
             for (int64_t i = 0; i < n; i++) st(y, yd, yo + i * ys, ld(x, xd, xo + i * xs));
         }
         break;
-    case INFVSR_COPY_ACCUMULATE:
-        for (int64_t i = 0; i < n; i++) {
+    case INFVSR_COPY_ACCUMULATE: {
+        int64_t i = 0;
+        if (j->vec_bf16 && yd == INFVSR_TYPE_BF16 && ys == 1 && xs == 1 && (xd == INFVSR_TYPE_F32 || xd == INFVSR_TYPE_BF16) &&
+            (!m || (ms == 1 && (md == INFVSR_TYPE_F32 || md == INFVSR_TYPE_BF16)))) {
+            i = accumulate_bf16((uint16_t *)y + yo, (const char *)x + xo * (int64_t)j->es_x, xd,
+                                m ? (const char *)m + mo * (int64_t)infvsr_dtype_size(md) : NULL, md, a->alpha, n);
+        }
+        for (; i < n; i++) {
             float p = a->alpha * ld(x, xd, xo + i * xs);
             if (m) p = p * ld(m, md, mo + i * ms);
             st(y, yd, yo + i * ys, ld(y, yd, yo + i * ys) + p);
         }
         break;
+    }
     case INFVSR_COPY_DIVIDE:
         for (int64_t i = 0; i < n; i++) st(y, yd, yo + i * ys, ld(x, xd, xo + i * xs) / ld(m, md, mo + i * ms));
         break;
@@ -144,7 +177,8 @@ void infvsr_cpu_op_copy(struct infvsr_cpu_ctx * c, const struct infvsr_copy_args
         return;
     }
     struct copy_job j = { .a = a, .len = a->extent[a->ndim - 1], .es_y = es_y,
-                          .es_x = a->x ? infvsr_dtype_size(a->x->dtype) : 0 };
+                          .es_x = a->x ? infvsr_dtype_size(a->x->dtype) : 0,
+                          .vec_bf16 = infvsr_cpu_act_bf16_native(c) };
     j.rows = j.len > 0 ? plan->n / j.len : 0;
     if (j.rows == 0) return;
     /* Tasks of >= 64 Ki elements: copies are memory bound, more tasks only add overhead. */

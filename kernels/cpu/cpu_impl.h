@@ -172,6 +172,54 @@ void infvsr__linear_bf16_epilogue(float * ct, int64_t ldc, int64_t rows, int64_t
                                   enum infvsr_unary_op act, void * y, enum infvsr_dtype y_dtype, int64_t N,
                                   int64_t m0, int64_t col0);
 
+/* ---- f32 span and row kernels shared by the f32 ops and the native bf16 ops (one
+ * implementation, so both paths give the same bits). In place (x == y) is allowed. ---- */
+
+void infvsr__unary_span(enum infvsr_unary_op op, const float * x, float * y, int64_t n);
+void infvsr__add_span(const float * a, const float * b, float * y, int64_t n);
+void infvsr__affine_clamp_span(const float * x, float * y, int64_t n, float alpha, float beta, float lo, float hi);
+void infvsr__softmax_row(const float * x, float * y, int64_t C);
+/* w, b: f32 [C] or NULL */
+void infvsr__layer_norm_row(const float * x, float * y, int64_t C, const float * w, const float * b, float eps);
+
+/* ---- native bf16 activation ops (kernels/cpu/act_bf16.c, matmul_bf16.c) ----
+ * The generic bf16 path (backend.c act_in/act_finish) widens every bf16 tensor whole into an
+ * f32 temporary, runs the f32 op and rounds the output back: three passes over memory
+ * and temporaries as large as the tensors. The native ops convert block by block inside
+ * the pool task instead (bf16 -> f32 into a small per-thread buffer, the shared f32
+ * span/row kernel above, one rounding to nearest even on store), so they give the generic
+ * path's bits. Operands are F32 or BF16 each (a mixed call converts only the bf16 ones). */
+struct infvsr_cpu_act {
+    void *            data;
+    enum infvsr_dtype dtype; /* F32 or BF16 */
+};
+/* Whether bf16 activations take the native ops on this backend: the avx512bf16 and amx
+ * levels (the avx2 level keeps the generic path), never in reference mode. */
+bool infvsr_cpu_act_bf16_native(const struct infvsr_cpu_ctx * c);
+void infvsr_cpu_op_unary_bf16(struct infvsr_cpu_ctx * c, enum infvsr_unary_op op, struct infvsr_cpu_act x, int64_t n,
+                              struct infvsr_cpu_act y);
+void infvsr_cpu_op_add_bf16(struct infvsr_cpu_ctx * c, struct infvsr_cpu_act a, struct infvsr_cpu_act b, int64_t n,
+                            struct infvsr_cpu_act y);
+void infvsr_cpu_op_affine_clamp_bf16(struct infvsr_cpu_ctx * c, struct infvsr_cpu_act x, int64_t n, float alpha,
+                                     float beta, float lo, float hi, struct infvsr_cpu_act y);
+/* INFVSR_ERR_NOMEM when a row is too long for the stack buffers and no memory is left */
+enum infvsr_status infvsr_cpu_op_softmax_bf16(struct infvsr_cpu_ctx * c, struct infvsr_cpu_act x, int64_t R, int64_t C,
+                                              struct infvsr_cpu_act y);
+enum infvsr_status infvsr_cpu_op_layer_norm_bf16(struct infvsr_cpu_ctx * c, struct infvsr_cpu_act x, int64_t R,
+                                                 int64_t C, struct infvsr_cpu_w w, struct infvsr_cpu_w b, float eps,
+                                                 struct infvsr_cpu_act y);
+/* Test hooks: how many calls the native elementwise/row ops and the native matmul ran in
+ * this process. */
+uint64_t infvsr__act_bf16_calls(void);
+uint64_t infvsr__matmul_bf16_calls(void);
+/* Whether matmul with bf16 a and b of these sizes runs on the native bf16 kernel. */
+bool infvsr_cpu_matmul_bf16_applies(const struct infvsr_cpu_ctx * c, int64_t B, int64_t M, int64_t K, int64_t N);
+/* c[B, M, N] = alpha * a[B, M, K] . op(b) with bf16 a and b (VDPBF16PS, f32 accumulation,
+ * alpha applied in f32), c stored as c_dtype (F32, or BF16 rounded once). */
+enum infvsr_status infvsr_cpu_op_matmul_bf16(struct infvsr_cpu_ctx * c, const uint16_t * a, const uint16_t * b,
+                                             int64_t B, int64_t M, int64_t K, int64_t N, bool trans_b, float alpha,
+                                             void * out, enum infvsr_dtype c_dtype);
+
 /* ---- fast ops (kernels/cpu/<family>.c). All shapes were validated by backend.c. ---- */
 
 /* y[M, N] = act(x[M, K] . w[N, K]^T + b[N]); act == INFVSR_UNARY_COUNT: none */

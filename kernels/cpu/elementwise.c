@@ -75,7 +75,6 @@ static inline float silu1(float x) {
 }
 
 /* Applies op to n elements (also used by linear's fused epilogue). */
-void infvsr__unary_span(enum infvsr_unary_op op, const float * x, float * y, int64_t n);
 void infvsr__unary_span(enum infvsr_unary_op op, const float * x, float * y, int64_t n) {
     int64_t i = 0;
     switch (op) {
@@ -126,11 +125,15 @@ void infvsr_cpu_op_unary(struct infvsr_cpu_ctx * c, enum infvsr_unary_op op, con
     infvsr__par(c, (n + CHUNK - 1) / CHUNK, unary_task, &j);
 }
 
+void infvsr__add_span(const float * a, const float * b, float * y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
 static void add_task(void * ctx, int64_t t, int tid) {
     const struct flat_job * j = ctx;
     int64_t s, e;
     flat_range(j, t, &s, &e);
-    for (int64_t i = s; i < e; i++) j->y[i] = j->a[i] + j->b[i];
+    infvsr__add_span(j->a + s, j->b + s, j->y + s, e - s);
 }
 
 void infvsr_cpu_op_add(struct infvsr_cpu_ctx * c, const float * a, const float * b, int64_t n, float * y) {
@@ -138,13 +141,17 @@ void infvsr_cpu_op_add(struct infvsr_cpu_ctx * c, const float * a, const float *
     infvsr__par(c, (n + CHUNK - 1) / CHUNK, add_task, &j);
 }
 
+void infvsr__affine_clamp_span(const float * x, float * y, int64_t n, float alpha, float beta, float lo, float hi) {
+    /* x * alpha + beta rounded twice as the reference's single rounding could differ by
+     * one ulp: that is inside the 1e-5 contract. fminf/fmaxf vectorise. */
+    for (int64_t i = 0; i < n; i++) y[i] = fminf(fmaxf(x[i] * alpha + beta, lo), hi);
+}
+
 static void affine_task(void * ctx, int64_t t, int tid) {
     const struct flat_job * j = ctx;
     int64_t s, e;
     flat_range(j, t, &s, &e);
-    /* x * alpha + beta rounded twice as the reference's single rounding could differ by
-     * one ulp: that is inside the 1e-5 contract. fminf/fmaxf vectorise. */
-    for (int64_t i = s; i < e; i++) j->y[i] = fminf(fmaxf(j->a[i] * j->alpha + j->beta, j->lo), j->hi);
+    infvsr__affine_clamp_span(j->a + s, j->y + s, e - s, j->alpha, j->beta, j->lo, j->hi);
 }
 
 void infvsr_cpu_op_affine_clamp(struct infvsr_cpu_ctx * c, const float * x, int64_t n, float alpha, float beta,
@@ -193,37 +200,36 @@ void infvsr_cpu_op_add_gated(struct infvsr_cpu_ctx * c, const float * x, struct 
     infvsr__par(c, (R + j.rows_per_task - 1) / j.rows_per_task, add_gated_task, &j);
 }
 
+void infvsr__softmax_row(const float * x, float * y, int64_t C) {
+    float mx = -INFINITY;
+    int64_t i = 0;
+    if (C >= 8) {
+        __m256 m8 = _mm256_set1_ps(-INFINITY);
+        for (; i + 8 <= C; i += 8) m8 = _mm256_max_ps(m8, _mm256_loadu_ps(x + i));
+        mx = infvsr__hmax8(m8);
+    }
+    for (; i < C; i++) mx = x[i] > mx ? x[i] : mx;
+    if (mx == -INFINITY) mx = 0; /* all -inf: every exp is 0, sum 0 -> NaN like torch */
+    __m256 s8 = _mm256_setzero_ps(), m8 = _mm256_set1_ps(mx);
+    double sum = 0;
+    for (i = 0; i + 8 <= C; i += 8) {
+        __m256 e = infvsr__exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), m8));
+        _mm256_storeu_ps(y + i, e);
+        s8 = _mm256_add_ps(s8, e);
+    }
+    sum = infvsr__hsum8(s8);
+    for (; i < C; i++) {
+        y[i] = expf(x[i] - mx);
+        sum += y[i];
+    }
+    float inv = (float)(1.0 / sum);
+    for (i = 0; i < C; i++) y[i] *= inv;
+}
+
 static void softmax_task(void * ctx, int64_t t, int tid) {
     const struct rows_job * j = ctx;
     int64_t r0 = t * j->rows_per_task, r1 = r0 + j->rows_per_task < j->R ? r0 + j->rows_per_task : j->R;
-    const int64_t C = j->C;
-    for (int64_t r = r0; r < r1; r++) {
-        const float * x = j->x + r * C;
-        float *       y = j->y + r * C;
-        float mx = -INFINITY;
-        int64_t i = 0;
-        if (C >= 8) {
-            __m256 m8 = _mm256_set1_ps(-INFINITY);
-            for (; i + 8 <= C; i += 8) m8 = _mm256_max_ps(m8, _mm256_loadu_ps(x + i));
-            mx = infvsr__hmax8(m8);
-        }
-        for (; i < C; i++) mx = x[i] > mx ? x[i] : mx;
-        if (mx == -INFINITY) mx = 0; /* all -inf: every exp is 0, sum 0 -> NaN like torch */
-        __m256 s8 = _mm256_setzero_ps(), m8 = _mm256_set1_ps(mx);
-        double sum = 0;
-        for (i = 0; i + 8 <= C; i += 8) {
-            __m256 e = infvsr__exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), m8));
-            _mm256_storeu_ps(y + i, e);
-            s8 = _mm256_add_ps(s8, e);
-        }
-        sum = infvsr__hsum8(s8);
-        for (; i < C; i++) {
-            y[i] = expf(x[i] - mx);
-            sum += y[i];
-        }
-        float inv = (float)(1.0 / sum);
-        for (i = 0; i < C; i++) y[i] *= inv;
-    }
+    for (int64_t r = r0; r < r1; r++) infvsr__softmax_row(j->x + r * j->C, j->y + r * j->C, j->C);
 }
 
 void infvsr_cpu_op_softmax(struct infvsr_cpu_ctx * c, const float * x, int64_t R, int64_t C, float * y) {

@@ -43,25 +43,25 @@ static void task_rows(const struct norm_job * j, int64_t t, int64_t * r0, int64_
     *r1 = *r0 + j->rows_per_task < j->R ? *r0 + j->rows_per_task : j->R;
 }
 
+void infvsr__layer_norm_row(const float * x, float * y, int64_t C, const float * w, const float * b, float eps) {
+    float mean = (float)(row_sum(x, C) / (double)C);
+    float inv  = (float)(1.0 / sqrt(row_sqdev(x, C, mean) / (double)C + (double)eps));
+    if (w && b) {
+        for (int64_t i = 0; i < C; i++) y[i] = (x[i] - mean) * inv * w[i] + b[i];
+    } else if (w) {
+        for (int64_t i = 0; i < C; i++) y[i] = (x[i] - mean) * inv * w[i];
+    } else if (b) {
+        for (int64_t i = 0; i < C; i++) y[i] = (x[i] - mean) * inv + b[i];
+    } else {
+        for (int64_t i = 0; i < C; i++) y[i] = (x[i] - mean) * inv;
+    }
+}
+
 static void layer_norm_task(void * ctx, int64_t t, int tid) {
     const struct norm_job * j = ctx;
     int64_t r0, r1;
     task_rows(j, t, &r0, &r1);
-    for (int64_t r = r0; r < r1; r++) {
-        const float * x = j->x + r * j->C;
-        float *       y = j->y + r * j->C;
-        float mean = (float)(row_sum(x, j->C) / (double)j->C);
-        float inv  = (float)(1.0 / sqrt(row_sqdev(x, j->C, mean) / (double)j->C + (double)j->eps));
-        if (j->w && j->b) {
-            for (int64_t i = 0; i < j->C; i++) y[i] = (x[i] - mean) * inv * j->w[i] + j->b[i];
-        } else if (j->w) {
-            for (int64_t i = 0; i < j->C; i++) y[i] = (x[i] - mean) * inv * j->w[i];
-        } else if (j->b) {
-            for (int64_t i = 0; i < j->C; i++) y[i] = (x[i] - mean) * inv + j->b[i];
-        } else {
-            for (int64_t i = 0; i < j->C; i++) y[i] = (x[i] - mean) * inv;
-        }
-    }
+    for (int64_t r = r0; r < r1; r++) infvsr__layer_norm_row(j->x + r * j->C, j->y + r * j->C, j->C, j->w, j->b, j->eps);
 }
 
 static void rms_norm_task(void * ctx, int64_t t, int tid) {

@@ -7,14 +7,16 @@
  * activations (bf16 x, w, y: the native bf16 GEMM on avx512bf16/amx).
  *
  *   bench_cpu [n_threads] [repeats] [only]   (tests/bench/bench_cpu.sh runs it)
- * `only` = linear, dit (the DiT's GEMMs at 192 tokens), attention, unary, resize or conv3d
- * runs just that family; amx runs the bf16 GEMMs on the amx and avx512bf16 levels side by
- * side (Skipped where the CPU has no AMX). conv3d times, with bf16 activations, the
- * AVX512-BF16 kernel (`native`), the generic path and, where the CPU has AMX, the AMX kernel
- * side by side, alternating, and names the one the backend picks (`auto`); conv3d-amx
- * times the AMX kernel alone on the same shapes (tuning). */
+ * `only` = linear, dit (the DiT's GEMMs at 192 tokens), attention, unary, resize, conv3d or
+ * swin (the bf16 Swin encoder's ops: native against the generic path) runs just that
+ * family; amx runs the bf16 GEMMs on the amx and avx512bf16 levels side by side (Skipped
+ * where the CPU has no AMX). conv3d times, with bf16 activations, the AVX512-BF16 kernel
+ * (`native`), the generic path and, where the CPU has AMX, the AMX kernel side by side,
+ * alternating, and names the one the backend picks (`auto`); conv3d-amx times the AMX
+ * kernel alone on the same shapes (tuning). */
 #include <cblas.h>
 #include <immintrin.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -532,6 +534,73 @@ struct resize_ctx {
     struct infvsr_tensor    x, y;
 };
 
+/* ---- the bf16 Swin encoder's ops (stage 1: 64 windows of 144 tokens, 6 heads of 32, C 192),
+ * each on the native bf16 kernels of this CPU's level and on the generic path (the same
+ * backend forced to avx2: widen, f32 op, round), alternating ---- */
+
+enum swin_op { SW_QK, SW_PV, SW_SOFTMAX, SW_LAYER_NORM, SW_GELU, SW_ADD, SW_SCALE, SW_BIAS };
+
+struct swin_ctx {
+    struct infvsr_backend * be;
+    enum swin_op            op;
+    struct infvsr_tensor *  t; /* the shared tensors below */
+};
+
+static void run_swin(void * p) {
+    const struct swin_ctx * c = p;
+    struct infvsr_tensor * t = c->t; /* q k v scores o x s h w b bias */
+    struct infvsr_copy_args a;
+    switch (c->op) {
+    case SW_QK:         INFVSR_ASSERT(infvsr_op_matmul(c->be, &t[0], &t[1], true, 1.0f, &t[3], NULL) == INFVSR_OK); break;
+    case SW_PV:         INFVSR_ASSERT(infvsr_op_matmul(c->be, &t[3], &t[2], false, 1.0f, &t[4], NULL) == INFVSR_OK); break;
+    case SW_SOFTMAX:    INFVSR_ASSERT(infvsr_op_softmax(c->be, &t[3], &t[3], NULL) == INFVSR_OK); break;
+    case SW_LAYER_NORM: INFVSR_ASSERT(infvsr_op_layer_norm(c->be, &t[5], &t[8], &t[9], 1e-5f, &t[6], NULL) == INFVSR_OK); break;
+    case SW_GELU:       INFVSR_ASSERT(infvsr_op_unary(c->be, INFVSR_UNARY_GELU_ERF, &t[7], &t[7], NULL) == INFVSR_OK); break;
+    case SW_ADD:        INFVSR_ASSERT(infvsr_op_add(c->be, &t[5], &t[6], &t[5], NULL) == INFVSR_OK); break;
+    case SW_SCALE:
+        INFVSR_ASSERT(infvsr_op_affine_clamp(c->be, &t[6], 0.1767767f, 0.0f, -INFINITY, INFINITY, &t[6], NULL) == INFVSR_OK);
+        break;
+    case SW_BIAS: /* scores [64, 6 * 144 * 144] += bias [6 * 144 * 144] */
+        a = infvsr_copy_args_init(INFVSR_COPY_ACCUMULATE, 2);
+        a.extent[0] = 64, a.extent[1] = 6 * 144 * 144;
+        a.x = &t[10], a.x_stride[1] = 1;
+        a.y = &t[3], a.y_stride[0] = 6 * 144 * 144, a.y_stride[1] = 1;
+        INFVSR_ASSERT(infvsr_op_copy(c->be, &a, NULL) == INFVSR_OK);
+        break;
+    }
+}
+
+static void bench_swin_bf16(struct infvsr_backend * be, struct infvsr_backend * be_generic) {
+    const int64_t B = 384, N = 144, D = 32, T = 9216, C = 192;
+    const int64_t shapes[11][3] = { { B, N, D }, { B, N, D }, { B, N, D }, { B, N, N }, { B, N, D },
+                                    { T, C, 1 }, { T, C, 1 }, { T, 4 * C, 1 }, { C, 1, 1 }, { C, 1, 1 },
+                                    { 6 * N * N, 1, 1 } };
+    const int nd[11] = { 3, 3, 3, 3, 3, 2, 2, 2, 1, 1, 1 };
+    struct infvsr_tensor t[11];
+    for (int i = 0; i < 11; i++) {
+        INFVSR_ASSERT(infvsr_tensor_alloc(&t[i], "t", INFVSR_TYPE_BF16, nd[i], shapes[i]) == INFVSR_OK);
+        uint16_t * d = t[i].data;
+        for (int64_t e = 0; e < infvsr_tensor_numel(&t[i]); e++) d[e] = infvsr_f32_to_bf16((float)((e * 7919 % 997) - 498) / 997.0f);
+    }
+    static const char * names[] = { "matmul q.k^T [384,144,32]x[384,144,32]^T", "matmul p.v [384,144,144]x[384,144,32]",
+                                    "softmax [55296,144] in place", "layer_norm [9216,192]", "unary gelu_erf [9216,768] in place",
+                                    "add [9216,192]", "affine_clamp (q scale) [9216,192] in place",
+                                    "copy accumulate bias [64 windows,6x144x144]" };
+    if (!be_generic) {
+        printf("swin bf16 ops: Skipped (this CPU has no AVX512-BF16: no native bf16 ops)\n");
+    }
+    for (int op = 0; be_generic && op <= SW_BIAS; op++) {
+        struct swin_ctx cn = { .be = be, .op = (enum swin_op)op, .t = t }, cg = { .be = be_generic, .op = (enum swin_op)op, .t = t };
+        void (*const fn[2])(void *) = { run_swin, run_swin };
+        void * const ctx[2] = { &cn, &cg };
+        double med[2];
+        time_alternating(2, fn, ctx, med);
+        printf("swin bf16 %-46s native %7.2f ms  generic %7.2f ms  %.2fx\n", names[op], med[0] * 1e3, med[1] * 1e3,
+               med[1] / med[0]);
+    }
+    for (int i = 0; i < 11; i++) infvsr_tensor_release(&t[i]);
+}
+
 static void run_resize(void * p) {
     struct resize_ctx * c = p;
     INFVSR_ASSERT(infvsr_op_resize(c->be, c->mode, &c->x, &c->y, NULL) == INFVSR_OK);
@@ -618,6 +687,14 @@ int main(int argc, char ** argv) {
         }
     }
     if (!*only || strcmp(only, "unary") == 0) bench_unary(be, 8 << 20);
+    if (!*only || strcmp(only, "swin") == 0) {
+        struct infvsr_backend * be_generic = NULL;
+        struct infvsr_cpu_params pg = p;
+        pg.isa = INFVSR_CPU_ISA_AVX2;
+        if (isa > INFVSR_CPU_ISA_AVX2) INFVSR_ASSERT(infvsr_cpu_backend_init(&pg, &be_generic) == INFVSR_OK);
+        bench_swin_bf16(be, be_generic);
+        if (be_generic) infvsr_backend_free(be_generic);
+    }
     if (!*only || strcmp(only, "resize") == 0) {
         bench_resize(be, "bicubic AA x4", INFVSR_RESIZE_BICUBIC_AA, 270, 480, 1080, 1920);
         bench_resize(be, "bilinear AA to 384", INFVSR_RESIZE_BILINEAR_AA, 1080, 1920, 384, 384);

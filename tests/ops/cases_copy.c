@@ -503,6 +503,18 @@ static void cases_math(struct bo_list * l) {
         int s = slot(&p, INFVSR_TYPE_BF16, 800, V_RANGE, -3, 3);
         p.x = dense(s, 7, &p), p.y = dense(s, 7, &p), p.alpha = -0.5f;
         add_copy(l, &p, BO_HOST_REF);
+        /* dense bf16 rows (the vector loop of the avx512bf16/amx levels, copy.c
+         * accumulate_bf16, and its scalar tail): f32 x with a bf16 mask, bf16 x alone */
+        p = cp("accumulate dense bf16 rows, f32 x times a bf16 mask", INFVSR_COPY_ACCUMULATE, 2, ST(5, 37));
+        sx = slot(&p, INFVSR_TYPE_F32, 5 * 37, V_RANGE, -2, 2);
+        int sm2 = slot(&p, INFVSR_TYPE_BF16, 5 * 37, V_RANGE, 0, 1);
+        sy = slot(&p, INFVSR_TYPE_BF16, 5 * 37, V_RANGE, -1, 1);
+        p.x = dense(sx, 0, &p), p.m = dense(sm2, 0, &p), p.y = dense(sy, 0, &p), p.alpha = 0.37f;
+        add_copy(l, &p, BO_HOST_REF);
+        p = cp("accumulate dense bf16 rows, bf16 x", INFVSR_COPY_ACCUMULATE, 2, ST(3, 150));
+        sx = slot(&p, INFVSR_TYPE_BF16, 3 * 150, V_RANGE, -2, 2), sy = slot(&p, INFVSR_TYPE_BF16, 3 * 150, V_RANGE, -1, 1);
+        p.x = dense(sx, 0, &p), p.y = dense(sy, 0, &p), p.alpha = 1.0f;
+        add_copy(l, &p, BO_HOST_REF);
         p = cp("accumulate, a row broadcast over rows", INFVSR_COPY_ACCUMULATE, 2, ST(20, 64));
         sx = slot(&p, INFVSR_TYPE_F32, 64, V_RANGE, -1, 1), sy = slot(&p, INFVSR_TYPE_F16, 20 * 64, V_RANGE, -1, 1);
         p.x = on(sx, 0, ST(0, 1), 2), p.y = dense(sy, 0, &p), p.alpha = 2.5f;
