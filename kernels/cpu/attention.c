@@ -242,6 +242,7 @@ static void attn_task(void * ctx, int64_t task, int tid) {
         t.l[i] = 0;
     }
     memset(t.O, 0, (size_t)(rows * job->Dp) * sizeof(float));
+    if (job->k->begin) job->k->begin();
     for (int64_t j0 = 0; j0 < a->n0; j0 += BK) {
         int64_t nk = a->n0 - j0 < BK ? a->n0 - j0 : BK;
         process_block(job, h, i0, nq_grp, a->k0, a->v0, j0, nk, j0, &t);
@@ -251,6 +252,7 @@ static void attn_task(void * ctx, int64_t task, int tid) {
         process_block(job, h, i0, nq_grp, a->k1, a->v1, j0, nk, a->n0 + j0, &t);
     }
     job->k->store(a, h, i0, nq_grp, job->Dp, &t);
+    if (job->k->end) job->k->end();
 }
 
 enum infvsr_status infvsr__attention_run(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_attn * a,

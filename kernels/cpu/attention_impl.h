@@ -1,5 +1,5 @@
 /* The flash-attention driver of kernels/cpu/attention.c, shared by its f32 kernels and the
- * native bf16 kernels (attention_bf16.c): the work split, the walk over the key segments,
+ * native bf16 kernels (attention_bf16.c, attention_amx_body.h): the work split, the walk over the key segments,
  * the online softmax and the final scaling are one code; a kernel set supplies only the
  * tile layouts and the two products.
  *
@@ -44,7 +44,15 @@ struct attn_kernels {
     /* out rows i0 .. i0 + nq of head h = O rows * (1 / l). */
     void (*store)(const struct infvsr_cpu_attn * a, int64_t h, int64_t i0, int64_t nq, int64_t Dp,
                   const struct attn_tiles * t);
+    /* Optional (NULL: none): run on the task's thread before its first and after its last
+     * kernel call (the AMX set's LDTILECFG / TILERELEASE). */
+    void (*begin)(void);
+    void (*end)(void);
 };
+
+/* The bf16 kernel sets' store (attention_bf16.c): out = O / l, f32 or rounded once to bf16. */
+void infvsr__attention_store_bf16(const struct infvsr_cpu_attn * a, int64_t h, int64_t i0, int64_t nq, int64_t Dp,
+                                  const struct attn_tiles * t);
 
 enum infvsr_status infvsr__attention_run(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_attn * a,
                                          const struct attn_kernels * k);
