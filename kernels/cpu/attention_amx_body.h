@@ -30,8 +30,8 @@
  *   P  [BQ][BK] bf16                  A tiles of P V: the probabilities rounded once (the
  *                                     columns past the block's keys zero, to 32)
  *   S  [BQ][BK] f32, O [QGROUP][Dp] f32: the driver's; C tiles stored/loaded in place.
- * Products: per 16-row tile of the query sub-block, up to 4 C tiles (4 key strips of S, or
- * 4 channel strips of O) from one A tile and one B tile per strip and k tile. */
+ * Products (atx_gemm): 2 x 2 C tiles at a time (32 query rows x 2 strips of 16 keys of S,
+ * or of 16 channels of O) from 2 A and 2 B tiles per k tile. */
 #include <immintrin.h>
 #include <string.h>
 
@@ -146,54 +146,66 @@ static void atx_pack_kv(const struct infvsr_cpu_attn * a, int64_t h, const void 
     }
 }
 
-/* C tiles 0 .. ns-1 (+)= sum over nkt k tiles of A (tile 4) times B strip s (tiles 5..7,
- * 5 again for the fourth strip). a: the A tile row block, lda bytes; b: strip 0's first
- * B tile, strips bstride bf16 apart, k tiles 512 bf16 apart. */
-static inline __attribute__((always_inline)) AMX_FN void atx_micro(const int ns, const uint16_t * a, int64_t lda,
+/* Up to 2 x 2 C tiles (+)= sum over nkt k tiles of A times B: C rows 0-15 in tmm0 (strip
+ * 0) and tmm1 (strip 1), rows 16-31 in tmm2, tmm3; A rows 0-15 in tmm4, 16-31 in tmm5; B
+ * strips in tmm6, tmm7 (4 tile loads per 4 TDPBF16PS, no tile reloaded while a product
+ * still reads it, as gemm_amx_body.h's micro-kernel). a: A rows 0-15, lda bytes (rows 16-31
+ * 16 lda further); b: strip 0's first B tile, strip 1 bstride bf16 further, k tiles 512 bf16
+ * apart; c: f32, ldc bytes per row. */
+static inline __attribute__((always_inline)) AMX_FN void atx_micro(const bool two_r, const bool two_s,
+                                                                   const uint16_t * a, int64_t lda,
                                                                    const uint16_t * b, int64_t bstride, int64_t nkt,
                                                                    float * c, int64_t ldc, bool init) {
+    const uint16_t * a1 = (const uint16_t *)(const void *)((const char *)a + 16 * lda);
+    float * c2 = (float *)(void *)((char *)c + 16 * ldc);
     if (init) {
         amx_zero(0);
-        if (ns > 1) amx_zero(1);
-        if (ns > 2) amx_zero(2);
-        if (ns > 3) amx_zero(3);
+        if (two_s) amx_zero(1);
+        if (two_r) amx_zero(2);
+        if (two_r && two_s) amx_zero(3);
     } else {
         amx_load(0, c, ldc);
-        if (ns > 1) amx_load(1, c + 16, ldc);
-        if (ns > 2) amx_load(2, c + 32, ldc);
-        if (ns > 3) amx_load(3, c + 48, ldc);
+        if (two_s) amx_load(1, c + 16, ldc);
+        if (two_r) amx_load(2, c2, ldc);
+        if (two_r && two_s) amx_load(3, c2 + 16, ldc);
     }
     for (int64_t kt = 0; kt < nkt; kt++) {
         const uint16_t * bk = b + kt * 512;
         amx_load(4, a + kt * 32, lda);
-        amx_load(5, bk, 64);
-        amx_dpbf16ps(0, 4, 5);
-        if (ns > 1) {
-            amx_load(6, bk + bstride, 64);
-            amx_dpbf16ps(1, 4, 6);
+        amx_load(6, bk, 64);
+        amx_dpbf16ps(0, 4, 6);
+        if (two_s) {
+            amx_load(7, bk + bstride, 64);
+            amx_dpbf16ps(1, 4, 7);
         }
-        if (ns > 2) {
-            amx_load(7, bk + 2 * bstride, 64);
-            amx_dpbf16ps(2, 4, 7);
-        }
-        if (ns > 3) {
-            amx_load(5, bk + 3 * bstride, 64);
-            amx_dpbf16ps(3, 4, 5);
+        if (two_r) {
+            amx_load(5, a1 + kt * 32, lda);
+            amx_dpbf16ps(2, 5, 6);
+            if (two_s) amx_dpbf16ps(3, 5, 7);
         }
     }
     amx_store(0, c, ldc);
-    if (ns > 1) amx_store(1, c + 16, ldc);
-    if (ns > 2) amx_store(2, c + 32, ldc);
-    if (ns > 3) amx_store(3, c + 48, ldc);
+    if (two_s) amx_store(1, c + 16, ldc);
+    if (two_r) amx_store(2, c2, ldc);
+    if (two_r && two_s) amx_store(3, c2 + 16, ldc);
 }
 
-AMX_FN static void atx_micro_n(int ns, const uint16_t * a, int64_t lda, const uint16_t * b, int64_t bstride,
-                               int64_t nkt, float * c, int64_t ldc, bool init) {
-    switch (ns) {
-    case 4: atx_micro(4, a, lda, b, bstride, nkt, c, ldc, init); break;
-    case 3: atx_micro(3, a, lda, b, bstride, nkt, c, ldc, init); break;
-    case 2: atx_micro(2, a, lda, b, bstride, nkt, c, ldc, init); break;
-    default: atx_micro(1, a, lda, b, bstride, nkt, c, ldc, init); break;
+/* C [rows (a multiple of 16), strips x 16] (+)= A . B over nkt k tiles, 2 x 2 tiles at a
+ * time. */
+AMX_FN static void atx_gemm(int64_t rows, int64_t strips, const uint16_t * a, int64_t lda, const uint16_t * b,
+                            int64_t bstride, int64_t nkt, float * c, int64_t ldc, bool init) {
+    for (int64_t r = 0; r < rows; r += 32) {
+        const bool two_r = rows - r > 16;
+        const uint16_t * ar = (const uint16_t *)(const void *)((const char *)a + r * lda);
+        float * cr = (float *)(void *)((char *)c + r * ldc);
+        for (int64_t s = 0; s < strips; s += 2) {
+            const bool two_s = strips - s > 1;
+            const uint16_t * bs = b + s * bstride;
+            if (two_r && two_s) atx_micro(true, true, ar, lda, bs, bstride, nkt, cr + s * 16, ldc, init);
+            else if (two_r) atx_micro(true, false, ar, lda, bs, bstride, nkt, cr + s * 16, ldc, init);
+            else if (two_s) atx_micro(false, true, ar, lda, bs, bstride, nkt, cr + s * 16, ldc, init);
+            else atx_micro(false, false, ar, lda, bs, bstride, nkt, cr + s * 16, ldc, init);
+        }
     }
 }
 
@@ -201,10 +213,8 @@ AMX_FN static void atx_micro_n(int ns, const uint16_t * a, int64_t lda, const ui
  * queries (load_q), so their scores are 0 and their probabilities below are 0. */
 AMX_FN static void atx_qk(const struct attn_tiles * t, int64_t r0, int64_t nq_blk, int64_t D, int64_t nkp) {
     const int64_t Dk = atx_dk(D), D2p = Dk / 2;
-    const uint16_t * Qp = (const uint16_t *)t->Qp + r0 * Dk;
-    for (int64_t r = 0; r < nq_blk; r += 16)
-        atx_micro_n((int)(nkp / 16), Qp + r * Dk, Dk * 2, t->Kt, D2p * 32, Dk / 32, t->S + r * ATX_BK,
-                    ATX_BK * (int64_t)sizeof(float), true);
+    atx_gemm((nq_blk + 15) / 16 * 16, nkp / 16, (const uint16_t *)t->Qp + r0 * Dk, Dk * 2, t->Kt, D2p * 32, Dk / 32,
+             t->S, ATX_BK * (int64_t)sizeof(float), true);
 }
 
 /* P = S rounded to bf16 (columns [nkp, 32-key tile end) zero), then O rows += P V. */
@@ -217,15 +227,8 @@ AMX_FN static void atx_pv(const struct attn_tiles * t, int64_t r0, int64_t nq_bl
             _mm_storeu_si128((__m128i *)(void *)(P + i * ATX_BK + j), infvsr__round8_bf16(_mm256_load_ps(t->S + i * ATX_BK + j)));
         for (; j < nkt * 32; j++) P[i * ATX_BK + j] = 0;
     }
-    float * O = t->O + r0 * Dp;
-    const int64_t strips = Dp / 16;
-    for (int64_t r = 0; r < rows; r += 16) {
-        for (int64_t s = 0; s < strips; s += 4) {
-            const int ns = strips - s < 4 ? (int)(strips - s) : 4;
-            atx_micro_n(ns, P + r * ATX_BK, ATX_BK * 2, (const uint16_t *)t->Vp + s * (ATX_BK / 2) * 32,
-                        (ATX_BK / 2) * 32, nkt, O + r * Dp + s * 16, Dp * (int64_t)sizeof(float), false);
-        }
-    }
+    atx_gemm(rows, Dp / 16, P, ATX_BK * 2, t->Vp, (ATX_BK / 2) * 32, nkt, t->O + r0 * Dp,
+             Dp * (int64_t)sizeof(float), false);
 }
 
 AMX_FN static void atx_begin(void) { amx_config(&atx_cfg); }
