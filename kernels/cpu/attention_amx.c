@@ -14,5 +14,5 @@ enum infvsr_status infvsr_cpu_op_attention_amx(struct infvsr_cpu_ctx * c, const 
     /* the backend's level is never above the detected one; this keeps any other caller from
      * a tile instruction on a CPU (or OS) without AMX, which would fault */
     if (infvsr_cpu_isa_detect() < INFVSR_CPU_ISA_AMX) return INFVSR_ERR_UNSUPPORTED;
-    return infvsr__attention_run(c, a, &atx_kernels);
+    return atx_attention(c, a);
 }

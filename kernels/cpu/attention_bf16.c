@@ -69,8 +69,8 @@ static inline uint32_t pair_at(const uint16_t * row, int64_t d) {
     return w;
 }
 
-AVX512BF16_FN static void bf16_pack_kv(const struct infvsr_cpu_attn * a, int64_t h, const void * kv, const void * vv,
-                                       int64_t j0, int64_t nk, int64_t Dp, const struct attn_tiles * t) {
+AVX512BF16_FN static void bf16_pack_kv(const struct infvsr_cpu_attn * a, int64_t h, int seg, const void * kv,
+                                       const void * vv, int64_t j0, int64_t nk, int64_t Dp, struct attn_tiles * t) {
     const int64_t D = a->head_dim, HD = a->n_heads * D, D2 = pairs_of(D), full = D / 2;
     const int64_t nkp = (nk + 15) / 16 * 16;
     const uint16_t * k = (const uint16_t *)kv + j0 * HD + h * D, * v = (const uint16_t *)vv + j0 * HD + h * D;
@@ -199,5 +199,5 @@ static const struct attn_kernels bf16_kernels = {
 enum infvsr_status infvsr_cpu_op_attention_bf16(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_attn * a) {
     /* the `amx` level runs the same driver with the products on tiles (attention_amx.c) */
     if (c->isa == INFVSR_CPU_ISA_AMX) return infvsr_cpu_op_attention_amx(c, a);
-    return infvsr__attention_run(c, a, &bf16_kernels);
+    return infvsr__attention_run(c, a, &bf16_kernels, NULL);
 }

@@ -41,6 +41,8 @@ static const struct attn_case g_cases[] = {
     { 33, 33, 0, 2, 32, 0 },     { 70, 50, 77, 3, 128, 1 }, { 5, 145, 0, 2, 20, 0 },   { 17, 9, 3, 4, 64, 1 },
     { 192, 192, 192, 2, 128, 0 }, { 61, 45, 19, 2, 33, 1 }, { 300, 70, 0, 2, 32, 1 },  { 35, 66, 63, 1, 127, 1 },
     { 7, 3, 0, 3, 64, 1 },       { 9, 70, 6, 2, 16, 2 },    { 50, 80, 0, 1, 384, 0 },  { 100, 31, 97, 2, 64, 0 },
+    /* more than one query group per head: K and V packed once per call */
+    { 600, 100, 77, 2, 64, 1 },  { 520, 3, 64, 1, 33, 2 },  { 257, 129, 0, 1, 128, 0 },
 };
 #define N_CASES ((int)(sizeof g_cases / sizeof g_cases[0]))
 
@@ -130,10 +132,10 @@ static size_t out_elems(const struct attn_data * d) { return (size_t)(d->c.nq * 
 /* The emulated kernel set: f32 out into y, bf16 out into yb (NULL: not run). */
 static void run_emu(struct infvsr_cpu_ctx * c, const struct attn_data * d, float * y, uint16_t * yb) {
     struct infvsr_cpu_attn a = args_of(d, y, INFVSR_TYPE_F32);
-    CHECK_EQ_INT(infvsr__attention_run(c, &a, &atx_kernels), INFVSR_OK);
+    CHECK_EQ_INT(atx_attention(c, &a), INFVSR_OK);
     if (yb) {
         a = args_of(d, yb, INFVSR_TYPE_BF16);
-        CHECK_EQ_INT(infvsr__attention_run(c, &a, &atx_kernels), INFVSR_OK);
+        CHECK_EQ_INT(atx_attention(c, &a), INFVSR_OK);
     }
 }
 
