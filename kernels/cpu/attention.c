@@ -158,8 +158,8 @@ static void f32_load_q(const struct infvsr_cpu_attn * a, int64_t h, int64_t i0, 
 
 /* Packs keys [j0, j0 + nk) of (k, v) for head h: Kt [D, BK] transposed, Vp [BK, Dp],
  * zero padded past nk and past D. */
-static void f32_pack_kv(const struct infvsr_cpu_attn * a, int64_t h, const void * kv, const void * vv, int64_t j0,
-                        int64_t nk, int64_t Dp, const struct attn_tiles * t) {
+static void f32_pack_kv(const struct infvsr_cpu_attn * a, int64_t h, int seg, const void * kv, const void * vv,
+                        int64_t j0, int64_t nk, int64_t Dp, struct attn_tiles * t) {
     const int64_t D = a->head_dim, HD = a->n_heads * D;
     const float * k = kv, * v = vv;
     float * Kt = t->Kt, * Vp = t->Vp;
@@ -203,17 +203,18 @@ static const struct attn_kernels f32_kernels = {
 struct attn_job {
     const struct infvsr_cpu_attn * a;
     const struct attn_kernels *    k;
+    const void *                   kctx;
     unsigned char *                scratch;
     size_t                         per_thread, off[7]; /* bytes: Kt, Vp, P, S, O, m, l from Qp */
     int64_t                        n_qblocks, Dp;
 };
 
 /* One key block against all sub-blocks of the task's query group. */
-static void process_block(const struct attn_job * job, int64_t h, int64_t i0, int64_t nq_grp, const void * k,
-                          const void * v, int64_t j0, int64_t nk, int64_t kg0, const struct attn_tiles * t) {
+static void process_block(const struct attn_job * job, int64_t h, int64_t i0, int64_t nq_grp, int seg, const void * k,
+                          const void * v, int64_t j0, int64_t nk, int64_t kg0, struct attn_tiles * t) {
     const struct infvsr_cpu_attn * a = job->a;
     const int64_t Dp = job->Dp, nkp = (nk + 15) / 16 * 16;
-    job->k->pack_kv(a, h, k, v, j0, nk, Dp, t);
+    job->k->pack_kv(a, h, seg, k, v, j0, nk, Dp, t);
     for (int64_t g = 0; g * BQ < nq_grp; g++) {
         int64_t r0 = g * BQ, nq_blk = nq_grp - r0 < BQ ? nq_grp - r0 : BQ;
         job->k->qk(t, r0, nq_blk, a->head_dim, nkp);
@@ -233,7 +234,7 @@ static void attn_task(void * ctx, int64_t task, int tid) {
     struct attn_tiles t = {
         .Qp = base, .Kt = base + job->off[0], .Vp = base + job->off[1], .P = base + job->off[2],
         .S = (float *)(void *)(base + job->off[3]), .O = (float *)(void *)(base + job->off[4]),
-        .m = (float *)(void *)(base + job->off[5]), .l = (float *)(void *)(base + job->off[6]),
+        .m = (float *)(void *)(base + job->off[5]), .l = (float *)(void *)(base + job->off[6]), .kctx = job->kctx,
     };
     int64_t rows = (nq_grp + BQ - 1) / BQ * BQ; /* whole sub-blocks */
     job->k->load_q(a, h, i0, nq_grp, rows, &t);
@@ -242,21 +243,23 @@ static void attn_task(void * ctx, int64_t task, int tid) {
         t.l[i] = 0;
     }
     memset(t.O, 0, (size_t)(rows * job->Dp) * sizeof(float));
+    if (job->k->begin) job->k->begin();
     for (int64_t j0 = 0; j0 < a->n0; j0 += BK) {
         int64_t nk = a->n0 - j0 < BK ? a->n0 - j0 : BK;
-        process_block(job, h, i0, nq_grp, a->k0, a->v0, j0, nk, j0, &t);
+        process_block(job, h, i0, nq_grp, 0, a->k0, a->v0, j0, nk, j0, &t);
     }
     for (int64_t j0 = 0; j0 < a->n1; j0 += BK) {
         int64_t nk = a->n1 - j0 < BK ? a->n1 - j0 : BK;
-        process_block(job, h, i0, nq_grp, a->k1, a->v1, j0, nk, a->n0 + j0, &t);
+        process_block(job, h, i0, nq_grp, 1, a->k1, a->v1, j0, nk, a->n0 + j0, &t);
     }
     job->k->store(a, h, i0, nq_grp, job->Dp, &t);
+    if (job->k->end) job->k->end();
 }
 
 enum infvsr_status infvsr__attention_run(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_attn * a,
-                                         const struct attn_kernels * k) {
+                                         const struct attn_kernels * k, const void * kctx) {
     const int64_t D = a->head_dim, Dp = (D + 15) / 16 * 16;
-    struct attn_job job = { .a = a, .k = k, .Dp = Dp, .n_qblocks = (a->nq + QGROUP - 1) / QGROUP };
+    struct attn_job job = { .a = a, .k = k, .kctx = kctx, .Dp = Dp, .n_qblocks = (a->nq + QGROUP - 1) / QGROUP };
     size_t sz[7];
     k->tile_bytes(D, Dp, sz);
     sz[4] = (size_t)(BQ * BK) * sizeof(float);       /* S */
@@ -277,5 +280,5 @@ enum infvsr_status infvsr__attention_run(struct infvsr_cpu_ctx * c, const struct
 }
 
 enum infvsr_status infvsr_cpu_op_attention(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_attn * a) {
-    return infvsr__attention_run(c, a, &f32_kernels);
+    return infvsr__attention_run(c, a, &f32_kernels, NULL);
 }

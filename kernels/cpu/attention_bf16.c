@@ -69,8 +69,8 @@ static inline uint32_t pair_at(const uint16_t * row, int64_t d) {
     return w;
 }
 
-AVX512BF16_FN static void bf16_pack_kv(const struct infvsr_cpu_attn * a, int64_t h, const void * kv, const void * vv,
-                                       int64_t j0, int64_t nk, int64_t Dp, const struct attn_tiles * t) {
+AVX512BF16_FN static void bf16_pack_kv(const struct infvsr_cpu_attn * a, int64_t h, int seg, const void * kv,
+                                       const void * vv, int64_t j0, int64_t nk, int64_t Dp, struct attn_tiles * t) {
     const int64_t D = a->head_dim, HD = a->n_heads * D, D2 = pairs_of(D), full = D / 2;
     const int64_t nkp = (nk + 15) / 16 * 16;
     const uint16_t * k = (const uint16_t *)kv + j0 * HD + h * D, * v = (const uint16_t *)vv + j0 * HD + h * D;
@@ -171,8 +171,8 @@ AVX512BF16_FN static void bf16_pv(const struct attn_tiles * t, int64_t r0, int64
     }
 }
 
-static void bf16_store(const struct infvsr_cpu_attn * a, int64_t h, int64_t i0, int64_t nq, int64_t Dp,
-                       const struct attn_tiles * t) {
+void infvsr__attention_store_bf16(const struct infvsr_cpu_attn * a, int64_t h, int64_t i0, int64_t nq, int64_t Dp,
+                                  const struct attn_tiles * t) {
     const int64_t D = a->head_dim, HD = a->n_heads * D;
     for (int64_t i = 0; i < nq; i++) {
         const float inv = 1.0f / t->l[i];
@@ -193,9 +193,11 @@ static void bf16_store(const struct infvsr_cpu_attn * a, int64_t h, int64_t i0, 
 
 static const struct attn_kernels bf16_kernels = {
     .tile_bytes = bf16_tile_bytes, .load_q = bf16_load_q, .pack_kv = bf16_pack_kv,
-    .qk = bf16_qk, .pv = bf16_pv, .store = bf16_store,
+    .qk = bf16_qk, .pv = bf16_pv, .store = infvsr__attention_store_bf16,
 };
 
 enum infvsr_status infvsr_cpu_op_attention_bf16(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_attn * a) {
-    return infvsr__attention_run(c, a, &bf16_kernels);
+    /* the `amx` level runs the same driver with the products on tiles (attention_amx.c) */
+    if (c->isa == INFVSR_CPU_ISA_AMX) return infvsr_cpu_op_attention_amx(c, a);
+    return infvsr__attention_run(c, a, &bf16_kernels, NULL);
 }

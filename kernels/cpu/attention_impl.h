@@ -1,5 +1,5 @@
 /* The flash-attention driver of kernels/cpu/attention.c, shared by its f32 kernels and the
- * native bf16 kernels (attention_bf16.c): the work split, the walk over the key segments,
+ * native bf16 kernels (attention_bf16.c, attention_amx_body.h): the work split, the walk over the key segments,
  * the online softmax and the final scaling are one code; a kernel set supplies only the
  * tile layouts and the two products.
  *
@@ -24,8 +24,9 @@
  * then probabilities), O [QGROUP, Dp] (running output), m, l [QGROUP] are f32 and
  * the driver's. Dp = head dim rounded up to 16. */
 struct attn_tiles {
-    void *  Qp, * Kt, * Vp, * P;
-    float * S, * O, * m, * l;
+    void *       Qp, * Kt, * Vp, * P;
+    float *      S, * O, * m, * l;
+    const void * kctx; /* the kernel set's own per-call data (infvsr__attention_run's kctx) */
 };
 
 struct attn_kernels {
@@ -34,9 +35,10 @@ struct attn_kernels {
     /* Qp rows [0, rows) <- queries i0 .. i0 + nq of head h; rows past nq are zero. */
     void (*load_q)(const struct infvsr_cpu_attn * a, int64_t h, int64_t i0, int64_t nq, int64_t rows,
                    const struct attn_tiles * t);
-    /* Keys/values j0 .. j0 + nk of one segment (k, v) for head h into Kt, Vp. */
-    void (*pack_kv)(const struct infvsr_cpu_attn * a, int64_t h, const void * k, const void * v, int64_t j0,
-                    int64_t nk, int64_t Dp, const struct attn_tiles * t);
+    /* Keys/values j0 .. j0 + nk of segment seg (0 or 1: k, v) for head h into Kt, Vp (or Kt, Vp
+     * pointed at that block packed already, for the rest of the block). */
+    void (*pack_kv)(const struct infvsr_cpu_attn * a, int64_t h, int seg, const void * k, const void * v, int64_t j0,
+                    int64_t nk, int64_t Dp, struct attn_tiles * t);
     /* S[0 .. nq_blk, 0 .. nkp) = Qp rows r0 .. r0 + nq_blk times the packed keys. */
     void (*qk)(const struct attn_tiles * t, int64_t r0, int64_t nq_blk, int64_t D, int64_t nkp);
     /* O rows r0 .. r0 + nq_blk += S (probabilities, first nk columns) times Vp. */
@@ -44,7 +46,15 @@ struct attn_kernels {
     /* out rows i0 .. i0 + nq of head h = O rows * (1 / l). */
     void (*store)(const struct infvsr_cpu_attn * a, int64_t h, int64_t i0, int64_t nq, int64_t Dp,
                   const struct attn_tiles * t);
+    /* Optional (NULL: none): run on the task's thread before its first and after its last
+     * kernel call (the AMX set's LDTILECFG / TILERELEASE). */
+    void (*begin)(void);
+    void (*end)(void);
 };
 
+/* The bf16 kernel sets' store (attention_bf16.c): out = O / l, f32 or rounded once to bf16. */
+void infvsr__attention_store_bf16(const struct infvsr_cpu_attn * a, int64_t h, int64_t i0, int64_t nq, int64_t Dp,
+                                  const struct attn_tiles * t);
+
 enum infvsr_status infvsr__attention_run(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_attn * a,
-                                         const struct attn_kernels * k);
+                                         const struct attn_kernels * k, const void * kctx);

@@ -266,6 +266,9 @@ enum infvsr_status infvsr_cpu_op_attention(struct infvsr_cpu_ctx * c, const stru
 bool infvsr_cpu_attention_bf16_applies(const struct infvsr_cpu_ctx * c);
 /* Same contract as infvsr_cpu_op_attention with a->dtype BF16 (out F32 or BF16). */
 enum infvsr_status infvsr_cpu_op_attention_bf16(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_attn * a);
+/* The same on AMX-BF16 tiles (attention_amx.c), what the former runs on the `amx` level;
+ * INFVSR_ERR_UNSUPPORTED where the CPU lacks AMX. */
+enum infvsr_status infvsr_cpu_op_attention_amx(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_attn * a);
 void infvsr_cpu_op_rope(struct infvsr_cpu_ctx * c, const float * x, int64_t N, int64_t H, int64_t D,
                         const double * freqs, float * y);
 
