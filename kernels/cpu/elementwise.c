@@ -170,18 +170,18 @@ struct rows_job {
     int64_t             R, C, rows_per_task;
 };
 
+void infvsr__add_gated_row(const float * x, const float * d, float * y, int64_t C, const float * gate) {
+    if (gate) {
+        for (int64_t i = 0; i < C; i++) y[i] = x[i] + gate[i] * d[i];
+    } else {
+        for (int64_t i = 0; i < C; i++) y[i] = x[i] + d[i];
+    }
+}
+
 static void add_gated_task(void * ctx, int64_t t, int tid) {
     const struct rows_job * j = ctx;
     int64_t r0 = t * j->rows_per_task, r1 = r0 + j->rows_per_task < j->R ? r0 + j->rows_per_task : j->R;
-    for (int64_t r = r0; r < r1; r++) {
-        const float * x = j->x + r * j->C, * d = j->d + r * j->C;
-        float *       y = j->y + r * j->C;
-        if (j->gate_f32) {
-            for (int64_t i = 0; i < j->C; i++) y[i] = x[i] + j->gate_f32[i] * d[i];
-        } else {
-            for (int64_t i = 0; i < j->C; i++) y[i] = x[i] + d[i];
-        }
-    }
+    for (int64_t r = r0; r < r1; r++) infvsr__add_gated_row(j->x + r * j->C, j->d + r * j->C, j->y + r * j->C, j->C, j->gate_f32);
 }
 
 void infvsr_cpu_op_add_gated(struct infvsr_cpu_ctx * c, const float * x, struct infvsr_cpu_w gate, const float * d,
