@@ -14,8 +14,8 @@
  * rms_norm, modulate, add_gated and rope go row by row the same way, channel_rms_norm
  * ([C, S], statistics down the channels) through blocks of positions of every channel.
  * Threading: the f32 ops' chunking (elements or rows per task); results do not depend
- * on it. The conversions are AVX2 (memory-bound). softmax, GELU(erf) and SiLU, bound by
- * their e^x, run 16 lanes wide (AVX-512 F, which both native levels have): the AVX2
+ * on it. The conversions are AVX2 (memory-bound). softmax, GELU(tanh), GELU(erf) and SiLU,
+ * bound by their e^x, run 16 lanes wide (AVX-512 F, which both native levels have): the AVX2
  * kernels' operations lane for lane, and softmax's 8-lane partial sums kept in the same
  * order, so the bits stay the generic path's (tests/ops/test_bf16_native.c checks). */
 #include <stdlib.h>
@@ -83,16 +83,36 @@ static inline __attribute__((always_inline)) AVX512_FN __m512 gelu_erf16(__m512 
     return _mm512_mask_blend_ps(sign, pos, neg);
 }
 
+/* elementwise.c gelu_tanh8 on 16 lanes: the exponent in double (8 lanes a half), split
+ * into f32 hi + lo, e^{hi} e^{lo}; every lane's operations are gelu_tanh8's. */
+static inline __attribute__((always_inline)) AVX512_FN __m512 gelu_tanh16(__m512 x) {
+    const __m512d k0 = _mm512_set1_pd(-2.0 * 0.7978845608028654), k1 = _mm512_set1_pd(0.044715);
+    __m512d xl = _mm512_cvtps_pd(_mm512_castps512_ps256(x));
+    __m512d xh = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)));
+    __m512d al = _mm512_mul_pd(k0, _mm512_fmadd_pd(_mm512_mul_pd(k1, xl), _mm512_mul_pd(xl, xl), xl));
+    __m512d ah = _mm512_mul_pd(k0, _mm512_fmadd_pd(_mm512_mul_pd(k1, xh), _mm512_mul_pd(xh, xh), xh));
+    __m256 hl = _mm512_cvtpd_ps(al), hh = _mm512_cvtpd_ps(ah);
+    __m256 ll = _mm512_cvtpd_ps(_mm512_sub_pd(al, _mm512_cvtps_pd(hl)));
+    __m256 lh = _mm512_cvtpd_ps(_mm512_sub_pd(ah, _mm512_cvtps_pd(hh)));
+    __m512 hi = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(hl)), _mm256_castps_pd(hh), 1));
+    __m512 lo = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(ll)), _mm256_castps_pd(lh), 1));
+    __m512 e = _mm512_mul_ps(exp16(hi), exp16(lo));
+    return _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+}
+
 static inline __attribute__((always_inline)) AVX512_FN __m512 silu16(__m512 x) {
     __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), x));
     return _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
 }
 
-/* infvsr__unary_span for GELU(erf) and SiLU: 16 lanes, then the f32 span's own 8-lane
- * loop and scalar tail on what is left (every element's math is the same either way). */
-AVX512_FN static void unary_span16(enum infvsr_unary_op op, const float * x, float * y, int64_t n) {
+/* infvsr__unary_span for GELU(tanh), GELU(erf) and SiLU: 16 lanes, then the f32 span's
+ * own 8-lane loop and scalar tail on what is left (every element's math is the same
+ * either way). Also the bf16 GEMMs' epilogue (gemm_bf16.c), which runs on these levels only. */
+AVX512_FN void infvsr__unary_span16(enum infvsr_unary_op op, const float * x, float * y, int64_t n) {
     int64_t i = 0;
-    if (op == INFVSR_UNARY_GELU_ERF) {
+    if (op == INFVSR_UNARY_GELU_TANH) {
+        for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, gelu_tanh16(_mm512_loadu_ps(x + i)));
+    } else if (op == INFVSR_UNARY_GELU_ERF) {
         for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, gelu_erf16(_mm512_loadu_ps(x + i)));
     } else if (op == INFVSR_UNARY_SILU) {
         for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, silu16(_mm512_loadu_ps(x + i)));
@@ -196,7 +216,7 @@ static void flat_task(void * ctx, int64_t t, int tid) {
         /* an f32 y is written in place (as the f32 op does); a bf16 one goes through out */
         float * y = j->y.dtype == INFVSR_TYPE_F32 ? (float *)j->y.data + s : out;
         switch (j->kind) {
-        case FLAT_UNARY:  unary_span16(j->op, x, y, n); break;
+        case FLAT_UNARY:  infvsr__unary_span16(j->op, x, y, n); break;
         case FLAT_ADD:    infvsr__add_span(x, load_f32(j->b, s, n, bb), y, n); break;
         case FLAT_AFFINE: infvsr__affine_clamp_span(x, y, n, j->alpha, j->beta, j->lo, j->hi); break;
         }

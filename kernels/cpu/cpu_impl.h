@@ -176,6 +176,8 @@ void infvsr__linear_bf16_epilogue(float * ct, int64_t ldc, int64_t rows, int64_t
  * implementation, so both paths give the same bits). In place (x == y) is allowed. ---- */
 
 void infvsr__unary_span(enum infvsr_unary_op op, const float * x, float * y, int64_t n);
+/* The same bits on 16 lanes (act_bf16.c): AVX-512 F, so only on the avx512bf16 and amx levels. */
+void infvsr__unary_span16(enum infvsr_unary_op op, const float * x, float * y, int64_t n);
 void infvsr__add_span(const float * a, const float * b, float * y, int64_t n);
 void infvsr__affine_clamp_span(const float * x, float * y, int64_t n, float alpha, float beta, float lo, float hi);
 void infvsr__softmax_row(const float * x, float * y, int64_t C);

@@ -191,6 +191,8 @@ static void test_row_ops_bit_identical(void) {
     check_op(OP_SOFTMAX, 7, 301, BF, BF, BF, false);
     check_op(OP_GELU, 1, 3001, BF, BF, BF, false);
     check_op(OP_SILU, 1, 3001, BF, BF, BF, false);
+    check_op(OP_GELU_TANH, 1, 3001, BF, BF, BF, false);
+    check_op(OP_GELU_TANH, 3, 5003, BF, BF, F, false);
     g_x_range = 4;
     check_op(OP_LAYER_NORM, 11, 192, F, BF, BF, false);
     check_op(OP_LAYER_NORM, 11, 192, BF, BF, F, false);
