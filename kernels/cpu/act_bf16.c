@@ -107,7 +107,7 @@ static inline __attribute__((always_inline)) AVX512_FN __m512 silu16(__m512 x) {
 
 /* infvsr__unary_span for GELU(tanh), GELU(erf) and SiLU: 16 lanes, then the f32 span's
  * own 8-lane loop and scalar tail on what is left (every element's math is the same
- * either way). Also the bf16 GEMMs' epilogue (gemm_bf16.c), which runs on these levels only. */
+ * either way). AVX-512 F: only on the avx512bf16 and amx levels. */
 AVX512_FN void infvsr__unary_span16(enum infvsr_unary_op op, const float * x, float * y, int64_t n) {
     int64_t i = 0;
     if (op == INFVSR_UNARY_GELU_TANH) {
