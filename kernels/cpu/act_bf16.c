@@ -83,6 +83,18 @@ static inline __attribute__((always_inline)) AVX512_FN __m512 gelu_erf16(__m512 
     return _mm512_mask_blend_ps(sign, pos, neg);
 }
 
+/* elementwise.c exp_small8 (exp16 for |r| < 0.25: its polynomial alone) on 16 lanes */
+static inline __attribute__((always_inline)) AVX512_FN __m512 exp_small16(__m512 r) {
+    __m512 p = _mm512_set1_ps(1.9875691500E-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
+    __m512 r2 = _mm512_mul_ps(r, r);
+    return _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+}
+
 /* elementwise.c gelu_tanh8 on 16 lanes: the exponent in double (8 lanes a half), split
  * into f32 hi + lo, e^{hi} e^{lo}; every lane's operations are gelu_tanh8's. */
 static inline __attribute__((always_inline)) AVX512_FN __m512 gelu_tanh16(__m512 x) {
@@ -96,7 +108,8 @@ static inline __attribute__((always_inline)) AVX512_FN __m512 gelu_tanh16(__m512
     __m256 lh = _mm512_cvtpd_ps(_mm512_sub_pd(ah, _mm512_cvtps_pd(hh)));
     __m512 hi = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(hl)), _mm256_castps_pd(hh), 1));
     __m512 lo = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(ll)), _mm256_castps_pd(lh), 1));
-    __m512 e = _mm512_mul_ps(exp16(hi), exp16(lo));
+    const __mmask16 small = _mm512_cmp_ps_mask(_mm512_abs_ps(lo), _mm512_set1_ps(0.25f), _CMP_LT_OQ);
+    __m512 e = _mm512_mul_ps(exp16(hi), small == 0xffff ? exp_small16(lo) : exp16(lo));
     return _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
 }
 
