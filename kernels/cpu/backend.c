@@ -503,6 +503,12 @@ static enum infvsr_status cpu_rms_norm(struct infvsr_backend * be, const struct 
     struct infvsr_cpu_w wv;
     INFVSR_TRY(check_rows("rms_norm", x, y, &R, &C, err));
     INFVSR_TRY(check_weight(w, "w", C, true, &wv, err));
+    if (native_bf16(c, x, NULL, y)) {
+        enum infvsr_status sn;
+        LOCKED(c, sn = infvsr_cpu_op_rms_norm_bf16(c, act_of(x), R, C, wv, eps, act_of(y)));
+        if (sn) return infvsr_err_set(err, sn, "cpu rms_norm: out of memory");
+        return INFVSR_OK;
+    }
     ACT_BEGIN(c);
     const float * xf = act_in(&ac, x);
     float * yf = act_out(&ac, y);
@@ -524,6 +530,12 @@ static enum infvsr_status cpu_channel_rms_norm(struct infvsr_backend * be, const
     int64_t S = infvsr_tensor_numel(x) / C;
     struct infvsr_cpu_w g;
     INFVSR_TRY(check_weight(gamma, "gamma", C, true, &g, err));
+    if (native_bf16(c, x, NULL, y)) {
+        enum infvsr_status sn;
+        LOCKED(c, sn = infvsr_cpu_op_channel_rms_norm_bf16(c, act_of(x), C, S, g, act_of(y)));
+        if (sn) return infvsr_err_set(err, sn, "cpu channel_rms_norm: out of memory");
+        return INFVSR_OK;
+    }
     ACT_BEGIN(c);
     const float * xf = act_in(&ac, x);
     float * yf = act_out(&ac, y);
@@ -542,6 +554,12 @@ static enum infvsr_status cpu_modulate(struct infvsr_backend * be, const struct 
     INFVSR_TRY(check_rows("modulate", x, y, &R, &C, err));
     INFVSR_TRY(check_weight(scale, "scale", C, false, &sc, err));
     INFVSR_TRY(check_weight(shift, "shift", C, false, &sh, err));
+    if (native_bf16(c, x, NULL, y)) {
+        enum infvsr_status sn;
+        LOCKED(c, sn = infvsr_cpu_op_modulate_bf16(c, act_of(x), R, C, sc, sh, act_of(y)));
+        if (sn) return infvsr_err_set(err, sn, "cpu modulate: out of memory");
+        return INFVSR_OK;
+    }
     ACT_BEGIN(c);
     const float * xf = act_in(&ac, x);
     float * yf = act_out(&ac, y);
@@ -614,6 +632,12 @@ static enum infvsr_status cpu_add_gated(struct infvsr_backend * be, const struct
     INFVSR_TRY(check_weight(gate, "gate", C, true, &g, err));
     if (d->data == y->data && d->data != x->data) {
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu add_gated: output '%s' may alias x only, not d", tname(y));
+    }
+    if (native_bf16(c, x, d, y)) {
+        enum infvsr_status sn;
+        LOCKED(c, sn = infvsr_cpu_op_add_gated_bf16(c, act_of(x), g, act_of(d), R, C, act_of(y)));
+        if (sn) return infvsr_err_set(err, sn, "cpu add_gated: out of memory");
+        return INFVSR_OK;
     }
     ACT_BEGIN(c);
     const float * xf = act_in(&ac, x), * df = act_in(&ac, d);
@@ -774,6 +798,12 @@ static enum infvsr_status cpu_rope(struct infvsr_backend * be, const struct infv
         return infvsr_err_set(err, INFVSR_ERR_INVALID_ARG, "cpu rope: freqs '%s' %s %s must be f64 [N=%lld, D/2=%lld, 2]",
                               tname(freqs), infvsr_dtype_name(freqs->dtype),
                               infvsr_shape_str(freqs->ndim, freqs->shape, s, sizeof s), (long long)N, (long long)(D / 2));
+    }
+    if (native_bf16(c, x, NULL, y)) {
+        enum infvsr_status sn;
+        LOCKED(c, sn = infvsr_cpu_op_rope_bf16(c, act_of(x), N, n_heads, D, freqs->data, act_of(y)));
+        if (sn) return infvsr_err_set(err, sn, "cpu rope: out of memory");
+        return INFVSR_OK;
     }
     ACT_BEGIN(c);
     const float * xf = act_in(&ac, x);

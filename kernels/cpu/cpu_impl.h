@@ -176,11 +176,23 @@ void infvsr__linear_bf16_epilogue(float * ct, int64_t ldc, int64_t rows, int64_t
  * implementation, so both paths give the same bits). In place (x == y) is allowed. ---- */
 
 void infvsr__unary_span(enum infvsr_unary_op op, const float * x, float * y, int64_t n);
+/* The same bits on 16 lanes (act_bf16.c): AVX-512 F, so only on the avx512bf16 and amx levels. */
+void infvsr__unary_span16(enum infvsr_unary_op op, const float * x, float * y, int64_t n);
 void infvsr__add_span(const float * a, const float * b, float * y, int64_t n);
 void infvsr__affine_clamp_span(const float * x, float * y, int64_t n, float alpha, float beta, float lo, float hi);
 void infvsr__softmax_row(const float * x, float * y, int64_t C);
 /* w, b: f32 [C] or NULL */
 void infvsr__layer_norm_row(const float * x, float * y, int64_t C, const float * w, const float * b, float eps);
+void infvsr__rms_norm_row(const float * x, float * y, int64_t C, const float * w, float eps);
+/* one_plus_scale: 1 + scale, widened (the f32 op's own preparation) */
+void infvsr__modulate_row(const float * x, float * y, int64_t C, const float * one_plus_scale, const float * shift);
+/* y = x + gate * d (gate f32 [C] or NULL: y = x + d) */
+void infvsr__add_gated_row(const float * x, const float * d, float * y, int64_t C, const float * gate);
+/* x, y [H*D] of one token, f [D/2, 2] its (cos, sin) */
+void infvsr__rope_row(const float * x, const double * f, float * y, int64_t H, int64_t D);
+/* channel RMS norm of n <= 256 positions: channel ch at x + ch * ldx (y + ch * ldy), g [C] or NULL */
+void infvsr__channel_norm_block(const float * x, int64_t ldx, float * y, int64_t ldy, int64_t C, int64_t n,
+                                const float * g);
 
 /* ---- native bf16 activation ops (kernels/cpu/act_bf16.c, matmul_bf16.c) ----
  * The generic bf16 path (backend.c act_in/act_finish) widens every bf16 tensor whole into an
@@ -208,6 +220,20 @@ enum infvsr_status infvsr_cpu_op_softmax_bf16(struct infvsr_cpu_ctx * c, struct 
 enum infvsr_status infvsr_cpu_op_layer_norm_bf16(struct infvsr_cpu_ctx * c, struct infvsr_cpu_act x, int64_t R,
                                                  int64_t C, struct infvsr_cpu_w w, struct infvsr_cpu_w b, float eps,
                                                  struct infvsr_cpu_act y);
+enum infvsr_status infvsr_cpu_op_rms_norm_bf16(struct infvsr_cpu_ctx * c, struct infvsr_cpu_act x, int64_t R, int64_t C,
+                                               struct infvsr_cpu_w w, float eps, struct infvsr_cpu_act y);
+enum infvsr_status infvsr_cpu_op_modulate_bf16(struct infvsr_cpu_ctx * c, struct infvsr_cpu_act x, int64_t R, int64_t C,
+                                               struct infvsr_cpu_w scale, struct infvsr_cpu_w shift,
+                                               struct infvsr_cpu_act y);
+/* y may alias x, not d */
+enum infvsr_status infvsr_cpu_op_add_gated_bf16(struct infvsr_cpu_ctx * c, struct infvsr_cpu_act x,
+                                                struct infvsr_cpu_w gate, struct infvsr_cpu_act d, int64_t R,
+                                                int64_t C, struct infvsr_cpu_act y);
+enum infvsr_status infvsr_cpu_op_rope_bf16(struct infvsr_cpu_ctx * c, struct infvsr_cpu_act x, int64_t N, int64_t H,
+                                           int64_t D, const double * freqs, struct infvsr_cpu_act y);
+/* x, y [C, S] */
+enum infvsr_status infvsr_cpu_op_channel_rms_norm_bf16(struct infvsr_cpu_ctx * c, struct infvsr_cpu_act x, int64_t C,
+                                                       int64_t S, struct infvsr_cpu_w gamma, struct infvsr_cpu_act y);
 /* Test hooks: how many calls the native elementwise/row ops and the native matmul ran in
  * this process. */
 uint64_t infvsr__act_bf16_calls(void);

@@ -7,6 +7,20 @@
 #include "cpu_impl.h"
 #include "simd.h"
 
+/* infvsr__exp8(r) for |r| < 0.25, where its n = round(r log2 e) is 0: the reduction
+ * leaves r as it is (up to the sign of a zero), 2^n is 1 and the clamps do nothing, so
+ * its polynomial alone gives the same bits. */
+static inline __m256 exp_small8(__m256 r) {
+    __m256 p = _mm256_set1_ps(1.9875691500E-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507E-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073E-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894E-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459E-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201E-1f));
+    __m256 r2 = _mm256_mul_ps(r, r);
+    return _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+}
+
 /* GELU(tanh) = 0.5 x (1 + tanh(u)) = x * sigmoid(2u) = x / (1 + e^{-2u}),
  * u = sqrt(2/pi) (x + 0.044715 x^3): no cancellation. The exponent reaches |2u| ~ 100 in
  * the negative tail, where one f32 rounding of it alone is a 4e-6 relative error, so it
@@ -19,7 +33,11 @@ static inline __m256 gelu_tanh8(__m256 x) {
     __m128 hl = _mm256_cvtpd_ps(al), hh = _mm256_cvtpd_ps(ah);
     __m128 ll = _mm256_cvtpd_ps(_mm256_sub_pd(al, _mm256_cvtps_pd(hl)));
     __m128 lh = _mm256_cvtpd_ps(_mm256_sub_pd(ah, _mm256_cvtps_pd(hh)));
-    __m256 e = _mm256_mul_ps(infvsr__exp8(_mm256_set_m128(hh, hl)), infvsr__exp8(_mm256_set_m128(lh, ll)));
+    __m256 lo = _mm256_set_m128(lh, ll);
+    /* lo is at most half an ulp of hi: nearly always small enough for exp_small8 */
+    const bool small = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), lo),
+                                                        _mm256_set1_ps(0.25f), _CMP_LT_OQ)) == 0xff;
+    __m256 e = _mm256_mul_ps(infvsr__exp8(_mm256_set_m128(hh, hl)), small ? exp_small8(lo) : infvsr__exp8(lo));
     return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
 }
 
@@ -170,18 +188,18 @@ struct rows_job {
     int64_t             R, C, rows_per_task;
 };
 
+void infvsr__add_gated_row(const float * x, const float * d, float * y, int64_t C, const float * gate) {
+    if (gate) {
+        for (int64_t i = 0; i < C; i++) y[i] = x[i] + gate[i] * d[i];
+    } else {
+        for (int64_t i = 0; i < C; i++) y[i] = x[i] + d[i];
+    }
+}
+
 static void add_gated_task(void * ctx, int64_t t, int tid) {
     const struct rows_job * j = ctx;
     int64_t r0 = t * j->rows_per_task, r1 = r0 + j->rows_per_task < j->R ? r0 + j->rows_per_task : j->R;
-    for (int64_t r = r0; r < r1; r++) {
-        const float * x = j->x + r * j->C, * d = j->d + r * j->C;
-        float *       y = j->y + r * j->C;
-        if (j->gate_f32) {
-            for (int64_t i = 0; i < j->C; i++) y[i] = x[i] + j->gate_f32[i] * d[i];
-        } else {
-            for (int64_t i = 0; i < j->C; i++) y[i] = x[i] + d[i];
-        }
-    }
+    for (int64_t r = r0; r < r1; r++) infvsr__add_gated_row(j->x + r * j->C, j->d + r * j->C, j->y + r * j->C, j->C, j->gate_f32);
 }
 
 void infvsr_cpu_op_add_gated(struct infvsr_cpu_ctx * c, const float * x, struct infvsr_cpu_w gate, const float * d,

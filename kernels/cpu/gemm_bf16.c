@@ -116,6 +116,9 @@ void infvsr__linear_bf16_epilogue(float * ct, int64_t ldc, int64_t rows, int64_t
             for (; i + 8 <= cols; i += 8) _mm256_storeu_ps(row + i, _mm256_add_ps(_mm256_loadu_ps(row + i), _mm256_loadu_ps(bc + i)));
             for (; i < cols; i++) row[i] += bc[i];
         }
+        /* 8 lanes on purpose: the 16-lane span (act_bf16.c, same bits, 1.4x faster alone on
+         * 64- and 256-wide rows) took more samples here than this one in a perf of the bf16
+         * DiT on Sapphire Rapids (836-922 vs 775-778 per run), between AMX tiles. */
         if (act != INFVSR_UNARY_COUNT) infvsr__unary_span(act, row, row, cols);
         const size_t at = (size_t)(m0 + r) * (size_t)N + (size_t)col0;
         if (y_dtype == INFVSR_TYPE_F32) {

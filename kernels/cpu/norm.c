@@ -64,31 +64,31 @@ static void layer_norm_task(void * ctx, int64_t t, int tid) {
     for (int64_t r = r0; r < r1; r++) infvsr__layer_norm_row(j->x + r * j->C, j->y + r * j->C, j->C, j->w, j->b, j->eps);
 }
 
+void infvsr__rms_norm_row(const float * x, float * y, int64_t C, const float * w, float eps) {
+    float inv = (float)(1.0 / sqrt(row_sqdev(x, C, 0.0f) / (double)C + (double)eps));
+    if (w) {
+        for (int64_t i = 0; i < C; i++) y[i] = x[i] * inv * w[i];
+    } else {
+        for (int64_t i = 0; i < C; i++) y[i] = x[i] * inv;
+    }
+}
+
+void infvsr__modulate_row(const float * x, float * y, int64_t C, const float * one_plus_scale, const float * shift) {
+    for (int64_t i = 0; i < C; i++) y[i] = x[i] * one_plus_scale[i] + shift[i];
+}
+
 static void rms_norm_task(void * ctx, int64_t t, int tid) {
     const struct norm_job * j = ctx;
     int64_t r0, r1;
     task_rows(j, t, &r0, &r1);
-    for (int64_t r = r0; r < r1; r++) {
-        const float * x = j->x + r * j->C;
-        float *       y = j->y + r * j->C;
-        float inv = (float)(1.0 / sqrt(row_sqdev(x, j->C, 0.0f) / (double)j->C + (double)j->eps));
-        if (j->w) {
-            for (int64_t i = 0; i < j->C; i++) y[i] = x[i] * inv * j->w[i];
-        } else {
-            for (int64_t i = 0; i < j->C; i++) y[i] = x[i] * inv;
-        }
-    }
+    for (int64_t r = r0; r < r1; r++) infvsr__rms_norm_row(j->x + r * j->C, j->y + r * j->C, j->C, j->w, j->eps);
 }
 
 static void modulate_task(void * ctx, int64_t t, int tid) {
     const struct norm_job * j = ctx;
     int64_t r0, r1;
     task_rows(j, t, &r0, &r1);
-    for (int64_t r = r0; r < r1; r++) {
-        const float * x = j->x + r * j->C;
-        float *       y = j->y + r * j->C;
-        for (int64_t i = 0; i < j->C; i++) y[i] = x[i] * j->w[i] + j->b[i]; /* w = 1 + scale */
-    }
+    for (int64_t r = r0; r < r1; r++) infvsr__modulate_row(j->x + r * j->C, j->y + r * j->C, j->C, j->w, j->b);
 }
 
 /* Widens up to two per-channel vectors into the panel buffer; false when out of memory. */
@@ -151,15 +151,16 @@ void infvsr_cpu_op_modulate(struct infvsr_cpu_ctx * c, const float * x, int64_t 
 
 #define POS_BLOCK 256
 
-static void channel_norm_task(void * ctx, int64_t t, int tid) {
-    const struct norm_job * j = ctx; /* R = S positions, C channels, w = gamma (or NULL) */
-    const int64_t S = j->R, C = j->C;
-    int64_t s0 = t * POS_BLOCK, n = s0 + POS_BLOCK < S ? POS_BLOCK : S - s0;
+/* Each position's result depends on its own column only, so any split into blocks gives
+ * the same bits (the native bf16 op uses narrower blocks). In place (x == y) is safe. */
+void infvsr__channel_norm_block(const float * x, int64_t ldx, float * y, int64_t ldy, int64_t C, int64_t n,
+                                const float * g) {
     float ss[POS_BLOCK];
+    INFVSR_ASSERT(n <= POS_BLOCK);
     for (int64_t i = 0; i < n; i++) ss[i] = 0;
     for (int64_t ch = 0; ch < C; ch++) {
-        const float * x = j->x + ch * S + s0;
-        for (int64_t i = 0; i < n; i++) ss[i] += x[i] * x[i];
+        const float * xc = x + ch * ldx;
+        for (int64_t i = 0; i < n; i++) ss[i] += xc[i] * xc[i];
     }
     const float sqrt_c = sqrtf((float)C);
     for (int64_t i = 0; i < n; i++) {
@@ -167,11 +168,18 @@ static void channel_norm_task(void * ctx, int64_t t, int tid) {
         ss[i] = sqrt_c / (nrm > 1e-12f ? nrm : 1e-12f);
     }
     for (int64_t ch = 0; ch < C; ch++) {
-        const float * x = j->x + ch * S + s0;
-        float *       y = j->y + ch * S + s0;
-        float         g = j->w ? j->w[ch] : 1.0f;
-        for (int64_t i = 0; i < n; i++) y[i] = x[i] * ss[i] * g;
+        const float * xc = x + ch * ldx;
+        float *       yc = y + ch * ldy;
+        float         gc = g ? g[ch] : 1.0f;
+        for (int64_t i = 0; i < n; i++) yc[i] = xc[i] * ss[i] * gc;
     }
+}
+
+static void channel_norm_task(void * ctx, int64_t t, int tid) {
+    const struct norm_job * j = ctx; /* R = S positions, C channels, w = gamma (or NULL) */
+    const int64_t S = j->R;
+    int64_t s0 = t * POS_BLOCK, n = s0 + POS_BLOCK < S ? POS_BLOCK : S - s0;
+    infvsr__channel_norm_block(j->x + s0, S, j->y + s0, S, j->C, n, j->w);
 }
 
 void infvsr_cpu_op_channel_rms_norm(struct infvsr_cpu_ctx * c, const float * x, int64_t C, int64_t S,

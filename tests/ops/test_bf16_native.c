@@ -2,7 +2,8 @@
  * the generic bf16 path (the avx2 level: whole tensors widened, the f32 op, one rounding)
  * and a float64 reference, on every level this machine has (forced through the backend
  * option cpu_isa; Skipped, exit 77, on a CPU without AVX512-BF16).
- *  - softmax, layer_norm, add, unary, affine_clamp do the same f32 math on the same values
+ *  - softmax, layer_norm, add, unary, affine_clamp, rms_norm, modulate, add_gated, rope,
+ *    channel_rms_norm do the same f32 math on the same values
  *    as the generic path: their outputs must be bit-identical, in place or not, with odd
  *    sizes (flat lengths around the task and block sizes, rows longer than the stack
  *    buffer) and mixed f32/bf16 operands.
@@ -66,23 +67,40 @@ static bool same_bytes(const struct infvsr_tensor * a, const struct infvsr_tenso
 }
 
 /* One op on the generic backend and on each native one, from the same inputs. */
-enum op { OP_SOFTMAX, OP_LAYER_NORM, OP_ADD, OP_GELU, OP_SILU, OP_GELU_TANH, OP_AFFINE };
-static const char * op_names[] = { "softmax", "layer_norm", "add", "gelu_erf", "silu", "gelu_tanh", "affine_clamp" };
+enum op {
+    OP_SOFTMAX, OP_LAYER_NORM, OP_ADD, OP_GELU, OP_SILU, OP_GELU_TANH, OP_AFFINE,
+    OP_RMS_NORM, OP_MODULATE, OP_ADD_GATED, OP_ROPE, OP_CHAN_NORM
+};
+static const char * op_names[] = { "softmax", "layer_norm", "add", "gelu_erf", "silu", "gelu_tanh", "affine_clamp",
+                                   "rms_norm", "modulate", "add_gated", "rope", "channel_rms_norm" };
+static bool g_no_gate; /* add_gated without a gate */
+
+/* rope's n_heads for a row of C: 2 heads when the head dim stays even, else 1 */
+static int rope_heads(int64_t C) {
+    return C % 4 == 0 ? 2 : 1;
+}
 
 static enum infvsr_status run_op(struct infvsr_backend * be, enum op op, const struct infvsr_tensor * a,
                                  const struct infvsr_tensor * b, const struct infvsr_tensor * w,
                                  const struct infvsr_tensor * bias, struct infvsr_tensor * y) {
-    struct infvsr_err err;
+    struct infvsr_err err = { 0 };
+    enum infvsr_status st = INFVSR_ERR_INVALID_ARG;
     switch (op) {
-    case OP_SOFTMAX:    return infvsr_op_softmax(be, a, y, &err);
-    case OP_LAYER_NORM: return infvsr_op_layer_norm(be, a, w, bias, 1e-5f, y, &err);
-    case OP_ADD:        return infvsr_op_add(be, a, b, y, &err);
-    case OP_GELU:       return infvsr_op_unary(be, INFVSR_UNARY_GELU_ERF, a, y, &err);
-    case OP_SILU:       return infvsr_op_unary(be, INFVSR_UNARY_SILU, a, y, &err);
-    case OP_GELU_TANH:  return infvsr_op_unary(be, INFVSR_UNARY_GELU_TANH, a, y, &err);
-    case OP_AFFINE:     return infvsr_op_affine_clamp(be, a, 0.37f, -0.25f, -0.8f, 0.9f, y, &err);
+    case OP_SOFTMAX:    st = infvsr_op_softmax(be, a, y, &err); break;
+    case OP_LAYER_NORM: st = infvsr_op_layer_norm(be, a, w, bias, 1e-5f, y, &err); break;
+    case OP_ADD:        st = infvsr_op_add(be, a, b, y, &err); break;
+    case OP_GELU:       st = infvsr_op_unary(be, INFVSR_UNARY_GELU_ERF, a, y, &err); break;
+    case OP_SILU:       st = infvsr_op_unary(be, INFVSR_UNARY_SILU, a, y, &err); break;
+    case OP_GELU_TANH:  st = infvsr_op_unary(be, INFVSR_UNARY_GELU_TANH, a, y, &err); break;
+    case OP_AFFINE:     st = infvsr_op_affine_clamp(be, a, 0.37f, -0.25f, -0.8f, 0.9f, y, &err); break;
+    case OP_RMS_NORM:   st = infvsr_op_rms_norm(be, a, w, 1e-6f, y, &err); break;
+    case OP_MODULATE:   st = infvsr_op_modulate(be, a, w, bias, y, &err); break;
+    case OP_ADD_GATED:  st = infvsr_op_add_gated(be, a, w, b, y, &err); break;
+    case OP_ROPE:       st = infvsr_op_rope(be, a, bias, rope_heads(a->shape[1]), y, &err); break;
+    case OP_CHAN_NORM:  st = infvsr_op_channel_rms_norm(be, a, w, y, &err); break;
     }
-    return INFVSR_ERR_INVALID_ARG;
+    if (st) fprintf(stderr, "  %s: %s\n", op_names[op], err.msg);
+    return st;
 }
 
 /* x [R, C] of xdt (b of bdt for add), y of ydt, or in place (y = x) */
@@ -91,16 +109,28 @@ static void check_op(enum op op, int64_t R, int64_t C, enum infvsr_dtype xdt, en
     const int64_t shape[2] = { R, C };
     struct infvsr_tensor x, b = { 0 }, w = { 0 }, bias = { 0 };
     make(&x, xdt, 2, shape, -g_x_range, g_x_range);
-    if (op == OP_ADD) make(&b, bdt, 2, shape, -2, 2);
-    if (op == OP_LAYER_NORM) {
+    if (op == OP_ADD || op == OP_ADD_GATED) make(&b, bdt, 2, shape, -2, 2);
+    if (op == OP_LAYER_NORM || op == OP_MODULATE) {
         make(&w, INFVSR_TYPE_BF16, 1, &C, 0.5f, 1.5f);
         make(&bias, INFVSR_TYPE_F32, 1, &C, -0.5f, 0.5f);
     }
+    if (op == OP_RMS_NORM || (op == OP_ADD_GATED && !g_no_gate)) make(&w, INFVSR_TYPE_F32, 1, &C, -1.5f, 1.5f);
+    if (op == OP_CHAN_NORM) make(&w, INFVSR_TYPE_BF16, 1, &R, 0.5f, 1.5f); /* gamma [channels = R] */
+    if (op == OP_ROPE) { /* freqs f64 [R, D/2, 2]: (cos, sin) of random angles */
+        const int64_t fs[3] = { R, C / rope_heads(C) / 2, 2 };
+        INFVSR_ASSERT(infvsr_tensor_alloc(&bias, "freqs", INFVSR_TYPE_F64, 3, fs) == INFVSR_OK);
+        double * f = bias.data;
+        for (int64_t i = 0; i < fs[0] * fs[1]; i++) {
+            const double a = frand(-20, 20);
+            f[2 * i] = cos(a), f[2 * i + 1] = sin(a);
+        }
+    }
+    const bool has_b = op == OP_ADD || op == OP_ADD_GATED;
     struct infvsr_tensor xg, yg = { 0 };
     dup_tensor(&xg, &x);
     if (!in_place) INFVSR_ASSERT(infvsr_tensor_alloc(&yg, "y", ydt, 2, shape) == INFVSR_OK);
     struct infvsr_tensor * outg = in_place ? &xg : &yg;
-    CHECK_EQ_INT(run_op(g_gen, op, &xg, op == OP_ADD ? &b : NULL, w.data ? &w : NULL, bias.data ? &bias : NULL, outg),
+    CHECK_EQ_INT(run_op(g_gen, op, &xg, has_b ? &b : NULL, w.data ? &w : NULL, bias.data ? &bias : NULL, outg),
                  INFVSR_OK);
     for (int l = 0; l < g_n_nat; l++) {
         struct infvsr_tensor xn, yn = { 0 };
@@ -108,12 +138,12 @@ static void check_op(enum op op, int64_t R, int64_t C, enum infvsr_dtype xdt, en
         if (!in_place) INFVSR_ASSERT(infvsr_tensor_alloc(&yn, "y", ydt, 2, shape) == INFVSR_OK);
         struct infvsr_tensor * outn = in_place ? &xn : &yn;
         const uint64_t calls = infvsr__act_bf16_calls();
-        CHECK_EQ_INT(run_op(g_nat[l], op, &xn, op == OP_ADD ? &b : NULL, w.data ? &w : NULL, bias.data ? &bias : NULL,
+        CHECK_EQ_INT(run_op(g_nat[l], op, &xn, has_b ? &b : NULL, w.data ? &w : NULL, bias.data ? &bias : NULL,
                             outn), INFVSR_OK);
         CHECK_EQ_INT(infvsr__act_bf16_calls(), calls + 1);
         char what[160];
         snprintf(what, sizeof what, "%s [%lld, %lld] x:%s%s y:%s%s on %s", op_names[op], (long long)R, (long long)C,
-                 infvsr_dtype_name(xdt), op == OP_ADD ? infvsr_dtype_name(bdt) : "", infvsr_dtype_name(outn->dtype),
+                 infvsr_dtype_name(xdt), has_b ? infvsr_dtype_name(bdt) : "", infvsr_dtype_name(outn->dtype),
                  in_place ? " (in place)" : "", g_nat_name[l]);
         CHECK_MSG(same_bytes(outn, outg, what), "%s: not bit-identical to the generic path", what);
         infvsr_tensor_release(&xn);
@@ -161,9 +191,38 @@ static void test_row_ops_bit_identical(void) {
     check_op(OP_SOFTMAX, 7, 301, BF, BF, BF, false);
     check_op(OP_GELU, 1, 3001, BF, BF, BF, false);
     check_op(OP_SILU, 1, 3001, BF, BF, BF, false);
+    check_op(OP_GELU_TANH, 1, 3001, BF, BF, BF, false);
+    check_op(OP_GELU_TANH, 3, 5003, BF, BF, F, false);
     g_x_range = 4;
     check_op(OP_LAYER_NORM, 11, 192, F, BF, BF, false);
     check_op(OP_LAYER_NORM, 11, 192, BF, BF, F, false);
+}
+
+static void test_dit_vae_row_ops_bit_identical(void) {
+    /* rows shorter than a vector, odd, the DiT width (1536), longer than the stack buffer;
+     * channel_rms_norm reads them as [channels = rows, positions = cols]: positions around
+     * its task (256) and block sizes, channel counts past its stack buffer (8192 / 8) */
+    const int64_t shapes[][2] = { { 37, 2 }, { 9, 6 }, { 5, 30 }, { 7, 1536 }, { 13, 386 }, { 3, 4100 }, { 2, 9002 },
+                                  { 96, 257 }, { 1100, 19 }, { 40, 1000 } };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        for (int op = OP_RMS_NORM; op <= OP_CHAN_NORM; op++) {
+            if (op == OP_ROPE && shapes[i][1] % 2) continue; /* rope pairs need an even row */
+            check_op((enum op)op, shapes[i][0], shapes[i][1], BF, BF, BF, false);
+            check_op((enum op)op, shapes[i][0], shapes[i][1], BF, BF, BF, true);
+        }
+    }
+    /* mixed operands: f32 x into bf16 y, bf16 x into f32 y, add_gated with either d */
+    for (int op = OP_RMS_NORM; op <= OP_CHAN_NORM; op++) {
+        check_op((enum op)op, 11, 192, F, BF, BF, false);
+        check_op((enum op)op, 11, 192, BF, BF, F, false);
+    }
+    check_op(OP_ADD_GATED, 11, 192, F, BF, F, false);
+    check_op(OP_ADD_GATED, 11, 192, BF, F, BF, false);
+    check_op(OP_ADD_GATED, 11, 192, F, BF, F, true);
+    g_no_gate = true;
+    check_op(OP_ADD_GATED, 5, 301, BF, BF, BF, false);
+    check_op(OP_ADD_GATED, 5, 301, BF, BF, BF, true);
+    g_no_gate = false;
 }
 
 /* float64 product of the stored values */
@@ -252,6 +311,7 @@ static void test_matmul_small_falls_back(void) {
 static const struct test_case tests[] = {
     TEST(test_flat_ops_bit_identical),
     TEST(test_row_ops_bit_identical),
+    TEST(test_dit_vae_row_ops_bit_identical),
     TEST(test_matmul_vs_f64),
     TEST(test_matmul_small_falls_back),
     { 0 },
