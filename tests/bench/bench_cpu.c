@@ -282,7 +282,7 @@ static double time_linear_bf16(int n_threads, enum infvsr_cpu_isa isa, int M, in
     INFVSR_ASSERT(infvsr_tensor_alloc(&c.x, "x", INFVSR_TYPE_BF16, 2, sx) == INFVSR_OK);
     INFVSR_ASSERT(infvsr_tensor_alloc(&c.w, "w", INFVSR_TYPE_BF16, 2, sw) == INFVSR_OK);
     INFVSR_ASSERT(infvsr_tensor_alloc(&c.y, "y", INFVSR_TYPE_BF16, 2, sy) == INFVSR_OK);
-    float * tmp = malloc((size_t)N * K * sizeof *tmp);
+    float * tmp = malloc((size_t)(M > N ? M : N) * K * sizeof *tmp); /* x and w in turn */
     INFVSR_ASSERT(tmp);
     test_fill_uniform(tmp, (size_t)M * K, -1, 1, 1);
     infvsr_convert_from_f32(c.x.data, INFVSR_TYPE_BF16, tmp, (size_t)M * K);
