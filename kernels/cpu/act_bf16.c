@@ -316,24 +316,6 @@ static enum infvsr_status run_rows(struct infvsr_cpu_ctx * c, struct row_job * j
     return j->oom ? INFVSR_ERR_NOMEM : INFVSR_OK;
 }
 
-/* Up to two per-channel vectors widened once per call into the panel buffer, as the f32
- * ops do (norm.c widen_pair); false when out of memory. */
-static bool widen_pair(struct infvsr_cpu_ctx * c, int64_t C, struct infvsr_cpu_w a, struct infvsr_cpu_w b,
-                       const float ** wa, const float ** wb) {
-    float * buf = infvsr__buf_reserve(&c->panel, (size_t)(2 * C));
-    if (!buf) return false;
-    *wa = *wb = NULL;
-    if (a.data) {
-        infvsr__w_widen(buf, a, 0, (size_t)C);
-        *wa = buf;
-    }
-    if (b.data) {
-        infvsr__w_widen(buf + C, b, 0, (size_t)C);
-        *wb = buf + C;
-    }
-    return true;
-}
-
 enum infvsr_status infvsr_cpu_op_softmax_bf16(struct infvsr_cpu_ctx * c, struct infvsr_cpu_act x, int64_t R, int64_t C,
                                               struct infvsr_cpu_act y) {
     struct row_job j = { .kind = ROW_SOFTMAX, .x = x, .y = y, .R = R, .C = C };
@@ -344,14 +326,14 @@ enum infvsr_status infvsr_cpu_op_layer_norm_bf16(struct infvsr_cpu_ctx * c, stru
                                                  int64_t C, struct infvsr_cpu_w w, struct infvsr_cpu_w b, float eps,
                                                  struct infvsr_cpu_act y) {
     struct row_job j = { .kind = ROW_LAYER_NORM, .x = x, .y = y, .R = R, .C = C, .eps = eps };
-    if (!widen_pair(c, C, w, b, &j.w, &j.b)) return INFVSR_ERR_NOMEM;
+    if (!infvsr__widen_pair(c, C, w, b, &j.w, &j.b)) return INFVSR_ERR_NOMEM;
     return run_rows(c, &j);
 }
 
 enum infvsr_status infvsr_cpu_op_rms_norm_bf16(struct infvsr_cpu_ctx * c, struct infvsr_cpu_act x, int64_t R, int64_t C,
                                                struct infvsr_cpu_w w, float eps, struct infvsr_cpu_act y) {
     struct row_job j = { .kind = ROW_RMS_NORM, .x = x, .y = y, .R = R, .C = C, .eps = eps };
-    if (!widen_pair(c, C, w, (struct infvsr_cpu_w){ 0 }, &j.w, &j.b)) return INFVSR_ERR_NOMEM;
+    if (!infvsr__widen_pair(c, C, w, (struct infvsr_cpu_w){ 0 }, &j.w, &j.b)) return INFVSR_ERR_NOMEM;
     return run_rows(c, &j);
 }
 
@@ -359,7 +341,7 @@ enum infvsr_status infvsr_cpu_op_modulate_bf16(struct infvsr_cpu_ctx * c, struct
                                                struct infvsr_cpu_w scale, struct infvsr_cpu_w shift,
                                                struct infvsr_cpu_act y) {
     struct row_job j = { .kind = ROW_MODULATE, .x = x, .y = y, .R = R, .C = C };
-    if (!widen_pair(c, C, scale, shift, &j.w, &j.b)) return INFVSR_ERR_NOMEM;
+    if (!infvsr__widen_pair(c, C, scale, shift, &j.w, &j.b)) return INFVSR_ERR_NOMEM;
     float * one_plus = (float *)j.w;
     for (int64_t i = 0; i < C; i++) one_plus[i] += 1.0f; /* as infvsr_cpu_op_modulate */
     return run_rows(c, &j);
@@ -369,7 +351,7 @@ enum infvsr_status infvsr_cpu_op_add_gated_bf16(struct infvsr_cpu_ctx * c, struc
                                                 struct infvsr_cpu_w gate, struct infvsr_cpu_act d, int64_t R,
                                                 int64_t C, struct infvsr_cpu_act y) {
     struct row_job j = { .kind = ROW_ADD_GATED, .x = x, .d = d, .y = y, .R = R, .C = C };
-    if (!widen_pair(c, C, gate, (struct infvsr_cpu_w){ 0 }, &j.w, &j.b)) return INFVSR_ERR_NOMEM;
+    if (!infvsr__widen_pair(c, C, gate, (struct infvsr_cpu_w){ 0 }, &j.w, &j.b)) return INFVSR_ERR_NOMEM;
     return run_rows(c, &j);
 }
 
@@ -426,7 +408,7 @@ enum infvsr_status infvsr_cpu_op_channel_rms_norm_bf16(struct infvsr_cpu_ctx * c
     struct chan_job j = { .x = x, .y = y, .C = C, .S = S };
     const float * unused;
     g_calls++;
-    if (!widen_pair(c, C, gamma, (struct infvsr_cpu_w){ 0 }, &j.g, &unused)) return INFVSR_ERR_NOMEM;
+    if (!infvsr__widen_pair(c, C, gamma, (struct infvsr_cpu_w){ 0 }, &j.g, &unused)) return INFVSR_ERR_NOMEM;
     if (C <= 0 || S <= 0) return INFVSR_OK;
     infvsr__par(c, (S + POS_TASK - 1) / POS_TASK, chan_task, &j);
     return j.oom ? INFVSR_ERR_NOMEM : INFVSR_OK;

@@ -112,6 +112,11 @@ const uint16_t *   infvsr__wcache_conv_amx(struct infvsr_cpu_ctx * c, const stru
 /* The level of the bf16 kernels of a CPU backend (tests: which path should have run). */
 enum infvsr_cpu_isa infvsr_cpu_backend_isa(const struct infvsr_backend * be);
 
+/* Widens up to two per-channel vectors (a, b; either may be absent) into the panel buffer,
+ * once per call, for the row ops of norm.c and act_bf16.c; false when out of memory. */
+bool infvsr__widen_pair(struct infvsr_cpu_ctx * c, int64_t C, struct infvsr_cpu_w a, struct infvsr_cpu_w b,
+                        const float ** wa, const float ** wb);
+
 /* Runs fn over n_tasks on the backend's pool. */
 static inline void infvsr__par(struct infvsr_cpu_ctx * c, int64_t n_tasks, infvsr_task_cb fn, void * ctx) {
     infvsr_threadpool_parallel_for(c->pool, n_tasks, fn, ctx);

@@ -91,9 +91,8 @@ static void modulate_task(void * ctx, int64_t t, int tid) {
     for (int64_t r = r0; r < r1; r++) infvsr__modulate_row(j->x + r * j->C, j->y + r * j->C, j->C, j->w, j->b);
 }
 
-/* Widens up to two per-channel vectors into the panel buffer; false when out of memory. */
-static bool widen_pair(struct infvsr_cpu_ctx * c, int64_t C, struct infvsr_cpu_w a, struct infvsr_cpu_w b,
-                       const float ** wa, const float ** wb) {
+bool infvsr__widen_pair(struct infvsr_cpu_ctx * c, int64_t C, struct infvsr_cpu_w a, struct infvsr_cpu_w b,
+                        const float ** wa, const float ** wb) {
     float * buf = infvsr__buf_reserve(&c->panel, (size_t)(2 * C));
     if (!buf) return false;
     *wa = *wb = NULL;
@@ -117,7 +116,7 @@ static void run_rows(struct infvsr_cpu_ctx * c, struct norm_job * j, infvsr_task
 void infvsr_cpu_op_layer_norm(struct infvsr_cpu_ctx * c, const float * x, int64_t R, int64_t C,
                               struct infvsr_cpu_w w, struct infvsr_cpu_w b, float eps, float * y) {
     struct norm_job j = { .x = x, .y = y, .R = R, .C = C, .eps = eps };
-    if (!widen_pair(c, C, w, b, &j.w, &j.b)) {
+    if (!infvsr__widen_pair(c, C, w, b, &j.w, &j.b)) {
         infvsr_cpu_ref_layer_norm(x, R, C, w, b, eps, y);
         return;
     }
@@ -128,7 +127,7 @@ void infvsr_cpu_op_rms_norm(struct infvsr_cpu_ctx * c, const float * x, int64_t 
                             struct infvsr_cpu_w w, float eps, float * y) {
     struct norm_job j = { .x = x, .y = y, .R = R, .C = C, .eps = eps };
     struct infvsr_cpu_w none = { 0 };
-    if (!widen_pair(c, C, w, none, &j.w, &j.b)) {
+    if (!infvsr__widen_pair(c, C, w, none, &j.w, &j.b)) {
         infvsr_cpu_ref_rms_norm(x, R, C, w, eps, y);
         return;
     }
@@ -138,7 +137,7 @@ void infvsr_cpu_op_rms_norm(struct infvsr_cpu_ctx * c, const float * x, int64_t 
 void infvsr_cpu_op_modulate(struct infvsr_cpu_ctx * c, const float * x, int64_t R, int64_t C,
                             struct infvsr_cpu_w scale, struct infvsr_cpu_w shift, float * y) {
     struct norm_job j = { .x = x, .y = y, .R = R, .C = C };
-    if (!widen_pair(c, C, scale, shift, &j.w, &j.b)) {
+    if (!infvsr__widen_pair(c, C, scale, shift, &j.w, &j.b)) {
         infvsr_cpu_ref_modulate(x, R, C, scale, shift, y);
         return;
     }
@@ -186,7 +185,7 @@ void infvsr_cpu_op_channel_rms_norm(struct infvsr_cpu_ctx * c, const float * x, 
                                     struct infvsr_cpu_w gamma, float * y) {
     struct norm_job j = { .x = x, .y = y, .R = S, .C = C };
     struct infvsr_cpu_w none = { 0 };
-    if (!widen_pair(c, C, gamma, none, &j.w, &j.b)) {
+    if (!infvsr__widen_pair(c, C, gamma, none, &j.w, &j.b)) {
         infvsr_cpu_ref_channel_rms_norm(x, C, S, gamma, y);
         return;
     }
