@@ -23,13 +23,14 @@
  *    weights are rounded to bf16 first, as gemm_bf16.c does.
  *  - Micro-kernel: 2 x 2 C tiles (32 rows x 32 columns in tmm0..3) from 2 A tiles (tmm4, 5)
  *    and 2 B tiles (tmm6, 7): 4 tile loads per 4 TDPBF16PS; 1 x 2 when the rows end within
- *    the first A tile. K runs in blocks of AMX_KBLK tiles (the task's A block, 32 x 256 bf16
- *    = 16 KB, stays in L1 across its column blocks); C round-trips through the task's f32
- *    tile between blocks.
- *  - Task: nb columns x mg row blocks of 32 (amx_task_cols, amx_task_rows). LDTILECFG at
- *    its start and TILERELEASE at its end: the tile state belongs to the thread, and the
- *    pool's threads run other ops between.
- *  - Epilogue per row block on the f32 tile: infvsr__linear_bf16_epilogue (gemm_bf16.c).
+ *    the first A tile. K runs in blocks of AMX_KBLK tiles; C round-trips through the task's
+ *    f32 sums (L2) between blocks.
+ *  - Task: nb columns x mg row blocks of 32 (amx_tasks), K blocks outermost inside it (the
+ *    A block of a row block, 32 x 256 bf16 = 16 KB, stays in L1 across the column pairs),
+ *    and the next task's B block prefetched into L2 (amx_next_block). LDTILECFG at its
+ *    start and TILERELEASE at its end: the tile state belongs to the thread, and the pool's
+ *    threads run other ops between.
+ *  - Epilogue per row block on the f32 sums: infvsr__linear_bf16_epilogue (gemm_bf16.c).
  * Measured on a Sapphire Rapids Xeon (2 threads; tests/bench/bench_cpu amx; docs/ARCHITECTURE.md). */
 #include <immintrin.h>
 #include <string.h>
@@ -42,7 +43,6 @@
 #define AMX_TILE (AMX_TM * AMX_TK) /* bf16 in one A or B tile: 512, 1 KB          */
 #define AMX_MB   32            /* rows per task: 2 A tiles                        */
 #define AMX_NB   128           /* most columns per task: 4 micro-kernels of 32    */
-#define AMX_TASK_B_BYTES ((int64_t)1 << 20) /* a task's B block, to stay in L2 (amx_task_cols) */
 #define AMX_KBLK 8             /* k tiles per K block                              */
 
 /* Bytes of packed weights per panel (a variable so the test can force many panels). */
@@ -155,10 +155,13 @@ static void amx_pack_b_task(void * ctx, int64_t s, int tid) {
  * Tiles: C rows 0-15 in tmm0 (columns 0-15) and tmm1 (16-31), rows 16-31 in tmm2, tmm3;
  * A rows 0-15 in tmm4, 16-31 in tmm5; B columns 0-15 in tmm6, 16-31 in tmm7. */
 
+struct amx_next_b;
+static inline void amx_next_b_step(struct amx_next_b * nx);
+
 static inline __attribute__((always_inline)) AMX_FN void amx_micro(const bool two, const uint16_t * a0,
                                                                    const uint16_t * a1, const uint16_t * b0,
                                                                    const uint16_t * b1, int64_t nkt, float * c,
-                                                                   int64_t ldc, bool first) {
+                                                                   int64_t ldc, bool first, struct amx_next_b * nx) {
     const int64_t cs = ldc * (int64_t)sizeof(float);
     float * c2 = c + AMX_TM * ldc;
     if (first) {
@@ -188,6 +191,7 @@ static inline __attribute__((always_inline)) AMX_FN void amx_micro(const bool tw
             _mm_prefetch((const char *)(b0 + o + AMX_TILE) + l, _MM_HINT_T0);
             _mm_prefetch((const char *)(b1 + o + AMX_TILE) + l, _MM_HINT_T0);
         }
+        amx_next_b_step(nx);
         amx_load(4, a0 + o, 64);
         amx_load(6, b0 + o, 64);
         amx_load(7, b1 + o, 64);
@@ -214,29 +218,65 @@ struct amx_gemm {
     void *               y;
     enum infvsr_dtype    y_dtype;
     enum infvsr_unary_op act;
+    float *              ct;    /* per thread: mg x 32 rows x nb f32 partial sums */
     int64_t              M, N, KT, n0, n_mb;
-    int64_t              nb, n_nb; /* columns per task (amx_task_cols), column blocks of the panel */
-    int64_t              mg;       /* row blocks per task (amx_task_rows)                          */
+    int64_t              nb, n_nb;  /* columns per task, column blocks of the panel (amx_tasks) */
+    int64_t              mg;        /* row blocks per task                                      */
+    int64_t              n_tasks, n_threads;
 };
 
-/* Tasks. A task is nb columns x mg row blocks of 32: its B block (nb columns x K) is read
- * from memory once and reused from L2 by each of its row blocks, and the two threads work
- * on different columns (neighbouring task numbers), so each weight is read from memory
- * once per call, not once per thread: at the DiT's 192 tokens the GEMMs stream 2.6 GB of
- * weights per chunk. Columns per task: the B block should stay well inside L2 (2 MB per
- * core on Sapphire Rapids): 128 columns up to K = 4096, fewer above (the FFN's
- * 8960 -> 1536: 32 columns, 573 KB). Row blocks per task: all of them while their packed
- * A (mg x 32 rows x K) stays within about the same (192 tokens x 1536: 576 KB), fewer for
- * large M, so that tall GEMMs still split into enough tasks. */
-static int64_t amx_task_cols(int64_t Kp) {
+/* Tasks: nb columns x mg row blocks of 32 (amx_tasks). Inside a task K runs outermost in
+ * blocks of AMX_KBLK tiles, then the row blocks, then the column pairs: the A block of one
+ * row block (32 x 256 bf16, 16 KB) stays in L1 across the column pairs, the task's B slab of
+ * one K block (nb x 256, 64 KB) in L1/L2 across the row blocks, and the partial sums of
+ * the whole task (up to AMX_TASK_C_BYTES) in L2. So each weight is read from memory once
+ * per call whatever K is: the earlier order (row blocks outermost, the whole K inside) had
+ * to cap the rows per task by K to keep their A in L2, and at the FFN's K = 8960 it read the
+ * weights once per 32 rows (6 times at 192 tokens): 658 -> 1082 GFLOP/s for 192 x 8960 ->
+ * 1536 on one thread (same kernel, both orders; K = 1536: 1174 -> 1301). */
+#define AMX_TASK_C_BYTES ((int64_t)128 << 10)
+
+static void amx_tasks(struct amx_gemm * g, int64_t cols, int n_threads) {
+    /* up to AMX_NB columns, fewer when that leaves threads without a task */
     int64_t nb = AMX_NB;
-    while (nb > 2 * AMX_TN && nb * Kp * (int64_t)sizeof(uint16_t) > AMX_TASK_B_BYTES) nb /= 2;
-    return nb;
+    while (nb > 2 * AMX_TN && ((cols + nb - 1) / nb) * ((g->n_mb + 15) / 16) < 2 * n_threads) nb /= 2;
+    /* row blocks: all that fit AMX_TASK_C_BYTES of sums, split evenly */
+    const int64_t mg_max = AMX_TASK_C_BYTES / (AMX_MB * nb * (int64_t)sizeof(float));
+    const int64_t n_groups = (g->n_mb + mg_max - 1) / mg_max;
+    g->nb = nb;
+    g->mg = (g->n_mb + n_groups - 1) / n_groups;
 }
 
-static int64_t amx_task_rows(int64_t Kp, int64_t n_mb) {
-    int64_t mg = AMX_TASK_B_BYTES / (AMX_MB * Kp * (int64_t)sizeof(uint16_t));
-    return mg < 1 ? 1 : mg > n_mb ? n_mb : mg;
+/* The B block of the task this thread most likely takes next streams into L2 while this
+ * task computes, a few lines per k tile: at a few hundred rows the weights come from
+ * memory, and without it the memory idles while a block is reused from L2, then the tiles
+ * wait while the next one arrives (192 x 1536 -> 8960 on one thread: 1301 -> 1355
+ * GFLOP/s). The pool hands tasks out in order, so with threads of equal speed the next is
+ * t + n_threads; a wrong guess costs bandwidth, never correctness. Only blocks up to
+ * AMX_PREFETCH_BYTES: two of them and the A block must fit L2 (2 MB per core on Sapphire
+ * Rapids); larger ones (K = 8960: 2.3 MB) stream well with the hardware's prefetcher. */
+#define AMX_PREFETCH_BYTES ((int64_t)512 << 10)
+
+struct amx_next_b {
+    const char * p, * end;
+    int64_t      lines; /* per k tile */
+};
+
+static inline void amx_next_b_step(struct amx_next_b * nx) {
+    for (int64_t l = 0; l < nx->lines && nx->p < nx->end; l++, nx->p += 64) _mm_prefetch(nx->p, _MM_HINT_T1);
+}
+
+static struct amx_next_b amx_next_block(const struct amx_gemm * j, int64_t t, int64_t steps) {
+    struct amx_next_b nx = { 0 };
+    const int64_t tn = t + j->n_threads, nb = j->nb, ni = tn % j->n_nb;
+    if (tn >= j->n_tasks || ni == t % j->n_nb) return nx;
+    const int64_t cols = j->N - (j->n0 + ni * nb) < nb ? j->N - (j->n0 + ni * nb) : nb;
+    const int64_t bytes = (cols + 2 * AMX_TN - 1) / (2 * AMX_TN) * 2 * j->KT * AMX_TILE * (int64_t)sizeof(uint16_t);
+    if (bytes > AMX_PREFETCH_BYTES) return nx;
+    nx.p     = (const char *)(j->panel + ni * (nb / AMX_TN) * j->KT * AMX_TILE);
+    nx.end   = nx.p + bytes;
+    nx.lines = (bytes / 64 + steps - 1) / steps;
+    return nx;
 }
 
 AMX_FN static void amx_gemm_task(void * ctx, int64_t t, int tid) {
@@ -246,26 +286,30 @@ AMX_FN static void amx_gemm_task(void * ctx, int64_t t, int tid) {
     const int64_t nb = j->nb, col0 = j->n0 + ni * nb, cols = j->N - col0 < nb ? j->N - col0 : nb;
     if (cols <= 0) return;
     const int64_t n_cb = (cols + 2 * AMX_TN - 1) / (2 * AMX_TN);
-    const int64_t mi_end = (mg + 1) * j->mg < j->n_mb ? (mg + 1) * j->mg : j->n_mb;
-    _Alignas(64) float ct[AMX_MB * AMX_NB];
+    const int64_t mi0 = mg * j->mg, mi_end = mi0 + j->mg < j->n_mb ? mi0 + j->mg : j->n_mb;
+    float * ct = j->ct + (size_t)tid * (size_t)(j->mg * AMX_MB * nb);
+    struct amx_next_b nx = amx_next_block(j, t, (mi_end - mi0) * n_cb * KT);
     amx_config(&amx_cfg);
-    for (int64_t mi = mg * j->mg; mi < mi_end; mi++) {
-        const int64_t m0 = mi * AMX_MB, rows = j->M - m0 < AMX_MB ? j->M - m0 : AMX_MB;
-        const bool two = rows > AMX_TM;
-        const uint16_t * a0 = j->a + 2 * mi * KT * AMX_TILE, * a1 = two ? a0 + KT * AMX_TILE : a0;
-        for (int64_t kb = 0; kb < KT; kb += AMX_KBLK) {
-            const int64_t nkt = KT - kb < AMX_KBLK ? KT - kb : AMX_KBLK;
+    for (int64_t kb = 0; kb < KT; kb += AMX_KBLK) {
+        const int64_t nkt = KT - kb < AMX_KBLK ? KT - kb : AMX_KBLK;
+        for (int64_t mi = mi0; mi < mi_end; mi++) {
+            const bool two = j->M - mi * AMX_MB > AMX_TM;
+            const uint16_t * a0 = j->a + (2 * mi * KT + kb) * AMX_TILE, * a1 = two ? a0 + KT * AMX_TILE : a0;
+            float * cr = ct + (mi - mi0) * AMX_MB * nb;
             for (int64_t cb = 0; cb < n_cb; cb++) {
                 /* strips 2 cb, 2 cb + 1 of this task's columns */
                 const uint16_t * b0 = j->panel + ((ni * (nb / AMX_TN) + 2 * cb) * KT + kb) * AMX_TILE;
                 const uint16_t * b1 = b0 + KT * AMX_TILE;
-                float * c = ct + cb * 2 * AMX_TN;
-                if (two) amx_micro(true, a0 + kb * AMX_TILE, a1 + kb * AMX_TILE, b0, b1, nkt, c, nb, kb == 0);
-                else amx_micro(false, a0 + kb * AMX_TILE, a1 + kb * AMX_TILE, b0, b1, nkt, c, nb, kb == 0);
+                if (two) amx_micro(true, a0, a1, b0, b1, nkt, cr + cb * 2 * AMX_TN, nb, kb == 0, &nx);
+                else amx_micro(false, a0, a1, b0, b1, nkt, cr + cb * 2 * AMX_TN, nb, kb == 0, &nx);
             }
         }
-        /* the tile state stays configured over the epilogue: plain AVX2 code there */
-        infvsr__linear_bf16_epilogue(ct, nb, rows, cols, j->bias, j->act, j->y, j->y_dtype, j->N, m0, col0);
+    }
+    /* the tile state stays configured over the epilogue: plain AVX2 code there */
+    for (int64_t mi = mi0; mi < mi_end; mi++) {
+        const int64_t m0 = mi * AMX_MB, rows = j->M - m0 < AMX_MB ? j->M - m0 : AMX_MB;
+        infvsr__linear_bf16_epilogue(ct + (mi - mi0) * AMX_MB * nb, nb, rows, cols, j->bias, j->act, j->y, j->y_dtype,
+                                     j->N, m0, col0);
     }
     amx_release();
 }
@@ -279,26 +323,33 @@ static enum infvsr_status amx_linear(struct infvsr_cpu_ctx * c, const uint16_t *
                                      struct infvsr_cpu_w b, enum infvsr_unary_op act, void * y,
                                      enum infvsr_dtype y_dtype) {
     const int64_t KT = (K + AMX_TK - 1) / AMX_TK, Kp = KT * AMX_TK, n_m16 = (M + AMX_TM - 1) / AMX_TM;
-    /* columns per panel: a multiple of nb, at least one task's worth; packed: all */
-    const int64_t nb = amx_task_cols(Kp);
-    int64_t pn = (int64_t)(amx_panel_bytes / ((size_t)Kp * sizeof(uint16_t))) / nb * nb;
-    if (pn < nb) pn = nb;
-    const int64_t n_pad = (N + nb - 1) / nb * nb;
+    const int     n_threads = infvsr_threadpool_n_threads(c->pool);
+    /* columns per panel: whole AMX_NB blocks (a task's columns divide it), at least one;
+     * packed: all */
+    int64_t pn = (int64_t)(amx_panel_bytes / ((size_t)Kp * sizeof(uint16_t))) / AMX_NB * AMX_NB;
+    if (pn < AMX_NB) pn = AMX_NB;
+    const int64_t n_pad = (N + AMX_NB - 1) / AMX_NB * AMX_NB;
     if (pn > n_pad || packed) pn = n_pad;
     float * bias = NULL;
     if (b.data) {
         if (!(bias = infvsr__buf_reserve(&c->col, (size_t)N))) return INFVSR_ERR_NOMEM;
         infvsr__w_widen(bias, b, 0, (size_t)N);
     }
-    /* the buffers hold floats: 2 bf16 each (Kp is even) */
+    struct amx_gemm g = { .panel = packed, .bias = bias, .y = y, .y_dtype = y_dtype, .act = act, .M = M, .N = N,
+                          .KT = KT, .n_mb = (M + AMX_MB - 1) / AMX_MB, .n_threads = n_threads };
+    amx_tasks(&g, N < pn ? N : pn, n_threads); /* one nb and mg for every panel: nb divides AMX_NB */
+    /* the buffers hold floats: 2 bf16 each (Kp is even); scratch: packed x, then each
+     * thread's partial sums (the packed x is a whole number of 1 KB tiles) */
+    const size_t a_floats = (size_t)n_m16 * AMX_TM * (size_t)Kp / 2, ct_floats = (size_t)(g.mg * AMX_MB * g.nb);
     uint16_t * panel = packed ? NULL : (uint16_t *)infvsr__buf_reserve(&c->panel, (size_t)pn * (size_t)Kp / 2);
-    uint16_t * apack = (uint16_t *)infvsr__buf_reserve(&c->scratch, (size_t)n_m16 * AMX_TM * (size_t)Kp / 2);
-    if ((!packed && !panel) || !apack) return INFVSR_ERR_NOMEM;
+    float *    scratch = infvsr__buf_reserve(&c->scratch, a_floats + (size_t)n_threads * ct_floats);
+    if ((!packed && !panel) || !scratch) return INFVSR_ERR_NOMEM;
+    uint16_t * apack = (uint16_t *)scratch;
+    g.a  = apack;
+    g.ct = scratch + a_floats;
+    if (!packed) g.panel = panel;
     struct amx_pack_a pa = { .x = x, .dst = apack, .M = M, .K = K, .KT = KT };
     infvsr__par(c, n_m16, amx_pack_a_task, &pa);
-    struct amx_gemm g = { .a = apack, .panel = packed ? packed : panel, .bias = bias, .y = y, .y_dtype = y_dtype, .act = act,
-                          .M = M, .N = N, .KT = KT, .nb = nb, .n_mb = (M + AMX_MB - 1) / AMX_MB };
-    g.mg = amx_task_rows(Kp, g.n_mb);
     const int64_t n_mg = (g.n_mb + g.mg - 1) / g.mg;
     for (int64_t n0 = 0; n0 < N; n0 += pn) {
         const int64_t cols = N - n0 < pn ? N - n0 : pn;
@@ -308,9 +359,10 @@ static enum infvsr_status amx_linear(struct infvsr_cpu_ctx * c, const uint16_t *
             struct amx_pack_b pb = { .panel = panel, .w = w, .n0 = n0, .N = N, .K = K, .KT = KT };
             infvsr__par(c, strips, amx_pack_b_task, &pb);
         }
-        g.n0 = n0;
-        g.n_nb = (cols + nb - 1) / nb;
-        infvsr__par(c, n_mg * g.n_nb, amx_gemm_task, &g);
+        g.n0      = n0;
+        g.n_nb    = (cols + g.nb - 1) / g.nb;
+        g.n_tasks = n_mg * g.n_nb;
+        infvsr__par(c, g.n_tasks, amx_gemm_task, &g);
     }
     return INFVSR_OK;
 }
