@@ -6,8 +6,11 @@
  * compute something that does not depend on which thread runs it (thread_id only picks
  * a scratch buffer), which keeps results bit-identical from run to run.
  *
- * Idle workers sleep on a condition variable (no spinning), so calling OpenBLAS from the
- * calling thread between two parallel_for calls does not compete with our workers.
+ * A worker waiting for the next job, and the caller waiting for the workers, spin for a
+ * short while (200 us; INFVSR_CPU_SPIN_US, 0 turns it off) before they sleep on a
+ * condition variable: ops come back to back, and a sleeping thread takes tens of
+ * microseconds to wake (threadpool.c). An idle pool sleeps, so OpenBLAS called from the
+ * calling thread between two jobs competes with our workers only during that spin.
  * parallel_for called from inside a task runs the inner loop inline (no nesting), and
  * calls from several outside threads are serialised. */
 #pragma once

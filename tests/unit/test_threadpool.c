@@ -1,6 +1,10 @@
 /* The CPU backend's thread pool: every task runs exactly once, thread ids stay in range,
- * nested calls run inline, repeated and empty jobs work, several pool sizes. */
+ * nested calls run inline, repeated and empty jobs work, several pool sizes, with the
+ * threads spinning between jobs, sleeping at once, and sleeping after a short spin. */
+#define _POSIX_C_SOURCE 200809L
 #include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
 
 #include "check.h"
 #include "threadpool.h"
@@ -43,6 +47,43 @@ static void test_every_task_once(void) {
         }
         infvsr_threadpool_free(pool);
     }
+}
+
+/* One job of n tasks; every task must run once. */
+static void run_job(struct infvsr_threadpool * pool, int n_threads, int64_t n, const char * what) {
+    atomic_int hits[64];
+    for (int i = 0; i < 64; i++) atomic_init(&hits[i], 0);
+    struct count_ctx c = { .hits = hits, .n_threads = n_threads };
+    atomic_init(&c.bad_tid, 0);
+    infvsr_threadpool_parallel_for(pool, n, count_task, &c);
+    for (int64_t i = 0; i < 64; i++) {
+        if (atomic_load(&hits[i]) != (i < n ? 1 : 0)) {
+            CHECK_MSG(false, "%s: task %lld ran %d times (n %lld)", what, (long long)i, atomic_load(&hits[i]), (long long)n);
+            break;
+        }
+    }
+    CHECK_EQ_INT(atomic_load(&c.bad_tid), 0);
+}
+
+/* INFVSR_CPU_SPIN_US (read when a pool starts): 0 sleeps at once, 1 us sleeps between jobs
+ * 2 ms apart, the default spins through jobs back to back; a bad value is the default. In
+ * every mode the hand-over between jobs must lose no wake-up and run no task twice. */
+static void test_spin_and_sleep(void) {
+    const char * modes[] = { "0", "1", "", "junk", NULL /* unset */ };
+    for (int m = 0; m < 5; m++) {
+        if (modes[m]) setenv("INFVSR_CPU_SPIN_US", modes[m], 1);
+        else unsetenv("INFVSR_CPU_SPIN_US");
+        struct infvsr_threadpool * pool = infvsr_threadpool_init(3);
+        CHECK(pool != NULL);
+        for (int r = 0; r < 2000; r++) run_job(pool, 3, r % 5 == 0 ? 1 : 2 + r % 40, "back to back");
+        for (int r = 0; r < 20; r++) { /* gaps longer than any short spin: the workers sleep */
+            struct timespec gap = { 0, 2000000 };
+            nanosleep(&gap, NULL);
+            run_job(pool, 3, 17, "after a gap");
+        }
+        infvsr_threadpool_free(pool);
+    }
+    unsetenv("INFVSR_CPU_SPIN_US");
 }
 
 struct nest_ctx {
@@ -101,6 +142,7 @@ static const struct test_case tests[] = {
     TEST(test_every_task_once),
     TEST(test_nested_runs_inline),
     TEST(test_results_and_default_size),
+    TEST(test_spin_and_sleep),
     { 0 },
 };
 
