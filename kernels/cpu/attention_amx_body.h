@@ -39,6 +39,7 @@
 
 #include "attention_impl.h"
 #include "simd.h"
+#include "transpose8.h"
 
 #define ATX_BQ     ATTN_BQ
 #define ATX_BK     ATTN_BK
@@ -75,26 +76,6 @@ static void atx_load_q(const struct infvsr_cpu_attn * a, int64_t h, int64_t i0, 
     }
 }
 
-/* 8 rows of 8 32-bit words in, their 8 columns out: r[q] word i = old r[i] word q (the
- * transpose of gemm_amx_body.h, which this translation unit does not include). */
-static inline void atx_transpose8_epi32(__m256i r[8]) {
-    __m256i t[8], u[8];
-    for (int i = 0; i < 8; i += 2) {
-        t[i]     = _mm256_unpacklo_epi32(r[i], r[i + 1]);
-        t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 8; i += 4) {
-        u[i]     = _mm256_unpacklo_epi64(t[i], t[i + 2]);
-        u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);
-        u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);
-        u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);
-    }
-    for (int q = 0; q < 4; q++) {
-        r[q]     = _mm256_permute2x128_si256(u[q], u[4 + q], 0x20);
-        r[q + 4] = _mm256_permute2x128_si256(u[q], u[4 + q], 0x31);
-    }
-}
-
 /* Keys/values j0 .. j0 + nk of (kv, vv) for head h into Kt, Vp (the layouts above). */
 static void atx_pack_into(const struct infvsr_cpu_attn * a, int64_t h, const void * kv, const void * vv, int64_t j0,
                           int64_t nk, int64_t Dp, uint16_t * Kt, uint16_t * Vp) {
@@ -111,7 +92,7 @@ static void atx_pack_into(const struct infvsr_cpu_attn * a, int64_t h, const voi
             for (int i = 0; i < 8; i++)
                 r[i] = j8 + i < nk ? _mm256_loadu_si256((const __m256i *)(const void *)(k + (j8 + i) * HD + 2 * p))
                                    : _mm256_setzero_si256();
-            atx_transpose8_epi32(r);
+            infvsr__transpose8_epi32(r);
             for (int q = 0; q < 8; q++) _mm256_storeu_si256((__m256i *)(void *)(strip + (p + q) * 32), r[q]);
         }
         for (; p < D2p; p++) { /* the channel tail (odd D: the last one with a zero) and the padding */

@@ -250,6 +250,11 @@ bool infvsr_cpu_matmul_bf16_applies(const struct infvsr_cpu_ctx * c, int64_t B, 
 enum infvsr_status infvsr_cpu_op_matmul_bf16(struct infvsr_cpu_ctx * c, const uint16_t * a, const uint16_t * b,
                                              int64_t B, int64_t M, int64_t K, int64_t N, bool trans_b, float alpha,
                                              void * out, enum infvsr_dtype c_dtype);
+/* The same on AMX-BF16 tiles (matmul_amx.c; what the amx level runs): INFVSR_ERR_UNSUPPORTED
+ * where the CPU has no AMX. */
+enum infvsr_status infvsr_cpu_op_matmul_amx(struct infvsr_cpu_ctx * c, const uint16_t * a, const uint16_t * b,
+                                            int64_t B, int64_t M, int64_t K, int64_t N, bool trans_b, float alpha,
+                                            void * out, enum infvsr_dtype c_dtype);
 
 /* ---- fast ops (kernels/cpu/<family>.c). All shapes were validated by backend.c. ---- */
 

@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "cpu_impl.h"
+#include "transpose8.h"
 
 #define AMX_TM   16            /* rows of an A or C tile                          */
 #define AMX_TK   32            /* k of an A tile row (64 bytes); 16 pairs of a B tile */
@@ -87,25 +88,6 @@ struct amx_pack_b {
     int64_t             n0, N, K, KT;
 };
 
-/* 8 rows of 8 32-bit words in, their 8 columns out: r[q] word i = old r[i] word q. */
-static inline void amx_transpose8_epi32(__m256i r[8]) {
-    __m256i t[8], u[8];
-    for (int i = 0; i < 8; i += 2) {
-        t[i]     = _mm256_unpacklo_epi32(r[i], r[i + 1]); /* words 0,1 | 4,5 of rows i, i+1 */
-        t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]); /* words 2,3 | 6,7 */
-    }
-    for (int i = 0; i < 8; i += 4) {
-        u[i]     = _mm256_unpacklo_epi64(t[i], t[i + 2]);     /* word 0 | 4 of rows i..i+3 */
-        u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);     /* word 1 | 5 */
-        u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]); /* word 2 | 6 */
-        u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]); /* word 3 | 7 */
-    }
-    for (int q = 0; q < 4; q++) {
-        r[q]     = _mm256_permute2x128_si256(u[q], u[4 + q], 0x20);
-        r[q + 4] = _mm256_permute2x128_si256(u[q], u[4 + q], 0x31);
-    }
-}
-
 static inline uint16_t amx_w_bf16(struct infvsr_cpu_w w, size_t i) {
     return w.dtype == INFVSR_TYPE_BF16 ? ((const uint16_t *)w.data)[i] : infvsr_f32_to_bf16(infvsr__w_get(w, i));
 }
@@ -133,7 +115,7 @@ static void amx_pack_b_task(void * ctx, int64_t s, int tid) {
                     r[i] = c < valid ? _mm256_loadu_si256((const __m256i *)(w + (size_t)(nb + c) * (size_t)K + (size_t)(2 * p)))
                                      : _mm256_setzero_si256();
                 }
-                amx_transpose8_epi32(r);
+                infvsr__transpose8_epi32(r);
                 for (int q = 0; q < 8; q++) _mm256_storeu_si256((__m256i *)(dst + (p + q) * 2 * AMX_TN + 16 * h), r[q]);
             }
         }

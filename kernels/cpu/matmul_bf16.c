@@ -10,8 +10,8 @@
  * batch is small), packs that entry's b into 16-column strips in a per-thread buffer
  * (the layout of gemm_bf16_kern.h: [strip][k pair][16 columns][2], an odd K's last pair
  * with a zero second half) and runs the shared micro-kernel on 6-row x (1-4)-strip tiles,
- * reading a in place. The AMX level runs the same kernel: these products have K = 32 or
- * N = 32, one tile's depth or width, where tile loads and configuration would not pay.
+ * reading a in place. The amx level runs matmul_amx.c instead (TDPBF16PS tiles; a 16 x 32
+ * block of these products is one or a few tile operations).
  *  - trans_b, b [N, K]: a strip row is a pair b[n][2p], b[n][2p+1], one 32-bit word of a
  *    row of b: 16 rows x 16 pairs at a time by a 16x16 transpose of words.
  *  - b [K, N]: a strip row interleaves rows 2p and 2p+1 of b: two 16-column loads,
@@ -168,6 +168,11 @@ AVX512BF16_FN static void mm_task(void * ctx, int64_t t, int tid) {
 enum infvsr_status infvsr_cpu_op_matmul_bf16(struct infvsr_cpu_ctx * c, const uint16_t * a, const uint16_t * b,
                                              int64_t B, int64_t M, int64_t K, int64_t N, bool trans_b, float alpha,
                                              void * out, enum infvsr_dtype c_dtype) {
+    if (c->isa == INFVSR_CPU_ISA_AMX) {
+        const enum infvsr_status st = infvsr_cpu_op_matmul_amx(c, a, b, B, M, K, N, trans_b, alpha, out, c_dtype);
+        if (st == INFVSR_OK) g_calls++;
+        return st;
+    }
     struct mm_job j = { .a = a, .b = b, .out = out, .c_dtype = c_dtype, .trans_b = trans_b, .alpha = alpha,
                         .B = B, .M = M, .K = K, .N = N, .K2 = (K + 1) / 2, .strips = (N + 15) / 16 };
     /* a task per batch entry, or per block of rows (a multiple of MR) when there are fewer
