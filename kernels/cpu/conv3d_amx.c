@@ -71,3 +71,13 @@ enum infvsr_status infvsr_cpu_op_conv3d_amx(struct infvsr_cpu_ctx * c, const str
     if (st == INFVSR_OK) __atomic_fetch_add(&g_amx_calls, 1, __ATOMIC_RELAXED);
     return st;
 }
+
+bool infvsr__conv3d_amx_pack_weight(struct infvsr_cpu_ctx * c, struct infvsr_cpu_w w, const int64_t shape[5]) {
+    const struct infvsr_cpu_conv a = { .w = w, .cout = shape[0], .cin = shape[1], .kt = shape[2], .kh = shape[3],
+                                       .kw = shape[4] };
+    if (infvsr_cpu_isa_detect() < INFVSR_CPU_ISA_AMX || infvsr_cpu_conv3d_bf16_kernel(c, &a) != INFVSR_CPU_CONV3D_BF16_AMX)
+        return true; /* not this kernel's: nothing to pack */
+    /* the layout amxc_conv reads: channels padded to whole k tiles, whole column groups */
+    const int64_t Cp = (a.cin + AMXC_TK - 1) / AMXC_TK * AMXC_TK, strips = (a.cout + AMXC_NB - 1) / AMXC_NB * (AMXC_NB / 16);
+    return infvsr__wcache_conv_amx(c, &a, strips, Cp) != NULL;
+}

@@ -109,6 +109,11 @@ struct infvsr_cpu_conv;
 const uint16_t *   infvsr__wcache_conv_amx(struct infvsr_cpu_ctx * c, const struct infvsr_cpu_conv * a,
                                            int64_t strips, int64_t Cp);
 
+/* Packs the conv weight w [Cout, Cin, kt, kh, kw] of an imported set now, in the layout the
+ * AMX conv3d reads (conv3d_amx.c; pack_at_import on the amx level); true when packed or not
+ * that kernel's, false when the budget is spent (the rest pack on first use or per call). */
+bool infvsr__conv3d_amx_pack_weight(struct infvsr_cpu_ctx * c, struct infvsr_cpu_w w, const int64_t shape[5]);
+
 /* The level of the bf16 kernels of a CPU backend (tests: which path should have run). */
 enum infvsr_cpu_isa infvsr_cpu_backend_isa(const struct infvsr_backend * be);
 

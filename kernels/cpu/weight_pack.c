@@ -165,14 +165,22 @@ static const uint16_t * pack_new(struct infvsr_cpu_ctx * c, struct infvsr_cpu_w 
  * [N, K] of the set is packed now, as a linear weight, so that the model's load carries the
  * packing (~1.1 s and 2.6 GB of fresh pages for the 1.3B DiT) instead of the first chunk.
  * A 2-D tensor that is not a linear weight (a bias table) costs its packed size and is
- * never read; weights used under another shape are still packed on first use. f32
- * backends never run the bf16 GEMM: nothing is packed for them. */
+ * never read; weights used under another shape are still packed on first use. On the amx
+ * level every 5-D weight [Cout, Cin, kt, kh, kw] is packed too, as the AMX conv3d reads it
+ * (the VAE's convs: their packing had been ~8% of a bf16 decode of two 64x64 chunks, all in
+ * the first). f32 backends never run the bf16 kernels: nothing is packed for them. */
 static void pack_at_import(struct infvsr_cpu_ctx * c, struct infvsr_tensor * const * ts, size_t n, uint64_t token) {
     if (!c->bf16 || c->use_ref) return;
     for (size_t i = 0; i < n; i++) {
         const struct infvsr_tensor * t = ts[i];
-        if (!t->data || t->mem != INFVSR_MEM_HOST || t->ndim != 2) continue;
+        if (!t->data || t->mem != INFVSR_MEM_HOST) continue;
         if (t->dtype != INFVSR_TYPE_BF16 && t->dtype != INFVSR_TYPE_F32 && t->dtype != INFVSR_TYPE_F16) continue;
+        if (t->ndim == 5) { /* a conv3d weight: the amx level's conv packs it (else nothing) */
+            if (!infvsr__conv3d_amx_pack_weight(c, (struct infvsr_cpu_w){ .data = t->data, .dtype = t->dtype }, t->shape))
+                return; /* budget reached */
+            continue;
+        }
+        if (t->ndim != 2) continue;
         const int64_t N = t->shape[0], K = t->shape[1];
         if (N <= 0 || K <= 0 || infvsr_cpu_linear_bf16_kernel(c, 64, N, K) == INFVSR_CPU_LINEAR_BF16_WIDEN) continue;
         if (!pack_new(c, (struct infvsr_cpu_w){ .data = t->data, .dtype = t->dtype }, N, K, infvsr_tensor_nbytes(t),
