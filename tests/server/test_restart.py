@@ -124,7 +124,14 @@ def body(t):
     t.eq(c.put_input(Q, clip).status, 204, "Q: complete upload while T holds the only slot")
     t.eq(c.job(Q)["state"], "queued", "Q: queued")
 
-    modes = {f: stat.S_IMODE(os.stat(os.path.join(spool, f)).st_mode) for f in os.listdir(spool)}
+    # The daemon may be rewriting a job record right now (<id>.job.tmp, then a rename): a
+    # name listed a moment ago can be gone; every file that is there must be 0600.
+    modes = {}
+    for f in os.listdir(spool):
+        try:
+            modes[f] = stat.S_IMODE(os.stat(os.path.join(spool, f)).st_mode)
+        except FileNotFoundError:
+            pass
     t.check(modes and all(m == 0o600 for m in modes.values()), "every spool file the daemon wrote is 0600",
             {f: oct(m) for f, m in modes.items()})
     t.check(any(f.endswith(".out") for f in modes) and any(f.endswith(".in") for f in modes)
