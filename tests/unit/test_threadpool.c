@@ -1,7 +1,6 @@
 /* The CPU backend's thread pool: every task runs exactly once, thread ids stay in range,
  * nested calls run inline, repeated and empty jobs work, several pool sizes, with the
  * threads spinning between jobs, sleeping at once, and sleeping after a short spin. */
-#define _POSIX_C_SOURCE 200809L
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
