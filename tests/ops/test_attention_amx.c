@@ -19,18 +19,11 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "amx_test_util.h"
 #include "check.h"
 #include "isa.h"
 
 #define TOL_BF16 1e-2 /* tests/ops/backend_ops.h BO_TOL_BF16 */
-
-static struct infvsr_backend * new_backend(int n_threads) {
-    struct infvsr_cpu_params p = infvsr_cpu_default_params();
-    p.n_threads = n_threads;
-    struct infvsr_backend * be = NULL;
-    INFVSR_ASSERT(infvsr_cpu_backend_init(&p, &be) == INFVSR_OK);
-    return be;
-}
 
 struct attn_case {
     int64_t nq, n0, n1, H, D;
@@ -63,13 +56,6 @@ static uint16_t * rand_bf16(size_t n, float lo, float hi, uint64_t seed) {
     return b;
 }
 
-static double bf(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
 static struct attn_data make_data(struct attn_case c, uint64_t seed) {
     struct attn_data d = { .c = c };
     const int64_t HD = c.H * c.D, NK = c.n0 + c.n1;
@@ -97,7 +83,7 @@ static struct attn_data make_data(struct attn_case c, uint64_t seed) {
             for (int64_t j = 0; j < NK; j++) {
                 const uint16_t * k = j < c.n0 ? d.k0 + j * HD : d.k1 + (j - c.n0) * HD;
                 double dot = 0;
-                for (int64_t e = 0; e < c.D; e++) dot += bf(d.q[i * HD + h * c.D + e]) * bf(k[h * c.D + e]);
+                for (int64_t e = 0; e < c.D; e++) dot += amx_test_bf16(d.q[i * HD + h * c.D + e]) * amx_test_bf16(k[h * c.D + e]);
                 s[j] = dot * scale + (d.bias ? d.bias[(h * c.nq + i) * NK + j] : 0.0);
                 if (s[j] > mx) mx = s[j];
             }
@@ -105,7 +91,7 @@ static struct attn_data make_data(struct attn_case c, uint64_t seed) {
             double * o = d.ref + i * HD + h * c.D;
             for (int64_t j = 0; j < NK; j++) {
                 const uint16_t * v = j < c.n0 ? d.v0 + j * HD : d.v1 + (j - c.n0) * HD;
-                for (int64_t e = 0; e < c.D; e++) o[e] += s[j] / sum * bf(v[h * c.D + e]);
+                for (int64_t e = 0; e < c.D; e++) o[e] += s[j] / sum * amx_test_bf16(v[h * c.D + e]);
             }
         }
     }
@@ -140,7 +126,7 @@ static void run_emu(struct infvsr_cpu_ctx * c, const struct attn_data * d, float
 }
 
 static void test_amx_attention_vs_f64(void) {
-    struct infvsr_backend * be = new_backend(2);
+    struct infvsr_backend * be = amx_test_backend(2);
     struct infvsr_cpu_ctx * c = be->context;
     const long cfg0 = atomic_load(&amx_emu_configs), rel0 = atomic_load(&amx_emu_releases);
     double worst = 0, worst_f32 = 0;
@@ -168,7 +154,7 @@ static void test_amx_attention_vs_f64(void) {
         for (int t = 0; t < 5; t++) {
             f[t] = malloc((size_t)(rows[t] * HD + 1) * sizeof(float));
             INFVSR_ASSERT(f[t]);
-            for (int64_t e = 0; e < rows[t] * HD; e++) f[t][e] = (float)bf(src[t][e]);
+            for (int64_t e = 0; e < rows[t] * HD; e++) f[t][e] = (float)amx_test_bf16(src[t][e]);
         }
         struct infvsr_cpu_attn a = args_of(&w, yw, INFVSR_TYPE_F32);
         a.q = f[0], a.k0 = f[1], a.v0 = f[2], a.k1 = k.n1 ? f[3] : NULL, a.v1 = k.n1 ? f[4] : NULL;
@@ -194,7 +180,7 @@ static void test_amx_attention_vs_avx512(void) {
         printf("  no AVX512-BF16 here: skipped\n");
         return;
     }
-    struct infvsr_backend * be = new_backend(2);
+    struct infvsr_backend * be = amx_test_backend(2);
     struct infvsr_cpu_ctx * c = be->context;
     const enum infvsr_cpu_isa isa = c->isa;
     c->isa = INFVSR_CPU_ISA_AVX512BF16; /* the VDPBF16PS kernel set */
@@ -220,7 +206,7 @@ static void test_amx_attention_vs_avx512(void) {
 
 /* The order of the sums depends on no thread count; the real tiles equal the emulated. */
 static void test_amx_attention_threads_and_real(void) {
-    struct infvsr_backend * be1 = new_backend(1), * be2 = new_backend(2);
+    struct infvsr_backend * be1 = amx_test_backend(1), * be2 = amx_test_backend(2);
     const bool amx = infvsr_cpu_isa_detect() >= INFVSR_CPU_ISA_AMX;
     for (int i = 0; i < N_CASES; i++) {
         struct attn_data d = make_data(g_cases[i], 300 + 10 * (uint64_t)i);

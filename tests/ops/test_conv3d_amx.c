@@ -23,20 +23,9 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "amx_test_util.h"
 #include "check.h"
 #include "isa.h"
-
-static struct infvsr_backend * new_backend(int n_threads) {
-    struct infvsr_cpu_params p = infvsr_cpu_default_params();
-    p.n_threads = n_threads;
-    struct infvsr_backend * be = NULL;
-    INFVSR_ASSERT(infvsr_cpu_backend_init(&p, &be) == INFVSR_OK);
-    return be;
-}
-
-static struct infvsr_cpu_ctx * ctx_of(struct infvsr_backend * be) {
-    return be->context;
-}
 
 /* cin, t, h, w, cout, kt, kh, kw, st, sh, sw, pad top, bottom, left, right */
 struct conv_case {
@@ -198,19 +187,19 @@ static void report(const struct conv_data * d, const char * what, int i, double 
 /* Every shape twice (different weight/bias dtypes), f32 output within the bound, bf16 output
  * the f32 one rounded once. */
 static void test_amx_conv_vs_f64(void) {
-    struct infvsr_backend * be = new_backend(2);
+    struct infvsr_backend * be = amx_test_backend(2);
     int failed = 0;
     double worst = 0;
     g_reported = 0;
     for (int i = 0; i < 2 * N_SHAPES; i++) {
         const struct conv_case cc = case_of(i);
         struct conv_data d = make_data(&cc);
-        float * y = run_emu(ctx_of(be), &d, INFVSR_TYPE_F32, false);
+        float * y = run_emu(amx_test_ctx(be), &d, INFVSR_TYPE_F32, false);
         int64_t at = 0;
         const double e = worst_err(&d, y, &at);
         if (!(e <= 1)) report(&d, "emulated", i % N_SHAPES, e, at), failed++;
         if (e > worst) worst = e;
-        uint16_t * yb = run_emu(ctx_of(be), &d, INFVSR_TYPE_BF16, false);
+        uint16_t * yb = run_emu(amx_test_ctx(be), &d, INFVSR_TYPE_BF16, false);
         int64_t bad = 0;
         for (int64_t j = 0; j < d.a.cout * d.P; j++) bad += yb[j] != infvsr_f32_to_bf16(y[j]);
         CHECK_MSG(bad == 0, "shape %d: %lld bf16 outputs are not the f32 output rounded once", i % N_SHAPES, (long long)bad);
@@ -225,7 +214,7 @@ static void test_amx_conv_vs_f64(void) {
 /* K blocks of 1 and 3 k-steps and the whole K, one output frame per input copy, 1 thread:
  * the same bits (the sums' order is per output, over k-steps in order, in every case). */
 static void test_amx_conv_blocks_groups_threads_bitexact(void) {
-    struct infvsr_backend * be2 = new_backend(2), * be1 = new_backend(1);
+    struct infvsr_backend * be2 = amx_test_backend(2), * be1 = amx_test_backend(1);
     const int pick[] = { 2, 4, 8, 9, 11, 12 };
     const int64_t old_kblk = amxc_kblk;
     const size_t old_xp = amxc_xp_bytes;
@@ -233,19 +222,19 @@ static void test_amx_conv_blocks_groups_threads_bitexact(void) {
         const struct conv_case cc = case_of(pick[k]);
         struct conv_data d = make_data(&cc);
         const size_t n = (size_t)(d.a.cout * d.P) * sizeof(float);
-        float * base = run_emu(ctx_of(be2), &d, INFVSR_TYPE_F32, false);
+        float * base = run_emu(amx_test_ctx(be2), &d, INFVSR_TYPE_F32, false);
         const int64_t kblks[3] = { 1, 3, 1 << 20 };
         for (int b = 0; b < 3; b++) {
             amxc_kblk = kblks[b];
-            float * y = run_emu(ctx_of(be2), &d, INFVSR_TYPE_F32, false);
+            float * y = run_emu(amx_test_ctx(be2), &d, INFVSR_TYPE_F32, false);
             CHECK_MSG(memcmp(base, y, n) == 0, "shape %d: K blocks of %lld changed the result", pick[k], (long long)kblks[b]);
             free(y);
         }
         amxc_kblk = old_kblk;
         amxc_xp_bytes = 1;
-        float * groups = run_emu(ctx_of(be2), &d, INFVSR_TYPE_F32, false);
+        float * groups = run_emu(amx_test_ctx(be2), &d, INFVSR_TYPE_F32, false);
         amxc_xp_bytes = old_xp;
-        float * one = run_emu(ctx_of(be1), &d, INFVSR_TYPE_F32, false);
+        float * one = run_emu(amx_test_ctx(be1), &d, INFVSR_TYPE_F32, false);
         CHECK_MSG(memcmp(base, groups, n) == 0, "shape %d: frame groups changed the result", pick[k]);
         CHECK_MSG(memcmp(base, one, n) == 0, "shape %d: 1 thread changed the result", pick[k]);
         int64_t at;
@@ -263,13 +252,13 @@ static void test_amx_conv_fast_prep_bitexact(void) {
         printf("  no AVX512-BF16 here: skipped (the product's prep is conv3d_bf16.c's, tested on that level)\n");
         return;
     }
-    struct infvsr_backend * be = new_backend(2);
+    struct infvsr_backend * be = amx_test_backend(2);
     for (int i = 0; i < 2 * N_SHAPES; i++) {
         const struct conv_case cc = case_of(i);
         struct conv_data d = make_data(&cc);
         const enum infvsr_dtype ydt = i % 2 ? INFVSR_TYPE_BF16 : INFVSR_TYPE_F32;
         const size_t n = (size_t)(d.a.cout * d.P) * infvsr_dtype_size(ydt);
-        void * plain = run_emu(ctx_of(be), &d, ydt, false), * fast = run_emu(ctx_of(be), &d, ydt, true);
+        void * plain = run_emu(amx_test_ctx(be), &d, ydt, false), * fast = run_emu(amx_test_ctx(be), &d, ydt, true);
         CHECK_MSG(memcmp(plain, fast, n) == 0, "shape %d: the AVX-512 prep gives other bits than the plain C one", i % N_SHAPES);
         free(plain), free(fast);
         free_data(&d);
@@ -281,8 +270,8 @@ static void test_amx_conv_fast_prep_bitexact(void) {
  * fault) and leave y alone; with AMX it must meet the reference and agree with the generic
  * path (x widened, the f32 kernel; bf16 weights so both use the same values). */
 static void test_amx_conv_real_entry(void) {
-    struct infvsr_backend * be = new_backend(2);
-    struct infvsr_cpu_ctx * c = ctx_of(be);
+    struct infvsr_backend * be = amx_test_backend(2);
+    struct infvsr_cpu_ctx * c = amx_test_ctx(be);
     if (infvsr_cpu_isa_detect() < INFVSR_CPU_ISA_AMX) {
         const struct conv_case cc = case_of(2);
         struct conv_data d = make_data(&cc);
@@ -342,13 +331,13 @@ static void test_amx_conv_real_entry(void) {
  * of bounds (each has more than one channel and column somewhere): the comparison sees
  * the kernel's layout. */
 static void test_planted_vnni_detected(void) {
-    struct infvsr_backend * be = new_backend(2);
+    struct infvsr_backend * be = amx_test_backend(2);
     int cases = 0, caught = 0;
     for (int i = 0; i < N_SHAPES; i++) {
         if (g_shapes[i][0] < 2) continue; /* Cin 1: one k per pair, nothing to swap */
         const struct conv_case cc = case_of(i);
         struct conv_data d = make_data(&cc);
-        float * y = run_emu(ctx_of(be), &d, INFVSR_TYPE_F32, false);
+        float * y = run_emu(amx_test_ctx(be), &d, INFVSR_TYPE_F32, false);
         int64_t at;
         caught += !(worst_err(&d, y, &at) <= 1);
         cases++;

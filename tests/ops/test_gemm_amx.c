@@ -28,20 +28,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "amx_test_util.h"
 #include "check.h"
 #include "isa.h"
-
-static struct infvsr_backend * new_backend(int n_threads) {
-    struct infvsr_cpu_params p = infvsr_cpu_default_params();
-    p.n_threads = n_threads;
-    struct infvsr_backend * be = NULL;
-    INFVSR_ASSERT(infvsr_cpu_backend_init(&p, &be) == INFVSR_OK);
-    return be;
-}
-
-static struct infvsr_cpu_ctx * ctx_of(struct infvsr_backend * be) {
-    return be->context;
-}
 
 static float f32_of_bits(uint32_t u) {
     float f;
@@ -313,14 +302,14 @@ static struct lin_case sweep_case(int i, int64_t M, int64_t N, int64_t K) {
 }
 
 static void test_amx_vs_f64_shapes(void) {
-    struct infvsr_backend * be = new_backend(2);
+    struct infvsr_backend * be = amx_test_backend(2);
     int i = 0, failed = 0;
     double worst = 0;
     g_reported = 0;
     for (int a = 0; a < COUNT(g_ms); a++) {
         for (int b = 0; b < COUNT(g_ns); b++) {
             for (int k = 0; k < COUNT(g_ks); k++, i++) {
-                const double e = check_case(ctx_of(be), sweep_case(i, g_ms[a], g_ns[b], g_ks[k]), (i / 48) % 2);
+                const double e = check_case(amx_test_ctx(be), sweep_case(i, g_ms[a], g_ns[b], g_ks[k]), (i / 48) % 2);
                 failed += !(e <= 1);
                 if (e > worst) worst = e;
             }
@@ -333,7 +322,7 @@ static void test_amx_vs_f64_shapes(void) {
         { .M = 47, .N = 161, .K = 1023, .wdt = INFVSR_TYPE_F16, .bias = 3, .act = INFVSR_UNARY_SILU, .seed = 7 },
     };
     for (int j = 0; j < COUNT(big); j++, i++) {
-        const double e = check_case(ctx_of(be), big[j], true);
+        const double e = check_case(amx_test_ctx(be), big[j], true);
         failed += !(e <= 1);
         if (e > worst) worst = e;
     }
@@ -371,7 +360,7 @@ static int64_t diff_vs_avx512(struct infvsr_cpu_ctx * c, struct lin_case lc, enu
  * both kernels must agree bit for bit, with the reference too (and through the shared
  * epilogue with each activation and bf16 output). */
 static void test_amx_exact_vs_avx512(void) {
-    struct infvsr_backend * be = new_backend(2);
+    struct infvsr_backend * be = amx_test_backend(2);
     static const int64_t shapes[][3] = { { 8, 16, 32 }, { 17, 33, 65 }, { 50, 129, 257 }, { 33, 200, 1001 }, { 9, 7, 3 },
                                          { 64, 64, 600 } };
     for (int s = 0; s < COUNT(shapes); s++) {
@@ -380,7 +369,7 @@ static void test_amx_exact_vs_avx512(void) {
                                    .bias = v % 4, .act = g_acts[(v + s) % 4], .integers = true, .seed = 77 + (uint64_t)v };
             if (lc.act == INFVSR_UNARY_COUNT) { /* exact: equal to the float64 reference */
                 struct lin_data d = make_data(lc);
-                float * y = run_emu(ctx_of(be), &d, INFVSR_TYPE_F32);
+                float * y = run_emu(amx_test_ctx(be), &d, INFVSR_TYPE_F32);
                 int64_t bad = 0;
                 for (int64_t i = 0; i < lc.M * lc.N; i++) bad += (double)y[i] != d.pre[i];
                 CHECK_MSG(bad == 0, "shape %d: %lld integer outputs differ from the exact sums", s, (long long)bad);
@@ -389,7 +378,7 @@ static void test_amx_exact_vs_avx512(void) {
             }
             if (have_avx512bf16()) {
                 const enum infvsr_dtype ydt = v % 2 ? INFVSR_TYPE_BF16 : INFVSR_TYPE_F32;
-                const int64_t bad = diff_vs_avx512(ctx_of(be), lc, ydt, NULL);
+                const int64_t bad = diff_vs_avx512(amx_test_ctx(be), lc, ydt, NULL);
                 CHECK_MSG(bad == 0, "shape %d variant %d: %lld outputs differ from the AVX512-BF16 kernel", s, v, (long long)bad);
             }
         }
@@ -408,13 +397,13 @@ static void test_amx_vs_avx512_random(void) {
         printf("  no AVX512-BF16 here: skipped (the reference comparison covers the AMX kernel)\n");
         return;
     }
-    struct infvsr_backend * be = new_backend(2);
+    struct infvsr_backend * be = amx_test_backend(2);
     int i = 0;
     for (int a = 0; a < COUNT(g_ms); a++) {
         for (int b = 0; b < COUNT(g_ns); b++) {
             for (int64_t K = 1; K <= 2; K++, i++) {
                 struct lin_case lc = sweep_case(i, g_ms[a], g_ns[b], K);
-                const int64_t bad = diff_vs_avx512(ctx_of(be), lc, i % 2 ? INFVSR_TYPE_BF16 : INFVSR_TYPE_F32, NULL);
+                const int64_t bad = diff_vs_avx512(amx_test_ctx(be), lc, i % 2 ? INFVSR_TYPE_BF16 : INFVSR_TYPE_F32, NULL);
                 CHECK_MSG(bad == 0, "M=%lld N=%lld K=%lld: %lld outputs differ from the AVX512-BF16 kernel",
                           (long long)lc.M, (long long)lc.N, (long long)K, (long long)bad);
             }
@@ -424,7 +413,7 @@ static void test_amx_vs_avx512_random(void) {
     int64_t differ = 0, total = 0;
     for (int k = 2; k < COUNT(g_ks); k++, i++) {
         struct lin_case lc = sweep_case(i, 33, 129, g_ks[k]);
-        differ += diff_vs_avx512(ctx_of(be), lc, INFVSR_TYPE_F32, &worst);
+        differ += diff_vs_avx512(amx_test_ctx(be), lc, INFVSR_TYPE_F32, &worst);
         total += lc.M * lc.N;
     }
     printf("  K > 2: %lld of %lld outputs differ in their bits; the AVX512-BF16 kernel's worst error %.3f x the bound\n",
@@ -435,7 +424,7 @@ static void test_amx_vs_avx512_random(void) {
 
 /* The order of the sums depends neither on the panels nor on the threads: bit for bit. */
 static void test_amx_panels_threads_bitexact(void) {
-    struct infvsr_backend * be2 = new_backend(2), * be1 = new_backend(1);
+    struct infvsr_backend * be2 = amx_test_backend(2), * be1 = amx_test_backend(1);
     const struct lin_case cases[] = {
         { .M = 40, .N = 300, .K = 99, .wdt = INFVSR_TYPE_BF16, .bias = 2, .act = INFVSR_UNARY_SILU, .seed = 11 },
         { .M = 17, .N = 520, .K = 300, .wdt = INFVSR_TYPE_F32, .bias = 0, .act = INFVSR_UNARY_COUNT, .seed = 12 },
@@ -443,11 +432,11 @@ static void test_amx_panels_threads_bitexact(void) {
     const size_t old = amx_panel_bytes;
     for (int i = 0; i < COUNT(cases); i++) {
         struct lin_data d = make_data(cases[i]);
-        float * base = run_emu(ctx_of(be2), &d, INFVSR_TYPE_F32);
+        float * base = run_emu(amx_test_ctx(be2), &d, INFVSR_TYPE_F32);
         amx_panel_bytes = 1; /* one task's columns per panel: 3 and 5 panels, the last partial */
-        float * panels = run_emu(ctx_of(be2), &d, INFVSR_TYPE_F32);
+        float * panels = run_emu(amx_test_ctx(be2), &d, INFVSR_TYPE_F32);
         amx_panel_bytes = old;
-        float * one = run_emu(ctx_of(be1), &d, INFVSR_TYPE_F32);
+        float * one = run_emu(amx_test_ctx(be1), &d, INFVSR_TYPE_F32);
         const size_t n = (size_t)(d.c.M * d.c.N) * sizeof(float);
         CHECK_MSG(memcmp(base, panels, n) == 0, "case %d: small panels changed the result", i);
         CHECK_MSG(memcmp(base, one, n) == 0, "case %d: 1 thread changed the result", i);
@@ -462,8 +451,8 @@ static void test_amx_panels_threads_bitexact(void) {
 /* The product's entry point runs the real tile instructions: without AMX it must refuse
  * (never fault) and leave y alone; with AMX it must meet the reference like the emulation. */
 static void test_amx_real_entry(void) {
-    struct infvsr_backend * be = new_backend(2);
-    struct infvsr_cpu_ctx * c = ctx_of(be);
+    struct infvsr_backend * be = amx_test_backend(2);
+    struct infvsr_cpu_ctx * c = amx_test_ctx(be);
     if (infvsr_cpu_isa_detect() < INFVSR_CPU_ISA_AMX) {
         struct lin_data d = make_data((struct lin_case){ .M = 20, .N = 40, .K = 70, .wdt = INFVSR_TYPE_BF16, .seed = 3 });
         float y[20 * 40];
@@ -526,8 +515,8 @@ static uint16_t * pack_whole_emu(struct infvsr_cpu_ctx * c, const struct lin_dat
 /* The emulated kernel on packed weights: bit for bit the per-call result (the sums run
  * in the same order; only where B comes from differs). */
 static void test_amx_packed_weights_bitexact(void) {
-    struct infvsr_backend * be = new_backend(2);
-    struct infvsr_cpu_ctx * c = ctx_of(be);
+    struct infvsr_backend * be = amx_test_backend(2);
+    struct infvsr_cpu_ctx * c = amx_test_ctx(be);
     const struct lin_case cases[] = {
         { .M = 40, .N = 300, .K = 99, .wdt = INFVSR_TYPE_BF16, .bias = 2, .act = INFVSR_UNARY_SILU, .seed = 21 },
         { .M = 17, .N = 520, .K = 300, .wdt = INFVSR_TYPE_F32, .bias = 0, .act = INFVSR_UNARY_COUNT, .seed = 22 },
@@ -558,8 +547,8 @@ static void test_amx_reads_the_cached_layout(void) {
         printf("  no AVX512-BF16 here: the product's packing does not run\n");
         return;
     }
-    struct infvsr_backend * be = new_backend(2);
-    struct infvsr_cpu_ctx * c = ctx_of(be);
+    struct infvsr_backend * be = amx_test_backend(2);
+    struct infvsr_cpu_ctx * c = amx_test_ctx(be);
     const struct lin_case cases[] = {
         { .M = 40, .N = 300, .K = 99, .wdt = INFVSR_TYPE_BF16, .bias = 2, .act = INFVSR_UNARY_SILU, .seed = 31 },
         { .M = 33, .N = 520, .K = 300, .wdt = INFVSR_TYPE_F32, .bias = 0, .act = INFVSR_UNARY_COUNT, .seed = 32 },
@@ -601,13 +590,13 @@ static void test_amx_reads_the_cached_layout(void) {
 /* With the pair layout planted wrong in the emulated instruction, every case with two or
  * more k and columns must be out of bounds: the comparison sees the kernel's layout. */
 static void test_planted_vnni_detected(void) {
-    struct infvsr_backend * be = new_backend(2);
+    struct infvsr_backend * be = amx_test_backend(2);
     int cases = 0, caught = 0;
     g_reported = 100; /* quiet */
     for (int a = 0; a < COUNT(g_ms); a++) {
         for (int k = 1; k < COUNT(g_ks); k++) {
             struct lin_case lc = sweep_case(cases, g_ms[a], g_ns[2 + (a + k) % (COUNT(g_ns) - 2)], g_ks[k]);
-            caught += !(check_case(ctx_of(be), lc, false) <= 1);
+            caught += !(check_case(amx_test_ctx(be), lc, false) <= 1);
             cases++;
         }
     }

@@ -20,20 +20,9 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "amx_test_util.h"
 #include "check.h"
 #include "isa.h"
-
-static struct infvsr_backend * new_backend(int n_threads) {
-    struct infvsr_cpu_params p = infvsr_cpu_default_params();
-    p.n_threads = n_threads;
-    struct infvsr_backend * be = NULL;
-    INFVSR_ASSERT(infvsr_cpu_backend_init(&p, &be) == INFVSR_OK);
-    return be;
-}
-
-static struct infvsr_cpu_ctx * ctx_of(struct infvsr_backend * be) {
-    return be->context;
-}
 
 struct mm_case {
     int64_t B, M, K, N;
@@ -56,13 +45,6 @@ struct mm_data {
     uint16_t *     a, * b;
     double *       ref, * bound; /* f64 result and its f32 accumulation bound, [B, M, N] */
 };
-
-static double bf(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float    f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
 
 static uint16_t * rand_bf16(size_t n, uint64_t seed) {
     float * f = malloc(n * sizeof *f);
@@ -87,8 +69,8 @@ static struct mm_data make_data(struct mm_case c, uint64_t seed) {
             for (int64_t n = 0; n < N; n++) {
                 double s = 0, sa = 0;
                 for (int64_t k = 0; k < K; k++) {
-                    const double x = bf(d.a[(bi * M + m) * K + k]);
-                    const double y = bf(c.tb ? d.b[(bi * N + n) * K + k] : d.b[(bi * K + k) * N + n]);
+                    const double x = amx_test_bf16(d.a[(bi * M + m) * K + k]);
+                    const double y = amx_test_bf16(c.tb ? d.b[(bi * N + n) * K + k] : d.b[(bi * K + k) * N + n]);
                     s += x * y, sa += fabs(x * y);
                 }
                 const size_t o = (size_t)((bi * M + m) * N + n);
@@ -111,7 +93,7 @@ static float * run_emu(struct infvsr_cpu_ctx * c, const struct mm_data * d, enum
     const long c0 = atomic_load(&amx_emu_configs), r0 = atomic_load(&amx_emu_releases);
     CHECK_EQ_INT(mmx_matmul(c, d->a, d->b, d->c.B, d->c.M, d->c.K, d->c.N, d->c.tb, d->c.alpha, out, cdt), INFVSR_OK);
     CHECK(atomic_load(&amx_emu_configs) - c0 == atomic_load(&amx_emu_releases) - r0);
-    for (size_t i = 0; i < n; i++) f[i] = cdt == INFVSR_TYPE_F32 ? ((float *)out)[i] : (float)bf(((uint16_t *)out)[i]);
+    for (size_t i = 0; i < n; i++) f[i] = cdt == INFVSR_TYPE_F32 ? ((float *)out)[i] : (float)amx_test_bf16(((uint16_t *)out)[i]);
     free(out);
     return f;
 }
@@ -128,17 +110,17 @@ static double worst(const struct mm_data * d, const float * c, bool bf16) {
 }
 
 static void test_mmx_vs_f64(void) {
-    struct infvsr_backend * be = new_backend(2);
+    struct infvsr_backend * be = amx_test_backend(2);
     for (int i = 0; i < N_CASES; i++) {
         struct mm_data d = make_data(g_cases[i], 100 + 7 * (uint64_t)i);
-        float * f = run_emu(ctx_of(be), &d, INFVSR_TYPE_F32);
-        float * h = run_emu(ctx_of(be), &d, INFVSR_TYPE_BF16);
+        float * f = run_emu(amx_test_ctx(be), &d, INFVSR_TYPE_F32);
+        float * h = run_emu(amx_test_ctx(be), &d, INFVSR_TYPE_BF16);
         const double wf = worst(&d, f, false), wh = worst(&d, h, true);
         CHECK_MSG(wf <= 1 && wh <= 1, "case %d (B %lld M %lld K %lld N %lld%s): %.3g / %.3g x the bound", i,
                   (long long)d.c.B, (long long)d.c.M, (long long)d.c.K, (long long)d.c.N, d.c.tb ? " b^T" : "", wf, wh);
         int64_t not_rounded = 0;
         for (size_t k = 0; k < (size_t)(d.c.B * d.c.M * d.c.N); k++)
-            not_rounded += (float)bf(infvsr_f32_to_bf16(f[k])) != h[k];
+            not_rounded += (float)amx_test_bf16(infvsr_f32_to_bf16(f[k])) != h[k];
         CHECK_MSG(not_rounded == 0, "case %d: %lld bf16 outputs are not the f32 ones rounded once", i,
                   (long long)not_rounded);
         free(f), free(h);
@@ -148,11 +130,11 @@ static void test_mmx_vs_f64(void) {
 }
 
 static void test_mmx_threads_bitexact(void) {
-    struct infvsr_backend * be1 = new_backend(1), * be3 = new_backend(3);
+    struct infvsr_backend * be1 = amx_test_backend(1), * be3 = amx_test_backend(3);
     for (int i = 0; i < N_CASES; i += 3) {
         struct mm_data d = make_data(g_cases[i], 300 + (uint64_t)i);
-        float * one = run_emu(ctx_of(be1), &d, INFVSR_TYPE_F32);
-        float * three = run_emu(ctx_of(be3), &d, INFVSR_TYPE_F32);
+        float * one = run_emu(amx_test_ctx(be1), &d, INFVSR_TYPE_F32);
+        float * three = run_emu(amx_test_ctx(be3), &d, INFVSR_TYPE_F32);
         CHECK_MSG(memcmp(one, three, (size_t)(d.c.B * d.c.M * d.c.N) * sizeof *one) == 0,
                   "case %d: 3 threads changed the result", i);
         free(one), free(three);
@@ -164,8 +146,8 @@ static void test_mmx_threads_bitexact(void) {
 /* The product's entry point runs the real tile instructions: without AMX it must refuse
  * (never fault) and leave c alone; with AMX it must equal the emulation bit for bit. */
 static void test_mmx_real_entry(void) {
-    struct infvsr_backend * be = new_backend(2);
-    struct infvsr_cpu_ctx * c = ctx_of(be);
+    struct infvsr_backend * be = amx_test_backend(2);
+    struct infvsr_cpu_ctx * c = amx_test_ctx(be);
     if (infvsr_cpu_isa_detect() < INFVSR_CPU_ISA_AMX) {
         struct mm_data d = make_data(g_cases[2], 5);
         float y[2 * 17 * 9];
@@ -192,7 +174,7 @@ static void test_mmx_real_entry(void) {
             CHECK_EQ_INT(infvsr_cpu_op_matmul_amx(c, d.a, d.b, d.c.B, d.c.M, d.c.K, d.c.N, d.c.tb, d.c.alpha, out, cdt),
                          INFVSR_OK);
             for (size_t k = 0; k < n; k++) {
-                const float v = h ? (float)bf(((uint16_t *)out)[k]) : ((float *)out)[k];
+                const float v = h ? (float)amx_test_bf16(((uint16_t *)out)[k]) : ((float *)out)[k];
                 differ += memcmp(&v, &emu[k], sizeof v) != 0;
             }
             total += (int64_t)n;
