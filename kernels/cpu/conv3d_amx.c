@@ -75,6 +75,8 @@ enum infvsr_status infvsr_cpu_op_conv3d_amx(struct infvsr_cpu_ctx * c, const str
 bool infvsr__conv3d_amx_pack_weight(struct infvsr_cpu_ctx * c, struct infvsr_cpu_w w, const int64_t shape[5]) {
     const struct infvsr_cpu_conv a = { .w = w, .cout = shape[0], .cin = shape[1], .kt = shape[2], .kh = shape[3],
                                        .kw = shape[4] };
+    for (int i = 0; i < 5; i++)
+        if (shape[i] <= 0) return true; /* an empty tensor: nothing to pack */
     if (infvsr_cpu_isa_detect() < INFVSR_CPU_ISA_AMX || infvsr_cpu_conv3d_bf16_kernel(c, &a) != INFVSR_CPU_CONV3D_BF16_AMX)
         return true; /* not this kernel's: nothing to pack */
     /* the layout amxc_conv reads: channels padded to whole k tiles, whole column groups */

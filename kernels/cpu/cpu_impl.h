@@ -255,6 +255,10 @@ bool infvsr_cpu_matmul_bf16_applies(const struct infvsr_cpu_ctx * c, int64_t B, 
 enum infvsr_status infvsr_cpu_op_matmul_bf16(struct infvsr_cpu_ctx * c, const uint16_t * a, const uint16_t * b,
                                              int64_t B, int64_t M, int64_t K, int64_t N, bool trans_b, float alpha,
                                              void * out, enum infvsr_dtype c_dtype);
+/* out rows at + r * ld (r < rows), columns 0..cols = alpha * ct rows (at ct + r * ldc), f32
+ * or rounded once to bf16: the store of both batched bf16 matmul kernels (AVX2). */
+void infvsr__matmul_store_rows(const float * ct, int64_t ldc, int64_t rows, int64_t cols, float alpha, void * out,
+                               enum infvsr_dtype c_dtype, int64_t at, int64_t ld);
 /* The same on AMX-BF16 tiles (matmul_amx.c; what the amx level runs): INFVSR_ERR_UNSUPPORTED
  * where the CPU has no AMX. */
 enum infvsr_status infvsr_cpu_op_matmul_amx(struct infvsr_cpu_ctx * c, const uint16_t * a, const uint16_t * b,

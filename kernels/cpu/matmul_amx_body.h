@@ -22,7 +22,8 @@
  *    the 16 rows exist; otherwise the 16 rows are copied into a zero-padded [16][KT * 32]
  *    buffer first, so no tile load reads past a row or past the tensor.
  *  - micro-kernel: 16 rows x 32 columns (tmm0, 1) from one A tile (tmm4) and two B tiles
- *    (tmm6, 7) per k tile, stored to an f32 tile [16][32], then scaled and stored as c.
+ *    (tmm6, 7) per k tile, stored to an f32 tile [16][32], then scaled and stored as c
+ *    (infvsr__matmul_store_rows, matmul_bf16.c's store).
  * Tasks: a batch entry (or a block of its rows when there are few entries), as
  * matmul_bf16.c; LDTILECFG at a task's start and TILERELEASE at its end. */
 #include <immintrin.h>
@@ -108,27 +109,6 @@ static void mmx_pack_plain(const struct mmx_job * j, const uint16_t * b, uint16_
     }
 }
 
-/* c rows r0 .. r0 + rows, columns n0 .. n0 + cols of entry bi = alpha * ct (ld 32). */
-static void mmx_store(const struct mmx_job * j, const float * ct, int64_t bi, int64_t r0, int64_t rows, int64_t n0,
-                      int64_t cols) {
-    const __m256 al = _mm256_set1_ps(j->alpha);
-    for (int64_t r = 0; r < rows; r++) {
-        const float * t = ct + r * 2 * MMX_TN;
-        const size_t  o = (size_t)((bi * j->M + r0 + r) * j->N + n0);
-        int64_t i = 0;
-        if (j->c_dtype == INFVSR_TYPE_F32) {
-            float * y = (float *)j->out + o;
-            for (; i + 8 <= cols; i += 8) _mm256_storeu_ps(y + i, _mm256_mul_ps(al, _mm256_loadu_ps(t + i)));
-            for (; i < cols; i++) y[i] = j->alpha * t[i];
-        } else {
-            uint16_t * y = (uint16_t *)j->out + o;
-            for (; i + 8 <= cols; i += 8)
-                _mm_storeu_si128((__m128i *)(void *)(y + i), infvsr__round8_bf16(_mm256_mul_ps(al, _mm256_loadu_ps(t + i))));
-            for (; i < cols; i++) y[i] = infvsr_f32_to_bf16(j->alpha * t[i]);
-        }
-    }
-}
-
 AMX_FN static void mmx_task(void * ctx, int64_t t, int tid) {
     const struct mmx_job * j = ctx;
     const int64_t bi = t / j->n_mb, m0 = (t % j->n_mb) * j->mb, m1 = m0 + j->mb < j->M ? m0 + j->mb : j->M;
@@ -162,7 +142,8 @@ AMX_FN static void mmx_task(void * ctx, int64_t t, int tid) {
             amx_store(1, ct + MMX_TN, 2 * MMX_TN * (int64_t)sizeof(float));
             const int64_t n0 = s * 16, cols = j->N - n0 < 32 ? j->N - n0 : 32;
             /* the tile state stays configured over the store: plain AVX2 code there */
-            mmx_store(j, ct, bi, r0, rows, n0, cols);
+            infvsr__matmul_store_rows(ct, 2 * MMX_TN, rows, cols, j->alpha, j->out, j->c_dtype,
+                                      (bi * j->M + r0) * j->N + n0, j->N);
         }
     }
     amx_release();

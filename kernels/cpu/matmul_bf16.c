@@ -120,23 +120,22 @@ AVX512BF16_FN static void run_tile(int mr, int nrv, const uint16_t * a, int64_t 
     }
 }
 
-/* c rows (row r of the tile at ct + r * ldc) = alpha * tile, stored as c_dtype. */
-static void store_tile(const struct mm_job * j, const float * ct, int64_t ldc, int64_t rows, int64_t cols,
-                       int64_t at) {
+void infvsr__matmul_store_rows(const float * ct, int64_t ldc, int64_t rows, int64_t cols, float alpha, void * out,
+                               enum infvsr_dtype c_dtype, int64_t at, int64_t ld) {
+    const __m256 al = _mm256_set1_ps(alpha);
     for (int64_t r = 0; r < rows; r++) {
         const float * t = ct + r * ldc;
-        const int64_t o = at + r * j->N;
-        const __m256 al = _mm256_set1_ps(j->alpha);
+        const int64_t o = at + r * ld;
         int64_t i = 0;
-        if (j->c_dtype == INFVSR_TYPE_F32) {
-            float * y = (float *)j->out + o;
-            for (; i + 8 <= cols; i += 8) _mm256_storeu_ps(y + i, _mm256_mul_ps(al, _mm256_load_ps(t + i)));
-            for (; i < cols; i++) y[i] = j->alpha * t[i];
+        if (c_dtype == INFVSR_TYPE_F32) {
+            float * y = (float *)out + o;
+            for (; i + 8 <= cols; i += 8) _mm256_storeu_ps(y + i, _mm256_mul_ps(al, _mm256_loadu_ps(t + i)));
+            for (; i < cols; i++) y[i] = alpha * t[i];
         } else {
-            uint16_t * y = (uint16_t *)j->out + o;
+            uint16_t * y = (uint16_t *)out + o;
             for (; i + 8 <= cols; i += 8)
-                _mm_storeu_si128((__m128i *)(y + i), infvsr__round8_bf16(_mm256_mul_ps(al, _mm256_load_ps(t + i))));
-            for (; i < cols; i++) y[i] = infvsr_f32_to_bf16(j->alpha * t[i]);
+                _mm_storeu_si128((__m128i *)(void *)(y + i), infvsr__round8_bf16(_mm256_mul_ps(al, _mm256_loadu_ps(t + i))));
+            for (; i < cols; i++) y[i] = infvsr_f32_to_bf16(alpha * t[i]);
         }
     }
 }
@@ -160,7 +159,7 @@ AVX512BF16_FN static void mm_task(void * ctx, int64_t t, int tid) {
             const int nrv = j->strips - s0 < NRV ? (int)(j->strips - s0) : NRV;
             run_tile(mr, nrv, a, K, bp + s0 * bstride, bstride, np, odd, ct);
             const int64_t cols = N - s0 * 16 < nrv * 16 ? N - s0 * 16 : nrv * 16;
-            store_tile(j, ct, nrv * 16, mr, cols, (bi * j->M + r0) * N + s0 * 16);
+            infvsr__matmul_store_rows(ct, nrv * 16, mr, cols, j->alpha, j->out, j->c_dtype, (bi * j->M + r0) * N + s0 * 16, N);
         }
     }
 }
